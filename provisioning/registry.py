@@ -1,0 +1,181 @@
+"""The device registry: one SQLite row per device, with an audit trail of every change."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+from typing import Any
+
+from provisioning.device import Device
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    model TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    latitude REAL,
+    longitude REAL,
+    address TEXT NOT NULL DEFAULT '',
+    district TEXT NOT NULL DEFAULT '',
+    street TEXT NOT NULL DEFAULT '',
+    zone_class TEXT NOT NULL DEFAULT '',
+    site TEXT NOT NULL DEFAULT '',
+    install TEXT NOT NULL DEFAULT '{}',
+    expected_interval_s INTEGER NOT NULL DEFAULT 300,
+    status TEXT NOT NULL DEFAULT 'active',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    by TEXT NOT NULL,
+    action TEXT NOT NULL,
+    changes TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_device ON audit(device_id, seq);
+"""
+
+_COLUMNS = [f.name for f in fields(Device)]
+
+
+class RegistryError(ValueError):
+    """A registry change that cannot be made (duplicate key, unknown id); the message says which."""
+
+
+def _row_to_device(row: sqlite3.Row) -> Device:
+    data = {k: row[k] for k in _COLUMNS}
+    data["install"] = json.loads(data["install"] or "{}")
+    return Device(**data)
+
+
+def _device_to_row(d: Device) -> dict[str, Any]:
+    row = asdict(d)
+    row["install"] = json.dumps(d.install, sort_keys=True, ensure_ascii=False)
+    return row
+
+
+def current_user() -> str:
+    """Who makes a change when no `--by` is given: the OS user."""
+    try:
+        return getpass.getuser()
+    except Exception:  # getuser raises several types when no name can be found
+        return "unknown"
+
+
+class Registry:
+    """SQLite-backed device registry; safe to open from the CLI while the service runs (WAL)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: a cheap 'did anything change?'."""
+        return self._db.execute("PRAGMA data_version").fetchone()[0]
+
+    def _audit(self, db: sqlite3.Connection, device_id: str, action: str, changes: Mapping[str, Any],
+               by: str | None) -> None:
+        db.execute("INSERT INTO audit(device_id, at, by, action, changes) VALUES (?,?,?,?,?)",
+                   (device_id, time.time(), by or current_user(), action,
+                    json.dumps(changes, ensure_ascii=False, sort_keys=True, default=str)))
+
+    def add(self, device: Device, *, by: str | None = None) -> None:
+        """Insert a device; a duplicate id or key is refused naming the device that has it."""
+        now = time.time()
+        with self._tx() as db:
+            for col, val in (("id", device.id), ("key", device.key)):
+                hit = db.execute(f"SELECT id FROM devices WHERE {col} = ?", (val,)).fetchone()
+                if hit:
+                    raise RegistryError(f"{col} {val!r} is already registered to device {hit['id']!r}")
+            row = _device_to_row(device)
+            cols = ", ".join([*row, "created_at", "updated_at"])
+            marks = ", ".join("?" * (len(row) + 2))
+            db.execute(f"INSERT INTO devices({cols}) VALUES ({marks})", (*row.values(), now, now))
+            self._audit(db, device.id, "add", asdict(device), by)
+
+    def update(self, device_id: str, *, by: str | None = None, action: str = "update",
+               **changes: Any) -> Device:
+        """Change some columns of one device; records old → new values in the audit table."""
+        with self._tx() as db:
+            old = self._get(db, device_id)
+            new = replace(old, **changes)
+            diff = {k: [getattr(old, k), getattr(new, k)] for k in changes if getattr(old, k) != getattr(new, k)}
+            if not diff:
+                return old
+            if "key" in diff:
+                hit = db.execute("SELECT id FROM devices WHERE key = ? AND id != ?",
+                                 (new.key, device_id)).fetchone()
+                if hit:
+                    raise RegistryError(f"key {new.key!r} is already registered to device {hit['id']!r}")
+            row = _device_to_row(new)
+            sets = ", ".join(f"{k} = ?" for k in row)
+            db.execute(f"UPDATE devices SET {sets}, updated_at = ? WHERE id = ?",
+                       (*row.values(), time.time(), device_id))
+            self._audit(db, device_id, action, diff, by)
+            return new
+
+    def _get(self, db: sqlite3.Connection, device_id: str) -> Device:
+        row = db.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
+        if row is None:
+            raise RegistryError(f"no device with id {device_id!r}")
+        return _row_to_device(row)
+
+    def get(self, device_id: str) -> Device:
+        return self._get(self._db, device_id)
+
+    def find(self, device_id: str) -> Device | None:
+        row = self._db.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
+        return _row_to_device(row) if row else None
+
+    def by_key(self, key: str) -> Device | None:
+        row = self._db.execute("SELECT * FROM devices WHERE key = ?", (key,)).fetchone()
+        return _row_to_device(row) if row else None
+
+    def all(self, **where: str) -> list[Device]:
+        """Every device, optionally filtered by equality on columns (kind, model, district, status)."""
+        bad = set(where) - set(_COLUMNS)
+        if bad:
+            raise RegistryError(f"cannot filter on {sorted(bad)}; columns are {_COLUMNS}")
+        clause = " AND ".join(f"{k} = ?" for k in where) or "1"
+        rows = self._db.execute(f"SELECT * FROM devices WHERE {clause} ORDER BY id", tuple(where.values()))
+        return [_row_to_device(r) for r in rows]
+
+    def history(self, device_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT * FROM audit WHERE device_id = ? ORDER BY seq", (device_id,))
+        return [{**dict(r), "changes": json.loads(r["changes"])} for r in rows]
+
+    def count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM devices").fetchone()[0]

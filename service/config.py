@@ -1,0 +1,159 @@
+"""Configuration: `config.toml` read, validated and resolved into typed sections.
+
+An unknown key, a wrong type or a missing value stops start-up with a `ConfigError`
+naming the key and what is expected. Secrets may come from the environment instead
+of the file (see `SECRET_ENV`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULT_PATH = "config.toml"
+CONFIG_ENV = "URBANSENSE_CONFIG"
+SECRET_ENV = {
+    ("mqtt", "password"): "URBANSENSE_MQTT_PASSWORD",
+    ("influxdb", "password"): "URBANSENSE_INFLUXDB_PASSWORD",
+    ("influxdb", "token"): "URBANSENSE_INFLUXDB_TOKEN",
+}
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the file and key(s)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class MqttConfig(_Section):
+    host: str = Field("127.0.0.1", description="broker host name or address")
+    port: int = Field(1883, ge=1, le=65535, description="broker TCP port")
+    client_id: str = Field("urbansense-ingest", min_length=1,
+                           description="fixed client id: the broker keeps this session's queue")
+    username: str = Field("", description="broker user name, empty for anonymous")
+    password: str = Field("", description="broker password (or env URBANSENSE_MQTT_PASSWORD)")
+    keepalive_s: int = Field(30, ge=5, description="MQTT keepalive in seconds")
+    session_expiry_s: int = Field(7 * 24 * 3600, ge=0,
+                                  description="MQTT 5 session expiry: how long the broker keeps our queue")
+    receive_maximum: int = Field(10_000, ge=1, le=65535,
+                                 description="MQTT 5 Receive Maximum: unacknowledged messages in flight")
+    reconnect_min_s: float = Field(0.5, gt=0, description="first reconnect delay")
+    reconnect_max_s: float = Field(30.0, gt=0, description="reconnect delay cap")
+
+
+class LorawanConfig(_Section):
+    chirpstack: bool = Field(True, description="subscribe to ChirpStack v4 uplink events")
+    chirpstack_topic: str = Field("application/+/device/+/event/up", description="ChirpStack topic filter")
+    tts: bool = Field(False, description="subscribe to The Things Stack v3 uplinks")
+    tts_topic: str = Field("v3/+/devices/+/up", description="The Things Stack topic filter")
+
+
+class InfluxConfig(_Section):
+    url: str = Field("http://127.0.0.1:8086", description="InfluxDB base URL (v1 API)")
+    database: str = Field("urbansense", min_length=1, description="database (1.x) or DBRP-mapped bucket")
+    username: str = Field("", description="v1 user name")
+    password: str = Field("", description="v1 password (or env URBANSENSE_INFLUXDB_PASSWORD)")
+    token: str = Field("", description="v2/v3 token (or env URBANSENSE_INFLUXDB_TOKEN)")
+    retention_policy: str = Field("", description="retention policy, empty for the default")
+    create_database: bool = Field(True, description="create the database on start (1.x)")
+    batch_size: int = Field(5000, ge=1, description="lines per write")
+    flush_interval_s: float = Field(0.2, gt=0, description="longest a line waits before a write")
+    max_batches_in_flight: int = Field(2, ge=1, description="writes under way before backpressure")
+    timeout_s: float = Field(10.0, gt=0, description="HTTP timeout per write")
+
+
+class RegistryConfig(_Section):
+    path: str = Field("var/registry.sqlite", description="SQLite device registry")
+    reload_interval_s: float = Field(2.0, gt=0, description="how often the service looks for registry changes")
+
+
+class PipelineConfig(_Section):
+    queue_size: int = Field(20_000, ge=1, description="uplinks buffered before backpressure")
+    dead_letter_path: str = Field("var/deadletter.sqlite", description="store of refused messages")
+    log_every_s: float = Field(60.0, ge=0, description="log a failure at most once per device per interval")
+
+
+class MetricsConfig(_Section):
+    enabled: bool = Field(True, description="serve Prometheus metrics")
+    host: Literal["127.0.0.1", "localhost", "::1"] = Field("127.0.0.1", description="loopback address")
+    port: int = Field(9464, ge=0, le=65535, description="metrics port (0 = any free port)")
+
+
+class LoggingConfig(_Section):
+    level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = Field(
+        "INFO", description="loguru level")
+
+
+class Config(_Section):
+    mqtt: MqttConfig = MqttConfig()
+    lorawan: LorawanConfig = LorawanConfig()
+    influxdb: InfluxConfig = InfluxConfig()
+    registry: RegistryConfig = RegistryConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    base_dir: Path = Field(Path("."), exclude=True, description="folder relative paths resolve against")
+
+    def path(self, value: str) -> Path:
+        """A configured path, resolved against the config file's folder."""
+        p = Path(value)
+        return p if p.is_absolute() else self.base_dir / p
+
+
+_TYPE_WORDS = {
+    "int_type": "an integer", "int_parsing": "an integer", "float_type": "a number",
+    "float_parsing": "a number", "bool_type": "true or false", "bool_parsing": "true or false",
+    "string_type": "a string in quotes", "dict_type": "a table", "model_type": "a table",
+}
+
+
+def _describe(err: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in err["loc"])
+    kind = err["type"]
+    got = err.get("input")
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key (check its spelling; see config.toml for the keys)"
+    if kind == "missing":
+        return f"{key}: required value is missing"
+    if kind in _TYPE_WORDS:
+        return f"{key}: expected {_TYPE_WORDS[kind]}, got {got!r}"
+    return f"{key}: {err['msg']} (got {got!r})"
+
+
+def parse_config(data: dict[str, Any], *, source: str = "config", base_dir: Path = Path("."),
+                 environ: dict[str, str] | None = None) -> Config:
+    """Validate a parsed TOML document; secrets from `environ` override the file's."""
+    env = os.environ if environ is None else environ
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for (section, key), var in SECRET_ENV.items():
+        if env.get(var):
+            sect = merged.setdefault(section, {})
+            if isinstance(sect, dict):
+                sect[key] = env[var]
+    if "base_dir" in merged:
+        raise ConfigError(f"{source}: base_dir: unknown key (check its spelling; see config.toml for the keys)")
+    try:
+        return Config.model_validate({**merged, "base_dir": base_dir})
+    except ValidationError as exc:
+        problems = "\n  ".join(_describe(e) for e in exc.errors())
+        raise ConfigError(f"{source}: invalid configuration:\n  {problems}") from None
+
+
+def load_config(path: str | Path | None = None, *, environ: dict[str, str] | None = None) -> Config:
+    """Read and validate the config from `path`, else $URBANSENSE_CONFIG, else ./config.toml."""
+    env = os.environ if environ is None else environ
+    p = Path(path or env.get(CONFIG_ENV) or DEFAULT_PATH)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: configuration file not found (use --config or {CONFIG_ENV})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return parse_config(data, source=str(p), base_dir=p.resolve().parent, environ=env)

@@ -1,0 +1,47 @@
+"""The loopback HTTP endpoint: Prometheus `/metrics`, `/healthz` (alive) and `/readyz` (ready)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class MetricsServer:
+    """Serves in a daemon thread; `port` 0 picks a free one (read `.port` after `start`)."""
+
+    def __init__(self, registry: CollectorRegistry, host: str, port: int,
+                 ready: Callable[[], tuple[bool, str]]) -> None:
+        self._metrics = make_wsgi_app(registry)
+        self._ready = ready
+        self.host = host
+        self.port = port
+        self._server: WSGIServer | None = None
+
+    def _app(self, environ: dict, start_response: Callable) -> list[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
+        if path == "/readyz":
+            ok, why = self._ready()
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [why.encode() + b"\n"]
+        return self._metrics(environ, start_response)
+
+    def start(self) -> None:
+        self._server = make_server(self.host, self.port, self._app, handler_class=_QuietHandler)
+        self.port = self._server.server_port
+        threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()

@@ -1,0 +1,200 @@
+"""The pipeline: incoming messages → registry lookup → decode → derive → Reading → storage.
+
+Every message ends either as a reading handed to the `BatchWriter` or as a row in
+the dead-letter store, and its acknowledgement is released only after that hand-off
+is durable, in the order the messages arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from loguru import logger
+from storage.deadletter import DeadLetter, DeadLetterStore
+from storage.lineprotocol import encode_reading
+from storage.schema import HEALTH_FIELDS
+from storage.writer import BatchWriter
+
+from collectors.uplink import EnvelopeError, Uplink
+from decoders import DecodeError, UnknownModel, derive, get_model
+from provisioning.device import Device
+from provisioning.view import RegistryView
+from service.inbox import Inbox
+from service.metrics import Metrics
+from storage.reading import Reading
+
+Parser = Callable[[str, bytes, int], Uplink]
+
+
+@dataclass(slots=True)
+class Incoming:
+    """One message as a collector received it; `uplink` is set when the collector parsed it already."""
+
+    source: str
+    topic: str
+    payload: bytes
+    received_ns: int
+    ack: Callable[[], None] | None = None
+    uplink: Uplink | None = None
+
+
+@dataclass
+class PipelineStats:
+    """Live figures for the demo's table and the tests."""
+
+    received: int = 0
+    readings: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    latest: dict[str, tuple[str, dict]] = field(default_factory=dict)
+
+
+class Rejected(Exception):
+    """A message that becomes a dead letter: `reason` is its stable label."""
+
+    def __init__(self, reason: str, detail: str, device_key: str | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.device_key = device_key
+
+
+class Pipeline:
+    def __init__(self, *, view: RegistryView, writer: BatchWriter, deadletters: DeadLetterStore,
+                 metrics: Metrics, parsers: dict[str, Parser], chunk_size: int = 1000,
+                 log_every_s: float = 60.0) -> None:
+        self.view = view
+        self.writer = writer
+        self.deadletters = deadletters
+        self.metrics = metrics
+        self.parsers = parsers
+        self.chunk_size = chunk_size
+        self.log_every_s = log_every_s
+        self.stats = PipelineStats()
+        self.on_reading: list[Callable[[Reading], None]] = []
+        self._last_fcnt: dict[str, tuple[int, int]] = {}
+        self._tags: dict[str, tuple[Device, tuple[tuple[str, str], ...]]] = {}
+        self._logged: dict[tuple[str, str], float] = {}
+
+    def _tags_of(self, device: Device) -> tuple[tuple[str, str], ...]:
+        cached = self._tags.get(device.id)
+        if cached is None or cached[0] is not device:
+            cached = (device, device.tags())
+            self._tags[device.id] = cached
+        return cached[1]
+
+    def _fcnt_gap(self, device_id: str, fcnt: int) -> int:
+        last = self._last_fcnt.get(device_id)
+        if last is None:
+            gap = 0
+        elif fcnt == last[0]:
+            return last[1]
+        else:
+            gap = max(0, fcnt - last[0] - 1)
+        self._last_fcnt[device_id] = (fcnt, gap)
+        return gap
+
+    def to_reading(self, msg: Incoming) -> Reading:
+        """One message to one reading; raises `Rejected` with the reason it cannot be stored."""
+        up = msg.uplink
+        if up is None:
+            parse = self.parsers.get(msg.source)
+            if parse is None:
+                raise Rejected("unknown_source", f"no envelope parser for source {msg.source!r}")
+            try:
+                up = parse(msg.topic, msg.payload, msg.received_ns)
+            except EnvelopeError as exc:
+                raise Rejected(exc.reason, exc.detail) from None
+        device = self.view.by_key.get(up.device_key)
+        if device is None:
+            raise Rejected("unknown_device", f"no registered device has key {up.device_key}", up.device_key)
+        if device.status == "retired":
+            raise Rejected("retired_device", f"device {device.id} is retired", up.device_key)
+        try:
+            model = get_model(device.model)
+        except UnknownModel as exc:
+            raise Rejected("unknown_model", str(exc), up.device_key) from None
+        try:
+            decoded = model.codec.decode(up.payload, up.port)
+        except DecodeError as exc:
+            raise Rejected("decode_error", f"{device.model} port {up.port}: {exc}", up.device_key) from None
+        derived = derive(device.kind, decoded.fields, device.install, model)
+        warnings = decoded.warnings + derived.warnings
+        if warnings:
+            self.metrics.decode_warnings.labels(device.model).inc(len(warnings))
+            self._log_once(device.id, "warning", "; ".join(warnings))
+        fields = derived.fields
+        health = {k: v for k, v in fields.items() if k in HEALTH_FIELDS}
+        if up.rssi_dbm is not None:
+            health["rssi_dbm"] = up.rssi_dbm
+        if up.snr_db is not None:
+            health["snr_db"] = up.snr_db
+        if up.fcnt is not None:
+            health["fcnt"] = up.fcnt
+            health["fcnt_gap"] = self._fcnt_gap(device.id, up.fcnt)
+        return Reading(device.id, device.kind, up.time_ns, fields, self._tags_of(device), health)
+
+    def _log_once(self, device: str, reason: str, detail: str) -> None:
+        now = time.monotonic()
+        key = (device, reason)
+        if now - self._logged.get(key, -1e18) >= self.log_every_s:
+            self._logged[key] = now
+            logger.warning("{} {}: {}", device, reason, detail)
+
+    def process_chunk(self, chunk: Iterable[Incoming]) -> tuple[bytes, list[Reading], list[DeadLetter],
+                                                                  list[Callable[[], None]]]:
+        """Pure CPU work for a chunk: line protocol for the good ones, dead letters for the rest."""
+        lines: list[bytes] = []
+        readings: list[Reading] = []
+        dead: list[DeadLetter] = []
+        acks: list[Callable[[], None]] = []
+        received = self.metrics.uplinks_received
+        for msg in chunk:
+            received.labels(msg.source).inc()
+            if msg.ack is not None:
+                acks.append(msg.ack)
+            try:
+                reading = self.to_reading(msg)
+                lines.append(encode_reading(reading))
+            except Rejected as exc:
+                self.metrics.rejected.labels(exc.reason).inc()
+                self.stats.rejected[exc.reason] = self.stats.rejected.get(exc.reason, 0) + 1
+                self._log_once(exc.device_key or msg.topic, exc.reason, exc.detail)
+                dead.append(DeadLetter(time_ns=msg.received_ns or time.time_ns(), source=msg.source,
+                                       topic=msg.topic, payload=msg.payload, reason=exc.reason,
+                                       detail=exc.detail, device_key=exc.device_key))
+                continue
+            readings.append(reading)
+        return b"".join(lines), readings, dead, acks
+
+    async def handle(self, chunk: list[Incoming]) -> None:
+        """Process one chunk and hand it off; its acks run once its lines are written."""
+        body, readings, dead, acks = self.process_chunk(chunk)
+        self.stats.received += len(chunk)
+        if dead:
+            await asyncio.to_thread(self.deadletters.add_many, dead)
+        kinds: dict[str, int] = {}
+        for r in readings:
+            kinds[r.kind] = kinds.get(r.kind, 0) + 1
+            self.stats.latest[r.kind] = (r.device_id, r.fields)
+            for hook in self.on_reading:
+                hook(r)
+
+        def done() -> None:
+            for ack in acks:
+                ack()
+            for kind, n in kinds.items():
+                self.metrics.readings_written.labels(kind).inc(n)
+            self.stats.readings += len(readings)
+
+        await self.writer.add(body, done)
+
+    async def run(self, inbox: Inbox[Incoming], stop: asyncio.Event) -> None:
+        """Consume until `stop` is set and the inbox is empty."""
+        while not (stop.is_set() and len(inbox) == 0):
+            chunk = await inbox.get_chunk(self.chunk_size, timeout=0.1)
+            self.metrics.queue_depth.set(len(inbox))
+            if chunk:
+                await self.handle(chunk)

@@ -1,0 +1,25 @@
+"""The `Reading`: one decoded uplink of one registered device, ready for storage and rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+FieldValue = float | int | bool | str
+
+
+@dataclass(slots=True)
+class Reading:
+    """`kind` is the InfluxDB measurement; `fields` are canonical (SCHEMA.md).
+
+    `tags` come from the registry (device_id, model, district, zone_class, site) as
+    sorted (key, value) pairs, so a device's tag set is hashable and its escaped form
+    can be cached. `health` holds the device-health subset plus radio metadata
+    (rssi_dbm, snr_db, fcnt, fcnt_gap), written to `device_health`.
+    """
+
+    device_id: str
+    kind: str
+    time_ns: int
+    fields: dict[str, FieldValue]
+    tags: tuple[tuple[str, str], ...]
+    health: dict[str, FieldValue] = field(default_factory=dict)

@@ -1,0 +1,46 @@
+"""Shared fixtures: real Mosquitto and real influxd on free loopback ports, data in temp folders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.daemons import Daemon, start_influxd, start_mosquitto
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """One influxd for the session; tests use their own database names (see `influx_db`)."""
+    d = start_influxd(tmp_path_factory.mktemp("influxd"))
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def influx_db(influxd: Daemon, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database for one test, named after it."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:60]
+    httpx.post(f"{influxd.url}/query", params={"q": f'DROP DATABASE "{name}"'}).raise_for_status()
+    httpx.post(f"{influxd.url}/query", params={"q": f'CREATE DATABASE "{name}"'}).raise_for_status()
+    return name
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Daemon]:
+    """A broker of the test's own, so persistent sessions never leak between tests."""
+    d = start_mosquitto(tmp_path)
+    yield d
+    d.stop()
+
+
+def influx_query(influxd: Daemon, db: str, q: str) -> list[dict]:
+    """Run InfluxQL; return the series of the first statement (empty list when none)."""
+    r = httpx.get(f"{influxd.url}/query", params={"db": db, "q": q, "epoch": "ns"}, timeout=30)
+    r.raise_for_status()
+    result = r.json()["results"][0]
+    if "error" in result:
+        raise AssertionError(f"InfluxQL error for {q!r}: {result['error']}")
+    return result.get("series", [])

@@ -1,0 +1,75 @@
+"""Test helpers: run the real service in a background thread against the fixtures' servers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from service.app import Service
+from service.config import Config, parse_config
+from service.daemons import Daemon
+
+
+def make_config(tmp: Path, mosquitto: Daemon, influxd: Daemon, db: str, **sections: dict) -> Config:
+    data: dict = {
+        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "client_id": f"test-{db}"[:60]},
+        "influxdb": {"url": influxd.url, "database": db, "flush_interval_s": 0.1},
+        "registry": {"path": str(tmp / "registry.sqlite"), "reload_interval_s": 0.5},
+        "pipeline": {"dead_letter_path": str(tmp / "deadletter.sqlite")},
+        "metrics": {"port": 0},
+        "logging": {"level": "WARNING"},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return parse_config(data, base_dir=tmp, environ={})
+
+
+@contextmanager
+def running(cfg: Config) -> Iterator[Service]:
+    """The service in its own thread and event loop; stopped (flush, ack) on exit."""
+    holder: dict = {}
+    ready = threading.Event()
+
+    def main() -> None:
+        async def go() -> None:
+            svc = Service(cfg)
+            holder["svc"] = svc
+            holder["loop"] = asyncio.get_running_loop()
+            task = asyncio.create_task(svc.run())
+            await svc.started.wait()
+            ready.set()
+            await task
+        try:
+            asyncio.run(go())
+        except BaseException as exc:  # surfaced to the test below
+            holder["error"] = exc
+            ready.set()
+
+    t = threading.Thread(target=main, name="service", daemon=True)
+    t.start()
+    assert ready.wait(30), "service did not start"
+    if "error" in holder:
+        raise holder["error"]
+    svc: Service = holder["svc"]
+    assert svc.consumer is not None and svc.consumer.wait_connected(10), "service did not connect to the broker"
+    try:
+        yield svc
+    finally:
+        holder["loop"].call_soon_threadsafe(svc.stop)
+        t.join(30)
+        assert not t.is_alive(), "service did not stop"
+        if "error" in holder:
+            raise holder["error"]
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

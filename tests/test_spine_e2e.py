@@ -1,0 +1,227 @@
+"""End to end on a real Mosquitto and a real influxd: uplinks in, exactly the right points out."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from conftest import influx_query
+from servicekit import make_config, running, wait_until
+from storage.deadletter import DeadLetterStore
+
+from collectors.lorawan.chirpstack import build_chirpstack_event
+from collectors.lorawan.tts import build_tts_uplink
+from provisioning.device import Device
+from provisioning.registry import Registry
+from service.daemons import Daemon, start_influxd
+from service.simulator import FleetSimulator, Publisher, Scenario, SimUplink, demo_fleet
+
+KINDS = ("noise", "dust", "bin_fill", "parking", "water_level")
+
+
+def stored_points(influxd: Daemon, db: str) -> dict[tuple[str, int], dict]:
+    """Every stored reading keyed by (device_id, time_ns), across the five kind measurements."""
+    out: dict[tuple[str, int], dict] = {}
+    for kind in KINDS:
+        for series in influx_query(influxd, db, f'SELECT * FROM "{kind}"'):
+            cols = series["columns"]
+            for row in series["values"]:
+                rec = {c: v for c, v in zip(cols, row, strict=True) if v is not None}
+                key = (rec["device_id"], rec["time"])
+                assert key not in out, f"two points for {key}"
+                out[key] = {**rec, "_kind": kind}
+    return out
+
+
+def provision(path: Path, devices: list[Device]) -> None:
+    with Registry(path) as reg:
+        for d in devices:
+            reg.add(d, by="test")
+
+
+def test_10000_uplinks_become_exactly_10000_points_and_replay_adds_none(
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db)
+    devices = demo_fleet({k: 20 for k in KINDS})
+    assert len(devices) == 100
+    provision(cfg.path(cfg.registry.path), devices)
+    sim = FleetSimulator(devices, Scenario("rainstorm", ("朝阳",), ramp_s=100), seed=7)
+    t0 = 1_760_000_000_000_000_000
+    uplinks: list[SimUplink] = []
+    for r in range(100):
+        uplinks.extend(sim.round(float(r), t0 + r * 1_000_000_000))
+    assert len(uplinks) == 10_000
+
+    with running(cfg) as svc:
+        pub = Publisher("127.0.0.1", mosquitto.port)
+        for u in uplinks:
+            pub.publish(u.topic, u.event)
+        assert pub.flush(60)
+        wait_until(lambda: svc.pipeline.stats.readings >= 10_000, 120, "10,000 readings written")
+        points = stored_points(influxd, influx_db)
+        assert len(points) == 10_000
+        for u in uplinks:
+            rec = points[(u.device.id, u.time_ns)]
+            assert rec["_kind"] == u.device.kind
+            for name, value in u.expected.items():
+                assert rec[name] == value, f"{u.device.id} {name}: stored {rec[name]!r}, sent {value!r}"
+            assert rec["model"] == u.device.model and rec["district"] == u.device.district
+        # derivations were applied: a flooded water gauge reports depth = mount height - distance
+        flooded = [u for u in uplinks if u.device.kind == "water_level" and u.expected.get("depth_mm", 0) > 100]
+        assert flooded, "the rainstorm raised no water"
+        for u in flooded:
+            if "distance_mm" in u.expected:
+                assert u.expected["depth_mm"] == pytest.approx(2000.0 - u.expected["distance_mm"])
+
+        # the same uplinks again: redelivery overwrites, never duplicates
+        for u in uplinks:
+            pub.publish(u.topic, u.event)
+        assert pub.flush(60)
+        pub.close()
+        wait_until(lambda: svc.pipeline.stats.readings >= 20_000, 120, "the replay to be written")
+        again = stored_points(influxd, influx_db)
+        assert again == points
+        health = influx_query(influxd, influx_db, 'SELECT count("rssi_dbm") FROM "device_health"')
+        assert health[0]["values"][0][1] == 10_000
+
+
+def test_bad_input_is_counted_and_dead_lettered_and_good_data_around_it_is_stored(
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db)
+    weird = 'a,b=c d"e\nf\\g'
+    devices = demo_fleet({"water_level": 3, "noise": 2})
+    devices[0] = replace(devices[0], district=weird)
+    provision(cfg.path(cfg.registry.path), devices)
+    sim = FleetSimulator(devices, Scenario("calm"), seed=3)
+    t0 = 1_760_000_000_000_000_000
+    good = [u for r in range(20) for u in sim.round(float(r), t0 + r * 1_000_000_000)]
+
+    tr_topic, tr_event = build_chirpstack_event(devices[1].key, b"\x01", 85, 1, t0 + 5, [("a" * 16, -80.0, 5.0)],
+                                                "00000000-0000-0000-0000-000000000001")
+    unknown_topic, unknown_event = build_chirpstack_event("ffffffffffffff01", b"\x01\x75\x5c", 85, 1, t0 + 6,
+                                                          [("a" * 16, -80.0, 5.0)],
+                                                          "00000000-0000-0000-0000-000000000002")
+    bad_b64 = orjson.loads(good[0].event)
+    bad_b64["data"] = "!!!not base64!!!"
+    bad = [
+        (good[0].topic, b'{"deviceInfo": {"devEui": '),            # malformed JSON
+        (good[0].topic, orjson.dumps(bad_b64)),                    # bad base64
+        (unknown_topic, unknown_event),                            # unknown DevEUI
+        (tr_topic, tr_event),                                      # truncated payload
+    ]
+    with running(cfg) as svc:
+        pub = Publisher("127.0.0.1", mosquitto.port)
+        for i, u in enumerate(good):
+            pub.publish(u.topic, u.event)
+            if i % 20 == 5 and bad:
+                pub.publish(*bad.pop())
+        assert not bad
+        assert pub.flush(30)
+        pub.close()
+        wait_until(lambda: svc.pipeline.stats.received >= len(good) + 4, 60, "every message to be processed")
+        wait_until(lambda: svc.pipeline.stats.readings >= len(good), 60, "the good readings")
+        stats = svc.pipeline.stats
+        assert svc.consumer is not None and svc.consumer.connected
+        metrics = httpx.get(f"http://127.0.0.1:{svc.metrics_server.port}/metrics").text
+        for reason in ("bad_json", "bad_base64", "unknown_device", "decode_error"):
+            assert stats.rejected.get(reason) == 1, (reason, stats.rejected)
+            assert f'urbansense_uplinks_rejected_total{{reason="{reason}"}} 1.0' in metrics
+    points = stored_points(influxd, influx_db)
+    assert len(points) == len(good)
+    assert {(u.device.id, u.time_ns) for u in good} == set(points)
+    weird_rows = [p for p in points.values() if p["device_id"] == devices[0].id]
+    assert weird_rows and all(p["district"] == weird.replace("\n", " ") or p["district"] == weird
+                              for p in weird_rows)
+    store = DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path))
+    letters = store.list(limit=100)
+    assert sorted(d.reason for d in letters) == ["bad_base64", "bad_json", "decode_error", "unknown_device"]
+    assert any(d.payload == b'{"deviceInfo": {"devEui": ' for d in letters)
+
+
+def test_the_things_stack_uplinks_are_stored(tmp_path: Path, mosquitto: Daemon, influxd: Daemon,
+                                             influx_db: str) -> None:
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, lorawan={"tts": True})
+    devices = demo_fleet({"noise": 1})
+    provision(cfg.path(cfg.registry.path), devices)
+    sim = FleetSimulator(devices, Scenario("calm"))
+    fields = sim.fields_for(devices[0], 0.0)
+    payload, port = sim.model(devices[0]).codec.encode(fields)
+    t = 1_760_000_000_123_456_789
+    topic, body = build_tts_uplink(devices[0].key, payload, port, 42, t, [("gw-1", -70.0, 7.5)])
+    with running(cfg) as svc:
+        pub = Publisher("127.0.0.1", mosquitto.port)
+        pub.publish(topic, body)
+        pub.close()
+        wait_until(lambda: svc.pipeline.stats.readings >= 1, 30, "the TTS uplink")
+    points = stored_points(influxd, influx_db)
+    assert list(points) == [(devices[0].id, t)]
+    assert base64.b64encode(payload)  # the payload was real codec output
+
+
+def test_run_command_stops_cleanly_on_sigterm(tmp_path: Path, mosquitto: Daemon, influxd: Daemon,
+                                              influx_db: str) -> None:
+    cfg_file = tmp_path / "config.toml"
+    cfg_file.write_text(f"""
+[mqtt]
+port = {mosquitto.port}
+[influxdb]
+url = "{influxd.url}"
+database = "{influx_db}"
+[registry]
+path = "registry.sqlite"
+[pipeline]
+dead_letter_path = "dl.sqlite"
+[metrics]
+port = 0
+""")
+    devices = demo_fleet({"dust": 2})
+    provision(tmp_path / "registry.sqlite", devices)
+    exe = Path(sys.executable).parent / "urbansense"
+    proc = subprocess.Popen([str(exe), "--config", str(cfg_file), "run"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        sim = FleetSimulator(devices, Scenario("calm"))
+        ups = [u for r in range(5) for u in sim.round(float(r), time.time_ns() + r)]
+        pub = Publisher("127.0.0.1", mosquitto.port)
+        time.sleep(1.5)
+        for u in ups:
+            pub.publish(u.topic, u.event)
+        pub.close()
+        wait_until(lambda: len(stored_points(influxd, influx_db)) == len(ups), 30, "points from `urbansense run`")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+
+
+def test_wrong_config_key_stops_start_up_with_a_message(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "config.toml"
+    cfg_file.write_text("[influxdb]\nbatch = 10\n")
+    exe = Path(sys.executable).parent / "urbansense"
+    r = subprocess.run([str(exe), "--config", str(cfg_file), "run"], capture_output=True, text=True, timeout=60,
+                       env={**os.environ})
+    assert r.returncode == 2
+    assert "influxdb.batch: unknown key" in r.stderr + r.stdout
+
+
+def test_demo_runs_and_stores_all_five_kinds(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "urbansense"
+    r = subprocess.run([str(exe), "demo", "--duration", "20", "--data", str(tmp_path / "demo")],
+                       capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    influx = start_influxd(tmp_path / "demo")  # the demo's own data, reopened after it stopped
+    try:
+        for kind in KINDS:
+            series = influx_query(influx, "urbansense", f'SELECT count(*) FROM "{kind}"')
+            assert series and max(v for v in series[0]["values"][0][1:] if v) > 0, kind
+    finally:
+        influx.stop()
