@@ -1,0 +1,1 @@
+"""Shared payload engines: one table-driven implementation per frame family."""
