@@ -1,0 +1,330 @@
+"""`BatchWriter`: the durable hand-off point between the pipeline and InfluxDB.
+
+Lines are batched by count and by time; each `ack` runs only once the lines added with
+it (and everything added before) are written, or refused by InfluxDB and handed to
+`on_rejected`. Until then the message broker keeps its redelivery duty, so an InfluxDB
+outage delays acknowledgements instead of losing data. Writes are idempotent (a point
+is keyed by series and time), which is what makes resending, splitting and bisecting safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from loguru import logger
+
+from storage.errors import (
+    PartialWriteError,
+    PayloadTooLarge,
+    PermanentWriteError,
+    RequestRefused,
+    TransientError,
+)
+from storage.lineprotocol import join_lines, split_lines
+from storage.rejections import identify_rejected
+
+Ack = Callable[[], None]
+
+
+class LineSink(Protocol):
+    """What the writer writes to: `InfluxClient` or anything with its `write`."""
+
+    async def write(self, body: bytes) -> None: ...
+
+
+class Spool(Protocol):
+    """Seam for the disk spool (a later issue): durably keeps a body InfluxDB could not take now.
+
+    When a `spool` is given, a batch that fails with a transient error `spool_after_failures`
+    times is appended to it and its acks released; draining the spool back into InfluxDB
+    is the spool's job.
+    """
+
+    async def append(self, body: bytes) -> None: ...
+
+
+@dataclass
+class WriterStats:
+    """Running totals; `write_seconds` keeps the latest write latencies."""
+
+    points_written: int = 0
+    points_rejected: int = 0
+    points_spooled: int = 0
+    batches_written: int = 0
+    write_failures: int = 0
+    write_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+
+
+@dataclass(eq=False)
+class _Batch:
+    chunks: list[bytes] = field(default_factory=list)
+    lines: int = 0
+    acks: list[Ack] = field(default_factory=list)
+    started: float = 0.0
+    done: bool = False
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def empty(self) -> bool:
+        return not self.chunks and not self.acks
+
+
+class BatchWriter:
+    """Batches line protocol into InfluxDB with in-order acks, backpressure, retries and rejection handling.
+
+    `batch_size` is in lines; a batch also goes out `flush_interval_s` after its first
+    line. At most `max_batches_in_flight` batches are written at once: `add` waits while
+    that many are in flight. Transient failures and refused requests (credentials, missing
+    database) are retried with capped exponential backoff and jitter, at least Retry-After
+    apart, keeping the acks waiting. A 413 splits the batch in halves. Points InfluxDB
+    refuses for good go to `on_rejected(lines, reason)` with its error text (found from
+    the text, else by bisecting), the rest are written, then the acks run.
+    `on_written(points, seconds)` is called for every successful write.
+    """
+
+    def __init__(self, client: LineSink, *, batch_size: int = 5000, flush_interval_s: float = 0.2,
+                 max_batches_in_flight: int = 2, on_rejected: Callable[[bytes, str], None] | None = None,
+                 on_written: Callable[[int, float], None] | None = None, spool: Spool | None = None,
+                 spool_after_failures: int = 1, backoff_initial_s: float = 0.1, backoff_max_s: float = 30.0,
+                 max_retry_after_s: float = 300.0) -> None:
+        if batch_size < 1 or max_batches_in_flight < 1 or flush_interval_s <= 0:
+            raise ValueError("batch_size and max_batches_in_flight must be >= 1, flush_interval_s > 0")
+        self.client = client
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.max_batches_in_flight = max_batches_in_flight
+        self.on_rejected = on_rejected
+        self.on_written = on_written
+        self.spool = spool
+        self.spool_after_failures = spool_after_failures
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.max_retry_after_s = max_retry_after_s
+        self.stats = WriterStats()
+        self._current = _Batch()
+        self._pending: deque[_Batch] = deque()
+        self._slots = asyncio.Semaphore(max_batches_in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.Task[None] | None = None
+        self._kick = asyncio.Event()
+        self._closed = False
+
+    @property
+    def pending_batches(self) -> int:
+        """Batches sealed but not yet acknowledged (written or being written, or waiting for a slot)."""
+        return len(self._pending)
+
+    async def add(self, lines: bytes, ack: Ack | None = None) -> None:
+        """Queue `lines` (may be b""); `ack` runs once they and all earlier lines are durably handed off."""
+        if self._closed:
+            raise RuntimeError("BatchWriter is closed")
+        batch = self._current
+        was_empty = batch.empty
+        if lines:
+            if not lines.endswith(b"\n"):
+                lines += b"\n"
+            batch.chunks.append(lines)
+            batch.lines += lines.count(b"\n")
+        if ack is not None:
+            if was_empty and not batch.chunks and not self._pending:
+                _call(ack)
+            else:
+                batch.acks.append(ack)
+        if batch.empty:
+            return
+        if was_empty:
+            batch.started = time.monotonic()
+            self._ensure_timer()
+            self._kick.set()
+        if batch.lines >= self.batch_size:
+            await self._seal()
+
+    async def flush(self) -> None:
+        """Send what is queued and wait until every ack added so far has run."""
+        await self._seal()
+        if self._pending:
+            await self._pending[-1].released.wait()
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Flush, then stop. After `timeout` seconds unfinished writes are cancelled and their acks never run."""
+        self._closed = True
+        try:
+            await asyncio.wait_for(self.flush(), timeout)
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, *(t for t in [self._timer] if t), return_exceptions=True)
+
+    # ---- batching ----
+
+    def _ensure_timer(self) -> None:
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.get_running_loop().create_task(self._timer_loop())
+
+    async def _timer_loop(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            batch = self._current
+            if batch.empty:
+                continue
+            delay = batch.started + self.flush_interval_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._current is batch and not batch.empty:
+                await self._seal()
+
+    async def _seal(self) -> None:
+        batch = self._current
+        if batch.empty:
+            return
+        self._current = _Batch()
+        self._pending.append(batch)
+        if not batch.chunks:
+            batch.done = True
+            self._release()
+            return
+        try:
+            await self._slots.acquire()
+        except asyncio.CancelledError:
+            self._start(batch, holds_slot=False)
+            raise
+        self._start(batch, holds_slot=True)
+
+    def _start(self, batch: _Batch, holds_slot: bool) -> None:
+        task = asyncio.get_running_loop().create_task(self._write_batch(batch, holds_slot))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _write_batch(self, batch: _Batch, holds_slot: bool) -> None:
+        try:
+            body = b"".join(batch.chunks)
+            attempt = 0
+            while True:
+                try:
+                    await self._deliver(body, batch.lines)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a bug or a failing on_rejected: keep the acks, try the batch again
+                    attempt += 1
+                    logger.exception("writing a batch of {} lines failed unexpectedly; retrying", batch.lines)
+                    await asyncio.sleep(self._backoff(attempt))
+            self.stats.batches_written += 1
+            batch.done = True
+            self._release()
+        finally:
+            if holds_slot:
+                self._slots.release()
+
+    def _release(self) -> None:
+        """Run acks of finished batches, oldest first, stopping at the first unfinished one."""
+        while self._pending and self._pending[0].done:
+            batch = self._pending.popleft()
+            for ack in batch.acks:
+                _call(ack)
+            batch.released.set()
+
+    # ---- one batch into InfluxDB ----
+
+    async def _deliver(self, body: bytes, n_lines: int) -> None:
+        """Write `body` until every line is either in InfluxDB (or the spool) or handed to `on_rejected`."""
+        work: list[tuple[bytes, list[bytes] | None]] = [(body, None)]
+        while work:
+            part, lines = work.pop()
+            count = len(lines) if lines is not None else n_lines if part is body else part.count(b"\n")
+            error, seconds = await self._send(part, count)
+            if error is None:
+                continue
+            if lines is None:
+                lines = split_lines(part)
+            if isinstance(error, PayloadTooLarge):
+                if len(lines) <= 1:
+                    self._reject(lines, f"a single line is larger than InfluxDB accepts: {error.text}")
+                else:
+                    half = len(lines) // 2
+                    work.append((join_lines(lines[half:]), lines[half:]))
+                    work.append((join_lines(lines[:half]), lines[:half]))
+                continue
+            refused = identify_rejected(lines, error)
+            if refused:
+                self._reject([lines[i] for i in sorted(refused)], error.text)
+                rest = [line for i, line in enumerate(lines) if i not in refused]
+                landed = isinstance(error, PartialWriteError) and (error.dropped or 0) <= len(refused)
+                if rest and landed:
+                    self._written(len(rest), seconds)
+                elif rest:
+                    work.append((join_lines(rest), rest))
+            elif len(lines) <= 1 or (isinstance(error, PartialWriteError) and error.dropped == len(lines)):
+                self._reject(lines, error.text)
+            else:
+                half = len(lines) // 2
+                work.append((join_lines(lines[half:]), lines[half:]))
+                work.append((join_lines(lines[:half]), lines[:half]))
+
+    async def _send(self, body: bytes, count: int) -> tuple[PermanentWriteError | None, float]:
+        """One body, retried while the failure is transient; returns the permanent error, if any."""
+        failures = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await self.client.write(body)
+            except PermanentWriteError as exc:
+                return exc, time.monotonic() - started
+            except (TransientError, RequestRefused) as exc:
+                failures += 1
+                self.stats.write_failures += 1
+                if self.spool is not None and isinstance(exc, TransientError) \
+                        and failures >= self.spool_after_failures:
+                    await self.spool.append(body)
+                    self.stats.points_spooled += count
+                    return None, 0.0
+                delay = self._backoff(failures)
+                retry_after = getattr(exc, "retry_after", None)
+                if retry_after is not None:
+                    delay = max(delay, min(retry_after, self.max_retry_after_s))
+                if failures == 1 or failures % 10 == 0:
+                    logger.warning("InfluxDB write of {} lines failed ({}), attempt {}; retrying in {:.2f}s",
+                                   count, exc, failures, delay)
+                await asyncio.sleep(delay)
+                continue
+            seconds = time.monotonic() - started
+            if failures:
+                logger.info("InfluxDB write succeeded after {} failed attempts", failures)
+            self._written(count, seconds)
+            return None, seconds
+
+    def _backoff(self, failures: int) -> float:
+        """Capped exponential backoff with equal jitter: between half and all of base·2^(n-1)."""
+        ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2 ** min(failures - 1, 30))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def _written(self, points: int, seconds: float) -> None:
+        self.stats.points_written += points
+        self.stats.write_seconds.append(seconds)
+        if self.on_written is not None:
+            self.on_written(points, seconds)
+
+    def _reject(self, lines: list[bytes], reason: str) -> None:
+        if not lines:
+            return
+        if self.on_rejected is not None:
+            self.on_rejected(join_lines(lines), reason)
+        else:
+            logger.error("InfluxDB refused {} lines ({}); first: {!r}", len(lines), reason, lines[0][:200])
+        self.stats.points_rejected += len(lines)
+
+
+def _call(ack: Ack) -> None:
+    try:
+        ack()
+    except Exception:
+        logger.exception("an ack callback failed")
