@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 
@@ -38,3 +39,32 @@ class EnvelopeError(ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+@dataclass(slots=True)
+class Incoming:
+    """One message as a collector received it, on its way to the pipeline.
+
+    `source` picks the envelope parser (e.g. "mqtt"); a collector that parses its own
+    frames sets `uplink` instead. `ack` is called once the message is durably handed off
+    (its reading written, or the message dead-lettered), in arrival order.
+    """
+
+    source: str
+    topic: str
+    payload: bytes
+    received_ns: int
+    ack: Callable[[], None] | None = None
+    uplink: Uplink | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Sink:
+    """How a collector hands messages to the pipeline; both wait while the pipeline is full.
+
+    `put` is for collector threads (blocks the thread: backpressure); `put_async` for
+    collectors running in the service's event loop.
+    """
+
+    put: Callable[[Incoming], bool]
+    put_async: Callable[[Incoming], Awaitable[bool]]

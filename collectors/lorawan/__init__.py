@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+from collectors.lorawan import chirpstack, tts
 from collectors.lorawan.chirpstack import build_chirpstack_event, parse_chirpstack
 from collectors.lorawan.tts import build_tts_uplink, parse_tts
 from collectors.uplink import EnvelopeError, Uplink
@@ -24,8 +25,8 @@ class EnvelopeFormat(NamedTuple):
 
 
 FORMATS: dict[str, EnvelopeFormat] = {
-    "chirpstack": EnvelopeFormat("application/+/device/+/event/up", parse_chirpstack, "application/"),
-    "tts": EnvelopeFormat("v3/+/devices/+/up", parse_tts, "v3/"),
+    "chirpstack": EnvelopeFormat(chirpstack.DEFAULT_TOPIC, parse_chirpstack, "application/"),
+    "tts": EnvelopeFormat(tts.DEFAULT_TOPIC, parse_tts, "v3/"),
 }
 
 

@@ -1,0 +1,210 @@
+"""An MQTT 5 consumer that acknowledges a message only when the caller says its reading is safe.
+
+QoS 1 subscriptions on a persistent session (fixed client id, `clean_start=False`, a Session
+Expiry Interval): whatever is not acknowledged when the connection drops, or the process
+dies, is delivered again. Receive Maximum bounds how many unacknowledged messages the
+broker sends at once, which is the flow control: the pipeline's queue can never hold more.
+
+Threads: paho's network thread runs `on_message`; `ack` may be called from any thread.
+`ack` only appends to paho's outgoing deque and wakes the network thread through its socket
+pair (the same path as `publish`, which paho supports from any thread). An ack that belongs
+to an earlier connection is dropped, since packet ids restart per connection and the broker
+redelivers that message anyway.
+
+A blocking `on_message` stops the network thread: no acks go out and no PINGREQ either. The
+broker disconnects a client it has heard nothing from for 1.5 × keepalive, so `on_message`
+must return well within `keepalive` seconds. Prefer a Receive Maximum no larger than the
+pipeline's queue, so that `on_message` never has to block at all.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as paho
+from loguru import logger
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+
+@dataclass(slots=True)
+class Inbound:
+    """One received message, with what `MqttConsumer.ack` needs to acknowledge it."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received_ns: int
+    dup: bool = False
+    connection: int = 0
+
+
+@dataclass(slots=True)
+class ConsumerStats:
+    """Counters for metrics; written by the network thread (and `ack`), read by anyone."""
+
+    received: int = 0
+    acked: int = 0
+    stale_acks: int = 0
+    connects: int = 0
+    reconnects: int = 0
+    connect_failures: int = 0
+    callback_errors: int = 0
+
+
+@dataclass(kw_only=True)
+class MqttConsumer:
+    """Subscribe to `topics` at QoS 1 on a persistent MQTT 5 session; hand each message to `on_message`.
+
+    `start()` returns at once; the connection, reconnection (capped exponential backoff) and
+    re-subscription on every connect happen in paho's network thread.
+    """
+
+    host: str
+    port: int
+    client_id: str
+    topics: list[str]
+    on_message: Callable[[Inbound], None]
+    username: str | None = None
+    password: str | None = None
+    receive_maximum: int = 10_000
+    session_expiry_s: int = 7 * 24 * 3600
+    keepalive: int = 30
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    stats: ConsumerStats = field(default_factory=ConsumerStats, init=False)
+    _client: paho.Client = field(init=False, repr=False)
+    _ack_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _ready: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _connection: int = field(default=0, init=False, repr=False)
+    _connected: bool = field(default=False, init=False, repr=False)
+    _stopping: bool = field(default=False, init=False, repr=False)
+    _subscribe_mid: int | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.topics:
+            raise ValueError("MqttConsumer needs at least one topic filter")
+        if not 1 <= self.receive_maximum <= 65_535:
+            raise ValueError(f"receive_maximum must be 1..65535, not {self.receive_maximum}")
+        if not self.client_id:
+            raise ValueError("a persistent session needs a fixed, non-empty client_id")
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                             protocol=paho.MQTTv5, manual_ack=True)
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        client.reconnect_delay_set(self.reconnect_min_s, self.reconnect_max_s)  # type: ignore[arg-type]
+        client.on_pre_connect = self._on_pre_connect
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self._client = client
+
+    @property
+    def connected(self) -> bool:
+        """Connected and subscribed."""
+        return self._ready.is_set()
+
+    def start(self) -> None:
+        """Connect in the background and keep connected until `stop()`; returns at once."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        props.ReceiveMaximum = self.receive_maximum
+        self._stopping = False
+        self._client.connect_async(self.host, self.port, keepalive=self.keepalive, clean_start=False,
+                                   properties=props)
+        self._client.loop_start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait until connected and subscribed; False if that did not happen within `timeout` seconds."""
+        return self._ready.wait(timeout)
+
+    def ack(self, msg: Inbound) -> None:
+        """Acknowledge `msg` (thread-safe); no-op for QoS 0, dropped if its connection is gone."""
+        if msg.qos == 0:
+            return
+        with self._ack_lock:
+            if msg.connection != self._connection or not self._connected:
+                self.stats.stale_acks += 1
+                return
+            self._client.ack(msg.mid, msg.qos)
+            self.stats.acked += 1
+
+    def stop(self) -> None:
+        """Disconnect cleanly (acks already given are sent first) and keep the broker-side session."""
+        self._stopping = True
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._ready.clear()
+
+    # --- paho callbacks, all in the network thread ---------------------------------------
+
+    def _on_pre_connect(self, client: paho.Client, userdata: object) -> None:
+        if self.stats.connects or self.stats.connect_failures:
+            self.stats.reconnects += 1
+            logger.info("mqtt: reconnecting to {}:{} as {} (attempt {})", self.host, self.port,
+                        self.client_id, self.stats.reconnects)
+
+    def _on_connect(self, client: paho.Client, userdata: object, flags: paho.ConnectFlags,
+                    reason: ReasonCode, properties: Properties) -> None:
+        if reason.is_failure:
+            logger.error("mqtt: {}:{} refused client {}: {}", self.host, self.port, self.client_id, reason)
+            return
+        self.stats.connects += 1
+        with self._ack_lock:
+            self._connected = True
+        logger.info("mqtt: connected to {}:{} as {} (session present: {}, receive maximum {})",
+                    self.host, self.port, self.client_id, flags.session_present, self.receive_maximum)
+        _, self._subscribe_mid = client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.topics])
+
+    def _on_connect_fail(self, client: paho.Client, userdata: object) -> None:
+        self.stats.connect_failures += 1
+        logger.warning("mqtt: cannot connect to {}:{}; retrying with backoff up to {} s",
+                       self.host, self.port, self.reconnect_max_s)
+
+    def _on_subscribe(self, client: paho.Client, userdata: object, mid: int,
+                      reason_codes: list[ReasonCode], properties: Properties) -> None:
+        refused = [(t, rc) for t, rc in zip(self.topics, reason_codes, strict=False) if rc.is_failure]
+        if refused:
+            logger.error("mqtt: subscriptions refused: {}", ", ".join(f"{t} ({rc})" for t, rc in refused))
+            return
+        downgraded = [t for t, rc in zip(self.topics, reason_codes, strict=False) if rc.value == 0]
+        if downgraded:
+            logger.warning("mqtt: broker granted only QoS 0 for {}: messages may be lost", downgraded)
+        logger.info("mqtt: subscribed to {}", ", ".join(self.topics))
+        if mid == self._subscribe_mid:
+            self._ready.set()
+
+    def _on_disconnect(self, client: paho.Client, userdata: object, flags: paho.DisconnectFlags,
+                       reason: ReasonCode, properties: Properties | None) -> None:
+        with self._ack_lock:
+            self._connection += 1
+            self._connected = False
+        self._ready.clear()
+        if self._stopping:
+            logger.info("mqtt: disconnected from {}:{} (session kept for {} s)", self.host, self.port,
+                        self.session_expiry_s)
+        else:
+            by = "broker" if flags.is_disconnect_packet_from_server else "connection"
+            logger.warning("mqtt: lost {}:{} ({}: {}); reconnecting", self.host, self.port, by, reason)
+
+    def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = "<topic is not UTF-8>"
+        msg = Inbound(topic, message.payload, message.mid, message.qos, time.time_ns(), bool(message.dup),
+                      self._connection)
+        self.stats.received += 1
+        try:
+            self.on_message(msg)
+        except Exception:
+            self.stats.callback_errors += 1
+            logger.exception("mqtt: on_message failed for {} (mid {}); left unacknowledged", topic, msg.mid)
