@@ -1,0 +1,133 @@
+"""No-data: a device silent for longer than its expected report interval × a factor fires a device-silent alert.
+
+A reading costs a dict lookup; `tick` pops only the devices whose deadline has passed from
+a heap (one entry per device), re-queueing those that reported meanwhile, so the cost of a
+tick follows the number of deadlines due, not the size of the fleet.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Mapping
+
+from provisioning.device import Device
+from rules.durations import format_duration
+from rules.machine import RuleState
+from rules.model import Rule
+from rules.transition import AlertState, AlertTransition
+
+_NS = 1_000_000_000
+TagsOf = Callable[[str, tuple[tuple[str, str], ...]], dict[str, str]]
+
+
+class SilenceWatcher:
+    """One no-data rule's watch over the devices it selects."""
+
+    def __init__(self, rule: Rule, factor: float, interval_of: Callable[[str], float]) -> None:
+        self.rule = rule
+        self.factor = factor
+        self._interval_of = interval_of
+        self._heap: list[tuple[int, str]] = []
+        self._queued: set[str] = set()
+        self._ignored: set[str] = set()
+        self._firing: dict[str, int] = {}
+        self._resolved: set[str] = set()
+        self._labels: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._devices: Mapping[str, Device] = {}
+        self._device_tags: Mapping[str, dict[str, str]] = {}
+        self._baseline_ns: int | None = None
+        self._registry_dirty = False
+
+    def set_devices(self, devices: Mapping[str, Device], device_tags: Mapping[str, dict[str, str]]) -> None:
+        self._devices = devices
+        self._device_tags = device_tags
+        self._ignored.clear()
+        self._registry_dirty = True
+
+    def span_ns(self, device_id: str) -> int:
+        return int(self._interval_of(device_id) * self.factor * _NS)
+
+    def seen(self, device_id: str, kind: str, time_ns: int, previous_ns: int | None,
+             tags: tuple[tuple[str, str], ...], tags_of: TagsOf) -> AlertTransition | None:
+        """Note a reading; returns the RESOLVED transition when the device was silent-firing."""
+        if device_id in self._queued or device_id in self._ignored:
+            return None
+        fired = self._firing.pop(device_id, None)
+        if fired is None and not self._selects(device_id, kind, tags_of(device_id, tags)):
+            self._ignored.add(device_id)
+            return None
+        self._labels[device_id] = tags
+        self._push(time_ns + self.span_ns(device_id), device_id)
+        if fired is None:
+            return None
+        self._resolved.add(device_id)
+        gap = None if previous_ns is None else (time_ns - previous_ns) / _NS
+        return self._transition(device_id, AlertState.FIRING, AlertState.RESOLVED, time_ns, gap,
+                                f"{self.rule.id} resolved: device reported again"
+                                + (f" after {format_duration(round(gap))}" if gap is not None else ""))
+
+    def tick(self, now_ns: int, last_seen: Mapping[str, int]) -> list[AlertTransition]:
+        """Fire for every selected device whose deadline has passed by `now_ns`."""
+        if self._baseline_ns is None:
+            self._baseline_ns = now_ns
+        if self._registry_dirty:
+            self._registry_dirty = False
+            for device_id, device in self._devices.items():
+                if device_id not in self._queued and device_id not in self._firing:
+                    base = last_seen.get(device_id, now_ns)
+                    if self._selects(device_id, device.kind, self._device_tags.get(device_id, {})):
+                        self._push(base + self.span_ns(device_id), device_id)
+        out = []
+        heap = self._heap
+        while heap and heap[0][0] <= now_ns:
+            _, device_id = heapq.heappop(heap)
+            self._queued.discard(device_id)
+            device = self._devices.get(device_id)
+            if device is not None and device.status != "active":
+                continue
+            base = last_seen.get(device_id, self._baseline_ns)
+            due = base + self.span_ns(device_id)
+            if due > now_ns:
+                self._push(due, device_id)
+                continue
+            self._firing[device_id] = due
+            silent_s = (now_ns - base) / _NS
+            expected = format_duration(self._interval_of(device_id))
+            from_state = AlertState.RESOLVED if device_id in self._resolved else AlertState.INACTIVE
+            out.append(self._transition(
+                device_id, from_state, AlertState.FIRING, due, silent_s,
+                f"{self.rule.id} firing: no data for {format_duration(round(silent_s))} "
+                f"(expected every {expected}, factor {self.factor:g})"))
+        return out
+
+    def state_of(self, device_id: str) -> RuleState | None:
+        if device_id in self._firing:
+            state = AlertState.FIRING
+        elif device_id in self._resolved:
+            state = AlertState.RESOLVED
+        elif device_id in self._queued:
+            state = AlertState.INACTIVE
+        else:
+            return None
+        severity = self.rule.levels[0].severity if state is AlertState.FIRING else None
+        return RuleState(state, severity, None, 0, None, None, None, 0, 0.0)
+
+    def _selects(self, device_id: str, kind: str, tags: dict[str, str]) -> bool:
+        kinds = self.rule.select.kinds
+        return (kinds is None or kind in kinds) and self.rule.select.matches(device_id, tags)
+
+    def _push(self, deadline_ns: int, device_id: str) -> None:
+        heapq.heappush(self._heap, (deadline_ns, device_id))
+        self._queued.add(device_id)
+
+    def _transition(self, device_id: str, from_state: AlertState, to_state: AlertState, time_ns: int,
+                    value: float | None, summary: str) -> AlertTransition:
+        level = self.rule.levels[0]
+        labels = dict(self._labels.get(device_id) or self._device_tags.get(device_id, {}).items())
+        labels.update(self.rule.labels)
+        return AlertTransition(
+            rule_id=self.rule.id, device_id=device_id, from_state=from_state, to_state=to_state,
+            severity=level.severity, time_ns=time_ns, value=value,
+            threshold=self._interval_of(device_id) * self.factor, route=level.route,
+            summary=summary, labels=tuple(sorted(labels.items())),
+        )

@@ -1,0 +1,1 @@
+"""Preset rule files (TOML) shipped with urbansense; loaded unless disabled."""
