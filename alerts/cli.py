@@ -1,0 +1,268 @@
+"""`urbansense alerts …`: list, show, acknowledge and silence alerts, straight from the alerts database.
+
+Works beside the running service (SQLite WAL): an ack or a silence written here is read by the
+service at its next check.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from alerts.errors import AlertsError
+from alerts.matchers import parse_matcher
+from alerts.model import AlertRecord
+from alerts.store import AlertStore, OutboxRow, Silence
+
+DB_ENV = "URBANSENSE_ALERTS_DB"
+DEFAULT_DB = Path("var/alerts.sqlite")
+STATES = ("pending", "firing", "acknowledged", "resolved", "inactive")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration_s(text: str) -> float:
+    """`90m`, `2h`, `1h30m`, `1d` → seconds; anything else is an `AlertsError`."""
+    t = text.strip().lower()
+    if not t or _DURATION.sub("", t):
+        raise AlertsError(f"duration {text!r}: expected e.g. 30m, 2h, 1h30m or 1d")
+    return sum(float(n) * _UNIT_S[u] for n, u in _DURATION.findall(t))
+
+
+def parse_time_ns(text: str) -> int:
+    """ISO 8601 (`2026-07-21T14:00`, with or without offset; local time when none) or `now` → ns."""
+    if text.strip().lower() == "now":
+        return time.time_ns()
+    try:
+        dt = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise AlertsError(f"time {text!r}: expected ISO 8601 such as 2026-07-21T14:00 or now") from None
+    if dt.tzinfo is None:
+        dt = dt.astimezone()
+    return int(dt.timestamp() * 1e9)
+
+
+def _when(ns: int | None) -> str:
+    return "" if ns is None else datetime.fromtimestamp(ns / 1e9).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else f"{v:g}"
+
+
+def alert_dict(a: AlertRecord) -> dict[str, Any]:
+    return {
+        "id": a.id, "fingerprint": a.fingerprint, "rule_id": a.rule_id, "device_id": a.device_id,
+        "state": a.display_state, "severity": a.severity, "route": a.route, "value": a.value,
+        "threshold": a.threshold, "eta_s": a.eta_s, "summary": a.summary, "labels": a.labels,
+        "started": _when(a.started_ns), "updated": _when(a.updated_ns), "resolved": _when(a.resolved_ns),
+        "acknowledged_by": a.acked_by, "acknowledged_at": _when(a.acked_ns), "ack_comment": a.ack_comment,
+        "receivers": a.receivers, "notified": a.notified, "held_back_by": a.suppressed_by,
+        "case_id": a.case_id, "case_key": a.case_key, "episode": a.episode,
+    }
+
+
+def _silence_dict(s: Silence, now: int) -> dict[str, Any]:
+    return {"id": s.id, "matchers": [str(m) for m in s.matchers], "starts": _when(s.starts_ns),
+            "ends": _when(s.ends_ns), "active": s.active(now), "comment": s.comment, "created_by": s.created_by}
+
+
+def _outbox_dict(o: OutboxRow) -> dict[str, Any]:
+    return {"id": o.id, "fingerprint": o.fingerprint, "seq": o.seq, "receiver": o.receiver, "event": o.event,
+            "status": o.status, "attempts": o.attempts, "created": _when(o.created_ns),
+            "next_attempt": _when(o.next_attempt_ns) if o.status in ("queued", "retrying") else "",
+            "delivered": _when(o.delivered_ns), "failed": _when(o.failed_ns), "last_error": o.last_error}
+
+
+def _table(*columns: str, title: str | None = None) -> Table:
+    """Cells wrap instead of being cut, so ids and fingerprints stay whole on narrow terminals."""
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    return t
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+def register(app: typer.Typer, *, db_path: Callable[[], Path] | None = None) -> None:
+    """Add the `alerts` command group to `app`. `db_path` gives the configured database when no
+    `--db` or $URBANSENSE_ALERTS_DB is given (default var/alerts.sqlite)."""
+    sub = typer.Typer(help="Alerts: list, show, acknowledge, silence.", no_args_is_help=True)
+    state: dict[str, Path | None] = {"db": None}
+    console = Console()
+
+    @sub.callback()
+    def _options(
+        db: Annotated[Path | None, typer.Option(envvar=DB_ENV, help="alerts SQLite database")] = None,
+    ) -> None:
+        state["db"] = db
+
+    def open_store() -> AlertStore:
+        path = state["db"] or (db_path() if db_path else DEFAULT_DB)
+        if not Path(path).exists():
+            raise AlertsError(f"no alerts database at {path} (give --db or set {DB_ENV})")
+        return AlertStore(path)
+
+    def run(fn: Callable[[AlertStore], None]) -> None:
+        try:
+            store = open_store()
+            try:
+                fn(store)
+            finally:
+                store.close()
+        except AlertsError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+
+    @sub.command("list")
+    def list_(
+        state_: Annotated[list[str] | None, typer.Option("--state", "-s", help=f"one of {', '.join(STATES)}")] = None,
+        limit: Annotated[int, typer.Option(help="at most this many")] = 200,
+        as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
+    ) -> None:
+        """Alerts, most recently changed first."""
+        bad = [s for s in state_ or [] if s not in STATES]
+        if bad:
+            typer.echo(f"error: unknown state {', '.join(bad)} (use {', '.join(STATES)})", err=True)
+            raise typer.Exit(2)
+
+        def body(store: AlertStore) -> None:
+            alerts = store.list_alerts(state_, limit)
+            if as_json:
+                _print_json([alert_dict(a) for a in alerts])
+                return
+            t = _table("ID", "STATE", "SEV", "RULE", "DEVICE", "VALUE/LIMIT", "SINCE", "NOTE")
+            for a in alerts:
+                note = f"ack {a.acked_by}" if a.acked_by and a.state == "firing" else (a.suppressed_by or "")
+                t.add_row(str(a.id), a.display_state, a.severity, a.rule_id, a.device_id,
+                          f"{_num(a.value)}/{_num(a.threshold)}", _when(a.started_ns)[5:16], note)
+            console.print(t)
+        run(body)
+
+    @sub.command()
+    def show(
+        ref: Annotated[str, typer.Argument(help="alert id or fingerprint")],
+        as_json: Annotated[bool, typer.Option("--json", help="JSON instead of text")] = False,
+    ) -> None:
+        """One alert with its history, its notifications and its cases."""
+        def body(store: AlertStore) -> None:
+            a = store.find(ref)
+            history = [{"time": _when(h.time_ns), "from": h.from_state, "to": h.to_state, "severity": h.severity,
+                        "value": h.value, "event": h.event, "seq": h.seq, "receivers": list(h.receivers),
+                        "note": h.note} for h in store.history(a.fingerprint)]
+            outbox = [_outbox_dict(o) for o in store.outbox(a.fingerprint)]
+            cases = store.cases(a.fingerprint)
+            if as_json:
+                _print_json({"alert": alert_dict(a), "history": history, "notifications": outbox, "cases": cases})
+                return
+            for k, v in alert_dict(a).items():
+                if v not in (None, "", [], {}):
+                    console.print(f"[bold]{k}[/bold]: {v}", highlight=False)
+            t = _table("TIME", "FROM", "TO", "SEV", "VALUE", "EVENT", "SEQ", "RECEIVERS", "NOTE", title="history")
+            for h in history:
+                t.add_row(h["time"], h["from"], h["to"], h["severity"], _num(h["value"]), h["event"] or "",
+                          str(h["seq"] or ""), ",".join(h["receivers"]), h["note"])
+            console.print(t)
+            o = _table("ID", "SEQ", "RECEIVER", "EVENT", "STATUS", "TRIES", "DELIVERED", "ERROR",
+                       title="notifications")
+            for row in outbox:
+                o.add_row(str(row["id"]), str(row["seq"]), row["receiver"], row["event"], row["status"],
+                          str(row["attempts"]), row["delivered"], (row["last_error"] or "")[:80])
+            console.print(o)
+        run(body)
+
+    @sub.command()
+    def ack(
+        ref: Annotated[str, typer.Argument(help="alert id or fingerprint")],
+        by: Annotated[str, typer.Option(help="who acknowledges")] = "",
+        comment: Annotated[str, typer.Option(help="what is being done")] = "",
+    ) -> None:
+        """Acknowledge a firing alert: it is no longer repeated until it resolves or escalates."""
+        def body(store: AlertStore) -> None:
+            a = store.ack(ref, by or getpass.getuser(), comment, time.time_ns())
+            typer.echo(f"acknowledged alert {a.id} ({a.rule_id} on {a.device_id}) as {a.acked_by}")
+        run(body)
+
+    @sub.command()
+    def silence(
+        match: Annotated[list[str], typer.Option("--match", "-m", help="label matcher k=v, k!=v, k=~re, k!~re")],
+        comment: Annotated[str, typer.Option(help="why (required)")],
+        start: Annotated[str, typer.Option(help="ISO time or now")] = "now",
+        end: Annotated[str | None, typer.Option(help="ISO end time")] = None,
+        for_: Annotated[str | None, typer.Option("--for", help="duration, e.g. 2h")] = None,
+        by: Annotated[str, typer.Option(help="who silences")] = "",
+    ) -> None:
+        """Hold back notifications of matching alerts for a while (state is still tracked)."""
+        def body(store: AlertStore) -> None:
+            if (end is None) == (for_ is None):
+                raise AlertsError("give exactly one of --end and --for")
+            matchers = [parse_matcher(m) for m in match]
+            starts = parse_time_ns(start)
+            ends = parse_time_ns(end) if end else starts + int(parse_duration_s(for_ or "") * 1e9)
+            sid = store.add_silence(matchers, starts, ends, comment, by or getpass.getuser(), time.time_ns())
+            typer.echo(f"silence {sid}: {' '.join(map(str, matchers))} until {_when(ends)}")
+        run(body)
+
+    @sub.command()
+    def silences(
+        all_: Annotated[bool, typer.Option("--all", help="also expired and future ones")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
+    ) -> None:
+        """Silences (active ones unless --all)."""
+        def body(store: AlertStore) -> None:
+            now = time.time_ns()
+            rows = [_silence_dict(s, now) for s in store.silences(None if all_ else now)]
+            if as_json:
+                _print_json(rows)
+                return
+            t = _table("ID", "MATCHERS", "STARTS", "ENDS", "ACTIVE", "BY", "COMMENT")
+            for s in rows:
+                t.add_row(str(s["id"]), " ".join(s["matchers"]), s["starts"], s["ends"], "yes" if s["active"] else "",
+                          s["created_by"], s["comment"])
+            console.print(t)
+        run(body)
+
+    @sub.command("expire-silence")
+    def expire_silence(silence_id: Annotated[int, typer.Argument(help="silence id")]) -> None:
+        """End a silence now."""
+        def body(store: AlertStore) -> None:
+            store.expire_silence(silence_id, time.time_ns())
+            typer.echo(f"silence {silence_id} expired")
+        run(body)
+
+    @sub.command()
+    def outbox(
+        status: Annotated[str | None, typer.Option(help="queued, delivered or failed")] = None,
+        limit: Annotated[int, typer.Option(help="at most this many")] = 200,
+        as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
+    ) -> None:
+        """Notifications waiting, delivered or refused, with the receiver's last error."""
+        if status not in (None, "queued", "delivered", "failed"):
+            typer.echo("error: --status is queued, delivered or failed", err=True)
+            raise typer.Exit(2)
+
+        def body(store: AlertStore) -> None:
+            rows = [_outbox_dict(o) for o in store.outbox(status=status, limit=limit)]
+            if as_json:
+                _print_json(rows)
+                return
+            t = _table("ID", "FINGERPRINT", "SEQ", "RECEIVER", "EVENT", "STATUS", "TRIES", "NEXT", "ERROR")
+            for r in rows:
+                t.add_row(str(r["id"]), r["fingerprint"], str(r["seq"]), r["receiver"], r["event"], r["status"],
+                          str(r["attempts"]), r["next_attempt"], (r["last_error"] or "")[:80])
+            console.print(t)
+        run(body)
+
+    app.add_typer(sub, name="alerts")

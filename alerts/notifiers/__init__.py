@@ -1,0 +1,43 @@
+"""The notifiers, registered here: receiver `type` in config → the class that delivers to it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from alerts.categories import load_categories
+from alerts.config import AlertsConfig, CasePlatformReceiver
+from alerts.notifiers.alertmanager import AlertmanagerNotifier
+from alerts.notifiers.base import Notifier
+from alerts.notifiers.case_platform import CasePlatformNotifier
+from alerts.notifiers.dingtalk import DingtalkNotifier
+from alerts.notifiers.mqtt import MqttNotifier
+from alerts.notifiers.webhook import WebhookNotifier
+from alerts.notifiers.wecom import WecomNotifier
+
+NOTIFIER_TYPES: dict[str, Callable[..., Notifier]] = {
+    "case_platform": CasePlatformNotifier,
+    "webhook": WebhookNotifier,
+    "alertmanager": AlertmanagerNotifier,
+    "wecom": WecomNotifier,
+    "dingtalk": DingtalkNotifier,
+    "mqtt": MqttNotifier,
+}
+
+
+def build_notifiers(config: AlertsConfig, *, base_dir: Path = Path(".")) -> dict[str, Notifier]:
+    """One notifier per configured receiver, by name. Raises `AlertsError` for a bad category table."""
+    out: dict[str, Notifier] = {}
+    for name, cfg in config.receivers.items():
+        extra: dict[str, Any] = {}
+        if isinstance(cfg, CasePlatformReceiver):
+            path = Path(cfg.categories_file) if cfg.categories_file else None
+            if path is not None and not path.is_absolute():
+                path = base_dir / path
+            extra["table"] = load_categories(path)
+        out[name] = NOTIFIER_TYPES[cfg.type](name, cfg, **extra)
+    return out
+
+
+__all__ = ["NOTIFIER_TYPES", "Notifier", "build_notifiers"]

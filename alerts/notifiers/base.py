@@ -1,0 +1,119 @@
+"""What every notifier is, and the HTTP plumbing most of them share.
+
+A notifier has a pure `render(notice) -> dict | None` (the body, or None when this event
+means nothing to the receiver) and `async send(delivery) -> str | None` that raises
+`RetryableError` or `PermanentError`; what it returns is the receiver's own id for the
+message (the case platform's case id), remembered for later messages of the same case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import orjson
+
+from alerts.errors import PermanentError, RetryableError
+from alerts.model import Delivery, Notice
+
+RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+
+class Notifier(Protocol):
+    name: str
+
+    def render(self, notice: Notice) -> dict[str, Any] | None: ...
+
+    async def send(self, delivery: Delivery) -> str | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def redact(url: str) -> str:
+    """The URL without its query string, which holds robot keys and tokens."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """A Retry-After header (seconds or an HTTP date) in seconds from now."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def check_status(response: httpx.Response, url: str) -> None:
+    """2xx passes; 408/425/429 and 5xx are worth retrying; any other status is a permanent refusal."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    text = response.text[:300].strip()
+    message = f"HTTP {status} from {redact(url)}" + (f": {text}" if text else "")
+    if status in RETRYABLE_STATUS or status >= 500:
+        raise RetryableError(message, retry_after_s=retry_after_s(response.headers.get("retry-after")))
+    raise PermanentError(message)
+
+
+class HttpNotifier:
+    """Base for JSON-over-HTTP notifiers: one client per event loop, `Idempotency-Key` on every request."""
+
+    name: str
+
+    def __init__(self, name: str, *, timeout_s: float, headers: Mapping[str, str] | None = None) -> None:
+        self.name = name
+        self.timeout_s = timeout_s
+        self.headers = dict(headers or {})
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False, trust_env=False)
+            self._loop = loop
+        return self._client
+
+    async def post_json(self, url: str, body: Any, delivery: Delivery,
+                        params: Mapping[str, str] | None = None) -> httpx.Response:
+        headers = {"Content-Type": "application/json; charset=utf-8",
+                   "Idempotency-Key": delivery.idempotency_key, **self.headers}
+        try:
+            response = await self._http().post(url, content=orjson.dumps(body), headers=headers, params=params)
+        except httpx.TransportError as exc:
+            raise RetryableError(f"{redact(url)}: {type(exc).__name__}: {exc or 'no response'}") from None
+        check_status(response, url)
+        return response
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            with contextlib.suppress(RuntimeError):
+                await client.aclose()
+
+
+def robot_errcode(response: httpx.Response, url: str, retryable_codes: frozenset[int]) -> None:
+    """Chat robots answer HTTP 200 with `errcode`; 0 is success, rate limits are worth retrying."""
+    try:
+        data = response.json()
+    except ValueError:
+        raise RetryableError(f"{redact(url)}: reply is not JSON: {response.text[:200]!r}") from None
+    code = data.get("errcode", 0) if isinstance(data, dict) else 0
+    if code == 0:
+        return
+    message = f"{redact(url)}: errcode {code}: {data.get('errmsg', '')}"
+    if code in retryable_codes:
+        raise RetryableError(message)
+    raise PermanentError(message)

@@ -1,0 +1,173 @@
+"""The delivery worker: sends due outbox rows through their notifiers, retrying with capped backoff.
+
+A retryable failure (network error, timeout, 5xx, 429, robot rate limit) reschedules the row
+with exponential backoff and jitter, for as long as it takes; a permanent refusal (other 4xx)
+marks it failed with the receiver's words, logged and counted, never silently dropped. Only the
+oldest undelivered row of each (fingerprint, receiver) is sent, so a close never overtakes its
+open. A row is marked delivered only after the receiver accepted it; every HTTP request carries
+`Idempotency-Key: <fingerprint>:<seq>` so a resend after a crash can be recognised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from loguru import logger
+
+from alerts.config import OutboxConfig
+from alerts.errors import PermanentError, RetryableError
+from alerts.model import Delivery
+from alerts.notifiers.base import Notifier
+from alerts.store import AlertStore
+
+MAX_RETRY_AFTER_S = 3600.0
+
+
+@dataclass(slots=True)
+class OutboxStats:
+    """Counts since start: accepted, rescheduled after a retryable failure, refused for good."""
+
+    delivered: int = 0
+    retried: int = 0
+    failed_permanently: int = 0
+
+
+def backoff_s(attempt: int, cfg: OutboxConfig, rnd: float, retry_after_s: float | None = None) -> float:
+    """Delay before attempt `attempt + 1`: base·2^(attempt-1) capped, ± jitter; at least the receiver's hint."""
+    delay = min(cfg.max_delay_s, cfg.base_delay_s * 2 ** max(0, attempt - 1))
+    delay *= 1 + cfg.jitter * (2 * rnd - 1)
+    if retry_after_s is not None:
+        delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
+    return delay
+
+
+class OutboxWorker:
+    """Run with `await worker.run()` (until `stop()`); `wake()` after enqueuing to skip the poll wait."""
+
+    def __init__(self, store: AlertStore, notifiers: Mapping[str, Notifier], *,
+                 config: OutboxConfig | None = None, clock: Callable[[], int] = time.time_ns,
+                 rng: random.Random | None = None) -> None:
+        self.store = store
+        self.notifiers = notifiers
+        self.cfg = config or OutboxConfig()
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.stats = OutboxStats()
+        self._inflight: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+
+    def wake(self) -> None:
+        """Look for due rows now; safe to call from any thread, and before `run` (then it does nothing)."""
+        loop, event = self._loop, self._wake
+        if loop is None or event is None or loop.is_closed():
+            return
+        try:
+            if asyncio.get_running_loop() is loop:
+                event.set()
+                return
+        except RuntimeError:
+            pass
+        loop.call_soon_threadsafe(event.set)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                self._start_due()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._idle_s())
+        finally:
+            await self._finish_inflight()
+            await self.aclose()
+
+    async def stop(self) -> None:
+        """Stop taking rows (also when called before `run` started); deliveries under way get
+        `stop_timeout_s` to finish, then stay queued."""
+        self._stopping = True
+        self.wake()
+
+    async def deliver_due(self) -> int:
+        """One pass without `run`: send every row due now (heads only) and wait; returns rows attempted."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = self._wake or asyncio.Event()
+        started = self._start_due()
+        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        return started
+
+    async def aclose(self) -> None:
+        for n in self.notifiers.values():
+            try:
+                await n.aclose()
+            except Exception as exc:
+                logger.warning("closing notifier {} failed: {}", n.name, exc)
+
+    def _idle_s(self) -> float:
+        next_ns = self.store.next_due_ns(busy=self._inflight.keys())
+        if next_ns is None:
+            return self.cfg.poll_interval_s
+        return max(0.0, min(self.cfg.poll_interval_s, (next_ns - self.clock()) / 1e9))
+
+    def _start_due(self) -> int:
+        room = self.cfg.max_in_flight - len(self._inflight)
+        if room <= 0:
+            return 0
+        rows = self.store.due(self.clock(), room, busy=self._inflight.keys())
+        for d in rows:
+            key = (d.fingerprint, d.receiver)
+            self._inflight[key] = asyncio.create_task(self._deliver(d, key), name=f"deliver-{d.id}")
+        return len(rows)
+
+    async def _finish_inflight(self) -> None:
+        tasks = list(self._inflight.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self.cfg.stop_timeout_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+            logger.warning("{} deliveries were cut short by stop; they stay queued", len(pending))
+
+    async def _deliver(self, d: Delivery, key: tuple[str, str]) -> None:
+        try:
+            notifier = self.notifiers.get(d.receiver)
+            if notifier is None:
+                self._failed(d, f"receiver {d.receiver!r} is not configured")
+                return
+            try:
+                ref = await notifier.send(d)
+            except RetryableError as exc:
+                self._retry(d, str(exc), exc.retry_after_s)
+            except PermanentError as exc:
+                self._failed(d, str(exc))
+            except Exception as exc:
+                logger.exception("notifier {} raised unexpectedly for outbox row {}", d.receiver, d.id)
+                self._retry(d, f"{type(exc).__name__}: {exc}", None)
+            else:
+                self.store.mark_delivered(d, self.clock(), ref)
+                self.stats.delivered += 1
+        finally:
+            self._inflight.pop(key, None)
+            if self._wake is not None:
+                self._wake.set()
+
+    def _retry(self, d: Delivery, error: str, retry_after_s: float | None) -> None:
+        delay = backoff_s(d.attempts + 1, self.cfg, self.rng.random(), retry_after_s)
+        self.store.mark_retry(d, self.clock() + int(delay * 1e9), error)
+        self.stats.retried += 1
+        logger.warning("delivery {} to {} failed (attempt {}), retry in {:.1f} s: {}",
+                       d.idempotency_key, d.receiver, d.attempts + 1, delay, error)
+
+    def _failed(self, d: Delivery, error: str) -> None:
+        self.store.mark_failed(d, self.clock(), error)
+        self.stats.failed_permanently += 1
+        logger.error("delivery {} to {} refused for good: {}", d.idempotency_key, d.receiver, error)

@@ -1,0 +1,73 @@
+"""The alerts package assembled from `AlertsConfig`: store, notifiers, manager and delivery worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from loguru import logger
+
+from alerts.config import AlertsConfig
+from alerts.manager import AlertManager, Outcome
+from alerts.notifiers import build_notifiers
+from alerts.outbox import OutboxWorker
+from alerts.routing import Router
+from alerts.store import AlertStore
+from provisioning.device import Device
+from rules.transition import AlertTransition
+
+PURGE_EVERY_S = 3600.0
+
+
+class Alerts:
+    """`handle(transition)` from the pipeline; `await run()` in the service's task group; `await stop()`."""
+
+    def __init__(self, config: AlertsConfig, devices: Callable[[str], Device | None], *,
+                 db_path: str | Path | None = None, base_dir: Path = Path("."),
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        path = Path(db_path or config.db_path)
+        self.config = config
+        self.clock = clock
+        self.store = AlertStore(path if path.is_absolute() else base_dir / path)
+        self.notifiers = build_notifiers(config, base_dir=base_dir)
+        self.worker = OutboxWorker(self.store, self.notifiers, config=config.outbox, clock=clock)
+        self.manager = AlertManager(
+            self.store, Router(config.routes, config.default_receivers), self.notifiers, devices,
+            repeat_interval_s=config.repeat_interval_s, inhibit_rules=config.inhibit_rules,
+            timezone=config.timezone, clock=clock, on_enqueue=self.worker.wake)
+        self._ticker: asyncio.Task[None] | None = None
+
+    def handle(self, transition: AlertTransition) -> Outcome:
+        return self.manager.handle(transition)
+
+    async def run(self) -> None:
+        """Deliver the outbox and check repeats every `evaluation_interval_s`, until `stop()`."""
+        self._ticker = asyncio.create_task(self._tick(), name="alerts-repeat")
+        try:
+            await self.worker.run()
+        finally:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+
+    async def stop(self) -> None:
+        await self.worker.stop()
+
+    def close(self) -> None:
+        self.store.close()
+
+    async def _tick(self) -> None:
+        last_purge = 0.0
+        while True:
+            await asyncio.sleep(self.config.evaluation_interval_s)
+            try:
+                self.manager.repeat_due()
+                if time.monotonic() - last_purge > PURGE_EVERY_S:
+                    last_purge = time.monotonic()
+                    keep_ns = int(self.config.outbox.retention_days * 86400e9)
+                    self.store.purge_delivered(self.clock() - keep_ns)
+            except Exception:
+                logger.exception("alerts: repeat check failed; trying again next interval")

@@ -1,0 +1,132 @@
+"""`urbansense alerts list|show|ack|silence|silences|expire-silence|outbox` against a real alerts database."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from alerts.cli import register
+from alerts.config import AlertsConfig
+from alerts.manager import AlertManager
+from alerts.model import fingerprint
+from alerts.notifiers import build_notifiers
+from alerts.routing import Router
+from alerts.store import AlertStore
+from provisioning.device import Device
+from rules.transition import AlertState, AlertTransition, Severity
+
+CONFIG = AlertsConfig.model_validate({
+    "repeat_interval_s": 1,
+    "receivers": {"cases": {"type": "case_platform", "url": "http://127.0.0.1:9"}},
+    "default_receivers": ["cases"],
+})
+DEVICE = Device(id="bin-001", key="imei-1", model="x-bin", kind="bin_fill", district="海淀区")
+
+
+def transition(to: AlertState, device: str = "bin-001") -> AlertTransition:
+    return AlertTransition("bin_full", device, AlertState.PENDING, to, Severity.WARNING, time.time_ns(), 92.0,
+                           80.0, "case", labels=(("case_category", "bin_overflow"),))
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "alerts.sqlite"
+    store = AlertStore(path)
+    m = AlertManager(store, Router(CONFIG.routes, CONFIG.default_receivers), build_notifiers(CONFIG),
+                     {"bin-001": DEVICE}.get, repeat_interval_s=CONFIG.repeat_interval_s)
+    m.handle(transition(AlertState.FIRING))
+    m.handle(transition(AlertState.FIRING, "bin-002"))
+    m.handle(transition(AlertState.RESOLVED, "bin-002"))
+    store.close()
+    return path
+
+
+@pytest.fixture
+def cli(db: Path):
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """urbansense"""
+
+    register(app, db_path=lambda: db)
+    runner = CliRunner()
+
+    def invoke(*args: str, code: int = 0) -> str:
+        result = runner.invoke(app, ["alerts", *args])
+        assert result.exit_code == code, result.output
+        return result.output
+    return invoke
+
+
+def test_list_filters_by_state_and_speaks_json(cli):
+    rows = json.loads(cli("list", "--json"))
+    assert {(r["device_id"], r["state"]) for r in rows} == {("bin-001", "firing"), ("bin-002", "resolved")}
+    firing = json.loads(cli("list", "--state", "firing", "--json"))
+    assert [r["device_id"] for r in firing] == ["bin-001"]
+    assert "bin-001" in cli("list")
+    assert "unknown state" in cli("list", "--state", "burning", code=2)
+
+
+def test_show_has_history_and_notifications(cli):
+    fp = fingerprint("bin_full", "bin-001")
+    data = json.loads(cli("show", fp, "--json"))
+    assert data["alert"]["fingerprint"] == fp
+    assert [h["to"] for h in data["history"]] == ["firing"]
+    (note,) = data["notifications"]
+    assert (note["receiver"], note["event"], note["status"]) == ("cases", "firing", "queued")
+    text = cli("show", str(data["alert"]["id"]))
+    assert "history" in text and "notifications" in text
+    assert "no alert" in cli("show", "zzzz", code=1)
+
+
+def test_ack_makes_it_acknowledged_and_refuses_resolved_ones(cli, db):
+    fp = fingerprint("bin_full", "bin-001")
+    assert "acknowledged alert" in cli("ack", fp[:6], "--by", "王工", "--comment", "truck on its way")
+    (row,) = json.loads(cli("list", "--state", "acknowledged", "--json"))
+    assert row["acknowledged_by"] == "王工" and row["ack_comment"] == "truck on its way"
+    out = cli("ack", fingerprint("bin_full", "bin-002"), "--by", "x", code=1)
+    assert "is resolved" in out
+
+
+def test_silence_lifecycle(cli):
+    out = cli("silence", "--match", "district=海淀区", "-m", "rule_id=~bin_.*", "--for", "2h",
+              "--comment", "street market day", "--by", "李")
+    assert out.startswith("silence 1:")
+    (s,) = json.loads(cli("silences", "--json"))
+    assert s["matchers"] == ["district=海淀区", "rule_id=~bin_.*"] and s["active"] and s["created_by"] == "李"
+    assert "expired" in cli("expire-silence", "1")
+    assert json.loads(cli("silences", "--json")) == []
+    assert len(json.loads(cli("silences", "--all", "--json"))) == 1
+    assert "no silence with id 7" in cli("expire-silence", "7", code=1)
+
+
+def test_silence_refuses_bad_input(cli):
+    assert "exactly one of --end and --for" in cli("silence", "-m", "a=b", "--comment", "x", code=1)
+    assert "expected name=value" in cli("silence", "-m", "nonsense", "--for", "1h", "--comment", "x", code=1)
+    assert "duration" in cli("silence", "-m", "a=b", "--for", "forever", "--comment", "x", code=1)
+    assert "must end after" in cli("silence", "-m", "a=b", "--start", "2026-07-21T12:00",
+                                   "--end", "2026-07-21T11:00", "--comment", "x", code=1)
+    assert "needs a comment" in cli("silence", "-m", "a=b", "--for", "1h", "--comment", " ", code=1)
+
+
+def test_outbox_listing(cli):
+    rows = json.loads(cli("outbox", "--status", "queued", "--json"))
+    assert [r["event"] for r in rows] == ["firing", "firing", "resolved"]
+
+
+def test_missing_database_is_a_clear_error(tmp_path):
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """urbansense"""
+
+    register(app)
+    result = CliRunner().invoke(app, ["alerts", "--db", str(tmp_path / "nope.sqlite"), "list"])
+    assert result.exit_code == 1 and "no alerts database" in result.output
