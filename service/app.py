@@ -1,4 +1,4 @@
-"""The running service: wires the MQTT collector, the pipeline and storage, and stops cleanly."""
+"""The running service: wires collectors, the pipeline, storage, rules and alerts, and stops cleanly."""
 
 from __future__ import annotations
 
@@ -7,19 +7,20 @@ import contextlib
 import signal
 import time
 
-from collectors.mqtt import Inbound, MqttConsumer
 from loguru import logger
-from storage.deadletter import DeadLetter, DeadLetterStore
-from storage.influx import InfluxClient
-from storage.writer import BatchWriter
 
-from collectors.lorawan import parse as parse_lorawan
+from collectors.uplink import Incoming, Sink
 from provisioning.view import RegistryView
+from service.collectors import PARSERS, Collector, build_collectors
 from service.config import Config
 from service.httpserver import MetricsServer
 from service.inbox import Inbox
 from service.metrics import Metrics
-from service.pipeline import Incoming, Pipeline
+from service.pipeline import Pipeline
+from storage.deadletter import DeadLetter, DeadLetterStore
+from storage.influx import InfluxClient
+from storage.lineprotocol import split_lines
+from storage.writer import BatchWriter
 
 
 class Service:
@@ -31,13 +32,13 @@ class Service:
         self.stopping = asyncio.Event()
         self.started = asyncio.Event()
         self.pipeline: Pipeline | None = None
-        self.consumer: MqttConsumer | None = None
+        self.collectors: list[Collector] = []
         self.metrics_server: MetricsServer | None = None
         self.influx: InfluxClient | None = None
+        self.writer: BatchWriter | None = None
 
-    def topics(self) -> list[str]:
-        lw = self.cfg.lorawan
-        return [t for on, t in ((lw.chirpstack, lw.chirpstack_topic), (lw.tts, lw.tts_topic)) if on]
+    def collector(self, name: str) -> Collector | None:
+        return next((c for c in self.collectors if c.name == name), None)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -54,37 +55,30 @@ class Service:
         deadletters = DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path))
 
         def rejected(lines: bytes, reason: str) -> None:
-            self.metrics.points_rejected.inc(max(1, lines.count(b"\n")))
+            self.metrics.points_rejected.inc(max(1, len(split_lines(lines))))
             deadletters.add_many([DeadLetter(time_ns=time.time_ns(), source="influxdb", topic="",
                                              payload=lines, reason="influx_rejected", detail=reason)])
 
         writer = BatchWriter(self.influx, batch_size=ic.batch_size, flush_interval_s=ic.flush_interval_s,
                              max_batches_in_flight=ic.max_batches_in_flight, on_rejected=rejected,
                              on_written=self._written)
+        self.writer = writer
         view = RegistryView(cfg.path(cfg.registry.path))
         self.pipeline = Pipeline(view=view, writer=writer, deadletters=deadletters, metrics=self.metrics,
-                                 parsers={"mqtt": parse_lorawan}, log_every_s=cfg.pipeline.log_every_s)
+                                 parsers=PARSERS, log_every_s=cfg.pipeline.log_every_s)
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
-
-        def on_message(msg: Inbound) -> None:
-            inbox.put(Incoming("mqtt", msg.topic, msg.payload, msg.received_ns, ack=lambda: consumer.ack(msg)))
-
-        mc = cfg.mqtt
-        consumer = MqttConsumer(host=mc.host, port=mc.port, client_id=mc.client_id, topics=self.topics(),
-                                on_message=on_message, username=mc.username or None,
-                                password=mc.password or None, receive_maximum=mc.receive_maximum,
-                                session_expiry_s=mc.session_expiry_s, keepalive=mc.keepalive_s,
-                                reconnect_min_s=mc.reconnect_min_s, reconnect_max_s=mc.reconnect_max_s)
-        self.consumer = consumer
+        sink = Sink(put=inbox.put, put_async=inbox.put_async)
+        self.collectors = build_collectors(cfg)
         if cfg.metrics.enabled:
             self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
                                                 ready=self._ready)
             self.metrics_server.start()
         pipe_task = asyncio.create_task(self.pipeline.run(inbox, self.stopping), name="pipeline")
         refresh_task = asyncio.create_task(self._refresh_registry(view), name="registry")
-        consumer.start()
-        logger.info("urbansense running: {} devices, topics {}, InfluxDB {} db {}",
-                    len(view.by_id), self.topics(), ic.url, ic.database)
+        for c in self.collectors:
+            await c.start(sink)
+        logger.info("urbansense running: {} devices, collectors {}, InfluxDB {} db {}",
+                    len(view.by_id), [c.name for c in self.collectors], ic.url, ic.database)
         self.started.set()
         try:
             await self.stopping.wait()
@@ -96,7 +90,8 @@ class Service:
             refresh_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresh_task
-            await asyncio.to_thread(consumer.stop)
+            for c in self.collectors:
+                await c.stop()
             if self.metrics_server:
                 self.metrics_server.stop()
             await self.influx.aclose()
@@ -110,8 +105,10 @@ class Service:
         self.metrics.write_seconds.observe(seconds)
 
     def _ready(self) -> tuple[bool, str]:
-        if self.consumer is None or not self.consumer.connected:
-            return False, "broker not connected"
+        for c in self.collectors:
+            ok, why = c.ready()
+            if not ok:
+                return False, f"{c.name}: {why}"
         return True, "ok"
 
     async def _ensure_database(self) -> None:

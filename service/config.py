@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from alerts.config import AlertsConfig
+
 DEFAULT_PATH = "config.toml"
 CONFIG_ENV = "URBANSENSE_CONFIG"
 SECRET_ENV = {
@@ -90,6 +92,18 @@ class LoggingConfig(_Section):
         "INFO", description="loguru level")
 
 
+class RulesConfig(_Section):
+    presets: bool = Field(True, description="load the shipped presets in rules/presets/")
+    files: list[str] = Field(default_factory=list, description="the city's own rule files, applied after the presets")
+    timezone: str = Field("Asia/Shanghai", description="local time of day/night schedules")
+    silent_factor: float = Field(3.0, gt=1, description="a device is silent after expected interval x this")
+    tick_interval_s: float = Field(5.0, gt=0, description="how often time-based transitions are checked")
+    warm_up: bool = Field(True, description="replay recent history from InfluxDB into rule windows on start")
+
+
+# Sections added by collectors of other transports go here, one line each in `Config`.
+
+
 class Config(_Section):
     mqtt: MqttConfig = MqttConfig()
     lorawan: LorawanConfig = LorawanConfig()
@@ -98,6 +112,8 @@ class Config(_Section):
     pipeline: PipelineConfig = PipelineConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
+    rules: RulesConfig = RulesConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
     base_dir: Path = Field(Path("."), exclude=True, description="folder relative paths resolve against")
 

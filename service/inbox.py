@@ -42,6 +42,23 @@ class Inbox(Generic[T]):
             self._loop.call_soon_threadsafe(self._ready.set)
         return True
 
+    async def put_async(self, item: T) -> bool:
+        """Add from the event loop; waits (without blocking the loop) while full. False once closed."""
+        delay = 0.001
+        while True:
+            with self._not_full:
+                if self._closed:
+                    return False
+                if len(self._items) < self.maxsize:
+                    was_empty = not self._items
+                    self._items.append(item)
+                    break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        if was_empty:
+            self._ready.set()
+        return True
+
     async def get_chunk(self, limit: int, timeout: float | None = None) -> list[T]:
         """Up to `limit` items, waiting (up to `timeout`) for at least one."""
         if not self._items:

@@ -13,32 +13,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from loguru import logger
-from storage.deadletter import DeadLetter, DeadLetterStore
-from storage.lineprotocol import encode_reading
-from storage.schema import HEALTH_FIELDS
-from storage.writer import BatchWriter
 
-from collectors.uplink import EnvelopeError, Uplink
-from decoders import DecodeError, UnknownModel, derive, get_model
+from collectors.uplink import EnvelopeError, Incoming, Uplink
+from decoders import DecodeError, UnknownModel, derive, get_model, health_fields
 from provisioning.device import Device
 from provisioning.view import RegistryView
 from service.inbox import Inbox
 from service.metrics import Metrics
+from storage.deadletter import DeadLetter, DeadLetterStore
+from storage.lineprotocol import encode_reading
 from storage.reading import Reading
+from storage.writer import BatchWriter
 
 Parser = Callable[[str, bytes, int], Uplink]
-
-
-@dataclass(slots=True)
-class Incoming:
-    """One message as a collector received it; `uplink` is set when the collector parsed it already."""
-
-    source: str
-    topic: str
-    payload: bytes
-    received_ns: int
-    ack: Callable[[], None] | None = None
-    uplink: Uplink | None = None
 
 
 @dataclass
@@ -126,7 +113,7 @@ class Pipeline:
             self.metrics.decode_warnings.labels(device.model).inc(len(warnings))
             self._log_once(device.id, "warning", "; ".join(warnings))
         fields = derived.fields
-        health = {k: v for k, v in fields.items() if k in HEALTH_FIELDS}
+        health = health_fields(fields)
         if up.rssi_dbm is not None:
             health["rssi_dbm"] = up.rssi_dbm
         if up.snr_db is not None:

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from storage.schema import field_type
 
 from collectors.lorawan.chirpstack import build_chirpstack_event
 from decoders import ModelInfo, derive, get_model
 from provisioning.device import Device
+from storage.schema import field_type
 
 SCENARIOS = ("calm", "rainstorm")
 
@@ -110,7 +110,9 @@ class FleetSimulator:
                 target = mount - self.scenario.depth_mm(device, t_s) - rng.uniform(0, 5)
             elif name == "distance_mm" and info.kind == "bin_fill":
                 depth = device.install.get("bin_depth_mm", r.hi)
-                target = depth * (1 - min(1.0, (t_s / 3600.0 + (zlib.crc32(device.id.encode()) % 70) / 100)))
+                fill = min(1.0, t_s / 3600.0 + (zlib.crc32(device.id.encode()) % 70) / 100)
+                # a sensor under the bin measures the fill height, one above it the empty space
+                target = depth * fill if info.mounting == "bottom" else depth * (1 - fill)
             elif name == "laeq_db":
                 target = rng.gauss(58, 6)
             elif name in ("pm2_5_ugm3", "pm10_ugm3"):

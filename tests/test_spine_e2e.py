@@ -16,7 +16,6 @@ import orjson
 import pytest
 from conftest import influx_query
 from servicekit import make_config, running, wait_until
-from storage.deadletter import DeadLetterStore
 
 from collectors.lorawan.chirpstack import build_chirpstack_event
 from collectors.lorawan.tts import build_tts_uplink
@@ -24,6 +23,7 @@ from provisioning.device import Device
 from provisioning.registry import Registry
 from service.daemons import Daemon, start_influxd
 from service.simulator import FleetSimulator, Publisher, Scenario, SimUplink, demo_fleet
+from storage.deadletter import DeadLetterStore
 
 KINDS = ("noise", "dust", "bin_fill", "parking", "water_level")
 
@@ -130,7 +130,7 @@ def test_bad_input_is_counted_and_dead_lettered_and_good_data_around_it_is_store
         wait_until(lambda: svc.pipeline.stats.received >= len(good) + 4, 60, "every message to be processed")
         wait_until(lambda: svc.pipeline.stats.readings >= len(good), 60, "the good readings")
         stats = svc.pipeline.stats
-        assert svc.consumer is not None and svc.consumer.connected
+        assert svc.collector("lorawan").consumer.connected
         metrics = httpx.get(f"http://127.0.0.1:{svc.metrics_server.port}/metrics").text
         for reason in ("bad_json", "bad_base64", "unknown_device", "decode_error"):
             assert stats.rejected.get(reason) == 1, (reason, stats.rejected)
