@@ -6,9 +6,9 @@ import getpass
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,15 @@ CREATE INDEX IF NOT EXISTS audit_device ON audit(device_id, seq);
 """
 
 _COLUMNS = [f.name for f in fields(Device)]
+
+
+@dataclass(slots=True)
+class ImportResult:
+    """Device ids by what `import_devices` did with them."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
 
 
 class RegistryError(ValueError):
@@ -127,14 +136,19 @@ class Registry:
             self._audit(db, device.id, "add", asdict(device), by)
 
     def update(self, device_id: str, *, by: str | None = None, action: str = "update",
-               **changes: Any) -> Device:
-        """Change some columns of one device; records old → new values in the audit table."""
+               note: Mapping[str, Any] | None = None, **changes: Any) -> Device:
+        """Change some columns of one device; records old → new values (plus `note`) in the audit table.
+
+        Nothing is written, and nothing audited, when no value actually changes.
+        """
         with self._tx() as db:
             old = self._get(db, device_id)
             new = replace(old, **changes)
-            diff = {k: [getattr(old, k), getattr(new, k)] for k in changes if getattr(old, k) != getattr(new, k)}
+            diff: dict[str, Any] = {k: [getattr(old, k), getattr(new, k)] for k in changes
+                                    if getattr(old, k) != getattr(new, k)}
             if not diff:
                 return old
+            diff.update(note or {})
             if "key" in diff:
                 hit = db.execute("SELECT id FROM devices WHERE key = ? AND id != ?",
                                  (new.key, device_id)).fetchone()
@@ -146,6 +160,61 @@ class Registry:
                        (*row.values(), time.time(), device_id))
             self._audit(db, device_id, action, diff, by)
             return new
+
+    def key_owners(self) -> dict[str, str]:
+        """Every registered key → the id of the device that has it."""
+        return {r[0]: r[1] for r in self._db.execute("SELECT key, id FROM devices")}
+
+    def import_devices(self, devices: Sequence[Device], *, by: str | None = None,
+                       action: str = "import") -> ImportResult:
+        """Add new devices and update changed ones in one transaction; identical ones are left alone.
+
+        One audit row per device added or changed. A key registered to another device
+        refuses the whole batch (`RegistryError` naming both), so nothing is half-written.
+        """
+        who = by or current_user()
+        result = ImportResult()
+        inserts: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
+        audits: list[tuple[Any, ...]] = []
+        with self._tx() as db:
+            now = time.time()
+            existing = {row["id"]: _row_to_device(row) for row in db.execute("SELECT * FROM devices")}
+            owners = {d.key: d.id for d in existing.values()}
+            for device in devices:
+                owner = owners.get(device.key)
+                if owner is not None and owner != device.id:
+                    raise RegistryError(f"key {device.key!r} of device {device.id!r} is already registered "
+                                        f"to device {owner!r}")
+                old = existing.get(device.id)
+                row = _device_to_row(device)
+                if old is None:
+                    inserts.append((*row.values(), now, now))
+                    changes: dict[str, Any] = asdict(device)
+                    result.added.append(device.id)
+                    verb = "add"
+                elif old == device:
+                    result.unchanged.append(device.id)
+                    continue
+                else:
+                    owners.pop(old.key, None)
+                    updates.append((*row.values(), now, device.id))
+                    changes = {f: [getattr(old, f), getattr(device, f)] for f in _COLUMNS
+                               if getattr(old, f) != getattr(device, f)}
+                    result.updated.append(device.id)
+                    verb = "update"
+                owners[device.key] = device.id
+                audits.append((device.id, now, who, f"{action}:{verb}",
+                               json.dumps(changes, ensure_ascii=False, sort_keys=True, default=str)))
+            if inserts:
+                cols = ", ".join([*_COLUMNS, "created_at", "updated_at"])
+                db.executemany(f"INSERT INTO devices({cols}) VALUES ({', '.join('?' * (len(_COLUMNS) + 2))})",
+                               inserts)
+            if updates:
+                sets = ", ".join(f"{k} = ?" for k in _COLUMNS)
+                db.executemany(f"UPDATE devices SET {sets}, updated_at = ? WHERE id = ?", updates)
+            db.executemany("INSERT INTO audit(device_id, at, by, action, changes) VALUES (?,?,?,?,?)", audits)
+        return result
 
     def _get(self, db: sqlite3.Connection, device_id: str) -> Device:
         row = db.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()

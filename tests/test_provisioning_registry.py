@@ -79,3 +79,20 @@ def test_cli_add_refuses_bad_input_naming_the_field(tmp_path: Path, args: list[s
     r = runner.invoke(app, ["device", "add", "X", *args, "--registry", str(tmp_path / "r.sqlite")])
     assert r.exit_code == 2
     assert message in r.output
+
+
+def test_import_devices_is_one_transaction_with_an_audit_row_per_change(tmp_path: Path) -> None:
+    with Registry(tmp_path / "r.sqlite") as reg:
+        reg.add(Device("A", "0011223344556677", "m", "noise"))
+        batch = [Device("A", "0011223344556677", "m", "noise"), Device("B", "00112233445566aa", "m", "noise"),
+                 Device("C", "00112233445566bb", "m", "noise", district="海淀")]
+        result = reg.import_devices(batch, by="bot")
+        assert (result.added, result.updated, result.unchanged) == (["B", "C"], [], ["A"])
+        result = reg.import_devices([Device("C", "00112233445566bb", "m", "noise", district="朝阳")], by="bot")
+        assert result.updated == ["C"]
+        assert reg.history("C")[-1]["changes"] == {"district": ["海淀", "朝阳"]}
+        with pytest.raises(RegistryError, match="already registered to device 'A'"):
+            reg.import_devices([Device("D", "00112233445566cc", "m", "noise"),
+                                Device("E", "0011223344556677", "m", "noise")])
+        assert reg.find("D") is None
+        assert [len(reg.history(x)) for x in "ABCD"] == [1, 1, 2, 0]
