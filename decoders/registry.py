@@ -24,6 +24,9 @@ from decoders.models import (
     dragino_ldds20,
     dragino_ldds75,
     elsys_ers_sound,
+    generic_mb_radar,
+    generic_nb_noise,
+    generic_nb_wl,
     milesight_am319,
     milesight_em310_udl,
     milesight_em400_udl,
@@ -54,6 +57,9 @@ _NATIVE: tuple[ModelInfo, ...] = (
     bosch_tps110.MODEL,
     nwave_nps405.MODEL,
     nwave_nps310.MODEL,
+    generic_nb_wl.MODEL,
+    generic_nb_noise.MODEL,
+    generic_mb_radar.MODEL,
 )
 
 JS_DIR = Path(__file__).with_name("js")

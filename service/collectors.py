@@ -37,14 +37,48 @@ def _lorawan(cfg: Config) -> Collector | None:
                             reconnect_max_s=mc.reconnect_max_s)
 
 
+def _nbiot(cfg: Config) -> Collector | None:
+    from collectors.nbiot.coap import CoapEndpoint
+    from collectors.nbiot.collector import NbiotCollector
+    from collectors.nbiot.push import PushReceiver
+    from collectors.nbiot.udp import UdpListener
+
+    nb = cfg.nbiot
+    if not (nb.udp or nb.coap or nb.push):
+        return None
+    return NbiotCollector(
+        udp=UdpListener(nb.udp_host, nb.udp_port, nb.udp_buffer) if nb.udp else None,
+        coap=CoapEndpoint(nb.coap_host, nb.coap_port, nb.coap_path) if nb.coap else None,
+        push=PushReceiver(nb.push_host, nb.push_port, ctwing_token=nb.ctwing_token, onenet_token=nb.onenet_token,
+                          max_body_bytes=nb.max_body_bytes) if nb.push else None)
+
+
+def _modbus(cfg: Config) -> Collector | None:
+    from collectors.modbus.collector import ModbusCollector
+
+    mb = cfg.modbus
+    if not mb.enabled:
+        return None
+    return ModbusCollector(registry_path=cfg.path(cfg.registry.path), min_interval_s=mb.min_interval_s,
+                           timeout_s=mb.timeout_s, backoff_max_s=mb.backoff_max_s, rtu_ports=tuple(mb.rtu_ports),
+                           reload_interval_s=cfg.registry.reload_interval_s)
+
+
 FACTORIES: dict[str, Callable[[Config], Collector | None]] = {
     "lorawan": _lorawan,
+    "nbiot": _nbiot,
+    "modbus": _modbus,
 }
 
 
-def build_collectors(cfg: Config) -> list[Collector]:
-    """The collectors the config enables, in registration order."""
-    return [c for make in FACTORIES.values() if (c := make(cfg)) is not None]
+def build_collectors(cfg: Config, metrics: object = None) -> list[Collector]:
+    """The collectors the config enables, in registration order; those with `bind_metrics` get `metrics`."""
+    collectors = [c for make in FACTORIES.values() if (c := make(cfg)) is not None]
+    for c in collectors:
+        bind = getattr(c, "bind_metrics", None)
+        if metrics is not None and bind is not None:
+            bind(metrics)
+    return collectors
 
 
 def _parse_mqtt(topic: str, payload: bytes, received_ns: int) -> Uplink:
@@ -53,8 +87,29 @@ def _parse_mqtt(topic: str, payload: bytes, received_ns: int) -> Uplink:
     return parse(topic, payload, received_ns)
 
 
+def _parse_nbiot_udp(topic: str, payload: bytes, received_ns: int) -> Uplink:
+    from collectors.nbiot.frame import parse_udp
+
+    return parse_udp(topic, payload, received_ns)
+
+
+def _parse_ctwing(topic: str, payload: bytes, received_ns: int) -> Uplink:
+    from collectors.nbiot.platforms import parse_ctwing_dead
+
+    return parse_ctwing_dead(topic, payload, received_ns)
+
+
+def _parse_onenet(topic: str, payload: bytes, received_ns: int) -> Uplink:
+    from collectors.nbiot.platforms import parse_onenet_dead
+
+    return parse_onenet_dead(topic, payload, received_ns)
+
+
 # Envelope parsers by `Incoming.source`, for collectors that leave parsing to the pipeline
 # (so a bad envelope is dead-lettered like any other refused message).
 PARSERS: dict[str, Callable[[str, bytes, int], Uplink]] = {
     "mqtt": _parse_mqtt,
+    "nbiot-udp": _parse_nbiot_udp,
+    "ctwing": _parse_ctwing,
+    "onenet": _parse_onenet,
 }

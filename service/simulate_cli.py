@@ -45,10 +45,14 @@ def register(app: typer.Typer) -> None:
                  storm_district: Annotated[list[str] | None, typer.Option(
                      help="district that floods in the rainstorm (repeatable; default: the first)")] = None,
                  ramp: Annotated[float, typer.Option(help="rainstorm: seconds for water to reach its peak")] = 300,
-                 seed: Annotated[int, typer.Option(help="random seed")] = 1) -> None:
-        """Publish ChirpStack uplinks for the registry's LoRaWAN devices, encoded with each model's codec.
+                 seed: Annotated[int, typer.Option(help="random seed")] = 1,
+                 transport: Annotated[str, typer.Option(
+                     help="lorawan (ChirpStack over MQTT), nbiot-udp (frames to nbiot.udp_port) or ctwing "
+                          "(CTWing pushes to nbiot.push_port)")] = "lorawan") -> None:
+        """Play the registry's devices: LoRaWAN uplinks via the broker, or NB-IoT frames over UDP / CTWing push.
 
         Example: [bold]urbansense simulate --scenario rainstorm --rate 50 --duration 120 --storm-district 朝阳[/bold]
+        Example: [bold]urbansense simulate --transport nbiot-udp --rate 20 --duration 60[/bold]
         """
         from provisioning.registry import Registry
         from service.cli import state
@@ -63,6 +67,17 @@ def register(app: typer.Typer) -> None:
         with Registry(cfg.path(cfg.registry.path)) as reg:
             devices = reg.all()
         districts = tuple(storm_district or sorted({d.district for d in devices if d.kind == "water_level"})[:1])
+        if transport != "lorawan":
+            from service.simulate_nbiot import TRANSPORTS, run_nbiot
+
+            if transport not in TRANSPORTS:
+                console.print(f"[red]error:[/red] --transport: {transport!r} is not one of lorawan, "
+                              f"{', '.join(TRANSPORTS)}")
+                raise typer.Exit(2)
+            code, message = run_nbiot(cfg, devices, Scenario(scenario, districts, ramp), transport=transport,
+                                      rate=rate, duration_s=duration, seed=seed)
+            console.print(message)
+            raise typer.Exit(code)
         sim = FleetSimulator(devices, Scenario(scenario, districts, ramp), seed=seed)
         if not sim.devices:
             console.print("[red]error:[/red] the registry has no LoRaWAN devices to simulate "

@@ -1,0 +1,1 @@
+"""Modbus collector: polls Modbus TCP devices and RTU devices behind TCP serial gateways (pymodbus)."""

@@ -1,0 +1,1 @@
+"""NB-IoT collectors: raw UDP frames, CoAP POSTs, and CTWing / OneNET HTTP pushes."""

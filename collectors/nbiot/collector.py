@@ -1,0 +1,38 @@
+"""The NB-IoT collector: whichever of UDP, CoAP and platform push `[nbiot]` enables, as one plug-in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collectors.nbiot.coap import CoapEndpoint
+from collectors.nbiot.push import PushReceiver
+from collectors.nbiot.udp import UdpListener
+from collectors.uplink import Sink
+
+
+class NbiotCollector:
+    """Devices are looked up by IMEI in the pipeline; this only frames, checks and acknowledges."""
+
+    name = "nbiot"
+
+    def __init__(self, *, udp: UdpListener | None, coap: CoapEndpoint | None, push: PushReceiver | None) -> None:
+        self.udp, self.coap, self.push = udp, coap, push
+        self._parts: list[Any] = [p for p in (udp, coap, push) if p is not None]
+
+    def bind_metrics(self, metrics: Any) -> None:
+        if self.udp is not None:
+            self.udp.on_drop = metrics.nbiot_dropped.inc
+        if self.push is not None:
+            self.push.on_refused = lambda platform, reason: metrics.push_refused.labels(platform, reason).inc()
+
+    async def start(self, sink: Sink) -> None:
+        for part in self._parts:
+            await part.start(sink)
+
+    async def stop(self) -> None:
+        for part in reversed(self._parts):
+            await part.stop()
+
+    def ready(self) -> tuple[bool, str]:
+        down = [type(p).__name__ for p in self._parts if not p.running]
+        return (False, f"not listening: {', '.join(down)}") if down else (True, "listening")

@@ -1,0 +1,155 @@
+"""Operator IoT platform pushes → `Uplink`s, pure: China Telecom CTWing/AEP and China Mobile OneNET.
+
+CTWing (AEP subscription push, `messageType = "dataReport"`): `IMEI`, `timestamp` (ms) and
+`payload` — either `{"APPdata": base64}` (transparent bytes) or the object the product's
+profile already decoded. OneNET: `{"msg", "nonce", "signature"}` (old NB-IoT platform:
+`msg_signature`), signature = Base64(MD5(token + nonce + msg)); `msg` is one message or a
+list (old platform: `imei`, `at` ms, `type` 1 = data point, `value` hex or base64), or the
+new platform's JSON text (`deviceName` = IMEI, `data.params` properties).
+
+Transparent bytes are our UDP frame when they parse as one (its IMEI must equal the
+platform's), else the model's bare report (message type 0x01). Decoded properties go
+to the model's codec as JSON (port 0).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import string
+from typing import Any
+
+import orjson
+
+from collectors.nbiot.frame import parse_frame, to_uplink
+from collectors.uplink import EnvelopeError, Uplink
+from provisioning.keys import KeyError_, normalise_imei
+
+DATA, PLATFORM_JSON = 0x01, 0
+_HEX = frozenset(string.hexdigits)
+
+
+def onenet_signature(token: str, nonce: str, msg: str) -> str:
+    return base64.b64encode(hashlib.md5((token + nonce + msg).encode()).digest()).decode()
+
+
+def onenet_signature_ok(token: str, nonce: str, msg: str, signature: str) -> bool:
+    """Constant-time check; a '+' turned into ' ' by form decoding is put back."""
+    return hmac.compare_digest(onenet_signature(token, nonce, msg), signature.replace(" ", "+"))
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise EnvelopeError("bad_json", str(exc)) from None
+
+
+def _imei(value: object) -> str:
+    try:
+        return normalise_imei(str(value))
+    except KeyError_ as exc:
+        raise EnvelopeError("bad_imei", str(exc)) from None
+
+
+def _time_ns(ms: object, received_ns: int) -> int:
+    if isinstance(ms, bool) or not isinstance(ms, int | float) or ms <= 0:
+        return received_ns
+    return int(ms) * 1_000_000
+
+
+def _bytes_uplink(raw: bytes, imei: str, time_ns: int, source: str, received_ns: int) -> Uplink:
+    try:
+        frame = parse_frame(raw)
+    except EnvelopeError:
+        return Uplink(imei, raw, DATA, time_ns, source, received_ns)
+    if frame.imei != imei:
+        raise EnvelopeError("imei_mismatch", f"frame carries IMEI {frame.imei}, the platform says {imei}")
+    up = to_uplink(frame, source, received_ns)
+    return up if frame.device_time_s else Uplink(imei, up.payload, up.port, time_ns, source, received_ns,
+                                                fcnt=up.fcnt)
+
+
+def parse_ctwing(body: bytes, received_ns: int) -> list[Uplink]:
+    """A CTWing push body → its uplink (empty for message types other than dataReport)."""
+    doc = _json(body)
+    if not isinstance(doc, dict):
+        raise EnvelopeError("bad_envelope", "CTWing push is not a JSON object")
+    if doc.get("messageType", "dataReport") != "dataReport":
+        return []
+    imei = _imei(doc.get("IMEI") or doc.get("imei"))
+    time_ns = _time_ns(doc.get("timestamp"), received_ns)
+    payload = doc.get("payload")
+    if not isinstance(payload, dict):
+        raise EnvelopeError("bad_envelope", "CTWing dataReport without a payload object")
+    if "APPdata" in payload:
+        try:
+            raw = base64.b64decode(str(payload["APPdata"]), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise EnvelopeError("bad_base64", f"APPdata: {exc}") from None
+        return [_bytes_uplink(raw, imei, time_ns, "ctwing", received_ns)]
+    return [Uplink(imei, orjson.dumps(payload), PLATFORM_JSON, time_ns, "ctwing", received_ns)]
+
+
+def onenet_parts(body: bytes) -> tuple[str, str, str]:
+    """(msg as signed, nonce, signature) of a OneNET POST body."""
+    doc = _json(body)
+    if not isinstance(doc, dict) or "msg" not in doc:
+        raise EnvelopeError("bad_envelope", "OneNET push is not a JSON object with msg")
+    msg = doc["msg"]
+    text = msg if isinstance(msg, str) else orjson.dumps(msg).decode()
+    return text, str(doc.get("nonce", "")), str(doc.get("signature") or doc.get("msg_signature") or "")
+
+
+def _onenet_value(value: object) -> bytes:
+    text = str(value)
+    if len(text) % 2 == 0 and text and set(text) <= _HEX:
+        return bytes.fromhex(text)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise EnvelopeError("bad_value", f"OneNET value is neither hex nor base64: {exc}") from None
+
+
+def _onenet_one(m: object, received_ns: int) -> Uplink | None:
+    if not isinstance(m, dict):
+        raise EnvelopeError("bad_envelope", "OneNET message is not a JSON object")
+    if "deviceName" in m:
+        data = m.get("data")
+        params = data.get("params") if isinstance(data, dict) else None
+        if m.get("messageType", "notify") != "notify" or not isinstance(params, dict):
+            return None
+        props = {k: v.get("value") if isinstance(v, dict) else v for k, v in params.items()}
+        return Uplink(_imei(m["deviceName"]), orjson.dumps(props), PLATFORM_JSON,
+                      _time_ns(m.get("notifyTime") or m.get("time"), received_ns), "onenet", received_ns)
+    if m.get("type", 1) != 1:
+        return None
+    imei = _imei(m.get("imei"))
+    if "value" not in m:
+        raise EnvelopeError("bad_envelope", "OneNET data point without a value")
+    return _bytes_uplink(_onenet_value(m["value"]), imei, _time_ns(m.get("at"), received_ns), "onenet", received_ns)
+
+
+def parse_onenet_msg(msg: str, received_ns: int) -> list[Uplink]:
+    """The data messages in a (signature-checked) OneNET `msg`; device status messages are skipped."""
+    doc = _json(msg.encode())
+    items = doc if isinstance(doc, list) else [doc]
+    return [u for m in items if (u := _onenet_one(m, received_ns)) is not None]
+
+
+def parse_ctwing_dead(topic: str, payload: bytes, received_ns: int) -> Uplink:
+    """Envelope parser for source "ctwing": used only to dead-letter a body that did not parse."""
+    ups = parse_ctwing(payload, received_ns)
+    if len(ups) != 1:
+        raise EnvelopeError("bad_envelope", "CTWing push holds no single data report")
+    return ups[0]
+
+
+def parse_onenet_dead(topic: str, payload: bytes, received_ns: int) -> Uplink:
+    """Envelope parser for source "onenet": used only to dead-letter a signed body that did not parse."""
+    ups = parse_onenet_msg(onenet_parts(payload)[0], received_ns)
+    if len(ups) != 1:
+        raise EnvelopeError("bad_envelope", "OneNET push holds no single data message")
+    return ups[0]
