@@ -3,13 +3,17 @@
 Lines are batched by count and by time; each `ack` runs only once the lines added with
 it (and everything added before) are written, or refused by InfluxDB and handed to
 `on_rejected`. Until then the message broker keeps its redelivery duty, so an InfluxDB
-outage delays acknowledgements instead of losing data. Writes are idempotent (a point
-is keyed by series and time), which is what makes resending, splitting and bisecting safe.
+outage delays acknowledgements instead of losing data. With a disk spool, a batch that
+InfluxDB cannot take now is spooled (fsync'd) and acknowledged instead, and drained back
+later, one drain write at a time beside the live ones. Writes are idempotent (a point is
+keyed by series and time), which is what makes resending, splitting, bisecting and
+replaying the spool safe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import deque
@@ -38,15 +42,27 @@ class LineSink(Protocol):
     async def write(self, body: bytes) -> None: ...
 
 
-class Spool(Protocol):
-    """Seam for the disk spool (a later issue): durably keeps a body InfluxDB could not take now.
+class SpoolChunk(Protocol):
+    body: bytes
 
-    When a `spool` is given, a batch that fails with a transient error `spool_after_failures`
-    times is appended to it and its acks released; draining the spool back into InfluxDB
-    is the spool's job.
+
+class Spool(Protocol):
+    """What the writer needs of a spool (`storage.spool.DiskSpool`): a durable, bounded FIFO of bodies.
+
+    `append` returns once the body is durable. `read` gives the oldest bodies (None when
+    empty) and `commit` forgets them after they were written; the writer drains.
     """
 
+    @property
+    def empty(self) -> bool: ...
+
+    def has_room(self, n: int) -> bool: ...
+
     async def append(self, body: bytes) -> None: ...
+
+    async def read(self, max_bytes: int) -> SpoolChunk | None: ...
+
+    async def commit(self, chunk: SpoolChunk) -> None: ...
 
 
 @dataclass
@@ -56,6 +72,7 @@ class WriterStats:
     points_written: int = 0
     points_rejected: int = 0
     points_spooled: int = 0
+    points_drained: int = 0
     batches_written: int = 0
     write_failures: int = 0
     write_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
@@ -86,13 +103,20 @@ class BatchWriter:
     refuses for good go to `on_rejected(lines, reason)` with its error text (found from
     the text, else by bisecting), the rest are written, then the acks run.
     `on_written(points, seconds)` is called for every successful write.
+
+    With a `spool`: after `spool_after_failures` transient failures a batch is spooled and
+    acked; while InfluxDB stays unreachable later batches go straight to the spool, and the
+    drain task probes InfluxDB (backoff capped at `probe_max_s`). A full spool takes
+    nothing more: batches then wait for InfluxDB with their acks held, which stops the
+    pipeline and leaves the backlog with the broker. Call `start()` to drain what an
+    earlier run spooled.
     """
 
     def __init__(self, client: LineSink, *, batch_size: int = 5000, flush_interval_s: float = 0.2,
                  max_batches_in_flight: int = 2, on_rejected: Callable[[bytes, str], None] | None = None,
                  on_written: Callable[[int, float], None] | None = None, spool: Spool | None = None,
                  spool_after_failures: int = 1, backoff_initial_s: float = 0.1, backoff_max_s: float = 30.0,
-                 max_retry_after_s: float = 300.0) -> None:
+                 max_retry_after_s: float = 300.0, probe_max_s: float = 5.0, drain_bytes: int = 1 << 20) -> None:
         if batch_size < 1 or max_batches_in_flight < 1 or flush_interval_s <= 0:
             raise ValueError("batch_size and max_batches_in_flight must be >= 1, flush_interval_s > 0")
         self.client = client
@@ -106,7 +130,17 @@ class BatchWriter:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.max_retry_after_s = max_retry_after_s
+        self.probe_max_s = probe_max_s
+        self.drain_bytes = drain_bytes
         self.stats = WriterStats()
+        self.outage = False
+        """True from a transient failure until the next successful write."""
+        self.spool_refusing = False
+        """True while the spool is too full to take the batch offered to it: acks are being held."""
+        self._spooling = False
+        self._recovered = asyncio.Event()
+        self._spooled = asyncio.Event()
+        self._drainer: asyncio.Task[None] | None = None
         self._current = _Batch()
         self._pending: deque[_Batch] = deque()
         self._slots = asyncio.Semaphore(max_batches_in_flight)
@@ -120,10 +154,22 @@ class BatchWriter:
         """Batches sealed but not yet acknowledged (written or being written, or waiting for a slot)."""
         return len(self._pending)
 
+    @property
+    def influx_reachable(self) -> bool:
+        """False while InfluxDB is failing with transient errors (until a write succeeds again)."""
+        return not self.outage
+
+    def start(self) -> None:
+        """Start draining the spool (also started by the first `add`); needs a running event loop."""
+        if self.spool is not None and self._drainer is None and not self._closed:
+            self._drainer = asyncio.get_running_loop().create_task(self._drain_loop(), name="spool-drain")
+
     async def add(self, lines: bytes, ack: Ack | None = None) -> None:
         """Queue `lines` (may be b""); `ack` runs once they and all earlier lines are durably handed off."""
         if self._closed:
             raise RuntimeError("BatchWriter is closed")
+        if self._drainer is None:
+            self.start()
         batch = self._current
         was_empty = batch.empty
         if lines:
@@ -159,9 +205,12 @@ class BatchWriter:
         finally:
             if self._timer is not None:
                 self._timer.cancel()
+            if self._drainer is not None:
+                self._drainer.cancel()
             for task in list(self._tasks):
                 task.cancel()
-            await asyncio.gather(*self._tasks, *(t for t in [self._timer] if t), return_exceptions=True)
+            await asyncio.gather(*self._tasks, *(t for t in [self._timer, self._drainer] if t),
+                                 return_exceptions=True)
 
     # ---- batching ----
 
@@ -235,13 +284,13 @@ class BatchWriter:
 
     # ---- one batch into InfluxDB ----
 
-    async def _deliver(self, body: bytes, n_lines: int) -> None:
+    async def _deliver(self, body: bytes, n_lines: int, may_spool: bool = True) -> None:
         """Write `body` until every line is either in InfluxDB (or the spool) or handed to `on_rejected`."""
         work: list[tuple[bytes, list[bytes] | None]] = [(body, None)]
         while work:
             part, lines = work.pop()
             count = len(lines) if lines is not None else n_lines if part is body else part.count(b"\n")
-            error, seconds = await self._send(part, count)
+            error, seconds = await self._send(part, count, may_spool)
             if error is None:
                 continue
             if lines is None:
@@ -255,6 +304,21 @@ class BatchWriter:
                     work.append((join_lines(lines[:half]), lines[:half]))
                 continue
             refused = identify_rejected(lines, error)
+            if refused and isinstance(error, PartialWriteError) and error.dropped is not None \
+                    and len(refused) > error.dropped:
+                # the text names a conflict, not its points (1.x conflicts are per shard): the others
+                # landed; resend the candidates in halves to find the refused ones
+                rest = [line for i, line in enumerate(lines) if i not in refused]
+                if rest:
+                    self._written(len(rest), seconds)
+                candidates = [lines[i] for i in sorted(refused)]
+                if len(candidates) == 1:
+                    self._reject(candidates, error.text)
+                    continue
+                half = len(candidates) // 2
+                work.append((join_lines(candidates[half:]), candidates[half:]))
+                work.append((join_lines(candidates[:half]), candidates[:half]))
+                continue
             if refused:
                 self._reject([lines[i] for i in sorted(refused)], error.text)
                 rest = [line for i, line in enumerate(lines) if i not in refused]
@@ -270,41 +334,122 @@ class BatchWriter:
                 work.append((join_lines(lines[half:]), lines[half:]))
                 work.append((join_lines(lines[:half]), lines[:half]))
 
-    async def _send(self, body: bytes, count: int) -> tuple[PermanentWriteError | None, float]:
-        """One body, retried while the failure is transient; returns the permanent error, if any."""
+    async def _send(self, body: bytes, count: int, may_spool: bool = True) -> tuple[PermanentWriteError | None, float]:
+        """One body, retried while the failure is transient (or spooled); returns the permanent error, if any."""
         failures = 0
         while True:
+            if may_spool and self.outage and (failures == 0 or failures >= self.spool_after_failures) \
+                    and self._spool_has_room(len(body)):
+                await self._to_spool(body, count)
+                return None, 0.0
             started = time.monotonic()
             try:
                 await self.client.write(body)
             except PermanentWriteError as exc:
+                self._up()
                 return exc, time.monotonic() - started
             except (TransientError, RequestRefused) as exc:
                 failures += 1
                 self.stats.write_failures += 1
-                if self.spool is not None and isinstance(exc, TransientError) \
-                        and failures >= self.spool_after_failures:
-                    await self.spool.append(body)
-                    self.stats.points_spooled += count
-                    return None, 0.0
-                delay = self._backoff(failures)
+                if isinstance(exc, TransientError):
+                    self._down(exc)
+                    if may_spool and failures >= self.spool_after_failures and self._spool_has_room(len(body)):
+                        await self._to_spool(body, count)
+                        return None, 0.0
+                delay = self._backoff(failures, cap=self.backoff_max_s if may_spool else self.probe_max_s)
                 retry_after = getattr(exc, "retry_after", None)
                 if retry_after is not None:
                     delay = max(delay, min(retry_after, self.max_retry_after_s))
                 if failures == 1 or failures % 10 == 0:
                     logger.warning("InfluxDB write of {} lines failed ({}), attempt {}; retrying in {:.2f}s",
                                    count, exc, failures, delay)
-                await asyncio.sleep(delay)
+                await self._pause(delay)
                 continue
             seconds = time.monotonic() - started
+            self._up()
             if failures:
                 logger.info("InfluxDB write succeeded after {} failed attempts", failures)
             self._written(count, seconds)
             return None, seconds
 
-    def _backoff(self, failures: int) -> float:
+    # ---- the spool ----
+
+    def _spool_has_room(self, n: int) -> bool:
+        if self.spool is None:
+            return False
+        if self.spool.has_room(n):
+            self.spool_refusing = False
+            return True
+        if not self.spool_refusing:
+            self.spool_refusing = True
+            logger.error("spool is full: no more messages are acknowledged until InfluxDB takes writes again; "
+                         "the broker keeps the backlog")
+        return False
+
+    async def _to_spool(self, body: bytes, count: int) -> None:
+        assert self.spool is not None
+        await self.spool.append(body)
+        self.stats.points_spooled += count
+        if not self._spooling:
+            self._spooling = True
+            logger.error("InfluxDB is unavailable: spooling batches to disk (first: {} lines)", count)
+        self._spooled.set()
+
+    def _down(self, exc: Exception) -> None:
+        if not self.outage:
+            logger.warning("InfluxDB write failed: {}", exc)
+        self.outage = True
+        self._recovered.clear()
+
+    def _up(self) -> None:
+        if self.outage:
+            self.outage = False
+            self._recovered.set()
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep `delay` seconds, or less if InfluxDB is seen to be back meanwhile."""
+        if not self.outage:
+            await asyncio.sleep(delay)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._recovered.wait(), delay)
+
+    async def _drain_loop(self) -> None:
+        """Write spooled bodies back, oldest first, one write at a time holding one in-flight slot."""
+        spool = self.spool
+        assert spool is not None
+        while True:
+            if spool.empty:
+                if self._spooling:
+                    self._spooling = False
+                    logger.error("spool drained: every spooled batch is in InfluxDB")
+                self._spooled.clear()
+                if spool.empty:
+                    await self._spooled.wait()
+                continue
+            chunk = await spool.read(self.drain_bytes)
+            if chunk is None:
+                continue
+            self._spooling = True
+            lines = chunk.body.count(b"\n")
+            await self._slots.acquire()
+            try:
+                await self._deliver(chunk.body, lines, may_spool=False)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug or a failing on_rejected: leave the chunk spooled, try again
+                logger.exception("draining {} spooled lines failed unexpectedly; retrying", lines)
+                await asyncio.sleep(self._backoff(3, cap=self.probe_max_s))
+                continue
+            finally:
+                self._slots.release()
+            await spool.commit(chunk)
+            self.stats.points_drained += lines
+            self.spool_refusing = False
+
+    def _backoff(self, failures: int, cap: float | None = None) -> float:
         """Capped exponential backoff with equal jitter: between half and all of base·2^(n-1)."""
-        ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2 ** min(failures - 1, 30))
+        ceiling = min(self.backoff_max_s if cap is None else cap, self.backoff_initial_s * 2 ** min(failures - 1, 30))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
     def _written(self, points: int, seconds: float) -> None:

@@ -232,13 +232,24 @@ async def test_add_waits_while_max_batches_are_in_flight(fake: FakeInflux) -> No
 
 
 class ListSpool:
-    """Stands in for the disk spool of a later issue: keeps bodies in memory."""
+    """A spool that keeps bodies in memory and never gives them back (the disk spool has its own tests)."""
+
+    empty = True
 
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
 
+    def has_room(self, n: int) -> bool:
+        return True
+
     async def append(self, body: bytes) -> None:
         self.bodies.append(body)
+
+    async def read(self, max_bytes: int) -> None:
+        return None
+
+    async def commit(self, chunk: object) -> None:
+        raise AssertionError("nothing was read")
 
 
 @pytest.mark.asyncio
