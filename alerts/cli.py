@@ -96,21 +96,23 @@ def _print_json(data: Any) -> None:
     typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
-def register(app: typer.Typer, *, db_path: Callable[[], Path] | None = None) -> None:
+def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | None = None) -> None:
     """Add the `alerts` command group to `app`. `db_path` gives the configured database when no
     `--db` or $URBANSENSE_ALERTS_DB is given (default var/alerts.sqlite)."""
     sub = typer.Typer(help="Alerts: list, show, acknowledge, silence.", no_args_is_help=True)
-    state: dict[str, Path | None] = {"db": None}
+    state: dict[str, Any] = {"db": None, "ctx": None}
     console = Console()
 
     @sub.callback()
     def _options(
+        ctx: typer.Context,
         db: Annotated[Path | None, typer.Option(envvar=DB_ENV, help="alerts SQLite database")] = None,
     ) -> None:
         state["db"] = db
+        state["ctx"] = ctx
 
     def open_store() -> AlertStore:
-        path = state["db"] or (db_path() if db_path else DEFAULT_DB)
+        path = state["db"] or (db_path(state["ctx"]) if db_path else DEFAULT_DB)
         if not Path(path).exists():
             raise AlertsError(f"no alerts database at {path} (give --db or set {DB_ENV})")
         return AlertStore(path)

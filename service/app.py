@@ -10,7 +10,9 @@ import time
 from loguru import logger
 
 from collectors.uplink import Incoming, Sink
+from grafana.device_info import write_device_info
 from provisioning.view import RegistryView
+from service.alerting import Alerting
 from service.collectors import PARSERS, Collector, build_collectors
 from service.config import Config
 from service.httpserver import MetricsServer
@@ -20,6 +22,7 @@ from service.pipeline import Pipeline
 from storage.deadletter import DeadLetter, DeadLetterStore
 from storage.influx import InfluxClient
 from storage.lineprotocol import split_lines
+from storage.spool import DiskSpool
 from storage.writer import BatchWriter
 
 
@@ -36,6 +39,8 @@ class Service:
         self.metrics_server: MetricsServer | None = None
         self.influx: InfluxClient | None = None
         self.writer: BatchWriter | None = None
+        self.spool: DiskSpool | None = None
+        self.alerting: Alerting | None = None
 
     def collector(self, name: str) -> Collector | None:
         return next((c for c in self.collectors if c.name == name), None)
@@ -59,21 +64,33 @@ class Service:
             deadletters.add_many([DeadLetter(time_ns=time.time_ns(), source="influxdb", topic="",
                                              payload=lines, reason="influx_rejected", detail=reason)])
 
+        sc = cfg.spool
+        if sc.enabled:
+            self.spool = DiskSpool(cfg.path(sc.path), max_bytes=sc.max_bytes, segment_bytes=sc.segment_bytes)
+            self.metrics.spool_bytes.set_function(lambda: max(0, self.spool.pending_bytes) if self.spool else 0)
+            self.metrics.spool_oldest_age.set_function(lambda: self.spool.oldest_age_s() if self.spool else 0.0)
         writer = BatchWriter(self.influx, batch_size=ic.batch_size, flush_interval_s=ic.flush_interval_s,
                              max_batches_in_flight=ic.max_batches_in_flight, on_rejected=rejected,
-                             on_written=self._written)
+                             on_written=self._written, spool=self.spool, spool_after_failures=sc.after_failures,
+                             probe_max_s=sc.probe_max_s, drain_bytes=sc.drain_bytes)
         self.writer = writer
+        writer.start()
         view = RegistryView(cfg.path(cfg.registry.path))
         self.pipeline = Pipeline(view=view, writer=writer, deadletters=deadletters, metrics=self.metrics,
                                  parsers=PARSERS, log_every_s=cfg.pipeline.log_every_s)
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
-        self.collectors = build_collectors(cfg)
+        self.collectors = build_collectors(cfg, self.metrics)
         if cfg.metrics.enabled:
             self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
                                                 ready=self._ready)
             self.metrics_server.start()
+        self.alerting = Alerting(cfg, view)
+        await self.alerting.warm_up(self.influx)
+        self.pipeline.on_reading.append(self.alerting.on_reading)
+        alert_task = asyncio.create_task(self.alerting.run(writer, self.stopping), name="alerting")
         pipe_task = asyncio.create_task(self.pipeline.run(inbox, self.stopping), name="pipeline")
+        await write_device_info(writer, view.by_id.values())
         refresh_task = asyncio.create_task(self._refresh_registry(view), name="registry")
         for c in self.collectors:
             await c.start(sink)
@@ -86,7 +103,14 @@ class Service:
             logger.info("stopping: no new messages; flushing what was received")
             inbox.close()
             await pipe_task
-            await writer.close()
+            await alert_task
+            try:
+                await writer.close(timeout=30)
+            except TimeoutError:
+                logger.error("InfluxDB did not take the last batches within 30 s; they stay unacknowledged "
+                             "at the broker and are delivered again on the next start")
+            if self.spool is not None:
+                self.spool.close()
             refresh_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresh_task
@@ -109,6 +133,9 @@ class Service:
             ok, why = c.ready()
             if not ok:
                 return False, f"{c.name}: {why}"
+        writer, spool = self.writer, self.spool
+        if writer is not None and not writer.influx_reachable and (spool is None or writer.spool_refusing):
+            return False, "InfluxDB unreachable and the spool is full" if spool else "InfluxDB unreachable"
         return True, "ok"
 
     async def _ensure_database(self) -> None:
@@ -127,9 +154,12 @@ class Service:
         while True:
             await asyncio.sleep(self.cfg.registry.reload_interval_s)
             try:
-                await asyncio.to_thread(view.refresh)
+                changed = await asyncio.to_thread(view.refresh)
             except Exception as exc:  # a locked or briefly unreadable registry must not stop ingest
                 logger.warning("registry reload failed: {}", exc)
+                continue
+            if changed and self.writer is not None:
+                await write_device_info(self.writer, view.by_id.values())
 
 
 async def run_service(cfg: Config) -> None:

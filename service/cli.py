@@ -93,20 +93,26 @@ def check_config(ctx: typer.Context) -> None:
         typer.echo(f"[{name}] {section}")
 
 
+def _configured_alerts_db(ctx: typer.Context) -> Path:
+    """The alerts database of the config that `--config` (or $URBANSENSE_CONFIG) names."""
+    cfg = state(ctx).config
+    return cfg.path(cfg.alerts.db_path)
+
+
 def _register_plugins() -> None:
     """Each package adds its commands here: one line per package."""
+    from alerts.cli import register as alerts
+    from decoders.cli import register as decoders
+    from grafana.cli import register as grafana
     from provisioning.cli import register as provisioning
+    from rules.cli import register as rules
     from service.demo import register as demo
     from service.simulate_cli import register as simulate
+    from storage.cli import register as deadletter
 
-    for register in (provisioning, simulate, demo):
+    for register in (provisioning, decoders, rules, deadletter, grafana, simulate, demo):
         register(app)
-    for module in ("decoders.cli", "rules.cli", "alerts.cli"):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ImportError:
-            continue
-        mod.register(app)
+    alerts(app, db_path=_configured_alerts_db)
 
 
 _register_plugins()

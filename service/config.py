@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from alerts.config import AlertsConfig
 
@@ -22,6 +22,9 @@ SECRET_ENV = {
     ("mqtt", "password"): "URBANSENSE_MQTT_PASSWORD",
     ("influxdb", "password"): "URBANSENSE_INFLUXDB_PASSWORD",
     ("influxdb", "token"): "URBANSENSE_INFLUXDB_TOKEN",
+    ("grafana", "token"): "URBANSENSE_GRAFANA_TOKEN",
+    ("nbiot", "ctwing_token"): "URBANSENSE_CTWING_TOKEN",
+    ("nbiot", "onenet_token"): "URBANSENSE_ONENET_TOKEN",
 }
 
 
@@ -101,7 +104,69 @@ class RulesConfig(_Section):
     warm_up: bool = Field(True, description="replay recent history from InfluxDB into rule windows on start")
 
 
+class SpoolConfig(_Section):
+    enabled: bool = Field(True, description="spool batches to disk while InfluxDB cannot take them")
+    path: str = Field("var/spool", description="spool folder (segment files)")
+    max_bytes: int = Field(1 << 30, ge=1, description="spool bound; when full, messages are no longer acknowledged")
+    segment_bytes: int = Field(64 << 20, ge=1, description="size at which a new segment file is started")
+    after_failures: int = Field(1, ge=1, description="failed attempts before a batch goes to the spool")
+    probe_max_s: float = Field(5.0, gt=0, description="longest pause between InfluxDB probes while spooling")
+    drain_bytes: int = Field(1 << 20, ge=1, description="bytes of spooled line protocol per drain write")
+
+
 # Sections added by collectors of other transports go here, one line each in `Config`.
+
+
+class GrafanaConfig(_Section):
+    url: str = Field("http://127.0.0.1:3000", description="Grafana base URL for `urbansense grafana push`")
+    token: str = Field("", description="Grafana service-account token (or env URBANSENSE_GRAFANA_TOKEN)")
+    language: Literal["zh", "en"] = Field("zh", description="dashboard and panel titles: zh or en")
+    folder: str = Field("UrbanSense", min_length=1, description="Grafana folder of the dashboards")
+    timeout_s: float = Field(10.0, gt=0, description="HTTP timeout per Grafana API call")
+
+
+class NbiotConfig(_Section):
+    udp: bool = Field(False, description="listen for NB-IoT frames on UDP")
+    udp_host: str = Field("127.0.0.1", description="UDP listen address (0.0.0.0 to take devices' datagrams)")
+    udp_port: int = Field(8600, ge=0, le=65535, description="UDP listen port (0 = any free port)")
+    udp_buffer: int = Field(50_000, ge=1, description="datagrams waiting for the pipeline before new ones are dropped")
+    coap: bool = Field(False, description="serve a CoAP endpoint for LwM2M-style POSTs of frames")
+    coap_host: str = Field("127.0.0.1", description="CoAP listen address")
+    coap_port: int = Field(5683, ge=1, le=65535, description="CoAP UDP port")
+    coap_path: str = Field("up", min_length=1, description="CoAP resource path frames are POSTed to")
+    push: bool = Field(False, description="serve the HTTP receiver for CTWing/AEP and OneNET pushes")
+    push_host: str = Field("127.0.0.1", description="HTTP listen address (put a TLS reverse proxy in front)")
+    push_port: int = Field(8087, ge=0, le=65535, description="HTTP port (0 = any free port)")
+    ctwing_token: str = Field("", description="path token of /push/ctwing/<token> (or env URBANSENSE_CTWING_TOKEN)")
+    onenet_token: str = Field("", description="OneNET push token for signatures (or env URBANSENSE_ONENET_TOKEN)")
+    max_body_bytes: int = Field(256 * 1024, ge=1024, description="largest push request body accepted")
+
+
+class ModbusConfig(_Section):
+    enabled: bool = Field(False, description="poll the registry's Modbus devices")
+    min_interval_s: float = Field(1.0, gt=0, description="shortest poll interval; each device is polled every "
+                                  "expected_interval_s (registry)")
+    timeout_s: float = Field(3.0, gt=0, description="time allowed for one read")
+    backoff_max_s: float = Field(300.0, gt=0, description="longest pause between polls of an unreachable device")
+    rtu_ports: list[int] = Field(default_factory=list,
+                                 description="TCP ports of serial gateways that pass RTU frames through")
+
+
+class ProvisioningConfig(_Section):
+    bbox: list[float] = Field(default_factory=list,
+                              description="city bounding box [min_lon, min_lat, max_lon, max_lat]; [] for none")
+
+    @field_validator("bbox")
+    @classmethod
+    def _bbox_shape(cls, v: list[float]) -> list[float]:
+        if not v:
+            return v
+        if len(v) != 4:
+            raise ValueError("expected [] or [min_lon, min_lat, max_lon, max_lat]")
+        min_lon, min_lat, max_lon, max_lat = v
+        if not (-180 <= min_lon < max_lon <= 180 and -90 <= min_lat < max_lat <= 90):
+            raise ValueError("expected -180 <= min_lon < max_lon <= 180 and -90 <= min_lat < max_lat <= 90")
+        return v
 
 
 class Config(_Section):
@@ -113,7 +178,12 @@ class Config(_Section):
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     rules: RulesConfig = RulesConfig()
+    nbiot: NbiotConfig = NbiotConfig()
+    modbus: ModbusConfig = ModbusConfig()
     alerts: AlertsConfig = AlertsConfig()
+    grafana: GrafanaConfig = GrafanaConfig()
+    spool: SpoolConfig = SpoolConfig()
+    provisioning: ProvisioningConfig = ProvisioningConfig()
 
     base_dir: Path = Field(Path("."), exclude=True, description="folder relative paths resolve against")
 

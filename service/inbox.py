@@ -32,7 +32,8 @@ class Inbox(Generic[T]):
     def put(self, item: T, timeout: float | None = None) -> bool:
         """Add from any thread; waits while full. False if it timed out or the inbox is closed."""
         with self._not_full:
-            if not self._not_full.wait_for(lambda: len(self._items) < self.maxsize or self._closed, timeout):
+            if len(self._items) >= self.maxsize and not self._not_full.wait_for(
+                    lambda: len(self._items) < self.maxsize or self._closed, timeout):
                 return False
             if self._closed:
                 return False

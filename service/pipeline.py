@@ -60,7 +60,7 @@ class Pipeline:
         self.chunk_size = chunk_size
         self.log_every_s = log_every_s
         self.stats = PipelineStats()
-        self.on_reading: list[Callable[[Reading], None]] = []
+        self.on_reading: list[Callable[[Reading], bytes]] = []
         self._last_fcnt: dict[str, tuple[int, int]] = {}
         self._tags: dict[str, tuple[Device, tuple[tuple[str, str], ...]]] = {}
         self._logged: dict[tuple[str, str], float] = {}
@@ -111,7 +111,7 @@ class Pipeline:
         warnings = decoded.warnings + derived.warnings
         if warnings:
             self.metrics.decode_warnings.labels(device.model).inc(len(warnings))
-            self._log_once(device.id, "warning", "; ".join(warnings))
+            self._log_once(device.id, "warning", "; ".join(warnings), level="INFO")
         fields = derived.fields
         health = health_fields(fields)
         if up.rssi_dbm is not None:
@@ -123,12 +123,12 @@ class Pipeline:
             health["fcnt_gap"] = self._fcnt_gap(device.id, up.fcnt)
         return Reading(device.id, device.kind, up.time_ns, fields, self._tags_of(device), health)
 
-    def _log_once(self, device: str, reason: str, detail: str) -> None:
+    def _log_once(self, device: str, reason: str, detail: str, level: str = "WARNING") -> None:
         now = time.monotonic()
         key = (device, reason)
         if now - self._logged.get(key, -1e18) >= self.log_every_s:
             self._logged[key] = now
-            logger.warning("{} {}: {}", device, reason, detail)
+            logger.log(level, "{} {}: {}", device, reason, detail)
 
     def process_chunk(self, chunk: Iterable[Incoming]) -> tuple[bytes, list[Reading], list[DeadLetter],
                                                                   list[Callable[[], None]]]:
@@ -137,9 +137,9 @@ class Pipeline:
         readings: list[Reading] = []
         dead: list[DeadLetter] = []
         acks: list[Callable[[], None]] = []
-        received = self.metrics.uplinks_received
+        sources: dict[str, int] = {}
         for msg in chunk:
-            received.labels(msg.source).inc()
+            sources[msg.source] = sources.get(msg.source, 0) + 1
             if msg.ack is not None:
                 acks.append(msg.ack)
             try:
@@ -154,6 +154,8 @@ class Pipeline:
                                        detail=exc.detail, device_key=exc.device_key))
                 continue
             readings.append(reading)
+        for source, n in sources.items():
+            self.metrics.uplinks_received.labels(source).inc(n)
         return b"".join(lines), readings, dead, acks
 
     async def handle(self, chunk: list[Incoming]) -> None:
@@ -163,11 +165,16 @@ class Pipeline:
         if dead:
             await asyncio.to_thread(self.deadletters.add_many, dead)
         kinds: dict[str, int] = {}
+        extra: list[bytes] = []
         for r in readings:
             kinds[r.kind] = kinds.get(r.kind, 0) + 1
             self.stats.latest[r.kind] = (r.device_id, r.fields)
             for hook in self.on_reading:
-                hook(r)
+                lines = hook(r)
+                if lines:
+                    extra.append(lines)
+        if extra:
+            body = body + b"".join(extra)
 
         def done() -> None:
             for ack in acks:

@@ -100,7 +100,11 @@ class FleetSimulator:
         for name, r in info.ranges.items():
             typ = field_type(info.kind, name)
             if typ is bool:
-                out[name] = rng.random() < 0.5
+                # occupancy changes now and then; alarms and tilt are rare, as on a real street
+                if name == "occupied":
+                    out[name] = (zlib.crc32(f"{device.id}{int(t_s // 600)}".encode()) % 3) != 0
+                else:
+                    out[name] = rng.random() < 0.002
                 continue
             target = r.lo + (r.hi - r.lo) * (0.4 + 0.2 * rng.random())
             if name == "depth_mm":
@@ -213,7 +217,7 @@ def demo_fleet(per_kind: Mapping[str, int] | None = None,
     per_kind = per_kind or {"water_level": 16, "bin_fill": 12, "noise": 12, "dust": 10, "parking": 12}
     by_kind: dict[str, list[ModelInfo]] = {}
     for m in all_models():
-        if m.source == "native" and m.can_encode:
+        if m.source == "native" and m.can_encode and getattr(m.codec, "transport", "lorawan") == "lorawan":
             by_kind.setdefault(m.kind, []).append(m)
     devices: list[Device] = []
     prefix = {"water_level": "WL", "bin_fill": "BN", "noise": "NS", "dust": "DS", "parking": "PK"}

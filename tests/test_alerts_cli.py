@@ -54,7 +54,7 @@ def cli(db: Path):
     def main() -> None:
         """urbansense"""
 
-    register(app, db_path=lambda: db)
+    register(app, db_path=lambda ctx: db)
     runner = CliRunner()
 
     def invoke(*args: str, code: int = 0) -> str:

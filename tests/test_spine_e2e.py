@@ -164,6 +164,9 @@ def test_the_things_stack_uplinks_are_stored(tmp_path: Path, mosquitto: Daemon, 
         wait_until(lambda: svc.pipeline.stats.readings >= 1, 30, "the TTS uplink")
     points = stored_points(influxd, influx_db)
     assert list(points) == [(devices[0].id, t)]
+    # the service publishes each device's coordinates for Grafana's map
+    info = influx_query(influxd, influx_db, 'SELECT last("latitude") FROM "device_info" GROUP BY "device_id"')
+    assert [(s["tags"]["device_id"], s["values"][0][1]) for s in info] == [(devices[0].id, devices[0].latitude)]
     assert base64.b64encode(payload)  # the payload was real codec output
 
 

@@ -1,0 +1,104 @@
+"""Rules and alerts inside the service: readings → rules engine → transitions → alert manager + `alerts` points.
+
+The engine runs on the pipeline's thread of control (O(1) per reading, no I/O); alert
+state changes hit SQLite only on transitions; transition points are written in the same
+batch as the reading that caused them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Iterable
+
+from loguru import logger
+
+from alerts.points import transition_point
+from alerts.runtime import Alerts
+from provisioning.view import RegistryView
+from rules.engine import Engine
+from rules.loader import load_rules
+from rules.transition import AlertTransition
+from rules.warmup import readings_from_series
+from service.config import Config
+from storage.influx import InfluxClient
+from storage.lineprotocol import encode_reading
+from storage.reading import Reading
+from storage.writer import BatchWriter
+
+
+class Alerting:
+    """Owns the rules `Engine` and the `Alerts` runtime for one service."""
+
+    def __init__(self, cfg: Config, view: RegistryView) -> None:
+        rc = cfg.rules
+        rules = load_rules([cfg.path(f) for f in rc.files], include_presets=rc.presets, tz=rc.timezone)
+        self.cfg = cfg
+        self.view = view
+        self.engine = Engine(rules, tz=rc.timezone, silent_factor=rc.silent_factor)
+        self.engine.set_devices(view.by_id.values())
+        self._devices_loaded_at = view.loaded_at
+        self.alerts = Alerts(cfg.alerts, lambda device_id: self.view.by_id.get(device_id),
+                             db_path=cfg.path(cfg.alerts.db_path))
+        self.transitions = 0
+        self.recent: deque[AlertTransition] = deque(maxlen=50)
+        logger.info("rules: {} loaded", len(rules))
+
+    async def warm_up(self, influx: InfluxClient) -> None:
+        """Replay recent history into the rule windows, without notifying anything."""
+        if not self.cfg.rules.warm_up:
+            return
+        n = 0
+        for q in self.engine.warm_up_queries(time.time_ns()):
+            try:
+                results = await influx.query(q)
+            except Exception as exc:  # warm-up is best effort: rules then start cold
+                logger.warning("rules warm-up query failed ({}); starting cold: {}", exc, q)
+                continue
+            for result in results:
+                readings = readings_from_series(result.get("series", []))
+                n += len(readings)
+                self.engine.warm_up(readings)
+        logger.info("rules warmed up from {} stored readings", n)
+
+    def _handle(self, transitions: Iterable[AlertTransition]) -> bytes:
+        lines = []
+        for t in transitions:
+            self.transitions += 1
+            self.recent.append(t)
+            try:
+                self.alerts.handle(t)
+            except Exception:  # a broken transition must not stop ingest; it is logged with its cause
+                logger.exception("alerts: could not handle {} {} → {}", t.rule_id, t.device_id, t.to_state)
+            lines.append(encode_reading(transition_point(t)))
+        return b"".join(lines)
+
+    def on_reading(self, reading: Reading) -> bytes:
+        """Pipeline hook: evaluate one reading; returns `alerts` lines to write with it."""
+        try:
+            transitions = self.engine.process(reading)
+        except Exception:  # a rule bug must not stop ingest; the reading itself is still stored
+            logger.exception("rules: evaluating {} failed", reading.device_id)
+            return b""
+        return self._handle(transitions) if transitions else b""
+
+    async def run(self, writer: BatchWriter, stop: asyncio.Event) -> None:
+        """Time-based transitions (for, keep_firing_for, no data) and notification delivery, until `stop`."""
+        delivery = asyncio.create_task(self.alerts.run(), name="alerts-delivery")
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.cfg.rules.tick_interval_s)
+                if self.view.loaded_at != self._devices_loaded_at:
+                    self._devices_loaded_at = self.view.loaded_at
+                    self.engine.set_devices(self.view.by_id.values())
+                lines = self._handle(self.engine.tick(time.time_ns()))
+                if lines:
+                    await writer.add(lines)
+        finally:
+            await self.alerts.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await delivery
+            self.alerts.close()
