@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from loguru import logger
@@ -42,6 +42,21 @@ class Alerts:
 
     def handle(self, transition: AlertTransition) -> Outcome:
         return self.manager.handle(transition)
+
+    def handle_many(self, transitions: Iterable[AlertTransition]) -> list[Outcome | Exception]:
+        """Apply transitions in order with one commit for all; each stays atomic with its outbox rows.
+
+        A transition that fails is rolled back alone and its exception is returned in its place;
+        an exception from the commit itself means none of them was stored.
+        """
+        results: list[Outcome | Exception] = []
+        with self.store.batch():
+            for t in transitions:
+                try:
+                    results.append(self.manager.handle(t))
+                except Exception as exc:
+                    results.append(exc)
+        return results
 
     async def run(self) -> None:
         """Deliver the outbox and check repeats every `evaluation_interval_s`, until `stop()`."""

@@ -190,6 +190,7 @@ class AlertStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._depth = 0
+        self._batch_depth = 0
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -210,6 +211,9 @@ class AlertStore:
         the CLI in another process cannot be lost between the read and the write.
         """
         with self._lock:
+            if self._depth and self._depth == self._batch_depth:
+                yield from self._savepoint()
+                return
             if self._depth:
                 self._depth += 1
                 try:
@@ -227,6 +231,39 @@ class AlertStore:
                 raise
             self._depth = 0
             self._db.execute("COMMIT")
+
+    def _savepoint(self) -> Iterator[sqlite3.Connection]:
+        """A transaction directly inside `batch()`: rolled back alone when it fails, committed with the batch."""
+        self._depth += 1
+        self._db.execute("SAVEPOINT tx")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK TO tx")
+            self._db.execute("RELEASE tx")
+            raise
+        finally:
+            self._depth -= 1
+        self._db.execute("RELEASE tx")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One commit (one fsync) for many transactions: each `transaction()` opened directly inside it
+        becomes a savepoint, atomic on its own, and all of them are durable when the batch exits.
+
+        The lock is held throughout, so no other thread reads what is not yet committed. Inside
+        another transaction it simply joins it.
+        """
+        with self._lock:
+            if self._depth:
+                yield
+                return
+            with self.transaction():
+                self._batch_depth = 1
+                try:
+                    yield
+                finally:
+                    self._batch_depth = 0
 
     _tx = transaction
 

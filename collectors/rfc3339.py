@@ -30,6 +30,28 @@ def parse_rfc3339_ns(text: str) -> int:
     minute = _MINUTE_CACHE.get(text[:16])
     if minute is None:
         minute = _parse_minute(text)
+    if text.isascii():  # fast path for UTC (`Z`, `+00:00`) by slicing; anything else takes the regex
+        last = text[-1]
+        if last == "Z" or last == "z":
+            end = len(text) - 1
+        elif text.endswith("+00:00"):
+            end = len(text) - 6
+        else:
+            end = 0
+        if end >= 19 and text[16] == ":":
+            second = text[17:19]
+            if second.isdigit() and second < "60":
+                if end == 19:
+                    return (minute + int(second)) * _NS
+                digits = text[20:end]
+                if text[19] == "." and digits.isdigit():
+                    fraction = digits[:9]
+                    return (minute + int(second)) * _NS + int(fraction) * _FRACTION_SCALE[len(fraction)]
+    return _parse_after_minute(text, minute)
+
+
+def _parse_after_minute(text: str, minute: int) -> int:
+    """The general form (any offset, `t`/space separator) by regex, with the reason when it is not valid."""
     m = _AFTER_MINUTE.fullmatch(text, 16)
     if m is None:
         raise ValueError(f"not an RFC 3339 timestamp: {text[:64]!r}")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from math import isfinite
 
 from provisioning.device import Device
 from rules.durations import format_duration
@@ -50,24 +51,72 @@ class _DeviceState:
 class _Compiled:
     """A rule with what the hot path needs precomputed."""
 
-    __slots__ = ("clock", "index", "needs_tags", "needs_zone", "op", "rule", "states", "timing")
+    __slots__ = ("_thresholds", "aggregate", "clock", "field", "index", "min_coverage_s", "min_samples",
+                 "needs_tags", "op", "period_of_minute", "plain", "rule", "states", "timing")
 
     def __init__(self, index: int, rule: Rule, clock: LocalClock) -> None:
         self.index = index
         self.rule = rule
+        self.field = rule.field
+        self.aggregate = rule.aggregate
+        self.plain = rule.aggregate not in ("slope", "eta")  # the window's value is the rule's value
+        self.min_samples = rule.min_samples
+        self.min_coverage_s = rule.min_coverage_s
         self.op = OPS[rule.op]
         self.clock = clock if rule.schedule else None
+        # the schedule as a table of 1,440 local minutes -> period name (None: uncovered)
+        self.period_of_minute = tuple(period_at(rule.schedule, m) for m in range(1440)) if rule.schedule else None
         self.timing = Timing(int(rule.for_s * _NS), rule.for_samples, int(rule.keep_firing_for_s * _NS))
         self.needs_tags = rule.select.needs_tags
-        thresholds = [lv.threshold for lv in rule.levels] + ([rule.clear] if rule.clear else [])
-        self.needs_zone = any(z != ANY for th in thresholds for (_, z) in th.values)
         self.states: dict[str, _DeviceState] = {}
+        self._thresholds: dict[tuple[str, str], _Limits] = {}
+
+    def thresholds(self, period: str, zone: str) -> _Limits:
+        """Each level's limit and the clear limit in (period, zone class).
+
+        Cached because rules are immutable: the few (period, zone) pairs a rule meets are
+        resolved once instead of twice per level per reading.
+        """
+        key = (period, zone)
+        found = self._thresholds.get(key)
+        if found is None:
+            rule = self.rule
+            levels = tuple(level.threshold.resolve(period, zone) for level in rule.levels)
+            clear = rule.clear.resolve(period, zone) if rule.clear is not None else None
+            found = self._thresholds[key] = (levels, clear)
+        return found
 
     def new_state(self) -> _DeviceState:
         r = self.rule
         window = make_window(r.aggregate, r.window_s, r.max_samples, r.per_s)
         trend = TrendWindow(r.eta.window_s, _ETA_MAX_SAMPLES) if r.eta else None
         return _DeviceState(window, trend)
+
+
+_Limits = tuple[tuple[float | None, ...], float | None]  # each level's limit, and the clear limit
+
+
+class _Route:
+    """What one device's readings go through: its matching rules, zone class and report interval.
+
+    `rules` pairs each rule with its (level limits, clear limit) for the device's zone class when
+    the rule has no schedule (None otherwise: the limits then depend on the local time).
+
+    Cached per device because selection (kind, device list, tags completed from the registry)
+    and the registry lookups give the same answer for every reading of a device; it is
+    rebuilt when a reading comes with another kind or other tags, and all are dropped by
+    `Engine.set_devices` (the registry is what they were computed from).
+    """
+
+    __slots__ = ("interval_s", "kind", "reading_tags", "rules", "zone")
+
+    def __init__(self, kind: str, reading_tags: tuple[tuple[str, str], ...],
+                 rules: tuple[tuple[_Compiled, _Limits | None], ...], zone: str, interval_s: float) -> None:
+        self.kind = kind
+        self.reading_tags = reading_tags
+        self.rules = rules
+        self.zone = zone
+        self.interval_s = interval_s
 
 
 class Engine:
@@ -94,6 +143,7 @@ class Engine:
         self._devices: dict[str, Device] = {}
         self._device_tags: dict[str, dict[str, str]] = {}
         self._tag_cache: dict[str, tuple[tuple[tuple[str, str], ...], dict[str, str]]] = {}
+        self._routes: dict[str, _Route] = {}
         self._default_interval_s = default_interval_s
         self._last_seen: dict[str, int] = {}
         self._emitting = True
@@ -105,6 +155,7 @@ class Engine:
         self._devices = {d.id: d for d in devices}
         self._device_tags = {d.id: dict(d.tags()) for d in self._devices.values()}
         self._tag_cache.clear()
+        self._routes.clear()
         for w in self._watchers:
             w.set_devices(self._devices, self._device_tags)
 
@@ -152,56 +203,64 @@ class Engine:
             resolved = watcher.seen(device_id, reading.kind, time_ns, previous, reading.tags, self._tags_of)
             if resolved is not None and self._emitting:
                 out.append(resolved)
-        rules = self._by_kind.get(reading.kind)
-        if rules is None:
-            rules = self._rules_for_kind(reading.kind)
-        if not rules:
-            return out
+        route = self._routes.get(device_id)
+        reading_tags = reading.tags
+        if route is None or route.kind != reading.kind or (
+                route.reading_tags is not reading_tags and route.reading_tags != reading_tags):
+            route = self._route(device_id, reading.kind, reading_tags)
         fields = reading.fields
         health = reading.health
-        tags: dict[str, str] | None = None
-        for comp in rules:
-            rule = comp.rule
-            sel = rule.select
-            if sel.devices is not None and device_id not in sel.devices:
-                continue
-            if comp.needs_tags:
-                if tags is None:
-                    tags = self._tags_of(device_id, reading.tags)
-                if not sel.matches(device_id, tags):
-                    continue
-            raw = fields.get(rule.field)
+        for comp, limits in route.rules:
+            raw = fields.get(comp.field)
             if raw is None:
-                raw = health.get(rule.field)
+                raw = health.get(comp.field)
                 if raw is None:
                     continue
             if isinstance(raw, str):
                 continue
             value = float(raw)
-            if not math.isfinite(value):
+            if not isfinite(value):
                 continue
             st = comp.states.get(device_id)
             if st is None:
                 st = comp.states[device_id] = comp.new_state()
-            if time_ns <= st.last_ns:
+            last_ns = st.last_ns
+            if time_ns <= last_ns:
                 continue  # a late or redelivered reading: the window has moved on
-            st.tags = reading.tags
-            change = st.machine.advance(comp.timing, time_ns)
-            if change is not None:
-                self._emit(comp, st, device_id, change, out)
-            self._add_sample(comp, st, device_id, time_ns, value)
-            result = self._value_of(comp, st)
-            if result is None:
+            st.tags = reading_tags
+            machine = st.machine
+            moved = False
+            due_ns = st.due_ns  # == machine.due_ns(timing) here: `advance` can only act once it has passed
+            if due_ns is not None and time_ns >= due_ns:
+                moved = True
+                change = machine.advance(comp.timing, time_ns)
+                if change is not None:
+                    self._emit(comp, st, device_id, change, out)
+            cap = route.interval_s
+            gap = (time_ns - last_ns) / _NS
+            weight = cap if last_ns < 0 or cap < gap else gap  # min(gap, cap) without the call
+            st.window.add(time_ns, value, weight)
+            if st.trend is not None:
+                st.trend.add(time_ns, value, weight)
+            st.last_ns = time_ns
+            window = st.window
+            if window.count < comp.min_samples or window.coverage_s < comp.min_coverage_s:
+                result = None
+            else:
+                result = window.value() if comp.plain else self._trend_value(comp, window)
+            if result is not None:
+                st.value = result
+                if limits is None:
+                    limits = self._scheduled_limits(comp, time_ns, route.zone)
+                met, holds = _compare(comp.op, limits, st, result)
+                if met >= 0 or machine.state is PENDING or machine.state is FIRING:
+                    # (inactive or resolved with no level met, `observe` changes nothing)
+                    moved = True
+                    change = machine.observe(comp.timing, time_ns, met, holds)
+                    if change is not None:
+                        self._emit(comp, st, device_id, change, out)
+            if moved:
                 self._track(comp, st, device_id)
-                continue
-            st.value = result
-            if comp.needs_zone and tags is None:
-                tags = self._tags_of(device_id, reading.tags)
-            met, holds = self._compare(comp, st, time_ns, result, tags)
-            change = st.machine.observe(comp.timing, time_ns, met, holds)
-            if change is not None:
-                self._emit(comp, st, device_id, change, out)
-            self._track(comp, st, device_id)
         return out
 
     def tick(self, now_ns: int) -> list[AlertTransition]:
@@ -226,50 +285,20 @@ class Engine:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _add_sample(self, comp: _Compiled, st: _DeviceState, device_id: str, time_ns: int, value: float) -> None:
-        cap = self._interval_of(device_id)
-        weight = cap if st.last_ns < 0 else min((time_ns - st.last_ns) / _NS, cap)
-        st.window.add(time_ns, value, weight)
-        if st.trend is not None:
-            st.trend.add(time_ns, value, weight)
-        st.last_ns = time_ns
-
     @staticmethod
-    def _value_of(comp: _Compiled, st: _DeviceState) -> float | None:
+    def _trend_value(comp: _Compiled, window: Window) -> float | None:
+        """The value of a slope or eta rule from its (ready) window."""
         rule = comp.rule
-        window = st.window
-        if window.count < rule.min_samples or window.coverage_s < rule.min_coverage_s:
-            return None
-        if rule.aggregate == "slope":
+        if comp.aggregate == "slope":
             slope = window.value()
             return None if slope is None else slope * rule.per_s
-        if rule.aggregate == "eta":
-            return _eta(window, rule.target, rule.rising, rule.min_samples)  # type: ignore[arg-type]
-        return window.value()
+        return _eta(window, rule.target, rule.rising, rule.min_samples)  # type: ignore[arg-type]
 
-    def _compare(self, comp: _Compiled, st: _DeviceState, time_ns: int, value: float,
-                 tags: dict[str, str] | None) -> tuple[int, bool]:
-        rule = comp.rule
-        if comp.clock is not None:
-            period = period_at(rule.schedule, comp.clock.minute_of_day(time_ns))
-            if period is None:
-                st.level_thr = st.clear_thr = None
-                return -1, False
-        else:
-            period = ANY
-        zone = (tags.get("zone_class") or ANY) if tags is not None else ANY
-        op = comp.op
-        met = -1
-        for i, level in enumerate(rule.levels):
-            thr = level.threshold.resolve(period, zone)
-            if thr is not None and op(value, thr):
-                met = i
-                st.level_thr = thr
-        if met < 0:
-            st.level_thr = rule.levels[0].threshold.resolve(period, zone)
-        clear = rule.clear.resolve(period, zone) if rule.clear is not None else None
-        st.clear_thr = clear
-        return met, clear is not None and op(value, clear)
+    @staticmethod
+    def _scheduled_limits(comp: _Compiled, time_ns: int, zone: str) -> _Limits:
+        """The limits of a rule with a schedule at `time_ns`; outside every period, no limit at all."""
+        period = comp.period_of_minute[comp.clock.minute_of_day(time_ns)]  # type: ignore[index,union-attr]
+        return _NO_LIMITS if period is None else comp.thresholds(period, zone)
 
     def _track(self, comp: _Compiled, st: _DeviceState, device_id: str) -> None:
         """Queue the state for `tick` when only time can move it next (lazy: stale entries are skipped)."""
@@ -315,6 +344,20 @@ class Engine:
             return None
         return eta if eta is not None and math.isfinite(eta) else None
 
+    def _route(self, device_id: str, kind: str, reading_tags: tuple[tuple[str, str], ...]) -> _Route:
+        """Select the rules for a device's readings once (see `_Route` for when it is rebuilt)."""
+        tags = self._tags_of(device_id, reading_tags)
+        rules = self._by_kind.get(kind)
+        if rules is None:
+            rules = self._rules_for_kind(kind)
+        zone = tags.get("zone_class") or ANY
+        selected = tuple((c, None if c.period_of_minute is not None else c.thresholds(ANY, zone)) for c in rules
+                         if (c.rule.select.devices is None or device_id in c.rule.select.devices)
+                         and (not c.needs_tags or c.rule.select.matches(device_id, tags)))
+        route = _Route(kind, reading_tags, selected, zone, self._interval_of(device_id))
+        self._routes[device_id] = route
+        return route
+
     def _rules_for_kind(self, kind: str) -> tuple[_Compiled, ...]:
         found = tuple(c for c in self._compiled if c.rule.select.kinds is None or kind in c.rule.select.kinds)
         self._by_kind[kind] = found
@@ -343,6 +386,24 @@ class Engine:
         if clock is None:
             clock = self._clocks[tz] = LocalClock(tz)
         return clock
+
+
+_NO_LIMITS: _Limits = ((), None)
+
+
+def _compare(op: Callable[[float, float], bool], limits: _Limits, st: _DeviceState,
+             value: float) -> tuple[int, bool]:
+    """(index of the highest level met or -1, whether the value holds a firing alert); notes the limits in `st`."""
+    levels, clear = limits
+    met = -1
+    for i, thr in enumerate(levels):
+        if thr is not None and op(value, thr):
+            met = i
+            st.level_thr = thr
+    if met < 0:
+        st.level_thr = levels[0] if levels else None
+    st.clear_thr = clear
+    return met, clear is not None and op(value, clear)
 
 
 def _eta(window: Window, target: float, rising: bool, min_samples: int) -> float | None:

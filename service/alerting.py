@@ -1,8 +1,8 @@
 """Rules and alerts inside the service: readings → rules engine → transitions → alert manager + `alerts` points.
 
 The engine runs on the pipeline's thread of control (O(1) per reading, no I/O); alert
-state changes hit SQLite only on transitions; transition points are written in the same
-batch as the reading that caused them.
+state changes hit SQLite only on transitions, one commit per chunk; transition points are
+written in the same batch as the reading that caused them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from loguru import logger
 
@@ -44,6 +44,7 @@ class Alerting:
                              db_path=cfg.path(cfg.alerts.db_path))
         self.transitions = 0
         self.recent: deque[AlertTransition] = deque(maxlen=50)
+        self._pending: list[AlertTransition] = []
         logger.info("rules: {} loaded", len(rules))
 
     async def warm_up(self, influx: InfluxClient) -> None:
@@ -63,29 +64,58 @@ class Alerting:
                 self.engine.warm_up(readings)
         logger.info("rules warmed up from {} stored readings", n)
 
-    def _handle(self, transitions: Iterable[AlertTransition]) -> bytes:
+    def _collect(self, transitions: Iterable[AlertTransition]) -> bytes:
+        """Queue transitions for the alert store (see `flush`); returns their `alerts` lines."""
         lines = []
         for t in transitions:
             self.transitions += 1
             self.recent.append(t)
-            try:
-                self.alerts.handle(t)
-            except Exception:  # a broken transition must not stop ingest; it is logged with its cause
-                logger.exception("alerts: could not handle {} {} → {}", t.rule_id, t.device_id, t.to_state)
+            self._pending.append(t)
             lines.append(encode_reading(transition_point(t)))
         return b"".join(lines)
 
+    def flush(self) -> None:
+        """Hand the queued transitions to the alert store in one SQLite commit (one fsync, not one each)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        try:
+            results = self.alerts.handle_many(pending)
+        except Exception:  # a failed commit must not stop ingest; it is logged with its cause
+            logger.exception("alerts: could not store {} transitions", len(pending))
+            return
+        for t, result in zip(pending, results, strict=True):
+            if isinstance(result, Exception):  # a broken transition must not stop ingest
+                logger.opt(exception=result).error("alerts: could not handle {} {} → {}",
+                                                   t.rule_id, t.device_id, t.to_state)
+
+    def _handle(self, transitions: Iterable[AlertTransition]) -> bytes:
+        lines = self._collect(transitions)
+        self.flush()
+        return lines
+
     def on_reading(self, reading: Reading) -> bytes:
-        """Pipeline hook: evaluate one reading; returns `alerts` lines to write with it."""
+        """Pipeline hook: evaluate one reading; returns `alerts` lines to write with it. Its transitions
+        reach the alert store at `on_chunk_end`, before the chunk's lines are handed to the writer."""
         try:
             transitions = self.engine.process(reading)
         except Exception:  # a rule bug must not stop ingest; the reading itself is still stored
             logger.exception("rules: evaluating {} failed", reading.device_id)
             return b""
-        return self._handle(transitions) if transitions else b""
+        return self._collect(transitions) if transitions else b""
 
-    async def run(self, writer: BatchWriter, stop: asyncio.Event) -> None:
-        """Time-based transitions (for, keep_firing_for, no data) and notification delivery, until `stop`."""
+    def on_chunk_end(self) -> None:
+        """Pipeline hook after a chunk's readings: store their transitions in one transaction."""
+        self.flush()
+
+    async def run(self, writer: BatchWriter, stop: asyncio.Event,
+                  catching_up: Callable[[], bool] = lambda: False) -> None:
+        """Time-based transitions (for, keep_firing_for, no data) and notification delivery, until `stop`.
+
+        While the pipeline is replaying a backlog (`catching_up`), the wall clock is ahead of the
+        readings, so a tick would call every device silent; ticks wait until it has caught up
+        (readings still drive `for` and `keep_firing_for` meanwhile).
+        """
         delivery = asyncio.create_task(self.alerts.run(), name="alerts-delivery")
         try:
             while not stop.is_set():
@@ -94,6 +124,8 @@ class Alerting:
                 if self.view.loaded_at != self._devices_loaded_at:
                     self._devices_loaded_at = self.view.loaded_at
                     self.engine.set_devices(self.view.by_id.values())
+                if catching_up():
+                    continue
                 lines = self._handle(self.engine.tick(time.time_ns()))
                 if lines:
                     await writer.add(lines)
@@ -101,4 +133,5 @@ class Alerting:
             await self.alerts.stop()
             with contextlib.suppress(asyncio.CancelledError):
                 await delivery
+            self.flush()
             self.alerts.close()

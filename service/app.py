@@ -88,7 +88,13 @@ class Service:
         self.alerting = Alerting(cfg, view)
         await self.alerting.warm_up(self.influx)
         self.pipeline.on_reading.append(self.alerting.on_reading)
-        alert_task = asyncio.create_task(self.alerting.run(writer, self.stopping), name="alerting")
+        self.pipeline.on_chunk_end.append(self.alerting.on_chunk_end)
+        stats = self.pipeline.stats
+
+        def catching_up() -> bool:
+            return len(inbox) >= self.pipeline.chunk_size or stats.catching_up(time.time_ns(), time.monotonic())
+
+        alert_task = asyncio.create_task(self.alerting.run(writer, self.stopping, catching_up), name="alerting")
         pipe_task = asyncio.create_task(self.pipeline.run(inbox, self.stopping), name="pipeline")
         await write_device_info(writer, view.by_id.values())
         refresh_task = asyncio.create_task(self._refresh_registry(view), name="registry")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from collectors.lorawan import parse as parse_lorawan
 from collectors.uplink import Sink, Uplink
 from service.config import Config
 
@@ -82,9 +83,7 @@ def build_collectors(cfg: Config, metrics: object = None) -> list[Collector]:
 
 
 def _parse_mqtt(topic: str, payload: bytes, received_ns: int) -> Uplink:
-    from collectors.lorawan import parse
-
-    return parse(topic, payload, received_ns)
+    return parse_lorawan(topic, payload, received_ns)
 
 
 def _parse_nbiot_udp(topic: str, payload: bytes, received_ns: int) -> Uplink:

@@ -36,6 +36,12 @@ class PipelineStats:
     readings: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     latest: dict[str, tuple[str, dict]] = field(default_factory=dict)
+    newest_ns: int = 0          # the newest reading time of the last chunk with readings
+    newest_at: float = 0.0      # when (monotonic) that chunk was processed
+
+    def catching_up(self, now_ns: int, now_mono: float, lag_s: float = 60.0, recent_s: float = 10.0) -> bool:
+        """True while recent chunks carry only old readings: a backlog being replayed, not live data."""
+        return now_mono - self.newest_at < recent_s and now_ns - self.newest_ns > lag_s * 1e9
 
 
 class Rejected(Exception):
@@ -61,6 +67,7 @@ class Pipeline:
         self.log_every_s = log_every_s
         self.stats = PipelineStats()
         self.on_reading: list[Callable[[Reading], bytes]] = []
+        self.on_chunk_end: list[Callable[[], None]] = []
         self._last_fcnt: dict[str, tuple[int, int]] = {}
         self._tags: dict[str, tuple[Device, tuple[tuple[str, str], ...]]] = {}
         self._logged: dict[tuple[str, str], float] = {}
@@ -166,6 +173,9 @@ class Pipeline:
             await asyncio.to_thread(self.deadletters.add_many, dead)
         kinds: dict[str, int] = {}
         extra: list[bytes] = []
+        if readings:
+            self.stats.newest_ns = max(r.time_ns for r in readings)
+            self.stats.newest_at = time.monotonic()
         for r in readings:
             kinds[r.kind] = kinds.get(r.kind, 0) + 1
             self.stats.latest[r.kind] = (r.device_id, r.fields)
@@ -173,6 +183,8 @@ class Pipeline:
                 lines = hook(r)
                 if lines:
                     extra.append(lines)
+        for end in self.on_chunk_end:
+            end()
         if extra:
             body = body + b"".join(extra)
 

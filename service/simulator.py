@@ -114,7 +114,7 @@ class FleetSimulator:
                 target = mount - self.scenario.depth_mm(device, t_s) - rng.uniform(0, 5)
             elif name == "distance_mm" and info.kind == "bin_fill":
                 depth = device.install.get("bin_depth_mm", r.hi)
-                fill = min(1.0, t_s / 3600.0 + (zlib.crc32(device.id.encode()) % 70) / 100)
+                fill = min(1.0, t_s / 43_200.0 + (zlib.crc32(device.id.encode()) % 70) / 100)  # full in ~12 h
                 # a sensor under the bin measures the fill height, one above it the empty space
                 target = depth * fill if info.mounting == "bottom" else depth * (1 - fill)
             elif name == "laeq_db":

@@ -7,6 +7,7 @@ same events the way ChirpStack marshals them, for the simulator and the tests.
 from __future__ import annotations
 
 import base64
+import binascii
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -14,13 +15,14 @@ from typing import Any
 import orjson
 
 from collectors.lorawan import _fields as f
-from collectors.rfc3339 import format_rfc3339_ns
+from collectors.rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
 from collectors.uplink import EnvelopeError, Uplink
 
 SOURCE = "chirpstack"
 DEFAULT_TOPIC = "application/+/device/+/event/up"
 _U32 = 0xFFFF_FFFF
 _NOT_JSON_HINT = "is the ChirpStack MQTT integration set to the JSON marshaler?"
+_NUMBER = f.NUMBER
 
 
 def parse_chirpstack(topic: str, payload: bytes, received_ns: int) -> Uplink:
@@ -31,8 +33,88 @@ def parse_chirpstack(topic: str, payload: bytes, received_ns: int) -> Uplink:
     SNR come from the gateway with the best RSSI. A topic of the default shape is cross-checked
     (event type `up`, same DevEUI); other topic templates are accepted as they are.
     """
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return _parse_checked(topic, payload, received_ns, None)
+    if type(doc) is dict:
+        up = _parse_common(topic, doc, received_ns)
+        if up is not None:
+            return up
+        return _parse_checked(topic, payload, received_ns, doc)
+    return _parse_checked(topic, payload, received_ns, None)
+
+
+def _parse_common(topic: str, doc: dict[str, Any], received_ns: int) -> Uplink | None:
+    """The well-typed common shape, checked with cheap exact-type tests; None sends it to `_parse_checked`.
+
+    It accepts only what `_parse_checked` accepts and returns the same `Uplink`; anything unusual
+    (absent time, case differences, URL-safe base64, a null field) takes the precise path.
+    """
+    info = doc.get("deviceInfo")
+    if type(info) is not dict:
+        return None
+    eui = info.get("devEui")
+    if type(eui) is not str or len(eui) != 16 or eui.strip(f.HEX_DIGITS):
+        return None
+    if not (topic.endswith("/event/up") and topic.startswith("application/") and topic.count("/") == 5
+            and topic.endswith(eui, 0, -9) and topic.endswith("/device/", 0, -25)):
+        parts = topic.split("/")
+        if len(parts) == 6 and parts[0] == "application" and parts[2] == "device" and parts[4] == "event":
+            return None  # the default shape with another event type or DevEUI: `_parse_checked` says which
+    data = doc.get("data")
+    if data is None:
+        raw = b""
+    elif type(data) is str:
+        try:
+            raw = binascii.a2b_base64(data, strict_mode=True)
+        except ValueError:
+            return None
+    else:
+        return None
+    port = doc.get("fPort", 0)
+    fcnt = doc.get("fCnt", 0)
+    if type(port) is not int or type(fcnt) is not int or not 0 <= port <= 255 or not 0 <= fcnt <= _U32:
+        return None
+    dedup_id = doc.get("deduplicationId")
+    if dedup_id is not None and type(dedup_id) is not str:
+        return None
+    rx_info = doc.get("rxInfo")
+    if rx_info is None:
+        rx_info = ()
+    elif type(rx_info) is not list:
+        return None
+    gateways: set[str] = set()
+    best_rssi = best_snr = None
+    for rx in rx_info:
+        if type(rx) is not dict:
+            return None
+        gw = rx.get("gatewayId")
+        rssi = rx.get("rssi", 0)
+        snr = rx.get("snr", 0)
+        if type(gw) is not str or type(rssi) not in _NUMBER or type(snr) not in _NUMBER:
+            return None
+        if gw:
+            gateways.add(gw.lower())
+        if best_rssi is None or rssi > best_rssi:
+            best_rssi, best_snr = rssi, snr
+    stamp = doc.get("time")
+    if type(stamp) is not str:
+        return None
+    try:
+        time_ns = parse_rfc3339_ns(stamp)
+    except ValueError:
+        return None
+    return Uplink(eui.lower(), raw, port, time_ns, SOURCE, received_ns, fcnt,
+                  None if best_rssi is None else float(best_rssi), None if best_snr is None else float(best_snr),
+                  tuple(sorted(gateways)), dedup_id or None)
+
+
+def _parse_checked(topic: str, payload: bytes, received_ns: int, doc: dict[str, Any] | None) -> Uplink:
+    """Every check in order, each failure a precise `EnvelopeError`; `doc` is the payload when already loaded."""
     topic_eui = _topic_dev_eui(topic)
-    doc = f.load_object(payload, _NOT_JSON_HINT)
+    if doc is None:
+        doc = f.load_object(payload, _NOT_JSON_HINT)
     info = f.obj(doc, "deviceInfo", "deviceInfo")
     eui = f.dev_eui(f.text(info, "devEui", "deviceInfo.devEui"), "deviceInfo.devEui")
     if topic_eui is not None and topic_eui != eui:
