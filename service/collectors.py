@@ -10,6 +10,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from collectors.lorawan import parse as parse_lorawan
+from collectors.nbiot.frame import parse_udp
+from collectors.nbiot.platforms import parse_ctwing_dead, parse_onenet_dead
 from collectors.uplink import Sink, Uplink
 from service.config import Config
 
@@ -82,33 +84,11 @@ def build_collectors(cfg: Config, metrics: object = None) -> list[Collector]:
     return collectors
 
 
-def _parse_mqtt(topic: str, payload: bytes, received_ns: int) -> Uplink:
-    return parse_lorawan(topic, payload, received_ns)
-
-
-def _parse_nbiot_udp(topic: str, payload: bytes, received_ns: int) -> Uplink:
-    from collectors.nbiot.frame import parse_udp
-
-    return parse_udp(topic, payload, received_ns)
-
-
-def _parse_ctwing(topic: str, payload: bytes, received_ns: int) -> Uplink:
-    from collectors.nbiot.platforms import parse_ctwing_dead
-
-    return parse_ctwing_dead(topic, payload, received_ns)
-
-
-def _parse_onenet(topic: str, payload: bytes, received_ns: int) -> Uplink:
-    from collectors.nbiot.platforms import parse_onenet_dead
-
-    return parse_onenet_dead(topic, payload, received_ns)
-
-
 # Envelope parsers by `Incoming.source`, for collectors that leave parsing to the pipeline
 # (so a bad envelope is dead-lettered like any other refused message).
 PARSERS: dict[str, Callable[[str, bytes, int], Uplink]] = {
-    "mqtt": _parse_mqtt,
-    "nbiot-udp": _parse_nbiot_udp,
-    "ctwing": _parse_ctwing,
-    "onenet": _parse_onenet,
+    "mqtt": parse_lorawan,
+    "nbiot-udp": parse_udp,
+    "ctwing": parse_ctwing_dead,
+    "onenet": parse_onenet_dead,
 }
