@@ -11,6 +11,7 @@ is `coverage_s >= 2700`.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections import deque
 
 from rules.trend import theil_sen_slope_ns
@@ -19,7 +20,7 @@ _NS = 1_000_000_000
 _RESUM_EVERY = 4096
 
 
-class Window:
+class Window(ABC):
     """Base: keeps (time_ns, weight_s, x) in time order and evicts by age and count, never the newest.
 
     Each subclass has its own complete `add` (push, then evict) rather than push/pop hooks:
@@ -46,8 +47,9 @@ class Window:
         while len(items) > 1 and (items[0][0] <= cutoff or len(items) > self._max):
             self.coverage_s -= items.popleft()[1]
 
+    @abstractmethod
     def value(self) -> float | None:
-        raise NotImplementedError
+        """The aggregate over the samples in the window, or None when it has none."""
 
 
 class LastWindow(Window):
