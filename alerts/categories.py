@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,3 +82,21 @@ def _check(data: dict[str, Any], source: str) -> CategoryTable:
         if key not in categories:
             raise AlertsError(f"{source}: kind_defaults.{kind}: unknown category {key!r}")
     return CategoryTable(editions, categories, kind_defaults)
+
+
+def missing_codes(table: CategoryTable, edition: str, keys: Iterable[str], *, receiver: str) -> list[str]:
+    """A warning per category in `keys` that has no code in `edition`: such a case would go out with
+    `"code": null`. Each names the setting to change and the code the city must fill in."""
+    out = []
+    for key in sorted(set(keys)):
+        row = table.categories.get(key)
+        if row is None or row.get(edition):
+            continue
+        others = ", ".join(f"{ed} = {row[ed]!r}" for ed in table.editions if ed != edition and row.get(ed))
+        standard = table.editions[edition][0]
+        out.append(f"alerts.receivers.{receiver}: case category {key!r} ({row['name']}) has no code in edition "
+                   f"{edition!r} ({standard}); cases of it are sent without a code. Fill in the city's "
+                   f"{table.editions[edition][1]}-digit code as `{edition} = \"…\"` under [categories.{key}] in a "
+                   f"copy of the category table named by alerts.receivers.{receiver}.categories_file"
+                   + (f", or set alerts.receivers.{receiver}.edition (this table has {others})" if others else ""))
+    return out

@@ -17,7 +17,7 @@ from loguru import logger
 from alerts.config import InhibitRuleConfig
 from alerts.errors import AlertsError
 from alerts.matchers import Matcher, all_match, parse_matcher
-from alerts.model import SEVERITY_RANK, AlertRecord, Event, Notice, fingerprint
+from alerts.model import SEVERITY_RANK, AlertRecord, Event, Measured, Notice, fingerprint
 from alerts.notifiers.base import Notifier
 from alerts.routing import Router
 from alerts.store import AlertStore, Enqueue, HistoryEntry
@@ -25,6 +25,18 @@ from provisioning.device import Device
 from rules.transition import AlertState, AlertTransition
 
 DEVICE_LABELS = ("kind", "model", "district", "street", "zone_class", "site")
+
+
+def case_group(a: AlertRecord) -> str:
+    """What one case is about on one device: the rule's `case_group` label, else the device kind when
+    the rule files cases (`case_category`), else the rule itself. So the rising-water warning and the
+    15 cm and 27 cm levels of one gauge are one case, and so are a bin's 80 % and 100 %."""
+    labels = a.labels
+    if labels.get("case_group"):
+        return labels["case_group"]
+    if labels.get("case_category") and labels.get("kind"):
+        return f"kind:{labels['kind']}"
+    return f"rule:{a.rule_id}"
 
 
 @dataclass(slots=True, frozen=True)
@@ -118,12 +130,16 @@ class AlertManager:
             labels["severity"] = a.severity
             a.labels, a.route, a.summary = labels, t.route, t.summary
             a.value, a.threshold, a.eta_s, a.updated_ns = t.value, t.threshold, t.eta_s, t.time_ns
+            a.measured = Measured(t.field_name, t.aggregate, t.target, t.current, t.rate_per_s,
+                                  t.held_s if t.held_s is not None else a.measured.held_s)
             rows, note2 = self._plan(a, event, prev_sev, t.time_ns, device, now) if event else ([], "")
             note = "; ".join(x for x in (note, note2) if x)
             history = HistoryEntry(t.time_ns, prev_state, a.state, a.severity, t.value, t.threshold,
                                    str(event) if event else None, a.seq if rows else None,
                                    tuple(r.receiver for r in rows), note)
             added = self.store.save(a, history, rows, now_ns=now)
+        logger.info("alert {} {} on {}: {} → {} ({}){}{}", a.id or fp, a.rule_id, a.device_id, prev_state,
+                    a.display_state, a.severity, f", {event}" if event else "", f"; {note}" if note else "")
         if added and self.on_enqueue:
             self.on_enqueue()
         return Outcome(fp, a.state, event, added, a.suppressed_by, note)
@@ -171,14 +187,16 @@ class AlertManager:
                 a.suppressed_by = held
                 return [], f"held back: {held}"
             targets = self._targets(a)
-            plan = [(r, Event.ESCALATED) for r in a.receivers]
-            plan += [(r, Event.FIRING) for r in targets if r not in a.receivers]
+            plan: list[tuple[str, Event, Event | None]] = [(r, Event.ESCALATED, None) for r in a.receivers]
+            plan += [(r, Event.FIRING, None) for r in targets if r not in a.receivers]
             a.receivers += [r for r in targets if r not in a.receivers]
             return self._render(a, plan, prev_sev, time_ns, device, now), ""
         if event is Event.RESOLVED:
             if not a.notified:
                 return [], "resolved before anyone was told"
-            return self._render(a, [(r, Event.RESOLVED) for r in a.receivers], None, time_ns, device, now), ""
+            open_elsewhere = {r for s in self._spot_siblings(a) if s.case_key == a.case_key for r in s.receivers}
+            plan = [(r, Event.RESOLVED, Event.ESCALATED if r in open_elsewhere else None) for r in a.receivers]
+            return self._render(a, plan, None, time_ns, device, now), ""
         return [], ""
 
     def _open(self, a: AlertRecord, time_ns: int, device: Device | None, now: int) -> tuple[list[Enqueue], str]:
@@ -191,13 +209,27 @@ class AlertManager:
         a.notified, a.receivers = True, list(targets)
         if not targets:
             return [], "no receiver routed"
-        return self._render(a, [(r, Event.FIRING) for r in targets], None, time_ns, device, now), ""
+        told: set[str] = set()
+        for sibling in self._spot_siblings(a):
+            if sibling.case_key:  # join the spot's open case: an update to it, not a second case
+                a.case_key = a.case_key or sibling.case_key
+                if sibling.case_key == a.case_key:
+                    told.update(sibling.receivers)
+        plan = [(r, Event.FIRING, Event.ESCALATED if r in told else None) for r in targets]
+        return self._render(a, plan, None, time_ns, device, now), ""
+
+    def _spot_siblings(self, a: AlertRecord) -> list[AlertRecord]:
+        """Other firing, notified alerts of the same spot (device and case group), oldest first."""
+        group = case_group(a)
+        return [s for s in self.store.firing_on_device(a.device_id, exclude=a.fingerprint)
+                if s.notified and case_group(s) == group]
 
     def _targets(self, a: AlertRecord) -> tuple[str, ...]:
         return self.router.receivers(route=a.route, rule_id=a.rule_id, severity=a.severity, labels=a.labels)
 
-    def _render(self, a: AlertRecord, plan: Iterable[tuple[str, Event]], prev_sev: str | None, time_ns: int,
-                device: Device | None, now: int) -> list[Enqueue]:
+    def _render(self, a: AlertRecord, plan: Iterable[tuple[str, Event, Event | None]], prev_sev: str | None,
+                time_ns: int, device: Device | None, now: int, *, operator: str | None = None,
+                comment: str | None = None) -> list[Enqueue]:
         plan = list(plan)
         if not plan:
             return []
@@ -206,14 +238,15 @@ class AlertManager:
         if a.case_key is None:
             a.case_key = f"{a.fingerprint}:{a.seq}"
         rows = []
-        for receiver, event in plan:
+        for receiver, event, case_event in plan:
             notice = Notice(
                 fingerprint=a.fingerprint, seq=a.seq, event=event, rule_id=a.rule_id, device_id=a.device_id,
                 severity=a.severity, previous_severity=prev_sev if event is Event.ESCALATED else None,
                 route=a.route, value=a.value, threshold=a.threshold, eta_s=a.eta_s, summary=a.summary,
                 labels=a.labels, started_ns=a.started_ns or time_ns, time_ns=time_ns, resolved_ns=a.resolved_ns,
                 episode=a.episode, case_key=a.case_key, device=device,
-                timezone=self.timezone)
+                timezone=self.timezone, measured=a.measured, case_event=case_event, operator=operator,
+                comment=comment)
             try:
                 body = self.notifiers[receiver].render(notice)
             except Exception as exc:
@@ -267,7 +300,7 @@ class AlertManager:
                     held = self._suppressed_by(a, now)
                     if held:
                         continue
-                    rows = self._render(a, [(r, Event.REPEAT) for r in a.receivers], None, now, device, now)
+                    rows = self._render(a, [(r, Event.REPEAT, None) for r in a.receivers], None, now, device, now)
                     event, note = Event.REPEAT, ""
                     a.last_notified_ns = now
                 history = HistoryEntry(now, "firing", "firing", a.severity, a.value, a.threshold, str(event),
@@ -280,8 +313,42 @@ class AlertManager:
     # operators
 
     def ack(self, ref: str, by: str, comment: str = "") -> AlertRecord:
-        """Acknowledge a firing alert: no more repeats until it resolves or changes severity."""
-        return self.store.ack(ref, by, comment, self.clock())
+        """Acknowledge a firing alert: no more repeats until it resolves or changes severity. The open
+        case hears of it (an update naming `by` and the comment)."""
+        now = self.clock()
+        with self.store.transaction():
+            a = self.store.ack(ref, by, comment, now)
+            added = self._tell_case(a, now, by, f"已确认（{by}）" + (f"：{comment}" if comment else ""))
+        logger.info("alert {} {} on {} acknowledged by {}: {}", a.id, a.rule_id, a.device_id, by, comment)
+        if added and self.on_enqueue:
+            self.on_enqueue()
+        return self.store.get(a.fingerprint) or a
+
+    def silence_alert(self, ref: str, by: str, comment: str, duration_s: float) -> int:
+        """Silence one alert (its rule on its device) for `duration_s`; the open case hears of it."""
+        now = self.clock()
+        with self.store.transaction():
+            a = self.store.find(ref)
+            sid = self.silence([Matcher("rule_id", "=", a.rule_id), Matcher("device_id", "=", a.device_id)],
+                               now, now + int(duration_s * 1e9), comment, by)
+            a = self.store.get(a.fingerprint) or a
+            added = self._tell_case(a, now, by, f"已静默 {duration_s / 60:.0f} 分钟（{by}）：{comment}")
+        logger.info("alert {} {} on {} silenced by {} for {:.0f} s: {}", a.id, a.rule_id, a.device_id, by,
+                    duration_s, comment)
+        if added and self.on_enqueue:
+            self.on_enqueue()
+        return sid
+
+    def _tell_case(self, a: AlertRecord, now: int, by: str, comment: str) -> int:
+        """Enqueue an operator's update for the receivers that take them (the case platform)."""
+        if a.state != "firing" or not a.notified:
+            return 0
+        targets = [r for r in a.receivers if getattr(self.notifiers.get(r), "operator_updates", False)]
+        rows = self._render(a, [(r, Event.ACKNOWLEDGED, None) for r in targets], None, now,
+                            self._device(a.device_id), now, operator=by, comment=comment)
+        history = HistoryEntry(now, a.state, a.state, a.severity, a.value, a.threshold, str(Event.ACKNOWLEDGED),
+                               a.seq, tuple(r.receiver for r in rows), comment) if rows else None
+        return self.store.save(a, history, rows, now_ns=now)
 
     def silence(self, matchers: Iterable[str | Matcher], start_ns: int, end_ns: int, comment: str,
                 by: str) -> int:

@@ -24,6 +24,30 @@ class Event(StrEnum):
     ESCALATED = "escalated"
     REPEAT = "repeat"
     RESOLVED = "resolved"
+    ACKNOWLEDGED = "acknowledged"  # an operator's ack or silence: an update to the open case only
+
+
+@dataclass(slots=True, frozen=True)
+class Measured:
+    """What the rule measured, as the transition said: `field` and `aggregate` name the value's
+    quantity (see `alerts.describe`); `target` is an ETA's level; `current` the field's latest
+    reading and `rate_per_s` its trend in field units per second; `held_s` how long the condition
+    had held when it fired."""
+
+    field: str = ""
+    aggregate: str = ""
+    target: float | None = None
+    current: float | None = None
+    rate_per_s: float | None = None
+    held_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) not in (None, "")}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Measured:
+        data = data or {}
+        return cls(**{k: data[k] for k in cls.__slots__ if k in data})
 
 
 @dataclass(slots=True)
@@ -62,6 +86,7 @@ class AlertRecord:
     suppressed_by: str | None = None
     case_key: str | None = None
     case_id: str | None = None
+    measured: Measured = field(default_factory=Measured)
     id: int | None = None
 
     @property
@@ -71,7 +96,8 @@ class AlertRecord:
 
 @dataclass(slots=True, frozen=True)
 class Notice:
-    """Everything a notifier's pure `render` needs for one event of one alert."""
+    """Everything a notifier's pure `render` needs for one event of one alert. `operator` and
+    `comment` are set on an ACKNOWLEDGED event (an ack or a silence from the desk)."""
 
     fingerprint: str
     seq: int
@@ -93,6 +119,16 @@ class Notice:
     case_key: str
     device: Device | None
     timezone: str = "Asia/Shanghai"
+    measured: Measured = field(default_factory=Measured)
+    case_event: Event | None = None
+    operator: str | None = None
+    comment: str | None = None
+
+    @property
+    def case_action(self) -> Event:
+        """The event from the case's side: one case per spot, so a second rule's firing is an update
+        and a resolve is a close only when no other alert of the spot still fires."""
+        return self.case_event or self.event
 
     @property
     def idempotency_key(self) -> str:
@@ -116,3 +152,8 @@ class Delivery:
     @property
     def idempotency_key(self) -> str:
         return f"{self.fingerprint}:{self.seq}"
+
+    @property
+    def queue_key(self) -> tuple[str, str]:
+        """Rows of one queue go out in order: one case (shared by the alerts of a spot) per receiver."""
+        return (self.case_key or self.fingerprint, self.receiver)

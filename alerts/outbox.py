@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from loguru import logger
 
@@ -35,6 +36,7 @@ class OutboxStats:
     delivered: int = 0
     retried: int = 0
     failed_permanently: int = 0
+    by_receiver: Counter[tuple[str, str]] = field(default_factory=Counter)  # (receiver, outcome) → count
 
 
 def backoff_s(attempt: int, cfg: OutboxConfig, rnd: float, retry_after_s: float | None = None) -> float:
@@ -122,7 +124,7 @@ class OutboxWorker:
             return 0
         rows = self.store.due(self.clock(), room, busy=self._inflight.keys())
         for d in rows:
-            key = (d.fingerprint, d.receiver)
+            key = d.queue_key
             self._inflight[key] = asyncio.create_task(self._deliver(d, key), name=f"deliver-{d.id}")
         return len(rows)
 
@@ -155,6 +157,9 @@ class OutboxWorker:
             else:
                 self.store.mark_delivered(d, self.clock(), ref)
                 self.stats.delivered += 1
+                self.stats.by_receiver[(d.receiver, "delivered")] += 1
+                logger.info("notification {} ({}) delivered to {} after {} attempt(s)", d.idempotency_key,
+                            d.body.get("event") or d.body.get("action") or "", d.receiver, d.attempts + 1)
         finally:
             self._inflight.pop(key, None)
             if self._wake is not None:
@@ -164,10 +169,12 @@ class OutboxWorker:
         delay = backoff_s(d.attempts + 1, self.cfg, self.rng.random(), retry_after_s)
         self.store.mark_retry(d, self.clock() + int(delay * 1e9), error)
         self.stats.retried += 1
+        self.stats.by_receiver[(d.receiver, "retried")] += 1
         logger.warning("delivery {} to {} failed (attempt {}), retry in {:.1f} s: {}",
                        d.idempotency_key, d.receiver, d.attempts + 1, delay, error)
 
     def _failed(self, d: Delivery, error: str) -> None:
         self.store.mark_failed(d, self.clock(), error)
         self.stats.failed_permanently += 1
-        logger.error("delivery {} to {} refused for good: {}", d.idempotency_key, d.receiver, error)
+        self.stats.by_receiver[(d.receiver, "failed")] += 1
+        logger.error("notification {} to {} given up (refused for good): {}", d.idempotency_key, d.receiver, error)

@@ -20,7 +20,7 @@ import orjson
 
 from alerts.errors import AlertsError
 from alerts.matchers import Matcher, matchers_from_json
-from alerts.model import AlertRecord, Delivery
+from alerts.model import AlertRecord, Delivery, Measured
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     receivers_json TEXT NOT NULL DEFAULT '[]',
     last_notified_ns INTEGER,
     suppressed_by TEXT,
-    case_key TEXT, case_id TEXT
+    case_key TEXT, case_id TEXT,
+    measured_json TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts(state);
 CREATE TABLE IF NOT EXISTS history (
@@ -80,6 +81,8 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(fingerprint, receiver, id)
     WHERE delivered_ns IS NULL AND failed_ns IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_ns, id)
     WHERE delivered_ns IS NULL AND failed_ns IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_queue ON outbox(COALESCE(case_key, fingerprint), receiver, id)
+    WHERE delivered_ns IS NULL AND failed_ns IS NULL;
 PRAGMA user_version = 1;
 """
 
@@ -87,7 +90,7 @@ _ALERT_COLS = (
     "fingerprint", "rule_id", "device_id", "state", "severity", "route", "labels_json", "summary",
     "value", "threshold", "eta_s", "started_ns", "updated_ns", "resolved_ns", "acked_by", "acked_ns",
     "ack_comment", "seq", "episode", "notified", "receivers_json", "last_notified_ns", "suppressed_by",
-    "case_key", "case_id",
+    "case_key", "case_id", "measured_json",
 )
 
 
@@ -168,7 +171,7 @@ def _to_record(row: sqlite3.Row) -> AlertRecord:
         acked_by=d["acked_by"], acked_ns=d["acked_ns"], ack_comment=d["ack_comment"], seq=d["seq"],
         episode=d["episode"], notified=bool(d["notified"]), receivers=orjson.loads(d["receivers_json"]),
         last_notified_ns=d["last_notified_ns"], suppressed_by=d["suppressed_by"],
-        case_key=d["case_key"], case_id=d["case_id"],
+        case_key=d["case_key"], case_id=d["case_id"], measured=Measured.from_json(orjson.loads(d["measured_json"])),
     )
 
 
@@ -177,7 +180,7 @@ def _alert_values(a: AlertRecord) -> tuple[Any, ...]:
         a.fingerprint, a.rule_id, a.device_id, a.state, a.severity, a.route, _dumps(a.labels), a.summary,
         a.value, a.threshold, a.eta_s, a.started_ns, a.updated_ns, a.resolved_ns, a.acked_by, a.acked_ns,
         a.ack_comment, a.seq, a.episode, int(a.notified), _dumps(a.receivers), a.last_notified_ns,
-        a.suppressed_by, a.case_key, a.case_id,
+        a.suppressed_by, a.case_key, a.case_id, _dumps(a.measured.to_json()),
     )
 
 
@@ -197,7 +200,14 @@ class AlertStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=10000")
         with self._lock:
+            self._migrate()
             self._db.executescript(_SCHEMA)
+
+    def _migrate(self) -> None:
+        """Add columns a file written by an older version lacks (CREATE TABLE IF NOT EXISTS keeps its shape)."""
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(alerts)")}
+        if cols and "measured_json" not in cols:
+            self._db.execute("ALTER TABLE alerts ADD COLUMN measured_json TEXT NOT NULL DEFAULT '{}'")
 
     def close(self) -> None:
         with self._lock:
@@ -316,6 +326,12 @@ class AlertStore:
         rows = self._query(f"SELECT * FROM alerts WHERE {' AND '.join(clauses)}", params)
         return [_to_record(r) for r in rows]
 
+    def firing_on_device(self, device_id: str, exclude: str = "") -> list[AlertRecord]:
+        """Firing alerts of one device, oldest episode first."""
+        rows = self._query("SELECT * FROM alerts WHERE state = 'firing' AND device_id = ? AND fingerprint != ?"
+                           " ORDER BY started_ns, id", (device_id, exclude))
+        return [_to_record(r) for r in rows]
+
     def firing(self) -> list[AlertRecord]:
         return [_to_record(r) for r in self._query("SELECT * FROM alerts WHERE state = 'firing' ORDER BY id")]
 
@@ -414,34 +430,38 @@ class AlertStore:
     # outbox
 
     def due(self, now_ns: int, limit: int, busy: Iterable[tuple[str, str]] = ()) -> list[Delivery]:
-        """The oldest undelivered row of each (fingerprint, receiver) whose retry time has come.
+        """The oldest undelivered row of each (case, receiver) whose retry time has come.
 
-        Only the head of each (fingerprint, receiver) is ever due, so a close never overtakes its open.
+        Only the head of each (case key, receiver) queue is ever due, so a close never overtakes its
+        open, nor one rule's update of a shared case the other rule's open. `busy` holds queue keys
+        (`Delivery.queue_key`).
         """
         skip = set(busy)
         rows = self._query(
             "SELECT o.*, c.case_id FROM outbox o LEFT JOIN cases c"
             " ON c.receiver = o.receiver AND c.case_key = o.case_key"
             " WHERE o.delivered_ns IS NULL AND o.failed_ns IS NULL AND o.next_attempt_ns <= ?"
-            " AND o.id = (SELECT MIN(p.id) FROM outbox p WHERE p.fingerprint = o.fingerprint"
+            " AND o.id = (SELECT MIN(p.id) FROM outbox p"
+            "   WHERE COALESCE(p.case_key, p.fingerprint) = COALESCE(o.case_key, o.fingerprint)"
             "   AND p.receiver = o.receiver AND p.delivered_ns IS NULL AND p.failed_ns IS NULL)"
             " ORDER BY o.next_attempt_ns, o.id LIMIT ?", (now_ns, limit + len(skip)))
         out = [Delivery(r["id"], r["fingerprint"], r["seq"], r["receiver"], orjson.loads(r["body_json"]),
                         r["attempts"], r["case_key"], r["case_id"])
-               for r in rows if (r["fingerprint"], r["receiver"]) not in skip]
+               for r in rows if (r["case_key"] or r["fingerprint"], r["receiver"]) not in skip]
         return out[:limit]
 
     def next_due_ns(self, busy: Iterable[tuple[str, str]] = ()) -> int | None:
         """When the next head row not in `busy` becomes due (None when there is none)."""
         skip = set(busy)
         rows = self._query(
-            "SELECT o.fingerprint, o.receiver, o.next_attempt_ns FROM outbox o"
+            "SELECT o.fingerprint, o.case_key, o.receiver, o.next_attempt_ns FROM outbox o"
             " WHERE o.delivered_ns IS NULL AND o.failed_ns IS NULL"
-            " AND o.id = (SELECT MIN(p.id) FROM outbox p WHERE p.fingerprint = o.fingerprint"
+            " AND o.id = (SELECT MIN(p.id) FROM outbox p"
+            "   WHERE COALESCE(p.case_key, p.fingerprint) = COALESCE(o.case_key, o.fingerprint)"
             "   AND p.receiver = o.receiver AND p.delivered_ns IS NULL AND p.failed_ns IS NULL)"
             " ORDER BY o.next_attempt_ns LIMIT ?", (len(skip) + 1,))
         for r in rows:
-            if (r["fingerprint"], r["receiver"]) not in skip:
+            if (r["case_key"] or r["fingerprint"], r["receiver"]) not in skip:
                 return int(r["next_attempt_ns"])
         return None
 
@@ -459,8 +479,7 @@ class AlertStore:
                 db.execute("UPDATE cases SET closed_ns = ? WHERE receiver = ? AND case_key = ?",
                            (now_ns, d.receiver, d.case_key))
             if case_id:
-                db.execute("UPDATE alerts SET case_id = ? WHERE fingerprint = ? AND case_key = ?",
-                           (case_id, d.fingerprint, d.case_key))
+                db.execute("UPDATE alerts SET case_id = ? WHERE case_key = ?", (case_id, d.case_key))
 
     def mark_retry(self, d: Delivery, next_attempt_ns: int, error: str) -> None:
         with self._tx() as db:

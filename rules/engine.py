@@ -318,6 +318,10 @@ class Engine:
         threshold = st.clear_thr if resolving else st.level_thr
         value = st.value if st.value is None or math.isfinite(st.value) else None
         eta = self._eta_of(comp, st)
+        trend = st.window if isinstance(st.window, TrendWindow) else st.trend
+        current = trend.last if trend is not None else (value if rule.aggregate == "last" else None)
+        rate = trend.slope_per_s() if trend is not None else None
+        firing = change.to_state is AlertState.FIRING
         out.append(AlertTransition(
             rule_id=rule.id,
             device_id=device_id,
@@ -331,6 +335,12 @@ class Engine:
             summary=_summary(rule, change, value, threshold, eta),
             eta_s=eta,
             labels=_labels(st.tags, rule.labels),
+            field_name=rule.field,
+            aggregate=rule.aggregate,
+            target=rule.target if rule.target is not None else (rule.eta.target if rule.eta else None),
+            current=current,
+            rate_per_s=rate if rate is not None and math.isfinite(rate) else None,
+            held_s=(change.time_ns - st.machine.since_ns) / _NS if firing else None,
         ))
 
     @staticmethod

@@ -129,5 +129,5 @@ class SilenceWatcher:
             rule_id=self.rule.id, device_id=device_id, from_state=from_state, to_state=to_state,
             severity=level.severity, time_ns=time_ns, value=value,
             threshold=self._interval_of(device_id) * self.factor, route=level.route,
-            summary=summary, labels=tuple(sorted(labels.items())),
+            summary=summary, labels=tuple(sorted(labels.items())), aggregate="silent",
         )

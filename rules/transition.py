@@ -29,6 +29,13 @@ class AlertTransition:
     for trend rules. `route` names where it goes (e.g. "case", "emergency", "webhook");
     `labels` carries the reading's tags and the rule's own labels for routing,
     inhibition and case classification.
+
+    What the value measures comes from the rule, not the device kind: `field_name` and
+    `aggregate` (last, mean, laeq, max, min, count, rate, slope, eta, or `silent` for a
+    no-data rule; value in seconds for eta and silent, field units per second × `per_s`
+    for slope); `target` is the level an eta counts towards. `current` is the field's latest
+    reading and `rate_per_s` its Theil–Sen trend (field units per second) where the rule
+    keeps one; `held_s` how long the condition had held when it fired (occupancy time).
     """
 
     rule_id: str
@@ -43,3 +50,9 @@ class AlertTransition:
     summary: str = ""
     eta_s: float | None = None
     labels: tuple[tuple[str, str], ...] = field(default=())
+    field_name: str = ""
+    aggregate: str = ""
+    target: float | None = None
+    current: float | None = None
+    rate_per_s: float | None = None
+    held_s: float | None = None

@@ -7,7 +7,7 @@ from typing import Any
 from alerts.config import AlertmanagerReceiver
 from alerts.model import Delivery, Event, Notice
 from alerts.notifiers.base import HttpNotifier
-from alerts.notifiers.text import ZERO_TIME, description, fmt_number, rfc3339, title
+from alerts.notifiers.text import ZERO_TIME, describe_notice, description, rfc3339, title
 
 
 def _labels(n: Notice) -> dict[str, str]:
@@ -20,8 +20,9 @@ def render_v4(n: Notice, *, receiver: str, external_url: str = "") -> dict[str, 
     """One group holding this one alert; `groupKey` is stable per (rule, device)."""
     status = "resolved" if n.event is Event.RESOLVED else "firing"
     labels = _labels(n)
+    d = describe_notice(n)
     annotations = {"summary": n.summary or title(n), "description": description(n), "title": title(n),
-                   "value": fmt_number(n.value), "threshold": fmt_number(n.threshold)}
+                   "quantity": d.name, "value": d.value_text, "threshold": d.threshold_text}
     if n.eta_s is not None:
         annotations["eta_s"] = f"{n.eta_s:.0f}"
     group_labels = {"alertname": n.rule_id, "device_id": n.device_id}

@@ -21,7 +21,8 @@ from alerts.model import Delivery, Event, Notice
 from alerts.notifiers.base import HttpNotifier
 from alerts.notifiers.text import description, kind, location, quantity, rfc3339, title
 
-ACTIONS = {Event.FIRING: "open", Event.ESCALATED: "update", Event.REPEAT: "update", Event.RESOLVED: "close"}
+ACTIONS = {Event.FIRING: "open", Event.ESCALATED: "update", Event.REPEAT: "update", Event.RESOLVED: "close",
+           Event.ACKNOWLEDGED: "update"}
 
 
 def category_json(cat: CaseCategory | None, district_code: str | None) -> dict[str, Any] | None:
@@ -37,6 +38,7 @@ def render_case(n: Notice, *, table: CategoryTable, edition: str, district_codes
     """The case platform body for one event; None for a repeat when repeats do not update cases."""
     if n.event is Event.REPEAT and not update_on_repeat:
         return None
+    action = ACTIONS[n.case_action]
     try:
         cat = table.for_alert(n.labels, kind(n), edition)
         category_error = None
@@ -47,7 +49,8 @@ def render_case(n: Notice, *, table: CategoryTable, edition: str, district_codes
     loc["district_code"] = district_code
     body: dict[str, Any] = {
         "idempotency_key": n.idempotency_key,
-        "action": ACTIONS[n.event],
+        "action": action,
+        "event": str(n.event),
         "case_key": n.case_key,
         "case_id": None,
         "category": category_json(cat, district_code),
@@ -56,7 +59,8 @@ def render_case(n: Notice, *, table: CategoryTable, edition: str, district_codes
         "rule_id": n.rule_id,
         "device_id": n.device_id,
         "severity": n.severity,
-        "status": "resolved" if n.event is Event.RESOLVED else "firing",
+        "status": "resolved" if action == "close" else "firing",
+        "rule_status": "resolved" if n.event is Event.RESOLVED else "firing",
         "value": n.value,
         "threshold": n.threshold,
         "unit": quantity(n)[1],
@@ -69,10 +73,16 @@ def render_case(n: Notice, *, table: CategoryTable, edition: str, district_codes
     }
     if category_error:
         body["category_error"] = category_error
+    if n.event is Event.ACKNOWLEDGED:
+        body["operator"] = n.operator
+        body["comment"] = n.comment
+        body["description"] = f"{n.comment}。" + body["description"]
     return body
 
 
 class CasePlatformNotifier(HttpNotifier):
+    operator_updates = True  # an ack or a silence from the desk is an update to the open case
+
     def __init__(self, name: str, cfg: CasePlatformReceiver, table: CategoryTable) -> None:
         super().__init__(name, timeout_s=cfg.timeout_s, headers=cfg.headers)
         self.cfg = cfg

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import zoneinfo
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from alerts.describe import Description, describe, fmt_number
 from alerts.geo import wgs84_to_gcj02
 from alerts.model import Event, Notice
 
+__all__ = ["fmt_number"]  # re-exported for the notifiers
+
 SEVERITY_ZH = {"info": "提示", "warning": "预警", "critical": "严重"}
 EVENT_ZH = {Event.FIRING: "告警", Event.ESCALATED: "升级", Event.REPEAT: "持续", Event.RESOLVED: "恢复"}
-TREND_ZH = {"rising": "上涨", "falling": "回落", "steady": "平稳"}
-KIND_QUANTITY = {
-    "water_level": ("水深", "mm"),
-    "noise": ("噪声", "dB(A)"),
-    "dust": ("颗粒物浓度", "µg/m³"),
-    "bin_fill": ("满溢度", "%"),
-    "parking": ("占用时长", "s"),
-}
 KIND_ZH = {"water_level": "道路积水", "noise": "噪声", "dust": "扬尘", "bin_fill": "垃圾满溢", "parking": "停车"}
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -46,41 +40,16 @@ def kind(n: Notice) -> str:
     return n.labels.get("kind") or (n.device.kind if n.device else "")
 
 
+def describe_notice(n: Notice) -> Description:
+    """The one description of what the rule measured (see `alerts.describe`)."""
+    return describe(n.measured, value=n.value, threshold=n.threshold, eta_s=n.eta_s, time_ns=n.time_ns,
+                    labels=n.labels, kind=kind(n), tz=n.timezone)
+
+
 def quantity(n: Notice) -> tuple[str, str]:
-    """The measured quantity's display name and unit, from labels `quantity`/`unit`, else the kind's."""
-    name, unit = KIND_QUANTITY.get(kind(n), ("数值", ""))
-    return n.labels.get("quantity", name), n.labels.get("unit", unit)
-
-
-def fmt_number(v: float | None) -> str:
-    if v is None:
-        return "—"
-    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}" if abs(v) < 1 else f"{v:.1f}"
-
-
-def fmt_value(v: float | None, unit: str) -> str:
-    if v is None:
-        return "—"
-    text = f"{fmt_number(v)} {unit}".strip()
-    if unit == "mm":
-        text += f"（{v / 10:.1f} cm）"
-    return text
-
-
-def trend(n: Notice) -> str:
-    t = n.labels.get("trend", "")
-    if t:
-        return TREND_ZH.get(t, t)
-    return "上涨" if n.eta_s is not None else "—"
-
-
-def eta(n: Notice) -> str:
-    if n.eta_s is None:
-        return "—"
-    if n.eta_s <= 0:
-        return "已达到阈值"
-    minutes = n.eta_s / 60
-    return "不足 1 分钟后达到阈值" if minutes < 1 else f"约 {minutes:.0f} 分钟后达到阈值"
+    """The rule value's quantity name and the unit of `Notice.value` as sent (seconds for an ETA)."""
+    d = describe_notice(n)
+    return d.name, d.raw_unit
 
 
 def location(n: Notice) -> dict[str, Any] | None:
@@ -99,7 +68,7 @@ def location(n: Notice) -> dict[str, Any] | None:
 def place(n: Notice) -> str:
     d = n.device
     if d is None:
-        return n.labels.get("district", "") or "—"
+        return " ".join(n.labels[k] for k in ("district", "street") if n.labels.get(k)) or "—"
     return " ".join(x for x in (d.district, d.street, d.address) if x) or "—"
 
 
@@ -114,12 +83,11 @@ def title(n: Notice) -> str:
 
 
 def description(n: Notice) -> str:
-    """The measured value, threshold and rule in one paragraph (case descriptions, annotations)."""
-    name, unit = quantity(n)
+    """The measured quantity against its threshold, the trend, the place and the rule in one paragraph."""
+    d = describe_notice(n)
     parts = [n.summary.rstrip("。.") if n.summary else f"{what(n)}{EVENT_ZH[n.event]}"]
-    parts.append(f"{name} {fmt_value(n.value, unit)}，阈值 {fmt_value(n.threshold, unit)}")
-    if n.eta_s is not None:
-        parts.append(f"趋势{trend(n)}，{eta(n)}")
+    parts.append(d.sentence())
+    parts.append(f"位置 {place(n)}")
     parts.append(f"规则 {n.rule_id}，设备 {n.device_id}，级别 {SEVERITY_ZH.get(n.severity, n.severity)}")
     parts.append(f"观测时间 {human_time(n.time_ns, n.timezone)}")
     return "；".join(parts) + "。"
@@ -147,8 +115,9 @@ def alert_json(n: Notice) -> dict[str, Any]:
         "value": n.value,
         "threshold": n.threshold,
         "unit": quantity(n)[1],
+        "measure": describe_notice(n).to_json(),
         "eta_s": n.eta_s,
-        "trend": n.labels.get("trend") or ("rising" if n.eta_s is not None else None),
+        "trend": n.labels.get("trend") or _trend_word(n),
         "labels": dict(n.labels),
         "started_at": rfc3339(n.started_ns, n.timezone),
         "time": rfc3339(n.time_ns, n.timezone),
@@ -159,9 +128,15 @@ def alert_json(n: Notice) -> dict[str, Any]:
     }
 
 
+def _trend_word(n: Notice) -> str | None:
+    rate = n.measured.rate_per_s
+    if rate is None:
+        return "rising" if n.eta_s is not None else None
+    return "rising" if rate > 0 else "falling" if rate < 0 else "steady"
+
+
 def markdown_lines(n: Notice) -> list[str]:
     """The robot message's lines: device, location, coordinates, value, trend, ETA, time, rule."""
-    name, unit = quantity(n)
     d = n.device
     lines = [f"**设备**：{n.device_id}" + (f"（{d.model}）" if d and d.model else ""),
              f"**位置**：{place(n)}"]
@@ -169,12 +144,8 @@ def markdown_lines(n: Notice) -> list[str]:
     if loc and "wgs84" in loc:
         w, g = loc["wgs84"], loc["gcj02"]
         lines.append(f"**坐标**：{w['lat']:.6f}, {w['lon']:.6f}（WGS-84）／{g['lat']:.6f}, {g['lon']:.6f}（GCJ-02）")
-    lines.append(f"**{name}**：{fmt_value(n.value, unit)}，阈值 {fmt_value(n.threshold, unit)}")
-    if "depth_mm" in n.labels and name != "水深":
-        with contextlib.suppress(ValueError):
-            lines.append(f"**水深**：{fmt_value(float(n.labels['depth_mm']), 'mm')}")
-    lines.append(f"**趋势**：{trend(n)}")
-    lines.append(f"**预计**：{eta(n)}")
+    for f in describe_notice(n).facts:
+        lines.append(f"**{f.label}**：{f.text}")
     stamp = n.resolved_ns if n.event is Event.RESOLVED and n.resolved_ns else n.time_ns
     lines.append(f"**时间**：{human_time(stamp, n.timezone)}")
     if n.previous_severity and n.event is Event.ESCALATED:
