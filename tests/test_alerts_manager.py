@@ -280,3 +280,47 @@ def test_case_receiver_first_reached_by_an_escalation_gets_the_open(tmp_path, cl
     assert (opened["action"], closed["action"]) == ("open", "close")
     assert opened["case_key"] == closed["case_key"] == f"{fingerprint('water_depth', 'wl-001')}:1"
     m.store.close()
+
+
+def case_rows(m: AlertManager) -> list[tuple[str, str, str]]:
+    """(rule, action, case key) of every case platform row, in the order they were enqueued."""
+    by_fp = {a.fingerprint: a.rule_id for a in m.store.list_alerts()}
+    return [(by_fp[o.fingerprint], o.body["action"], o.body["case_key"]) for o in m.store.outbox()
+            if o.receiver == "cases"]
+
+
+def test_one_case_per_flooded_spot_escalates_and_closes(mgr: AlertManager):
+    """Rising warning, 15 cm and 27 cm of one gauge: one case opened, updated, closed once all have cleared."""
+    flood = {"case_category": "road_waterlogging"}
+    mgr.handle(tr(F, rule="water.rising", route="case", labels=flood))
+    mgr.handle(tr(F, at=60, rule="water.depth", route="case", labels=flood))
+    mgr.handle(tr(F, at=120, rule="water.depth", route="emergency", sev=Severity.CRITICAL, labels=flood))
+    mgr.handle(tr(R, at=600, rule="water.rising", route="case", frm=F, labels=flood))
+    assert [a for _, a, _ in case_rows(mgr)] == ["open", "update", "update", "update"]
+    mgr.handle(tr(R, at=900, rule="water.depth", route="emergency", sev=Severity.CRITICAL, frm=F, labels=flood))
+    rows_ = case_rows(mgr)
+    assert [a for _, a, _ in rows_] == ["open", "update", "update", "update", "close"]
+    assert len({k for *_, k in rows_}) == 1, rows_
+    # another gauge is another spot: its own case
+    mgr.handle(tr(F, "wl-002", at=30, rule="water.depth", route="case", labels=flood))
+    assert case_rows(mgr)[-1][1] == "open" and case_rows(mgr)[-1][2] != rows_[0][2]
+    # the spot floods again later: a new case
+    mgr.handle(tr(F, at=2000, rule="water.depth", route="case", labels=flood))
+    assert case_rows(mgr)[-1][1] == "open" and case_rows(mgr)[-1][2] != rows_[0][2]
+
+
+def test_a_bins_80_and_100_percent_are_one_case(mgr: AlertManager):
+    mgr.handle(tr(F, "bin-001", rule="bin.full", labels={"case_category": "garbage_bin"}, value=85))
+    mgr.handle(tr(F, "bin-001", at=60, rule="bin.overflow", labels={"case_category": "bin_overflow"}, value=100))
+    mgr.handle(tr(R, "bin-001", at=120, rule="bin.overflow", frm=F, labels={"case_category": "bin_overflow"}))
+    mgr.handle(tr(R, "bin-001", at=180, rule="bin.full", frm=F, labels={"case_category": "garbage_bin"}))
+    assert [a for _, a, _ in case_rows(mgr)] == ["open", "update", "update", "close"]
+
+
+def test_an_ack_is_an_update_to_the_open_case_naming_the_operator(mgr: AlertManager):
+    mgr.handle(tr(F, rule="water.depth", labels={"case_category": "road_waterlogging"}))
+    a = mgr.ack(fingerprint("water.depth", "wl-001"), "desk-wang", "已派排水队")
+    assert a.acked_by == "desk-wang"
+    last = mgr.store.outbox(fingerprint("water.depth", "wl-001"))[-1]
+    assert (last.receiver, last.event, last.body["action"]) == ("cases", "acknowledged", "update")
+    assert last.body["operator"] == "desk-wang" and "已派排水队" in last.body["comment"]

@@ -14,7 +14,8 @@ from alerts.model import Event, Notice
 __all__ = ["fmt_number"]  # re-exported for the notifiers
 
 SEVERITY_ZH = {"info": "提示", "warning": "预警", "critical": "严重"}
-EVENT_ZH = {Event.FIRING: "告警", Event.ESCALATED: "升级", Event.REPEAT: "持续", Event.RESOLVED: "恢复"}
+EVENT_ZH = {Event.FIRING: "告警", Event.ESCALATED: "升级", Event.REPEAT: "持续", Event.RESOLVED: "恢复",
+            Event.ACKNOWLEDGED: "已确认"}
 KIND_ZH = {"water_level": "道路积水", "noise": "噪声", "dust": "扬尘", "bin_fill": "垃圾满溢", "parking": "停车"}
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
