@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from alerts.describe import describe
 from alerts.errors import AlertsError
 from alerts.matchers import parse_matcher
 from alerts.model import AlertRecord
@@ -60,14 +61,39 @@ def _num(v: float | None) -> str:
     return "" if v is None else f"{v:g}"
 
 
-def alert_dict(a: AlertRecord) -> dict[str, Any]:
+def notification_state(a: AlertRecord, deliveries: dict[str, list[str]]) -> str:
+    """What became of the current episode's notifications, truthfully: delivered only when a receiver
+    accepted one; an alert no route sends anywhere says so."""
+    if a.state == "pending":
+        return "pending: nothing is sent before it fires"
+    if a.suppressed_by and not a.notified:
+        return f"held back: {a.suppressed_by}"
+    if not a.receivers and not any(deliveries.values()):
+        return "no receiver routed: nobody was told" if a.notified else "not sent"
+    parts = []
+    if deliveries["delivered"]:
+        parts.append(f"delivered to {', '.join(deliveries['delivered'])}")
+    if deliveries["queued"]:
+        parts.append(f"waiting for {', '.join(deliveries['queued'])}")
+    if deliveries["failed"]:
+        parts.append(f"given up for {', '.join(deliveries['failed'])}")
+    return "; ".join(parts) or "not sent"
+
+
+def alert_dict(a: AlertRecord, deliveries: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    deliveries = deliveries or {"delivered": [], "queued": [], "failed": []}
+    d = describe(a.measured, value=a.value, threshold=a.threshold, eta_s=a.eta_s, time_ns=a.updated_ns,
+                 labels=a.labels, kind=a.labels.get("kind", ""))
     return {
         "id": a.id, "fingerprint": a.fingerprint, "rule_id": a.rule_id, "device_id": a.device_id,
-        "state": a.display_state, "severity": a.severity, "route": a.route, "value": a.value,
+        "state": a.display_state, "severity": a.severity, "route": a.route,
+        "quantity": d.name, "measured": d.value_text, "threshold_text": d.threshold_text,
+        "facts": d.sentence(), "value": a.value, "unit": d.raw_unit,
         "threshold": a.threshold, "eta_s": a.eta_s, "summary": a.summary, "labels": a.labels,
         "started": _when(a.started_ns), "updated": _when(a.updated_ns), "resolved": _when(a.resolved_ns),
         "acknowledged_by": a.acked_by, "acknowledged_at": _when(a.acked_ns), "ack_comment": a.ack_comment,
-        "receivers": a.receivers, "notified": a.notified, "held_back_by": a.suppressed_by,
+        "receivers": a.receivers, "notified": bool(deliveries["delivered"]),
+        "notification": notification_state(a, deliveries), "held_back_by": a.suppressed_by,
         "case_id": a.case_id, "case_key": a.case_key, "episode": a.episode,
     }
 
@@ -143,13 +169,15 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         def body(store: AlertStore) -> None:
             alerts = store.list_alerts(state_, limit)
             if as_json:
-                _print_json([alert_dict(a) for a in alerts])
+                _print_json([alert_dict(a, store.deliveries(a.fingerprint, a.started_ns)) for a in alerts])
                 return
-            t = _table("ID", "STATE", "SEV", "RULE", "DEVICE", "VALUE/LIMIT", "SINCE", "NOTE")
+            t = _table("ID", "STATE", "SEV", "RULE", "DEVICE", "MEASURED / LIMIT", "SINCE", "NOTE")
             for a in alerts:
                 note = f"ack {a.acked_by}" if a.acked_by and a.state == "firing" else (a.suppressed_by or "")
+                d = describe(a.measured, value=a.value, threshold=a.threshold, eta_s=a.eta_s,
+                             time_ns=a.updated_ns, labels=a.labels, kind=a.labels.get("kind", ""))
                 t.add_row(str(a.id), a.display_state, a.severity, a.rule_id, a.device_id,
-                          f"{_num(a.value)}/{_num(a.threshold)}", _when(a.started_ns)[5:16], note)
+                          f"{d.name} {d.value_text} / {d.threshold_text}", _when(a.started_ns)[5:16], note)
             console.print(t)
         run(body)
 
@@ -166,10 +194,11 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
                         "note": h.note} for h in store.history(a.fingerprint)]
             outbox = [_outbox_dict(o) for o in store.outbox(a.fingerprint)]
             cases = store.cases(a.fingerprint)
+            info = alert_dict(a, store.deliveries(a.fingerprint, a.started_ns))
             if as_json:
-                _print_json({"alert": alert_dict(a), "history": history, "notifications": outbox, "cases": cases})
+                _print_json({"alert": info, "history": history, "notifications": outbox, "cases": cases})
                 return
-            for k, v in alert_dict(a).items():
+            for k, v in info.items():
                 if v not in (None, "", [], {}):
                     console.print(f"[bold]{k}[/bold]: {v}", highlight=False)
             t = _table("TIME", "FROM", "TO", "SEV", "VALUE", "EVENT", "SEQ", "RECEIVERS", "NOTE", title="history")

@@ -510,6 +510,30 @@ class AlertStore:
                           r["created_ns"], r["next_attempt_ns"], r["delivered_ns"], r["failed_ns"],
                           r["last_error"], orjson.loads(r["body_json"])) for r in rows]
 
+    def deliveries(self, fingerprint: str, since_ns: int | None = None) -> dict[str, list[str]]:
+        """Receivers by delivery status (delivered, queued, failed) of one alert's rows since `since_ns`."""
+        rows = self._query("SELECT receiver, delivered_ns, failed_ns FROM outbox WHERE fingerprint = ?"
+                           " AND created_ns >= ? ORDER BY id", (fingerprint, since_ns or 0))
+        out: dict[str, list[str]] = {"delivered": [], "queued": [], "failed": []}
+        for r in rows:
+            status = "delivered" if r["delivered_ns"] is not None else "failed" if r["failed_ns"] else "queued"
+            if r["receiver"] not in out[status]:
+                out[status].append(r["receiver"])
+        return out
+
+    def outbox_backlog(self) -> tuple[int, int | None]:
+        """(rows waiting for delivery, creation time of the oldest of them or None)."""
+        row = self._query("SELECT COUNT(*) AS n, MIN(created_ns) AS oldest FROM outbox"
+                          " WHERE delivered_ns IS NULL AND failed_ns IS NULL")[0]
+        return int(row["n"]), row["oldest"]
+
+    def alert_counts(self) -> list[tuple[str, str, str, int]]:
+        """(rule, severity, state, count) over all alerts; acknowledged counts as its own state."""
+        rows = self._query("SELECT rule_id, severity, CASE WHEN state = 'firing' AND acked_by IS NOT NULL"
+                           " THEN 'acknowledged' ELSE state END AS st, COUNT(*) AS n FROM alerts"
+                           " GROUP BY rule_id, severity, st")
+        return [(r["rule_id"], r["severity"], r["st"], int(r["n"])) for r in rows]
+
     def outbox_counts(self) -> dict[str, int]:
         row = self._query(
             "SELECT SUM(delivered_ns IS NULL AND failed_ns IS NULL) AS queued,"

@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterable
 
 from loguru import logger
 
+from alerts.notifiers import category_warnings
 from alerts.points import transition_point
 from alerts.runtime import Alerts
 from provisioning.view import RegistryView
 from rules.engine import Engine
 from rules.loader import load_rules
+from rules.model import Rule
 from rules.transition import AlertTransition
 from rules.warmup import readings_from_series
 from service.config import Config
@@ -27,6 +29,12 @@ from storage.influx import InfluxClient
 from storage.lineprotocol import encode_reading
 from storage.reading import Reading
 from storage.writer import BatchWriter
+
+
+def case_code_warnings(cfg: Config, rules: Iterable[Rule]) -> list[str]:
+    """Case categories the rules file that the configured case platforms' edition has no code for."""
+    used = {dict(r.labels).get("case_category", "") for r in rules}
+    return category_warnings(cfg.alerts, used, base_dir=cfg.base_dir)
 
 
 class Alerting:
@@ -46,6 +54,8 @@ class Alerting:
         self.recent: deque[AlertTransition] = deque(maxlen=50)
         self._pending: list[AlertTransition] = []
         logger.info("rules: {} loaded", len(rules))
+        for warning in case_code_warnings(cfg, rules):
+            logger.warning(warning)
 
     async def warm_up(self, influx: InfluxClient) -> None:
         """Replay recent history into the rule windows, without notifying anything."""

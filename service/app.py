@@ -9,6 +9,7 @@ import time
 
 from loguru import logger
 
+from alerts.metrics import AlertsCollector
 from collectors.uplink import Incoming, Sink
 from grafana.device_info import write_device_info
 from provisioning.view import RegistryView
@@ -86,6 +87,8 @@ class Service:
                                                 ready=self._ready)
             self.metrics_server.start()
         self.alerting = Alerting(cfg, view)
+        alerts = self.alerting.alerts
+        self.metrics.registry.register(AlertsCollector(alerts.store, lambda: alerts.worker.stats))
         await self.alerting.warm_up(self.influx)
         self.pipeline.on_reading.append(self.alerting.on_reading)
         self.pipeline.on_chunk_end.append(self.alerting.on_chunk_end)

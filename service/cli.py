@@ -81,6 +81,9 @@ def check_config(ctx: typer.Context) -> None:
 
     Example: [bold]urbansense --config config.toml check-config[/bold]
     """
+    from rules.loader import load_rules
+    from service.alerting import case_code_warnings
+
     cfg = state(ctx).config
     data = cfg.model_dump(mode="json")
     for section in data.values():
@@ -91,6 +94,10 @@ def check_config(ctx: typer.Context) -> None:
     typer.echo(f"configuration OK: {state(ctx).config_path or 'config.toml'}")
     for name, section in data.items():
         typer.echo(f"[{name}] {section}")
+    rules = load_rules([cfg.path(f) for f in cfg.rules.files], include_presets=cfg.rules.presets,
+                       tz=cfg.rules.timezone)
+    for warning in case_code_warnings(cfg, rules):
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def _configured_alerts_db(ctx: typer.Context) -> Path:

@@ -169,6 +169,30 @@ class ProvisioningConfig(_Section):
         return v
 
 
+class DeskConfig(_Section):
+    enabled: bool = Field(False, description="serve the emergency desk console (a web page) from the service")
+    host: Literal["127.0.0.1", "localhost", "::1"] = Field(
+        "127.0.0.1", description="loopback address; put a TLS reverse proxy in front to reach it from elsewhere")
+    port: int = Field(8090, ge=0, le=65535, description="console port (0 = any free port)")
+    users: dict[str, str] = Field(
+        default_factory=dict,
+        description="user name → argon2 password hash (`urbansense desk hash-password` prints one)")
+    session_ttl_s: float = Field(8 * 3600.0, gt=0, description="a login lasts this long, then the user logs in again")
+    tile_url: str = Field("", description="map tile URL template ({z}/{x}/{y}) of the city's map service; "
+                          "empty = gauges on a plain background (works offline)")
+    tile_attribution: str = Field("", description="attribution shown under the tiles")
+    recent_notifications: int = Field(30, ge=1, le=500, description="notifications listed on the page")
+
+    @field_validator("users")
+    @classmethod
+    def _hashes(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [name for name, h in v.items() if not h.startswith("$argon2")]
+        if bad:
+            raise ValueError(f"users {', '.join(bad)}: expected an argon2 hash ($argon2id$…) from "
+                             "`urbansense desk hash-password`, never a plain password")
+        return v
+
+
 class Config(_Section):
     mqtt: MqttConfig = MqttConfig()
     lorawan: LorawanConfig = LorawanConfig()
@@ -184,6 +208,7 @@ class Config(_Section):
     grafana: GrafanaConfig = GrafanaConfig()
     spool: SpoolConfig = SpoolConfig()
     provisioning: ProvisioningConfig = ProvisioningConfig()
+    desk: DeskConfig = DeskConfig()
 
     base_dir: Path = Field(Path("."), exclude=True, description="folder relative paths resolve against")
 

@@ -2,7 +2,8 @@
 
 A rainstorm floods three gauges in one district. The emergency desk hears of it (with an ETA)
 before the water reaches the 27 cm closure depth; the case platform gets exactly one case per
-gauge, closed when the water is gone; a chat robot that answers 500 for a minute still gets every
+gauge (rising warning, 15 cm and 27 cm are one case), with its category code, closed when the
+water is gone; a chat robot that answers 500 for a minute still gets every
 message exactly once; and the service is restarted in the middle without duplicating or losing
 a notification. A bin full for 10 minutes opens a case; a zone-2 noise level between the night
 and day limits fires only at night.
@@ -80,6 +81,10 @@ def accepted(srv: RecordingServer, rule: str | None = None) -> list[dict]:
     return [r.json for r in srv.accepted if rule is None or r.json.get("rule_id") == rule]
 
 
+def flood_cases(srv: RecordingServer) -> list[dict]:
+    return [b for b in accepted(srv) if b.get("rule_id", "").startswith("water.")]
+
+
 def keys(srv: RecordingServer) -> list[str]:
     return [r.headers["idempotency-key"] for r in srv.accepted]
 
@@ -100,11 +105,12 @@ def test_rainstorm_bins_and_noise_become_the_right_notifications_exactly_once(
         alerts={
             "db_path": str(tmp_path / "alerts.sqlite"),
             "receivers": {
-                "cases": {"type": "case_platform", "url": cases.url},
+                "cases": {"type": "case_platform", "url": cases.url, "edition": "cjt214",
+                          "district_codes": {"朝阳": "110105"}},
                 "desk": {"type": "webhook", "url": desk.url + "/flood"},
                 "robot": {"type": "wecom", "url": robot.url + "/cgi-bin/webhook/send", "key": "k"},
             },
-            "routes": [{"route": "emergency", "receivers": ["desk", "robot"]},
+            "routes": [{"route": "emergency", "receivers": ["desk", "robot", "cases"]},
                        {"route": "case", "receivers": ["cases"]}],
             "outbox": {"base_delay_s": 0.2, "max_delay_s": 2.0, "poll_interval_s": 0.2, "jitter": 0.0},
         })
@@ -122,7 +128,7 @@ def test_rainstorm_bins_and_noise_become_the_right_notifications_exactly_once(
         for body in accepted(desk, "water.rising"):
             assert body["status"] == "firing" and body["eta_s"] is not None and 0 < body["eta_s"] <= 900
             assert body["value"] == body["eta_s"]  # an ETA rule's value is the predicted seconds to 270 mm
-        wait_until(lambda: len(accepted(cases, "water.depth")) == 3, 30, "a case per gauge at 15 cm")
+        wait_until(lambda: len(accepted(cases, "water.depth")) == 3, 30, "the 3 flood cases updated at 15 cm")
 
         # bins: over 80 % for the 10 minutes the preset asks, one reading every 2 minutes
         for m in range(0, 16, 2):
@@ -145,20 +151,28 @@ def test_rainstorm_bins_and_noise_become_the_right_notifications_exactly_once(
     with running(cfg):
         fleet.water(12, CROSS, base)
         fleet.water(19, FALL, base)
-        wait_until(lambda: sum(1 for b in accepted(cases, "water.depth") if b["action"] == "close") == 3, 60,
+        wait_until(lambda: sum(1 for b in flood_cases(cases) if b["action"] == "close") == 3, 60,
                    "the 3 cases closed")
         wait_until(lambda: len(accepted(robot)) >= len(accepted(desk)) > 0, 90,
                    "the robot to receive everything after its outage")
         time.sleep(1.5)  # anything extra (a duplicate) would arrive now
 
     fleet.pub.close()
-    # exactly one case per gauge: opened at 15 cm, escalated at 27 cm, closed after the water fell
+    # exactly one case per flooded gauge, whichever rule spoke: opened by the rising-water warning,
+    # updated at 15 cm, escalated at 27 cm, closed once the water fell; each with its category code
+    assert sum(1 for b in flood_cases(cases) if b["action"] == "open") == 3
     for d in WATER:
-        actions = [b["action"] for b in accepted(cases, "water.depth") if b["device_id"] == d.id]
-        assert actions.count("open") == 1, (d.id, actions)
+        mine = [b for b in flood_cases(cases) if b["device_id"] == d.id]
+        actions = [b["action"] for b in mine]
+        assert actions.count("open") == 1 and actions.count("close") == 1, (d.id, actions)
         assert actions[0] == "open" and actions[-1] == "close", (d.id, actions)
-        opened = next(b for b in accepted(cases, "water.depth") if b["device_id"] == d.id)
-        assert opened["category"]["name"] == "道路积水" and opened["location"]["district"] == "朝阳"
+        assert mine[0]["rule_id"] == "water.rising"
+        assert len({b["case_key"] for b in mine}) == 1 and len({b["case_id"] for b in mine[1:]}) == 1
+        assert any(b["action"] == "update" and b["severity"] == "critical" and b["rule_id"] == "water.depth"
+                   for b in mine), (d.id, actions)
+        for b in mine:
+            assert b["category"]["name"] == "道路积水" and b["location"]["district"] == "朝阳"
+            assert (b["category"]["code"], b["category"]["full_code"]) == ("0406", "1101050406")
         # the emergency desk: rising water (with ETA) and the closure depth, both later resolved
         mine = [b for b in accepted(desk) if b["device_id"] == d.id]
         rising = [b for b in mine if b["rule_id"] == "water.rising"]

@@ -30,7 +30,8 @@ DEVICE = Device(id="bin-001", key="imei-1", model="x-bin", kind="bin_fill", dist
 
 def transition(to: AlertState, device: str = "bin-001") -> AlertTransition:
     return AlertTransition("bin_full", device, AlertState.PENDING, to, Severity.WARNING, time.time_ns(), 92.0,
-                           80.0, "case", labels=(("case_category", "bin_overflow"),))
+                           80.0, "case", labels=(("case_category", "bin_overflow"),), field_name="fill_pct",
+                           aggregate="last")
 
 
 @pytest.fixture
@@ -130,3 +131,40 @@ def test_missing_database_is_a_clear_error(tmp_path):
     register(app)
     result = CliRunner().invoke(app, ["alerts", "--db", str(tmp_path / "nope.sqlite"), "list"])
     assert result.exit_code == 1 and "no alerts database" in result.output
+
+
+def test_notified_is_true_only_once_a_receiver_accepted(tmp_path: Path):
+    """An alert routed nowhere says so; one waiting in the outbox is not `notified`; a delivered one is."""
+    path = tmp_path / "alerts.sqlite"
+    nobody = AlertsConfig.model_validate({"receivers": {"cases": {"type": "case_platform", "url": "http://x"}},
+                                          "routes": [{"route": "elsewhere", "receivers": ["cases"]}]})
+    store = AlertStore(path)
+    m = AlertManager(store, Router(nobody.routes, nobody.default_receivers), build_notifiers(nobody),
+                     {"bin-001": DEVICE}.get)
+    m.handle(transition(AlertState.FIRING))
+    routed = AlertManager(store, Router(CONFIG.routes, CONFIG.default_receivers), build_notifiers(CONFIG),
+                          {"bin-001": DEVICE}.get)
+    routed.handle(transition(AlertState.FIRING, "bin-002"))
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """urbansense"""
+
+    register(app, db_path=lambda ctx: path)
+
+    def show(device: str) -> dict:
+        result = CliRunner().invoke(app, ["alerts", "show", fingerprint("bin_full", device), "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)["alert"]
+
+    a = show("bin-001")
+    assert a["notified"] is False and a["notification"].startswith("no receiver routed")
+    b = show("bin-002")
+    assert b["notified"] is False and b["notification"] == "waiting for cases"
+    assert b["quantity"] == "满溢度" and b["measured"] == "92.0 %"
+    row = store.due(time.time_ns() + 10**9, 10)[0]
+    store.mark_delivered(row, time.time_ns(), "CASE-1")
+    b = show("bin-002")
+    assert b["notified"] is True and b["notification"] == "delivered to cases"
+    store.close()
