@@ -64,6 +64,7 @@ class OutboxWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
+        self.on_change: Callable[[], None] | None = None  # after every attempt (the desk console listens)
 
     def wake(self) -> None:
         """Look for due rows now; safe to call from any thread, and before `run` (then it does nothing)."""
@@ -164,6 +165,8 @@ class OutboxWorker:
             self._inflight.pop(key, None)
             if self._wake is not None:
                 self._wake.set()
+            if self.on_change is not None:
+                self.on_change()
 
     def _retry(self, d: Delivery, error: str, retry_after_s: float | None) -> None:
         delay = backoff_s(d.attempts + 1, self.cfg, self.rng.random(), retry_after_s)

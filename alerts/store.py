@@ -83,6 +83,11 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_ns, id)
     WHERE delivered_ns IS NULL AND failed_ns IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_queue ON outbox(COALESCE(case_key, fingerprint), receiver, id)
     WHERE delivered_ns IS NULL AND failed_ns IS NULL;
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    time_ns INTEGER NOT NULL, user TEXT NOT NULL, action TEXT NOT NULL,
+    target TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT ''
+);
 PRAGMA user_version = 1;
 """
 
@@ -533,6 +538,26 @@ class AlertStore:
                            " THEN 'acknowledged' ELSE state END AS st, COUNT(*) AS n FROM alerts"
                            " GROUP BY rule_id, severity, st")
         return [(r["rule_id"], r["severity"], r["st"], int(r["n"])) for r in rows]
+
+    def recent_outbox(self, limit: int) -> list[OutboxRow]:
+        """The newest outbox rows, newest first."""
+        rows = self._query("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
+        return [OutboxRow(r["id"], r["fingerprint"], r["seq"], r["receiver"], r["event"], r["attempts"],
+                          r["created_ns"], r["next_attempt_ns"], r["delivered_ns"], r["failed_ns"],
+                          r["last_error"], orjson.loads(r["body_json"])) for r in rows]
+
+    # audit
+
+    def add_audit(self, time_ns: int, user: str, action: str, target: str = "", detail: str = "") -> int:
+        """One line of the operators' audit trail (desk logins, acks, silences), with the user's name."""
+        with self._tx() as db:
+            cur = db.execute("INSERT INTO audit (time_ns, user, action, target, detail) VALUES (?,?,?,?,?)",
+                             (time_ns, user, action, target, detail))
+            return int(cur.lastrowid or 0)
+
+    def audit(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """The audit trail, newest first."""
+        return [dict(r) for r in self._query("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,))]
 
     def outbox_counts(self) -> dict[str, int]:
         row = self._query(

@@ -53,6 +53,7 @@ class Alerting:
         self.transitions = 0
         self.recent: deque[AlertTransition] = deque(maxlen=50)
         self._pending: list[AlertTransition] = []
+        self.on_change: list[Callable[[], None]] = []  # after transitions are stored (the desk console)
         logger.info("rules: {} loaded", len(rules))
         for warning in case_code_warnings(cfg, rules):
             logger.warning(warning)
@@ -98,6 +99,8 @@ class Alerting:
             if isinstance(result, Exception):  # a broken transition must not stop ingest
                 logger.opt(exception=result).error("alerts: could not handle {} {} → {}",
                                                    t.rule_id, t.device_id, t.to_state)
+        for callback in self.on_change:
+            callback()
 
     def _handle(self, transitions: Iterable[AlertTransition]) -> bytes:
         lines = self._collect(transitions)

@@ -16,6 +16,7 @@ from provisioning.view import RegistryView
 from service.alerting import Alerting
 from service.collectors import PARSERS, Collector, build_collectors
 from service.config import Config
+from service.desk.server import DeskServer
 from service.httpserver import MetricsServer
 from service.inbox import Inbox
 from service.metrics import Metrics
@@ -42,6 +43,7 @@ class Service:
         self.writer: BatchWriter | None = None
         self.spool: DiskSpool | None = None
         self.alerting: Alerting | None = None
+        self.desk: DeskServer | None = None
 
     def collector(self, name: str) -> Collector | None:
         return next((c for c in self.collectors if c.name == name), None)
@@ -89,6 +91,11 @@ class Service:
         self.alerting = Alerting(cfg, view)
         alerts = self.alerting.alerts
         self.metrics.registry.register(AlertsCollector(alerts.store, lambda: alerts.worker.stats))
+        if cfg.desk.enabled:
+            self.desk = DeskServer(cfg.desk, alerts, lambda: view.by_id, timezone=cfg.alerts.timezone)
+            await self.desk.start()
+            self.alerting.on_change.append(self.desk.changed)
+            alerts.worker.on_change = self.desk.changed
         await self.alerting.warm_up(self.influx)
         self.pipeline.on_reading.append(self.alerting.on_reading)
         self.pipeline.on_chunk_end.append(self.alerting.on_chunk_end)
@@ -112,6 +119,8 @@ class Service:
             logger.info("stopping: no new messages; flushing what was received")
             inbox.close()
             await pipe_task
+            if self.desk is not None:
+                await self.desk.stop()
             await alert_task
             try:
                 await writer.close(timeout=30)

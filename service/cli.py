@@ -114,10 +114,11 @@ def _register_plugins() -> None:
     from provisioning.cli import register as provisioning
     from rules.cli import register as rules
     from service.demo import register as demo
+    from service.desk.cli import register as desk
     from service.simulate_cli import register as simulate
     from storage.cli import register as deadletter
 
-    for register in (provisioning, decoders, rules, deadletter, grafana, simulate, demo):
+    for register in (provisioning, decoders, rules, deadletter, grafana, simulate, demo, desk):
         register(app)
     alerts(app, db_path=_configured_alerts_db)
 

@@ -1,0 +1,310 @@
+"""The desk console's HTTP server (aiohttp): login, the page, its live event stream and its actions.
+
+Routes: `GET /login`, `POST /login`, `POST /logout`, `GET /` (the page), `GET /api/state` (one
+snapshot), `GET /events` (server-sent events: a `state` event with the full snapshot at connect and
+on every change), `POST /api/alerts/{ref}/ack` and `/silence` (JSON `{comment, minutes}`, header
+`X-CSRF-Token`), `/static/…`. Everything but the login page and static files needs a session;
+actions also need the session's CSRF token and a same-origin request. Logins, failed logins,
+acks and silences are written to the audit trail with the user's name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+from loguru import logger
+
+from alerts.errors import AlertsError
+from alerts.runtime import Alerts
+from provisioning.device import Device
+from service.config import DeskConfig
+from service.desk.auth import Session, Sessions, Users
+from service.desk.state import snapshot
+
+STATIC = Path(__file__).with_name("static")
+COOKIE = "desk_session"
+HEARTBEAT_S = 15.0
+MAX_COMMENT = 500
+
+
+class DeskServer:
+    """`await start()` inside the service's event loop; `changed()` after anything the page shows moved."""
+
+    def __init__(self, cfg: DeskConfig, alerts: Alerts, devices: Callable[[], dict[str, Device]], *,
+                 timezone: str = "Asia/Shanghai") -> None:
+        self.cfg = cfg
+        self.alerts = alerts
+        self.devices = devices
+        self.timezone = timezone
+        self.users = Users(cfg.users)
+        self.sessions = Sessions(cfg.session_ttl_s)
+        self.port = cfg.port
+        self._clients: set[asyncio.Queue[bytes | None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduled = False
+        self._runner: web.AppRunner | None = None
+        self.events_sent = 0
+
+    # lifecycle
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024, middlewares=[_security_headers])
+        app.add_routes([
+            web.get("/login", self.login_page), web.post("/login", self.login), web.post("/logout", self.logout),
+            web.get("/", self.page), web.get("/api/state", self.state), web.get("/events", self.events),
+            web.post("/api/alerts/{ref}/ack", self.ack), web.post("/api/alerts/{ref}/silence", self.silence),
+            web.static("/static", STATIC, follow_symlinks=False),
+        ])
+        return app
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if not len(self.users):
+            logger.warning("desk console: no users in [desk.users]; nobody can log in "
+                           "(add one with `urbansense desk hash-password`)")
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
+        await site.start()
+        server = site._server  # the bound socket tells the port when 0 was asked for
+        if server is not None and server.sockets:  # type: ignore[union-attr]
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        logger.info("desk console on http://{}:{}/", self.cfg.host, self.port)
+
+    async def stop(self) -> None:
+        for q in list(self._clients):
+            q.put_nowait(None)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.cfg.host}:{self.port}/"
+
+    # live updates
+
+    def changed(self) -> None:
+        """Something the page shows changed: push one fresh snapshot to every open page, soon (changes
+        within one turn of the event loop are sent as one). Safe from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or not self._clients:
+            return
+        try:
+            same = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            same = False
+        if same:
+            self._schedule()
+        else:
+            loop.call_soon_threadsafe(self._schedule)
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._broadcast)
+
+    def _broadcast(self) -> None:
+        self._scheduled = False
+        if not self._clients:
+            return
+        try:
+            data = self._event("state", self._snapshot())
+        except Exception:  # a failed read must not end the stream; the next change tries again
+            logger.exception("desk console: snapshot failed")
+            return
+        for q in self._clients:
+            q.put_nowait(data)
+
+    def _snapshot(self) -> dict[str, Any]:
+        return snapshot(self.alerts.store, self.devices(), tz=self.timezone, recent=self.cfg.recent_notifications)
+
+    @staticmethod
+    def _event(name: str, payload: Any) -> bytes:
+        return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+    # sessions
+
+    def _session(self, request: web.Request) -> Session | None:
+        return self.sessions.get(request.cookies.get(COOKIE))
+
+    def _require(self, request: web.Request) -> Session:
+        session = self._session(request)
+        if session is None:
+            raise web.HTTPUnauthorized(text="login required", content_type="text/plain")
+        return session
+
+    def _require_action(self, request: web.Request) -> Session:
+        """A logged-in user, the session's CSRF token, and a request from our own page."""
+        session = self._require(request)
+        token = request.headers.get("X-CSRF-Token", "")
+        if not token or token != session.csrf:
+            raise web.HTTPForbidden(text="missing or wrong CSRF token", content_type="text/plain")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != f"{request.scheme}://{request.host}":
+            raise web.HTTPForbidden(text="cross-origin request refused", content_type="text/plain")
+        return session
+
+    def _audit(self, user: str, action: str, target: str = "", detail: str = "") -> None:
+        self.alerts.store.add_audit(time.time_ns(), user, action, target, detail)
+
+    # handlers
+
+    async def login_page(self, request: web.Request) -> web.Response:
+        return _login_html()
+
+    async def login(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        user = str(form.get("user", ""))[:100]
+        password = str(form.get("password", ""))[:1000]
+        ok = bool(user) and await asyncio.to_thread(self.users.verify, user, password)
+        if not ok:
+            self._audit(user or "?", "login_failed", detail=f"from {request.remote}")
+            logger.warning("desk console: failed login for {!r} from {}", user, request.remote)
+            return _login_html("用户名或密码错误 (wrong user name or password)", status=401)
+        token, _ = self.sessions.create(user)
+        self._audit(user, "login", detail=f"from {request.remote}")
+        logger.info("desk console: {} logged in", user)
+        response = web.HTTPSeeOther("/")
+        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/",
+                            max_age=int(self.cfg.session_ttl_s))
+        raise response
+
+    async def logout(self, request: web.Request) -> web.Response:
+        session = self._require_action(request)
+        self.sessions.end(request.cookies.get(COOKIE))
+        self._audit(session.user, "logout")
+        response = web.HTTPSeeOther("/login")
+        response.del_cookie(COOKIE, path="/")
+        raise response
+
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        if self._session(request) is None:
+            raise web.HTTPSeeOther("/login")
+        return web.FileResponse(STATIC / "desk.html", headers={"Cache-Control": "no-store"})
+
+    async def state(self, request: web.Request) -> web.Response:
+        session = self._require(request)
+        body = {**self._snapshot(), "user": session.user, "csrf": session.csrf, "timezone": self.timezone,
+                "tiles": {"url": self.cfg.tile_url, "attribution": self.cfg.tile_attribution}}
+        return web.Response(body=orjson.dumps(body), content_type="application/json",
+                            headers={"Cache-Control": "no-store"})
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        self._require(request)
+        token = request.cookies.get(COOKIE)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                               "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._clients.add(queue)
+        try:
+            await response.write(self._event("state", self._snapshot()))
+            while True:
+                try:
+                    data = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+                except TimeoutError:
+                    data = b": keep-alive\n\n"
+                if data is None or self.sessions.get(token) is None:
+                    break  # service stopping, or the session expired: the page goes back to the login
+                await response.write(data)
+                self.events_sent += 1
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self._clients.discard(queue)
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+        return response
+
+    async def _action_body(self, request: web.Request) -> dict[str, Any]:
+        try:
+            data = await request.json(loads=orjson.loads)
+        except (ValueError, orjson.JSONDecodeError):
+            raise web.HTTPBadRequest(text="expected a JSON body", content_type="text/plain") from None
+        if not isinstance(data, dict):
+            raise web.HTTPBadRequest(text="expected a JSON object", content_type="text/plain")
+        comment = str(data.get("comment", "")).strip()
+        if len(comment) > MAX_COMMENT:
+            raise web.HTTPBadRequest(text=f"comment longer than {MAX_COMMENT} characters", content_type="text/plain")
+        data["comment"] = comment
+        return data
+
+    async def ack(self, request: web.Request) -> web.Response:
+        session = self._require_action(request)
+        data = await self._action_body(request)
+        ref = request.match_info["ref"]
+        try:
+            a = self.alerts.manager.ack(ref, session.user, data["comment"])
+        except AlertsError as exc:
+            raise web.HTTPConflict(text=str(exc), content_type="text/plain") from None
+        self._audit(session.user, "ack", f"{a.rule_id} {a.device_id} ({a.fingerprint})", data["comment"])
+        self.changed()
+        return web.json_response({"fingerprint": a.fingerprint, "acked_by": a.acked_by})
+
+    async def silence(self, request: web.Request) -> web.Response:
+        session = self._require_action(request)
+        data = await self._action_body(request)
+        if not data["comment"]:
+            raise web.HTTPBadRequest(text="a silence needs a comment saying why", content_type="text/plain")
+        try:
+            minutes = float(data.get("minutes", 60))
+        except (TypeError, ValueError):
+            raise web.HTTPBadRequest(text="minutes must be a number", content_type="text/plain") from None
+        if not 1 <= minutes <= 7 * 24 * 60:
+            raise web.HTTPBadRequest(text="minutes must be between 1 and 10080", content_type="text/plain")
+        ref = request.match_info["ref"]
+        try:
+            sid = self.alerts.manager.silence_alert(ref, session.user, data["comment"], minutes * 60)
+            a = self.alerts.store.find(ref)
+        except AlertsError as exc:
+            raise web.HTTPConflict(text=str(exc), content_type="text/plain") from None
+        self._audit(session.user, "silence", f"{a.rule_id} {a.device_id} ({a.fingerprint})",
+                    f"{minutes:g} min: {data['comment']}")
+        self.changed()
+        return web.json_response({"fingerprint": a.fingerprint, "silence_id": sid})
+
+
+@web.middleware
+async def _security_headers(request: web.Request, handler: Callable) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = exc
+        _harden(response)
+        raise
+    _harden(response)
+    return response
+
+
+def _harden(response: web.StreamResponse) -> None:
+    if response.prepared:
+        return
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Content-Security-Policy",
+                                "default-src 'self'; img-src 'self' data: https: http:; "
+                                "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'")
+
+
+def _login_html(message: str = "", status: int = 200) -> web.Response:
+    note = f'<p class="error" role="alert">{html.escape(message)}</p>' if message else ""
+    body = f"""<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>应急值守台 · 登录</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/static/desk.css"></head>
+<body class="login"><form method="post" action="/login" class="login-box">
+<h1>应急值守台 <small>urbansense</small></h1>{note}
+<label>用户名 <input name="user" autocomplete="username" required autofocus></label>
+<label>密码 <input name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit">登录</button></form></body></html>"""
+    return web.Response(text=body, content_type="text/html", status=status, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,88 @@
+"""What the desk page shows, as one JSON snapshot: active alerts (flood first, by severity and ETA),
+the gauges with their state for the map, and the recent notifications with their delivery state."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from alerts.describe import describe
+from alerts.model import SEVERITY_RANK, AlertRecord
+from alerts.store import AlertStore, OutboxRow
+from provisioning.device import Device
+
+FLOOD_KIND = "water_level"
+
+
+def _ms(ns: int | None) -> int | None:
+    return None if ns is None else ns // 1_000_000
+
+
+def alert_view(a: AlertRecord, device: Device | None, tz: str) -> dict[str, Any]:
+    """One active alert as the page shows it, rendered from the same description as every notifier."""
+    kind = a.labels.get("kind") or (device.kind if device else "")
+    d = describe(a.measured, value=a.value, threshold=a.threshold, eta_s=a.eta_s, time_ns=a.updated_ns,
+                 labels=a.labels, kind=kind, tz=tz)
+    facts = {f.key: f for f in d.facts}
+    depth = a.measured.current if a.measured.field == "depth_mm" else None
+    if depth is None and a.measured.field == "depth_mm" and a.measured.aggregate == "last":
+        depth = a.value
+    rate = facts.get("rate")
+    eta_at = facts.get("eta_at")
+    return {
+        "fingerprint": a.fingerprint, "id": a.id, "rule_id": a.rule_id, "device_id": a.device_id,
+        "severity": a.severity, "state": a.display_state, "flood": kind == FLOOD_KIND, "kind": kind,
+        "quantity": d.name, "value_text": d.value_text, "threshold_text": d.threshold_text,
+        "facts": [f.to_json() for f in d.facts],
+        "depth_mm": depth, "rise_cm_h": rate.value if rate and rate.unit == "cm/h" else None,
+        "eta_s": a.eta_s, "eta_at": eta_at.text if eta_at else None,
+        "since_ms": _ms(a.started_ns), "updated_ms": _ms(a.updated_ns),
+        "acked_by": a.acked_by, "ack_comment": a.ack_comment, "held_back_by": a.suppressed_by,
+        "case_id": a.case_id, "case_key": a.case_key,
+        "place": " ".join(x for x in (device.district, device.street, device.address) if x) if device
+        else " ".join(a.labels.get(k, "") for k in ("district", "street")).strip(),
+        "lat": device.latitude if device else None, "lon": device.longitude if device else None,
+    }
+
+
+def _order(v: dict[str, Any]) -> tuple:
+    eta = v["eta_s"] if v["eta_s"] is not None else (0.0 if v["severity"] == "critical" else float("inf"))
+    return (not v["flood"], -SEVERITY_RANK.get(v["severity"], 0), eta, -(v["since_ms"] or 0))
+
+
+def gauge_state(alerts: Iterable[dict[str, Any]]) -> str:
+    """A gauge's colour: its worst active alert (acknowledged when every one is acknowledged)."""
+    alerts = list(alerts)
+    if not alerts:
+        return "normal"
+    worst = max(alerts, key=lambda v: SEVERITY_RANK.get(v["severity"], 0))["severity"]
+    return "acknowledged" if all(v["acked_by"] for v in alerts) else worst
+
+
+def notification_view(o: OutboxRow, alert: AlertRecord | None) -> dict[str, Any]:
+    return {"id": o.id, "created_ms": _ms(o.created_ns), "receiver": o.receiver, "event": o.event,
+            "status": o.status, "attempts": o.attempts, "delivered_ms": _ms(o.delivered_ns),
+            "error": (o.last_error or "")[:200], "rule_id": alert.rule_id if alert else "",
+            "device_id": alert.device_id if alert else ""}
+
+
+def snapshot(store: AlertStore, devices: dict[str, Device], *, tz: str, recent: int) -> dict[str, Any]:
+    """Everything the page draws, in one JSON-able dict."""
+    firing = store.firing()
+    views = sorted((alert_view(a, devices.get(a.device_id), tz) for a in firing), key=_order)
+    by_device: dict[str, list[dict[str, Any]]] = {}
+    for v in views:
+        by_device.setdefault(v["device_id"], []).append(v)
+    gauges = [{"device_id": d.id, "lat": d.latitude, "lon": d.longitude, "place": d.address or d.street,
+               "state": gauge_state(by_device.get(d.id, ()))}
+              for d in devices.values() if d.kind == FLOOD_KIND and d.latitude is not None and d.longitude is not None]
+    by_fp = {a.fingerprint: a for a in firing}
+    rows = store.recent_outbox(recent)
+    missing = {o.fingerprint for o in rows} - set(by_fp)
+    for fp in missing:
+        a = store.get(fp)
+        if a is not None:
+            by_fp[fp] = a
+    return {"now_ms": time.time_ns() // 1_000_000, "alerts": views, "gauges": gauges,
+            "notifications": [notification_view(o, by_fp.get(o.fingerprint)) for o in rows]}
