@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
 import threading
 import time
@@ -16,6 +17,7 @@ from rich.live import Live
 from rich.table import Table
 
 from service.daemons import APT_HINT, Daemon, DaemonError, free_port, start_influxd, start_mosquitto
+from service.desk.auth import hash_password
 
 if TYPE_CHECKING:
     from service.config import Config
@@ -58,6 +60,14 @@ port = 0                      # any free loopback port
 
 [logging]
 level = "WARNING"             # the live table shows the rest
+
+[alerts]
+db_path = "alerts.sqlite"     # alert state and the notification outbox, relative to this file
+
+[desk]
+enabled = true                # the emergency desk console: watch the rainstorm arrive there
+port = {desk_port}                   # its generated loopback port
+users = {{ demo = "{demo_hash}" }}  # this run's one-time password (printed at start), argon2id-hashed
 """
 
 
@@ -128,20 +138,24 @@ def run_demo(base: Path, duration: float | None, rate: float) -> dict[str, int]:
         influx = start_influxd(base, port=free_port())
         daemons.append(influx)
         cfg_path = base / "config.toml"
+        password = secrets.token_urlsafe(9)  # one per run: the hash in the config changes with it
+        desk_port = free_port()
         cfg_path.write_text(DEMO_CONFIG.format(mqtt_port=mosq.port, influx_url=influx.url,
-                                               mosquitto_conf=mosq.config_path), encoding="utf-8")
+                                               mosquitto_conf=mosq.config_path, desk_port=desk_port,
+                                               demo_hash=hash_password(password)), encoding="utf-8")
         cfg = load_config(cfg_path)
         setup_logging(cfg.logging.level)
         n = _provision(cfg.path(cfg.registry.path))
         console.print(f"Mosquitto on 127.0.0.1:{mosq.port}, InfluxDB on {influx.url}, {n} devices; "
                       f"data under {base}/  (Ctrl-C to stop)")
-        return asyncio.run(_run(cfg, duration, rate, influx.url))
+        return asyncio.run(_run(cfg, duration, rate, influx.url, password))
     finally:
         for d in reversed(daemons):
             d.stop()
 
 
-async def _run(cfg: Config, duration: float | None, rate: float, influx_url: str) -> dict[str, int]:
+async def _run(cfg: Config, duration: float | None, rate: float, influx_url: str,
+               password: str) -> dict[str, int]:
     """The service and the simulator in one process, with a live table, then a count per kind."""
     import httpx
 
@@ -153,6 +167,9 @@ async def _run(cfg: Config, duration: float | None, rate: float, influx_url: str
     svc = Service(cfg)
     svc_task = asyncio.create_task(svc.run())
     await svc.started.wait()
+    if svc.desk is not None:
+        console.print(f"[bold]emergency desk console:[/bold] {svc.desk.url}  "
+                      f"user [bold]demo[/bold], one-time password [bold]{password}[/bold]")
     with Registry(cfg.path(cfg.registry.path)) as reg:
         devices = reg.all()
     storm = sorted({d.district for d in devices if d.kind == "water_level"})[:1]

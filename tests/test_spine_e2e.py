@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -218,9 +219,24 @@ def test_wrong_config_key_stops_start_up_with_a_message(tmp_path: Path) -> None:
 
 def test_demo_runs_and_stores_all_five_kinds(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "urbansense"
-    r = subprocess.run([str(exe), "demo", "--duration", "20", "--data", str(tmp_path / "demo")],
-                       capture_output=True, text=True, timeout=180, cwd=tmp_path)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    proc = subprocess.Popen([str(exe), "demo", "--duration", "20", "--data", str(tmp_path / "demo")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "COLUMNS": "200"})
+    assert proc.stdout is not None
+    head = []
+    for line in proc.stdout:  # the demo prints the desk console's address and a one-time password
+        head.append(line)
+        found = re.search(r"console: (http://127\.0\.0\.1:\d+/) +user demo, one-time password (\S+)", line)
+        if found:
+            break
+    assert found, "".join(head)
+    desk, password = found.groups()
+    with httpx.Client(base_url=desk, follow_redirects=False, timeout=10) as http:
+        assert http.get("/api/state").status_code == 401
+        assert http.post("/login", data={"user": "demo", "password": password}).status_code == 303
+        assert http.get("/api/state").json()["user"] == "demo"
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
     influx = start_influxd(tmp_path / "demo")  # the demo's own data, reopened after it stopped
     try:
         for kind in KINDS:
