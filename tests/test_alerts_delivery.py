@@ -16,8 +16,11 @@ from typing import Any
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
+from loguru import logger
+from prometheus_client import CollectorRegistry, generate_latest
 
 from alerts.config import AlertsConfig
+from alerts.metrics import AlertsCollector
 from alerts.model import fingerprint
 from alerts.runtime import Alerts
 from alerts.testing import RecordingServer
@@ -323,3 +326,33 @@ def test_emergency_mqtt_topic_gets_the_alert_with_qos_1(tmp_path, mosquitto):
         sub.loop_stop()
         sub.disconnect()
         alerts.close()
+
+
+def test_state_changes_deliveries_and_give_ups_are_logged_and_counted(servers, tmp_path):
+    """One INFO line per state change and per delivery, an ERROR line per give-up; the metrics count
+    alerts by rule/severity/state, notifications by receiver, and the outbox backlog with its age."""
+    ok, refusing = servers(), servers()
+    refusing.fail_for(3600, 400)
+    receivers = {"desk": {"type": "webhook", "url": ok.url}, "bad": {"type": "webhook", "url": refusing.url}}
+    alerts = Alerts(config(receivers, [{"route": "emergency", "receivers": ["desk", "bad"]}]), DEVICES.get,
+                    db_path=tmp_path / "a.sqlite")
+    registry = CollectorRegistry()
+    registry.register(AlertsCollector(alerts.store, lambda: alerts.worker.stats))
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(f"{m.record['level'].name} {m.record['message']}"), level="INFO")
+    try:
+        alerts.handle(tr(F, "wl-001"))
+        text = generate_latest(registry).decode()
+        assert 'urbansense_alerts{rule_id="water_closure",severity="critical",state="firing"} 1.0' in text
+        assert "urbansense_outbox_depth 2.0" in text
+        asyncio.run(run_until(alerts, lambda: alerts.store.outbox_counts()["queued"] == 0))
+    finally:
+        logger.remove(sink)
+    assert any(x.startswith("INFO alert ") and "water_closure on wl-001: inactive → firing" in x for x in lines)
+    assert any(x.startswith("INFO notification ") and "delivered to desk" in x for x in lines)
+    assert any(x.startswith("ERROR notification ") and "to bad given up" in x for x in lines)
+    text = generate_latest(registry).decode()
+    assert 'urbansense_notifications_sent_total{receiver="desk"} 1.0' in text
+    assert 'urbansense_notifications_failed_total{outcome="given_up",receiver="bad"} 1.0' in text
+    assert "urbansense_outbox_depth 0.0" in text and "urbansense_outbox_oldest_age_seconds 0.0" in text
+    alerts.close()

@@ -134,6 +134,11 @@ def test_the_desk_sees_the_storm_live_and_acknowledges_it(tmp_path: Path, mosqui
                 ("acknowledged", "wang", "已派排水抢险队")
             wait_until(lambda: any(r.json.get("operator") == "wang" for r in cases.accepted), 10,
                        "the case platform's update naming the user")
+            assert svc.metrics_server is not None
+            metrics = httpx.get(f"http://127.0.0.1:{svc.metrics_server.port}/metrics").text
+            assert 'urbansense_alerts{rule_id="water.depth",severity="critical",state="acknowledged"} 1.0' in metrics
+            assert 'urbansense_notifications_sent_total{receiver="cases"}' in metrics
+            assert "urbansense_outbox_oldest_age_seconds" in metrics
             audit = svc.alerting.alerts.store.audit()
             assert any(a["user"] == "wang" and a["action"] == "ack" and "WL-CY-1" in a["target"] for a in audit)
             assert any(a["action"] == "login_failed" for a in audit)
