@@ -144,19 +144,20 @@ class OutboxWorker:
         try:
             notifier = self.notifiers.get(d.receiver)
             if notifier is None:
-                self._failed(d, f"receiver {d.receiver!r} is not configured")
+                await self._failed(d, f"receiver {d.receiver!r} is not configured")
                 return
             try:
                 ref = await notifier.send(d)
             except RetryableError as exc:
-                self._retry(d, str(exc), exc.retry_after_s)
+                await self._retry(d, str(exc), exc.retry_after_s)
             except PermanentError as exc:
-                self._failed(d, str(exc))
+                await self._failed(d, str(exc))
             except Exception as exc:
                 logger.exception("notifier {} raised unexpectedly for outbox row {}", d.receiver, d.id)
-                self._retry(d, f"{type(exc).__name__}: {exc}", None)
+                await self._retry(d, f"{type(exc).__name__}: {exc}", None)
             else:
-                self.store.mark_delivered(d, self.clock(), ref)
+                # the commit's fsync runs off the event loop, which goes on serving the pipeline and the desk
+                await asyncio.to_thread(self.store.mark_delivered, d, self.clock(), ref)
                 self.stats.delivered += 1
                 self.stats.by_receiver[(d.receiver, "delivered")] += 1
                 logger.info("notification {} ({}) delivered to {} after {} attempt(s)", d.idempotency_key,
@@ -168,16 +169,16 @@ class OutboxWorker:
             if self.on_change is not None:
                 self.on_change()
 
-    def _retry(self, d: Delivery, error: str, retry_after_s: float | None) -> None:
+    async def _retry(self, d: Delivery, error: str, retry_after_s: float | None) -> None:
         delay = backoff_s(d.attempts + 1, self.cfg, self.rng.random(), retry_after_s)
-        self.store.mark_retry(d, self.clock() + int(delay * 1e9), error)
+        await asyncio.to_thread(self.store.mark_retry, d, self.clock() + int(delay * 1e9), error)
         self.stats.retried += 1
         self.stats.by_receiver[(d.receiver, "retried")] += 1
         logger.warning("delivery {} to {} failed (attempt {}), retry in {:.1f} s: {}",
                        d.idempotency_key, d.receiver, d.attempts + 1, delay, error)
 
-    def _failed(self, d: Delivery, error: str) -> None:
-        self.store.mark_failed(d, self.clock(), error)
+    async def _failed(self, d: Delivery, error: str) -> None:
+        await asyncio.to_thread(self.store.mark_failed, d, self.clock(), error)
         self.stats.failed_permanently += 1
         self.stats.by_receiver[(d.receiver, "failed")] += 1
         logger.error("notification {} to {} given up (refused for good): {}", d.idempotency_key, d.receiver, error)

@@ -207,6 +207,14 @@ class AlertStore:
         with self._lock:
             self._migrate()
             self._db.executescript(_SCHEMA)
+        # Reads that need only committed rows (the outbox worker's scans, the desk console, metrics) use a
+        # connection of their own: in WAL mode they never wait for a writer's commit (its fsync).
+        self._read_lock = threading.Lock() if str(path) != ":memory:" else self._lock
+        self._reader = self._db
+        if str(path) != ":memory:":
+            self._reader = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
+            self._reader.row_factory = sqlite3.Row
+            self._reader.execute("PRAGMA busy_timeout=10000")
 
     def _migrate(self) -> None:
         """Add columns a file written by an older version lacks (CREATE TABLE IF NOT EXISTS keeps its shape)."""
@@ -217,6 +225,9 @@ class AlertStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        if self._reader is not self._db:
+            with self._read_lock:
+                self._reader.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -286,6 +297,11 @@ class AlertStore:
         with self._lock:
             return self._db.execute(sql, tuple(params)).fetchall()
 
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """A query of committed rows only, on the reader connection (never waits for a commit)."""
+        with self._read_lock:
+            return self._reader.execute(sql, tuple(params)).fetchall()
+
     # alerts
 
     def get(self, fingerprint: str) -> AlertRecord | None:
@@ -338,7 +354,7 @@ class AlertStore:
         return [_to_record(r) for r in rows]
 
     def firing(self) -> list[AlertRecord]:
-        return [_to_record(r) for r in self._query("SELECT * FROM alerts WHERE state = 'firing' ORDER BY id")]
+        return [_to_record(r) for r in self._read("SELECT * FROM alerts WHERE state = 'firing' ORDER BY id")]
 
     def needing_notice(self, repeat_before_ns: int | None) -> list[AlertRecord]:
         """Firing alerts whose firing was held back, or (when `repeat_before_ns` is given) that are
@@ -442,7 +458,7 @@ class AlertStore:
         (`Delivery.queue_key`).
         """
         skip = set(busy)
-        rows = self._query(
+        rows = self._read(
             "SELECT o.*, c.case_id FROM outbox o LEFT JOIN cases c"
             " ON c.receiver = o.receiver AND c.case_key = o.case_key"
             " WHERE o.delivered_ns IS NULL AND o.failed_ns IS NULL AND o.next_attempt_ns <= ?"
@@ -458,7 +474,7 @@ class AlertStore:
     def next_due_ns(self, busy: Iterable[tuple[str, str]] = ()) -> int | None:
         """When the next head row not in `busy` becomes due (None when there is none)."""
         skip = set(busy)
-        rows = self._query(
+        rows = self._read(
             "SELECT o.fingerprint, o.case_key, o.receiver, o.next_attempt_ns FROM outbox o"
             " WHERE o.delivered_ns IS NULL AND o.failed_ns IS NULL"
             " AND o.id = (SELECT MIN(p.id) FROM outbox p"
@@ -528,20 +544,20 @@ class AlertStore:
 
     def outbox_backlog(self) -> tuple[int, int | None]:
         """(rows waiting for delivery, creation time of the oldest of them or None)."""
-        row = self._query("SELECT COUNT(*) AS n, MIN(created_ns) AS oldest FROM outbox"
+        row = self._read("SELECT COUNT(*) AS n, MIN(created_ns) AS oldest FROM outbox"
                           " WHERE delivered_ns IS NULL AND failed_ns IS NULL")[0]
         return int(row["n"]), row["oldest"]
 
     def alert_counts(self) -> list[tuple[str, str, str, int]]:
         """(rule, severity, state, count) over all alerts; acknowledged counts as its own state."""
-        rows = self._query("SELECT rule_id, severity, CASE WHEN state = 'firing' AND acked_by IS NOT NULL"
+        rows = self._read("SELECT rule_id, severity, CASE WHEN state = 'firing' AND acked_by IS NOT NULL"
                            " THEN 'acknowledged' ELSE state END AS st, COUNT(*) AS n FROM alerts"
                            " GROUP BY rule_id, severity, st")
         return [(r["rule_id"], r["severity"], r["st"], int(r["n"])) for r in rows]
 
     def recent_outbox(self, limit: int) -> list[OutboxRow]:
         """The newest outbox rows, newest first."""
-        rows = self._query("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
+        rows = self._read("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
         return [OutboxRow(r["id"], r["fingerprint"], r["seq"], r["receiver"], r["event"], r["attempts"],
                           r["created_ns"], r["next_attempt_ns"], r["delivered_ns"], r["failed_ns"],
                           r["last_error"], orjson.loads(r["body_json"])) for r in rows]

@@ -117,9 +117,11 @@ class Alerting:
             return b""
         return self._collect(transitions) if transitions else b""
 
-    def on_chunk_end(self) -> None:
-        """Pipeline hook after a chunk's readings: store their transitions in one transaction."""
-        self.flush()
+    async def on_chunk_end(self) -> None:
+        """Pipeline hook after a chunk's readings: store their transitions in one transaction, in a thread,
+        so that the commit's fsync does not stall the event loop (alert delivery, the desk console)."""
+        if self._pending:
+            await asyncio.to_thread(self.flush)
 
     async def run(self, writer: BatchWriter, stop: asyncio.Event,
                   catching_up: Callable[[], bool] = lambda: False) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from loguru import logger
@@ -67,7 +67,7 @@ class Pipeline:
         self.log_every_s = log_every_s
         self.stats = PipelineStats()
         self.on_reading: list[Callable[[Reading], bytes]] = []
-        self.on_chunk_end: list[Callable[[], None]] = []
+        self.on_chunk_end: list[Callable[[], Awaitable[None] | None]] = []
         self._last_fcnt: dict[str, tuple[int, int]] = {}
         self._tags: dict[str, tuple[Device, tuple[tuple[str, str], ...]]] = {}
         self._logged: dict[tuple[str, str], float] = {}
@@ -184,7 +184,9 @@ class Pipeline:
                 if lines:
                     extra.append(lines)
         for end in self.on_chunk_end:
-            end()
+            pending = end()
+            if pending is not None:
+                await pending
         if extra:
             body = body + b"".join(extra)
 
@@ -204,3 +206,6 @@ class Pipeline:
             self.metrics.queue_depth.set(len(inbox))
             if chunk:
                 await self.handle(chunk)
+                # nothing above need wait while a backlog lasts: yield, so that alert delivery and the
+                # desk console run between chunks instead of after the whole backlog
+                await asyncio.sleep(0)
