@@ -140,7 +140,7 @@ class AlertManager:
             added = self.store.save(a, history, rows, now_ns=now)
         logger.info("alert {} {} on {}: {} → {} ({}){}{}", a.id or fp, a.rule_id, a.device_id, prev_state,
                     a.display_state, a.severity, f", {event}" if event else "", f"; {note}" if note else "")
-        if added and self.on_enqueue:
+        if added and self.on_enqueue and not self.store.in_transaction:  # inside a batch: woken at its commit
             self.on_enqueue()
         return Outcome(fp, a.state, event, added, a.suppressed_by, note)
 

@@ -56,6 +56,8 @@ class Alerts:
                     results.append(self.manager.handle(t))
                 except Exception as exc:
                     results.append(exc)
+        if any(isinstance(r, Outcome) and r.enqueued for r in results):
+            self.worker.wake()  # now that the rows are committed (a wake inside the batch would find none)
         return results
 
     async def run(self) -> None:

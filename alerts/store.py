@@ -293,6 +293,11 @@ class AlertStore:
 
     _tx = transaction
 
+    @property
+    def in_transaction(self) -> bool:
+        """True inside `transaction()` or `batch()` (of the thread holding the lock): not yet committed."""
+        return self._depth > 0
+
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._db.execute(sql, tuple(params)).fetchall()
@@ -346,6 +351,22 @@ class AlertStore:
             params += [f'$."{k}"', v]
         rows = self._query(f"SELECT * FROM alerts WHERE {' AND '.join(clauses)}", params)
         return [_to_record(r) for r in rows]
+
+    def firing_versions(self) -> dict[str, tuple[Any, ...]]:
+        """Firing alerts' fingerprints → what changes when the alert does (for views cached by a reader)."""
+        rows = self._read("SELECT fingerprint, updated_ns, acked_ns, suppressed_by, case_id, seq, severity"
+                          " FROM alerts WHERE state = 'firing'")
+        return {r[0]: tuple(r[1:]) for r in rows}
+
+    def get_committed(self, fingerprints: Iterable[str]) -> list[AlertRecord]:
+        """Alerts by fingerprint, as committed (reader connection)."""
+        fps = list(fingerprints)
+        out: list[AlertRecord] = []
+        for i in range(0, len(fps), 500):
+            part = fps[i:i + 500]
+            rows = self._read(f"SELECT * FROM alerts WHERE fingerprint IN ({','.join('?' * len(part))})", part)
+            out += [_to_record(r) for r in rows]
+        return out
 
     def firing_on_device(self, device_id: str, exclude: str = "") -> list[AlertRecord]:
         """Firing alerts of one device, oldest episode first."""

@@ -61,6 +61,8 @@ class Desk:
         desk = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a desk's web server would
+
             def do_POST(self) -> None:
                 t = time.perf_counter()
                 body = orjson.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
@@ -109,6 +111,43 @@ class Console:
 def pct(values: list[float], p: float) -> float:
     xs = sorted(values)
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
+
+
+STAGES: dict[str, dict[str, float]] = {"received": {}, "rule": {}, "stored": {}, "sending": {}}
+
+
+def trace_stages() -> None:
+    """Wrap the service's own methods to time the stages of a flood uplink (bench only)."""
+    from alerts.notifiers.webhook import WebhookNotifier
+    from service.alerting import Alerting
+    from service.pipeline import Pipeline
+
+    to_reading, collect, flush, send = Pipeline.to_reading, Alerting._collect, Alerting.flush, WebhookNotifier.send
+
+    def to_reading_(self, msg):  # type: ignore[no-untyped-def]
+        r = to_reading(self, msg)
+        if r.device_id.startswith("WL-B"):
+            STAGES["received"].setdefault(r.device_id, time.perf_counter())
+        return r
+
+    def collect_(self, transitions):  # type: ignore[no-untyped-def]
+        transitions = list(transitions)
+        for t in transitions:
+            STAGES["rule"].setdefault(t.device_id, time.perf_counter())
+        return collect(self, transitions)
+
+    def flush_(self):  # type: ignore[no-untyped-def]
+        devices = [t.device_id for t in self._pending]
+        flush(self)
+        for d in devices:
+            STAGES["stored"].setdefault(d, time.perf_counter())
+
+    async def send_(self, delivery):  # type: ignore[no-untyped-def]
+        STAGES["sending"].setdefault(delivery.body.get("device_id", ""), time.perf_counter())
+        return await send(self, delivery)
+
+    Pipeline.to_reading, Alerting._collect, Alerting.flush = to_reading_, collect_, flush_  # type: ignore[method-assign]
+    WebhookNotifier.send = send_  # type: ignore[method-assign]
 
 
 def run(args: argparse.Namespace, tmp: Path) -> None:
@@ -216,7 +255,9 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
               f"service received {received} ({received / bg_elapsed:.0f}/s)")
         print(f"floods: {len(published)} gauges; webhook got {len(hook)}, console showed {len(seen)}; "
               f"{console.events} console events")
-        for name, xs in (("publish → desk webhook", hook), ("publish → console event", seen)):
+        stages = [(f"publish → {k}", [(STAGES[k][d] - t) * 1000 for d, t in published.items() if d in STAGES[k]])
+                  for k in STAGES] if args.stages else []
+        for name, xs in (*stages, ("publish → desk webhook", hook), ("publish → console event", seen)):
             if xs:
                 print(f"{name:26s} p50 {pct(xs, 50):6.1f} ms  p95 {pct(xs, 95):6.1f} ms  "
                       f"p99 {pct(xs, 99):6.1f} ms  max {max(xs):6.1f} ms  mean {statistics.mean(xs):6.1f} ms")
@@ -232,7 +273,10 @@ def main() -> None:
     p.add_argument("--devices", type=int, default=2000, help="background devices")
     p.add_argument("--gauges", type=int, default=200, help="gauges available to flood (one flood each)")
     p.add_argument("--floods-per-s", type=float, default=10.0, help="floods per second")
+    p.add_argument("--stages", action="store_true", help="also time the stages in between (wraps service methods)")
     args = p.parse_args()
+    if args.stages:
+        trace_stages()
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     with tempfile.TemporaryDirectory(prefix="urbansense-latency-") as tmp:

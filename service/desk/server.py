@@ -27,7 +27,7 @@ from alerts.runtime import Alerts
 from provisioning.device import Device
 from service.config import DeskConfig
 from service.desk.auth import Session, Sessions, Users
-from service.desk.state import snapshot
+from service.desk.state import DeskState
 
 STATIC = Path(__file__).with_name("static")
 COOKIE = "desk_session"
@@ -52,6 +52,7 @@ class DeskServer:
         self._scheduled = False
         self._runner: web.AppRunner | None = None
         self.events_sent = 0
+        self._state = DeskState(alerts.store, devices, tz=timezone, recent=cfg.recent_notifications)
 
     # lifecycle
 
@@ -117,19 +118,16 @@ class DeskServer:
         if not self._clients:
             return
         try:
-            data = self._event("state", self._snapshot())
+            data = self._event_bytes("state", self._state.snapshot_json())
         except Exception:  # a failed read must not end the stream; the next change tries again
             logger.exception("desk console: snapshot failed")
             return
         for q in self._clients:
             q.put_nowait(data)
 
-    def _snapshot(self) -> dict[str, Any]:
-        return snapshot(self.alerts.store, self.devices(), tz=self.timezone, recent=self.cfg.recent_notifications)
-
     @staticmethod
-    def _event(name: str, payload: Any) -> bytes:
-        return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+    def _event_bytes(name: str, data: bytes) -> bytes:
+        return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
 
     # sessions
 
@@ -193,7 +191,8 @@ class DeskServer:
 
     async def state(self, request: web.Request) -> web.Response:
         session = self._require(request)
-        body = {**self._snapshot(), "user": session.user, "csrf": session.csrf, "timezone": self.timezone,
+        body = {**orjson.loads(self._state.snapshot_json()), "user": session.user, "csrf": session.csrf,
+                "timezone": self.timezone,
                 "tiles": {"url": self.cfg.tile_url, "attribution": self.cfg.tile_attribution}}
         return web.Response(body=orjson.dumps(body), content_type="application/json",
                             headers={"Cache-Control": "no-store"})
@@ -207,7 +206,7 @@ class DeskServer:
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._clients.add(queue)
         try:
-            await response.write(self._event("state", self._snapshot()))
+            await response.write(self._event_bytes("state", self._state.snapshot_json()))
             while True:
                 try:
                     data = await asyncio.wait_for(queue.get(), HEARTBEAT_S)

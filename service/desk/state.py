@@ -4,8 +4,10 @@ the gauges with their state for the map, and the recent notifications with their
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
+
+import orjson
 
 from alerts.describe import describe
 from alerts.model import SEVERITY_RANK, AlertRecord
@@ -60,29 +62,54 @@ def gauge_state(alerts: Iterable[dict[str, Any]]) -> str:
     return "acknowledged" if all(v["acked_by"] for v in alerts) else worst
 
 
-def notification_view(o: OutboxRow, alert: AlertRecord | None) -> dict[str, Any]:
+def notification_view(o: OutboxRow, alert: dict[str, Any] | None) -> dict[str, Any]:
     return {"id": o.id, "created_ms": _ms(o.created_ns), "receiver": o.receiver, "event": o.event,
             "status": o.status, "attempts": o.attempts, "delivered_ms": _ms(o.delivered_ns),
-            "error": (o.last_error or "")[:200], "rule_id": alert.rule_id if alert else "",
-            "device_id": alert.device_id if alert else ""}
+            "error": (o.last_error or "")[:200], "rule_id": alert["rule_id"] if alert else "",
+            "device_id": alert["device_id"] if alert else ""}
+
+
+class DeskState:
+    """The page's snapshot as JSON bytes, rebuilt on every change but re-rendering only the alerts that
+    changed: with a storm's hundreds of firing alerts, a full re-render would hold the event loop (and
+    with it alert delivery) for tens of milliseconds per change."""
+
+    def __init__(self, store: AlertStore, devices: Callable[[], dict[str, Device]], *, tz: str,
+                 recent: int) -> None:
+        self.store = store
+        self.devices = devices
+        self.tz = tz
+        self.recent = recent
+        self._views: dict[str, tuple[tuple[Any, ...], dict[str, Any], bytes]] = {}
+
+    def snapshot_json(self) -> bytes:
+        devices = self.devices()
+        versions = self.store.firing_versions()
+        stale = [fp for fp, v in versions.items() if fp not in self._views or self._views[fp][0] != v]
+        for a in self.store.get_committed(stale):
+            view = alert_view(a, devices.get(a.device_id), self.tz)
+            self._views[a.fingerprint] = (versions.get(a.fingerprint, ()), view, orjson.dumps(view))
+        for fp in [fp for fp in self._views if fp not in versions]:
+            del self._views[fp]
+        cached = sorted(self._views.values(), key=lambda c: _order(c[1]))
+        by_device: dict[str, list[dict[str, Any]]] = {}
+        for _, view, _ in cached:
+            by_device.setdefault(view["device_id"], []).append(view)
+        gauges = [{"device_id": d.id, "lat": d.latitude, "lon": d.longitude, "place": d.address or d.street,
+                   "state": gauge_state(by_device.get(d.id, ()))}
+                  for d in devices.values()
+                  if d.kind == FLOOD_KIND and d.latitude is not None and d.longitude is not None]
+        rows = self.store.recent_outbox(self.recent)
+        known = {fp: c[1] for fp, c in self._views.items()}
+        missing = {o.fingerprint for o in rows} - set(known)
+        for a in self.store.get_committed(missing):
+            known[a.fingerprint] = {"rule_id": a.rule_id, "device_id": a.device_id}
+        notes = [notification_view(o, known.get(o.fingerprint)) for o in rows]
+        return b"".join((b'{"now_ms":', str(time.time_ns() // 1_000_000).encode(), b',"alerts":[',
+                         b",".join(c[2] for c in cached), b'],"gauges":', orjson.dumps(gauges),
+                         b',"notifications":', orjson.dumps(notes), b"}"))
 
 
 def snapshot(store: AlertStore, devices: dict[str, Device], *, tz: str, recent: int) -> dict[str, Any]:
     """Everything the page draws, in one JSON-able dict."""
-    firing = store.firing()
-    views = sorted((alert_view(a, devices.get(a.device_id), tz) for a in firing), key=_order)
-    by_device: dict[str, list[dict[str, Any]]] = {}
-    for v in views:
-        by_device.setdefault(v["device_id"], []).append(v)
-    gauges = [{"device_id": d.id, "lat": d.latitude, "lon": d.longitude, "place": d.address or d.street,
-               "state": gauge_state(by_device.get(d.id, ()))}
-              for d in devices.values() if d.kind == FLOOD_KIND and d.latitude is not None and d.longitude is not None]
-    by_fp = {a.fingerprint: a for a in firing}
-    rows = store.recent_outbox(recent)
-    missing = {o.fingerprint for o in rows} - set(by_fp)
-    for fp in missing:
-        a = store.get(fp)
-        if a is not None:
-            by_fp[fp] = a
-    return {"now_ms": time.time_ns() // 1_000_000, "alerts": views, "gauges": gauges,
-            "notifications": [notification_view(o, by_fp.get(o.fingerprint)) for o in rows]}
+    return orjson.loads(DeskState(store, lambda: devices, tz=tz, recent=recent).snapshot_json())
