@@ -128,6 +128,11 @@ def test_rainstorm_bins_and_noise_become_the_right_notifications_exactly_once(
         for body in accepted(desk, "water.rising"):
             assert body["status"] == "firing" and body["eta_s"] is not None and 0 < body["eta_s"] <= 900
             assert body["value"] == body["eta_s"]  # an ETA rule's value is the predicted seconds to 270 mm
+            assert body["unit"] == "s" and body["measure"]["unit"] == "分钟"  # …said in its own unit
+            facts = {f["key"]: f for f in body["measure"]["facts"]}
+            assert facts["current"]["unit"] == "mm" and facts["current"]["value"] < 270
+            assert facts["rate"]["unit"] == "cm/h" and facts["rate"]["value"] > 0
+            assert "预计达到 270 mm（27.0 cm）" in body["description"] and "北京时间" in body["description"]
         wait_until(lambda: len(accepted(cases, "water.depth")) == 3, 30, "the 3 flood cases updated at 15 cm")
 
         # bins: over 80 % for the 10 minutes the preset asks, one reading every 2 minutes

@@ -134,6 +134,19 @@ def test_the_desk_sees_the_storm_live_and_acknowledges_it(tmp_path: Path, mosqui
                 ("acknowledged", "wang", "已派排水抢险队")
             wait_until(lambda: any(r.json.get("operator") == "wang" for r in cases.accepted), 10,
                        "the case platform's update naming the user")
+            # silence another alert through the API, as the page does: CSRF token from the page's state
+            with httpx.Client(base_url=url, follow_redirects=False) as http:
+                assert http.post("/login", data={"user": "wang", "password": PASSWORD}).status_code == 303
+                csrf = http.get("/api/state").json()["csrf"]
+                target = fingerprint("water.depth", "WL-CY-2")
+                body = {"comment": "泵车已到位", "minutes": 30}
+                foreign = http.post(f"/api/alerts/{target}/silence", json=body,
+                                    headers={"X-CSRF-Token": csrf, "Origin": "http://evil.example"})
+                assert foreign.status_code == 403
+                done = http.post(f"/api/alerts/{target}/silence", json=body, headers={"X-CSRF-Token": csrf})
+                assert done.status_code == 200, done.text
+            wait_until(lambda: any("已静默" in (r.json.get("comment") or "") and r.json["device_id"] == "WL-CY-2"
+                                   for r in cases.accepted), 10, "the case platform's update for the silence")
             assert svc.metrics_server is not None
             metrics = httpx.get(f"http://127.0.0.1:{svc.metrics_server.port}/metrics").text
             assert 'urbansense_alerts{rule_id="water.depth",severity="critical",state="acknowledged"} 1.0' in metrics
@@ -142,6 +155,7 @@ def test_the_desk_sees_the_storm_live_and_acknowledges_it(tmp_path: Path, mosqui
             audit = svc.alerting.alerts.store.audit()
             assert any(a["user"] == "wang" and a["action"] == "ack" and "WL-CY-1" in a["target"] for a in audit)
             assert any(a["action"] == "login_failed" for a in audit)
+            assert any(a["user"] == "wang" and a["action"] == "silence" and "泵车已到位" in a["detail"] for a in audit)
         fleet.pub.close()
     update = next(r.json for r in cases.accepted if r.json.get("operator") == "wang")
     assert update["action"] == "update" and update["device_id"] == "WL-CY-1"
