@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from loguru import logger
 from typer.testing import CliRunner
 
+from provisioning.registry import Registry
+from provisioning.view import RegistryView
+from service.alerting import Alerting
 from service.cli import app
+from service.config import parse_config
 
 
 def check(tmp_path: Path, receiver: str) -> str:
@@ -30,3 +35,20 @@ def test_check_config_is_quiet_about_categories_that_have_codes(tmp_path: Path):
     err = check(tmp_path, 'type = "case_platform"\nurl = "http://127.0.0.1:9"\nedition = "cjt214"')
     assert "road_waterlogging" not in err and "bin_overflow" not in err
     assert "noise_disturbance" in err  # CJ/T 214 has no noise code: the city must fill one in
+
+
+def test_start_up_warns_of_a_case_category_without_a_code(tmp_path: Path):
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(f"{m.record['level'].name} {m.record['message']}"), level="WARNING")
+    try:
+        cfg = parse_config({"registry": {"path": str(tmp_path / "registry.sqlite")},
+                            "alerts": {"db_path": str(tmp_path / "alerts.sqlite"), "receivers": {
+                                "cases": {"type": "case_platform", "url": "http://127.0.0.1:9"}}}},
+                           base_dir=tmp_path, environ={})
+        Registry(cfg.path(cfg.registry.path)).close()
+        view = RegistryView(cfg.path(cfg.registry.path))
+        Alerting(cfg, view).alerts.close()
+        view.close()
+    finally:
+        logger.remove(sink)
+    assert any(x.startswith("WARNING alerts.receivers.cases: case category 'road_waterlogging'") for x in lines), lines
