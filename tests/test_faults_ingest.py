@@ -212,6 +212,7 @@ def test_service_killed_with_sigkill_three_times_stores_every_uplink_once(
             kills += 1
             time.sleep(1)
             proc = start()
+        wait_subscribed(kills + 1)
         published = stream.wait()
         counts = tally(f"service SIGKILLed {kills} times", influxd, stream, published)
     finally:
