@@ -6,11 +6,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from grafana_client.client import GrafanaException
 
 from cli.state import state
 from grafana.export import export_tree
-from grafana.push import push_all
 
 grafana_app = typer.Typer(help="Grafana dashboards and datasource, as code.", no_args_is_help=True)
 
@@ -45,6 +43,11 @@ def push(ctx: typer.Context, language: Lang = None) -> None:
 
     Example: [bold]URBANSENSE_GRAFANA_TOKEN=glsa_... urbansense grafana push[/bold]
     """
+    # grafana_client takes about a second to import; only this command needs it
+    from grafana_client.client import GrafanaException
+
+    from grafana.push import push_all
+
     cfg = state(ctx).config
     try:
         report = push_all(cfg, language=_lang(language))

@@ -11,13 +11,9 @@ from typing import Protocol
 
 from collectors.lorawan import parse as parse_lorawan
 from collectors.lorawan.collector import LorawanCollector
-from collectors.modbus.collector import DeviceSource, ModbusCollector
-from collectors.nbiot.coap import CoapEndpoint
-from collectors.nbiot.collector import NbiotCollector
 from collectors.nbiot.frame import parse_udp
 from collectors.nbiot.platforms import parse_ctwing_dead, parse_onenet_dead
-from collectors.nbiot.push import PushReceiver
-from collectors.nbiot.udp import UdpListener
+from core.device import DeviceSource
 from core.uplink import Sink, Uplink
 from service.config import Config
 
@@ -45,6 +41,12 @@ def _lorawan(cfg: Config, devices: DeviceSource) -> Collector | None:
 
 
 def _nbiot(cfg: Config, devices: DeviceSource) -> Collector | None:
+    # imported only when enabled: aiohttp and aiocoap take a second or more to import
+    from collectors.nbiot.coap import CoapEndpoint
+    from collectors.nbiot.collector import NbiotCollector
+    from collectors.nbiot.push import PushReceiver
+    from collectors.nbiot.udp import UdpListener
+
     nb = cfg.nbiot
     if not (nb.udp or nb.coap or nb.push):
         return None
@@ -59,6 +61,8 @@ def _modbus(cfg: Config, devices: DeviceSource) -> Collector | None:
     mb = cfg.modbus
     if not mb.enabled:
         return None
+    from collectors.modbus.collector import ModbusCollector  # pymodbus is imported only when polling is on
+
     return ModbusCollector(devices=devices, min_interval_s=mb.min_interval_s,
                            timeout_s=mb.timeout_s, backoff_max_s=mb.backoff_max_s, rtu_ports=tuple(mb.rtu_ports),
                            reload_interval_s=cfg.registry.reload_interval_s)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,14 +26,11 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from collectors.modbus.address import ModbusAddress, parse_key
-from core.device import Device
+from core.device import Device, DeviceSource
 from core.timing import backoff_s
 from core.uplink import Incoming, Sink, Uplink
 from decoders import UnknownModel, get_model
 from decoders.engines.modbus import REACHABLE, UNREACHABLE, RegisterMapCodec, to_payload
-
-DeviceSource = Callable[[], Mapping[str, Device]]
-"""The service's current devices by key; a reload replaces the mapping, so a new object means a new list."""
 
 
 class PollError(Exception):
