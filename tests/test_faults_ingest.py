@@ -23,8 +23,8 @@ from conftest import influx_query
 from servicekit import make_config, running, wait_until
 
 from provisioning.registry import Registry
-from service.daemons import Daemon, start_influxd, start_mosquitto
-from service.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
+from sim.daemons import Daemon, start_influxd, start_mosquitto
+from sim.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
 from storage.deadletter import DeadLetterStore
 
 DB = "faults"
