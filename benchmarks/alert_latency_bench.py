@@ -31,13 +31,13 @@ import orjson
 from loguru import logger
 
 from collectors.lorawan.chirpstack import build_chirpstack_event
-from provisioning.device import Device
+from core.device import Device
 from provisioning.registry import Registry
 from service.app import Service
 from service.config import parse_config
-from service.daemons import Daemon, free_port, start_influxd, start_mosquitto
 from service.desk.auth import hash_password
-from service.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
+from sim.daemons import Daemon, free_port, start_influxd, start_mosquitto
+from sim.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
 
 PASSWORD = "bench-password-1"
 

@@ -6,17 +6,18 @@ import asyncio
 import contextlib
 import signal
 import time
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from alerts.metrics import AlertsCollector
-from collectors.uplink import Incoming, Sink
+from core.timing import backoff_s
+from core.uplink import Incoming, Sink
 from grafana.device_info import write_device_info
 from provisioning.view import RegistryView
 from service.alerting import Alerting
 from service.collectors import PARSERS, Collector, build_collectors
 from service.config import Config
-from service.desk.server import DeskServer
 from service.httpserver import MetricsServer
 from service.inbox import Inbox
 from service.metrics import Metrics
@@ -26,6 +27,9 @@ from storage.influx import InfluxClient
 from storage.lineprotocol import split_lines
 from storage.spool import DiskSpool
 from storage.writer import BatchWriter
+
+if TYPE_CHECKING:
+    from service.desk.server import DeskServer
 
 
 class Service:
@@ -43,7 +47,7 @@ class Service:
         self.writer: BatchWriter | None = None
         self.spool: DiskSpool | None = None
         self.alerting: Alerting | None = None
-        self.desk: DeskServer | None = None
+        self.desk: DeskServer | None = None  # the emergency desk console, when [desk] enabled
 
     def collector(self, name: str) -> Collector | None:
         return next((c for c in self.collectors if c.name == name), None)
@@ -83,7 +87,7 @@ class Service:
                                  parsers=PARSERS, log_every_s=cfg.pipeline.log_every_s)
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
-        self.collectors = build_collectors(cfg, self.metrics)
+        self.collectors = build_collectors(cfg, lambda: view.by_key, self.metrics)
         if cfg.metrics.enabled:
             self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
                                                 ready=self._ready)
@@ -92,6 +96,8 @@ class Service:
         alerts = self.alerting.alerts
         self.metrics.registry.register(AlertsCollector(alerts.store, lambda: alerts.worker.stats))
         if cfg.desk.enabled:
+            from service.desk.server import DeskServer  # aiohttp only when the console is on
+
             self.desk = DeskServer(cfg.desk, alerts, lambda: view.by_id, timezone=cfg.alerts.timezone)
             await self.desk.start()
             self.alerting.on_change.append(self.desk.changed)
@@ -158,15 +164,16 @@ class Service:
 
     async def _ensure_database(self) -> None:
         assert self.influx is not None
-        delay = 0.5
+        attempt = 0
         while not self.stopping.is_set():
+            attempt += 1
+            delay = backoff_s(attempt, 0.5, 10.0)
             try:
                 await self.influx.ensure_database()
                 return
             except Exception as exc:  # any failure here is retried: InfluxDB may still be starting
                 logger.warning("InfluxDB not ready ({}); retrying in {:.1f}s", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
 
     async def _refresh_registry(self, view: RegistryView) -> None:
         while True:

@@ -10,12 +10,12 @@ import pytest
 from alerts.config import AlertsConfig
 from alerts.model import Event, Measured, Notice, fingerprint
 from alerts.notifiers import build_notifiers
-from provisioning.device import Device
+from core.device import Device
+from core.reading import Reading
+from core.transition import AlertState
 from rules.engine import Engine
 from rules.loader import load_rules
 from rules.model import Rule
-from rules.transition import AlertState
-from storage.reading import Reading
 
 T0 = 1_784_600_000_000_000_000  # 2026-07-21 02:13:20 UTC = 10:13 Beijing time
 PRESETS = load_rules([], include_presets=True)

@@ -8,10 +8,10 @@ from pathlib import Path
 from loguru import logger
 from typer.testing import CliRunner
 
+from cli.app import app
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
 from service.alerting import Alerting
-from service.cli import app
 from service.config import parse_config
 
 

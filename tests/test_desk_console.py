@@ -19,12 +19,12 @@ from servicekit import make_config, running, wait_until
 from test_alerting_e2e import WATER, Fleet
 from typer.testing import CliRunner
 
-from alerts.cli import register
 from alerts.model import fingerprint
 from alerts.testing import RecordingServer
+from cli.alerts import register
 from provisioning.registry import Registry
-from service.daemons import Daemon
 from service.desk.auth import hash_password
+from sim.daemons import Daemon
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -24,7 +24,7 @@ from loguru import logger
 
 from alerts.errors import AlertsError
 from alerts.runtime import Alerts
-from provisioning.device import Device
+from core.device import Device
 from service.config import DeskConfig
 from service.desk.auth import Session, Sessions, Users
 from service.desk.state import DeskState

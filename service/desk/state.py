@@ -12,7 +12,7 @@ import orjson
 from alerts.describe import describe
 from alerts.model import SEVERITY_RANK, AlertRecord
 from alerts.store import AlertStore, OutboxRow
-from provisioning.device import Device
+from core.device import Device
 
 FLOOD_KIND = "water_level"
 
