@@ -105,6 +105,8 @@ def test_the_desk_sees_the_storm_live_and_acknowledges_it(tmp_path: Path, mosqui
                     assert seen_after < 2.0, seen_after
                     assert "严重" in row.inner_text() and "32.0 cm" in row.inner_text()
                     assert page.locator("#cue").is_visible()  # the visible cue of a new critical alert
+                    assert page.evaluate("document.body.dataset.beeps") == "1"  # and the audible one, once
+                    assert page.title().startswith("【严重告警】")
                     assert page.locator('path.leaflet-interactive[fill="#c62828"]').count() == 1
                     page.locator('tr[data-device="WL-CY-2"]').first.wait_for(timeout=10_000)
                     # flood alerts first, critical before warning
