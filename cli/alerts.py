@@ -20,6 +20,7 @@ from rich.table import Table
 
 from alerts.describe import describe
 from alerts.errors import AlertsError
+from alerts.manager import AlertManager
 from alerts.matchers import parse_matcher
 from alerts.model import AlertRecord
 from alerts.store import AlertStore, OutboxRow, Silence
@@ -120,9 +121,11 @@ def _print_json(data: Any) -> None:
     typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
-def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | None = None) -> None:
+def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | None = None,
+             manager: Callable[[typer.Context, AlertStore], AlertManager] | None = None) -> None:
     """Add the `alerts` command group to `app`. `db_path` gives the configured database when no
-    `--db` or $URBANSENSE_ALERTS_DB is given (default var/alerts.sqlite)."""
+    `--db` or $URBANSENSE_ALERTS_DB is given (default var/alerts.sqlite); `manager` builds the configured
+    alert manager, so that an ack also enqueues the case platform's update (the service delivers it)."""
     sub = typer.Typer(help="Alerts: list, show, acknowledge, silence.", no_args_is_help=True)
     state: dict[str, Any] = {"db": None, "ctx": None}
     console = Console()
@@ -220,7 +223,12 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
     ) -> None:
         """Acknowledge a firing alert: it is no longer repeated until it resolves or escalates."""
         def body(store: AlertStore) -> None:
-            a = store.ack(ref, by or getpass.getuser(), comment, time.time_ns())
+            user = by or getpass.getuser()
+            if manager is not None:  # with the configured receivers: the open case hears of it too
+                a = manager(state["ctx"], store).ack(ref, user, comment)
+            else:
+                a = store.ack(ref, user, comment, time.time_ns())
+            store.add_audit(time.time_ns(), user, "ack", f"{a.rule_id} {a.device_id} ({a.fingerprint})", comment)
             typer.echo(f"acknowledged alert {a.id} ({a.rule_id} on {a.device_id}) as {a.acked_by}")
         run(body)
 

@@ -8,8 +8,13 @@ from typing import Annotated
 
 import typer
 
+from alerts.manager import AlertManager
+from alerts.notifiers import build_notifiers
+from alerts.routing import Router
+from alerts.store import AlertStore
 from cli import alerts, deadletter, decoders, demo, desk, device, grafana, rules, simulate
 from cli.state import State, state
+from provisioning.view import RegistryView
 from rules.loader import load_rules
 from service.alerting import case_code_warnings
 from service.app import run_service
@@ -66,6 +71,20 @@ def check_config(ctx: typer.Context) -> None:
         typer.echo(f"warning: {warning}", err=True)
 
 
+def _configured_manager(ctx: typer.Context, store: AlertStore) -> AlertManager:
+    """The alert manager of the configured receivers and routes on `store` (devices from the registry)."""
+    cfg = state(ctx).config
+    ac = cfg.alerts
+    devices: dict = {}
+    if cfg.path(cfg.registry.path).exists():
+        view = RegistryView(cfg.path(cfg.registry.path))
+        devices = dict(view.by_id)
+        view.close()
+    return AlertManager(store, Router(ac.routes, ac.default_receivers), build_notifiers(ac, base_dir=cfg.base_dir),
+                        devices.get, repeat_interval_s=ac.repeat_interval_s, inhibit_rules=ac.inhibit_rules,
+                        timezone=ac.timezone)
+
+
 def _configured_alerts_db(ctx: typer.Context) -> Path:
     """The alerts database of the config that `--config` (or $URBANSENSE_CONFIG) names."""
     cfg = state(ctx).config
@@ -78,7 +97,7 @@ COMMANDS = (device.register, decoders.register, rules.register, deadletter.regis
 
 for _register in COMMANDS:
     _register(app)
-alerts.register(app, db_path=_configured_alerts_db)
+alerts.register(app, db_path=_configured_alerts_db, manager=_configured_manager)
 
 
 def main() -> None:

@@ -3,16 +3,21 @@ the city must fill in."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from loguru import logger
 from typer.testing import CliRunner
 
+from alerts.model import fingerprint
+from alerts.runtime import Alerts
+from alerts.store import AlertStore
 from cli.app import app
+from core.transition import AlertState, AlertTransition, Severity
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
 from service.alerting import Alerting
-from service.config import parse_config
+from service.config import load_config, parse_config
 
 
 def check(tmp_path: Path, receiver: str) -> str:
@@ -52,3 +57,26 @@ def test_start_up_warns_of_a_case_category_without_a_code(tmp_path: Path):
     finally:
         logger.remove(sink)
     assert any(x.startswith("WARNING alerts.receivers.cases: case category 'road_waterlogging'") for x in lines), lines
+
+
+def test_an_ack_from_the_command_line_is_sent_to_the_open_case(tmp_path: Path):
+    """`urbansense alerts ack` with the service's config enqueues the case platform's update (who, why)."""
+    cfg_file = tmp_path / "config.toml"
+    cfg_file.write_text('[alerts]\ndb_path = "alerts.sqlite"\n[alerts.receivers.cases]\ntype = "case_platform"\n'
+                        'url = "http://127.0.0.1:9"\nedition = "cjt214"\n'
+                        '[[alerts.routes]]\nroute = "case"\nreceivers = ["cases"]\n', encoding="utf-8")
+    cfg = load_config(cfg_file, environ={})
+    alerts = Alerts(cfg.alerts, {}.get, db_path=cfg.path(cfg.alerts.db_path))
+    alerts.handle(AlertTransition("bin.full", "BN-1", AlertState.PENDING, AlertState.FIRING, Severity.INFO,
+                                  time.time_ns(), 85.0, 80.0, "case", field_name="fill_pct", aggregate="last"))
+    alerts.close()
+    fp = fingerprint("bin.full", "BN-1")
+    result = CliRunner().invoke(app, ["--config", str(cfg_file), "alerts", "ack", fp, "--by", "wang",
+                                      "--comment", "已通知环卫"])
+    assert result.exit_code == 0, result.output
+    store = AlertStore(cfg.path(cfg.alerts.db_path))
+    last = store.outbox(fp)[-1]
+    assert (last.receiver, last.event, last.body["action"]) == ("cases", "acknowledged", "update")
+    assert last.body["operator"] == "wang" and "已通知环卫" in last.body["comment"]
+    assert store.audit()[0]["user"] == "wang"
+    store.close()
