@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,8 @@ from typing import Annotated
 import typer
 from loguru import logger
 
-from service.config import Config, ConfigError, load_config
+from decoders.folders import ModelFolders
+from service.config import CONFIG_ENV, DEFAULT_PATH, Config, ConfigError, load_config
 
 app = typer.Typer(
     name="urbansense",
@@ -23,11 +25,27 @@ app = typer.Typer(
 
 
 class State:
-    """What every command can reach: the config path, loaded on first use."""
+    """What every command can reach: the config path, loaded on first use, and the city's model folders."""
 
     def __init__(self, config_path: Path | None) -> None:
         self.config_path = config_path
         self._config: Config | None = None
+        self.model_folders: ModelFolders | None = None
+
+    def load_city_models(self) -> None:
+        """Install the models of `[decoders] paths` so every command knows them; quiet when there is no config.
+
+        A config that does not load is left for the command that needs it to report.
+        """
+        if self.config_path is None and not os.environ.get(CONFIG_ENV) and not Path(DEFAULT_PATH).exists():
+            return
+        try:
+            cfg = load_config(self.config_path)
+        except ConfigError:
+            return
+        if cfg.decoders.paths:
+            self.model_folders = ModelFolders(cfg.path(p) for p in cfg.decoders.paths)
+            self.model_folders.refresh()
 
     @property
     def config(self) -> Config:
@@ -54,6 +72,7 @@ def _main(ctx: typer.Context,
                                                       help="config file (default ./config.toml)")] = None,
           ) -> None:
     ctx.obj = State(config)
+    ctx.obj.load_city_models()
 
 
 def setup_logging(level: str) -> None:

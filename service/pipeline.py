@@ -16,6 +16,7 @@ from loguru import logger
 
 from collectors.uplink import EnvelopeError, Incoming, Uplink
 from decoders import DecodeError, UnknownModel, derive, get_model, health_fields
+from decoders.definition import MissingInput, decode_input
 from provisioning.device import Device
 from provisioning.view import RegistryView
 from service.inbox import Inbox
@@ -102,6 +103,8 @@ class Pipeline:
             except EnvelopeError as exc:
                 raise Rejected(exc.reason, exc.detail) from None
         device = self.view.by_key.get(up.device_key)
+        if device is None and up.alt_keys:
+            device = next((d for k in up.alt_keys if (d := self.view.by_key.get(k)) is not None), None)
         if device is None:
             raise Rejected("unknown_device", f"no registered device has key {up.device_key}", up.device_key)
         if device.status == "retired":
@@ -111,7 +114,9 @@ class Pipeline:
         except UnknownModel as exc:
             raise Rejected("unknown_model", str(exc), up.device_key) from None
         try:
-            decoded = model.codec.decode(up.payload, up.port)
+            decoded = decode_input(model.codec, up.payload, up.port, up.decoded)
+        except MissingInput as exc:
+            raise Rejected("missing_input", str(exc), up.device_key) from None
         except DecodeError as exc:
             raise Rejected("decode_error", f"{device.model} port {up.port}: {exc}", up.device_key) from None
         derived = derive(device.kind, decoded.fields, device.install, model)
