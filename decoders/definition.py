@@ -370,12 +370,17 @@ def parse_definition(data: dict[str, Any], path: Path) -> ModelInfo:
     if d.codec is not None:
         js = JsCodec(d.model, d.kind, path.parent / d.codec, {}, port=d.port, engine=d.engine,
                      time_limit_s=d.time_limit_s, memory_limit=d.memory_limit)
+        problem = js.load_problem()
+        if problem:
+            raise DefinitionError(path, [f"codec: {problem}"])
     codec = DefinedCodec(d.model, d.kind, tuple(d.input), _compile(d), js, d.port)
     info = ModelInfo(model=d.model, kind=d.kind, vendor=d.vendor, title=d.title or d.model, source="defined",
                      codec=codec, ranges={}, install_params=tuple(d.install_params), dead_zone_mm=d.dead_zone_mm,
                      reference=d.reference, can_encode=False, mounting=d.mounting, origin=str(path))
     if d.example is not None:
         example = _example_problems(info, d.example)
+        if js is not None:
+            js.reset()
         if example:
             raise DefinitionError(path, example)
     return info

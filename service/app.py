@@ -79,9 +79,9 @@ class Service:
         self.writer = writer
         writer.start()
         await asyncio.to_thread(self.model_folders.refresh)
-        report(self.model_folders)
-        models_task = asyncio.create_task(watch_models(self.model_folders, cfg.decoders.reload_interval_s),
-                                          name="model-folders")
+        report(self.model_folders, self.metrics.model_problems)
+        models_task = asyncio.create_task(watch_models(self.model_folders, cfg.decoders.reload_interval_s,
+                                                       self.metrics.model_problems), name="model-folders")
         view = RegistryView(cfg.path(cfg.registry.path))
         self.pipeline = Pipeline(view=view, writer=writer, deadletters=deadletters, metrics=self.metrics,
                                  parsers=PARSERS, log_every_s=cfg.pipeline.log_every_s)

@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 
 from loguru import logger
+from prometheus_client import Gauge
 
 from decoders.folders import ModelFolders
 
 
-def report(folders: ModelFolders) -> None:
-    """Log what loaded and every refused file's `file: key: reason`."""
+def report(folders: ModelFolders, problems_gauge: Gauge) -> None:
+    """Log what loaded and every refused file's `file: key: reason`; the gauge counts the problems."""
+    problems_gauge.set(len(folders.problems))
     logger.info("device model folders: {} model(s) loaded from {}", len(folders.models),
                 [str(p) for p in folders.paths])
     for problem in folders.problems:
         logger.warning("model definition refused: {}", problem)
 
 
-async def watch_models(folders: ModelFolders, interval_s: float) -> None:
+async def watch_models(folders: ModelFolders, interval_s: float, problems_gauge: Gauge) -> None:
     """Every `interval_s`, reload the folders if a `.toml` or `.js` in them changed; runs until cancelled."""
     while True:
         await asyncio.sleep(interval_s)
@@ -27,4 +29,4 @@ async def watch_models(folders: ModelFolders, interval_s: float) -> None:
             logger.warning("model folder reload failed: {}", exc)
             continue
         if changed:
-            report(folders)
+            report(folders, problems_gauge)

@@ -192,3 +192,21 @@ def test_model_folders_reload_keep_the_last_good_version_and_refuse_packaged_ids
     folders.refresh()
     assert any("'milesight-am308' is a packaged model" in p for p in folders.problems)
     ModelFolders([]).refresh()
+
+
+def test_a_codec_that_does_not_load_is_named_with_the_file(tmp_path: Path) -> None:
+    (tmp_path / "acme-wl100.js").write_text("function decodeUplink(input) { return {data: {}; }", encoding="utf-8")
+    (tmp_path / "acme-wl100.toml").write_text(GOOD.replace('reference =', 'codec = "acme-wl100.js"\nreference ='),
+                                              encoding="utf-8")
+    with pytest.raises(DefinitionError, match=r"codec: JS codec acme-wl100.js: script does not load: SyntaxError"):
+        load_definition(tmp_path / "acme-wl100.toml")
+
+
+def test_onenet_new_platform_device_names_and_a_bad_dev_id() -> None:
+    msg = orjson.dumps({"deviceName": "wl-gauge-07", "messageType": "notify", "notifyTime": 1_760_000_000_000,
+                        "data": {"params": {"3330_0_5700": {"value": 1.2}}}}).decode()
+    (up,) = parse_onenet_msg(msg, T)
+    assert (up.device_key, up.decoded) == ("onenet:wl-gauge-07", {"3330_0_5700": 1.2})
+    with pytest.raises(EnvelopeError) as caught:
+        parse_onenet_msg(orjson.dumps({"type": 1, "dev_id": "a b", "value": 1}).decode(), T)
+    assert caught.value.reason == "bad_dev_id"

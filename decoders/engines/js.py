@@ -214,6 +214,27 @@ class JsCodec:
                 raise DecodeError(f"{self.model}: {self._load_error}") from None
         return self._engine
 
+    def load_problem(self) -> str | None:
+        """Why the script cannot be used (unreadable, does not load, no decodeUplink); None when it loads.
+
+        The trial engine is closed again: the one that decodes is made on the thread that decodes.
+        """
+        try:
+            source = self.script.read_text(encoding="utf-8")
+            engine = ENGINES[choose_engine(source) if self.engine == "auto" else self.engine](
+                source, self.time_limit_s, self.memory_limit)
+        except (OSError, ScriptError, LimitExceeded) as exc:
+            return f"JS codec {self.script.name}: {exc}"
+        engine.close()
+        return None
+
+    def reset(self) -> None:
+        """Drop the engine (a trial run's), so the next decode makes a fresh one on its own thread."""
+        with self._lock:
+            if self._engine is not None:
+                self._engine.close()
+            self._engine, self._load_error = None, None
+
     def decode(self, payload: bytes, port: int) -> Decoded:
         data, warnings = self.decode_data(payload, port)
         fields: dict[str, FieldValue] = {}
