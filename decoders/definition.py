@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from core.validation import describe_error
 from decoders.codec import Decoded, DecodeError, FieldValue
@@ -50,6 +50,12 @@ _TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool, "str": str}
 _TYPE_NAMES = {float: "float", int: "int", bool: "bool", str: "str"}
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _PATH = re.compile(r"[^.\[\]]+(\[\d+\])*(\.[^.\[\]]+(\[\d+\])*)*")
+_NAME_FORMS = {
+    "model": (re.compile(r"[a-z0-9][a-z0-9-]{1,62}"), "lowercase letters, digits and '-', e.g. acme-wl100"),
+    "vendor": (re.compile(r"[a-z][a-z0-9]{0,31}"), "lowercase letters and digits, e.g. acme"),
+    "codec": (re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.js"), "the name of a .js file beside the definition, "
+                                                              "e.g. acme-wl100.js"),
+}
 _TRUE = frozenset({"true", "1", "on", "yes"})
 _FALSE = frozenset({"false", "0", "off", "no"})
 
@@ -106,13 +112,13 @@ class ExampleDef(_Strict):
 
 
 class Definition(_Strict):
-    model: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$", description="model id, e.g. acme-wl100")
+    model: str = Field(description="model id, e.g. acme-wl100")
     kind: Literal["water_level", "bin_fill", "noise", "dust", "parking"]
-    vendor: str = Field(pattern=r"^[a-z][a-z0-9]{0,31}$")
+    vendor: str
     title: str = ""
     reference: str = Field(min_length=1, description="where the mapping comes from: a vendor document or codec")
     input: list[Literal["object", "bytes"]] = Field(default_factory=lambda: ["object"], min_length=1)
-    codec: str | None = None
+    codec: str | None = Field(None, description="file name of a TS013 codec beside the definition")
     port: int = Field(1, ge=0, le=255)
     engine: Literal["auto", "quickjs", "mini-racer"] = "auto"
     time_limit_s: float = Field(DEFAULT_TIME_LIMIT_S, gt=0, le=1)
@@ -122,6 +128,14 @@ class Definition(_Strict):
     mounting: Literal["top", "bottom"] = "top"
     fields: dict[str, FieldDef] = Field(min_length=1)
     example: ExampleDef | None = None
+
+    @field_validator("model", "vendor", "codec")
+    @classmethod
+    def _names(cls, v: str | None, info: ValidationInfo) -> str | None:
+        form, example = _NAME_FORMS[info.field_name or ""]
+        if v is not None and not form.fullmatch(v):
+            raise ValueError(f"expected {example}")
+        return v
 
 
 assert set(Definition.model_fields["kind"].annotation.__args__) == set(KINDS)  # type: ignore[union-attr]
@@ -357,7 +371,7 @@ def parse_definition(data: dict[str, Any], path: Path) -> ModelInfo:
     codec_name = data.get("codec")
     if isinstance(inputs, list) and "bytes" in inputs and codec_name is None:
         problems.append("codec: input \"bytes\" needs a TS013 codec file beside the definition")
-    if isinstance(codec_name, str) and not (path.parent / codec_name).is_file():
+    if isinstance(codec_name, str) and "/" not in codec_name and not (path.parent / codec_name).is_file():
         problems.append(f"codec: {codec_name!r} is not a file in {path.parent}")
     try:
         d = Definition.model_validate(data)

@@ -210,3 +210,10 @@ def test_onenet_new_platform_device_names_and_a_bad_dev_id() -> None:
     with pytest.raises(EnvelopeError) as caught:
         parse_onenet_msg(orjson.dumps({"type": 1, "dev_id": "a b", "value": 1}).decode(), T)
     assert caught.value.reason == "bad_dev_id"
+
+
+def test_a_codec_must_be_a_file_beside_the_definition(tmp_path: Path) -> None:
+    (tmp_path / "acme-wl100.toml").write_text(GOOD.replace('reference =', 'codec = "../../etc/evil.js"\nreference ='),
+                                              encoding="utf-8")
+    with pytest.raises(DefinitionError, match=r"codec: expected the name of a .js file beside the definition"):
+        load_definition(tmp_path / "acme-wl100.toml")
