@@ -217,3 +217,24 @@ def test_a_codec_must_be_a_file_beside_the_definition(tmp_path: Path) -> None:
                                               encoding="utf-8")
     with pytest.raises(DefinitionError, match=r"codec: expected the name of a .js file beside the definition"):
         load_definition(tmp_path / "acme-wl100.toml")
+
+
+def test_models_lists_the_citys_folder_with_its_origin_and_decode_uses_it(tmp_path: Path) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "acme-wl100.toml").write_text(GOOD, encoding="utf-8")
+    (folder / "acme-broken.toml").write_text("model = 'acme-broken'\n", encoding="utf-8")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[decoders]\npaths = ["models"]\n', encoding="utf-8")
+    try:
+        listed = CliRunner().invoke(app, ["--config", str(cfg), "models", "--json"])
+        rows = {r["model"]: r for r in orjson.loads(listed.stdout)}
+        assert rows["acme-wl100"]["origin"] == str(folder / "acme-wl100.toml")
+        assert rows["milesight-am308"]["origin"] == "packaged: definitions/milesight-am308.toml"
+        assert rows["milesight-em500-udl"]["origin"] == "packaged: decoders/models"
+        assert f"refused: {folder / 'acme-broken.toml'}: kind: required value is missing" in listed.stderr
+        decoded = CliRunner().invoke(app, ["--config", str(cfg), "decode", "-m", "acme-wl100", "--json",
+                                           "--object", '{"level": {"distance": 80}, "bat": 3300}'])
+        assert orjson.loads(decoded.stdout)["fields"] == {"distance_mm": 800.0, "battery_v": 3.3}
+    finally:
+        ModelFolders([]).refresh()

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from loguru import logger
 from nbiotkit import imei, provision, stored
 from servicekit import make_config, running, wait_until
 from test_models_defined import GOOD
@@ -65,6 +66,8 @@ def test_every_decoded_object_envelope_lands_in_influxdb_and_model_folders_reloa
                       nbiot={"push": True, "push_port": 0, "ctwing_token": "ct-1", "onenet_token": "on-2"},
                       decoders={"paths": [str(folder)], "reload_interval_s": 0.2})
     provision(cfg.path(cfg.registry.path), DEVICES)
+    logged: list[str] = []
+    sink = logger.add(lambda m: logged.append(str(m)), level="WARNING", format="{message}")
     with running(cfg) as svc:
         assert any("not a folder (decoders.paths)" in p for p in svc.model_folders.problems)
         pub = Publisher("127.0.0.1", mosquitto.port)
@@ -122,10 +125,12 @@ def test_every_decoded_object_envelope_lands_in_influxdb_and_model_folders_reloa
         wait_until(lambda: svc.pipeline.stats.readings >= 11, 30, "readings after the refusal")
         problems = list(svc.model_folders.problems)
         time.sleep(0.3)
+    logger.remove(sink)
 
     assert f"{broken}: fields.laeq_db: 'laeq_db' is not a field of kind 'water_level'; expected one of " \
            "battery_pct, battery_v, depth_mm, distance_mm" in "\n".join(problems)
     assert any(p.startswith(f"{broken}: fields.laeq_db: expected a table") for p in problems)
+    assert any(line.startswith(f"model definition refused: {broken}: fields.laeq_db:") for line in logged)
     dust, bins, noise, water = (stored(influxd, influx_db, k) for k in ("dust", "bin_fill", "noise", "water_level"))
     health = stored(influxd, influx_db, "device_health")
     ns = 10**9
