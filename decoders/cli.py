@@ -97,8 +97,7 @@ def _origin(m: ModelInfo) -> str:
     return "packaged: decoders/js" if m.source == "js" else "packaged: decoders/models"
 
 
-models_app = typer.Typer(help="Every supported device model; `models check DIR` validates a folder of definitions.",
-                         invoke_without_command=True, rich_markup_mode="rich")
+models_app = typer.Typer(invoke_without_command=True, rich_markup_mode="rich")
 
 
 @models_app.callback()
@@ -108,7 +107,9 @@ def models(
 ) -> None:
     """List every device model with its kind, codec source, fields and where it comes from.
 
-    Example: [bold]urbansense models[/bold]  (the city's own folders come from [decoders] paths)
+    The city's own folders come from decoders.paths in the config; `models check DIR` validates one.
+
+    Example: [bold]urbansense models[/bold], [bold]urbansense models check /etc/urbansense/models[/bold]
     """
     if ctx.invoked_subcommand is not None:
         return
