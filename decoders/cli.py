@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from decoders.codec import DecodeError
@@ -50,19 +51,19 @@ def decode(
     try:
         info = get_model(model)
     except UnknownModel as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     try:
         data = _payload(payload, is_base64) if payload else b""
         decoded_obj = _object(obj) if obj is not None else None
     except ValueError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     fport = port if port is not None else getattr(info.codec, "port", 1)
     try:
         decoded = decode_input(info.codec, data, fport, decoded_obj)
     except DecodeError as exc:
-        err.print(f"[red]decode error:[/red] {exc}", highlight=False)
+        err.print(f"[red]decode error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     if as_json:
         typer.echo(orjson.dumps({"model": info.model, "kind": info.kind, "port": fport, "fields": decoded.fields,
@@ -76,7 +77,7 @@ def decode(
     out = Console()
     out.print(table)
     for warning in decoded.warnings:
-        out.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        out.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
 
 
 def _object(text: str) -> dict[str, Any]:
@@ -129,7 +130,7 @@ def models(
         Console().print(table)
     err = Console(stderr=True)
     for problem in problems:
-        err.print(f"[red]refused:[/red] {problem}", highlight=False, soft_wrap=True)
+        err.print(f"[red]refused:[/red] {escape(problem)}", highlight=False, soft_wrap=True)
 
 
 @models_app.command("check")
@@ -143,14 +144,15 @@ def check(
     found, _, problems = load_folders([folder])
     out, err = Console(), Console(stderr=True)
     for info in found.values():
-        out.print(f"[green]ok:[/green] {info.model} ({info.kind}) from {Path(info.origin).name}", highlight=False)
+        out.print(f"[green]ok:[/green] {info.model} ({info.kind}) from {escape(Path(info.origin).name)}",
+                  highlight=False)
     for problem in problems:
-        err.print(f"[red]error:[/red] {problem}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(problem)}", highlight=False, soft_wrap=True)
     if problems:
-        err.print(f"{len(problems)} problem(s) in {folder}", highlight=False)
+        err.print(f"{len(problems)} problem(s) in {escape(str(folder))}", highlight=False)
         raise typer.Exit(1)
     if not found:
-        err.print(f"[yellow]no definitions (*.toml) in {folder}[/yellow]", highlight=False)
+        err.print(f"[yellow]no definitions (*.toml) in {escape(str(folder))}[/yellow]", highlight=False)
         raise typer.Exit(1)
 
 

@@ -238,3 +238,9 @@ def test_models_lists_the_citys_folder_with_its_origin_and_decode_uses_it(tmp_pa
         assert orjson.loads(decoded.stdout)["fields"] == {"distance_mm": 800.0, "battery_v": 3.3}
     finally:
         ModelFolders([]).refresh()
+
+
+def test_models_check_prints_brackets_in_reasons_as_they_are(tmp_path: Path) -> None:
+    (tmp_path / "acme-wl100.toml").write_text(GOOD.replace("range = [0, 5000]", "range = [5000, 0]"), encoding="utf-8")
+    result = CliRunner().invoke(app, ["models", "check", str(tmp_path)])
+    assert "fields.distance_mm.range: expected [min, max] with min < max (got [5000, 0])" in result.stderr
