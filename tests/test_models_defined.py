@@ -153,6 +153,9 @@ def test_ctwing_service_data_is_the_decoded_object() -> None:
             "payload": {"serviceId": "data_report", "serviceData": {"liquid_level": 2.3, "battery_value": 70}}}
     (up,) = parse_ctwing(orjson.dumps(push), T)
     assert up.decoded == {"liquid_level": 2.3, "battery_value": 70} and up.time_ns == T
+    push["payload"]["APPdata"] = base64.b64encode(b"\x01\x02").decode()
+    (both,) = parse_ctwing(orjson.dumps(push), T)
+    assert (both.payload, both.decoded) == (b"\x01\x02", {"liquid_level": 2.3, "battery_value": 70})
 
 
 def test_onenet_values_of_every_form_and_dev_id_keys() -> None:

@@ -96,7 +96,9 @@ def parse_ctwing(body: bytes, received_ns: int) -> list[Uplink]:
             raw = base64.b64decode(str(payload["APPdata"]), validate=True)
         except (binascii.Error, ValueError) as exc:
             raise EnvelopeError("bad_base64", f"APPdata: {exc}") from None
-        return [_bytes_uplink(raw, imei, time_ns, "ctwing", received_ns)]
+        up = _bytes_uplink(raw, imei, time_ns, "ctwing", received_ns)
+        decoded = payload.get("serviceData")
+        return [dataclasses.replace(up, decoded=decoded) if isinstance(decoded, dict) else up]
     props = _ctwing_properties(payload)
     return [Uplink(imei, orjson.dumps(props), PLATFORM_JSON, time_ns, "ctwing", received_ns, decoded=props)]
 
