@@ -136,17 +136,20 @@ def _onenet_bytes(value: object) -> bytes | None:
 
 
 def _onenet_keys(m: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
-    """(device key, alternative keys): the IMEI when given, else `onenet:<dev_id>`."""
+    """(device key, alternative keys): the IMEI when given (a valid `dev_id` as the alternative), else the dev_id."""
     dev_id = m.get("dev_id")
+    if m.get("imei") is not None:
+        try:
+            alt = (onenet_key(dev_id),) if dev_id is not None else ()
+        except KeyError_:
+            alt = ()
+        return _imei(m["imei"]), alt
+    if dev_id is None:
+        raise EnvelopeError("missing_field", "OneNET data point names no device: neither imei nor dev_id")
     try:
-        alt = onenet_key(dev_id) if dev_id is not None else None
+        return onenet_key(dev_id), ()
     except KeyError_ as exc:
         raise EnvelopeError("bad_dev_id", str(exc)) from None
-    if m.get("imei") is not None:
-        return _imei(m["imei"]), (alt,) if alt else ()
-    if alt is None:
-        raise EnvelopeError("missing_field", "OneNET data point names no device: neither imei nor dev_id")
-    return alt, ()
 
 
 def _onenet_one(m: object, received_ns: int) -> Uplink | None:
