@@ -239,6 +239,10 @@ def test_models_lists_the_citys_folder_with_its_origin_and_decode_uses_it(tmp_pa
         decoded = CliRunner().invoke(app, ["--config", str(cfg), "decode", "-m", "acme-wl100", "--json",
                                            "--object", '{"level": {"distance": 80}, "bat": 3300}'])
         assert orjson.loads(decoded.stdout)["fields"] == {"distance_mm": 800.0, "battery_v": 3.3}
+        added = CliRunner().invoke(app, ["--config", str(cfg), "device", "add", "OW-1", "--key", "onenet:504920001",
+                                         "--model", "acme-wl100", "--mount-height-mm", "3000", "--registry",
+                                         str(tmp_path / "r.sqlite")])
+        assert added.exit_code == 0, added.output
     finally:
         ModelFolders([]).refresh()
 
