@@ -12,7 +12,7 @@ class Uplink:
     """One message from one device, normalised; knows nothing of device models.
 
     `device_key` is a LoRaWAN DevEUI (16 lowercase hex digits), an NB-IoT IMEI
-    (15 digits) or a Modbus `host:port/unit`. `time_ns` is the uplink's own time
+    (15 digits), a OneNET `onenet:<dev_id>` or a Modbus `host:port/unit`. `time_ns` is the uplink's own time
     (network server or gateway time, else receive time) in ns since the epoch:
     it becomes the point's time, so a redelivered uplink overwrites itself.
     `decoded` is the object the network server or platform already decoded (ChirpStack
