@@ -32,6 +32,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -219,6 +220,12 @@ def _number(value: object) -> float | None:
     return None
 
 
+def keys_of(obj: Mapping[str, Any], limit: int = 8) -> str:
+    """The first keys of an object, each shortened: for messages about an object that may be hostile."""
+    keys = [short(str(k), 40) for k in islice(obj, limit)]
+    return (", ".join(keys) + (", ..." if len(obj) > limit else "")) or "none"
+
+
 class MissingInput(DecodeError):
     """The uplink lacks what the model reads (no decoded object, or no payload bytes); the dead letter says which."""
 
@@ -256,7 +263,7 @@ class DefinedCodec:
                 return self.decode_object(obj)
             if source == "bytes" and payload and self.js is not None:
                 return self.decode(payload, port)
-        have = (f"a decoded object with keys {', '.join(list(obj)[:8])}" if obj is not None else
+        have = (f"a decoded object with keys {keys_of(obj)}" if obj is not None else
                 f"{len(payload)} payload byte(s)" if payload else "neither a decoded object nor payload bytes")
         wanted = " or ".join({"object": "a decoded object (ChirpStack object, TTS decoded_payload, CTWing "
                                         "profile JSON, OneNET datastreams)",
@@ -277,9 +284,8 @@ class DefinedCodec:
             else:
                 fields[rule.name] = out
         if not found:
-            keys = ", ".join(list(data)[:12]) or "none"
             raise DecodeError(f"{self.model}: none of its paths ({', '.join(r.path for r in self.rules)}) is in "
-                              f"the {what} (its keys: {keys})")
+                              f"the {what} (its keys: {keys_of(data)})")
         return Decoded(fields, warnings)
 
     def encode(self, fields: Mapping[str, FieldValue]) -> tuple[bytes, int]:
@@ -295,7 +301,7 @@ def decode_input(codec: Any, payload: bytes, port: int, obj: Mapping[str, Any] |
         return codec.decode_input(payload, port, obj)
     if not payload and obj is not None:
         raise MissingInput(f"{codec.model} decodes payload bytes; this uplink carries only a decoded object "
-                           f"(keys {', '.join(list(obj)[:8])}) — define the model with input = [\"object\"]")
+                           f"(keys {keys_of(obj)}) — define the model with input = [\"object\"]")
     return codec.decode(payload, port)
 
 

@@ -17,7 +17,7 @@ from collectors.lorawan.chirpstack_v3 import build_chirpstack_v3_uplink, parse_c
 from collectors.lorawan.tts import build_tts_uplink
 from collectors.nbiot.platforms import parse_ctwing, parse_onenet_msg
 from collectors.uplink import EnvelopeError
-from decoders import get_model
+from decoders import DecodeError, get_model
 from decoders.definition import DefinitionError, MissingInput, decode_input, load_definition
 from decoders.folders import ModelFolders
 from decoders.registry import DEFINITIONS_DIR, defined_models
@@ -251,3 +251,10 @@ def test_models_check_prints_brackets_in_reasons_as_they_are(tmp_path: Path) -> 
     (tmp_path / "acme-wl100.toml").write_text(GOOD.replace("range = [0, 5000]", "range = [5000, 0]"), encoding="utf-8")
     result = CliRunner().invoke(app, ["models", "check", str(tmp_path)])
     assert "fields.distance_mm.range: expected [min, max] with min < max (got [5000, 0])" in result.stderr
+
+
+def test_a_hostile_object_gives_a_short_clear_error() -> None:
+    hostile = {("k" * 10_000) + str(i): i for i in range(1000)}
+    with pytest.raises(DecodeError) as caught:
+        get_model("milesight-am308").codec.decode_object(hostile)
+    assert len(str(caught.value)) < 600 and "none of its paths" in str(caught.value)
