@@ -76,7 +76,8 @@ class _Strict(BaseModel):
 class FieldDef(_Strict):
     """One canonical (or `<vendor>_`) field: where it is in the source and how to convert it."""
 
-    path: str = Field(min_length=1, description="dotted path in the object or codec data, e.g. a.b[0].c")
+    path: str = Field(min_length=1, description="dotted path in the object or codec data, e.g. a.b[0].c; an IPSO "
+                                                "id 3330/0/5700 also finds OneNET's 3330_0_5700")
     unit: str | None = Field(None, description="the source's unit, converted to the field's canonical unit")
     scale: float | None = Field(None, description="multiply the source value by this")
     offset: float = Field(0.0, description="then add this")
@@ -166,8 +167,12 @@ class FieldRule:
             if isinstance(part, int):
                 if not isinstance(node, list) or part >= len(node):
                     return _MISSING
-            elif not isinstance(node, dict) or part not in node:
+            elif not isinstance(node, dict):
                 return _MISSING
+            elif part not in node:
+                part = part.replace("/", "_")  # an IPSO id written 3330/0/5700, pushed by OneNET as 3330_0_5700
+                if part not in node:
+                    return _MISSING
             node = node[part]  # type: ignore[index]
         return node
 

@@ -174,6 +174,8 @@ def test_onenet_values_of_every_form_and_dev_id_keys() -> None:
                           value=64)), orjson.loads(msg(dev_id=9, ds_id="3_0_7", value=3610))]).decode()
     (merged,) = parse_onenet_msg(batch, T)
     assert merged.decoded == {"3330_0_5700": 1.85, "3_0_9": 64, "3_0_7": 3610}
+    assert get_model("ipso-distance-onenet").codec.decode_object(merged.decoded).fields == {
+        "distance_mm": 1850.0, "battery_pct": 64.0, "battery_v": 3.61}
     assert normalise_key("OneNET:504920001") == "onenet:504920001"
     with pytest.raises(KeyError_, match="OneNET dev_id"):
         normalise_key("onenet:has space")
