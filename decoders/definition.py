@@ -36,8 +36,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from core.config import Section
+from core.schema import HEALTH_FIELDS, MEASUREMENTS
 from core.validation import describe_error
 from decoders.codec import Decoded, DecodeError, FieldValue
 from decoders.engines.js import DEFAULT_MEMORY_LIMIT, DEFAULT_TIME_LIMIT_S, ENGINES, JsCodec, short
@@ -45,7 +47,6 @@ from decoders.errors import EncodeUnsupported
 from decoders.fields import canonical_type
 from decoders.model_info import KINDS, ModelInfo
 from decoders.units import conversion
-from storage.schema import HEALTH_FIELDS, MEASUREMENTS
 
 _TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool, "str": str}
 _TYPE_NAMES = {float: "float", int: "int", bool: "bool", str: "str"}
@@ -69,11 +70,7 @@ class DefinitionError(ValueError):
         super().__init__(f"{path}: " + f"\n{path}: ".join(problems))
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class FieldDef(_Strict):
+class FieldDef(Section):
     """One canonical (or `<vendor>_`) field: where it is in the source and how to convert it."""
 
     path: str = Field(min_length=1, description="dotted path in the object or codec data, e.g. a.b[0].c; an IPSO "
@@ -106,16 +103,16 @@ class FieldDef(_Strict):
         return self
 
 
-class ExampleDef(_Strict):
+class ExampleDef(Section):
     object: dict[str, Any] | None = None
     bytes: str | None = Field(None, description="payload as hex")
     port: int = Field(1, ge=0, le=255)
     expect: dict[str, float | int | bool | str] = Field(default_factory=dict)
 
 
-class Definition(_Strict):
+class Definition(Section):
     model: str = Field(description="model id, e.g. acme-wl100")
-    kind: Literal["water_level", "bin_fill", "noise", "dust", "parking"]
+    kind: str
     vendor: str
     title: str = ""
     reference: str = Field(min_length=1, description="where the mapping comes from: a vendor document or codec")
@@ -131,6 +128,13 @@ class Definition(_Strict):
     fields: dict[str, FieldDef] = Field(min_length=1)
     example: ExampleDef | None = None
 
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        if v not in KINDS:
+            raise ValueError(f"expected one of {', '.join(KINDS)}")
+        return v
+
     @field_validator("model", "vendor", "codec")
     @classmethod
     def _names(cls, v: str | None, info: ValidationInfo) -> str | None:
@@ -140,7 +144,6 @@ class Definition(_Strict):
         return v
 
 
-assert set(Definition.model_fields["kind"].annotation.__args__) == set(KINDS)  # type: ignore[union-attr]
 assert set(ENGINES) | {"auto"} == {"auto", "quickjs", "mini-racer"}
 
 

@@ -88,6 +88,11 @@ class ModelFolders:
         set_external_models(models)
         return True
 
+    def close(self) -> None:
+        """Uninstall the folders' models (the process goes back to the packaged ones)."""
+        set_external_models({})
+        self._good, self._stamp = {}, None
+
     @property
     def models(self) -> list[ModelInfo]:
         return list(self._good.values())

@@ -1,14 +1,14 @@
 """Named units a model definition may give a source field in, and their conversion to canonical units.
 
 Each unit is (dimension, factor, offset) against its dimension's base: base = value * factor + offset.
-A canonical field's unit comes from `storage.schema`; `conversion(src, field_unit)` is the
+A canonical field's unit comes from `core.schema`; `conversion(src, field_unit)` is the
 (scale, offset) that turns a source value into it, so `cm` → `distance_mm` is (10, 0) and
 `°F` → `temperature_c` is (5/9, -160/9).
 """
 
 from __future__ import annotations
 
-from storage.schema import HEALTH_SPECS, MEASUREMENTS
+from core.schema import HEALTH_SPECS, MEASUREMENTS
 
 _UNITS: dict[str, tuple[str, float, float]] = {
     "mm": ("length", 0.001, 0.0), "cm": ("length", 0.01, 0.0), "m": ("length", 1.0, 0.0),
@@ -28,7 +28,7 @@ _ALIASES = {"degC": "°C", "C": "°C", "℃": "°C", "degF": "°F", "F": "°F", 
 CANONICAL_UNITS: dict[str, str] = {
     spec.name: spec.unit for m in MEASUREMENTS.values() for spec in m.fields if spec.unit
 } | {spec.name: spec.unit for spec in HEALTH_SPECS if spec.unit}
-"""Canonical field → its unit as `storage.schema` states it (fields without a unit are absent)."""
+"""Canonical field → its unit as `core.schema` states it (fields without a unit are absent)."""
 
 
 def known_units() -> list[str]:

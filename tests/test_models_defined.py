@@ -11,18 +11,18 @@ import pytest
 from nbiotkit import imei
 from typer.testing import CliRunner
 
+from cli.app import app
 from collectors.lorawan import parse
 from collectors.lorawan.chirpstack import build_chirpstack_event
 from collectors.lorawan.chirpstack_v3 import build_chirpstack_v3_uplink, parse_chirpstack_v3
 from collectors.lorawan.tts import build_tts_uplink
 from collectors.nbiot.platforms import parse_ctwing, parse_onenet_msg
-from collectors.uplink import EnvelopeError
+from core.keys import KeyError_, normalise_key
+from core.uplink import EnvelopeError
 from decoders import DecodeError, get_model
 from decoders.definition import DefinitionError, MissingInput, decode_input, load_definition
 from decoders.folders import ModelFolders
 from decoders.registry import DEFINITIONS_DIR, defined_models
-from provisioning.keys import KeyError_, normalise_key
-from service.cli import app
 
 EUI = "a84041000181c4e2"
 GW = "0016c001ff10a235"
@@ -235,7 +235,7 @@ def test_models_lists_the_citys_folder_with_its_origin_and_decode_uses_it(tmp_pa
         listed = CliRunner().invoke(app, ["--config", str(cfg), "models", "--json"])
         rows = {r["model"]: r for r in orjson.loads(listed.stdout)}
         assert rows["acme-wl100"]["origin"] == str(folder / "acme-wl100.toml")
-        assert rows["milesight-am308"]["origin"] == "packaged: definitions/milesight-am308.toml"
+        assert rows["milesight-am308"]["origin"] == "packaged: decoders/definitions/milesight-am308.toml"
         assert rows["milesight-em500-udl"]["origin"] == "packaged: decoders/models"
         assert f"refused: {folder / 'acme-broken.toml'}: kind: required value is missing" in listed.stderr
         decoded = CliRunner().invoke(app, ["--config", str(cfg), "decode", "-m", "acme-wl100", "--json",

@@ -18,9 +18,9 @@ from collectors.lorawan.chirpstack import build_chirpstack_event
 from collectors.lorawan.chirpstack_v3 import build_chirpstack_v3_uplink
 from collectors.lorawan.tts import build_tts_uplink
 from collectors.nbiot.platforms import onenet_signature
-from provisioning.device import Device
-from service.daemons import Daemon
-from service.simulator import Publisher
+from core.device import Device
+from sim.daemons import Daemon
+from sim.simulator import Publisher
 from storage.deadletter import DeadLetterStore
 
 pytestmark = pytest.mark.timeout(180)

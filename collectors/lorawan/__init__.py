@@ -16,7 +16,7 @@ from collectors.lorawan.chirpstack import build_chirpstack_event, parse_chirpsta
 from collectors.lorawan.chirpstack_v3 import build_chirpstack_v3_uplink, parse_chirpstack_v3
 from collectors.lorawan.decoded import parse_chirpstack_any, parse_tts_decoded
 from collectors.lorawan.tts import build_tts_uplink, parse_tts
-from collectors.uplink import EnvelopeError, Uplink
+from core.uplink import EnvelopeError, Uplink
 
 Parser = Callable[[str, bytes, int], Uplink]
 

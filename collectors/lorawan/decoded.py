@@ -16,7 +16,7 @@ import orjson
 from collectors.lorawan.chirpstack import parse_chirpstack
 from collectors.lorawan.chirpstack_v3 import is_v3_uplink, parse_chirpstack_v3
 from collectors.lorawan.tts import parse_tts
-from collectors.uplink import EnvelopeError, Uplink
+from core.uplink import EnvelopeError, Uplink
 
 
 def _object(value: Any, path: str) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from decoders.codec import DecodeError
 from decoders.definition import decode_input
 from decoders.folders import load_folders
 from decoders.model_info import ModelInfo
-from decoders.registry import UnknownModel, all_models, get_model
+from decoders.registry import DEFINITIONS_DIR, UnknownModel, all_models, get_model
 
 
 def _payload(text: str, is_base64: bool) -> bytes:
@@ -93,8 +93,8 @@ def _object(text: str) -> dict[str, Any]:
 def _origin(m: ModelInfo) -> str:
     if m.origin:
         path = Path(m.origin)
-        package = Path(__file__).parent
-        return f"packaged: {path.relative_to(package)}" if path.is_relative_to(package) else str(path)
+        package = DEFINITIONS_DIR.parent
+        return f"packaged: decoders/{path.relative_to(package)}" if path.is_relative_to(package) else str(path)
     return "packaged: decoders/js" if m.source == "js" else "packaged: decoders/models"
 
 

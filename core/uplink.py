@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.rejected import Rejected
+
 
 @dataclass(slots=True, frozen=True)
 class Uplink:
@@ -36,16 +38,11 @@ class Uplink:
     alt_keys: tuple[str, ...] = ()
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(Rejected):
     """A transport message that cannot become an `Uplink` (bad JSON, bad base64, missing key).
 
     `reason` is a short stable label used for metrics and the dead-letter store.
     """
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(slots=True)
