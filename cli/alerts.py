@@ -79,10 +79,11 @@ def notification_state(a: AlertRecord, deliveries: dict[str, list[str]]) -> str:
     return "; ".join(parts) or "not sent"
 
 
-def alert_dict(a: AlertRecord, deliveries: dict[str, list[str]] | None = None) -> dict[str, Any]:
+def alert_dict(a: AlertRecord, deliveries: dict[str, list[str]] | None = None,
+               tz: str = "Asia/Shanghai") -> dict[str, Any]:
     deliveries = deliveries or {"delivered": [], "queued": [], "failed": []}
     d = describe(a.measured, value=a.value, threshold=a.threshold, eta_s=a.eta_s, time_ns=a.updated_ns,
-                 labels=a.labels, kind=a.labels.get("kind", ""))
+                 labels=a.labels, kind=a.labels.get("kind", ""), tz=tz)
     return {
         "id": a.id, "fingerprint": a.fingerprint, "rule_id": a.rule_id, "device_id": a.device_id,
         "state": a.display_state, "severity": a.severity, "route": a.route,
@@ -122,13 +123,18 @@ def _print_json(data: Any) -> None:
 
 
 def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | None = None,
-             manager: Callable[[typer.Context, AlertStore], AlertManager] | None = None) -> None:
+             manager: Callable[[typer.Context, AlertStore], AlertManager] | None = None,
+             timezone: Callable[[typer.Context], str] | None = None) -> None:
     """Add the `alerts` command group to `app`. `db_path` gives the configured database when no
     `--db` or $URBANSENSE_ALERTS_DB is given (default var/alerts.sqlite); `manager` builds the configured
-    alert manager, so that an ack also enqueues the case platform's update (the service delivers it)."""
+    alert manager, so that an ack also enqueues the case platform's update (the service delivers it);
+    `timezone` the zone of clock times in descriptions (default Asia/Shanghai)."""
     sub = typer.Typer(help="Alerts: list, show, acknowledge, silence.", no_args_is_help=True)
     state: dict[str, Any] = {"db": None, "ctx": None}
     console = Console()
+
+    def zone() -> str:
+        return timezone(state["ctx"]) if timezone is not None else "Asia/Shanghai"
 
     @sub.callback()
     def _options(
@@ -170,13 +176,14 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         def body(store: AlertStore) -> None:
             alerts = store.list_alerts(state_, limit)
             if as_json:
-                _print_json([alert_dict(a, store.deliveries(a.fingerprint, a.started_ns)) for a in alerts])
+                _print_json([alert_dict(a, store.deliveries(a.fingerprint, a.started_ns), zone())
+                             for a in alerts])
                 return
             t = _table("ID", "STATE", "SEV", "RULE", "DEVICE", "MEASURED / LIMIT", "SINCE", "NOTE")
             for a in alerts:
                 note = f"ack {a.acked_by}" if a.acked_by and a.state == "firing" else (a.suppressed_by or "")
                 d = describe(a.measured, value=a.value, threshold=a.threshold, eta_s=a.eta_s,
-                             time_ns=a.updated_ns, labels=a.labels, kind=a.labels.get("kind", ""))
+                             time_ns=a.updated_ns, labels=a.labels, kind=a.labels.get("kind", ""), tz=zone())
                 t.add_row(str(a.id), a.display_state, a.severity, a.rule_id, a.device_id,
                           f"{d.name} {d.value_text} / {d.threshold_text}", _when(a.started_ns)[5:16], note)
             console.print(t)
@@ -195,7 +202,7 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
                         "note": h.note} for h in store.history(a.fingerprint)]
             outbox = [_outbox_dict(o) for o in store.outbox(a.fingerprint)]
             cases = store.cases(a.fingerprint)
-            info = alert_dict(a, store.deliveries(a.fingerprint, a.started_ns))
+            info = alert_dict(a, store.deliveries(a.fingerprint, a.started_ns), zone())
             if as_json:
                 _print_json({"alert": info, "history": history, "notifications": outbox, "cases": cases})
                 return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from provisioning.view import RegistryView
 from rules.loader import load_rules
 from service.alerting import case_code_warnings
 from service.app import run_service
+from service.config import CONFIG_ENV, DEFAULT_PATH, ConfigError, load_config
 from service.logs import setup_logging
 
 app = typer.Typer(
@@ -86,6 +88,17 @@ def _configured_manager(ctx: typer.Context, store: AlertStore) -> AlertManager:
                         timezone=ac.timezone)
 
 
+def _configured_timezone(ctx: typer.Context) -> str:
+    """`[alerts] timezone` of the config, or Asia/Shanghai when there is no config file (`--db` alone)."""
+    path = state(ctx).config_path
+    if path is None and not os.environ.get(CONFIG_ENV) and not Path(DEFAULT_PATH).exists():
+        return "Asia/Shanghai"
+    try:
+        return load_config(path).alerts.timezone
+    except ConfigError:
+        return "Asia/Shanghai"
+
+
 def _configured_alerts_db(ctx: typer.Context) -> Path:
     """The alerts database of the config that `--config` (or $URBANSENSE_CONFIG) names."""
     cfg = state(ctx).config
@@ -98,7 +111,7 @@ COMMANDS = (device.register, decoders.register, rules.register, deadletter.regis
 
 for _register in COMMANDS:
     _register(app)
-alerts.register(app, db_path=_configured_alerts_db, manager=_configured_manager)
+alerts.register(app, db_path=_configured_alerts_db, manager=_configured_manager, timezone=_configured_timezone)
 
 
 def main() -> None:

@@ -151,3 +151,11 @@ def test_the_engine_says_what_its_value_measures():
     assert (t.field_name, t.aggregate, t.target) == ("depth_mm", "eta", 270.0)
     assert t.current is not None and t.current >= 70 and t.rate_per_s == pytest.approx(25 / 60)
     assert t.value == t.eta_s and t.held_s == 0.0
+
+
+def test_the_expected_clock_time_is_in_the_configured_zone():
+    from dataclasses import replace
+
+    rising = next(r for r in PRESETS if r.id == "water.rising")
+    text = rendered_text("wecom", replace(notice_for(rising), timezone="Europe/Berlin"))
+    assert "04:20（Europe/Berlin）" in text  # 02:20 UTC in July
