@@ -4,6 +4,8 @@ notifier, the rendered text and JSON carry the quantity derived from the rule's 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 import pytest
 
@@ -154,8 +156,6 @@ def test_the_engine_says_what_its_value_measures():
 
 
 def test_the_expected_clock_time_is_in_the_configured_zone():
-    from dataclasses import replace
-
     rising = next(r for r in PRESETS if r.id == "water.rising")
     text = rendered_text("wecom", replace(notice_for(rising), timezone="Europe/Berlin"))
     assert "04:20（Europe/Berlin）" in text  # 02:20 UTC in July
