@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from core.secrets import reveal
 from provisioning.registry import Registry
 from provisioning.validate import InvalidDevice
 from service.config import CONFIG_ENV, DEFAULT_PATH, Config
@@ -109,7 +110,8 @@ async def with_influx(cfg: Config, use: Callable[[InfluxClient], Awaitable[T]]) 
     from storage.influx import InfluxClient
 
     ic = cfg.influxdb
-    async with InfluxClient(ic.url, ic.database, username=ic.username or None, password=ic.password or None,
-                            token=ic.token or None, retention_policy=ic.retention_policy or None,
+    async with InfluxClient(reveal(ic.url), ic.database, username=ic.username or None,
+                            password=reveal(ic.password) or None, token=reveal(ic.token) or None,
+                            retention_policy=ic.retention_policy or None,
                             timeout=min(ic.timeout_s, 5.0)) as client:
         return await use(client)

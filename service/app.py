@@ -10,6 +10,7 @@ import time
 from loguru import logger
 
 from collectors.uplink import Incoming, Sink
+from core.secrets import reveal
 from grafana.device_info import write_device_info
 from provisioning.view import RegistryView
 from service.alerting import Alerting
@@ -51,9 +52,10 @@ class Service:
     async def run(self) -> None:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
+        logger.debug("configuration (secrets masked): {}", cfg.model_dump(mode="json"))
         ic = cfg.influxdb
-        self.influx = InfluxClient(ic.url, ic.database, username=ic.username or None,
-                                   password=ic.password or None, token=ic.token or None,
+        self.influx = InfluxClient(reveal(ic.url), ic.database, username=ic.username or None,
+                                   password=reveal(ic.password) or None, token=reveal(ic.token) or None,
                                    retention_policy=ic.retention_policy or None, timeout=ic.timeout_s)
         if ic.create_database:
             await self._ensure_database()

@@ -82,12 +82,7 @@ def check_config(ctx: typer.Context) -> None:
     Example: [bold]urbansense --config config.toml check-config[/bold]
     """
     cfg = state(ctx).config
-    data = cfg.model_dump(mode="json")
-    for section in data.values():
-        if isinstance(section, dict):
-            for k in ("password", "token"):
-                if section.get(k):
-                    section[k] = "***"
+    data = cfg.model_dump(mode="json")  # secret types dump masked
     typer.echo(f"configuration OK: {state(ctx).config_path or 'config.toml'}")
     for name, section in data.items():
         typer.echo(f"[{name}] {section}")

@@ -13,6 +13,7 @@ from collectors.lorawan import parse as parse_lorawan
 from collectors.nbiot.frame import parse_udp
 from collectors.nbiot.platforms import parse_ctwing_dead, parse_onenet_dead
 from collectors.uplink import Sink, Uplink
+from core.secrets import reveal
 from service.config import Config
 
 
@@ -34,7 +35,7 @@ def _lorawan(cfg: Config) -> Collector | None:
     if not topics:
         return None
     return LorawanCollector(topics=topics, host=mc.host, port=mc.port, client_id=mc.client_id,
-                            username=mc.username or None, password=mc.password or None,
+                            username=mc.username or None, password=reveal(mc.password) or None,
                             receive_maximum=mc.receive_maximum, session_expiry_s=mc.session_expiry_s,
                             keepalive=mc.keepalive_s, reconnect_min_s=mc.reconnect_min_s,
                             reconnect_max_s=mc.reconnect_max_s)
@@ -52,7 +53,8 @@ def _nbiot(cfg: Config) -> Collector | None:
     return NbiotCollector(
         udp=UdpListener(nb.udp_host, nb.udp_port, nb.udp_buffer) if nb.udp else None,
         coap=CoapEndpoint(nb.coap_host, nb.coap_port, nb.coap_path) if nb.coap else None,
-        push=PushReceiver(nb.push_host, nb.push_port, ctwing_token=nb.ctwing_token, onenet_token=nb.onenet_token,
+        push=PushReceiver(nb.push_host, nb.push_port, ctwing_token=reveal(nb.ctwing_token),
+                          onenet_token=reveal(nb.onenet_token),
                           max_body_bytes=nb.max_body_bytes) if nb.push else None)
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from alerts.config import AlertsConfig
+from core.secrets import SecretStr, SecretUrl
 
 DEFAULT_PATH = "config.toml"
 CONFIG_ENV = "URBANSENSE_CONFIG"
@@ -42,7 +43,7 @@ class MqttConfig(_Section):
     client_id: str = Field("urbansense-ingest", min_length=1,
                            description="fixed client id: the broker keeps this session's queue")
     username: str = Field("", description="broker user name, empty for anonymous")
-    password: str = Field("", description="broker password (or env URBANSENSE_MQTT_PASSWORD)")
+    password: SecretStr = Field(SecretStr(""), description="broker password (or env URBANSENSE_MQTT_PASSWORD)")
     keepalive_s: int = Field(30, ge=5, description="MQTT keepalive in seconds")
     session_expiry_s: int = Field(7 * 24 * 3600, ge=0,
                                   description="MQTT 5 session expiry: how long the broker keeps our queue")
@@ -60,11 +61,12 @@ class LorawanConfig(_Section):
 
 
 class InfluxConfig(_Section):
-    url: str = Field("http://127.0.0.1:8086", description="InfluxDB base URL (v1 API)")
+    url: SecretUrl = Field(SecretUrl("http://127.0.0.1:8086"),
+                           description="InfluxDB base URL (v1 API); shown with credentials masked")
     database: str = Field("urbansense", min_length=1, description="database (1.x) or DBRP-mapped bucket")
     username: str = Field("", description="v1 user name")
-    password: str = Field("", description="v1 password (or env URBANSENSE_INFLUXDB_PASSWORD)")
-    token: str = Field("", description="v2/v3 token (or env URBANSENSE_INFLUXDB_TOKEN)")
+    password: SecretStr = Field(SecretStr(""), description="v1 password (or env URBANSENSE_INFLUXDB_PASSWORD)")
+    token: SecretStr = Field(SecretStr(""), description="v2/v3 token (or env URBANSENSE_INFLUXDB_TOKEN)")
     retention_policy: str = Field("", description="retention policy, empty for the default")
     create_database: bool = Field(True, description="create the database on start (1.x)")
     batch_size: int = Field(5000, ge=1, description="lines per write")
@@ -118,8 +120,10 @@ class SpoolConfig(_Section):
 
 
 class GrafanaConfig(_Section):
-    url: str = Field("http://127.0.0.1:3000", description="Grafana base URL for `urbansense grafana push`")
-    token: str = Field("", description="Grafana service-account token (or env URBANSENSE_GRAFANA_TOKEN)")
+    url: SecretUrl = Field(SecretUrl("http://127.0.0.1:3000"),
+                           description="Grafana base URL for `urbansense grafana push`")
+    token: SecretStr = Field(SecretStr(""),
+                             description="Grafana service-account token (or env URBANSENSE_GRAFANA_TOKEN)")
     language: Literal["zh", "en"] = Field("zh", description="dashboard and panel titles: zh or en")
     folder: str = Field("UrbanSense", min_length=1, description="Grafana folder of the dashboards")
     timeout_s: float = Field(10.0, gt=0, description="HTTP timeout per Grafana API call")
@@ -137,8 +141,10 @@ class NbiotConfig(_Section):
     push: bool = Field(False, description="serve the HTTP receiver for CTWing/AEP and OneNET pushes")
     push_host: str = Field("127.0.0.1", description="HTTP listen address (put a TLS reverse proxy in front)")
     push_port: int = Field(8087, ge=0, le=65535, description="HTTP port (0 = any free port)")
-    ctwing_token: str = Field("", description="path token of /push/ctwing/<token> (or env URBANSENSE_CTWING_TOKEN)")
-    onenet_token: str = Field("", description="OneNET push token for signatures (or env URBANSENSE_ONENET_TOKEN)")
+    ctwing_token: SecretStr = Field(SecretStr(""),
+                                    description="path token of /push/ctwing/<token> (or env URBANSENSE_CTWING_TOKEN)")
+    onenet_token: SecretStr = Field(SecretStr(""),
+                                    description="OneNET push token for signatures (or env URBANSENSE_ONENET_TOKEN)")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="largest push request body accepted")
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from core.secrets import reveal
 from service.simulator import SCENARIOS, FleetSimulator, Publisher, Scenario
 
 console = Console()
@@ -84,7 +85,7 @@ def register(app: typer.Typer) -> None:
                           "(add some with `urbansense device add`)")
             raise typer.Exit(1)
         pub = Publisher(cfg.mqtt.host, cfg.mqtt.port, username=cfg.mqtt.username or None,
-                        password=cfg.mqtt.password or None)
+                        password=reveal(cfg.mqtt.password) or None)
         console.print(f"simulating {len(sim.devices)} devices, scenario {scenario}, {rate}/s for {duration}s")
         try:
             sent = run_simulation(sim, pub, rate=rate, duration_s=duration)

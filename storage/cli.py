@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from core.secrets import reveal
 from storage.deadletter import DeadLetter, DeadLetterStore
 
 deadletter_app = typer.Typer(
@@ -155,7 +156,7 @@ def replay(ctx: typer.Context,
             return
         m = cfg.mqtt
         try:
-            pub = Publisher(m.host, m.port, username=m.username or None, password=m.password or None,
+            pub = Publisher(m.host, m.port, username=m.username or None, password=reveal(m.password) or None,
                             client_id=f"{m.client_id}-replay")
         except (ConnectionError, OSError) as exc:
             typer.secho(f"cannot reach the broker at {m.host}:{m.port}: {exc}", fg="red", err=True)

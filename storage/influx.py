@@ -16,6 +16,7 @@ import httpx
 import orjson
 from loguru import logger
 
+from core.secrets import redact_url
 from storage.errors import (
     PartialWriteError,
     PayloadTooLarge,
@@ -113,6 +114,7 @@ class InfluxClient:
         if not database:
             raise ValueError("database name is empty")
         self.url = url.rstrip("/")
+        self.shown_url = redact_url(self.url)
         self.database = database
         self.retention_policy = retention_policy
         self.server_version: str | None = None
@@ -148,9 +150,9 @@ class InfluxClient:
             response = await self._http.post("/write", params=self._write_params, content=body,
                                              headers={"Content-Type": "text/plain; charset=utf-8"})
         except httpx.TimeoutException as exc:
-            raise RetryableWriteError(f"write to {self.url} timed out: {exc!r}") from exc
+            raise RetryableWriteError(f"write to {self.shown_url} timed out: {exc!r}") from exc
         except httpx.TransportError as exc:
-            raise RetryableWriteError(f"cannot reach InfluxDB at {self.url}: {exc!r}") from exc
+            raise RetryableWriteError(f"cannot reach InfluxDB at {self.shown_url}: {exc!r}") from exc
         if response.status_code < 300:
             return
         raise write_error(response.status_code, response.content, response.headers.get("Retry-After"))
@@ -167,7 +169,7 @@ class InfluxClient:
         try:
             response = await self._http.post("/query", params=params, data={"q": q})
         except httpx.TransportError as exc:
-            raise TransientError(f"cannot reach InfluxDB at {self.url}: {exc!r}") from exc
+            raise TransientError(f"cannot reach InfluxDB at {self.shown_url}: {exc!r}") from exc
         status = response.status_code
         if status == 429 or status >= 500:
             text, _ = _error_text(response.content)

@@ -14,6 +14,7 @@ from alerts.config import MqttReceiver
 from alerts.errors import RetryableError
 from alerts.model import Delivery, Notice
 from alerts.notifiers.text import alert_json
+from core.secrets import reveal
 
 
 def topic_for(template: str, body: dict[str, Any]) -> str:
@@ -41,7 +42,7 @@ class MqttNotifier:
         if self._client is not None and self._loop is loop:
             return self._client
         c = self.cfg
-        client = aiomqtt.Client(c.host, c.port, username=c.username or None, password=c.password or None,
+        client = aiomqtt.Client(c.host, c.port, username=c.username or None, password=reveal(c.password) or None,
                                 identifier=c.client_id or f"urbansense-alerts-{uuid.uuid4().hex[:8]}",
                                 timeout=c.timeout_s, keepalive=30)
         await client.__aenter__()

@@ -34,6 +34,11 @@ class PushStats:
     refused: dict[str, int] = field(default_factory=dict)
 
 
+def _topic(request: web.Request) -> str:
+    """Where a push came in, as its route pattern: the CTWing path token is never stored or logged."""
+    return f"http:{request.match_info.route.resource.canonical}" if request.match_info.route.resource else "http:"
+
+
 class PushReceiver:
     def __init__(self, host: str, port: int, *, ctwing_token: str, onenet_token: str, max_body_bytes: int,
                  on_refused: Callable[[str, str], None] | None = None) -> None:
@@ -125,7 +130,7 @@ class PushReceiver:
         """Hand the raw body to the pipeline, whose parser for `platform` names the reason and keeps it."""
         assert self._sink is not None
         fut, ack = ack_future(asyncio.get_running_loop())
-        if await self._sink.put_async(Incoming(platform, f"http:{request.path}", body, received_ns, ack=ack)):
+        if await self._sink.put_async(Incoming(platform, _topic(request), body, received_ns, ack=ack)):
             await asyncio.wait_for(fut, HANDOFF_TIMEOUT_S)
         return self._refuse(platform, exc.reason, 400, f"{exc.reason}: {exc.detail}")
 
@@ -136,7 +141,7 @@ class PushReceiver:
         futures = []
         for up in uplinks:
             fut, ack = ack_future(loop)
-            ok = await self._sink.put_async(Incoming(platform, f"http:{request.path}", body if len(uplinks) == 1
+            ok = await self._sink.put_async(Incoming(platform, _topic(request), body if len(uplinks) == 1
                                                      else up.payload, received_ns, ack=ack, uplink=up))
             if not ok:
                 return web.Response(status=503, text="service is stopping\n")
