@@ -21,6 +21,7 @@ from service.inbox import Inbox
 from service.metrics import Metrics
 from service.pipeline import Pipeline
 from storage.deadletter import DeadLetter, DeadLetterStore
+from storage.health import open_spool, shutdown_summary, storage_not_ready
 from storage.influx import InfluxClient
 from storage.lineprotocol import split_lines
 from storage.spool import DiskSpool
@@ -68,7 +69,8 @@ class Service:
 
         sc = cfg.spool
         if sc.enabled:
-            self.spool = DiskSpool(cfg.path(sc.path), max_bytes=sc.max_bytes, segment_bytes=sc.segment_bytes)
+            self.spool = open_spool(cfg.path(sc.path), max_bytes=sc.max_bytes, segment_bytes=sc.segment_bytes)
+        if self.spool is not None:
             self.metrics.spool_bytes.set_function(lambda: max(0, self.spool.pending_bytes) if self.spool else 0)
             self.metrics.spool_oldest_age.set_function(lambda: self.spool.oldest_age_s() if self.spool else 0.0)
         writer = BatchWriter(self.influx, batch_size=ic.batch_size, flush_interval_s=ic.flush_interval_s,
@@ -129,8 +131,7 @@ class Service:
             await self.influx.aclose()
             view.close()
             deadletters.close()
-            logger.info("stopped: {} received, {} readings written", self.pipeline.stats.received,
-                        self.pipeline.stats.readings)
+            logger.info(shutdown_summary(self.pipeline.stats.received, writer, self.spool))
 
     def _written(self, points: int, seconds: float) -> None:
         self.metrics.points_written.inc(points)
@@ -141,9 +142,10 @@ class Service:
             ok, why = c.ready()
             if not ok:
                 return False, f"{c.name}: {why}"
-        writer, spool = self.writer, self.spool
-        if writer is not None and not writer.influx_reachable and (spool is None or writer.spool_refusing):
-            return False, "InfluxDB unreachable and the spool is full" if spool else "InfluxDB unreachable"
+        if self.writer is not None:
+            why = storage_not_ready(self.writer, self.spool is not None)
+            if why:
+                return False, why
         return True, "ok"
 
     async def _ensure_database(self) -> None:

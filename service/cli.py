@@ -58,7 +58,8 @@ def _main(ctx: typer.Context,
 
 def setup_logging(level: str) -> None:
     logger.remove()
-    logger.add(sys.stderr, level=level,
+    # diagnose=False: a traceback must not print local variables, which may hold secrets
+    logger.add(sys.stderr, level=level, diagnose=False,
                format="<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <7}</level> {message}")
 
 
