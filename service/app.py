@@ -54,12 +54,17 @@ class Service:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         logger.debug("configuration (secrets masked): {}", cfg.model_dump(mode="json"))
+        if cfg.metrics.enabled:  # first: /healthz answers while the rest starts (and InfluxDB may be down)
+            self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
+                                                ready=self._ready)
+            self.metrics_server.start()
         ic = cfg.influxdb
         self.influx = InfluxClient(reveal(ic.url), ic.database, username=ic.username or None,
                                    password=reveal(ic.password) or None, token=reveal(ic.token) or None,
                                    retention_policy=ic.retention_policy or None, timeout=ic.timeout_s)
-        if ic.create_database:
-            await self._ensure_database()
+        database_task: asyncio.Task[None] | None = None
+        if ic.create_database and not await self._try_ensure_database():
+            database_task = asyncio.create_task(self._ensure_database(), name="influx-create-database")
         deadletters = DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path))
 
         def rejected(lines: bytes, reason: str) -> None:
@@ -85,10 +90,6 @@ class Service:
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
         self.collectors = build_collectors(cfg, self.metrics)
-        if cfg.metrics.enabled:
-            self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
-                                                ready=self._ready)
-            self.metrics_server.start()
         self.alerting = Alerting(cfg, view)
         await self.alerting.warm_up(self.influx)
         self.pipeline.on_reading.append(self.alerting.on_reading)
@@ -121,9 +122,11 @@ class Service:
                              "at the broker and are delivered again on the next start")
             if self.spool is not None:
                 self.spool.close()
-            refresh_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresh_task
+            for task in (refresh_task, database_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             for c in self.collectors:
                 await c.stop()
             if self.metrics_server:
@@ -138,6 +141,8 @@ class Service:
         self.metrics.write_seconds.observe(seconds)
 
     def _ready(self) -> tuple[bool, str]:
+        if not self.started.is_set():
+            return False, "starting"
         for c in self.collectors:
             ok, why = c.ready()
             if not ok:
@@ -147,6 +152,17 @@ class Service:
             if why:
                 return False, why
         return True, "ok"
+
+    async def _try_ensure_database(self) -> bool:
+        """One attempt at CREATE DATABASE; False (logged) when InfluxDB cannot be reached now."""
+        assert self.influx is not None
+        try:
+            await self.influx.ensure_database()
+            return True
+        except Exception as exc:  # start anyway: batches go to the spool (or wait, acks held) until it is back
+            logger.warning("InfluxDB not ready at start ({}); ingesting into the spool (or holding acks) and "
+                           "creating the database once it answers", exc)
+            return False
 
     async def _ensure_database(self) -> None:
         assert self.influx is not None

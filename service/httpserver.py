@@ -1,7 +1,12 @@
-"""The loopback HTTP endpoint: Prometheus `/metrics`, `/healthz` (alive) and `/readyz` (ready)."""
+"""The loopback HTTP endpoint: Prometheus `/metrics`, `/healthz` (alive) and `/readyz` (ready).
+
+Each connection is served in its own thread with a socket timeout, so idle or slow clients
+(an orchestrator's probes, a stuck scraper) never keep `/healthz` from answering.
+"""
 
 from __future__ import annotations
 
+import socketserver
 import threading
 from collections.abc import Callable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -10,19 +15,30 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = 10.0  # seconds a connection may stay idle or half-sent (set per server below)
+
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    """One thread per connection; threads never keep the process alive."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128
 
 
 class MetricsServer:
     """Serves in a daemon thread; `port` 0 picks a free one (read `.port` after `start`)."""
 
     def __init__(self, registry: CollectorRegistry, host: str, port: int,
-                 ready: Callable[[], tuple[bool, str]]) -> None:
+                 ready: Callable[[], tuple[bool, str]], *, timeout_s: float = 10.0) -> None:
         self._metrics = make_wsgi_app(registry)
         self._ready = ready
         self.host = host
         self.port = port
+        self.timeout_s = timeout_s
         self._server: WSGIServer | None = None
 
     def _app(self, environ: dict, start_response: Callable) -> list[bytes]:
@@ -37,7 +53,9 @@ class MetricsServer:
         return self._metrics(environ, start_response)
 
     def start(self) -> None:
-        self._server = make_server(self.host, self.port, self._app, handler_class=_QuietHandler)
+        handler = type("_Handler", (_QuietHandler,), {"timeout": self.timeout_s})
+        self._server = make_server(self.host, self.port, self._app, server_class=_ThreadingServer,
+                                   handler_class=handler)
         self.port = self._server.server_port
         threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True).start()
 
