@@ -23,6 +23,7 @@ class _Http(_Model):
     headers: dict[str, SecretStr] = Field(default_factory=dict,
                                     description="extra HTTP headers on every request (e.g. Authorization)")
     timeout_s: float = Field(10.0, gt=0, description="HTTP timeout per request, seconds")
+    ca_file: str = Field("", description="PEM CA certificate(s) for an https:// url; empty = the system's CAs")
 
 
 class CasePlatformReceiver(_Http):
@@ -67,6 +68,7 @@ class WecomReceiver(_Model):
                            description="robot webhook endpoint")
     key: SecretStr = Field(min_length=1, description="the robot's key (the webhook URL's key= parameter)")
     timeout_s: float = Field(10.0, gt=0, description="HTTP timeout per request, seconds")
+    ca_file: str = Field("", description="PEM CA certificate(s) for the endpoint; empty = the system's CAs")
 
 
 class DingtalkReceiver(_Model):
@@ -79,6 +81,7 @@ class DingtalkReceiver(_Model):
     at_mobiles: list[str] = Field(default_factory=list, description="mobile numbers to @ in every message")
     at_all: bool = Field(False, description="@ everyone in the group")
     timeout_s: float = Field(10.0, gt=0, description="HTTP timeout per request, seconds")
+    ca_file: str = Field("", description="PEM CA certificate(s) for the endpoint; empty = the system's CAs")
 
 
 class MqttReceiver(_Model):
@@ -93,6 +96,10 @@ class MqttReceiver(_Model):
     password: SecretStr = Field(SecretStr(""), description="broker password")
     client_id: str = Field("", description="MQTT client id; empty = generated")
     timeout_s: float = Field(10.0, gt=0, description="connect and publish timeout, seconds")
+    tls: bool = Field(False, description="connect over TLS 1.2+ (certificate and host name always verified)")
+    ca_file: str = Field("", description="PEM CA certificate(s) of the broker; empty = the system's CAs")
+    cert_file: str = Field("", description="PEM client certificate for mutual TLS; empty = none")
+    key_file: str = Field("", description="PEM private key of cert_file")
 
 
 Receiver = Annotated[

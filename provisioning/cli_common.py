@@ -113,5 +113,5 @@ async def with_influx(cfg: Config, use: Callable[[InfluxClient], Awaitable[T]]) 
     async with InfluxClient(reveal(ic.url), ic.database, username=ic.username or None,
                             password=reveal(ic.password) or None, token=reveal(ic.token) or None,
                             retention_policy=ic.retention_policy or None,
-                            timeout=min(ic.timeout_s, 5.0)) as client:
+                            timeout=min(ic.timeout_s, 5.0), verify=cfg.influx_verify()) as client:
         return await use(client)

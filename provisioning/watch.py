@@ -87,6 +87,9 @@ def watch(cfg: Config, device: Device, on_uplink: Callable[[WatchedUplink], None
                          protocol=mqtt.MQTTv311, clean_session=True)
     if cfg.mqtt.username:
         client.username_pw_set(cfg.mqtt.username, reveal(cfg.mqtt.password))
+    tls = cfg.mqtt_tls()
+    if tls is not None:
+        client.tls_set_context(tls)
 
     def on_connect(c: mqtt.Client, _u: object, _f: object, reason: object, _p: object = None) -> None:
         if getattr(reason, "is_failure", False):

@@ -42,7 +42,7 @@ class Alerting:
         self.engine.set_devices(view.by_id.values())
         self._devices_loaded_at = view.loaded_at
         self.alerts = Alerts(cfg.alerts, lambda device_id: self.view.by_id.get(device_id),
-                             db_path=cfg.path(cfg.alerts.db_path))
+                             db_path=cfg.path(cfg.alerts.db_path), base_dir=cfg.base_dir)
         self.transitions = 0
         self.recent: deque[AlertTransition] = deque(maxlen=50)
         self._pending: list[AlertTransition] = []

@@ -61,7 +61,8 @@ class Service:
         ic = cfg.influxdb
         self.influx = InfluxClient(reveal(ic.url), ic.database, username=ic.username or None,
                                    password=reveal(ic.password) or None, token=reveal(ic.token) or None,
-                                   retention_policy=ic.retention_policy or None, timeout=ic.timeout_s)
+                                   retention_policy=ic.retention_policy or None, timeout=ic.timeout_s,
+                                   verify=cfg.influx_verify())
         database_task: asyncio.Task[None] | None = None
         if ic.create_database and not await self._try_ensure_database():
             database_task = asyncio.create_task(self._ensure_database(), name="influx-create-database")

@@ -38,7 +38,7 @@ def _lorawan(cfg: Config) -> Collector | None:
                             username=mc.username or None, password=reveal(mc.password) or None,
                             receive_maximum=mc.receive_maximum, session_expiry_s=mc.session_expiry_s,
                             keepalive=mc.keepalive_s, reconnect_min_s=mc.reconnect_min_s,
-                            reconnect_max_s=mc.reconnect_max_s)
+                            reconnect_max_s=mc.reconnect_max_s, tls=cfg.mqtt_tls())
 
 
 def _nbiot(cfg: Config) -> Collector | None:

@@ -8,6 +8,7 @@ of the file (see `SECRET_ENV`).
 from __future__ import annotations
 
 import os
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from alerts.config import AlertsConfig
 from core.secrets import SecretStr, SecretUrl
+from core.tls import TlsError, client_context
 
 DEFAULT_PATH = "config.toml"
 CONFIG_ENV = "URBANSENSE_CONFIG"
@@ -51,6 +53,11 @@ class MqttConfig(_Section):
                                  description="MQTT 5 Receive Maximum: unacknowledged messages in flight")
     reconnect_min_s: float = Field(0.5, gt=0, description="first reconnect delay")
     reconnect_max_s: float = Field(30.0, gt=0, description="reconnect delay cap")
+    tls: bool = Field(False, description="connect over TLS 1.2+ (certificate and host name always verified)")
+    ca_file: str = Field("", description="PEM CA certificate(s) the broker's certificate must chain to; "
+                                         "empty = the system's CAs")
+    cert_file: str = Field("", description="PEM client certificate for mutual TLS; empty = none")
+    key_file: str = Field("", description="PEM private key of cert_file")
 
 
 class LorawanConfig(_Section):
@@ -73,6 +80,7 @@ class InfluxConfig(_Section):
     flush_interval_s: float = Field(0.2, gt=0, description="longest a line waits before a write")
     max_batches_in_flight: int = Field(2, ge=1, description="writes under way before backpressure")
     timeout_s: float = Field(10.0, gt=0, description="HTTP timeout per write")
+    ca_file: str = Field("", description="PEM CA certificate(s) for an https:// url; empty = the system's CAs")
 
 
 class RegistryConfig(_Section):
@@ -198,6 +206,20 @@ class Config(_Section):
         p = Path(value)
         return p if p.is_absolute() else self.base_dir / p
 
+    def mqtt_tls(self) -> ssl.SSLContext | None:
+        """The broker connection's TLS context (collector, `device watch`, simulator, replay), None without TLS."""
+        m = self.mqtt
+        if not m.tls:
+            return None
+        return client_context(ca_file=self.path(m.ca_file) if m.ca_file else None,
+                              cert_file=self.path(m.cert_file) if m.cert_file else None,
+                              key_file=self.path(m.key_file) if m.key_file else None, setting="mqtt")
+
+    def influx_verify(self) -> ssl.SSLContext | bool:
+        """What httpx verifies InfluxDB's certificate with: the configured CA file, else the system's CAs."""
+        ca = self.influxdb.ca_file
+        return client_context(ca_file=self.path(ca), setting="influxdb") if ca else True
+
 
 _TYPE_WORDS = {
     "int_type": "an integer", "int_parsing": "an integer", "float_type": "a number",
@@ -232,10 +254,16 @@ def parse_config(data: dict[str, Any], *, source: str = "config", base_dir: Path
     if "base_dir" in merged:
         raise ConfigError(f"{source}: base_dir: unknown key (check its spelling; see config.toml for the keys)")
     try:
-        return Config.model_validate({**merged, "base_dir": base_dir})
+        cfg = Config.model_validate({**merged, "base_dir": base_dir})
     except ValidationError as exc:
         problems = "\n  ".join(_describe(e) for e in exc.errors())
         raise ConfigError(f"{source}: invalid configuration:\n  {problems}") from None
+    try:  # TLS files are checked at load, so that check-config reports them
+        cfg.mqtt_tls()
+        cfg.influx_verify()
+    except TlsError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return cfg
 
 
 def load_config(path: str | Path | None = None, *, environ: dict[str, str] | None = None) -> Config:

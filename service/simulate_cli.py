@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
                           "(add some with `urbansense device add`)")
             raise typer.Exit(1)
         pub = Publisher(cfg.mqtt.host, cfg.mqtt.port, username=cfg.mqtt.username or None,
-                        password=reveal(cfg.mqtt.password) or None)
+                        password=reveal(cfg.mqtt.password) or None, tls=cfg.mqtt_tls())
         console.print(f"simulating {len(sim.devices)} devices, scenario {scenario}, {rate}/s for {duration}s")
         try:
             sent = run_simulation(sim, pub, rate=rate, duration_s=duration)

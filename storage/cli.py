@@ -157,7 +157,7 @@ def replay(ctx: typer.Context,
         m = cfg.mqtt
         try:
             pub = Publisher(m.host, m.port, username=m.username or None, password=reveal(m.password) or None,
-                            client_id=f"{m.client_id}-replay")
+                            client_id=f"{m.client_id}-replay", tls=cfg.mqtt_tls())
         except (ConnectionError, OSError) as exc:
             typer.secho(f"cannot reach the broker at {m.host}:{m.port}: {exc}", fg="red", err=True)
             raise typer.Exit(1) from None

@@ -8,6 +8,7 @@ covers all three. Every failure is raised as one of `storage.errors`.
 from __future__ import annotations
 
 import re
+import ssl
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -108,7 +109,7 @@ class InfluxClient:
 
     def __init__(self, url: str, database: str, *, username: str | None = None, password: str | None = None,
                  token: str | None = None, retention_policy: str | None = None, timeout: float = 10.0,
-                 max_connections: int = 8) -> None:
+                 max_connections: int = 8, verify: ssl.SSLContext | bool = True) -> None:
         if token and username:
             raise ValueError("give either a token (InfluxDB 2.x/3.x) or a username and password (1.x), not both")
         if not database:
@@ -130,7 +131,7 @@ class InfluxClient:
             self._write_params["rp"] = retention_policy
             self._query_params["rp"] = retention_policy
         self._http = httpx.AsyncClient(
-            base_url=self.url, headers=headers, auth=auth, timeout=timeout,
+            base_url=self.url, headers=headers, auth=auth, timeout=timeout, verify=verify,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections))
 
     async def __aenter__(self) -> InfluxClient:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 class Notifier(Protocol):
     name: str
+    tls: ssl.SSLContext | None
 
     def render(self, notice: Notice) -> dict[str, Any] | None: ...
 
@@ -72,13 +74,15 @@ class HttpNotifier:
         self.name = name
         self.timeout_s = timeout_s
         self.headers = {k: reveal(v) for k, v in (headers or {}).items()}
+        self.tls: ssl.SSLContext | None = None  # set by `build_notifiers` from the receiver's ca_file
         self._client: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _http(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            self._client = httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False, trust_env=False)
+            self._client = httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False, trust_env=False,
+                                             verify=self.tls if self.tls is not None else True)
             self._loop = loop
         return self._client
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import uuid
 from typing import Any
 
@@ -32,6 +33,7 @@ class MqttNotifier:
         self.name = name
         self.cfg = cfg
         self._client: aiomqtt.Client | None = None
+        self.tls: ssl.SSLContext | None = None  # set by `build_notifiers` when the receiver sets `tls`
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def render(self, notice: Notice) -> dict[str, Any]:
@@ -44,7 +46,7 @@ class MqttNotifier:
         c = self.cfg
         client = aiomqtt.Client(c.host, c.port, username=c.username or None, password=reveal(c.password) or None,
                                 identifier=c.client_id or f"urbansense-alerts-{uuid.uuid4().hex[:8]}",
-                                timeout=c.timeout_s, keepalive=30)
+                                timeout=c.timeout_s, keepalive=30, tls_context=self.tls)
         await client.__aenter__()
         self._client, self._loop = client, loop
         return client
