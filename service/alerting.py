@@ -17,16 +17,16 @@ from loguru import logger
 
 from alerts.points import transition_point
 from alerts.runtime import Alerts
+from core.reading import Reading
+from core.transition import AlertState, AlertTransition, Severity
 from provisioning.view import RegistryView
 from rules.engine import Engine
 from rules.loader import load_rules
 from rules.machine import RestoredAlert
-from rules.transition import AlertState, AlertTransition, Severity
 from rules.warmup import readings_from_series
 from service.config import Config
 from storage.influx import InfluxClient
 from storage.lineprotocol import encode_reading
-from storage.reading import Reading
 from storage.writer import BatchWriter
 
 

@@ -22,7 +22,7 @@ from loguru import logger
 from servicekit import make_config, running, wait_until
 from test_faults_ingest import DB, Stream, assert_exact, provision, tally
 
-from service.daemons import Daemon, start_influxd, start_mosquitto
+from sim.daemons import Daemon, start_influxd, start_mosquitto
 from storage.health import open_spool
 from storage.spool import DiskSpool, SpoolWriteError
 from storage.writer import BatchWriter

@@ -16,8 +16,8 @@ from servicekit import make_config, running, wait_until
 from test_faults_ingest import DB, Stream, assert_exact, provision, tally
 
 from service.app import Service
-from service.daemons import Daemon, free_port, start_influxd
 from service.httpserver import MetricsServer
+from sim.daemons import Daemon, free_port, start_influxd
 
 
 def test_100_idle_connections_do_not_keep_healthz_from_answering_within_100_ms() -> None:

@@ -17,14 +17,14 @@ from servicekit import wait_until
 from test_alerting_e2e import MIN, Fleet, accepted
 
 from alerts.testing import RecordingServer
-from provisioning.device import Device
+from core.device import Device
+from core.reading import Reading
+from core.transition import AlertState, Severity
 from provisioning.registry import Registry
 from rules.engine import Engine
 from rules.loader import load_rules
 from rules.machine import RestoredAlert
-from rules.transition import AlertState, Severity
-from service.daemons import Daemon, free_port
-from storage.reading import Reading
+from sim.daemons import Daemon, free_port
 
 CLI = str(Path(sys.executable).parent / "urbansense")
 GAUGES = [Device(f"WL-R-{i}", f"24e12471000001{i:02d}", "milesight-em500-udl", "water_level", 39.92 + i / 100,

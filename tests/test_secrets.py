@@ -21,8 +21,8 @@ from alerts.model import Delivery
 from alerts.notifiers.base import RetryableError
 from alerts.notifiers.webhook import WebhookNotifier
 from core.secrets import SecretUrl, redact_url
-from service.daemons import Daemon, free_port
-from service.simulate_nbiot import ctwing_push, onenet_push
+from sim.daemons import Daemon, free_port
+from sim.nbiot import ctwing_push, onenet_push
 
 CLI = str(Path(sys.executable).parent / "urbansense")
 

@@ -25,8 +25,8 @@ from alerts.notifiers import build_notifiers
 from collectors.mqtt import MqttConsumer
 from core.tls import TlsError, client_context
 from service.config import ConfigError, parse_config
-from service.daemons import BrokerTls, Daemon, start_mosquitto
-from service.simulator import FleetSimulator, Publisher, Scenario
+from sim.daemons import BrokerTls, Daemon, start_mosquitto
+from sim.simulator import FleetSimulator, Publisher, Scenario
 
 
 def _openssl(*args: str, cwd: Path) -> None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import ssl
-import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -22,6 +20,7 @@ import orjson
 from alerts.errors import PermanentError, RetryableError
 from alerts.model import Delivery, Notice
 from core.secrets import redact_url, reveal
+from core.timing import parse_retry_after
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 
@@ -39,20 +38,6 @@ class Notifier(Protocol):
 
 
 
-def retry_after_s(value: str | None) -> float | None:
-    """A Retry-After header (seconds or an HTTP date) in seconds from now."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def check_status(response: httpx.Response, url: str) -> None:
     """2xx passes; 408/425/429 and 5xx are worth retrying; any other status is a permanent refusal."""
     status = response.status_code
@@ -61,7 +46,7 @@ def check_status(response: httpx.Response, url: str) -> None:
     text = response.text[:300].strip()
     message = f"HTTP {status} from {redact_url(url)}" + (f": {text}" if text else "")
     if status in RETRYABLE_STATUS or status >= 500:
-        raise RetryableError(message, retry_after_s=retry_after_s(response.headers.get("retry-after")))
+        raise RetryableError(message, retry_after_s=parse_retry_after(response.headers.get("retry-after")))
     raise PermanentError(message)
 
 
