@@ -28,7 +28,8 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 RegistryOpt = Annotated[Path | None, typer.Option("--registry", help="registry file (default: registry.path "
                                                                      "from the config)")]
-ByOpt = Annotated[str | None, typer.Option("--by", help="who makes the change, for the audit (default: OS user)")]
+ByOpt = Annotated[str | None, typer.Option(
+    "--by", help="a note for the audit (e.g. on whose behalf); the OS user is always recorded as the actor")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON for scripts")]
 IdArg = Annotated[str, typer.Argument(help="device id, e.g. WL-CY-001")]
 

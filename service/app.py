@@ -57,7 +57,7 @@ class Service:
         logger.debug("configuration (secrets masked): {}", cfg.model_dump(mode="json"))
         if cfg.metrics.enabled:  # first: /healthz answers while the rest starts (and InfluxDB may be down)
             self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
-                                                ready=self._ready)
+                                                ready=self._ready, token=reveal(cfg.metrics.token))
             self.metrics_server.start()
         ic = cfg.influxdb
         self.influx = InfluxClient(reveal(ic.url), ic.database, username=ic.username or None,

@@ -25,6 +25,7 @@ from storage.config import INFLUXDB_PASSWORD_ENV, INFLUXDB_TOKEN_ENV, InfluxConf
 DEFAULT_PATH = "config.toml"
 CONFIG_ENV = "URBANSENSE_CONFIG"
 SECRET_ENV = {
+    ("metrics", "token"): "URBANSENSE_METRICS_TOKEN",
     ("mqtt", "password"): "URBANSENSE_MQTT_PASSWORD",
     ("influxdb", "password"): INFLUXDB_PASSWORD_ENV,
     ("influxdb", "token"): INFLUXDB_TOKEN_ENV,
@@ -84,6 +85,8 @@ class MetricsConfig(_Section):
     enabled: bool = Field(True, description="serve Prometheus metrics")
     host: Literal["127.0.0.1", "localhost", "::1"] = Field("127.0.0.1", description="loopback address")
     port: int = Field(9464, ge=0, le=65535, description="metrics port (0 = any free port)")
+    token: SecretStr = Field(SecretStr(""), description="bearer token /metrics requires (or env "
+                             "URBANSENSE_METRICS_TOKEN); empty = open. /healthz and /readyz stay open")
 
 
 class LoggingConfig(_Section):

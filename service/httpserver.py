@@ -6,6 +6,7 @@ Each connection is served in its own thread with a socket timeout, so idle or sl
 
 from __future__ import annotations
 
+import hmac
 import socketserver
 import threading
 from collections.abc import Callable
@@ -33,12 +34,13 @@ class MetricsServer:
     """Serves in a daemon thread; `port` 0 picks a free one (read `.port` after `start`)."""
 
     def __init__(self, registry: CollectorRegistry, host: str, port: int,
-                 ready: Callable[[], tuple[bool, str]], *, timeout_s: float = 10.0) -> None:
+                 ready: Callable[[], tuple[bool, str]], *, timeout_s: float = 10.0, token: str = "") -> None:
         self._metrics = make_wsgi_app(registry)
         self._ready = ready
         self.host = host
         self.port = port
         self.timeout_s = timeout_s
+        self._bearer = f"Bearer {token}".encode() if token else b""
         self._server: WSGIServer | None = None
 
     def _app(self, environ: dict, start_response: Callable) -> list[bytes]:
@@ -50,6 +52,9 @@ class MetricsServer:
             ok, why = self._ready()
             start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
             return [why.encode() + b"\n"]
+        if self._bearer and not hmac.compare_digest(environ.get("HTTP_AUTHORIZATION", "").encode(), self._bearer):
+            start_response("401 Unauthorized", [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")])
+            return [b"a bearer token is required (metrics.token)\n"]
         return self._metrics(environ, start_response)
 
     def start(self) -> None:

@@ -45,6 +45,7 @@ FILE = {
     "dingtalk.secret": "SECS3cr-ding-secret-f15",
     "mqtt_receiver.password": "S3cr-mqttrecv-pw-f16",
     "alertmanager.url.password": "S3cr-am-urlpw-f17",
+    "metrics.token": "S3cr-metrics-f18",
 }
 ENV = {
     "URBANSENSE_MQTT_PASSWORD": "S3cr-mqtt-pw-e1",
@@ -53,6 +54,7 @@ ENV = {
     "URBANSENSE_GRAFANA_TOKEN": "S3cr-grafana-token-e4",
     "URBANSENSE_CTWING_TOKEN": "S3cr-ctwing-e5",
     "URBANSENSE_ONENET_TOKEN": "S3cr-onenet-e6",
+    "URBANSENSE_METRICS_TOKEN": "S3cr-metrics-e7",
 }
 PLANTED = [*FILE.values(), *ENV.values()]
 
@@ -93,6 +95,7 @@ log_every_s = 0.0
 
 [metrics]
 port = {metrics_port}
+token = "{f['metrics.token']}"
 
 [logging]
 level = "DEBUG"
@@ -198,9 +201,13 @@ def test_planted_secrets_appear_in_no_output(tmp_path: Path, mosquitto: Daemon, 
             outputs["push replies"] = r.text
         mqtt_publish.single("application/1/device/0011223344556677/event/up", b"{not json", qos=1,
                             hostname="127.0.0.1", port=mosquitto.port)
+        bearer = {"Authorization": f"Bearer {ENV['URBANSENSE_METRICS_TOKEN']}"}
+        refused = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert refused.status_code == 401
+        outputs["metrics without token"] = refused.text
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and "bad_json" not in outputs.get("metrics", ""):
-            outputs["metrics"] = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+            outputs["metrics"] = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", headers=bearer).text
             time.sleep(0.2)
         assert 'reason="bad_json"' in outputs["metrics"]
         outputs["readyz"] = httpx.get(f"http://127.0.0.1:{metrics_port}/readyz").text
