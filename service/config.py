@@ -7,6 +7,7 @@ of the file (see `SECRET_ENV`).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import ssl
 import tomllib
@@ -137,6 +138,21 @@ class NbiotConfig(_Section):
     onenet_token: SecretStr = Field(SecretStr(""),
                                     description="OneNET push token for signatures (or env URBANSENSE_ONENET_TOKEN)")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="largest push request body accepted")
+    nonce_window_s: float = Field(86400.0, gt=0, description="a OneNET nonce seen again within this is a replay")
+    max_push_age_s: float = Field(0.0, ge=0, description="refuse pushes whose own time (OneNET at, CTWing "
+                                  "timestamp) is further than this from now; 0 = off (devices may send late)")
+    ctwing_sources: list[str] = Field(default_factory=list, description="addresses or networks CTWing pushes "
+                                      "may come from (e.g. [\"1.2.3.0/24\"]); [] = any")
+
+    @field_validator("ctwing_sources")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (e.g. 1.2.3.4 or 1.2.3.0/24)") from None
+        return v
 
 
 class ModbusConfig(_Section):
