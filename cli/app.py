@@ -13,7 +13,7 @@ from alerts.manager import AlertManager
 from alerts.notifiers import build_notifiers
 from alerts.routing import Router
 from alerts.store import AlertStore
-from cli import alerts, deadletter, decoders, demo, desk, device, grafana, rules, simulate
+from cli import alerts, audit, deadletter, decoders, demo, desk, device, grafana, rules, simulate
 from cli.state import State, state
 from provisioning.view import RegistryView
 from rules.loader import load_rules
@@ -59,12 +59,7 @@ def check_config(ctx: typer.Context) -> None:
     Example: [bold]urbansense --config config.toml check-config[/bold]
     """
     cfg = state(ctx).config
-    data = cfg.model_dump(mode="json")
-    for section in data.values():
-        if isinstance(section, dict):
-            for k in ("password", "token"):
-                if section.get(k):
-                    section[k] = "***"
+    data = cfg.model_dump(mode="json")  # secret types dump masked
     typer.echo(f"configuration OK: {state(ctx).config_path or 'config.toml'}")
     for name, section in data.items():
         typer.echo(f"[{name}] {section}")
@@ -106,7 +101,7 @@ def _configured_alerts_db(ctx: typer.Context) -> Path:
 
 
 COMMANDS = (device.register, decoders.register, rules.register, deadletter.register, grafana.register,
-            simulate.register, demo.register, desk.register)
+            simulate.register, demo.register, audit.register, desk.register)
 """The command table: each module adds its commands to `app`, in this order (the order `--help` lists them)."""
 
 for _register in COMMANDS:
