@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -186,7 +187,8 @@ def _to_str(value: object) -> str:
     return value
 
 
-_COERCE = {F: _to_float, INT: _to_int, B: _to_bool, S: _to_str}
+_COERCE: dict[FieldType, Callable[[object], float | int | bool | str]] = {
+    F: _to_float, INT: _to_int, B: _to_bool, S: _to_str}
 
 
 _PYTHON_TYPES = {F: float, INT: int, B: bool, S: str}
