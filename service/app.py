@@ -9,12 +9,13 @@ import time
 
 from loguru import logger
 
+from collectors.plugin import Collector
 from core.timing import backoff_s
 from core.uplink import Incoming, Sink
 from grafana.device_info import write_device_info
 from provisioning.view import RegistryView
 from service.alerting import Alerting
-from service.collectors import PARSERS, Collector, build_collectors
+from service.collectors import build_collectors, envelope_parsers
 from service.config import Config
 from service.httpserver import MetricsServer
 from service.inbox import Inbox
@@ -78,10 +79,13 @@ class Service:
         writer.start()
         view = RegistryView(cfg.path(cfg.registry.path))
         self.pipeline = Pipeline(view=view, writer=writer, deadletters=deadletters, metrics=self.metrics,
-                                 parsers=PARSERS, log_every_s=cfg.pipeline.log_every_s)
+                                 parsers=envelope_parsers(), log_every_s=cfg.pipeline.log_every_s)
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
-        self.collectors = build_collectors(cfg, lambda: view.by_key, self.metrics)
+        built = build_collectors(cfg, lambda: view.by_key)
+        self.collectors = built.collectors
+        for source in built.metrics:
+            self.metrics.registry.register(source)
         if cfg.metrics.enabled:
             self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
                                                 ready=self._ready)

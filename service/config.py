@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, create_model, field_validator
 
 from alerts.config import AlertsConfig
+from collectors.plugin import CollectorPlugin
+from collectors.registry import plugins as registered_plugins
 from core.config import Section
 from grafana.config import GRAFANA_TOKEN_ENV, GrafanaConfig
 from storage.config import INFLUXDB_PASSWORD_ENV, INFLUXDB_TOKEN_ENV, InfluxConfig
@@ -36,29 +39,6 @@ class ConfigError(ValueError):
 
 
 _Section = Section
-
-
-class MqttConfig(_Section):
-    host: str = Field("127.0.0.1", description="broker host name or address")
-    port: int = Field(1883, ge=1, le=65535, description="broker TCP port")
-    client_id: str = Field("urbansense-ingest", min_length=1,
-                           description="fixed client id: the broker keeps this session's queue")
-    username: str = Field("", description="broker user name, empty for anonymous")
-    password: str = Field("", description="broker password (or env URBANSENSE_MQTT_PASSWORD)")
-    keepalive_s: int = Field(30, ge=5, description="MQTT keepalive in seconds")
-    session_expiry_s: int = Field(7 * 24 * 3600, ge=0,
-                                  description="MQTT 5 session expiry: how long the broker keeps our queue")
-    receive_maximum: int = Field(10_000, ge=1, le=65535,
-                                 description="MQTT 5 Receive Maximum: unacknowledged messages in flight")
-    reconnect_min_s: float = Field(0.5, gt=0, description="first reconnect delay")
-    reconnect_max_s: float = Field(30.0, gt=0, description="reconnect delay cap")
-
-
-class LorawanConfig(_Section):
-    chirpstack: bool = Field(True, description="subscribe to ChirpStack v4 uplink events")
-    chirpstack_topic: str = Field("application/+/device/+/event/up", description="ChirpStack topic filter")
-    tts: bool = Field(False, description="subscribe to The Things Stack v3 uplinks")
-    tts_topic: str = Field("v3/+/devices/+/up", description="The Things Stack topic filter")
 
 
 class RegistryConfig(_Section):
@@ -102,36 +82,6 @@ class SpoolConfig(_Section):
     drain_bytes: int = Field(1 << 20, ge=1, description="bytes of spooled line protocol per drain write")
 
 
-# Sections added by collectors of other transports go here, one line each in `Config`.
-
-
-class NbiotConfig(_Section):
-    udp: bool = Field(False, description="listen for NB-IoT frames on UDP")
-    udp_host: str = Field("127.0.0.1", description="UDP listen address (0.0.0.0 to take devices' datagrams)")
-    udp_port: int = Field(8600, ge=0, le=65535, description="UDP listen port (0 = any free port)")
-    udp_buffer: int = Field(50_000, ge=1, description="datagrams waiting for the pipeline before new ones are dropped")
-    coap: bool = Field(False, description="serve a CoAP endpoint for LwM2M-style POSTs of frames")
-    coap_host: str = Field("127.0.0.1", description="CoAP listen address")
-    coap_port: int = Field(5683, ge=1, le=65535, description="CoAP UDP port")
-    coap_path: str = Field("up", min_length=1, description="CoAP resource path frames are POSTed to")
-    push: bool = Field(False, description="serve the HTTP receiver for CTWing/AEP and OneNET pushes")
-    push_host: str = Field("127.0.0.1", description="HTTP listen address (put a TLS reverse proxy in front)")
-    push_port: int = Field(8087, ge=0, le=65535, description="HTTP port (0 = any free port)")
-    ctwing_token: str = Field("", description="path token of /push/ctwing/<token> (or env URBANSENSE_CTWING_TOKEN)")
-    onenet_token: str = Field("", description="OneNET push token for signatures (or env URBANSENSE_ONENET_TOKEN)")
-    max_body_bytes: int = Field(256 * 1024, ge=1024, description="largest push request body accepted")
-
-
-class ModbusConfig(_Section):
-    enabled: bool = Field(False, description="poll the registry's Modbus devices")
-    min_interval_s: float = Field(1.0, gt=0, description="shortest poll interval; each device is polled every "
-                                  "expected_interval_s (registry)")
-    timeout_s: float = Field(3.0, gt=0, description="time allowed for one read")
-    backoff_max_s: float = Field(300.0, gt=0, description="longest pause between polls of an unreachable device")
-    rtu_ports: list[int] = Field(default_factory=list,
-                                 description="TCP ports of serial gateways that pass RTU frames through")
-
-
 class ProvisioningConfig(_Section):
     bbox: list[float] = Field(default_factory=list,
                               description="city bounding box [min_lon, min_lat, max_lon, max_lat]; [] for none")
@@ -149,17 +99,15 @@ class ProvisioningConfig(_Section):
         return v
 
 
-class Config(_Section):
-    mqtt: MqttConfig = MqttConfig()
-    lorawan: LorawanConfig = LorawanConfig()
+class BaseConfig(_Section):
+    """The sections of the service itself; `Config` adds those of the collector plug-ins."""
+
     influxdb: InfluxConfig = InfluxConfig()
     registry: RegistryConfig = RegistryConfig()
     pipeline: PipelineConfig = PipelineConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     rules: RulesConfig = RulesConfig()
-    nbiot: NbiotConfig = NbiotConfig()
-    modbus: ModbusConfig = ModbusConfig()
     alerts: AlertsConfig = AlertsConfig()
     grafana: GrafanaConfig = GrafanaConfig()
     spool: SpoolConfig = SpoolConfig()
@@ -172,6 +120,21 @@ class Config(_Section):
         p = Path(value)
         return p if p.is_absolute() else self.base_dir / p
 
+
+
+def config_model(plugins: Sequence[CollectorPlugin] | None = None) -> type[BaseConfig]:
+    """`BaseConfig` plus one section per section a collector plug-in declares (`collectors/registry.py`)."""
+    sections: dict[str, Any] = {}
+    for plugin in registered_plugins() if plugins is None else plugins:
+        for name, model in plugin.sections.items():
+            if name in BaseConfig.model_fields or name in sections:
+                raise TypeError(f"collector plug-in {plugin.name}: section [{name}] is already taken")
+            sections[name] = (model, model())
+    return create_model("Config", __base__=BaseConfig, **sections)
+
+
+Config: Any = config_model()
+"""The whole configuration: the service's sections and those of the registered collectors."""
 
 _TYPE_WORDS = {
     "int_type": "an integer", "int_parsing": "an integer", "float_type": "a number",
@@ -194,7 +157,7 @@ def _describe(err: dict[str, Any]) -> str:
 
 
 def parse_config(data: dict[str, Any], *, source: str = "config", base_dir: Path = Path("."),
-                 environ: dict[str, str] | None = None) -> Config:
+                 environ: dict[str, str] | None = None) -> Any:
     """Validate a parsed TOML document; secrets from `environ` override the file's."""
     env = os.environ if environ is None else environ
     merged = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
@@ -206,13 +169,13 @@ def parse_config(data: dict[str, Any], *, source: str = "config", base_dir: Path
     if "base_dir" in merged:
         raise ConfigError(f"{source}: base_dir: unknown key (check its spelling; see config.toml for the keys)")
     try:
-        return Config.model_validate({**merged, "base_dir": base_dir})
+        return config_model().model_validate({**merged, "base_dir": base_dir})
     except ValidationError as exc:
         problems = "\n  ".join(_describe(e) for e in exc.errors())
         raise ConfigError(f"{source}: invalid configuration:\n  {problems}") from None
 
 
-def load_config(path: str | Path | None = None, *, environ: dict[str, str] | None = None) -> Config:
+def load_config(path: str | Path | None = None, *, environ: dict[str, str] | None = None) -> Any:
     """Read and validate the config from `path`, else $URBANSENSE_CONFIG, else ./config.toml."""
     env = os.environ if environ is None else environ
     p = Path(path or env.get(CONFIG_ENV) or DEFAULT_PATH)

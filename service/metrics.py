@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
-    """Every counter the service exposes; names follow Prometheus conventions."""
+    """The service's own metrics (each collector plug-in adds its own); names follow Prometheus conventions."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -25,18 +25,6 @@ class Metrics:
         self.points_written = Counter("urbansense_points_written", "Points accepted by InfluxDB", registry=r)
         self.points_rejected = Counter("urbansense_points_rejected", "Points InfluxDB refused (dead-lettered)",
                                        registry=r)
-        self.mqtt_connected = Gauge("urbansense_mqtt_connected", "1 while the broker connection is up",
-                                    registry=r)
-        self.nbiot_dropped = Counter("urbansense_nbiot_datagrams_dropped",
-                                     "NB-IoT datagrams dropped because the collector's buffer was full",
-                                     registry=r)
-        self.push_refused = Counter("urbansense_push_refused", "Platform HTTP pushes refused, by platform and reason",
-                                    ["platform", "reason"], registry=r)
-        self.modbus_poll_failures = Counter("urbansense_modbus_poll_failures",
-                                            "Modbus polls that failed (timeout, connection, Modbus exception)",
-                                            ["reason"], registry=r)
-        self.modbus_unreachable = Gauge("urbansense_modbus_unreachable", "Modbus devices not answering now",
-                                        registry=r)
         self.spool_bytes = Gauge("urbansense_spool_bytes", "Bytes in the disk spool waiting for InfluxDB",
                                  registry=r)
         self.spool_oldest_age = Gauge("urbansense_spool_oldest_age_seconds",

@@ -137,19 +137,3 @@ def parse_onenet_msg(msg: str, received_ns: int) -> list[Uplink]:
     doc = _json(msg.encode())
     items = doc if isinstance(doc, list) else [doc]
     return [u for m in items if (u := _onenet_one(m, received_ns)) is not None]
-
-
-def parse_ctwing_dead(topic: str, payload: bytes, received_ns: int) -> Uplink:
-    """Envelope parser for source "ctwing": used only to dead-letter a body that did not parse."""
-    ups = parse_ctwing(payload, received_ns)
-    if len(ups) != 1:
-        raise EnvelopeError("bad_envelope", "CTWing push holds no single data report")
-    return ups[0]
-
-
-def parse_onenet_dead(topic: str, payload: bytes, received_ns: int) -> Uplink:
-    """Envelope parser for source "onenet": used only to dead-letter a signed body that did not parse."""
-    ups = parse_onenet_msg(onenet_parts(payload)[0], received_ns)
-    if len(ups) != 1:
-        raise EnvelopeError("bad_envelope", "OneNET push holds no single data message")
-    return ups[0]

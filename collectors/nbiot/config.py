@@ -1,0 +1,24 @@
+"""The `[nbiot]` section of config.toml: UDP, CoAP and platform-push receivers."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from core.config import Section
+
+
+class NbiotConfig(Section):
+    udp: bool = Field(False, description="listen for NB-IoT frames on UDP")
+    udp_host: str = Field("127.0.0.1", description="UDP listen address (0.0.0.0 to take devices' datagrams)")
+    udp_port: int = Field(8600, ge=0, le=65535, description="UDP listen port (0 = any free port)")
+    udp_buffer: int = Field(50_000, ge=1, description="datagrams waiting for the pipeline before new ones are dropped")
+    coap: bool = Field(False, description="serve a CoAP endpoint for LwM2M-style POSTs of frames")
+    coap_host: str = Field("127.0.0.1", description="CoAP listen address")
+    coap_port: int = Field(5683, ge=1, le=65535, description="CoAP UDP port")
+    coap_path: str = Field("up", min_length=1, description="CoAP resource path frames are POSTed to")
+    push: bool = Field(False, description="serve the HTTP receiver for CTWing/AEP and OneNET pushes")
+    push_host: str = Field("127.0.0.1", description="HTTP listen address (put a TLS reverse proxy in front)")
+    push_port: int = Field(8087, ge=0, le=65535, description="HTTP port (0 = any free port)")
+    ctwing_token: str = Field("", description="path token of /push/ctwing/<token> (or env URBANSENSE_CTWING_TOKEN)")
+    onenet_token: str = Field("", description="OneNET push token for signatures (or env URBANSENSE_ONENET_TOKEN)")
+    max_body_bytes: int = Field(256 * 1024, ge=1024, description="largest push request body accepted")

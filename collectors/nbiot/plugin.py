@@ -1,0 +1,28 @@
+"""The NB-IoT plug-in: `[nbiot]`, frames over UDP and CoAP and operator platform pushes, parsed here."""
+
+from __future__ import annotations
+
+from collectors.nbiot.config import NbiotConfig
+from collectors.nbiot.metrics import NbiotMetrics
+from collectors.plugin import Collector, CollectorContext, CollectorPlugin
+
+
+def build(ctx: CollectorContext) -> Collector | None:
+    """The receivers `[nbiot]` enables as one collector; None when none is."""
+    nb = ctx.section("nbiot", NbiotConfig)
+    if not (nb.udp or nb.coap or nb.push):
+        return None
+    # imported only when enabled: aiohttp and aiocoap take a second or more to import
+    from collectors.nbiot.coap import CoapEndpoint
+    from collectors.nbiot.collector import NbiotCollector
+    from collectors.nbiot.push import PushReceiver
+    from collectors.nbiot.udp import UdpListener
+
+    return NbiotCollector(
+        udp=UdpListener(nb.udp_host, nb.udp_port, nb.udp_buffer) if nb.udp else None,
+        coap=CoapEndpoint(nb.coap_host, nb.coap_port, nb.coap_path) if nb.coap else None,
+        push=PushReceiver(nb.push_host, nb.push_port, ctwing_token=nb.ctwing_token, onenet_token=nb.onenet_token,
+                          max_body_bytes=nb.max_body_bytes) if nb.push else None)
+
+
+PLUGIN = CollectorPlugin(name="nbiot", sections={"nbiot": NbiotConfig}, build=build, metrics=NbiotMetrics)
