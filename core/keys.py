@@ -8,7 +8,7 @@ _HEX16 = re.compile(r"[0-9a-f]{16}")
 _MODBUS = re.compile(r"[A-Za-z0-9.\-]+:\d{1,5}/\d{1,3}")
 
 
-class KeyError_(ValueError):
+class DeviceKeyError(ValueError):
     """A device key in a form nobody accepts; the message shows the accepted forms."""
 
 
@@ -16,7 +16,8 @@ def normalise_deveui(text: str) -> str:
     """`00-11-AA-...`, `0011aa...`, upper or lower case → 16 lowercase hex digits."""
     cleaned = re.sub(r"[\s:\-]", "", text).lower()
     if not _HEX16.fullmatch(cleaned):
-        raise KeyError_(f"DevEUI {text!r}: expected 16 hex digits, e.g. 70b3d57ed0001234 or 70-B3-D5-7E-D0-00-12-34")
+        raise DeviceKeyError(
+            f"DevEUI {text!r}: expected 16 hex digits, e.g. 70b3d57ed0001234 or 70-B3-D5-7E-D0-00-12-34")
     return cleaned
 
 
@@ -35,9 +36,9 @@ def normalise_imei(text: str) -> str:
     """15 digits with a valid Luhn check digit (spaces and dashes allowed on input)."""
     cleaned = re.sub(r"[\s\-]", "", text)
     if not (cleaned.isascii() and cleaned.isdigit() and len(cleaned) == 15):
-        raise KeyError_(f"IMEI {text!r}: expected 15 digits, e.g. 866123456789017")
+        raise DeviceKeyError(f"IMEI {text!r}: expected 15 digits, e.g. 866123456789017")
     if not luhn_ok(cleaned):
-        raise KeyError_(f"IMEI {text!r}: the check digit (last digit) is wrong for the first 14 digits")
+        raise DeviceKeyError(f"IMEI {text!r}: the check digit (last digit) is wrong for the first 14 digits")
     return cleaned
 
 
@@ -51,7 +52,7 @@ def normalise_key(text: str) -> str:
         return normalise_imei(t)
     try:
         return normalise_deveui(t)
-    except KeyError_:
-        raise KeyError_(
+    except DeviceKeyError:
+        raise DeviceKeyError(
             f"device key {text!r}: expected a DevEUI (16 hex digits), an IMEI (15 digits) "
             "or a Modbus address host:port/unit") from None

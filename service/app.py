@@ -14,7 +14,7 @@ from core.timing import backoff_s
 from core.uplink import Incoming, Sink
 from grafana.device_info import write_device_info
 from provisioning.view import RegistryView
-from service.alerting import Alerting
+from service.alerting import RulesAndAlerts
 from service.collectors import build_collectors, envelope_parsers
 from service.config import Config
 from service.httpserver import MetricsServer
@@ -42,7 +42,7 @@ class Service:
         self.influx: InfluxClient | None = None
         self.writer: BatchWriter | None = None
         self.spool: DiskSpool | None = None
-        self.alerting: Alerting | None = None
+        self.alerting: RulesAndAlerts | None = None
 
     def collector(self, name: str) -> Collector | None:
         return next((c for c in self.collectors if c.name == name), None)
@@ -90,7 +90,7 @@ class Service:
             self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
                                                 ready=self._ready)
             self.metrics_server.start()
-        self.alerting = Alerting(cfg, view)
+        self.alerting = RulesAndAlerts(cfg, view)
         await self.alerting.warm_up(self.influx)
         self.pipeline.on_reading.append(self.alerting.on_reading)
         self.pipeline.on_chunk_end.append(self.alerting.on_chunk_end)

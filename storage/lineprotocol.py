@@ -31,8 +31,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core.reading import Reading
+from core.reading import Point, Reading
 from core.schema import (
+    ALERT_TYPES,
     CANONICAL_TYPES,
     INT64_MAX,
     INT64_MIN,
@@ -289,6 +290,15 @@ def encode_point(measurement: str, tags: Iterable[tuple[str, str]], fields: Mapp
         return b""
     tag_text = tag_string(tuple(sorted(tags)))
     return _to_bytes(f"{_measurement(measurement)}{tag_text} {encoded} {_check_time(time_ns)}\n")
+
+
+def encode_points(points: Iterable[Point], dropped: list[DroppedField] | None = None) -> bytes:
+    """Line protocol for `Point`s of any measurement (the `alerts` measurement with its own schema types)."""
+    out = []
+    for p in points:
+        types = ALERT_TYPES if p.measurement == "alerts" else CANONICAL_TYPES
+        out.append(encode_point(p.measurement, p.tags, p.fields, p.time_ns, dropped, types))
+    return b"".join(out)
 
 
 # ---- reading lines back: how InfluxDB 1.x splits and parses them (for error handling and tests) ----

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from collectors.nbiot.frame import parse_frame, to_uplink
-from core.keys import KeyError_, normalise_imei
+from core.keys import DeviceKeyError, normalise_imei
 from core.uplink import EnvelopeError, Uplink
 
 DATA, PLATFORM_JSON = 0x01, 0
@@ -50,7 +50,7 @@ def _json(body: bytes) -> Any:
 def _imei(value: object) -> str:
     try:
         return normalise_imei(str(value))
-    except KeyError_ as exc:
+    except DeviceKeyError as exc:
         raise EnvelopeError("bad_imei", str(exc)) from None
 
 
