@@ -42,49 +42,64 @@ _Section = Section
 
 
 class RegistryConfig(_Section):
-    path: str = Field("var/registry.sqlite", description="SQLite device registry")
-    reload_interval_s: float = Field(2.0, gt=0, description="how often the service looks for registry changes")
+    path: str = Field("var/registry.sqlite", description="the SQLite device registry shared with `urbansense device`")
+    reload_interval_s: float = Field(2.0, gt=0, description=("how often the service picks up registry changes, "
+                                                             "seconds"))
 
 
 class PipelineConfig(_Section):
-    queue_size: int = Field(20_000, ge=1, description="uplinks buffered before backpressure")
-    dead_letter_path: str = Field("var/deadletter.sqlite", description="store of refused messages")
-    log_every_s: float = Field(60.0, ge=0, description="log a failure at most once per device per interval")
+    queue_size: int = Field(20_000, ge=1, description=("uplinks buffered in memory before the collectors stop "
+                                                       "reading (backpressure)"))
+    dead_letter_path: str = Field("var/deadletter.sqlite", description=("refused messages (bad envelope, unknown "
+                                                                        "device, bad payload)"))
+    log_every_s: float = Field(60.0, ge=0, description="log one device's failure at most once per this many seconds")
 
 
 class MetricsConfig(_Section):
-    enabled: bool = Field(True, description="serve Prometheus metrics")
-    host: Literal["127.0.0.1", "localhost", "::1"] = Field("127.0.0.1", description="loopback address")
-    port: int = Field(9464, ge=0, le=65535, description="metrics port (0 = any free port)")
+    enabled: bool = Field(True, description="serve /metrics, /healthz and /readyz")
+    host: Literal["127.0.0.1", "localhost", "::1"] = Field("127.0.0.1", description=("loopback only: 127.0.0.1, "
+                                                                                     "localhost or ::1"))
+    port: int = Field(9464, ge=0, le=65535, description="metrics HTTP port (0 = any free port)")
 
 
 class LoggingConfig(_Section):
     level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = Field(
-        "INFO", description="loguru level")
+        "INFO", description="TRACE, DEBUG, INFO, SUCCESS, WARNING or ERROR")
 
 
 class RulesConfig(_Section):
-    presets: bool = Field(True, description="load the shipped presets in rules/presets/")
-    files: list[str] = Field(default_factory=list, description="the city's own rule files, applied after the presets")
-    timezone: str = Field("Asia/Shanghai", description="local time of day/night schedules")
-    silent_factor: float = Field(3.0, gt=1, description="a device is silent after expected interval x this")
-    tick_interval_s: float = Field(5.0, gt=0, description="how often time-based transitions are checked")
-    warm_up: bool = Field(True, description="replay recent history from InfluxDB into rule windows on start")
+    presets: bool = Field(True, description=("load the shipped presets (rules/presets/: GB 3096 noise, GB 3095 "
+                                             "dust, waterlogging...)"))
+    files: list[str] = Field(default_factory=list, description=("the city's own rule files, applied after the "
+                                                                "presets (same id replaces)"))
+    timezone: str = Field("Asia/Shanghai", description=("local time for day/night schedules (GB 3096: day "
+                                                        "06:00-22:00)"))
+    silent_factor: float = Field(3.0, gt=1, description=("a device is silent after its expected report interval x "
+                                                         "this factor"))
+    tick_interval_s: float = Field(5.0, gt=0, description=("how often time-based transitions (for, keep_firing_for, "
+                                                           "no data) are checked"))
+    warm_up: bool = Field(True, description="on start, replay recent history from InfluxDB into the rule windows")
 
 
 class SpoolConfig(_Section):
-    enabled: bool = Field(True, description="spool batches to disk while InfluxDB cannot take them")
-    path: str = Field("var/spool", description="spool folder (segment files)")
-    max_bytes: int = Field(1 << 30, ge=1, description="spool bound; when full, messages are no longer acknowledged")
-    segment_bytes: int = Field(64 << 20, ge=1, description="size at which a new segment file is started")
-    after_failures: int = Field(1, ge=1, description="failed attempts before a batch goes to the spool")
-    probe_max_s: float = Field(5.0, gt=0, description="longest pause between InfluxDB probes while spooling")
-    drain_bytes: int = Field(1 << 20, ge=1, description="bytes of spooled line protocol per drain write")
+    enabled: bool = Field(True, description=("while InfluxDB is down, slow or overloaded, batches go to an fsync'd "
+                                             "disk spool"))
+    path: str = Field("var/spool", description="spool folder (append-only segment files, replayed on start)")
+    max_bytes: int = Field(1 << 30, ge=1, description=("spool bound (1 GiB); when full, messages are no longer "
+                                                       "acknowledged and wait at the broker"))
+    segment_bytes: int = Field(64 << 20, ge=1, description=("a new segment file starts at this size (64 MiB); "
+                                                            "drained segments are deleted"))
+    after_failures: int = Field(1, ge=1, description="failed write attempts before a batch goes to the spool")
+    probe_max_s: float = Field(5.0, gt=0, description=("longest pause between InfluxDB probes while the spool holds "
+                                                       "data, seconds"))
+    drain_bytes: int = Field(1 << 20, ge=1, description=("line protocol per drain write, bytes (drain writes "
+                                                         "alternate with live ones)"))
 
 
 class ProvisioningConfig(_Section):
     bbox: list[float] = Field(default_factory=list,
-                              description="city bounding box [min_lon, min_lat, max_lon, max_lat]; [] for none")
+                              description=("city bounding box [min_lon, min_lat, max_lon, max_lat] devices must lie "
+                                           "in; [] = none"))
 
     @field_validator("bbox")
     @classmethod
@@ -103,15 +118,15 @@ class BaseConfig(_Section):
     """The sections of the service itself; `Config` adds those of the collector plug-ins."""
 
     influxdb: InfluxConfig = InfluxConfig()
+    spool: SpoolConfig = SpoolConfig()
     registry: RegistryConfig = RegistryConfig()
+    provisioning: ProvisioningConfig = ProvisioningConfig()
     pipeline: PipelineConfig = PipelineConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     rules: RulesConfig = RulesConfig()
-    alerts: AlertsConfig = AlertsConfig()
     grafana: GrafanaConfig = GrafanaConfig()
-    spool: SpoolConfig = SpoolConfig()
-    provisioning: ProvisioningConfig = ProvisioningConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
     base_dir: Path = Field(Path("."), exclude=True, description="folder relative paths resolve against")
 

@@ -184,6 +184,7 @@ def test_consumer_survives_a_broker_restart_and_drops_acks_of_the_old_connection
         restarted.stop()
 
 
+@pytest.mark.integration
 def test_first_connection_is_retried_until_the_broker_appears(tmp_path: Path,
                                                               started: list[MqttConsumer]) -> None:
     port = free_port()

@@ -8,17 +8,22 @@ from core.config import Section
 
 
 class NbiotConfig(Section):
-    udp: bool = Field(False, description="listen for NB-IoT frames on UDP")
-    udp_host: str = Field("127.0.0.1", description="UDP listen address (0.0.0.0 to take devices' datagrams)")
+    udp: bool = Field(False, description="listen for NB-IoT device frames on UDP (collectors/nbiot/frame.py layout)")
+    udp_host: str = Field("127.0.0.1", description=("UDP listen address; 0.0.0.0 to take datagrams from the "
+                                                    "operator's network"))
     udp_port: int = Field(8600, ge=0, le=65535, description="UDP listen port (0 = any free port)")
-    udp_buffer: int = Field(50_000, ge=1, description="datagrams waiting for the pipeline before new ones are dropped")
-    coap: bool = Field(False, description="serve a CoAP endpoint for LwM2M-style POSTs of frames")
+    udp_buffer: int = Field(50_000, ge=1, description=("datagrams waiting for the pipeline before new ones are "
+                                                       "dropped (and counted)"))
+    coap: bool = Field(False, description="serve a CoAP endpoint (aiocoap) for LwM2M-style POSTs of the same frames")
     coap_host: str = Field("127.0.0.1", description="CoAP listen address")
     coap_port: int = Field(5683, ge=1, le=65535, description="CoAP UDP port")
-    coap_path: str = Field("up", min_length=1, description="CoAP resource path frames are POSTed to")
-    push: bool = Field(False, description="serve the HTTP receiver for CTWing/AEP and OneNET pushes")
-    push_host: str = Field("127.0.0.1", description="HTTP listen address (put a TLS reverse proxy in front)")
+    coap_path: str = Field("up", min_length=1, description="CoAP resource path frames are POSTed to (coap://host/up)")
+    push: bool = Field(False, description=("serve the HTTP receiver for CTWing/AEP (/push/ctwing/<token>) and "
+                                           "OneNET (/push/onenet)"))
+    push_host: str = Field("127.0.0.1", description="HTTP listen address; put a TLS reverse proxy in front of it")
     push_port: int = Field(8087, ge=0, le=65535, description="HTTP port (0 = any free port)")
-    ctwing_token: str = Field("", description="path token of /push/ctwing/<token> (or env URBANSENSE_CTWING_TOKEN)")
-    onenet_token: str = Field("", description="OneNET push token for signatures (or env URBANSENSE_ONENET_TOKEN)")
-    max_body_bytes: int = Field(256 * 1024, ge=1024, description="largest push request body accepted")
+    ctwing_token: str = Field("", description=("path token CTWing must use (or env URBANSENSE_CTWING_TOKEN); empty "
+                                               "= route closed"))
+    onenet_token: str = Field("", description=("OneNET push token, signs every push (or env "
+                                               "URBANSENSE_ONENET_TOKEN); empty = closed"))
+    max_body_bytes: int = Field(256 * 1024, ge=1024, description="largest push request body accepted (bigger: 413)")
