@@ -19,6 +19,7 @@ from alerts.config import AlertsConfig
 from collectors.plugin import CollectorPlugin
 from collectors.registry import plugins as registered_plugins
 from core.config import Section
+from core.validation import describe_errors
 from grafana.config import GRAFANA_TOKEN_ENV, GrafanaConfig
 from storage.config import INFLUXDB_PASSWORD_ENV, INFLUXDB_TOKEN_ENV, InfluxConfig
 
@@ -151,26 +152,6 @@ def config_model(plugins: Sequence[CollectorPlugin] | None = None) -> type[BaseC
 Config: Any = config_model()
 """The whole configuration: the service's sections and those of the registered collectors."""
 
-_TYPE_WORDS = {
-    "int_type": "an integer", "int_parsing": "an integer", "float_type": "a number",
-    "float_parsing": "a number", "bool_type": "true or false", "bool_parsing": "true or false",
-    "string_type": "a string in quotes", "dict_type": "a table", "model_type": "a table",
-}
-
-
-def _describe(err: dict[str, Any]) -> str:
-    key = ".".join(str(p) for p in err["loc"])
-    kind = err["type"]
-    got = err.get("input")
-    if kind == "extra_forbidden":
-        return f"{key}: unknown key (check its spelling; see config.toml for the keys)"
-    if kind == "missing":
-        return f"{key}: required value is missing"
-    if kind in _TYPE_WORDS:
-        return f"{key}: expected {_TYPE_WORDS[kind]}, got {got!r}"
-    return f"{key}: {err['msg']} (got {got!r})"
-
-
 def parse_config(data: dict[str, Any], *, source: str = "config", base_dir: Path = Path("."),
                  environ: dict[str, str] | None = None) -> Any:
     """Validate a parsed TOML document; secrets from `environ` override the file's."""
@@ -186,7 +167,7 @@ def parse_config(data: dict[str, Any], *, source: str = "config", base_dir: Path
     try:
         return config_model().model_validate({**merged, "base_dir": base_dir})
     except ValidationError as exc:
-        problems = "\n  ".join(_describe(e) for e in exc.errors())
+        problems = "\n  ".join(describe_errors(exc))
         raise ConfigError(f"{source}: invalid configuration:\n  {problems}") from None
 
 
