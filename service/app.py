@@ -19,7 +19,7 @@ from service.collectors import build_collectors, envelope_parsers
 from service.config import Config
 from service.httpserver import MetricsServer
 from service.inbox import Inbox
-from service.metrics import Metrics
+from service.metrics import KeptStats, Metrics
 from service.pipeline import Pipeline
 from storage.deadletter import DeadLetter, DeadLetterStore
 from storage.influx import InfluxClient
@@ -91,6 +91,8 @@ class Service:
                                                 ready=self._ready)
             self.metrics_server.start()
         self.alerting = RulesAndAlerts(cfg, view)
+        alerting = self.alerting
+        self.metrics.registry.register(KeptStats(lambda: writer.stats, lambda: alerting.alerts.worker.stats))
         await self.alerting.warm_up(self.influx)
         self.pipeline.on_reading.append(self.alerting.on_reading)
         self.pipeline.on_chunk_end.append(self.alerting.on_chunk_end)

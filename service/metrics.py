@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector as MetricsCollector
+
+from alerts.outbox import OutboxStats
+from storage.writer import WriterStats
 
 
 class Metrics:
@@ -29,3 +37,33 @@ class Metrics:
                                  registry=r)
         self.spool_oldest_age = Gauge("urbansense_spool_oldest_age_seconds",
                                       "Age of the oldest spooled batch (0 when the spool is empty)", registry=r)
+
+
+class KeptStats(MetricsCollector):
+    """prometheus_client custom collector over counters the batch writer and the alert outbox keep
+    themselves (spooled and drained points, batches, failed writes; deliveries, retries, refusals)."""
+
+    def __init__(self, writer: Callable[[], WriterStats | None], outbox: Callable[[], OutboxStats | None]) -> None:
+        self.writer = writer
+        self.outbox = outbox
+
+    def collect(self) -> Iterable[Metric]:
+        w = self.writer()
+        if w is not None:
+            yield CounterMetricFamily("urbansense_points_spooled", "Points written to the disk spool while "
+                                      "InfluxDB could not take them", value=w.points_spooled)
+            yield CounterMetricFamily("urbansense_points_drained", "Spooled points later written to InfluxDB",
+                                      value=w.points_drained)
+            yield CounterMetricFamily("urbansense_batches_written", "Batches InfluxDB accepted",
+                                      value=w.batches_written)
+            yield CounterMetricFamily("urbansense_write_failures", "InfluxDB write attempts that failed",
+                                      value=w.write_failures)
+        o = self.outbox()
+        if o is not None:
+            yield CounterMetricFamily("urbansense_notifications_delivered", "Alert notifications a receiver accepted",
+                                      value=o.delivered)
+            yield CounterMetricFamily("urbansense_notifications_retried",
+                                      "Alert notification attempts rescheduled after a retryable failure",
+                                      value=o.retried)
+            yield CounterMetricFamily("urbansense_notifications_refused",
+                                      "Alert notifications a receiver refused for good", value=o.failed_permanently)
