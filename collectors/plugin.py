@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from prometheus_client.registry import Collector as MetricsCollector
@@ -56,10 +57,12 @@ own stats at scrape time (so a counter is never kept in two places)."""
 
 @dataclass(frozen=True)
 class CollectorContext:
-    """What `build` is given: the plug-in's validated config sections and the service's devices."""
+    """What `build` is given: the plug-in's validated config sections, the service's devices, and
+    `path`, which resolves a configured path against the config file's folder."""
 
     sections: Mapping[str, BaseModel]
     devices: DeviceSource
+    path: Callable[[str], Path] = Path
 
     def section(self, name: str, model: type[S]) -> S:
         """The validated `[name]` section, as `model` (a `TypeError` if the plug-in declared another)."""

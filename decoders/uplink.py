@@ -13,6 +13,7 @@ from core.reading import FieldValue, Reading
 from core.rejected import Rejected
 from core.uplink import Uplink
 from decoders.codec import DecodeError
+from decoders.definition import MissingInput, decode_input
 from decoders.derive import derive
 from decoders.fields import health_fields
 from decoders.registry import UnknownModel, get_model
@@ -34,7 +35,7 @@ def decode_uplink(device: Device, uplink: Uplink, tags: tuple[tuple[str, str], .
     device's history and is the caller's. A health report (`uplink.reachable` set, empty
     payload) is a reading with `health = {"reachable": ...}` only. `tags` default to
     `device.tags()` (the pipeline passes its cached tuple). Raises `Rejected`
-    (`unknown_model`, `decode_error`) when the payload cannot become a reading.
+    (`unknown_model`, `missing_input`, `decode_error`) when the uplink cannot become a reading.
     """
     tags = device.tags() if tags is None else tags
     if uplink.reachable is not None and not uplink.payload:
@@ -45,7 +46,9 @@ def decode_uplink(device: Device, uplink: Uplink, tags: tuple[tuple[str, str], .
     except UnknownModel as exc:
         raise Rejected("unknown_model", str(exc), uplink.device_key) from None
     try:
-        decoded = model.codec.decode(uplink.payload, uplink.port)
+        decoded = decode_input(model.codec, uplink.payload, uplink.port, uplink.decoded)
+    except MissingInput as exc:
+        raise Rejected("missing_input", str(exc), uplink.device_key) from None
     except DecodeError as exc:
         raise Rejected("decode_error", f"{device.model} port {uplink.port}: {exc}", uplink.device_key) from None
     derived = derive(device.kind, decoded.fields, device.install, model)

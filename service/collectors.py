@@ -43,7 +43,8 @@ def build_collectors(cfg: Any, devices: DeviceSource,
     plugins = registered_plugins() if plugins is None else list(plugins)
     built = BuiltCollectors(parsers=envelope_parsers(plugins))
     for plugin in plugins:
-        ctx = CollectorContext(sections={name: getattr(cfg, name) for name in plugin.sections}, devices=devices)
+        ctx = CollectorContext(sections={name: getattr(cfg, name) for name in plugin.sections}, devices=devices,
+                               path=cfg.path)
         collector = plugin.build(ctx)
         if collector is None:
             continue

@@ -8,6 +8,7 @@ of the file (see `SECRET_ENV`).
 from __future__ import annotations
 
 import os
+import ssl
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,16 +17,21 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, create_model, field_validator
 
 from alerts.config import AlertsConfig
+from collectors.lorawan.config import MqttConfig
 from collectors.plugin import CollectorPlugin
 from collectors.registry import plugins as registered_plugins
 from core.config import Section
+from core.secrets import SecretStr
+from core.tls import TlsError, client_context
 from core.validation import describe_errors
+from decoders.config import DecodersConfig
 from grafana.config import GRAFANA_TOKEN_ENV, GrafanaConfig
 from storage.config import INFLUXDB_PASSWORD_ENV, INFLUXDB_TOKEN_ENV, InfluxConfig
 
 DEFAULT_PATH = "config.toml"
 CONFIG_ENV = "URBANSENSE_CONFIG"
 SECRET_ENV = {
+    ("metrics", "token"): "URBANSENSE_METRICS_TOKEN",
     ("mqtt", "password"): "URBANSENSE_MQTT_PASSWORD",
     ("influxdb", "password"): INFLUXDB_PASSWORD_ENV,
     ("influxdb", "token"): INFLUXDB_TOKEN_ENV,
@@ -61,6 +67,8 @@ class MetricsConfig(_Section):
     host: Literal["127.0.0.1", "localhost", "::1"] = Field("127.0.0.1", description=("loopback only: 127.0.0.1, "
                                                                                      "localhost or ::1"))
     port: int = Field(9464, ge=0, le=65535, description="metrics HTTP port (0 = any free port)")
+    token: SecretStr = Field(SecretStr(""), description=("bearer token /metrics requires (prefer "
+                                                         "URBANSENSE_METRICS_TOKEN); \"\" = open"))
 
 
 class LoggingConfig(_Section):
@@ -118,6 +126,7 @@ class ProvisioningConfig(_Section):
 class BaseConfig(_Section):
     """The sections of the service itself; `Config` adds those of the collector plug-ins."""
 
+    decoders: DecodersConfig = DecodersConfig()
     influxdb: InfluxConfig = InfluxConfig()
     spool: SpoolConfig = SpoolConfig()
     registry: RegistryConfig = RegistryConfig()
@@ -136,6 +145,15 @@ class BaseConfig(_Section):
         p = Path(value)
         return p if p.is_absolute() else self.base_dir / p
 
+    def mqtt_tls(self) -> ssl.SSLContext | None:
+        """The broker connection's TLS context (collector, `device watch`, simulator, replay), None without TLS."""
+        mqtt: MqttConfig = getattr(self, "mqtt")  # noqa: B009 - a section of the LoRaWAN plug-in
+        return mqtt.tls_context(self.path)
+
+    def influx_verify(self) -> ssl.SSLContext | bool:
+        """What httpx verifies InfluxDB's certificate with: the configured CA file, else the system's CAs."""
+        ca = self.influxdb.ca_file
+        return client_context(ca_file=self.path(ca), setting="influxdb") if ca else True
 
 
 def config_model(plugins: Sequence[CollectorPlugin] | None = None) -> type[BaseConfig]:
@@ -165,10 +183,16 @@ def parse_config(data: dict[str, Any], *, source: str = "config", base_dir: Path
     if "base_dir" in merged:
         raise ConfigError(f"{source}: base_dir: unknown key (check its spelling; see config.toml for the keys)")
     try:
-        return config_model().model_validate({**merged, "base_dir": base_dir})
+        cfg = config_model().model_validate({**merged, "base_dir": base_dir})
     except ValidationError as exc:
         problems = "\n  ".join(describe_errors(exc))
         raise ConfigError(f"{source}: invalid configuration:\n  {problems}") from None
+    try:  # TLS files are checked at load, so that check-config reports them
+        cfg.mqtt_tls()
+        cfg.influx_verify()
+    except TlsError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return cfg
 
 
 def load_config(path: str | Path | None = None, *, environ: dict[str, str] | None = None) -> Any:

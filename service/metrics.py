@@ -33,6 +33,9 @@ class Metrics:
         self.points_written = Counter("urbansense_points_written", "Points accepted by InfluxDB", registry=r)
         self.points_rejected = Counter("urbansense_points_rejected", "Points InfluxDB refused (dead-lettered)",
                                        registry=r)
+        self.model_problems = Gauge("urbansense_model_definition_problems",
+                                    "Problems in the city's model definition folders (refused files), now",
+                                    registry=r)
         self.spool_bytes = Gauge("urbansense_spool_bytes", "Bytes in the disk spool waiting for InfluxDB",
                                  registry=r)
         self.spool_oldest_age = Gauge("urbansense_spool_oldest_age_seconds",

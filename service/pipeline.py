@@ -91,6 +91,8 @@ class Pipeline:
                 raise Rejected("unknown_source", f"no envelope parser for source {msg.source!r}")
             up = parse(msg.topic, msg.payload, msg.received_ns)  # raises EnvelopeError, a Rejected
         device = self.view.by_key.get(up.device_key)
+        if device is None and up.alt_keys:
+            device = next((d for k in up.alt_keys if (d := self.view.by_key.get(k)) is not None), None)
         if device is None:
             raise Rejected("unknown_device", f"no registered device has key {up.device_key}", up.device_key)
         if device.status == "retired":
