@@ -267,7 +267,8 @@ def test_decode_a_whole_pasted_message(tmp_path: Path, marshaler: str) -> None:
     _, body = build_chirpstack_v3_uplink(EUI, bytes.fromhex("0c005704080000"), 10, 5, T, [(GW, -100, 3.0)],
                                          marshaler=marshaler, decoded={"distance": 55.5, "battery": 80})
     (tmp_path / "event.json").write_bytes(body)
-    r = CliRunner().invoke(app, ["decode", "-m", "senso8-lrs20uxx", "--json", "--envelope", str(tmp_path / "event.json")])
+    r = CliRunner().invoke(app, ["decode", "-m", "senso8-lrs20uxx", "--json", "--envelope",
+                                 str(tmp_path / "event.json")])
     assert r.exit_code == 0, r.output
     assert orjson.loads(r.stdout)["fields"] == {"distance_mm": 555.0, "battery_pct": 80.0}
     one = orjson.dumps({"msg": {"type": 1, "dev_id": 5, "ds_id": "3330_0_5700", "at": 1, "value": 1.5}})
