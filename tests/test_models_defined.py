@@ -276,3 +276,16 @@ def test_decode_a_whole_pasted_message(tmp_path: Path, marshaler: str) -> None:
     assert orjson.loads(r.stdout)["fields"] == {"distance_mm": 1500.0}
     r = CliRunner().invoke(app, ["decode", "-m", "ipso-distance-onenet", "--envelope", "-"], input=b'{"a": 1}')
     assert r.exit_code == 1 and "unknown_envelope" in r.stderr and "ChirpStack v4/v3 event" in r.stderr
+
+
+def test_install_params_must_fit_the_kind(tmp_path: Path) -> None:
+    path = tmp_path / "acme-wl100.toml"
+    path.write_text(GOOD.replace('install_params = ["mount_height_mm"]', 'install_params = ["bin_depth_mm"]'),
+                    encoding="utf-8")
+    with pytest.raises(DefinitionError) as caught:
+        load_definition(path)
+    assert caught.value.problems == [
+        "install_params: 'bin_depth_mm' is not used by kind 'water_level' (its parameters: mount_height_mm, "
+        "dead_zone_mm)",
+        "install_params: a water_level model that reports distance_mm needs 'mount_height_mm', from which the "
+        "service derives its level"]
