@@ -27,6 +27,7 @@ from rules.model import (
     Level,
     NoDataSpec,
     Period,
+    QualitySpec,
     Rule,
     Selector,
     Threshold,
@@ -53,9 +54,13 @@ _COMMON_KEYS = {"id", "description", "enabled", "kind", "select", "severity", "r
 _VALUE_KEYS = _COMMON_KEYS | {
     "field", "aggregate", "window", "per", "target", "direction", "min_samples", "min_coverage",
     "max_samples", "op", "threshold", "levels", "clear", "for", "for_samples", "keep_firing_for",
-    "schedule", "eta",
+    "schedule", "eta", "ignore_bad",
 }
 _NO_DATA_KEYS = _COMMON_KEYS | {"no_data"}
+_QUALITY_KEYS = _COMMON_KEYS | {"quality"}
+_QUALITY_SPEC_KEYS = {"checks", "for", "count", "within"}
+QUALITY_CHECKS = ("range", "spike", "stuck", "flat_zero", "install")
+"""The check names of decoders/quality (kept in step by tests/test_quality_rules.py)."""
 _SELECT_KEYS = {"district", "zone_class", "devices", "model", "tags"}
 _LEVEL_KEYS = {"severity", "threshold", "route"}
 _ETA_KEYS = {"target", "window", "min_samples"}
@@ -183,10 +188,11 @@ class _RuleParser:
         enabled = self.boolean("enabled", True)
         if not enabled and set(t) <= {"id", "enabled"}:
             return rule_id, None
-        allowed = _NO_DATA_KEYS if "no_data" in t else _VALUE_KEYS
+        allowed = _NO_DATA_KEYS if "no_data" in t else _QUALITY_KEYS if "quality" in t else _VALUE_KEYS
         for key in t:
             if key not in allowed:
-                why = "not allowed in a no_data rule" if key in _VALUE_KEYS else "unknown key"
+                special = "no_data" if "no_data" in t else "quality"
+                why = f"not allowed in a {special} rule" if key in _VALUE_KEYS else "unknown key"
                 raise self.error(key, why + _hint(key, allowed))
         kinds = self.kinds()
         select = self.selector(kinds)
@@ -201,6 +207,8 @@ class _RuleParser:
                       description=self.string("description", ""), enabled=enabled, timezone=timezone)
         if "no_data" in t:
             return rule_id, self.no_data_rule(common)
+        if "quality" in t:
+            return rule_id, self.quality_rule(common)
         return rule_id, self.value_rule(common, kinds)
 
     # -- value rules ---------------------------------------------------------------------------
@@ -267,6 +275,7 @@ class _RuleParser:
             schedule=schedule,
             eta=eta,
             rising=rising,
+            ignore_bad=self.boolean("ignore_bad", True),
         )
 
     def check_field(self, fld: str, kinds: frozenset[str] | None) -> None:
@@ -427,6 +436,34 @@ class _RuleParser:
         level = Level(severity, Threshold.constant(float(factor or 0)), common["route"])
         return Rule(**common, aggregate="no_data", levels=(level,),
                     no_data=NoDataSpec(None if factor is None else float(factor)))
+
+    def quality_rule(self, common: dict) -> Rule:
+        raw = self.table["quality"]
+        if not isinstance(raw, dict):
+            raise self.error("quality", 'expected a table, e.g. quality = { checks = ["stuck"], for = "30m" }')
+        for key in raw:
+            if key not in _QUALITY_SPEC_KEYS:
+                raise self.error(f"quality.{key}", "unknown key" + _hint(key, _QUALITY_SPEC_KEYS))
+        checks = raw.get("checks")
+        if (not isinstance(checks, list) or not checks
+                or not all(isinstance(c, str) and c in QUALITY_CHECKS for c in checks)):
+            raise self.error("quality.checks", f"required: a list of checks from {', '.join(QUALITY_CHECKS)}")
+        sub = _RuleParser(self.path, 0, raw, self.tz, self.warnings)
+        sub.rule_id = self.rule_id
+        try:
+            for_s = sub.duration("for", 0.0)
+            count = sub.integer("count", 0, minimum=0)
+            within_s = sub.duration("within", 0.0)
+        except RuleError as exc:
+            raise self.error(f"quality.{exc.key}", exc.message) from None
+        if count and within_s <= 0:
+            raise self.error("quality.within", 'count needs a window, e.g. within = "1h"')
+        if not count and for_s <= 0:
+            raise self.error("quality", 'give for = "30m" (failing without a break) or count and within')
+        severity = self.severity_value(self.table.get("severity", "warning"), "severity")
+        level = Level(severity, Threshold.constant(float(count or for_s)), common["route"])
+        return Rule(**common, aggregate="quality", levels=(level,),
+                    quality=QualitySpec(frozenset(checks), for_s, count, within_s))
 
     # -- small readers -------------------------------------------------------------------------
 

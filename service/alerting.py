@@ -18,7 +18,7 @@ from loguru import logger
 from alerts.points import transition_point
 from alerts.runtime import Alerts
 from provisioning.view import RegistryView
-from rules.engine import Engine
+from rules.gate import RuleSet
 from rules.loader import load_rules
 from rules.transition import AlertTransition
 from rules.warmup import readings_from_series
@@ -37,7 +37,7 @@ class Alerting:
         rules = load_rules([cfg.path(f) for f in rc.files], include_presets=rc.presets, tz=rc.timezone)
         self.cfg = cfg
         self.view = view
-        self.engine = Engine(rules, tz=rc.timezone, silent_factor=rc.silent_factor)
+        self.engine = RuleSet(rules, tz=rc.timezone, silent_factor=rc.silent_factor)
         self.engine.set_devices(view.by_id.values())
         self._devices_loaded_at = view.loaded_at
         self.alerts = Alerts(cfg.alerts, lambda device_id: self.view.by_id.get(device_id),

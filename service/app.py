@@ -10,6 +10,7 @@ import time
 from loguru import logger
 
 from collectors.uplink import Incoming, Sink
+from decoders.quality import Judge
 from grafana.device_info import write_device_info
 from provisioning.view import RegistryView
 from service.alerting import Alerting
@@ -77,7 +78,9 @@ class Service:
         writer.start()
         view = RegistryView(cfg.path(cfg.registry.path))
         self.pipeline = Pipeline(view=view, writer=writer, deadletters=deadletters, metrics=self.metrics,
-                                 parsers=PARSERS, log_every_s=cfg.pipeline.log_every_s)
+                                 parsers=PARSERS, log_every_s=cfg.pipeline.log_every_s,
+                                 judge=Judge(cfg.quality.overrides("kinds"), cfg.quality.overrides("models"))
+                                 if cfg.quality.enabled else None)
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
         self.collectors = build_collectors(cfg, self.metrics)

@@ -16,6 +16,7 @@ from loguru import logger
 
 from collectors.uplink import EnvelopeError, Incoming, Uplink
 from decoders import DecodeError, UnknownModel, derive, get_model, health_fields
+from decoders.quality import Judge
 from provisioning.device import Device
 from provisioning.view import RegistryView
 from service.inbox import Inbox
@@ -57,7 +58,7 @@ class Rejected(Exception):
 class Pipeline:
     def __init__(self, *, view: RegistryView, writer: BatchWriter, deadletters: DeadLetterStore,
                  metrics: Metrics, parsers: dict[str, Parser], chunk_size: int = 1000,
-                 log_every_s: float = 60.0) -> None:
+                 log_every_s: float = 60.0, judge: Judge | None = None) -> None:
         self.view = view
         self.writer = writer
         self.deadletters = deadletters
@@ -66,6 +67,7 @@ class Pipeline:
         self.chunk_size = chunk_size
         self.log_every_s = log_every_s
         self.stats = PipelineStats()
+        self.judge = judge
         self.on_reading: list[Callable[[Reading], bytes]] = []
         self.on_chunk_end: list[Callable[[], None]] = []
         self._last_fcnt: dict[str, tuple[int, int]] = {}
@@ -121,6 +123,9 @@ class Pipeline:
             self._log_once(device.id, "warning", "; ".join(warnings), level="INFO")
         fields = derived.fields
         health = health_fields(fields)
+        if self.judge is not None:  # data quality (issue 18): flags the reading, never drops it
+            self.judge.judge(device.id, device.kind, model, up.time_ns, fields, decoded.fields, device.install,
+                             device.expected_interval_s)
         if up.rssi_dbm is not None:
             health["rssi_dbm"] = up.rssi_dbm
         if up.snr_db is not None:

@@ -1,0 +1,165 @@
+"""The `Judge`: every reading gets a `quality` (good / suspect / bad), never dropped.
+
+One call per reading, after decoding and derivation. It writes into the reading's fields:
+`quality`, `quality_check` (the failed checks, worst first, comma-separated; only when not
+good) and `online_slot` (1 for the device's first report in an expected-interval slot, the
+numerator of the online rate). Per device it keeps one small `_State`: the last accepted value
+and its time (spike), the last value and when its run began (stuck), and the last verdict (so a
+redelivered uplink overwrites its point with the same judgement).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from decoders.model_info import ModelInfo
+from decoders.quality.checks import (
+    BAD,
+    FLAT_ZERO,
+    GOOD,
+    INSTALL,
+    RANGE,
+    SEVERITY,
+    SPIKE,
+    STUCK,
+    SUSPECT,
+    install_violation,
+    is_flat_zero,
+    is_spike,
+    is_stuck,
+    out_of_range,
+)
+from decoders.quality.profiles import Profile, build_profile
+
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """`quality` and the failed checks (worst first); `online_slot` 1 or 0."""
+
+    quality: str
+    checks: tuple[str, ...] = ()
+    online_slot: int = 1
+
+
+class _State:
+    __slots__ = ("last_ns", "last_value", "ref_ns", "ref_value", "run_start_ns", "slot", "spike_value", "spiked",
+                 "verdict")
+
+    def __init__(self) -> None:
+        self.last_ns = -1
+        self.slot = -1
+        self.ref_value: float | None = None
+        self.ref_ns = 0
+        self.last_value: object = None
+        self.run_start_ns = 0
+        self.spiked = False
+        self.spike_value = 0.0
+        self.verdict = Verdict(GOOD)
+
+
+class Judge:
+    """Judges readings with per-kind/per-model `Profile`s; `overrides` is config's `[quality]` kinds/models.
+
+    `kinds` / `models` map a kind or model name to setting overrides (see `build_profile`).
+    """
+
+    def __init__(self, kinds: Mapping[str, Mapping[str, object]] | None = None,
+                 models: Mapping[str, Mapping[str, object]] | None = None) -> None:
+        self._kinds = dict(kinds or {})
+        self._models = dict(models or {})
+        self._profiles: dict[tuple[int, str], Profile] = {}
+        self._states: dict[str, _State] = {}
+
+    def profile(self, model: ModelInfo, kind: str) -> Profile:
+        key = (id(model), kind)
+        p = self._profiles.get(key)
+        if p is None:
+            overrides = {**self._kinds.get(kind, {}), **self._models.get(model.model, {})}
+            p = self._profiles[key] = build_profile(model, kind, overrides)
+        return p
+
+    def forget(self, device_id: str) -> None:
+        """Drop a device's history (re-installed, retired)."""
+        self._states.pop(device_id, None)
+
+    def judge(self, device_id: str, kind: str, model: ModelInfo, time_ns: int, fields: dict[str, object],
+              raw: Mapping[str, object], install: Mapping[str, float], interval_s: float) -> Verdict:
+        """Judge one reading and write `quality`, `quality_check`, `online_slot` into `fields`.
+
+        `fields` are the derived fields as stored; `raw` the decoded ones (a value derivation
+        refused to store is still range-checked); `interval_s` the device's expected interval.
+        """
+        verdict = self._verdict(device_id, kind, model, time_ns, fields, raw, install, interval_s)
+        fields["quality"] = verdict.quality
+        if verdict.checks:
+            fields["quality_check"] = ",".join(verdict.checks)
+        fields["online_slot"] = verdict.online_slot
+        return verdict
+
+    def _verdict(self, device_id: str, kind: str, model: ModelInfo, time_ns: int, fields: dict[str, object],
+                 raw: Mapping[str, object], install: Mapping[str, float], interval_s: float) -> Verdict:
+        p = self.profile(model, kind)
+        st = self._states.get(device_id)
+        if st is None:
+            st = self._states[device_id] = _State()
+        if time_ns == st.last_ns:
+            return st.verdict  # a redelivery: the same judgement, so its point overwrites itself unchanged
+        failed: list[str] = []
+        for name, lo, hi in p.limits:
+            v = fields.get(name)
+            if v is None:
+                v = raw.get(name)
+            if v is not None and not isinstance(v, bool | str) and out_of_range(v, lo, hi):  # type: ignore[arg-type]
+                failed.append(RANGE)
+                break
+        if install and install_violation(kind, fields, install, p.mounting) is not None:  # type: ignore[arg-type]
+            failed.append(INSTALL)
+        for name in p.zero_fields:
+            v = fields.get(name)
+            if v is not None and not isinstance(v, bool | str) and is_flat_zero(v):  # type: ignore[arg-type]
+                failed.append(FLAT_ZERO)
+                break
+        slot = time_ns // int(max(interval_s, 1) * _NS)
+        if time_ns < st.last_ns:  # late: judged without history, which belongs to newer readings
+            return _verdict(failed, 1 if slot != st.slot else 0)
+        online = 1 if slot != st.slot else 0
+        st.slot = slot
+        value = fields.get(p.field) if p.field else None
+        if value is not None and not isinstance(value, str):
+            self._history(p, st, time_ns, value, failed)
+        st.last_ns = time_ns
+        st.verdict = _verdict(failed, online)
+        return st.verdict
+
+    @staticmethod
+    def _history(p: Profile, st: _State, time_ns: int, value: object, failed: list[str]) -> None:
+        """Spike and stuck, from the last accepted value and the current run of equal values."""
+        if p.stuck_after_s is not None:
+            if value != st.last_value:
+                st.last_value = value
+                st.run_start_ns = time_ns
+            elif is_stuck(st.run_start_ns, time_ns, p.stuck_after_s):
+                failed.append(STUCK)
+        if p.max_rate_per_min is None or isinstance(value, bool) or RANGE in failed:
+            return
+        v = float(value)  # type: ignore[arg-type]
+        # A second reading near the first jump's level confirms it: the change is real.
+        if (st.ref_value is not None and is_spike(v, st.ref_value, st.ref_ns, time_ns, p.max_rate_per_min, p.min_jump)
+                and not (st.spiked and abs(v - st.spike_value) < p.min_jump)):
+            st.spiked = True
+            st.spike_value = v
+            failed.append(SPIKE)
+            return
+        st.spiked = False
+        st.ref_value = v
+        st.ref_ns = time_ns
+
+
+def _verdict(failed: list[str], online: int) -> Verdict:
+    if not failed:
+        return Verdict(GOOD, (), online)
+    checks = tuple(sorted(failed, key=lambda c: SEVERITY[c] != BAD))
+    return Verdict(BAD if SEVERITY[checks[0]] == BAD else SUSPECT, checks, online)
