@@ -6,10 +6,12 @@ rules see every reading (a device sending bad data is not silent). Two `Engine`s
 out — one for rules that take every reading, one for those that take only readings not judged
 bad — so the engine itself is unchanged. `QualityWatch`es see every judged reading.
 The interface is `Engine`'s: process, tick, warm_up, warm_up_queries, set_devices, state_of.
+Every transition is labelled with its device's `kind` (the `alerts` points' `kind` tag).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 from provisioning.device import Device
@@ -39,6 +41,7 @@ class RuleSet:
         self.good = Engine([r for r in plain if not r.is_no_data and r.ignore_bad], **opts)  # type: ignore[arg-type]
         self.watches = [QualityWatch(r) for r in self.rules if r.is_quality]
         self._device_tags: dict[str, dict[str, str]] = {}
+        self._kinds: dict[str, str] = {}
         self._tags: dict[str, tuple[tuple[tuple[str, str], ...], dict[str, str]]] = {}
 
     def set_devices(self, devices: Iterable[Device]) -> None:
@@ -46,6 +49,7 @@ class RuleSet:
         self.every.set_devices(devices)
         self.good.set_devices(devices)
         self._device_tags = {d.id: dict(d.tags()) for d in devices}
+        self._kinds = {d.id: d.kind for d in devices}
         self._tags.clear()
         for w in self.watches:
             w.reset_selection()
@@ -61,12 +65,12 @@ class RuleSet:
                 t = w.seen(reading, tags)
                 if t is not None:
                     out.append(t)
-        return out
+        return [_with_kind(t, reading.kind) for t in out] if out else out
 
     def tick(self, now_ns: int) -> list[AlertTransition]:
         out = self.every.tick(now_ns) + self.good.tick(now_ns)
         out.sort(key=lambda t: t.time_ns)
-        return out
+        return [_with_kind(t, self._kinds.get(t.device_id, "")) for t in out]
 
     def warm_up_queries(self, now_ns: int) -> list[str]:
         return warm_up_queries([r for r in self.rules if not r.is_quality], now_ns)
@@ -95,3 +99,12 @@ class RuleSet:
                 tags[key] = value
         self._tags[reading.device_id] = (reading.tags, tags)
         return tags
+
+
+def _with_kind(t: AlertTransition, kind: str) -> AlertTransition:
+    """The transition labelled with its device's kind (the `alerts` points' `kind` tag, inhibit rules)."""
+    if not kind or ("kind", kind) in t.labels:
+        return t
+    labels = dict(t.labels)
+    labels["kind"] = kind
+    return dataclasses.replace(t, labels=tuple(sorted(labels.items())))

@@ -43,7 +43,7 @@ F, INT, B, S = FieldType.FLOAT, FieldType.INTEGER, FieldType.BOOLEAN, FieldType.
 TAG_KEYS: tuple[str, ...] = ("device_id", "model", "district", "zone_class", "site")
 """Reading tags, bounded cardinality; `site` only where set. Everything else is a field."""
 
-ALERT_TAG_KEYS: tuple[str, ...] = ("rule_id", "device_id", "severity", "to_state", "district")
+ALERT_TAG_KEYS: tuple[str, ...] = ("rule_id", "device_id", "severity", "to_state", "district", "kind")
 """Tags of `alerts` points, as `alerts.points.transition_point` writes them."""
 
 HEALTH_SPECS: tuple[FieldSpec, ...] = (
