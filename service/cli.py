@@ -105,12 +105,13 @@ def _register_plugins() -> None:
     from decoders.cli import register as decoders
     from grafana.cli import register as grafana
     from provisioning.cli import register as provisioning
+    from report.cli import register as report
     from rules.cli import register as rules
     from service.demo import register as demo
     from service.simulate_cli import register as simulate
     from storage.cli import register as deadletter
 
-    for register in (provisioning, decoders, rules, deadletter, grafana, simulate, demo):
+    for register in (provisioning, decoders, rules, deadletter, grafana, simulate, demo, report):
         register(app)
     alerts(app, db_path=_configured_alerts_db)
 
