@@ -115,7 +115,7 @@ class Judge:
             if v is not None and not isinstance(v, bool | str) and out_of_range(v, lo, hi):  # type: ignore[arg-type]
                 failed.append(RANGE)
                 break
-        if install and install_violation(kind, fields, install, p.mounting) is not None:  # type: ignore[arg-type]
+        if install and not failed and install_violation(kind, fields, install, p.mounting) is not None:  # type: ignore[arg-type]
             failed.append(INSTALL)
         for name in p.zero_fields:
             v = fields.get(name)
@@ -143,8 +143,8 @@ class Judge:
                 st.run_start_ns = time_ns
             elif is_stuck(st.run_start_ns, time_ns, p.stuck_after_s):
                 failed.append(STUCK)
-        if p.max_rate_per_min is None or isinstance(value, bool) or RANGE in failed:
-            return
+        if p.max_rate_per_min is None or isinstance(value, bool) or RANGE in failed or INSTALL in failed:
+            return  # a value already known wrong is neither a spike nor the reference for the next one
         v = float(value)  # type: ignore[arg-type]
         # A second reading near the first jump's level confirms it: the change is real.
         if (st.ref_value is not None and is_spike(v, st.ref_value, st.ref_ns, time_ns, p.max_rate_per_min, p.min_jump)
