@@ -3,9 +3,10 @@
 A reading's `quality_check` field (written by decoders/quality) names the checks it failed.
 A rule fires when a device's readings fail one of its `checks` without a break for `for`
 (a stuck sensor, a depth gauge set up wrong), or `count` times within `within` (repeated
-spikes). Per device it keeps four numbers: when the current failing run began, a leaky-bucket
-level (drained at count per `within`, so no window of past readings is kept), its time, and
-whether the alert fires. Time comes from the readings only.
+spikes). Per device it keeps when the current failing run began, the times of the last `count`
+failures (a handful of integers, not a window of readings) and whether the alert fires. It
+resolves on a reading that passes once no failure is left within `within`. Time comes from the
+readings only.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ _NS = 1_000_000_000
 
 
 class _Run:
-    __slots__ = ("firing", "last_ns", "level", "level_ns", "resolved", "start_ns")
+    __slots__ = ("firing", "last_ns", "recent", "resolved", "start_ns")
 
     def __init__(self) -> None:
         self.start_ns = -1
-        self.level = 0.0
-        self.level_ns = 0
+        self.recent: list[int] = []
         self.last_ns = -1
         self.firing = False
         self.resolved = False
@@ -40,7 +40,7 @@ class QualityWatch:
         self.rule = rule
         self.spec = rule.quality
         self._for_ns = int(self.spec.for_s * _NS)
-        self._drain_per_ns = self.spec.count / (self.spec.within_s * _NS) if self.spec.count else 0.0
+        self._within_ns = int(self.spec.within_s * _NS)
         self._runs: dict[str, _Run] = {}
         self._selected: dict[str, bool] = {}
 
@@ -70,14 +70,15 @@ class QualityWatch:
         run.last_ns = t
         failed_checks = reading.fields.get("quality_check")
         failed = isinstance(failed_checks, str) and any(c in self.spec.checks for c in failed_checks.split(","))
-        if self._drain_per_ns:
-            run.level = max(0.0, run.level - (t - run.level_ns) * self._drain_per_ns) + (1.0 if failed else 0.0)
-            run.level_ns = t
+        count = self.spec.count
         if failed:
             if run.start_ns < 0:
                 run.start_ns = t
+            if count:
+                run.recent.append(t)
+                del run.recent[:-count]
             long_run = self._for_ns > 0 and t - run.start_ns >= self._for_ns
-            repeated = self._drain_per_ns > 0 and run.level >= self.spec.count - 1e-9
+            repeated = count > 0 and len(run.recent) == count and t - run.recent[0] <= self._within_ns
             if (long_run or repeated) and not run.firing:
                 run.firing = True
                 checks = "/".join(sorted(self.spec.checks))
@@ -87,7 +88,7 @@ class QualityWatch:
                                         f" (last: {failed_checks}); check the sensor on site")
             return None
         run.start_ns = -1
-        if run.firing and run.level < 1.0:
+        if run.firing and not (run.recent and t - run.recent[-1] <= self._within_ns):
             run.firing = False
             return self._transition(reading, tags, run, AlertState.RESOLVED,
                                     f"{self.rule.id} resolved: readings pass the checks again")
@@ -106,11 +107,12 @@ class QualityWatch:
             from_state, run.resolved = AlertState.FIRING, True
         labels = dict(reading.tags)
         labels.update(self.rule.labels)
-        value = run.level if self._drain_per_ns and not self._for_ns else (
+        counting = self.spec.count > 0 and not self._for_ns
+        value = float(len(run.recent)) if counting else (
             (reading.time_ns - run.start_ns) / _NS if run.start_ns >= 0 else 0.0)
         return AlertTransition(
             rule_id=self.rule.id, device_id=reading.device_id, from_state=from_state, to_state=to,
             severity=level.severity, time_ns=reading.time_ns, value=value,
-            threshold=float(self.spec.count) if self._drain_per_ns and not self._for_ns else self.spec.for_s,
+            threshold=float(self.spec.count) if counting else self.spec.for_s,
             route=level.route, summary=summary, labels=tuple(sorted(labels.items())),
         )
