@@ -28,7 +28,6 @@ from decoders.quality.checks import (
     is_flat_zero,
     is_spike,
     is_stuck,
-    out_of_range,
 )
 from decoders.quality.profiles import Profile, build_profile
 
@@ -45,10 +44,14 @@ class Verdict:
 
 
 class _State:
-    __slots__ = ("last_ns", "last_value", "ref_ns", "ref_value", "run_start_ns", "slot", "spike_value", "spiked",
-                 "verdict")
+    __slots__ = ("check_install", "kind", "last_ns", "last_value", "model", "profile", "ref_ns", "ref_value",
+                 "run_start_ns", "slot", "spike_value", "spiked", "verdict")
 
-    def __init__(self) -> None:
+    def __init__(self, model: ModelInfo, kind: str, profile: Profile) -> None:
+        self.model = model
+        self.kind = kind
+        self.profile = profile
+        self.check_install = kind in _INSTALL_KINDS
         self.last_ns = -1
         self.slot = -1
         self.ref_value: float | None = None
@@ -57,7 +60,11 @@ class _State:
         self.run_start_ns = 0
         self.spiked = False
         self.spike_value = 0.0
-        self.verdict = Verdict(GOOD)
+        self.verdict = _GOOD[1]
+
+
+_INSTALL_KINDS = frozenset({"water_level", "bin_fill"})
+_GOOD = (Verdict(GOOD, (), 0), Verdict(GOOD, (), 1))
 
 
 class Judge:
@@ -101,65 +108,69 @@ class Judge:
 
     def _verdict(self, device_id: str, kind: str, model: ModelInfo, time_ns: int, fields: dict[str, object],
                  raw: Mapping[str, object], install: Mapping[str, float], interval_s: float) -> Verdict:
-        p = self.profile(model, kind)
         st = self._states.get(device_id)
-        if st is None:
-            st = self._states[device_id] = _State()
-        if time_ns == st.last_ns:
+        if st is None or st.model is not model or st.kind != kind:  # new, or re-provisioned as another model
+            st = self._states[device_id] = _State(model, kind, self.profile(model, kind))
+        elif time_ns == st.last_ns:
             return st.verdict  # a redelivery: the same judgement, so its point overwrites itself unchanged
-        failed: list[str] = []
+        p = st.profile
+        failed: list[str] | None = None
         for name, lo, hi in p.limits:
             v = fields.get(name)
             if v is None:
                 v = raw.get(name)
-            if v is not None and not isinstance(v, bool | str) and out_of_range(v, lo, hi):  # type: ignore[arg-type]
-                failed.append(RANGE)
+                if v is None:
+                    continue
+            if (type(v) is float or type(v) is int) and not lo <= v <= hi:  # type: ignore[operator]
+                failed = [RANGE]
                 break
-        if install and not failed and install_violation(kind, fields, install, p.mounting) is not None:  # type: ignore[arg-type]
-            failed.append(INSTALL)
+        if failed is None and install and st.check_install and \
+                install_violation(kind, fields, install, p.mounting) is not None:  # type: ignore[arg-type]
+            failed = [INSTALL]
         for name in p.zero_fields:
-            v = fields.get(name)
-            if v is not None and not isinstance(v, bool | str) and is_flat_zero(v):  # type: ignore[arg-type]
-                failed.append(FLAT_ZERO)
+            if fields.get(name) == 0 and is_flat_zero(fields[name]):  # type: ignore[arg-type]
+                failed = [*(failed or ()), FLAT_ZERO]
                 break
-        slot = time_ns // int(max(interval_s, 1) * _NS)
-        if time_ns < st.last_ns:  # late: judged without history, which belongs to newer readings
-            return _verdict(failed, 1 if slot != st.slot else 0)
+        slot = time_ns // (int(interval_s) * _NS if interval_s >= 1 else _NS)
         online = 1 if slot != st.slot else 0
+        if time_ns < st.last_ns:  # late: judged without history, which belongs to newer readings
+            return _verdict(failed, online)
         st.slot = slot
-        value = fields.get(p.field) if p.field else None
-        if value is not None and not isinstance(value, str):
-            self._history(p, st, time_ns, value, failed)
+        if p.field:
+            value = fields.get(p.field)
+            if value is not None and not isinstance(value, str):
+                failed = self._history(p, st, time_ns, value, failed)
         st.last_ns = time_ns
-        st.verdict = _verdict(failed, online)
+        st.verdict = _GOOD[online] if failed is None else _verdict(failed, online)
         return st.verdict
 
     @staticmethod
-    def _history(p: Profile, st: _State, time_ns: int, value: object, failed: list[str]) -> None:
+    def _history(p: Profile, st: _State, time_ns: int, value: object, failed: list[str] | None) -> list[str] | None:
         """Spike and stuck, from the last accepted value and the current run of equal values."""
         if p.stuck_after_s is not None:
             if value != st.last_value:
                 st.last_value = value
                 st.run_start_ns = time_ns
             elif is_stuck(st.run_start_ns, time_ns, p.stuck_after_s):
-                failed.append(STUCK)
-        if p.max_rate_per_min is None or isinstance(value, bool) or RANGE in failed or INSTALL in failed:
-            return  # a value already known wrong is neither a spike nor the reference for the next one
+                failed = [*(failed or ()), STUCK]
+        if p.max_rate_per_min is None or isinstance(value, bool) or (
+                failed is not None and (RANGE in failed or INSTALL in failed)):
+            return failed  # a value already known wrong is neither a spike nor the reference for the next one
         v = float(value)  # type: ignore[arg-type]
         # A second reading near the first jump's level confirms it: the change is real.
         if (st.ref_value is not None and is_spike(v, st.ref_value, st.ref_ns, time_ns, p.max_rate_per_min, p.min_jump)
                 and not (st.spiked and abs(v - st.spike_value) < p.min_jump)):
             st.spiked = True
             st.spike_value = v
-            failed.append(SPIKE)
-            return
+            return [*(failed or ()), SPIKE]
         st.spiked = False
         st.ref_value = v
         st.ref_ns = time_ns
+        return failed
 
 
-def _verdict(failed: list[str], online: int) -> Verdict:
+def _verdict(failed: list[str] | None, online: int) -> Verdict:
     if not failed:
-        return Verdict(GOOD, (), online)
+        return _GOOD[online]
     checks = tuple(sorted(failed, key=lambda c: SEVERITY[c] != BAD))
     return Verdict(BAD if SEVERITY[checks[0]] == BAD else SUSPECT, checks, online)
