@@ -6,9 +6,6 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-from openpyxl import Workbook
-from openpyxl.styles import Font
-
 from report.figures import COLUMNS, Figures, row
 
 PERCENT = ("online_rate", "accuracy_rate")
@@ -25,6 +22,11 @@ def write_csv(path: Path, figures: Sequence[Figures]) -> None:
 
 def write_xlsx(path: Path, figures: Sequence[Figures], title: str) -> None:
     """One sheet: a title line, the header, one row per figures line; rates formatted as percentages."""
+    # imported here, not at the top: openpyxl (and numpy through it) costs ~0.4 s, which every
+    # `urbansense` command, `run` included, would otherwise pay at start-up
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
     wb = Workbook()
     ws = wb.active
     ws.title = "figures"

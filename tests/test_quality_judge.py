@@ -77,6 +77,10 @@ def test_online_slot_counts_one_report_per_expected_interval_and_a_redelivery_ke
         judge.judge("d", "noise", WS302, T0 + t * NS, f, f, {}, 300)
         slots.append(f["online_slot"])
     assert slots == [1, 0, 1, 1, 1, 1]
+    # an older reading replayed: no fields, so the stored point keeps its first judgement
+    f = {"laeq_db": 50.1}
+    assert judge.judge("d", "noise", WS302, T0 + 100 * NS, f, f, {}, 300).quality == ""
+    assert f == {"laeq_db": 50.1}
 
 
 def test_unknown_settings_are_refused() -> None:

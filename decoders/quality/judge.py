@@ -4,8 +4,9 @@ One call per reading, after decoding and derivation. It writes into the reading'
 `quality`, `quality_check` (the failed checks, worst first, comma-separated; only when not
 good) and `online_slot` (1 for the device's first report in an expected-interval slot, the
 numerator of the online rate). Per device it keeps one small `_State`: the last accepted value
-and its time (spike), the last value and when its run began (stuck), and the last verdict (so a
-redelivered uplink overwrites its point with the same judgement).
+and its time (spike), the last value and when its run began (stuck), the last slot and verdict
+(so a redelivered uplink leaves its stored judgement as it was: at-least-once delivery still
+gives exactly-once storage).
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class _State:
 
 _INSTALL_KINDS = frozenset({"water_level", "bin_fill"})
 _GOOD = (Verdict(GOOD, (), 0), Verdict(GOOD, (), 1))
+LATE = Verdict("", (), 0)
+"""For a reading older than the device's newest judged one: no fields are written (see `Judge.judge`)."""
 
 
 class Judge:
@@ -98,8 +101,15 @@ class Judge:
 
         `fields` are the derived fields as stored; `raw` the decoded ones (a value derivation
         refused to store is still range-checked); `interval_s` the device's expected interval.
+
+        A reading older than the device's newest judged one is almost always a redelivery (a
+        broker replaying after a restart): it gets `LATE` and no fields, so its point, which
+        InfluxDB merges field by field, keeps the judgement stored the first time. A redelivery
+        of the newest reading gets the same verdict again.
         """
         verdict = self._verdict(device_id, kind, model, time_ns, fields, raw, install, interval_s)
+        if verdict is LATE:
+            return verdict
         fields["quality"] = verdict.quality
         if verdict.checks:
             fields["quality_check"] = ",".join(verdict.checks)
@@ -131,10 +141,10 @@ class Judge:
             if fields.get(name) == 0 and is_flat_zero(fields[name]):  # type: ignore[arg-type]
                 failed = [*(failed or ()), FLAT_ZERO]
                 break
+        if time_ns < st.last_ns:
+            return LATE
         slot = time_ns // (int(interval_s) * _NS if interval_s >= 1 else _NS)
         online = 1 if slot != st.slot else 0
-        if time_ns < st.last_ns:  # late: judged without history, which belongs to newer readings
-            return _verdict(failed, online)
         st.slot = slot
         if p.field:
             value = fields.get(p.field)
