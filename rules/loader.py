@@ -579,6 +579,13 @@ def describe(rule: Rule) -> Mapping[str, str]:
     if rule.is_no_data:
         factor = rule.no_data.factor if rule.no_data else None
         what = f"silent > expected interval × {'the engine factor' if factor is None else f'{factor:g}'}"
+    elif rule.quality is not None:
+        q = rule.quality
+        checks = "/".join(sorted(q.checks))
+        parts = [f"failing for {format_duration(q.for_s)}"] if q.for_s else []
+        if q.count:
+            parts.append(f"{q.count} times within {format_duration(q.within_s)}")
+        what = f"readings {checks}: " + " or ".join(parts)
     else:
         if rule.aggregate == "eta":
             agg = f"eta({rule.field} → {rule.target:g}, {format_duration(rule.window_s)}) in s"
