@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from provisioning.device import Device
+from core.device import Device
 
 ALL = "(all)"
 """The district (and kind) of a total row."""

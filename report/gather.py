@@ -7,12 +7,11 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-from provisioning.device import Device
+from core.device import Device
+from core.kinds import KIND_NAMES
 from report import queries
 from report.figures import CaseRow, Figures, assemble
 from storage.influx import InfluxClient
-
-KINDS = ("noise", "dust", "bin_fill", "parking", "water_level")
 
 
 async def influx_counts(client: InfluxClient, kinds: Iterable[str], from_ns: int, to_ns: int,
@@ -64,7 +63,7 @@ def read_cases(db_path: Path) -> list[CaseRow]:
 async def gather(client: InfluxClient, devices: Iterable[Device], alerts_db: Path, from_ns: int, to_ns: int, *,
                  district: str | None = None, kind: str | None = None) -> list[Figures]:
     """The figures for [from, to), optionally for one district and/or kind."""
-    kinds = [kind] if kind else list(KINDS)
+    kinds = [kind] if kind else list(KIND_NAMES)
     chosen = [d for d in devices if d.status != "retired" and d.kind in kinds
               and (district is None or d.district == district)]
     counts = await influx_counts(client, kinds, from_ns, to_ns, district)

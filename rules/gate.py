@@ -14,14 +14,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from provisioning.device import Device
+from core.device import Device
+from core.reading import Reading
+from core.transition import AlertTransition
 from rules.engine import Engine
 from rules.machine import RuleState
 from rules.model import Rule
 from rules.quality import QualityWatch
-from rules.transition import AlertTransition
 from rules.warmup import warm_up_queries
-from storage.reading import Reading
 
 BAD = "bad"
 """The `quality` field value that keeps a reading from rules with `ignore_bad` (docs/schema.md)."""

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from rules.durations import format_duration
+from core.reading import Reading
+from core.timing import format_duration
+from core.transition import AlertState, AlertTransition
 from rules.model import Rule
-from rules.transition import AlertState, AlertTransition
-from storage.reading import Reading
 
 _NS = 1_000_000_000
 

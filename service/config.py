@@ -12,19 +12,21 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from alerts.config import AlertsConfig
-from decoders.model_info import KINDS
-from decoders.registry import all_models
+from core.config import Section
+from decoders.quality.config import QualityConfig
+from grafana.config import GRAFANA_TOKEN_ENV, GrafanaConfig
+from storage.config import INFLUXDB_PASSWORD_ENV, INFLUXDB_TOKEN_ENV, InfluxConfig
 
 DEFAULT_PATH = "config.toml"
 CONFIG_ENV = "URBANSENSE_CONFIG"
 SECRET_ENV = {
     ("mqtt", "password"): "URBANSENSE_MQTT_PASSWORD",
-    ("influxdb", "password"): "URBANSENSE_INFLUXDB_PASSWORD",
-    ("influxdb", "token"): "URBANSENSE_INFLUXDB_TOKEN",
-    ("grafana", "token"): "URBANSENSE_GRAFANA_TOKEN",
+    ("influxdb", "password"): INFLUXDB_PASSWORD_ENV,
+    ("influxdb", "token"): INFLUXDB_TOKEN_ENV,
+    ("grafana", "token"): GRAFANA_TOKEN_ENV,
     ("nbiot", "ctwing_token"): "URBANSENSE_CTWING_TOKEN",
     ("nbiot", "onenet_token"): "URBANSENSE_ONENET_TOKEN",
 }
@@ -34,8 +36,7 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message names the file and key(s)."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+_Section = Section
 
 
 class MqttConfig(_Section):
@@ -59,20 +60,6 @@ class LorawanConfig(_Section):
     chirpstack_topic: str = Field("application/+/device/+/event/up", description="ChirpStack topic filter")
     tts: bool = Field(False, description="subscribe to The Things Stack v3 uplinks")
     tts_topic: str = Field("v3/+/devices/+/up", description="The Things Stack topic filter")
-
-
-class InfluxConfig(_Section):
-    url: str = Field("http://127.0.0.1:8086", description="InfluxDB base URL (v1 API)")
-    database: str = Field("urbansense", min_length=1, description="database (1.x) or DBRP-mapped bucket")
-    username: str = Field("", description="v1 user name")
-    password: str = Field("", description="v1 password (or env URBANSENSE_INFLUXDB_PASSWORD)")
-    token: str = Field("", description="v2/v3 token (or env URBANSENSE_INFLUXDB_TOKEN)")
-    retention_policy: str = Field("", description="retention policy, empty for the default")
-    create_database: bool = Field(True, description="create the database on start (1.x)")
-    batch_size: int = Field(5000, ge=1, description="lines per write")
-    flush_interval_s: float = Field(0.2, gt=0, description="longest a line waits before a write")
-    max_batches_in_flight: int = Field(2, ge=1, description="writes under way before backpressure")
-    timeout_s: float = Field(10.0, gt=0, description="HTTP timeout per write")
 
 
 class RegistryConfig(_Section):
@@ -106,43 +93,6 @@ class RulesConfig(_Section):
     warm_up: bool = Field(True, description="replay recent history from InfluxDB into rule windows on start")
 
 
-class QualityChecks(_Section):
-    """Overrides of one kind's or model's quality checks (decoders/quality/profiles.py has the defaults)."""
-
-    field: str | None = Field(None, description="the value spike and stuck watch")
-    max_rate_per_min: float | None = Field(None, ge=0, description="spike: faster change per minute (0: off)")
-    min_jump: float | None = Field(None, ge=0, description="spike: smallest change that can be one")
-    stuck_after_s: float | None = Field(None, ge=0, description="stuck: same value for longer (0: off)")
-    zero_fields: list[str] | None = Field(None, description="fields for which exactly 0 is suspect")
-
-
-class QualityConfig(_Section):
-    enabled: bool = Field(True, description="judge every reading: quality, quality_check, online_slot fields")
-    kinds: dict[str, QualityChecks] = Field(default_factory=dict, description="overrides per kind")
-    models: dict[str, QualityChecks] = Field(default_factory=dict, description="overrides per model")
-
-    @field_validator("kinds")
-    @classmethod
-    def _known_kinds(cls, v: dict[str, QualityChecks]) -> dict[str, QualityChecks]:
-        unknown = sorted(set(v) - set(KINDS))
-        if unknown:
-            raise ValueError(f"unknown kind {unknown[0]!r}; expected one of {', '.join(KINDS)}")
-        return v
-
-    @field_validator("models")
-    @classmethod
-    def _known_models(cls, v: dict[str, QualityChecks]) -> dict[str, QualityChecks]:
-        known = {m.model for m in all_models()}
-        unknown = sorted(set(v) - known)
-        if unknown:
-            raise ValueError(f"unknown model {unknown[0]!r}; see `urbansense decoders list`")
-        return v
-
-    def overrides(self, which: str) -> dict[str, dict[str, object]]:
-        """`kinds` or `models` as the plain dicts `decoders.quality.Judge` takes."""
-        return {k: c.model_dump(exclude_none=True) for k, c in getattr(self, which).items()}
-
-
 class SpoolConfig(_Section):
     enabled: bool = Field(True, description="spool batches to disk while InfluxDB cannot take them")
     path: str = Field("var/spool", description="spool folder (segment files)")
@@ -154,14 +104,6 @@ class SpoolConfig(_Section):
 
 
 # Sections added by collectors of other transports go here, one line each in `Config`.
-
-
-class GrafanaConfig(_Section):
-    url: str = Field("http://127.0.0.1:3000", description="Grafana base URL for `urbansense grafana push`")
-    token: str = Field("", description="Grafana service-account token (or env URBANSENSE_GRAFANA_TOKEN)")
-    language: Literal["zh", "en"] = Field("zh", description="dashboard and panel titles: zh or en")
-    folder: str = Field("UrbanSense", min_length=1, description="Grafana folder of the dashboards")
-    timeout_s: float = Field(10.0, gt=0, description="HTTP timeout per Grafana API call")
 
 
 class NbiotConfig(_Section):

@@ -23,21 +23,21 @@ from conftest import influx_query
 from typer.testing import CliRunner
 
 from alerts.points import transition_point
-from collectors.uplink import Incoming, Uplink
+from cli.app import app
+from core.device import Device
+from core.transition import AlertState, AlertTransition
+from core.uplink import Incoming, Uplink
 from decoders import get_model
 from decoders.quality import Judge
 from grafana.dashboards import build_dashboards
 from grafana.device_info import device_info_lines
 from grafana.influxql import Expansion, expand
-from provisioning.device import Device
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
 from report.figures import ALL, Figures
 from report.gather import gather
 from rules.gate import RuleSet
 from rules.loader import load_rules
-from rules.transition import AlertState, AlertTransition
-from service.cli import app
 from service.metrics import Metrics
 from service.pipeline import Pipeline
 from storage.influx import InfluxClient

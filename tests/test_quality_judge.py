@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from core.reading import Reading
+from core.transition import AlertState
 from decoders import get_model
 from decoders.quality import Judge, build_profile
 from rules.gate import RuleSet
 from rules.loader import QUALITY_CHECKS, RuleError, load_rules
-from rules.transition import AlertState
 from service.config import ConfigError, load_config
-from storage.reading import Reading
 
 NS = 10**9
 T0 = 5_878_667 * 300 * NS  # on a 5-minute slot boundary

@@ -10,8 +10,8 @@ from test_alerts_delivery import DEVICES, config, drained, run_until
 
 from alerts.runtime import Alerts
 from alerts.testing import RecordingServer
+from core.transition import AlertState, AlertTransition, Severity
 from report.gather import gather
-from rules.transition import AlertState, AlertTransition, Severity
 from storage.influx import InfluxClient
 
 pytestmark = pytest.mark.timeout(90)

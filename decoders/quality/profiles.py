@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from core.kinds import KINDS
 from decoders.fields import canonical_type
 from decoders.model_info import ModelInfo
 
@@ -41,20 +42,20 @@ KIND_DEFAULTS: dict[str, Profile] = {
     # Road water rises at most tens of mm a minute even in a cloudburst (GB 51222 design storms);
     # 100 mm/min and a 300 mm jump leave real flash floods alone. A dry road reads the same
     # depth for weeks, so no stuck check.
-    "water_level": Profile("depth_mm", max_rate_per_min=100.0, min_jump=300.0,
+    "water_level": Profile(KINDS["water_level"].primary_field, max_rate_per_min=100.0, min_jump=300.0,
                            limits=(("depth_mm", 0.0, 20_000.0),)),
     # LAeq over minutes never repeats to the 0.1 dB for an hour in a street; traffic makes
     # real 30 dB jumps, so no spike check. 0 dB(A) is below any street's floor.
-    "noise": Profile("laeq_db", stuck_after_s=3600.0, zero_fields=("laeq_db",),
+    "noise": Profile(KINDS["noise"].primary_field, stuck_after_s=3600.0, zero_fields=("laeq_db",),
                      limits=(("laeq_db", 20.0, 140.0), ("lmax_db", 20.0, 150.0), ("lmin_db", 20.0, 140.0))),
     # City air always carries some particulates: 0 µg/m³ is a dead optical cell, not clean air.
-    "dust": Profile("pm2_5_ugm3", stuck_after_s=6 * 3600.0, zero_fields=("pm2_5_ugm3", "pm10_ugm3"),
+    "dust": Profile(KINDS["dust"].primary_field, stuck_after_s=6 * 3600.0, zero_fields=("pm2_5_ugm3", "pm10_ugm3"),
                     limits=(("pm1_0_ugm3", 0.0, 2000.0), ("pm2_5_ugm3", 0.0, 2000.0),
                             ("pm10_ugm3", 0.0, 2000.0), ("tsp_ugm3", 0.0, 5000.0))),
     # Emptying is instant and a dumped bag is too: no spike check. A bin out of use sits still for days.
-    "bin_fill": Profile("fill_pct", stuck_after_s=72 * 3600.0, limits=(("fill_pct", 0.0, 100.0),)),
+    "bin_fill": Profile(KINDS["bin_fill"].primary_field, stuck_after_s=72 * 3600.0, limits=(("fill_pct", 0.0, 100.0),)),
     # A bay can stay empty or taken for days.
-    "parking": Profile("occupied"),
+    "parking": Profile(KINDS["parking"].primary_field),
 }
 
 _SETTINGS = ("field", "max_rate_per_min", "min_jump", "stuck_after_s", "zero_fields")

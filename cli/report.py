@@ -12,10 +12,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.state import state
+from core.kinds import KIND_NAMES as KINDS
 from provisioning.registry import Registry
 from report.export import write_csv, write_xlsx
 from report.figures import Figures
-from report.gather import KINDS, gather
+from report.gather import gather
 from service.config import Config
 from storage.influx import InfluxClient
 
@@ -80,7 +82,7 @@ def register(app: typer.Typer) -> None:
         (November, local time). Online rate: share of each device's expected reports (one per
         expected interval) that arrived; data accuracy: share of readings judged good.
         """
-        cfg: Config = ctx.find_root().obj.config  # the root command's State (service/cli.py)
+        cfg = state(ctx).config
         tz = cfg.rules.timezone
         start, end = parse_when(from_, tz), parse_when(to, tz)
         if end <= start:
