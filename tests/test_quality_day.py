@@ -281,8 +281,18 @@ def test_report_command_prints_and_writes_csv_and_xlsx(influxd, day: Day, tmp_pa
     header = [c.value for c in sheet[2]]
     dust = next(r for r in sheet.iter_rows(min_row=3, values_only=True) if r[:2] == ("朝阳区", "dust"))
     assert dust[header.index("online_rate")] == pytest.approx(252 / 288)
+    noise_csv = tmp_path / "noise.csv"
+    only = CliRunner().invoke(app, ["--config", str(cfg), "report", "--from", "2026-11-20", "--to", "2026-11-21",
+                                    "--kind", "noise", "--csv", str(noise_csv)])
+    assert only.exit_code == 0, only.output
+    with noise_csv.open(encoding="utf-8-sig") as fh:
+        assert {(r["district"], r["kind"]) for r in csv.DictReader(fh)} == {
+            ("朝阳区", "noise"), ("海淀区", "noise"), (ALL, "noise")}
     bad = CliRunner().invoke(app, ["--config", str(cfg), "report", "--from", "2026-11-21", "--to", "2026-11-20"])
     assert bad.exit_code != 0 and "--to must be after --from" in bad.output
+    bad = CliRunner().invoke(app, ["--config", str(cfg), "report", "--from", "2026-11-20", "--to", "2026-11-21",
+                                   "--kind", "nois"])
+    assert bad.exit_code != 0 and "unknown kind 'nois'" in bad.output
 
 
 def test_dashboard_queries_return_the_reports_numbers(influxd, day: Day) -> None:
