@@ -80,16 +80,18 @@ class Judge:
                  models: Mapping[str, Mapping[str, object]] | None = None) -> None:
         self._kinds = dict(kinds or {})
         self._models = dict(models or {})
-        self._profiles: dict[tuple[int, str], Profile] = {}
+        self._profiles: dict[tuple[str, str], tuple[ModelInfo, Profile]] = {}
         self._states: dict[str, _State] = {}
 
     def profile(self, model: ModelInfo, kind: str) -> Profile:
-        key = (id(model), kind)
-        p = self._profiles.get(key)
-        if p is None:
+        """The checks for `model` as a `kind`; rebuilt when the registry of models hands out a new
+        `ModelInfo` under the same name (a city's model folder reloaded)."""
+        key = (model.model, kind)
+        cached = self._profiles.get(key)
+        if cached is None or cached[0] is not model:
             overrides = {**self._kinds.get(kind, {}), **self._models.get(model.model, {})}
-            p = self._profiles[key] = build_profile(model, kind, overrides)
-        return p
+            cached = self._profiles[key] = (model, build_profile(model, kind, overrides))
+        return cached[1]
 
     def forget(self, device_id: str) -> None:
         """Drop a device's history (re-installed, retired)."""
@@ -119,9 +121,11 @@ class Judge:
     def _verdict(self, device_id: str, kind: str, model: ModelInfo, time_ns: int, fields: dict[str, object],
                  raw: Mapping[str, object], install: Mapping[str, float], interval_s: float) -> Verdict:
         st = self._states.get(device_id)
-        if st is None or st.model is not model or st.kind != kind:  # new, or re-provisioned as another model
+        if st is None or st.kind != kind or st.model.model != model.model:  # new, or now another model
             st = self._states[device_id] = _State(model, kind, self.profile(model, kind))
-        elif time_ns == st.last_ns:
+        elif st.model is not model:  # the same model reloaded: its ranges may have changed, history stays
+            st.model, st.profile = model, self.profile(model, kind)
+        if time_ns == st.last_ns:
             return st.verdict  # a redelivery: the same judgement, so its point overwrites itself unchanged
         p = st.profile
         failed: list[str] | None = None
