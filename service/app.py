@@ -23,6 +23,7 @@ from service.inbox import Inbox
 from service.metrics import Metrics
 from service.model_watch import report, watch_models
 from service.pipeline import Pipeline
+from service.quality_count import QualityCount
 from storage.deadletter import DeadLetter, DeadLetterStore
 from storage.influx import InfluxClient
 from storage.lineprotocol import split_lines
@@ -100,6 +101,10 @@ class Service:
         await self.alerting.warm_up(self.influx)
         self.pipeline.on_reading.append(self.alerting.on_reading)
         self.pipeline.on_chunk_end.append(self.alerting.on_chunk_end)
+        if self.pipeline.judge is not None:
+            counting = QualityCount(self.metrics)
+            self.pipeline.on_reading.append(counting.on_reading)
+            self.pipeline.on_chunk_end.append(counting.on_chunk_end)
         stats = self.pipeline.stats
 
         def catching_up() -> bool:

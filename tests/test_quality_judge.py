@@ -13,6 +13,8 @@ from decoders.quality import Judge, build_profile
 from rules.gate import RuleSet
 from rules.loader import QUALITY_CHECKS, RuleError, load_rules
 from service.config import ConfigError, load_config
+from service.metrics import Metrics
+from service.quality_count import QualityCount
 
 NS = 10**9
 T0 = 5_878_667 * 300 * NS  # on a 5-minute slot boundary
@@ -158,3 +160,18 @@ route = "maintenance"
     assert [(t.rule_id, t.route) for t in out if t.rule_id == "spiky"] == [("spiky", "maintenance")]
     later = rs.process(_reading(1200 + 2 * 3600, 20.0, "good"))
     assert [(t.rule_id, t.to_state) for t in later if t.rule_id == "spiky"] == [("spiky", AlertState.RESOLVED)]
+
+
+def test_verdicts_are_counted_for_prometheus_per_chunk() -> None:
+    metrics = Metrics()
+    count = QualityCount(metrics)
+    for quality in ("good", "good", "bad", "suspect"):
+        count.on_reading(_reading(0, 1.0, quality))
+    count.on_reading(Reading("x", "noise", T0, {"laeq_db": 50.0}, ()))  # not judged: not counted
+
+    def value(quality: str) -> float | None:
+        return metrics.registry.get_sample_value("urbansense_readings_judged_total",
+                                                 {"kind": "water_level", "quality": quality})
+    assert value("good") is None  # nothing reaches Prometheus before the chunk ends
+    count.on_chunk_end()
+    assert (value("good"), value("bad"), value("suspect")) == (2.0, 1.0, 1.0)
