@@ -14,6 +14,7 @@ from rich.table import Table
 
 from cli.state import state
 from core.kinds import KIND_NAMES as KINDS
+from core.secrets import reveal
 from provisioning.registry import Registry
 from report.export import write_csv, write_xlsx
 from report.figures import Figures
@@ -59,9 +60,10 @@ def table(figures: list[Figures], title: str) -> Table:
 async def run_report(cfg: Config, from_ns: int, to_ns: int, district: str | None, kind: str | None) -> list[Figures]:
     ic = cfg.influxdb
     devices = Registry(cfg.path(cfg.registry.path)).all()
-    async with InfluxClient(ic.url, ic.database, username=ic.username or None, password=ic.password or None,
-                            token=ic.token or None, retention_policy=ic.retention_policy or None,
-                            timeout=ic.timeout_s) as client:
+    async with InfluxClient(reveal(ic.url), ic.database, username=ic.username or None,
+                            password=reveal(ic.password) or None, token=reveal(ic.token) or None,
+                            retention_policy=ic.retention_policy or None, timeout=ic.timeout_s,
+                            verify=cfg.influx_verify()) as client:
         return await gather(client, devices, cfg.path(cfg.alerts.db_path), from_ns, to_ns,
                             district=district, kind=kind)
 
