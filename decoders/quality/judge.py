@@ -45,8 +45,8 @@ class Verdict:
 
 
 class _State:
-    __slots__ = ("check_install", "kind", "last_ns", "last_value", "model", "profile", "ref_ns", "ref_value",
-                 "run_start_ns", "slot", "spike_value", "spiked", "verdict")
+    __slots__ = ("check_install", "interval_s", "kind", "last_ns", "last_value", "model", "profile", "ref_ns",
+                 "ref_value", "run_start_ns", "slot", "slot_ns", "spike_value", "spiked", "verdict")
 
     def __init__(self, model: ModelInfo, kind: str, profile: Profile) -> None:
         self.model = model
@@ -55,6 +55,8 @@ class _State:
         self.check_install = kind in _INSTALL_KINDS
         self.last_ns = -1
         self.slot = -1
+        self.interval_s = 0.0
+        self.slot_ns = _NS
         self.ref_value: float | None = None
         self.ref_ns = 0
         self.last_value: object = None
@@ -125,8 +127,8 @@ class Judge:
             st = self._states[device_id] = _State(model, kind, self.profile(model, kind))
         elif st.model is not model:  # the same model reloaded: its ranges may have changed, history stays
             st.model, st.profile = model, self.profile(model, kind)
-        if time_ns == st.last_ns:
-            return st.verdict  # a redelivery: the same judgement, so its point overwrites itself unchanged
+        if time_ns <= st.last_ns:  # a redelivery of the newest reading: the same judgement; older: none
+            return st.verdict if time_ns == st.last_ns else LATE
         p = st.profile
         failed: list[str] | None = None
         for name, lo, hi in p.limits:
@@ -145,9 +147,9 @@ class Judge:
             if fields.get(name) == 0 and is_flat_zero(fields[name]):  # type: ignore[arg-type]
                 failed = [*(failed or ()), FLAT_ZERO]
                 break
-        if time_ns < st.last_ns:
-            return LATE
-        slot = time_ns // (int(interval_s) * _NS if interval_s >= 1 else _NS)
+        if interval_s != st.interval_s:
+            st.interval_s, st.slot_ns = interval_s, int(max(interval_s, 1) * _NS)
+        slot = time_ns // st.slot_ns
         online = 1 if slot != st.slot else 0
         st.slot = slot
         if p.field:
