@@ -5,7 +5,7 @@ the rules that say `ignore_bad = false`, so a single spike cannot open a flood c
 rules see every reading (a device sending bad data is not silent). Two `Engine`s carry this
 out — one for rules that take every reading, one for those that take only readings not judged
 bad — so the engine itself is unchanged. `QualityWatch`es see every judged reading.
-The interface is `Engine`'s: process, tick, warm_up, warm_up_queries, set_devices, state_of.
+The interface is `Engine`'s: process, tick, restore, warm_up, warm_up_queries, set_devices, state_of.
 Every transition is labelled with its device's `kind` (the `alerts` points' `kind` tag).
 """
 
@@ -16,9 +16,9 @@ from collections.abc import Iterable
 
 from core.device import Device
 from core.reading import Reading
-from core.transition import AlertTransition
+from core.transition import AlertState, AlertTransition
 from rules.engine import Engine
-from rules.machine import RuleState
+from rules.machine import RestoredAlert, RuleState
 from rules.model import Rule
 from rules.quality import QualityWatch
 from rules.warmup import warm_up_queries
@@ -75,11 +75,28 @@ class RuleSet:
     def warm_up_queries(self, now_ns: int) -> list[str]:
         return warm_up_queries([r for r in self.rules if not r.is_quality], now_ns)
 
-    def warm_up(self, readings: Iterable[Reading]) -> None:
-        """Replay history without emitting; bad readings are kept from the gated rules here too."""
+    def restore(self, alerts: Iterable[RestoredAlert]) -> int:
+        """Put the store's firing and pending alerts back (see `Engine.restore`); call before `warm_up`."""
+        alerts = list(alerts)
+        n = self.every.restore(alerts) + self.good.restore(alerts)
+        watches = {w.rule.id: w for w in self.watches}
+        for a in alerts:
+            w = watches.get(a.rule_id)
+            if w is not None and a.state is AlertState.FIRING:
+                w.restore(a.device_id)
+                n += 1
+        return n
+
+    def warm_up(self, readings: Iterable[Reading]) -> list[AlertTransition]:
+        """Replay history without emitting; bad readings are kept from the gated rules here too.
+
+        Returns the transitions of restored alerts that history moved on (see `Engine.warm_up`).
+        """
         readings = list(readings)
-        self.every.warm_up(readings)
-        self.good.warm_up(r for r in readings if r.fields.get("quality") != BAD)
+        out = self.every.warm_up(readings) + self.good.warm_up([r for r in readings
+                                                                 if r.fields.get("quality") != BAD])
+        out.sort(key=lambda t: t.time_ns)
+        return [_with_kind(t, self._kinds.get(t.device_id, "")) for t in out]
 
     def state_of(self, rule_id: str, device_id: str) -> RuleState | None:
         for engine in (self.every, self.good):

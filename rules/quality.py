@@ -94,6 +94,13 @@ class QualityWatch:
                                     f"{self.rule.id} resolved: readings pass the checks again")
         return None
 
+    def restore(self, device_id: str) -> None:
+        """The alert store says this device's alert fires (a restart): the next passing reading resolves it."""
+        run = self._runs.get(device_id)
+        if run is None:
+            run = self._runs[device_id] = _Run()
+        run.firing = True
+
     def firing(self, device_id: str) -> bool:
         run = self._runs.get(device_id)
         return run is not None and run.firing

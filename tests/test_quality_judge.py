@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from core.reading import Reading
-from core.transition import AlertState
+from core.transition import AlertState, Severity
 from decoders import get_model
 from decoders.quality import Judge, build_profile
 from rules.gate import RuleSet
 from rules.loader import QUALITY_CHECKS, RuleError, load_rules
+from rules.machine import RestoredAlert
 from service.config import ConfigError, load_config
 from service.metrics import Metrics
 from service.quality_count import QualityCount
@@ -175,3 +176,12 @@ def test_verdicts_are_counted_for_prometheus_per_chunk() -> None:
     assert value("good") is None  # nothing reaches Prometheus before the chunk ends
     count.on_chunk_end()
     assert (value("good"), value("bad"), value("suspect")) == (2.0, 1.0, 1.0)
+
+
+def test_a_restored_maintenance_alert_resolves_when_the_data_passes_again(tmp_path: Path) -> None:
+    rs = RuleSet(_rules(tmp_path, '[[rule]]\nid = "stuck"\nkind = "*"\nquality = { checks = ["stuck"], for = "30m" }\n'
+                                  'route = "maintenance"\n'))
+    assert rs.restore([RestoredAlert("stuck", "wl", AlertState.FIRING, Severity.WARNING, T0, T0)]) == 1
+    assert rs.warm_up([]) == []
+    assert [(t.rule_id, t.from_state, t.to_state) for t in rs.process(_reading(60, 20.0, "good"))] == [
+        ("stuck", AlertState.FIRING, AlertState.RESOLVED)]
