@@ -17,7 +17,7 @@ from grafana.device_info import device_info_lines
 from grafana.influxql import Expansion, expand
 from provisioning.registry import Registry
 from sim.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
-from storage.lineprotocol import encode_reading, join_lines
+from storage.lineprotocol import encode_points
 
 ROUNDS, STEP_S = 25, 300  # one uplink per device every 5 minutes over the last 2 hours
 
@@ -93,7 +93,7 @@ def stormed(tmp_path_factory: pytest.TempPathFactory, influxd, request) -> str:
             transitions.append(AlertTransition(f"{kind}.test", d.id, a, b, Severity.WARNING, now - (60 - j) * 10**9,
                                                1.0, 1.0, "case", summary=f"{d.id} {b}",
                                                labels=(("district", d.district), ("kind", kind))))
-    body = join_lines(encode_reading(transition_point(t)) for t in transitions) + device_info_lines(devices, now)
+    body = encode_points(transition_point(t) for t in transitions) + device_info_lines(devices, now)
     httpx.post(f"{influxd.url}/write", params={"db": db, "precision": "ns"}, content=body).raise_for_status()
     return db
 

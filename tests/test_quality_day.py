@@ -41,7 +41,7 @@ from rules.loader import load_rules
 from service.metrics import Metrics
 from service.pipeline import Pipeline
 from storage.influx import InfluxClient
-from storage.lineprotocol import encode_reading, join_lines
+from storage.lineprotocol import encode_points, join_lines
 
 TZ = ZoneInfo("Asia/Shanghai")
 DAY0 = int(datetime(2026, 11, 20, tzinfo=TZ).timestamp()) * 10**9
@@ -154,10 +154,10 @@ def day(influxd, tmp_path_factory: pytest.TempPathFactory) -> Day:
             readings[(r.device_id, k)] = r.fields
             for tr in rules.process(r):
                 transitions.append(tr)
-                body.append(encode_reading(transition_point(tr)))
+                body.append(encode_points([transition_point(tr)]))
         for tr in rules.tick(DAY0 + (k + 1) * STEP_S * NS):
             transitions.append(tr)
-            body.append(encode_reading(transition_point(tr)))
+            body.append(encode_points([transition_point(tr)]))
     httpx.post(f"{influxd.url}/write", params={"db": db, "precision": "ns"}, content=join_lines(body),
                timeout=60).raise_for_status()
     view.close()

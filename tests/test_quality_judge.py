@@ -9,10 +9,11 @@ import pytest
 from core.reading import Reading
 from core.transition import AlertState, Severity
 from decoders import get_model
-from decoders.quality import Judge, build_profile
+from decoders.quality import CHECKS, Judge, build_profile
 from rules.gate import RuleSet
-from rules.loader import QUALITY_CHECKS, RuleError, load_rules
+from rules.loader import RuleError, load_rules
 from rules.machine import RestoredAlert
+from rules.tables import QUALITY_CHECKS
 from service.config import ConfigError, load_config
 from service.metrics import Metrics
 from service.quality_count import QualityCount
@@ -114,7 +115,7 @@ def test_quality_rule_errors_name_the_key(tmp_path: Path) -> None:
         _rules(tmp_path, '[[rule]]\nid = "q"\nkind = "*"\nquality = { checks = ["spike"], count = 3 }\n')
     with pytest.raises(RuleError, match=r"'field'.*not allowed in a quality rule"):
         _rules(tmp_path, '[[rule]]\nid = "q"\nkind = "*"\nfield = "x"\nquality = { checks = ["spike"], for = "1h" }\n')
-    assert set(QUALITY_CHECKS) == set(__import__("decoders.quality", fromlist=["CHECKS"]).CHECKS)
+    assert set(QUALITY_CHECKS) == set(CHECKS)
 
 
 def _reading(t_s: int, depth: float, quality: str, check: str | None = None) -> Reading:

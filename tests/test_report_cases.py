@@ -8,7 +8,7 @@ import time
 import pytest
 from test_alerts_delivery import DEVICES, config, drained, run_until
 
-from alerts.runtime import Alerts
+from alerts.runtime import AlertsRuntime
 from alerts.testing import RecordingServer
 from core.transition import AlertState, AlertTransition, Severity
 from report.gather import gather
@@ -27,7 +27,7 @@ def test_cases_opened_closed_and_median_time_to_close(tmp_path, influxd, influx_
     try:
         cfg = config({"cases": {"type": "case_platform", "url": cases.url}},
                      [{"route": "case", "receivers": ["cases"]}])
-        alerts = Alerts(cfg, DEVICES.get, db_path=tmp_path / "alerts.sqlite")
+        alerts = AlertsRuntime(cfg, DEVICES.get, db_path=tmp_path / "alerts.sqlite")
         fired: dict[str, int] = {}
 
         async def day() -> None:

@@ -20,9 +20,12 @@ class QualityChecks(Section):
 
 
 class QualityConfig(Section):
-    enabled: bool = Field(True, description="judge every reading: quality, quality_check, online_slot fields")
-    kinds: dict[str, QualityChecks] = Field(default_factory=dict, description="overrides per kind")
-    models: dict[str, QualityChecks] = Field(default_factory=dict, description="overrides per model")
+    enabled: bool = Field(True, description=("judge every reading (quality good/suspect/bad, quality_check, "
+                                             "online_slot); never drops one"))
+    kinds: dict[str, QualityChecks] = Field(default_factory=dict, description=(
+        "overrides per kind (defaults: decoders/quality/profiles.py), e.g. noise = { stuck_after_s = 7200 }"))
+    models: dict[str, QualityChecks] = Field(default_factory=dict, description=(
+        'overrides per model, e.g. "dragino-ldds75" = { max_rate_per_min = 100, min_jump = 300 }'))
 
     @field_validator("kinds")
     @classmethod
