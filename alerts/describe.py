@@ -73,6 +73,8 @@ def fmt_value(v: float | None, unit: str) -> str:
         return "是" if v else "否"
     if unit == "分钟":
         return "不足 1 分钟" if 0 < v < 1 else f"{v:.0f} 分钟"
+    if unit == "次":
+        return f"{v:.0f} 次"
     text = f"{fmt_number(v)} {unit}".strip()
     if unit == "mm":
         text += f"（{v / 10:.1f} cm）"
@@ -160,8 +162,12 @@ def describe(m: Measured, *, value: float | None, threshold: float | None, eta_s
         thr = None if threshold is None else threshold / 60
         text = "当前趋势下不会到达" if value is None else f"{fmt_minutes(value)}（阈值 ≤ {fmt_value(thr, unit)}）"
         facts.append(Fact("value", f"预计达到 {target}", v, unit, text))
-    elif agg == "silent":
-        name, unit = "静默时长", "分钟"
+    elif agg == "failed_count":
+        name, unit = "数据异常次数", "次"
+        v, thr = value, threshold
+        facts.append(Fact("value", name, v, unit, f"{fmt_value(v, unit)}，阈值 {fmt_value(thr, unit)}"))
+    elif agg in ("silent", "failed_for"):
+        name, unit = ("静默时长" if agg == "silent" else "数据异常持续时长"), "分钟"
         v = None if value is None else value / 60
         thr = None if threshold is None else threshold / 60
         facts.append(Fact("value", name, v, unit, f"{fmt_value(v, unit)}，阈值 {fmt_value(thr, unit)}"))
@@ -179,7 +185,7 @@ def describe(m: Measured, *, value: float | None, threshold: float | None, eta_s
         facts.append(Fact("value", name, v, unit, f"{fmt_value(v, unit)}，阈值 {fmt_value(thr, unit)}"))
     _trend_facts(facts, m, fname, funit, agg, eta_s, time_ns, tz, current_is_value=(agg == "last"),
                  trend_label=labels.get("trend", ""))
-    raw_unit = "s" if agg in ("eta", "silent") else ("" if unit == "bool" or name == "占用时长" else unit)
+    raw_unit = "s" if agg in ("eta", "silent", "failed_for") else ("" if unit == "bool" or name == "占用时长" else unit)
     return Description(name, unit, v, thr, tuple(facts), raw_unit)
 
 

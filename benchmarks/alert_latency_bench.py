@@ -119,10 +119,11 @@ STAGES: dict[str, dict[str, float]] = {"received": {}, "rule": {}, "stored": {},
 def trace_stages() -> None:
     """Wrap the service's own methods to time the stages of a flood uplink (bench only)."""
     from alerts.notifiers.webhook import WebhookNotifier
-    from service.alerting import Alerting
+    from service.alerting import RulesAndAlerts
     from service.pipeline import Pipeline
 
-    to_reading, collect, flush, send = Pipeline.to_reading, Alerting._collect, Alerting.flush, WebhookNotifier.send
+    to_reading, send = Pipeline.to_reading, WebhookNotifier.send
+    collect, flush = RulesAndAlerts._collect, RulesAndAlerts.flush
 
     def to_reading_(self, msg):  # type: ignore[no-untyped-def]
         r = to_reading(self, msg)
@@ -146,7 +147,7 @@ def trace_stages() -> None:
         STAGES["sending"].setdefault(delivery.body.get("device_id", ""), time.perf_counter())
         return await send(self, delivery)
 
-    Pipeline.to_reading, Alerting._collect, Alerting.flush = to_reading_, collect_, flush_  # type: ignore[method-assign]
+    Pipeline.to_reading, RulesAndAlerts._collect, RulesAndAlerts.flush = to_reading_, collect_, flush_  # type: ignore[method-assign]
     WebhookNotifier.send = send_  # type: ignore[method-assign]
 
 

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from alerts.describe import describe
 from alerts.errors import AlertsError
-from alerts.manager import AlertManager
+from alerts.manager import AlertLifecycle
 from alerts.matchers import parse_matcher
 from alerts.model import AlertRecord
 from alerts.store import AlertStore, OutboxRow, Silence
@@ -123,7 +123,7 @@ def _print_json(data: Any) -> None:
 
 
 def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | None = None,
-             manager: Callable[[typer.Context, AlertStore], AlertManager] | None = None,
+             manager: Callable[[typer.Context, AlertStore], AlertLifecycle] | None = None,
              timezone: Callable[[typer.Context], str] | None = None) -> None:
     """Add the `alerts` command group to `app`. `db_path` gives the configured database when no
     `--db` or $URBANSENSE_ALERTS_DB is given (default var/alerts.sqlite); `manager` builds the configured

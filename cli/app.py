@@ -9,11 +9,11 @@ from typing import Annotated
 
 import typer
 
-from alerts.manager import AlertManager
+from alerts.manager import AlertLifecycle
 from alerts.notifiers import build_notifiers
 from alerts.routing import Router
 from alerts.store import AlertStore
-from cli import alerts, audit, deadletter, decoders, demo, desk, device, grafana, rules, simulate
+from cli import alerts, audit, deadletter, decoders, demo, desk, device, grafana, report, rules, simulate
 from cli.state import State, state
 from provisioning.view import RegistryView
 from rules.loader import load_rules
@@ -69,7 +69,7 @@ def check_config(ctx: typer.Context) -> None:
         typer.echo(f"warning: {warning}", err=True)
 
 
-def _configured_manager(ctx: typer.Context, store: AlertStore) -> AlertManager:
+def _configured_manager(ctx: typer.Context, store: AlertStore) -> AlertLifecycle:
     """The alert manager of the configured receivers and routes on `store` (devices from the registry)."""
     cfg = state(ctx).config
     ac = cfg.alerts
@@ -78,7 +78,7 @@ def _configured_manager(ctx: typer.Context, store: AlertStore) -> AlertManager:
         view = RegistryView(cfg.path(cfg.registry.path))
         devices = dict(view.by_id)
         view.close()
-    return AlertManager(store, Router(ac.routes, ac.default_receivers), build_notifiers(ac, base_dir=cfg.base_dir),
+    return AlertLifecycle(store, Router(ac.routes, ac.default_receivers), build_notifiers(ac, base_dir=cfg.base_dir),
                         devices.get, repeat_interval_s=ac.repeat_interval_s, inhibit_rules=ac.inhibit_rules,
                         timezone=ac.timezone)
 
@@ -101,7 +101,7 @@ def _configured_alerts_db(ctx: typer.Context) -> Path:
 
 
 COMMANDS = (device.register, decoders.register, rules.register, deadletter.register, grafana.register,
-            simulate.register, demo.register, audit.register, desk.register)
+            simulate.register, demo.register, audit.register, report.register, desk.register)
 """The command table: each module adds its commands to `app`, in this order (the order `--help` lists them)."""
 
 for _register in COMMANDS:

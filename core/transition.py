@@ -31,8 +31,9 @@ class AlertTransition:
     inhibition and case classification.
 
     What the value measures comes from the rule, not the device kind: `field_name` and
-    `aggregate` (last, mean, laeq, max, min, count, rate, slope, eta, or `silent` for a
-    no-data rule; value in seconds for eta and silent, field units per second × `per_s`
+    `aggregate` (last, mean, laeq, max, min, count, rate, slope, eta; `silent` for a no-data
+    rule; `failed_for` / `failed_count` for a quality rule: seconds failing / failures counted;
+    value in seconds for eta and silent, field units per second × `per_s`
     for slope); `target` is the level an eta counts towards. `current` is the field's latest
     reading and `rate_per_s` its Theil–Sen trend (field units per second) where the rule
     keeps one; `held_s` how long the condition had held when it fired (occupancy time).

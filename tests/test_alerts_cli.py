@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from alerts.config import AlertsConfig
-from alerts.manager import AlertManager
+from alerts.manager import AlertLifecycle
 from alerts.model import fingerprint
 from alerts.notifiers import build_notifiers
 from alerts.routing import Router
@@ -39,7 +39,7 @@ def transition(to: AlertState, device: str = "bin-001") -> AlertTransition:
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "alerts.sqlite"
     store = AlertStore(path)
-    m = AlertManager(store, Router(CONFIG.routes, CONFIG.default_receivers), build_notifiers(CONFIG),
+    m = AlertLifecycle(store, Router(CONFIG.routes, CONFIG.default_receivers), build_notifiers(CONFIG),
                      {"bin-001": DEVICE}.get, repeat_interval_s=CONFIG.repeat_interval_s)
     m.handle(transition(AlertState.FIRING))
     m.handle(transition(AlertState.FIRING, "bin-002"))
@@ -143,10 +143,10 @@ def test_notified_is_true_only_once_a_receiver_accepted(tmp_path: Path):
     nobody = AlertsConfig.model_validate({"receivers": {"cases": {"type": "case_platform", "url": "http://x"}},
                                           "routes": [{"route": "elsewhere", "receivers": ["cases"]}]})
     store = AlertStore(path)
-    m = AlertManager(store, Router(nobody.routes, nobody.default_receivers), build_notifiers(nobody),
+    m = AlertLifecycle(store, Router(nobody.routes, nobody.default_receivers), build_notifiers(nobody),
                      {"bin-001": DEVICE}.get)
     m.handle(transition(AlertState.FIRING))
-    routed = AlertManager(store, Router(CONFIG.routes, CONFIG.default_receivers), build_notifiers(CONFIG),
+    routed = AlertLifecycle(store, Router(CONFIG.routes, CONFIG.default_receivers), build_notifiers(CONFIG),
                           {"bin-001": DEVICE}.get)
     routed.handle(transition(AlertState.FIRING, "bin-002"))
     app = typer.Typer()

@@ -8,7 +8,7 @@ import pytest
 
 from alerts.config import AlertsConfig
 from alerts.errors import AlertsError
-from alerts.manager import AlertManager
+from alerts.manager import AlertLifecycle
 from alerts.model import Event, fingerprint
 from alerts.notifiers import build_notifiers
 from alerts.routing import Router
@@ -62,20 +62,20 @@ def clock() -> Clock:
     return Clock()
 
 
-def open_manager(db: Path, clock: Clock, config: AlertsConfig = CONFIG) -> AlertManager:
-    return AlertManager(AlertStore(db), Router(config.routes, config.default_receivers), build_notifiers(config),
+def open_manager(db: Path, clock: Clock, config: AlertsConfig = CONFIG) -> AlertLifecycle:
+    return AlertLifecycle(AlertStore(db), Router(config.routes, config.default_receivers), build_notifiers(config),
                         DEVICES.get, repeat_interval_s=config.repeat_interval_s,
                         inhibit_rules=config.inhibit_rules, clock=clock)
 
 
 @pytest.fixture
-def mgr(tmp_path: Path, clock: Clock) -> AlertManager:
+def mgr(tmp_path: Path, clock: Clock) -> AlertLifecycle:
     m = open_manager(tmp_path / "alerts.sqlite", clock)
     yield m
     m.store.close()
 
 
-def rows(m: AlertManager, device: str = "wl-001", rule: str = "water_depth") -> list[tuple[int, str, str, str]]:
+def rows(m: AlertLifecycle, device: str = "wl-001", rule: str = "water_depth") -> list[tuple[int, str, str, str]]:
     """(seq, receiver, event, action) of every outbox row of one alert."""
     return [(o.seq, o.receiver, o.event, o.body.get("action", "")) for o in m.store.outbox(fingerprint(rule, device))]
 
@@ -243,7 +243,7 @@ def test_restart_neither_refires_nor_forgets(tmp_path, clock):
 
 def test_routes_naming_missing_notifiers_are_refused(tmp_path, clock):
     with pytest.raises(AlertsError, match="no notifier"):
-        AlertManager(AlertStore(tmp_path / "a.sqlite"), Router(CONFIG.routes, ["ghost"]), build_notifiers(CONFIG),
+        AlertLifecycle(AlertStore(tmp_path / "a.sqlite"), Router(CONFIG.routes, ["ghost"]), build_notifiers(CONFIG),
                      DEVICES.get)
 
 
@@ -282,14 +282,14 @@ def test_case_receiver_first_reached_by_an_escalation_gets_the_open(tmp_path, cl
     m.store.close()
 
 
-def case_rows(m: AlertManager) -> list[tuple[str, str, str]]:
+def case_rows(m: AlertLifecycle) -> list[tuple[str, str, str]]:
     """(rule, action, case key) of every case platform row, in the order they were enqueued."""
     by_fp = {a.fingerprint: a.rule_id for a in m.store.list_alerts()}
     return [(by_fp[o.fingerprint], o.body["action"], o.body["case_key"]) for o in m.store.outbox()
             if o.receiver == "cases"]
 
 
-def test_one_case_per_flooded_spot_escalates_and_closes(mgr: AlertManager):
+def test_one_case_per_flooded_spot_escalates_and_closes(mgr: AlertLifecycle):
     """Rising warning, 15 cm and 27 cm of one gauge: one case opened, updated, closed once all have cleared."""
     flood = {"case_category": "road_waterlogging"}
     mgr.handle(tr(F, rule="water.rising", route="case", labels=flood))
@@ -309,7 +309,7 @@ def test_one_case_per_flooded_spot_escalates_and_closes(mgr: AlertManager):
     assert case_rows(mgr)[-1][1] == "open" and case_rows(mgr)[-1][2] != rows_[0][2]
 
 
-def test_a_bins_80_and_100_percent_are_one_case(mgr: AlertManager):
+def test_a_bins_80_and_100_percent_are_one_case(mgr: AlertLifecycle):
     mgr.handle(tr(F, "bin-001", rule="bin.full", labels={"case_category": "garbage_bin"}, value=85))
     mgr.handle(tr(F, "bin-001", at=60, rule="bin.overflow", labels={"case_category": "bin_overflow"}, value=100))
     mgr.handle(tr(R, "bin-001", at=120, rule="bin.overflow", frm=F, labels={"case_category": "bin_overflow"}))
@@ -317,7 +317,7 @@ def test_a_bins_80_and_100_percent_are_one_case(mgr: AlertManager):
     assert [a for _, a, _ in case_rows(mgr)] == ["open", "update", "update", "close"]
 
 
-def test_an_ack_is_an_update_to_the_open_case_naming_the_operator(mgr: AlertManager):
+def test_an_ack_is_an_update_to_the_open_case_naming_the_operator(mgr: AlertLifecycle):
     mgr.handle(tr(F, rule="water.depth", labels={"case_category": "road_waterlogging"}))
     a = mgr.ack(fingerprint("water.depth", "wl-001"), "desk-wang", "已派排水队")
     assert a.acked_by == "desk-wang"

@@ -57,6 +57,10 @@ def scenario(rule: Rule) -> tuple[float, float, Measured, float | None, str, str
     target = rule.target if rule.target is not None else (rule.eta.target if rule.eta else None)
     if rule.is_no_data:
         return 10_800.0, 10_800.0, Measured(aggregate="silent"), None, "静默时长", "180 分钟"
+    if rule.quality is not None:
+        if rule.quality.count and not rule.quality.for_s:
+            return 4.0, float(rule.quality.count), Measured(aggregate="failed_count"), None, "数据异常次数", "4 次"
+        return 3600.0, rule.quality.for_s, Measured(aggregate="failed_for"), None, "数据异常持续时长", "60 分钟"
     if rule.aggregate == "eta":
         m = Measured(rule.field, "eta", target, current=89.0, rate_per_s=25 / 60)
         name = "预计达到 270 mm（27.0 cm）" if rule.field == "depth_mm" else f"预计达到 {target:g} %"
@@ -77,7 +81,7 @@ def scenario(rule: Rule) -> tuple[float, float, Measured, float | None, str, str
 
 
 def notice_for(rule: Rule) -> Notice:
-    kind = "water_level" if rule.is_no_data else next(iter(rule.select.kinds or ["water_level"]))
+    kind = "water_level" if rule.is_no_data or rule.quality else next(iter(rule.select.kinds or ["water_level"]))
     value, thr, m, eta_s, _, _ = scenario(rule)
     device = DEVICES[kind]
     labels = {**dict(rule.labels), "kind": kind, "district": device.district}
@@ -104,7 +108,7 @@ def test_every_notifier_states_the_rules_own_quantity_and_unit(rule: Rule, recei
     text = rendered_text(receiver, n)
     assert name in text, (rule.id, receiver, text)
     assert unit_text in text, (rule.id, receiver, text)
-    if rule.aggregate == "eta" or rule.is_no_data:
+    if rule.aggregate == "eta" or rule.is_no_data or rule.quality:
         # seconds are never shown as the field's own unit: no "435 mm", no "900 mm" threshold
         assert f"{n.value:.0f} mm" not in text and f"{n.threshold:.0f} mm" not in text
         assert f"{n.value:.0f} %" not in text

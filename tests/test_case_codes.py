@@ -11,13 +11,13 @@ from loguru import logger
 from typer.testing import CliRunner
 
 from alerts.model import fingerprint
-from alerts.runtime import Alerts
+from alerts.runtime import AlertsRuntime
 from alerts.store import AlertStore
 from cli.app import app
 from core.transition import AlertState, AlertTransition, Severity
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
-from service.alerting import Alerting
+from service.alerting import RulesAndAlerts
 from service.config import load_config, parse_config
 
 
@@ -53,7 +53,7 @@ def test_start_up_warns_of_a_case_category_without_a_code(tmp_path: Path):
                            base_dir=tmp_path, environ={})
         Registry(cfg.path(cfg.registry.path)).close()
         view = RegistryView(cfg.path(cfg.registry.path))
-        Alerting(cfg, view).alerts.close()
+        RulesAndAlerts(cfg, view).alerts.close()
         view.close()
     finally:
         logger.remove(sink)
@@ -67,7 +67,7 @@ def test_an_ack_from_the_command_line_is_sent_to_the_open_case(tmp_path: Path):
                         'url = "http://127.0.0.1:9"\nedition = "cjt214"\n'
                         '[[alerts.routes]]\nroute = "case"\nreceivers = ["cases"]\n', encoding="utf-8")
     cfg = load_config(cfg_file, environ={})
-    alerts = Alerts(cfg.alerts, {}.get, db_path=cfg.path(cfg.alerts.db_path))
+    alerts = AlertsRuntime(cfg.alerts, {}.get, db_path=cfg.path(cfg.alerts.db_path))
     alerts.handle(AlertTransition("bin.full", "BN-1", AlertState.PENDING, AlertState.FIRING, Severity.INFO,
                                   time.time_ns(), 85.0, 80.0, "case", field_name="fill_pct", aggregate="last"))
     alerts.close()

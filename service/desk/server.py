@@ -23,7 +23,7 @@ from aiohttp import web
 from loguru import logger
 
 from alerts.errors import AlertsError
-from alerts.runtime import Alerts
+from alerts.runtime import AlertsRuntime
 from core.device import Device
 from service.config import DeskConfig
 from service.desk.auth import Session, Sessions, Users
@@ -38,7 +38,7 @@ MAX_COMMENT = 500
 class DeskServer:
     """`await start()` inside the service's event loop; `changed()` after anything the page shows moved."""
 
-    def __init__(self, cfg: DeskConfig, alerts: Alerts, devices: Callable[[], dict[str, Device]], *,
+    def __init__(self, cfg: DeskConfig, alerts: AlertsRuntime, devices: Callable[[], dict[str, Device]], *,
                  timezone: str = "Asia/Shanghai") -> None:
         self.cfg = cfg
         self.alerts = alerts
