@@ -83,6 +83,10 @@ class RegistryConfig(_Section):
 class PipelineConfig(_Section):
     queue_size: int = Field(20_000, ge=1, description="uplinks buffered before backpressure")
     dead_letter_path: str = Field("var/deadletter.sqlite", description="store of refused messages")
+    dead_letter_max_bytes: int = Field(256 << 20, ge=0, description="bound of the dead-letter store on disk "
+                                       "(oldest pruned first, counted); 0 = unbounded")
+    dead_letter_max_age_days: float = Field(30.0, ge=0, description="dead letters older than this are pruned; "
+                                            "0 = kept forever")
     log_every_s: float = Field(60.0, ge=0, description="log a failure at most once per device per interval")
 
 
