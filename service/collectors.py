@@ -58,7 +58,8 @@ def _nbiot(cfg: Config, devices: DeviceSource) -> Collector | None:
         push=PushReceiver(nb.push_host, nb.push_port, ctwing_token=reveal(nb.ctwing_token),
                           onenet_token=reveal(nb.onenet_token),
                           max_body_bytes=nb.max_body_bytes, nonce_window_s=nb.nonce_window_s,
-                          max_push_age_s=nb.max_push_age_s, ctwing_sources=nb.ctwing_sources) if nb.push else None)
+                          max_push_age_s=nb.max_push_age_s, ctwing_sources=nb.ctwing_sources,
+                          tls=cfg.push_tls()) if nb.push else None)
 
 
 def _modbus(cfg: Config, devices: DeviceSource) -> Collector | None:

@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError, field_validator
 from alerts.config import AlertsConfig
 from core.config import Section
 from core.secrets import SecretStr
-from core.tls import TlsError, client_context
+from core.tls import TlsError, client_context, server_context
 from core.validation import describe_error
 from decoders.config import DecodersConfig
 from grafana.config import GRAFANA_TOKEN_ENV, GrafanaConfig
@@ -145,6 +145,9 @@ class NbiotConfig(_Section):
     nonce_window_s: float = Field(86400.0, gt=0, description="a OneNET nonce seen again within this is a replay")
     max_push_age_s: float = Field(0.0, ge=0, description="refuse pushes whose own time (OneNET at, CTWing "
                                   "timestamp) is further than this from now; 0 = off (devices may send late)")
+    push_cert_file: str = Field("", description="PEM certificate (chain) to serve the push receiver over HTTPS; "
+                                "empty = plain HTTP (loopback, or behind a TLS reverse proxy)")
+    push_key_file: str = Field("", description="PEM private key of push_cert_file")
     ctwing_sources: list[str] = Field(default_factory=list, description="addresses or networks CTWing pushes "
                                       "may come from (e.g. [\"1.2.3.0/24\"]); [] = any")
 
@@ -219,6 +222,14 @@ class Config(_Section):
                               cert_file=self.path(m.cert_file) if m.cert_file else None,
                               key_file=self.path(m.key_file) if m.key_file else None, setting="mqtt")
 
+    def push_tls(self) -> ssl.SSLContext | None:
+        """The push receiver's server context (TLS 1.2+), None when it serves plain HTTP."""
+        nb = self.nbiot
+        if not nb.push_cert_file:
+            return None
+        return server_context(self.path(nb.push_cert_file), self.path(nb.push_key_file) if nb.push_key_file
+                              else None, setting="nbiot.push")
+
     def influx_verify(self) -> ssl.SSLContext | bool:
         """What httpx verifies InfluxDB's certificate with: the configured CA file, else the system's CAs."""
         ca = self.influxdb.ca_file
@@ -245,6 +256,7 @@ def parse_config(data: dict[str, Any], *, source: str = "config", base_dir: Path
     try:  # TLS files are checked at load, so that check-config reports them
         cfg.mqtt_tls()
         cfg.influx_verify()
+        cfg.push_tls()
     except TlsError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return cfg
