@@ -102,6 +102,9 @@ class Service:
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
         self.collectors = build_collectors(cfg, lambda: view.by_key, self.metrics)
+        udp = getattr(self.collector("nbiot"), "udp", None)
+        if udp is not None:  # frames of devices with a MAC key must carry its tag
+            udp.mac_key_of = lambda imei: view.mac_keys.get(imei)
         self.alerting = Alerting(cfg, view)
         await self.alerting.warm_up(self.influx)
         self.pipeline.on_reading.append(self.alerting.on_reading)

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from collectors.lorawan import parse as parse_lorawan
 from collectors.lorawan.collector import LorawanCollector
-from collectors.nbiot.frame import parse_udp
+from collectors.nbiot.frame import parse_udp, refuse_unauthenticated
 from collectors.nbiot.platforms import parse_ctwing_dead, parse_onenet_dead
 from core.device import DeviceSource
 from core.secrets import reveal
@@ -98,6 +98,7 @@ def build_collectors(cfg: Config, devices: DeviceSource, metrics: object = None)
 PARSERS: dict[str, Callable[[str, bytes, int], Uplink]] = {
     "mqtt": parse_lorawan,
     "nbiot-udp": parse_udp,
+    "nbiot-udp-mac": refuse_unauthenticated,
     "ctwing": parse_ctwing_dead,
     "onenet": parse_onenet_dead,
 }

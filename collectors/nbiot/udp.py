@@ -14,9 +14,10 @@ import contextlib
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from collectors.nbiot.frame import build_ack, parse_frame, to_uplink
+from collectors.nbiot.frame import build_ack, mac_ok, parse_frame, to_uplink
 from core.uplink import EnvelopeError, Incoming, Sink
 
 RCVBUF_BYTES = 8 << 20
@@ -36,6 +37,9 @@ class UdpListener(asyncio.DatagramProtocol):
         self.host, self.port, self.buffer = host, port, buffer
         self.stats = UdpStats()
         self.on_drop = on_drop
+        self.mac_key_of: Callable[[str], bytes | None] = lambda imei: None
+        """The device's MAC key by IMEI (the registry's, set by the service); frames of a device with a
+        key must carry its tag (`frame.py`), else they go to the pipeline as `nbiot-udp-mac` and are refused."""
         self._queue: deque[tuple[bytes, tuple, int]] = deque()
         self._wake = asyncio.Event()
         self._transport: asyncio.DatagramTransport | None = None
@@ -90,6 +94,10 @@ class UdpListener(asyncio.DatagramProtocol):
         except EnvelopeError:
             self.stats.malformed += 1
             return Incoming("nbiot-udp", topic, data, received_ns)
+        key = self.mac_key_of(frame.imei)
+        if (key is not None or frame.mac is not None) and not (key is not None and mac_ok(frame, key)):
+            self.stats.malformed += 1
+            return Incoming("nbiot-udp-mac", topic, data, received_ns)
         ack = None
         if frame.ack_requested:
             reply = build_ack(frame)
