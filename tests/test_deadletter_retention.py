@@ -35,6 +35,8 @@ def test_60_s_of_junk_keeps_a_10_mb_store_under_10_mb(tmp_path: Path) -> None:
     newest = store.list(limit=1)[0]
     kept = sum(store.count_by_reason().values())
     store.close()
+    print(f"\nDEADLETTER {sent / MB:.0f} MB of junk in {n} rows through a 10 MB store: largest on disk "
+          f"{largest / MB:.2f} MB, {kept} rows kept, {n - kept} pruned")
     assert largest < 10 * MB, f"the store reached {largest / MB:.1f} MB"
     assert pruned and all(why == "size" for why, _ in pruned)
     assert sum(k for _, k in pruned) + kept == n, "every row is either kept or counted as pruned"
