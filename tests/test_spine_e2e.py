@@ -21,7 +21,7 @@ from collectors.lorawan.chirpstack import build_chirpstack_event
 from collectors.lorawan.tts import build_tts_uplink
 from core.device import Device
 from provisioning.registry import Registry
-from sim.daemons import Daemon, start_influxd
+from sim.daemons import Daemon, free_port, start_influxd
 from sim.simulator import FleetSimulator, Publisher, Scenario, SimUplink, demo_fleet
 from storage.deadletter import DeadLetterStore
 
@@ -173,6 +173,7 @@ def test_the_things_stack_uplinks_are_stored(tmp_path: Path, mosquitto: Daemon, 
 def test_run_command_stops_cleanly_on_sigterm(tmp_path: Path, mosquitto: Daemon, influxd: Daemon,
                                               influx_db: str) -> None:
     cfg_file = tmp_path / "config.toml"
+    metrics_port = free_port()
     cfg_file.write_text(f"""
 [mqtt]
 port = {mosquitto.port}
@@ -184,7 +185,7 @@ path = "registry.sqlite"
 [pipeline]
 dead_letter_path = "dl.sqlite"
 [metrics]
-port = 0
+port = {metrics_port}
 """)
     devices = demo_fleet({"dust": 2})
     provision(tmp_path / "registry.sqlite", devices)
@@ -195,7 +196,8 @@ port = 0
         sim = FleetSimulator(devices, Scenario("calm"))
         ups = [u for r in range(5) for u in sim.round(float(r), time.time_ns() + r)]
         pub = Publisher("127.0.0.1", mosquitto.port)
-        time.sleep(1.5)
+        # publish once the service has subscribed (ready), not after a guess: its start takes seconds under load
+        wait_until(lambda: _ready(metrics_port), 60, "`urbansense run` to subscribe")
         for u in ups:
             pub.publish(u.topic, u.event)
         pub.close()
@@ -228,3 +230,10 @@ def test_demo_runs_and_stores_all_five_kinds(tmp_path: Path) -> None:
             assert series and max(v for v in series[0]["values"][0][1:] if v) > 0, kind
     finally:
         influx.stop()
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
