@@ -108,6 +108,19 @@ def mac_ok(frame: Frame, key: bytes) -> bool:
     return frame.mac is not None and hmac.compare_digest(frame.mac, frame_mac(key, frame.signed))
 
 
+def mac_refusal(frame: Frame, key: bytes | None) -> EnvelopeError | None:
+    """Why a frame is refused for its tag (`bad_mac`), or None: a device with a key needs its tag."""
+    if key is not None and mac_ok(frame, key):
+        return None
+    if key is None and frame.mac is None:
+        return None
+    if frame.mac is None:
+        return EnvelopeError("bad_mac", f"{frame.imei} has a MAC key: unsigned (version 1) frames are refused",
+                             frame.imei)
+    return EnvelopeError("bad_mac", f"{frame.imei}: the frame's MAC does not match the device's key "
+                                    "(or the device has no key registered)", frame.imei)
+
+
 def build_frame(imei: str, msg_type: int, seq: int, payload: bytes, *, device_time_s: int = 0,
                 ack_requested: bool = False, mac_key: bytes | None = None) -> bytes:
     """A complete frame (what a device sends); `ValueError` for values the layout cannot carry."""
@@ -157,17 +170,3 @@ def to_uplink(frame: Frame, source: str, received_ns: int) -> Uplink:
     time_ns = frame.device_time_s * 1_000_000_000 if frame.device_time_s else received_ns
     return Uplink(device_key=frame.imei, payload=frame.payload, port=frame.msg_type, time_ns=time_ns,
                   source=source, received_ns=received_ns, fcnt=frame.seq)
-
-
-def refuse_unauthenticated(topic: str, payload: bytes, received_ns: int) -> Uplink:
-    """Envelope parser for `nbiot-udp-mac`: a frame the UDP listener found without its device's right tag."""
-    frame = parse_frame(payload)
-    if frame.mac is None:
-        raise EnvelopeError("bad_mac", f"{frame.imei} has a MAC key: unsigned (version 1) frames are refused")
-    raise EnvelopeError("bad_mac", f"{frame.imei}: the frame's MAC does not match the device's key "
-                                   "(or the device has no key registered)")
-
-
-def parse_udp(topic: str, payload: bytes, received_ns: int) -> Uplink:
-    """Envelope parser for `Incoming.source == "nbiot-udp"` (a raw datagram)."""
-    return to_uplink(parse_frame(payload), "nbiot-udp", received_ns)

@@ -2,8 +2,8 @@
 
 `datagram_received` only appends to a bounded buffer (a full buffer drops and counts: UDP
 senders retry when no ack comes), so a flood never blocks the socket; a pump task feeds
-the pipeline. Well-formed frames go as `Uplink`s; anything else goes raw with source
-"nbiot-udp", so the pipeline's parser names the reason and dead-letters the bytes.
+the pipeline. Well-formed frames go as `Uplink`s; anything else goes as a `Rejected` with
+its raw bytes, which the pipeline dead-letters under that reason.
 An ack is never larger than the frame it answers (no amplification toward spoofed senders).
 """
 
@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from collectors.nbiot.frame import build_ack, mac_ok, parse_frame, to_uplink
+from collectors.nbiot.frame import build_ack, mac_refusal, parse_frame, to_uplink
 from core.uplink import EnvelopeError, Incoming, Sink
 
 RCVBUF_BYTES = 8 << 20
@@ -33,13 +33,12 @@ class UdpStats:
 
 
 class UdpListener(asyncio.DatagramProtocol):
-    def __init__(self, host: str, port: int, buffer: int, on_drop: object = None) -> None:
+    def __init__(self, host: str, port: int, buffer: int) -> None:
         self.host, self.port, self.buffer = host, port, buffer
         self.stats = UdpStats()
-        self.on_drop = on_drop
         self.mac_key_of: Callable[[str], bytes | None] = lambda imei: None
-        """The device's MAC key by IMEI (the registry's, set by the service); frames of a device with a
-        key must carry its tag (`frame.py`), else they go to the pipeline as `nbiot-udp-mac` and are refused."""
+        """The device's MAC key by IMEI (the registry's, set by the service); a frame of a device with a
+        key must carry its tag (`frame.py`), else it is refused as `bad_mac`."""
         self._queue: deque[tuple[bytes, tuple, int]] = deque()
         self._wake = asyncio.Event()
         self._transport: asyncio.DatagramTransport | None = None
@@ -70,8 +69,6 @@ class UdpListener(asyncio.DatagramProtocol):
         self.stats.received += 1
         if len(self._queue) >= self.buffer:
             self.stats.dropped += 1
-            if callable(self.on_drop):
-                self.on_drop()
             return
         self._queue.append((data, addr, time.time_ns()))
         self._wake.set()
@@ -91,13 +88,15 @@ class UdpListener(asyncio.DatagramProtocol):
         topic = f"udp:{addr[0]}:{addr[1]}"
         try:
             frame = parse_frame(data)
-        except EnvelopeError:
+        except EnvelopeError as exc:
             self.stats.malformed += 1
-            return Incoming("nbiot-udp", topic, data, received_ns)
+            return Incoming("nbiot-udp", topic, data, received_ns, rejected=exc)
         key = self.mac_key_of(frame.imei)
-        if (key is not None or frame.mac is not None) and not (key is not None and mac_ok(frame, key)):
-            self.stats.malformed += 1
-            return Incoming("nbiot-udp-mac", topic, data, received_ns)
+        if key is not None or frame.mac is not None:
+            refused = mac_refusal(frame, key)
+            if refused is not None:
+                self.stats.malformed += 1
+                return Incoming("nbiot-udp", topic, data, received_ns, rejected=refused)
         ack = None
         if frame.ack_requested:
             reply = build_ack(frame)
