@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from core.timepolicy import TimeCandidate
+
 
 @dataclass(slots=True, frozen=True)
 class Uplink:
@@ -13,7 +15,10 @@ class Uplink:
     `device_key` is a LoRaWAN DevEUI (16 lowercase hex digits), an NB-IoT IMEI
     (15 digits) or a Modbus `host:port/unit`. `time_ns` is the uplink's own time
     (network server or gateway time, else receive time) in ns since the epoch:
-    it becomes the point's time, so a redelivered uplink overwrites itself.
+    it becomes the point's time, so a redelivered uplink overwrites itself. `times` lists
+    every time the envelope offered, best first; the pipeline applies the configured
+    `core.timepolicy` to them (and to `received_ns` when none is trusted), so `time_ns` is
+    only the default policy's pick for callers outside the pipeline.
     """
 
     device_key: str
@@ -27,6 +32,7 @@ class Uplink:
     snr_db: float | None = None
     gateway_ids: tuple[str, ...] = field(default=())
     dedup_id: str | None = None
+    times: tuple[TimeCandidate, ...] = field(default=(), compare=False)
 
 
 class EnvelopeError(ValueError):

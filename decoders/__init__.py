@@ -4,7 +4,7 @@
     derive(kind, decoded.fields, install, model) -> Decoded   (adds depth_mm / fill_pct)
 """
 
-from decoders.codec import Codec, Decoded, DecodeError, FieldValue
+from decoders.codec import Codec, Decoded, DecodeError, FieldValue, HistoryRecord
 from decoders.derive import derive
 from decoders.errors import EncodeError, EncodeUnsupported
 from decoders.fields import canonical_only, health_fields
@@ -21,6 +21,7 @@ __all__ = [
     "EncodeUnsupported",
     "FieldRange",
     "FieldValue",
+    "HistoryRecord",
     "ModelInfo",
     "UnknownModel",
     "all_models",

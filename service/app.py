@@ -15,6 +15,7 @@ from provisioning.view import RegistryView
 from service.alerting import Alerting
 from service.collectors import PARSERS, Collector, build_collectors
 from service.config import Config
+from service.dedup import Deduplicator
 from service.httpserver import MetricsServer
 from service.inbox import Inbox
 from service.metrics import Metrics
@@ -77,7 +78,9 @@ class Service:
         writer.start()
         view = RegistryView(cfg.path(cfg.registry.path))
         self.pipeline = Pipeline(view=view, writer=writer, deadletters=deadletters, metrics=self.metrics,
-                                 parsers=PARSERS, log_every_s=cfg.pipeline.log_every_s)
+                                 parsers=PARSERS, log_every_s=cfg.pipeline.log_every_s,
+                                 time_policy=cfg.pipeline.time_policy(),
+                                 dedup=Deduplicator(cfg.pipeline.duplicate_window_s))
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
         self.collectors = build_collectors(cfg, self.metrics)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from alerts.config import AlertsConfig
+from core.timepolicy import TimePolicy
 
 DEFAULT_PATH = "config.toml"
 CONFIG_ENV = "URBANSENSE_CONFIG"
@@ -82,6 +83,18 @@ class PipelineConfig(_Section):
     queue_size: int = Field(20_000, ge=1, description="uplinks buffered before backpressure")
     dead_letter_path: str = Field("var/deadletter.sqlite", description="store of refused messages")
     log_every_s: float = Field(60.0, ge=0, description="log a failure at most once per device per interval")
+    time_max_future_s: float = Field(120.0, ge=0, description="a source time further ahead of the receive time "
+                                                               "is not trusted (the next better time is taken)")
+    time_max_past_s: float = Field(7 * 86400.0, ge=0, description="a live source time older than this "
+                                                                  "(relative to the receive time) is not trusted")
+    history_max_past_s: float = Field(90 * 86400.0, ge=0, description="oldest history record (stored and sent "
+                                                                      "later by the device) that is kept")
+    duplicate_window_s: float = Field(600.0, ge=0, description="same device, fCnt and payload (or same "
+                                                               "deduplication id) within this is one frame; 0 = off")
+
+    def time_policy(self) -> TimePolicy:
+        """The configured `core.timepolicy.TimePolicy`."""
+        return TimePolicy(self.time_max_future_s, self.time_max_past_s, self.history_max_past_s)
 
 
 class MetricsConfig(_Section):

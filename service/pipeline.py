@@ -1,8 +1,10 @@
 """The pipeline: incoming messages → registry lookup → decode → derive → Reading → storage.
 
-Every message ends either as a reading handed to the `BatchWriter` or as a row in
-the dead-letter store, and its acknowledgement is released only after that hand-off
-is durable, in the order the messages arrived.
+Every message ends as reading(s) handed to the `BatchWriter`, as a row in the dead-letter
+store, or skipped and counted (a duplicate frame, a MAC-only frame); its acknowledgement
+is released only after that hand-off is durable, in the order the messages arrived. Nothing
+that goes wrong with one message escapes it: an unforeseen exception makes that message an
+`internal_error` dead letter and the chunk goes on. Times come from `core.timepolicy`.
 """
 
 from __future__ import annotations
@@ -15,9 +17,20 @@ from dataclasses import dataclass, field
 from loguru import logger
 
 from collectors.uplink import EnvelopeError, Incoming, Uplink
-from decoders import DecodeError, UnknownModel, derive, get_model, health_fields
+from core.timepolicy import (
+    DEFAULT_POLICY,
+    RECEIVED,
+    TimeCandidate,
+    TimeChoice,
+    TimePolicy,
+    choose_time,
+    from_number,
+    spread,
+)
+from decoders import DecodeError, ModelInfo, UnknownModel, derive, get_model, health_fields
 from provisioning.device import Device
 from provisioning.view import RegistryView
+from service.dedup import Deduplicator
 from service.inbox import Inbox
 from service.metrics import Metrics
 from storage.deadletter import DeadLetter, DeadLetterStore
@@ -26,6 +39,8 @@ from storage.reading import Reading
 from storage.writer import BatchWriter
 
 Parser = Callable[[str, bytes, int], Uplink]
+SKIPPED = frozenset({"duplicate", "mac_only"})
+"""Refusals that are not faults: acknowledged and counted, never dead-lettered."""
 
 
 @dataclass
@@ -35,6 +50,7 @@ class PipelineStats:
     received: int = 0
     readings: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
     latest: dict[str, tuple[str, dict]] = field(default_factory=dict)
     newest_ns: int = 0          # the newest reading time of the last chunk with readings
     newest_at: float = 0.0      # when (monotonic) that chunk was processed
@@ -57,7 +73,8 @@ class Rejected(Exception):
 class Pipeline:
     def __init__(self, *, view: RegistryView, writer: BatchWriter, deadletters: DeadLetterStore,
                  metrics: Metrics, parsers: dict[str, Parser], chunk_size: int = 1000,
-                 log_every_s: float = 60.0) -> None:
+                 log_every_s: float = 60.0, time_policy: TimePolicy = DEFAULT_POLICY,
+                 dedup: Deduplicator | None = None) -> None:
         self.view = view
         self.writer = writer
         self.deadletters = deadletters
@@ -65,6 +82,8 @@ class Pipeline:
         self.parsers = parsers
         self.chunk_size = chunk_size
         self.log_every_s = log_every_s
+        self.time_policy = time_policy
+        self.dedup = dedup if dedup is not None else Deduplicator()
         self.stats = PipelineStats()
         self.on_reading: list[Callable[[Reading], bytes]] = []
         self.on_chunk_end: list[Callable[[], None]] = []
@@ -90,8 +109,9 @@ class Pipeline:
         self._last_fcnt[device_id] = (fcnt, gap)
         return gap
 
-    def to_reading(self, msg: Incoming) -> Reading:
-        """One message to one reading; raises `Rejected` with the reason it cannot be stored."""
+    def to_readings(self, msg: Incoming) -> list[Reading]:
+        """One message to its readings (history records first, then the live one); raises `Rejected`
+        with the reason it cannot be stored (`duplicate` and `mac_only` are skips, see `SKIPPED`)."""
         up = msg.uplink
         if up is None:
             parse = self.parsers.get(msg.source)
@@ -106,6 +126,10 @@ class Pipeline:
             raise Rejected("unknown_device", f"no registered device has key {up.device_key}", up.device_key)
         if device.status == "retired":
             raise Rejected("retired_device", f"device {device.id} is retired", up.device_key)
+        received_ns = up.received_ns or msg.received_ns
+        why = self.dedup.seen(up, received_ns)
+        if why is not None:
+            raise Rejected("duplicate", f"{device.id}: {why}", up.device_key)
         try:
             model = get_model(device.model)
         except UnknownModel as exc:
@@ -119,6 +143,11 @@ class Pipeline:
         if warnings:
             self.metrics.decode_warnings.labels(device.model).inc(len(warnings))
             self._log_once(device.id, "warning", "; ".join(warnings), level="INFO")
+        choice = self._time_of(device.id, up, received_ns)
+        tags = self._tags_of(device)
+        readings = [self._history_reading(device, model, tags, rec.time_s, rec.fields, received_ns)
+                    for rec in decoded.history]
+        readings = sorted((r for r in readings if r is not None), key=lambda r: r.time_ns)
         fields = derived.fields
         health = health_fields(fields)
         if up.rssi_dbm is not None:
@@ -128,7 +157,37 @@ class Pipeline:
         if up.fcnt is not None:
             health["fcnt"] = up.fcnt
             health["fcnt_gap"] = self._fcnt_gap(device.id, up.fcnt)
-        return Reading(device.id, device.kind, up.time_ns, fields, self._tags_of(device), health)
+        health["time_source"] = choice.source
+        readings.append(Reading(device.id, device.kind, spread(choice, up.fcnt), fields, tags, health))
+        return readings
+
+    def _time_of(self, device_id: str, up: Uplink, received_ns: int) -> TimeChoice:
+        """The time policy applied to what the envelope offered; refusals counted and logged (rate-limited)."""
+        times = up.times
+        if not times and up.time_ns != received_ns:
+            times = (TimeCandidate("envelope", up.time_ns),)
+        choice = choose_time(times, received_ns, self.time_policy)
+        self.metrics.time_source.labels(choice.source).inc()
+        if choice.refused:
+            for source, reason in choice.refused:
+                self.metrics.time_refused.labels(source, reason).inc()
+            shown = ", ".join(f"{source} {reason}" for source, reason in choice.refused)
+            self._log_once(device_id, "time", f"source time not trusted ({shown}); using {choice.source}")
+        return choice
+
+    def _history_reading(self, device: Device, model: ModelInfo, tags: tuple[tuple[str, str], ...], time_s: int,
+                         fields: dict, received_ns: int) -> Reading | None:
+        """A stored record as a reading at its own time, or None (counted) when its time is not plausible."""
+        choice = choose_time((from_number("history", time_s),), received_ns, self.time_policy, history=True)
+        if choice.source == RECEIVED:
+            for source, reason in choice.refused:
+                self.metrics.time_refused.labels(source, reason).inc()
+            self._log_once(device.id, "history", f"history record at {time_s} s dropped: its time is not plausible")
+            return None
+        self.metrics.history_readings.inc()
+        derived = derive(device.kind, fields, device.install, model)
+        return Reading(device.id, device.kind, choice.time_ns, derived.fields, tags, {"time_source": "history"},
+                       history=True)
 
     def _log_once(self, device: str, reason: str, detail: str, level: str = "WARNING") -> None:
         now = time.monotonic()
@@ -150,20 +209,35 @@ class Pipeline:
             if msg.ack is not None:
                 acks.append(msg.ack)
             try:
-                reading = self.to_reading(msg)
-                lines.append(encode_reading(reading))
+                got = self.to_readings(msg)
+                encoded = [encode_reading(r) for r in got]
             except Rejected as exc:
-                self.metrics.rejected.labels(exc.reason).inc()
-                self.stats.rejected[exc.reason] = self.stats.rejected.get(exc.reason, 0) + 1
-                self._log_once(exc.device_key or msg.topic, exc.reason, exc.detail)
-                dead.append(DeadLetter(time_ns=msg.received_ns or time.time_ns(), source=msg.source,
-                                       topic=msg.topic, payload=msg.payload, reason=exc.reason,
-                                       detail=exc.detail, device_key=exc.device_key))
+                self._refused(msg, exc, dead)
                 continue
-            readings.append(reading)
+            except Exception as exc:  # anything unforeseen stays with its message: a dead letter, not a crash
+                logger.opt(exception=exc).error("internal error on a {} message ({}): dead-lettered",
+                                                msg.source, msg.topic)
+                self._refused(msg, Rejected("internal_error", f"{type(exc).__name__}: {exc}"), dead)
+                continue
+            lines.extend(encoded)
+            readings.extend(got)
         for source, n in sources.items():
             self.metrics.uplinks_received.labels(source).inc(n)
         return b"".join(lines), readings, dead, acks
+
+    def _refused(self, msg: Incoming, exc: Rejected, dead: list[DeadLetter]) -> None:
+        """Count a refusal; a fault becomes a dead letter, a skip (`SKIPPED`) only a count."""
+        if exc.reason in SKIPPED:
+            self.metrics.skipped.labels(exc.reason).inc()
+            self.stats.skipped[exc.reason] = self.stats.skipped.get(exc.reason, 0) + 1
+            self._log_once(exc.device_key or msg.topic, exc.reason, exc.detail, level="INFO")
+            return
+        self.metrics.rejected.labels(exc.reason).inc()
+        self.stats.rejected[exc.reason] = self.stats.rejected.get(exc.reason, 0) + 1
+        self._log_once(exc.device_key or msg.topic, exc.reason, exc.detail)
+        dead.append(DeadLetter(time_ns=msg.received_ns or time.time_ns(), source=msg.source,
+                               topic=msg.topic, payload=msg.payload, reason=exc.reason,
+                               detail=exc.detail, device_key=exc.device_key))
 
     async def handle(self, chunk: list[Incoming]) -> None:
         """Process one chunk and hand it off; its acks run once its lines are written."""
@@ -178,7 +252,8 @@ class Pipeline:
             self.stats.newest_at = time.monotonic()
         for r in readings:
             kinds[r.kind] = kinds.get(r.kind, 0) + 1
-            self.stats.latest[r.kind] = (r.device_id, r.fields)
+            if not r.history:
+                self.stats.latest[r.kind] = (r.device_id, r.fields)
             for hook in self.on_reading:
                 lines = hook(r)
                 if lines:

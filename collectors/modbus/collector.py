@@ -26,6 +26,7 @@ from pymodbus.exceptions import ModbusException
 
 from collectors.modbus.address import ModbusAddress, parse_key
 from collectors.uplink import Incoming, Sink, Uplink
+from core.timepolicy import TimeCandidate
 from decoders import UnknownModel, get_model
 from decoders.engines.modbus import REACHABLE, UNREACHABLE, RegisterMapCodec, to_payload
 from provisioning.device import Device
@@ -211,7 +212,8 @@ class ModbusCollector:
             state.reachable = True
             self._set_unreachable_gauge()
             await self._status(key, REACHABLE, now)
-        up = Uplink(key, to_payload(registers), state.codec.start, now, "modbus", now)
+        up = Uplink(key, to_payload(registers), state.codec.start, now, "modbus", now,
+                    times=(TimeCandidate("poll", now),))
         await self._sink.put_async(Incoming("modbus", key, up.payload, now, uplink=up))
 
     async def _status(self, key: str, port: int, now: int | None = None) -> None:

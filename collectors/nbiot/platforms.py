@@ -25,6 +25,7 @@ import orjson
 
 from collectors.nbiot.frame import parse_frame, to_uplink
 from collectors.uplink import EnvelopeError, Uplink
+from core.timepolicy import TimeCandidate, envelope_time, from_number
 from provisioning.keys import KeyError_, normalise_imei
 
 DATA, PLATFORM_JSON = 0x01, 0
@@ -54,22 +55,28 @@ def _imei(value: object) -> str:
         raise EnvelopeError("bad_imei", str(exc)) from None
 
 
-def _time_ns(ms: object, received_ns: int) -> int:
-    if isinstance(ms, bool) or not isinstance(ms, int | float) or ms <= 0:
-        return received_ns
-    return int(ms) * 1_000_000
+def _times(name: str, value: object) -> tuple[TimeCandidate, ...]:
+    """The platform's timestamp as a candidate (unit by magnitude: the platforms send ms); absent → ()."""
+    return () if value is None else (from_number(name, value),)
 
 
-def _bytes_uplink(raw: bytes, imei: str, time_ns: int, source: str, received_ns: int) -> Uplink:
+def _uplink(imei: str, payload: bytes, port: int, times: tuple[TimeCandidate, ...], source: str,
+            received_ns: int, fcnt: int | None = None) -> Uplink:
+    return Uplink(imei, payload, port, envelope_time(times, received_ns), source, received_ns, fcnt=fcnt,
+                  times=times)
+
+
+def _bytes_uplink(raw: bytes, imei: str, times: tuple[TimeCandidate, ...], source: str,
+                  received_ns: int) -> Uplink:
+    """Our frame inside the platform's bytes (device time first, then the platform's), else bare bytes."""
     try:
         frame = parse_frame(raw)
     except EnvelopeError:
-        return Uplink(imei, raw, DATA, time_ns, source, received_ns)
+        return _uplink(imei, raw, DATA, times, source, received_ns)
     if frame.imei != imei:
         raise EnvelopeError("imei_mismatch", f"frame carries IMEI {frame.imei}, the platform says {imei}")
     up = to_uplink(frame, source, received_ns)
-    return up if frame.device_time_s else Uplink(imei, up.payload, up.port, time_ns, source, received_ns,
-                                                fcnt=up.fcnt)
+    return _uplink(imei, up.payload, up.port, up.times + times, source, received_ns, fcnt=up.fcnt)
 
 
 def parse_ctwing(body: bytes, received_ns: int) -> list[Uplink]:
@@ -80,7 +87,7 @@ def parse_ctwing(body: bytes, received_ns: int) -> list[Uplink]:
     if doc.get("messageType", "dataReport") != "dataReport":
         return []
     imei = _imei(doc.get("IMEI") or doc.get("imei"))
-    time_ns = _time_ns(doc.get("timestamp"), received_ns)
+    times = _times("ctwing.timestamp", doc.get("timestamp"))
     payload = doc.get("payload")
     if not isinstance(payload, dict):
         raise EnvelopeError("bad_envelope", "CTWing dataReport without a payload object")
@@ -89,8 +96,8 @@ def parse_ctwing(body: bytes, received_ns: int) -> list[Uplink]:
             raw = base64.b64decode(str(payload["APPdata"]), validate=True)
         except (binascii.Error, ValueError) as exc:
             raise EnvelopeError("bad_base64", f"APPdata: {exc}") from None
-        return [_bytes_uplink(raw, imei, time_ns, "ctwing", received_ns)]
-    return [Uplink(imei, orjson.dumps(payload), PLATFORM_JSON, time_ns, "ctwing", received_ns)]
+        return [_bytes_uplink(raw, imei, times, "ctwing", received_ns)]
+    return [_uplink(imei, orjson.dumps(payload), PLATFORM_JSON, times, "ctwing", received_ns)]
 
 
 def onenet_parts(body: bytes) -> tuple[str, str, str]:
@@ -122,14 +129,14 @@ def _onenet_one(m: object, received_ns: int) -> Uplink | None:
         if m.get("messageType", "notify") != "notify" or not isinstance(params, dict):
             return None
         props = {k: v.get("value") if isinstance(v, dict) else v for k, v in params.items()}
-        return Uplink(_imei(m["deviceName"]), orjson.dumps(props), PLATFORM_JSON,
-                      _time_ns(m.get("notifyTime") or m.get("time"), received_ns), "onenet", received_ns)
+        return _uplink(_imei(m["deviceName"]), orjson.dumps(props), PLATFORM_JSON,
+                       _times("onenet.notifyTime", m.get("notifyTime") or m.get("time")), "onenet", received_ns)
     if m.get("type", 1) != 1:
         return None
     imei = _imei(m.get("imei"))
     if "value" not in m:
         raise EnvelopeError("bad_envelope", "OneNET data point without a value")
-    return _bytes_uplink(_onenet_value(m["value"]), imei, _time_ns(m.get("at"), received_ns), "onenet", received_ns)
+    return _bytes_uplink(_onenet_value(m["value"]), imei, _times("onenet.at", m.get("at")), "onenet", received_ns)
 
 
 def parse_onenet_msg(msg: str, received_ns: int) -> list[Uplink]:

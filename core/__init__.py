@@ -1,0 +1,1 @@
+"""The ground floor: vocabulary every other package may import; it imports nothing of ours."""
