@@ -20,6 +20,7 @@ from service.httpserver import MetricsServer
 from service.inbox import Inbox
 from service.metrics import Metrics
 from service.pipeline import Pipeline
+from service.supervise import Readiness, ReadyCheck, Supervisor
 from storage.deadletter import DeadLetter, DeadLetterStore
 from storage.influx import InfluxClient
 from storage.lineprotocol import split_lines
@@ -28,13 +29,20 @@ from storage.writer import BatchWriter
 
 
 class Service:
-    """One ingest process. `run()` until `stop()`; nothing acknowledged before it is stored."""
+    """One ingest process. `run()` until `stop()`; nothing acknowledged before it is stored.
+
+    Its long-running tasks are supervised (`service.supervise`): if one dies, `/readyz` turns 503
+    naming it, the service stops (flushing what it can) and `exit_code` is 1.
+    """
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.metrics = Metrics()
         self.stopping = asyncio.Event()
         self.started = asyncio.Event()
+        self.exit_code = 0
+        self.readiness = Readiness()
+        self.supervisor = Supervisor(self.readiness, self.metrics.task_failures, self._task_failed)
         self.pipeline: Pipeline | None = None
         self.collectors: list[Collector] = []
         self.metrics_server: MetricsServer | None = None
@@ -48,6 +56,10 @@ class Service:
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def _task_failed(self, name: str) -> None:
+        self.exit_code = 1
+        self.stop()
 
     async def run(self) -> None:
         cfg = self.cfg
@@ -73,7 +85,8 @@ class Service:
         writer = BatchWriter(self.influx, batch_size=ic.batch_size, flush_interval_s=ic.flush_interval_s,
                              max_batches_in_flight=ic.max_batches_in_flight, on_rejected=rejected,
                              on_written=self._written, spool=self.spool, spool_after_failures=sc.after_failures,
-                             probe_max_s=sc.probe_max_s, drain_bytes=sc.drain_bytes)
+                             probe_max_s=sc.probe_max_s, drain_bytes=sc.drain_bytes,
+                             on_task_failure=self.supervisor.task_failed)
         self.writer = writer
         writer.start()
         view = RegistryView(cfg.path(cfg.registry.path))
@@ -84,9 +97,12 @@ class Service:
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
         self.collectors = build_collectors(cfg, self.metrics)
+        for c in self.collectors:
+            self.readiness.add_check(c.name, _collector_check(c))
+        self.readiness.add_check("influxdb", self._storage_check)
         if cfg.metrics.enabled:
             self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
-                                                ready=self._ready)
+                                                ready=self.readiness)
             self.metrics_server.start()
         self.alerting = Alerting(cfg, view)
         await self.alerting.warm_up(self.influx)
@@ -97,12 +113,16 @@ class Service:
         def catching_up() -> bool:
             return len(inbox) >= self.pipeline.chunk_size or stats.catching_up(time.time_ns(), time.monotonic())
 
-        alert_task = asyncio.create_task(self.alerting.run(writer, self.stopping, catching_up), name="alerting")
-        pipe_task = asyncio.create_task(self.pipeline.run(inbox, self.stopping), name="pipeline")
+        sup = self.supervisor
+        alert_task = sup.spawn("rules", self.alerting.run(writer, self.stopping, catching_up))
+        outbox_task = sup.spawn("outbox", self.alerting.deliver())
+        pipe_task = sup.spawn("pipeline", self.pipeline.run(inbox, self.stopping))
         await write_device_info(writer, view.by_id.values())
-        refresh_task = asyncio.create_task(self._refresh_registry(view), name="registry")
+        refresh_task = sup.spawn("registry", self._refresh_registry(view))
         for c in self.collectors:
             await c.start(sink)
+            for name, task in getattr(c, "tasks", dict)().items():
+                sup.adopt(f"{c.name}:{name}", task)
         logger.info("urbansense running: {} devices, collectors {}, InfluxDB {} db {}",
                     len(view.by_id), [c.name for c in self.collectors], ic.url, ic.database)
         self.started.set()
@@ -110,9 +130,10 @@ class Service:
             await self.stopping.wait()
         finally:
             logger.info("stopping: no new messages; flushing what was received")
+            sup.stopping()
             inbox.close()
-            await pipe_task
-            await alert_task
+            await asyncio.gather(pipe_task, alert_task, return_exceptions=True)
+            await self.alerting.close(outbox_task)
             try:
                 await writer.close(timeout=30)
             except TimeoutError:
@@ -130,22 +151,20 @@ class Service:
             await self.influx.aclose()
             view.close()
             deadletters.close()
-            logger.info("stopped: {} received, {} readings written", self.pipeline.stats.received,
-                        self.pipeline.stats.readings)
+            logger.log("ERROR" if self.exit_code else "INFO",
+                       "stopped{}: {} received, {} readings written",
+                       f" after the failure of {', '.join(sup.failed)}" if sup.failed else "",
+                       self.pipeline.stats.received, self.pipeline.stats.readings)
 
     def _written(self, points: int, seconds: float) -> None:
         self.metrics.points_written.inc(points)
         self.metrics.write_seconds.observe(seconds)
 
-    def _ready(self) -> tuple[bool, str]:
-        for c in self.collectors:
-            ok, why = c.ready()
-            if not ok:
-                return False, f"{c.name}: {why}"
+    def _storage_check(self) -> str | None:
         writer, spool = self.writer, self.spool
         if writer is not None and not writer.influx_reachable and (spool is None or writer.spool_refusing):
-            return False, "InfluxDB unreachable and the spool is full" if spool else "InfluxDB unreachable"
-        return True, "ok"
+            return "InfluxDB unreachable and the spool is full" if spool else "InfluxDB unreachable"
+        return None
 
     async def _ensure_database(self) -> None:
         assert self.influx is not None
@@ -171,10 +190,18 @@ class Service:
                 await write_device_info(self.writer, view.by_id.values())
 
 
-async def run_service(cfg: Config) -> None:
-    """Run until SIGINT or SIGTERM, then stop consuming, flush, acknowledge and return."""
+def _collector_check(c: Collector) -> ReadyCheck:
+    def check() -> str | None:
+        ok, why = c.ready()
+        return None if ok else why
+    return check
+
+
+async def run_service(cfg: Config) -> int:
+    """Run until SIGINT or SIGTERM (exit code 0) or a task's failure (1); stop consuming, flush, acknowledge."""
     svc = Service(cfg)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, svc.stop)
     await svc.run()
+    return svc.exit_code

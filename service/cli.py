@@ -66,13 +66,18 @@ def setup_logging(level: str) -> None:
 def run(ctx: typer.Context) -> None:
     """Run the ingest service until Ctrl-C or SIGTERM (then it flushes, acknowledges and exits 0).
 
+    If one of its tasks dies, it logs why, answers 503 on /readyz, flushes and exits 1, for
+    systemd (Restart=on-failure) or the container runtime to restart it.
+
     Example: [bold]urbansense --config /etc/urbansense/config.toml run[/bold]
     """
     from service.app import run_service
 
     cfg = state(ctx).config
     setup_logging(cfg.logging.level)
-    asyncio.run(run_service(cfg))
+    code = asyncio.run(run_service(cfg))
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("check-config")

@@ -1,7 +1,9 @@
 """Collector plug-ins: every transport that feeds the pipeline, built from config, registered here.
 
-A collector has `name`, `async start(sink)`, `async stop()` and `ready() -> (ok, why)`;
-adding a transport is one module under `collectors/` and one line in `FACTORIES`.
+A collector has `name`, `async start(sink)`, `async stop()` and `ready() -> (ok, why)`, and
+optionally `tasks() -> {name: asyncio.Task}` (its long-running tasks, supervised by the service:
+one that dies stops the service with exit code 1); adding a transport is one module under
+`collectors/` and one line in `FACTORIES`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 from nbiotkit import count, imei, nb_fleet, provision, stored
-from servicekit import make_config, running, wait_until
+from servicekit import make_config, recent_ns, running, wait_until
 
 from collectors.nbiot.frame import build_frame, parse_frame
 from service.daemons import Daemon, free_port
@@ -21,7 +21,7 @@ from service.simulate_nbiot import NbiotSimulator, UdpPlayer, ctwing_push, ctwin
 from service.simulator import Scenario
 from storage.deadletter import DeadLetterStore
 
-T0 = 1_760_000_000
+T0 = recent_ns() // 1_000_000_000
 
 
 def _config(tmp_path: Path, mosquitto: Daemon, influxd: Daemon, db: str, **nbiot: object):

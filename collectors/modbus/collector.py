@@ -127,6 +127,10 @@ class ModbusCollector:
         if self._view is not None:
             self._view.close()
 
+    def tasks(self) -> dict[str, asyncio.Task[None]]:
+        """Long-running tasks the service supervises (the registry follower; polls are per device)."""
+        return {"registry": self._watch} if self._watch is not None else {}
+
     def ready(self) -> tuple[bool, str]:
         if self._view is None:
             return False, "not started"
