@@ -65,9 +65,7 @@ class Service:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         ic = cfg.influxdb
-        self.influx = InfluxClient(ic.url, ic.database, username=ic.username or None,
-                                   password=ic.password or None, token=ic.token or None,
-                                   retention_policy=ic.retention_policy or None, timeout=ic.timeout_s)
+        self.influx = influx_client(cfg)
         if ic.create_database:
             await self._ensure_database()
         deadletters = DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path))
@@ -90,10 +88,7 @@ class Service:
         self.writer = writer
         writer.start()
         view = RegistryView(cfg.path(cfg.registry.path))
-        self.pipeline = Pipeline(view=view, writer=writer, deadletters=deadletters, metrics=self.metrics,
-                                 parsers=PARSERS, log_every_s=cfg.pipeline.log_every_s,
-                                 time_policy=cfg.pipeline.time_policy(),
-                                 dedup=Deduplicator(cfg.pipeline.duplicate_window_s))
+        self.pipeline = make_pipeline(cfg, view=view, writer=writer, deadletters=deadletters, metrics=self.metrics)
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
         self.collectors = build_collectors(cfg, self.metrics)
@@ -188,6 +183,30 @@ class Service:
                 continue
             if changed and self.writer is not None:
                 await write_device_info(self.writer, view.by_id.values())
+
+
+def influx_client(cfg: Config) -> InfluxClient:
+    """The configured InfluxDB client (v1 API)."""
+    ic = cfg.influxdb
+    return InfluxClient(ic.url, ic.database, username=ic.username or None, password=ic.password or None,
+                        token=ic.token or None, retention_policy=ic.retention_policy or None, timeout=ic.timeout_s)
+
+
+async def open_influx(cfg: Config) -> InfluxClient:
+    """`influx_client`, with the database created first when the config says so."""
+    client = influx_client(cfg)
+    if cfg.influxdb.create_database:
+        await client.ensure_database()
+    return client
+
+
+def make_pipeline(cfg: Config, *, view: RegistryView, writer: BatchWriter, deadletters: DeadLetterStore,
+                  metrics: Metrics) -> Pipeline:
+    """The pipeline as the service runs it (parsers, time policy, duplicate window); `urbansense trace` uses it too."""
+    pc = cfg.pipeline
+    return Pipeline(view=view, writer=writer, deadletters=deadletters, metrics=metrics, parsers=PARSERS,
+                    log_every_s=pc.log_every_s, time_policy=pc.time_policy(),
+                    dedup=Deduplicator(pc.duplicate_window_s))
 
 
 def _collector_check(c: Collector) -> ReadyCheck:

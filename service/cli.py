@@ -113,9 +113,10 @@ def _register_plugins() -> None:
     from rules.cli import register as rules
     from service.demo import register as demo
     from service.simulate_cli import register as simulate
+    from service.trace import register as trace
     from storage.cli import register as deadletter
 
-    for register in (provisioning, decoders, rules, deadletter, grafana, simulate, demo):
+    for register in (provisioning, decoders, rules, deadletter, grafana, simulate, demo, trace):
         register(app)
     alerts(app, db_path=_configured_alerts_db)
 

@@ -60,6 +60,19 @@ class PipelineStats:
         return now_mono - self.newest_at < recent_s and now_ns - self.newest_ns > lag_s * 1e9
 
 
+@dataclass(slots=True)
+class ChunkResult:
+    """What `Pipeline.process_chunk` made of a chunk, in arrival order."""
+
+    body: bytes
+    """Line protocol of every reading."""
+    readings: list[Reading]
+    dead: list[DeadLetter]
+    acks: list[Callable[[], None]]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """(reason, detail) of each message acknowledged without a reading or a dead letter."""
+
+
 class Rejected(Exception):
     """A message that becomes a dead letter: `reason` is its stable label."""
 
@@ -196,13 +209,13 @@ class Pipeline:
             self._logged[key] = now
             logger.log(level, "{} {}: {}", device, reason, detail)
 
-    def process_chunk(self, chunk: Iterable[Incoming]) -> tuple[bytes, list[Reading], list[DeadLetter],
-                                                                  list[Callable[[], None]]]:
-        """Pure CPU work for a chunk: line protocol for the good ones, dead letters for the rest."""
+    def process_chunk(self, chunk: Iterable[Incoming]) -> ChunkResult:
+        """Pure CPU work for a chunk: line protocol for the good ones, dead letters or skips for the rest."""
         lines: list[bytes] = []
         readings: list[Reading] = []
         dead: list[DeadLetter] = []
         acks: list[Callable[[], None]] = []
+        skipped: list[tuple[str, str]] = []
         sources: dict[str, int] = {}
         for msg in chunk:
             sources[msg.source] = sources.get(msg.source, 0) + 1
@@ -212,22 +225,24 @@ class Pipeline:
                 got = self.to_readings(msg)
                 encoded = [encode_reading(r) for r in got]
             except Rejected as exc:
-                self._refused(msg, exc, dead)
+                self._refused(msg, exc, dead, skipped)
                 continue
             except Exception as exc:  # anything unforeseen stays with its message: a dead letter, not a crash
                 logger.opt(exception=exc).error("internal error on a {} message ({}): dead-lettered",
                                                 msg.source, msg.topic)
-                self._refused(msg, Rejected("internal_error", f"{type(exc).__name__}: {exc}"), dead)
+                self._refused(msg, Rejected("internal_error", f"{type(exc).__name__}: {exc}"), dead, skipped)
                 continue
             lines.extend(encoded)
             readings.extend(got)
         for source, n in sources.items():
             self.metrics.uplinks_received.labels(source).inc(n)
-        return b"".join(lines), readings, dead, acks
+        return ChunkResult(b"".join(lines), readings, dead, acks, skipped)
 
-    def _refused(self, msg: Incoming, exc: Rejected, dead: list[DeadLetter]) -> None:
+    def _refused(self, msg: Incoming, exc: Rejected, dead: list[DeadLetter],
+                 skipped: list[tuple[str, str]]) -> None:
         """Count a refusal; a fault becomes a dead letter, a skip (`SKIPPED`) only a count."""
         if exc.reason in SKIPPED:
+            skipped.append((exc.reason, exc.detail))
             self.metrics.skipped.labels(exc.reason).inc()
             self.stats.skipped[exc.reason] = self.stats.skipped.get(exc.reason, 0) + 1
             self._log_once(exc.device_key or msg.topic, exc.reason, exc.detail, level="INFO")
@@ -241,8 +256,12 @@ class Pipeline:
 
     async def handle(self, chunk: list[Incoming]) -> None:
         """Process one chunk and hand it off; its acks run once its lines are written."""
-        body, readings, dead, acks = self.process_chunk(chunk)
-        self.stats.received += len(chunk)
+        await self.hand_off(len(chunk), self.process_chunk(chunk))
+
+    async def hand_off(self, received: int, result: ChunkResult) -> None:
+        """Dead letters to their store, readings through the hooks (rules) to the writer; acks after."""
+        body, readings, dead, acks = result.body, result.readings, result.dead, result.acks
+        self.stats.received += received
         if dead:
             await asyncio.to_thread(self.deadletters.add_many, dead)
         kinds: dict[str, int] = {}

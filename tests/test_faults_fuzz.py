@@ -49,10 +49,9 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
 
 
 def check(pipeline: Pipeline, topic: str, payload: bytes) -> None:
-    skipped = sum(pipeline.stats.skipped.values())
-    body, readings, dead, acks = pipeline.process_chunk([Incoming("mqtt", topic, payload, 1, ack=lambda: None)])
-    skipped = sum(pipeline.stats.skipped.values()) - skipped
-    assert (1 if readings else 0) + len(dead) + skipped == 1 and len(acks) == 1
+    result = pipeline.process_chunk([Incoming("mqtt", topic, payload, 1, ack=lambda: None)])
+    body, readings, dead, acks = result.body, result.readings, result.dead, result.acks
+    assert (1 if readings else 0) + len(dead) + len(result.skipped) == 1 and len(acks) == 1
     if dead:
         assert dead[0].reason and dead[0].detail and dead[0].payload == payload
     elif readings:
