@@ -27,6 +27,10 @@ from storage.lineprotocol import split_lines
 from storage.spool import DiskSpool
 from storage.writer import BatchWriter
 
+FAILURE_LINGER_S = 1.0
+"""After a task's failure, `/readyz` (503) and `/metrics` stay up this long before the process exits,
+so that a probe or a scrape sees why it is going down."""
+
 
 class Service:
     """One ingest process. `run()` until `stop()`; nothing acknowledged before it is stored.
@@ -142,6 +146,8 @@ class Service:
             for c in self.collectors:
                 await c.stop()
             if self.metrics_server:
+                if self.exit_code:
+                    await asyncio.sleep(FAILURE_LINGER_S)
                 self.metrics_server.stop()
             await self.influx.aclose()
             view.close()
