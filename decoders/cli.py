@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 from typing import Annotated
 
 import orjson
@@ -33,7 +34,7 @@ def decode(
     port: Annotated[int | None, typer.Option("--port", "-p", help="LoRaWAN fPort (default: the model's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Decode one payload with a model's codec and print its canonical fields and warnings."""
+    """Decode one payload with a model's codec and print its canonical fields, history records and warnings."""
     err = Console(stderr=True)
     try:
         info = get_model(model)
@@ -53,7 +54,9 @@ def decode(
         raise typer.Exit(1) from None
     if as_json:
         typer.echo(orjson.dumps({"model": info.model, "kind": info.kind, "port": fport, "fields": decoded.fields,
-                                 "warnings": decoded.warnings}).decode())
+                                 "warnings": decoded.warnings,
+                                 "history": [{"time_s": r.time_s, "fields": r.fields} for r in decoded.history],
+                                 }).decode())
         return
     table = Table(title=f"{info.model} ({info.kind}), fPort {fport}")
     table.add_column("field")
@@ -62,6 +65,9 @@ def decode(
         table.add_row(name, repr(value))
     out = Console()
     out.print(table)
+    for record in decoded.history:
+        when = dt.datetime.fromtimestamp(record.time_s, dt.UTC).isoformat().replace("+00:00", "Z")
+        out.print(f"history record at {when}: {record.fields}", highlight=False)
     for warning in decoded.warnings:
         out.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
 
