@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
+from conftest import influx_query
 from typer.testing import CliRunner
 
 from collectors.lorawan.chirpstack import build_chirpstack_event
@@ -26,8 +27,10 @@ from provisioning.view import RegistryView
 from service.app import make_pipeline
 from service.cli import app
 from service.config import Config, parse_config
+from service.daemons import Daemon
 from service.metrics import Metrics
 from service.pipeline import ChunkResult
+from storage.deadletter import DeadLetterStore
 
 HERE = Path(__file__).parent
 CASES_DIR = HERE / "data" / "field_cases"
@@ -174,3 +177,23 @@ def test_every_shared_field_case_has_an_identical_copy_in_the_repository() -> No
         copy = CASES_DIR / path.name
         assert copy.is_file(), f"{path.name} has no copy in {CASES_DIR}"
         assert copy.read_bytes() == path.read_bytes(), f"{path.name} differs from the shared case"
+
+
+def test_trace_write_stores_what_it_prints(tmp_path: Path, influxd: Daemon, influx_db: str) -> None:
+    cases = [load(CASES_DIR / "01-cs-gps-time-1980.json"), load(CASES_DIR / "06-encrypted-payload-skip-crypto.json")]
+    devices = [d for c in cases for d in c["devices"]]
+    _, cfg_file = setup(tmp_path, {"devices": devices})
+    cfg_file.write_text(cfg_file.read_text() + f'[influxdb]\nurl = "{influxd.url}"\ndatabase = "{influx_db}"\n')
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text("".join(json.dumps({"topic": m["topic"], "payload": m["envelope"], "received": m["received"]})
+                             + "\n" for c in cases for m in c["messages"]) + "not json\n")
+    result = CliRunner().invoke(app, ["--config", str(cfg_file), "trace", "--write", str(jsonl)])
+    assert result.exit_code == 1  # the last line is not a message: said so, the others still run
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert out[-1] == {"line": 4, "input_error": out[-1]["input_error"]} and "not JSON" in out[-1]["input_error"]
+    (printed,) = out[0]["readings"]
+    assert printed["time"].startswith("2025-03-05T08:57:14") and printed["time_source"] == "rxInfo.time"
+    rows = influx_query(influxd, influx_db, 'SELECT "distance_mm", "depth_mm" FROM "water_level"')
+    assert rows[0]["values"] == [[printed["time_ns"], 2500.0, 500.0]]
+    with DeadLetterStore(tmp_path / "dl.sqlite") as store:
+        assert [d.reason for d in store.list()] == ["encrypted_payload", "encrypted_payload"]
