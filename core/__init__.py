@@ -1,1 +1,1 @@
-"""The ground floor: vocabulary every other package may import; it imports nothing of ours."""
+"""The ground floor: the shared vocabulary every other package speaks; imports nothing of ours."""

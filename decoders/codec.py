@@ -27,7 +27,7 @@ class HistoryRecord:
 
 @dataclass(slots=True)
 class Decoded:
-    """Canonical fields (names and units of SCHEMA.md), non-fatal warnings, and stored records."""
+    """Canonical fields (names and units of docs/schema.md), non-fatal warnings, and stored records."""
 
     fields: dict[str, FieldValue]
     warnings: list[str] = field(default_factory=list)

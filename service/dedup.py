@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 
-from collectors.uplink import Uplink
+from core.uplink import Uplink
 
 _NS = 1_000_000_000
 

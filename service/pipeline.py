@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
-from collectors.uplink import EnvelopeError, Incoming, Uplink
+from core.device import Device
+from core.reading import Reading
+from core.rejected import Rejected
 from core.timepolicy import (
     DEFAULT_POLICY,
     RECEIVED,
@@ -27,15 +29,14 @@ from core.timepolicy import (
     from_number,
     spread,
 )
+from core.uplink import Incoming, Uplink
 from decoders import DecodeError, ModelInfo, UnknownModel, derive, get_model, health_fields
-from provisioning.device import Device
 from provisioning.view import RegistryView
 from service.dedup import Deduplicator
 from service.inbox import Inbox
 from service.metrics import Metrics
 from storage.deadletter import DeadLetter, DeadLetterStore
 from storage.lineprotocol import encode_reading
-from storage.reading import Reading
 from storage.writer import BatchWriter
 
 Parser = Callable[[str, bytes, int], Uplink]
@@ -71,16 +72,6 @@ class ChunkResult:
     acks: list[Callable[[], None]]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     """(reason, detail) of each message acknowledged without a reading or a dead letter."""
-
-
-class Rejected(Exception):
-    """A message that becomes a dead letter: `reason` is its stable label."""
-
-    def __init__(self, reason: str, detail: str, device_key: str | None = None) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-        self.device_key = device_key
 
 
 class Pipeline:
@@ -130,10 +121,7 @@ class Pipeline:
             parse = self.parsers.get(msg.source)
             if parse is None:
                 raise Rejected("unknown_source", f"no envelope parser for source {msg.source!r}")
-            try:
-                up = parse(msg.topic, msg.payload, msg.received_ns)
-            except EnvelopeError as exc:
-                raise Rejected(exc.reason, exc.detail) from None
+            up = parse(msg.topic, msg.payload, msg.received_ns)  # raises EnvelopeError, a Rejected
         device = self.view.by_key.get(up.device_key)
         if device is None:
             raise Rejected("unknown_device", f"no registered device has key {up.device_key}", up.device_key)

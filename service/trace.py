@@ -1,4 +1,4 @@
-"""`urbansense trace FILE`: what would the service do with these messages? One JSON line per message.
+"""What would the service do with these messages? The logic of `urbansense trace FILE` (cli/trace.py).
 
 Each input line is a JSON object: `topic`, `payload` (the message body as a JSON object, or
 base64 of the raw bytes), `received` (RFC 3339 broker receive time; default now) and optional
@@ -9,26 +9,22 @@ registry, time policy, duplicate window, decoders), built by `service.app.make_p
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import sys
 import time
-from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Any
 
 import orjson
-import typer
 
-from collectors.uplink import Incoming
+from core.reading import Reading
 from core.rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
+from core.uplink import Incoming
 from provisioning.view import RegistryView
 from service.app import make_pipeline, open_influx
 from service.config import Config
 from service.metrics import Metrics
 from service.pipeline import ChunkResult, Pipeline
 from storage.deadletter import DeadLetterStore
-from storage.reading import Reading
 from storage.writer import BatchWriter
 
 
@@ -125,37 +121,3 @@ async def trace(cfg: Config, lines: IO[bytes], out: IO[str], *, write: bool = Fa
             deadletters.close()
         view.close()
     return code
-
-
-def register(app: typer.Typer) -> None:
-    @app.command("trace")
-    def trace_command(
-        ctx: typer.Context,
-        file: Annotated[Path, typer.Argument(help="JSON Lines of captured messages ('-' for stdin)")],
-        write: Annotated[bool, typer.Option("--write", help="also store the readings (and dead letters)")] = False,
-    ) -> None:
-        """What would the service do with these messages? Prints one JSON line per message.
-
-        Each input line: {"topic": ..., "payload": {...} or base64, "received": RFC 3339,
-        "source": "mqtt"|"nbiot-udp"|"ctwing"|"onenet" (optional)}. Output: the reading(s)
-        (device id, measurement, time, time_source, fields, history) or the dead letter or skip
-        (reason, detail). The registry, time policy and duplicate window are the config's.
-
-        Example: [bold]urbansense trace uplink.jsonl[/bold]   (copy the event from ChirpStack's console:
-        echo '{"topic":"application/x/device/0011223344556601/event/up","payload":{...},
-        "received":"2025-03-05T08:57:14Z"}' > uplink.jsonl)
-        """
-        from service.cli import setup_logging, state
-
-        cfg = state(ctx).config
-        setup_logging("ERROR")
-        if str(file) == "-":
-            code = asyncio.run(trace(cfg, sys.stdin.buffer, sys.stdout, write=write))
-        else:
-            if not file.is_file():
-                typer.secho(f"no such file: {file}", fg="red", err=True)
-                raise typer.Exit(2)
-            with file.open("rb") as fh:
-                code = asyncio.run(trace(cfg, fh, sys.stdout, write=write))
-        if code:
-            raise typer.Exit(code)

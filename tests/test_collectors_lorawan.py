@@ -18,8 +18,8 @@ from collectors.lorawan import (
     parse_chirpstack,
     parse_tts,
 )
-from collectors.uplink import EnvelopeError, Uplink
 from core.rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
+from core.uplink import EnvelopeError, Uplink
 
 RECEIVED = 1_800_000_000_000_000_000
 

@@ -17,19 +17,19 @@ import pytest
 from conftest import influx_query
 from typer.testing import CliRunner
 
+from cli.app import app
 from collectors.lorawan.chirpstack import build_chirpstack_event
-from collectors.uplink import Incoming
+from core.device import Device
 from core.rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
+from core.uplink import Incoming
 from decoders import get_model
-from provisioning.device import Device
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
 from service.app import make_pipeline
-from service.cli import app
 from service.config import Config, parse_config
-from service.daemons import Daemon
 from service.metrics import Metrics
 from service.pipeline import ChunkResult
+from sim.daemons import Daemon
 from storage.deadletter import DeadLetterStore
 
 HERE = Path(__file__).parent

@@ -18,13 +18,13 @@ from servicekit import make_config, recent_ns, running, wait_until
 
 from collectors.lorawan.chirpstack import build_chirpstack_event
 from collectors.nbiot.frame import build_frame
+from core.device import Device
 from decoders import get_model
-from provisioning.device import Device
 from provisioning.registry import Registry
 from service.app import Service
 from service.config import Config
-from service.daemons import Daemon
-from service.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
+from sim.daemons import Daemon
+from sim.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
 from storage.deadletter import DeadLetterStore
 
 DEVICES = demo_fleet({"noise": 10})

@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from collectors.lorawan.chirpstack import build_chirpstack_event
 from collectors.lorawan.tts import build_tts_uplink
-from collectors.uplink import Incoming
-from provisioning.device import Device
+from core.device import Device
+from core.uplink import Incoming
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
 from service.collectors import PARSERS

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from collectors.uplink import EnvelopeError
+from core.uplink import EnvelopeError
 
 _HEX16 = re.compile(r"[0-9A-Fa-f]{16}", re.ASCII)
 HEX_DIGITS = "0123456789abcdefABCDEF"

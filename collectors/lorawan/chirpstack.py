@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 
 from collectors.lorawan import _fields as f
-from collectors.uplink import EnvelopeError, Uplink
 from core.rfc3339 import format_rfc3339_ns
 from core.timepolicy import TimeCandidate, envelope_time, from_gps_duration, from_rfc3339
+from core.uplink import EnvelopeError, Uplink
 
 SOURCE = "chirpstack"
 DEFAULT_TOPIC = "application/+/device/+/event/up"

@@ -24,9 +24,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from collectors.uplink import EnvelopeError, Uplink
+from core.keys import luhn_ok
 from core.timepolicy import envelope_time, from_number
-from provisioning.keys import luhn_ok
+from core.uplink import EnvelopeError, Uplink
 
 START, END, VERSION = 0x68, 0x16, 0x01
 ACK_TYPE = 0x00
