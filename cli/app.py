@@ -29,6 +29,7 @@ def _main(ctx: typer.Context,
                                                       help="config file (default ./config.toml)")] = None,
           ) -> None:
     ctx.obj = State(config)
+    ctx.obj.load_city_models()
 
 
 @app.command()

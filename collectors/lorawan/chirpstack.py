@@ -107,7 +107,7 @@ def _parse_common(topic: str, doc: dict[str, Any], received_ns: int) -> Uplink |
     times = _times(doc, rx_info)
     return Uplink(eui.lower(), raw, port, envelope_time(times, received_ns), SOURCE, received_ns, fcnt,
                   None if best_rssi is None else float(best_rssi), None if best_snr is None else float(best_snr),
-                  tuple(sorted(gateways)), dedup_id or None, times)
+                  tuple(sorted(gateways)), dedup_id or None, times=times)
 
 
 def _times(doc: dict[str, Any], rx_info: Sequence[Any]) -> tuple[TimeCandidate, ...]:
