@@ -9,6 +9,7 @@ import time
 
 from loguru import logger
 
+from core.secrets import reveal
 from core.timing import backoff_s
 from core.uplink import Incoming, Sink
 from decoders.folders import ModelFolders
@@ -25,6 +26,7 @@ from service.model_watch import report, watch_models
 from service.pipeline import Pipeline
 from service.supervise import Readiness, ReadyCheck, Supervisor
 from storage.deadletter import DeadLetter, DeadLetterStore
+from storage.health import open_spool, shutdown_summary, storage_not_ready
 from storage.influx import InfluxClient
 from storage.lineprotocol import split_lines
 from storage.spool import DiskSpool
@@ -39,7 +41,8 @@ class Service:
     """One ingest process. `run()` until `stop()`; nothing acknowledged before it is stored.
 
     Its long-running tasks are supervised (`service.supervise`): if one dies, `/readyz` turns 503
-    naming it, the service stops (flushing what it can) and `exit_code` is 1.
+    naming it, the service stops (flushing what it can) and `exit_code` is 1. `/readyz` answers
+    from `readiness`: "starting", each collector, then storage (InfluxDB and the spool).
     """
 
     def __init__(self, cfg: Config) -> None:
@@ -49,6 +52,7 @@ class Service:
         self.started = asyncio.Event()
         self.exit_code = 0
         self.readiness = Readiness()
+        self.readiness.add_check("service", lambda: None if self.started.is_set() else "starting")
         self.supervisor = Supervisor(self.readiness, self.metrics.task_failures, self._task_failed)
         self.pipeline: Pipeline | None = None
         self.collectors: list[Collector] = []
@@ -72,10 +76,16 @@ class Service:
     async def run(self) -> None:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
+        logger.debug("configuration (secrets masked): {}", cfg.model_dump(mode="json"))
+        if cfg.metrics.enabled:  # first: /healthz answers while the rest starts (and InfluxDB may be down)
+            self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
+                                                ready=self.readiness, token=reveal(cfg.metrics.token))
+            self.metrics_server.start()
         ic = cfg.influxdb
         self.influx = influx_client(cfg)
-        if ic.create_database:
-            await self._ensure_database()
+        database_task: asyncio.Task[None] | None = None
+        if ic.create_database and not await self._try_ensure_database():
+            database_task = asyncio.create_task(self._ensure_database(), name="influx-create-database")
         deadletters = DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path))
 
         def rejected(lines: bytes, reason: str) -> None:
@@ -85,7 +95,8 @@ class Service:
 
         sc = cfg.spool
         if sc.enabled:
-            self.spool = DiskSpool(cfg.path(sc.path), max_bytes=sc.max_bytes, segment_bytes=sc.segment_bytes)
+            self.spool = open_spool(cfg.path(sc.path), max_bytes=sc.max_bytes, segment_bytes=sc.segment_bytes)
+        if self.spool is not None:
             self.metrics.spool_bytes.set_function(lambda: max(0, self.spool.pending_bytes) if self.spool else 0)
             self.metrics.spool_oldest_age.set_function(lambda: self.spool.oldest_age_s() if self.spool else 0.0)
         writer = BatchWriter(self.influx, batch_size=ic.batch_size, flush_interval_s=ic.flush_interval_s,
@@ -106,11 +117,7 @@ class Service:
         self.collectors = build_collectors(cfg, lambda: view.by_key, self.metrics)
         for c in self.collectors:
             self.readiness.add_check(c.name, _collector_check(c))
-        self.readiness.add_check("influxdb", self._storage_check)
-        if cfg.metrics.enabled:
-            self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
-                                                ready=self.readiness)
-            self.metrics_server.start()
+        self.readiness.add_check("storage", self._storage_check)
         self.alerting = Alerting(cfg, view)
         await self.alerting.warm_up(self.influx)
         self.pipeline.on_reading.append(self.alerting.on_reading)
@@ -148,10 +155,11 @@ class Service:
                              "at the broker and are delivered again on the next start")
             if self.spool is not None:
                 self.spool.close()
-            for task in (refresh_task, models_task):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for task in (refresh_task, models_task, database_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             self.model_folders.close()
             for c in self.collectors:
                 await c.stop()
@@ -162,20 +170,29 @@ class Service:
             await self.influx.aclose()
             view.close()
             deadletters.close()
-            logger.log("ERROR" if self.exit_code else "INFO",
-                       "stopped{}: {} received, {} readings written",
-                       f" after the failure of {', '.join(sup.failed)}" if sup.failed else "",
-                       self.pipeline.stats.received, self.pipeline.stats.readings)
+            summary = shutdown_summary(self.pipeline.stats.received, writer, self.spool)
+            if sup.failed:
+                logger.error("stopped after the failure of {}: {}", ", ".join(sup.failed), summary)
+            else:
+                logger.info(summary)
 
     def _written(self, points: int, seconds: float) -> None:
         self.metrics.points_written.inc(points)
         self.metrics.write_seconds.observe(seconds)
 
     def _storage_check(self) -> str | None:
-        writer, spool = self.writer, self.spool
-        if writer is not None and not writer.influx_reachable and (spool is None or writer.spool_refusing):
-            return "InfluxDB unreachable and the spool is full" if spool else "InfluxDB unreachable"
-        return None
+        return storage_not_ready(self.writer, self.spool is not None) if self.writer is not None else None
+
+    async def _try_ensure_database(self) -> bool:
+        """One attempt at CREATE DATABASE; False (logged) when InfluxDB cannot be reached now."""
+        assert self.influx is not None
+        try:
+            await self.influx.ensure_database()
+            return True
+        except Exception as exc:  # start anyway: batches go to the spool (or wait, acks held) until it is back
+            logger.warning("InfluxDB not ready at start ({}); ingesting into the spool (or holding acks) and "
+                           "creating the database once it answers", exc)
+            return False
 
     async def _ensure_database(self) -> None:
         assert self.influx is not None
@@ -205,8 +222,10 @@ class Service:
 def influx_client(cfg: Config) -> InfluxClient:
     """The configured InfluxDB client (v1 API)."""
     ic = cfg.influxdb
-    return InfluxClient(ic.url, ic.database, username=ic.username or None, password=ic.password or None,
-                        token=ic.token or None, retention_policy=ic.retention_policy or None, timeout=ic.timeout_s)
+    return InfluxClient(reveal(ic.url), ic.database, username=ic.username or None,
+                        password=reveal(ic.password) or None, token=reveal(ic.token) or None,
+                        retention_policy=ic.retention_policy or None, timeout=ic.timeout_s,
+                        verify=cfg.influx_verify())
 
 
 async def open_influx(cfg: Config) -> InfluxClient:
