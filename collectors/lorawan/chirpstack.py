@@ -124,7 +124,7 @@ def _times(doc: dict[str, Any], rx_info: Sequence[Any]) -> tuple[TimeCandidate, 
                 out.append(from_rfc3339(f"rxInfo.{key}", rx[key]))
         if rx.get("timeSinceGpsEpoch") is not None:
             out.append(from_gps_duration("rxInfo.timeSinceGpsEpoch", rx["timeSinceGpsEpoch"]))
-        if rx.get("nsTime") is not None:
+        if not ns_times and rx.get("nsTime") is not None:  # one network-server time is enough
             ns_times.append(from_rfc3339("rxInfo.nsTime", rx["nsTime"]))
     return (*out, *ns_times)
 
