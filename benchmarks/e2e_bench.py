@@ -46,7 +46,7 @@ from decoders import derive, get_model
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
 from service.app import Service
-from service.collectors import PARSERS
+from service.collectors import envelope_parsers
 from service.config import parse_config
 from service.dedup import Deduplicator
 from service.metrics import Metrics
@@ -280,11 +280,11 @@ def stage_costs(tmp: Path, sample: list[SimUplink], devices: list) -> dict[str, 
     dead = DeadLetterStore(tmp / "stage-deadletters.sqlite")
     # each pass replays the same frames: the duplicate window is off, or passes 2 and 3 would only skip
     pipe = Pipeline(view=view, writer=BatchWriter(InfluxClient("http://127.0.0.1:9", "x")), deadletters=dead,
-                    metrics=Metrics(), parsers=PARSERS, dedup=Deduplicator(0))
+                    metrics=Metrics(), parsers=envelope_parsers(), dedup=Deduplicator(0))
     ups = [parse_envelope(u.topic, u.event, 0) for u in sample]
     models = {d.model: get_model(d.model) for d in devices}
     devs = [view.by_key[up.device_key] for up in ups]
-    incoming = [Incoming("mqtt", u.topic, u.event, u.time_ns + 200_000_000) for u in sample]
+    incoming = [Incoming("lorawan", u.topic, u.event, u.time_ns + 200_000_000) for u in sample]
     readings = [r for m in incoming for r in pipe.to_readings(m)]
     raw_line = raw_line_maker(devices)
     k = len(sample)

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         """What would the service do with these messages? Prints one JSON line per message.
 
         Each input line: {"topic": ..., "payload": {...} or base64, "received": RFC 3339,
-        "source": "mqtt"|"nbiot-udp"|"ctwing"|"onenet" (optional)}. Output: the reading(s)
+        "source": "lorawan"|"nbiot-udp"|"ctwing"|"onenet" (optional)}. Output: the reading(s)
         (device id, measurement, time, time_source, fields, history) or the dead letter or skip
         (reason, detail). The registry, time policy and duplicate window are the config's.
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from loguru import logger
 
+from collectors.plugin import Parser
 from core.device import Device
-from core.reading import Reading
+from core.reading import FieldValue, Reading
 from core.rejected import Rejected
 from core.timepolicy import (
     DEFAULT_POLICY,
@@ -30,8 +31,8 @@ from core.timepolicy import (
     spread,
 )
 from core.uplink import Incoming, Uplink
-from decoders import DecodeError, ModelInfo, UnknownModel, derive, get_model, health_fields
-from decoders.definition import MissingInput, decode_input
+from decoders import decode_uplink
+from decoders.quality import Judge
 from provisioning.view import RegistryView
 from service.dedup import Deduplicator
 from service.inbox import Inbox
@@ -40,7 +41,6 @@ from storage.deadletter import DeadLetter, DeadLetterStore
 from storage.lineprotocol import encode_reading
 from storage.writer import BatchWriter
 
-Parser = Callable[[str, bytes, int], Uplink]
 SKIPPED = frozenset({"duplicate", "mac_only"})
 """Refusals that are not faults: acknowledged and counted, never dead-lettered."""
 
@@ -77,9 +77,9 @@ class ChunkResult:
 
 class Pipeline:
     def __init__(self, *, view: RegistryView, writer: BatchWriter, deadletters: DeadLetterStore,
-                 metrics: Metrics, parsers: dict[str, Parser], chunk_size: int = 1000,
+                 metrics: Metrics, parsers: Mapping[str, Parser], chunk_size: int = 1000,
                  log_every_s: float = 60.0, time_policy: TimePolicy = DEFAULT_POLICY,
-                 dedup: Deduplicator | None = None) -> None:
+                 dedup: Deduplicator | None = None, judge: Judge | None = None) -> None:
         self.view = view
         self.writer = writer
         self.deadletters = deadletters
@@ -90,6 +90,7 @@ class Pipeline:
         self.time_policy = time_policy
         self.dedup = dedup if dedup is not None else Deduplicator()
         self.stats = PipelineStats()
+        self.judge = judge
         self.on_reading: list[Callable[[Reading], bytes]] = []
         self.on_chunk_end: list[Callable[[], None]] = []
         self._last_fcnt: dict[str, tuple[int, int]] = {}
@@ -117,6 +118,8 @@ class Pipeline:
     def to_readings(self, msg: Incoming) -> list[Reading]:
         """One message to its readings (history records first, then the live one); raises `Rejected`
         with the reason it cannot be stored (`duplicate` and `mac_only` are skips, see `SKIPPED`)."""
+        if msg.rejected is not None:
+            raise msg.rejected
         up = msg.uplink
         if up is None:
             parse = self.parsers.get(msg.source)
@@ -134,37 +137,24 @@ class Pipeline:
         why = self.dedup.seen(up, received_ns)
         if why is not None:
             raise Rejected("duplicate", f"{device.id}: {why}", up.device_key)
-        try:
-            model = get_model(device.model)
-        except UnknownModel as exc:
-            raise Rejected("unknown_model", str(exc), up.device_key) from None
-        try:
-            decoded = decode_input(model.codec, up.payload, up.port, up.decoded)
-        except MissingInput as exc:
-            raise Rejected("missing_input", str(exc), up.device_key) from None
-        except DecodeError as exc:
-            raise Rejected("decode_error", f"{device.model} port {up.port}: {exc}", up.device_key) from None
-        derived = derive(device.kind, decoded.fields, device.install, model)
-        warnings = decoded.warnings + derived.warnings
-        if warnings:
-            self.metrics.decode_warnings.labels(device.model).inc(len(warnings))
-            self._log_once(device.id, "warning", "; ".join(warnings), level="INFO")
-        choice = self._time_of(device.id, up, received_ns)
         tags = self._tags_of(device)
-        readings = [self._history_reading(device, model, tags, rec.time_s, rec.fields, received_ns)
-                    for rec in decoded.history]
-        readings = sorted((r for r in readings if r is not None), key=lambda r: r.time_ns)
-        fields = derived.fields
-        health = health_fields(fields)
-        if up.rssi_dbm is not None:
-            health["rssi_dbm"] = up.rssi_dbm
-        if up.snr_db is not None:
-            health["snr_db"] = up.snr_db
+        decoded = decode_uplink(device, up, tags)
+        if decoded.warnings:
+            self.metrics.decode_warnings.labels(device.model).inc(len(decoded.warnings))
+            self._log_once(device.id, "warning", "; ".join(decoded.warnings), level="INFO")
+        readings = [r for time_s, fields in decoded.history
+                    if (r := self._history_reading(device, tags, time_s, fields, received_ns)) is not None]
+        readings.sort(key=lambda r: r.time_ns)
+        reading = decoded.reading
+        choice = self._time_of(device.id, up, received_ns)
+        reading.time_ns = spread(choice, up.fcnt)
+        reading.health["time_source"] = choice.source
+        if self.judge is not None and decoded.model is not None:  # data quality: flags, never drops
+            self.judge.judge(device.id, device.kind, decoded.model, reading.time_ns, reading.fields,  # type: ignore[arg-type]
+                             decoded.raw or {}, device.install, device.expected_interval_s)
         if up.fcnt is not None:
-            health["fcnt"] = up.fcnt
-            health["fcnt_gap"] = self._fcnt_gap(device.id, up.fcnt)
-        health["time_source"] = choice.source
-        readings.append(Reading(device.id, device.kind, spread(choice, up.fcnt), fields, tags, health))
+            reading.health["fcnt_gap"] = self._fcnt_gap(device.id, up.fcnt)
+        readings.append(reading)
         return readings
 
     def _time_of(self, device_id: str, up: Uplink, received_ns: int) -> TimeChoice:
@@ -181,8 +171,8 @@ class Pipeline:
             self._log_once(device_id, "time", f"source time not trusted ({shown}); using {choice.source}")
         return choice
 
-    def _history_reading(self, device: Device, model: ModelInfo, tags: tuple[tuple[str, str], ...], time_s: int,
-                         fields: dict, received_ns: int) -> Reading | None:
+    def _history_reading(self, device: Device, tags: tuple[tuple[str, str], ...], time_s: int,
+                         fields: dict[str, FieldValue], received_ns: int) -> Reading | None:
         """A stored record as a reading at its own time, or None (counted) when its time is not plausible."""
         choice = choose_time((from_number("history", time_s),), received_ns, self.time_policy, history=True)
         if choice.source == RECEIVED:
@@ -191,8 +181,7 @@ class Pipeline:
             self._log_once(device.id, "history", f"history record at {time_s} s dropped: its time is not plausible")
             return None
         self.metrics.history_readings.inc()
-        derived = derive(device.kind, fields, device.install, model)
-        return Reading(device.id, device.kind, choice.time_ns, derived.fields, tags, {"time_source": "history"},
+        return Reading(device.id, device.kind, choice.time_ns, fields, tags, {"time_source": "history"},
                        history=True)
 
     def _log_once(self, device: str, reason: str, detail: str, level: str = "WARNING") -> None:

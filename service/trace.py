@@ -2,7 +2,7 @@
 
 Each input line is a JSON object: `topic`, `payload` (the message body as a JSON object, or
 base64 of the raw bytes), `received` (RFC 3339 broker receive time; default now) and optional
-`source` (`mqtt` for LoRaWAN network servers, the default; `nbiot-udp`, `ctwing`, `onenet`).
+`source` (`lorawan` for LoRaWAN network servers, the default; `nbiot-udp`, `ctwing`, `onenet`).
 The messages go, in order, through the very `Pipeline` the service runs (same envelope parsers,
 registry, time policy, duplicate window, decoders), built by `service.app.make_pipeline`.
 """
@@ -12,13 +12,17 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 import orjson
 
+from collectors.nbiot.frame import parse_frame, to_uplink
+from collectors.nbiot.platforms import onenet_parts, parse_ctwing, parse_onenet_msg
 from core.reading import Reading
+from core.rejected import Rejected
 from core.rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
-from core.uplink import Incoming
+from core.uplink import Incoming, Uplink
 from provisioning.view import RegistryView
 from service.app import make_pipeline, open_influx
 from service.config import Config
@@ -61,10 +65,35 @@ def parse_line(line: bytes, now_ns: int) -> Incoming:
             received_ns = parse_rfc3339_ns(str(received))
         except ValueError as exc:
             raise InputError(f"received: {exc}") from None
-    source = doc.get("source", "mqtt")
+    source = doc.get("source", "lorawan")
     if not isinstance(source, str):
         raise InputError("source must be a string")
-    return Incoming(source, topic, body, received_ns)
+    parse = COLLECTOR_PARSED.get(source)
+    if parse is None:
+        return Incoming(source, topic, body, received_ns)  # the pipeline parses it (LoRaWAN)
+    try:
+        return Incoming(source, topic, body, received_ns, uplink=parse(body, received_ns))
+    except Rejected as exc:
+        return Incoming(source, topic, body, received_ns, rejected=exc)
+
+
+def _udp(body: bytes, received_ns: int) -> Uplink:
+    return to_uplink(parse_frame(body), "nbiot-udp", received_ns)
+
+
+def _one(uplinks: list[Uplink], what: str) -> Uplink:
+    if len(uplinks) != 1:
+        raise Rejected("bad_envelope", f"{what} holds {len(uplinks)} data messages; trace one per line")
+    return uplinks[0]
+
+
+COLLECTOR_PARSED: dict[str, Callable[[bytes, int], Uplink]] = {
+    "nbiot-udp": _udp,
+    "nbiot-coap": _udp,
+    "ctwing": lambda body, t: _one(parse_ctwing(body, t), "the CTWing push"),
+    "onenet": lambda body, t: _one(parse_onenet_msg(onenet_parts(body)[0], t), "the OneNET push"),
+}
+"""Sources whose collectors parse the message themselves (as they do in the service; no signature check here)."""
 
 
 def reading_json(r: Reading) -> dict[str, Any]:

@@ -118,7 +118,7 @@ def run_pipeline(tmp_path: Path, case: dict[str, Any]) -> list[dict[str, Any]]:
     pipeline = make_pipeline(cfg, view=RegistryView(cfg.path(cfg.registry.path)), writer=None,  # type: ignore[arg-type]
                              deadletters=None, metrics=Metrics())  # type: ignore[arg-type]
     msgs = messages(case)
-    incoming = [Incoming("mqtt", m["topic"], orjson.dumps(m["envelope"]), received_ns(m)) for m in msgs]
+    incoming = [Incoming("lorawan", m["topic"], orjson.dumps(m["envelope"]), received_ns(m)) for m in msgs]
     if case.get("same_chunk"):
         results = [pipeline.process_chunk(incoming)]
         groups = [incoming]

@@ -16,7 +16,7 @@ from core.device import Device
 from core.uplink import Incoming
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
-from service.collectors import PARSERS
+from service.collectors import envelope_parsers
 from service.metrics import Metrics
 from service.pipeline import Pipeline
 from service.supervise import Readiness, Supervisor
@@ -35,14 +35,14 @@ def pipeline(tmp_path: Path) -> Pipeline:
                        install={"bin_depth_mm": 1200.0}), by="test")
         reg.add(Device(id="P-1", key=PARK, model="nwave-nps405", kind="parking"), by="test")
     return Pipeline(view=RegistryView(path), writer=None, deadletters=None, metrics=Metrics(),  # type: ignore[arg-type]
-                    parsers=PARSERS)
+                    parsers=envelope_parsers())
 
 
 def test_tts_payload_still_encrypted_is_refused_with_what_to_configure(pipeline: Pipeline) -> None:
     topic, body = build_tts_uplink(PARK, b"\x91", 1, 912, NOW, [("gw-east-07", -97.0, 3.5)])
     doc = orjson.loads(body)
     doc["uplink_message"]["app_s_key"] = {"encrypted_key": "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQ", "kek_label": "as:kek"}
-    result = pipeline.process_chunk([Incoming("mqtt", topic, orjson.dumps(doc), NOW)])
+    result = pipeline.process_chunk([Incoming("lorawan", topic, orjson.dumps(doc), NOW)])
     (dead,) = result.dead
     assert dead.reason == "encrypted_payload" and not result.readings
     assert "skip_payload_crypto" in dead.detail and "AppSKey" in dead.detail
@@ -50,7 +50,7 @@ def test_tts_payload_still_encrypted_is_refused_with_what_to_configure(pipeline:
 
 def test_mac_only_frames_are_skipped_and_counted_not_decoded(pipeline: Pipeline) -> None:
     topic, body = build_chirpstack_event(PARK, b"\x03\x07", 0, 5, NOW, [("a" * 16, -80.0, 5.0)])
-    result = pipeline.process_chunk([Incoming("mqtt", topic, body, NOW, ack=lambda: None)])
+    result = pipeline.process_chunk([Incoming("lorawan", topic, body, NOW, ack=lambda: None)])
     assert (result.readings, result.dead, len(result.acks)) == ([], [], 1)
     assert result.skipped[0][0] == "mac_only"
     assert pipeline.metrics.skipped.labels("mac_only")._value.get() == 1
@@ -59,7 +59,7 @@ def test_mac_only_frames_are_skipped_and_counted_not_decoded(pipeline: Pipeline)
 def test_a_retransmitted_frame_is_one_reading_and_a_counter_reset_is_not_a_duplicate(pipeline: Pipeline) -> None:
     def up(fcnt: int, payload: bytes, t: int, dedup: str) -> Incoming:
         topic, body = build_chirpstack_event(PARK, payload, 1, fcnt, t, [("a" * 16, -80.0, 5.0)], dedup)
-        return Incoming("mqtt", topic, body, t + 100_000_000)
+        return Incoming("lorawan", topic, body, t + 100_000_000)
 
     result = pipeline.process_chunk([up(104, b"\x81", NOW, "d1"), up(104, b"\x81", NOW + 48 * S, "d2"),
                                      up(105, b"\x00", NOW + 60 * S, "d3"), up(105, b"\x00", NOW + 61 * S, "d3"),
@@ -73,7 +73,7 @@ def test_dragino_datalog_records_become_history_readings_at_their_own_times(pipe
     records = [(3300, 812, NOW // S - 7200), (3290, 650, NOW // S - 3600)]
     payload = b"".join(struct.pack(">HHhBI", bat, mm, 0, 0, t) for bat, mm, t in records)
     topic, body = build_chirpstack_event(BIN, payload, 3, 40, NOW, [("a" * 16, -80.0, 5.0)])
-    result = pipeline.process_chunk([Incoming("mqtt", topic, body, NOW)])
+    result = pipeline.process_chunk([Incoming("lorawan", topic, body, NOW)])
     history = [r for r in result.readings if r.history]
     assert [(r.time_ns, r.fields["distance_mm"]) for r in history] == [(t * S, float(mm)) for _, mm, t in records]
     assert all("fill_pct" in r.fields for r in history)

@@ -31,11 +31,12 @@ from core.uplink import Incoming
 from decoders import get_model
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
-from service.collectors import PARSERS
+from service.collectors import envelope_parsers
 from service.config import parse_config
 from service.dedup import Deduplicator
 from service.metrics import Metrics
 from service.pipeline import Pipeline
+from service.trace import parse_line
 
 S = 1_000_000_000
 NOW = 1_741_165_034 * S  # 2025-03-05T08:57:14Z
@@ -100,7 +101,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
                        install={"mount_height_mm": 3000.0}), by="test")
         reg.add(Device(id="NB-1", key=IMEI, model="generic-nb-noise", kind="noise"), by="test")
     return Pipeline(view=RegistryView(path), writer=None, deadletters=None, metrics=Metrics(),  # type: ignore[arg-type]
-                    parsers=PARSERS, time_policy=POLICY, dedup=Deduplicator(0))
+                    parsers=envelope_parsers(), time_policy=POLICY, dedup=Deduplicator(0))
 
 
 def _stored_times_obey_the_policy(pipeline: Pipeline, msg: Incoming) -> None:
@@ -125,7 +126,7 @@ def test_chirpstack_events_with_any_times_are_stored_within_the_policy(pipeline:
     doc = orjson.loads(body)
     doc["time"] = time
     doc["rxInfo"][0].update(gwTime=gw, nsTime=ns, timeSinceGpsEpoch=gps)
-    _stored_times_obey_the_policy(pipeline, Incoming("mqtt", topic, orjson.dumps(doc), received))
+    _stored_times_obey_the_policy(pipeline, Incoming("lorawan", topic, orjson.dumps(doc), received))
 
 
 def _noise_payload() -> bytes:
@@ -139,13 +140,15 @@ def _noise_payload() -> bytes:
 def test_nbiot_udp_ctwing_and_onenet_with_any_times_are_stored_within_the_policy(
         pipeline: Pipeline, device_s: int, platform: float, received: int, seq: int) -> None:
     frame = build_frame(IMEI, 1, seq, _noise_payload(), device_time_s=device_s)
-    _stored_times_obey_the_policy(pipeline, Incoming("nbiot-udp", "", frame, received))
     ctwing = {"messageType": "dataReport", "IMEI": IMEI, "timestamp": platform,
               "payload": {"APPdata": base64.b64encode(frame).decode()}}
-    _stored_times_obey_the_policy(pipeline, Incoming("ctwing", "", orjson.dumps(ctwing), received))
     msg = orjson.dumps({"type": 1, "imei": IMEI, "at": platform, "value": _noise_payload().hex()}).decode()
-    onenet = {"msg": msg, "nonce": "n", "signature": "s"}
-    _stored_times_obey_the_policy(pipeline, Incoming("onenet", "", orjson.dumps(onenet), received))
+    for source, body in (("nbiot-udp", frame), ("ctwing", orjson.dumps(ctwing)),
+                         ("onenet", orjson.dumps({"msg": msg, "nonce": "n", "signature": "s"}))):
+        # parsed as each collector parses it, then the service's pipeline
+        incoming = parse_line(orjson.dumps({"topic": "", "payload": base64.b64encode(body).decode(),
+                                            "source": source}), received)
+        _stored_times_obey_the_policy(pipeline, incoming)
 
 
 def test_policy_defaults_are_the_documented_config_defaults(tmp_path: Path) -> None:

@@ -129,8 +129,3 @@ def to_uplink(frame: Frame, source: str, received_ns: int) -> Uplink:
     return Uplink(device_key=frame.imei, payload=frame.payload, port=frame.msg_type,
                   time_ns=envelope_time(times, received_ns), source=source, received_ns=received_ns,
                   fcnt=frame.seq, times=times)
-
-
-def parse_udp(topic: str, payload: bytes, received_ns: int) -> Uplink:
-    """Envelope parser for `Incoming.source == "nbiot-udp"` (a raw datagram)."""
-    return to_uplink(parse_frame(payload), "nbiot-udp", received_ns)
