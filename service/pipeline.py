@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from loguru import logger
@@ -73,6 +73,10 @@ class ChunkResult:
     acks: list[Callable[[], None]]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     """(reason, detail) of each message acknowledged without a reading or a dead letter."""
+
+    def __iter__(self) -> Iterator[object]:
+        """Unpacks as `body, readings, dead, acks` (what `process_chunk` returned before skips existed)."""
+        return iter((self.body, self.readings, self.dead, self.acks))
 
 
 class Pipeline:
