@@ -20,7 +20,7 @@ from alerts.runtime import AlertsRuntime
 from core.reading import Reading
 from core.transition import AlertState, AlertTransition, Severity
 from provisioning.view import RegistryView
-from rules.engine import Engine
+from rules.gate import RuleSet
 from rules.loader import load_rules
 from rules.machine import RestoredAlert
 from rules.warmup import readings_from_series
@@ -38,7 +38,7 @@ class RulesAndAlerts:
         rules = load_rules([cfg.path(f) for f in rc.files], include_presets=rc.presets, tz=rc.timezone)
         self.cfg = cfg
         self.view = view
-        self.engine = Engine(rules, tz=rc.timezone, silent_factor=rc.silent_factor)
+        self.engine = RuleSet(rules, tz=rc.timezone, silent_factor=rc.silent_factor)
         self.engine.set_devices(view.by_id.values())
         self._devices_loaded_at = view.loaded_at
         self.alerts = AlertsRuntime(cfg.alerts, lambda device_id: self.view.by_id.get(device_id),

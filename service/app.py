@@ -14,6 +14,7 @@ from core.secrets import reveal
 from core.timing import backoff_s
 from core.uplink import Incoming, Sink
 from decoders.folders import ModelFolders
+from decoders.quality import Judge
 from grafana.device_info import write_device_info
 from provisioning.view import RegistryView
 from service.alerting import RulesAndAlerts
@@ -24,6 +25,7 @@ from service.inbox import Inbox
 from service.metrics import KeptStats, Metrics
 from service.model_watch import report, watch_models
 from service.pipeline import Pipeline
+from service.quality_count import QualityCount
 from storage.deadletter import DeadLetter, DeadLetterStore
 from storage.health import open_spool, shutdown_summary, storage_not_ready
 from storage.influx import InfluxClient
@@ -96,7 +98,9 @@ class Service:
                                                        self.metrics.model_problems), name="model-folders")
         view = RegistryView(cfg.path(cfg.registry.path))
         self.pipeline = Pipeline(view=view, writer=writer, deadletters=deadletters, metrics=self.metrics,
-                                 parsers=envelope_parsers(), log_every_s=cfg.pipeline.log_every_s)
+                                 parsers=envelope_parsers(), log_every_s=cfg.pipeline.log_every_s,
+                                 judge=Judge(cfg.quality.overrides("kinds"), cfg.quality.overrides("models"))
+                                 if cfg.quality.enabled else None)
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
         built = build_collectors(cfg, lambda: view.by_key)
@@ -109,6 +113,10 @@ class Service:
         await self.alerting.warm_up(self.influx)
         self.pipeline.on_reading.append(self.alerting.on_reading)
         self.pipeline.on_chunk_end.append(self.alerting.on_chunk_end)
+        if self.pipeline.judge is not None:
+            counting = QualityCount(self.metrics)
+            self.pipeline.on_reading.append(counting.on_reading)
+            self.pipeline.on_chunk_end.append(counting.on_chunk_end)
         stats = self.pipeline.stats
 
         def catching_up() -> bool:

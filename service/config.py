@@ -25,6 +25,7 @@ from core.secrets import SecretStr
 from core.tls import TlsError, client_context
 from core.validation import describe_errors
 from decoders.config import DecodersConfig
+from decoders.quality.config import QualityConfig
 from grafana.config import GRAFANA_TOKEN_ENV, GrafanaConfig
 from storage.config import INFLUXDB_PASSWORD_ENV, INFLUXDB_TOKEN_ENV, InfluxConfig
 
@@ -135,6 +136,7 @@ class BaseConfig(_Section):
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     rules: RulesConfig = RulesConfig()
+    quality: QualityConfig = QualityConfig()
     grafana: GrafanaConfig = GrafanaConfig()
     alerts: AlertsConfig = AlertsConfig()
 

@@ -24,6 +24,9 @@ class Metrics:
                                         ["kind"], registry=r)
         self.rejected = Counter("urbansense_uplinks_rejected",
                                 "Messages refused and dead-lettered, by reason", ["reason"], registry=r)
+        self.readings_judged = Counter("urbansense_readings_judged",
+                                       "Readings by the quality judge's verdict (good, suspect, bad)",
+                                       ["kind", "quality"], registry=r)
         self.decode_warnings = Counter("urbansense_decode_warnings", "Non-fatal decoder warnings",
                                        ["model"], registry=r)
         self.queue_depth = Gauge("urbansense_queue_depth", "Messages waiting in the pipeline inbox", registry=r)

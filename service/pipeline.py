@@ -20,6 +20,7 @@ from core.reading import Reading
 from core.rejected import Rejected
 from core.uplink import Incoming
 from decoders import decode_uplink
+from decoders.quality import Judge
 from provisioning.view import RegistryView
 from service.inbox import Inbox
 from service.metrics import Metrics
@@ -47,7 +48,7 @@ class PipelineStats:
 class Pipeline:
     def __init__(self, *, view: RegistryView, writer: BatchWriter, deadletters: DeadLetterStore,
                  metrics: Metrics, parsers: Mapping[str, Parser], chunk_size: int = 1000,
-                 log_every_s: float = 60.0) -> None:
+                 log_every_s: float = 60.0, judge: Judge | None = None) -> None:
         self.view = view
         self.writer = writer
         self.deadletters = deadletters
@@ -56,6 +57,7 @@ class Pipeline:
         self.chunk_size = chunk_size
         self.log_every_s = log_every_s
         self.stats = PipelineStats()
+        self.judge = judge
         self.on_reading: list[Callable[[Reading], bytes]] = []
         self.on_chunk_end: list[Callable[[], None]] = []
         self._last_fcnt: dict[str, tuple[int, int]] = {}
@@ -102,6 +104,9 @@ class Pipeline:
             self.metrics.decode_warnings.labels(device.model).inc(len(decoded.warnings))
             self._log_once(device.id, "warning", "; ".join(decoded.warnings), level="INFO")
         reading = decoded.reading
+        if self.judge is not None and decoded.model is not None:  # data quality: flags, never drops
+            self.judge.judge(device.id, device.kind, decoded.model, reading.time_ns, reading.fields,  # type: ignore[arg-type]
+                             decoded.raw or {}, device.install, device.expected_interval_s)
         if up.fcnt is not None:
             reading.health["fcnt_gap"] = self._fcnt_gap(device.id, up.fcnt)
         return reading
