@@ -286,6 +286,3 @@ class Pipeline:
             self.metrics.queue_depth.set(len(inbox))
             if chunk:
                 await self.handle(chunk)
-                # nothing above need wait while a backlog lasts: yield, so that alert delivery and the
-                # desk console run between chunks instead of after the whole backlog
-                await asyncio.sleep(0)
