@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import heapq
 import math
+import sys
 from collections.abc import Callable, Iterable
 from math import isfinite
 
 from provisioning.device import Device
 from rules.durations import format_duration
+from rules.footprint import RuleStateStats, measure
 from rules.machine import FIRING, PENDING, AlertMachine, Change, RuleState, Timing
 from rules.model import ANY, OP_SYMBOLS, OPS, Rule
 from rules.nodata import SilenceWatcher
@@ -27,19 +29,26 @@ from rules.windows import TrendWindow, Window, make_window
 from storage.reading import Reading
 
 _NS = 1_000_000_000
+_DICT_SLOT = 3 * 8 + 8  # a dict entry (hash, key, value) and its index slot, amortised
+_COMPACT_AT = 256  # superseded due-heap entries tolerated before a compaction is considered
 _TAG_KEYS_FROM_REGISTRY = ("district", "zone_class", "model", "site")
 _ETA_MAX_SAMPLES = 64  # bounds the O(n²) Theil–Sen of an `eta` annotation
 
 
-class _DeviceState:
-    """What one (rule, device) keeps: its window(s), its machine, and what the last evaluation saw."""
+class _DeviceState(AlertMachine):
+    """What one (rule, device) keeps: its window(s), its machine, and what the last evaluation saw.
+
+    It *is* its alert machine (`machine` is itself): one object per (rule, device), not two,
+    saves ~90 bytes each, which a million devices times their rules multiply.
+    """
 
     __slots__ = ("clear_thr", "due_ns", "last_ns", "level_thr", "machine", "tags", "trend", "value", "window")
 
     def __init__(self, window: Window, trend: TrendWindow | None) -> None:
+        super().__init__()
         self.window = window
         self.trend = trend
-        self.machine = AlertMachine()
+        self.machine: AlertMachine = self
         self.last_ns = -1
         self.value: float | None = None
         self.level_thr: float | None = None
@@ -88,7 +97,7 @@ class _Compiled:
 
     def new_state(self) -> _DeviceState:
         r = self.rule
-        window = make_window(r.aggregate, r.window_s, r.max_samples, r.per_s)
+        window = make_window(r.aggregate, r.window_s, r.max_samples, r.per_s, r.resolution_s)
         trend = TrendWindow(r.eta.window_s, _ETA_MAX_SAMPLES) if r.eta else None
         return _DeviceState(window, trend)
 
@@ -140,6 +149,7 @@ class Engine:
         self._watchers_by_id = {w.rule.id: w for w in self._watchers}
         self._by_kind: dict[str, tuple[_Compiled, ...]] = {}
         self._due: list[tuple[int, int, str]] = []  # heap of (due_ns, rule index, device id)
+        self._due_stale = 0  # entries of `_due` superseded since the last compaction (an upper bound)
         self._devices: dict[str, Device] = {}
         self._device_tags: dict[str, dict[str, str]] = {}
         self._tag_cache: dict[str, tuple[tuple[tuple[str, str], ...], dict[str, str]]] = {}
@@ -189,6 +199,12 @@ class Engine:
                          m.since_ns if m.state is PENDING else None, m.clear_since_ns,
                          st.last_ns if st.last_ns >= 0 else None, st.window.count, st.window.coverage_s)
 
+    def state_stats(self) -> list[RuleStateStats]:
+        """Memory of the rule state by rule (sampled above footprint.SAMPLE states): for `/metrics` and benchmarks."""
+        out = [measure(c.rule.id, c.states, _state_size) for c in self._compiled]
+        out.extend(w.footprint() for w in self._watchers)
+        return out
+
     # -- the hot path --------------------------------------------------------------------------
 
     def process(self, reading: Reading) -> list[AlertTransition]:
@@ -230,7 +246,7 @@ class Engine:
             st.tags = reading_tags
             machine = st.machine
             moved = False
-            due_ns = st.due_ns  # == machine.due_ns(timing) here: `advance` can only act once it has passed
+            due_ns = st.due_ns  # == machine.due_at(timing) here: `advance` can only act once it has passed
             if due_ns is not None and time_ns >= due_ns:
                 moved = True
                 change = machine.advance(comp.timing, time_ns)
@@ -272,6 +288,7 @@ class Engine:
             comp = self._compiled[index]
             st = comp.states[device_id]
             if st.due_ns != due_ns:
+                self._due_stale = max(0, self._due_stale - 1)
                 continue  # superseded: the state moved on since this entry was queued
             st.due_ns = None
             change = st.machine.advance(comp.timing, now_ns)
@@ -302,11 +319,32 @@ class Engine:
 
     def _track(self, comp: _Compiled, st: _DeviceState, device_id: str) -> None:
         """Queue the state for `tick` when only time can move it next (lazy: stale entries are skipped)."""
-        due = st.machine.due_ns(comp.timing)
+        due = st.machine.due_at(comp.timing)
         if due != st.due_ns:
+            if st.due_ns is not None:
+                self._due_stale += 1
             st.due_ns = due
             if due is not None:
                 heapq.heappush(self._due, (due, comp.index, device_id))
+            if self._due_stale > _COMPACT_AT and 2 * self._due_stale > len(self._due):
+                self._compact_due()
+
+    def _compact_due(self) -> None:
+        """Drop superseded entries from the due-heap: at most one live entry per (rule, device) stays.
+
+        Run when more than half the heap is superseded, so its cost (linear in the heap) is paid
+        for by the pushes that superseded them, and the heap stays within 2 × live + _COMPACT_AT.
+        """
+        compiled = self._compiled
+        live = {e for e in self._due if compiled[e[1]].states[e[2]].due_ns == e[0]}
+        self._due = list(live)
+        heapq.heapify(self._due)
+        self._due_stale = 0
+
+    @property
+    def due_entries(self) -> int:
+        """Entries in the due-heap (live ones and superseded ones not yet compacted away)."""
+        return len(self._due)
 
     def _emit(self, comp: _Compiled, st: _DeviceState, device_id: str, change: Change,
               out: list[AlertTransition]) -> None:
@@ -389,6 +427,16 @@ class Engine:
 
 
 _NO_LIMITS: _Limits = ((), None)
+
+
+def _state_size(st: _DeviceState) -> tuple[int, int]:
+    """(window entries, bytes) of one (rule, device) state, its alert machine and windows included."""
+    entries = st.window.entries
+    size = sys.getsizeof(st) + st.window.nbytes() + _DICT_SLOT
+    if st.trend is not None:
+        entries += st.trend.entries
+        size += st.trend.nbytes()
+    return entries, size
 
 
 def _compare(op: Callable[[float, float], bool], limits: _Limits, st: _DeviceState,
