@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -19,6 +20,7 @@ from alerts.points import transition_point
 from alerts.runtime import Alerts
 from provisioning.view import RegistryView
 from rules.engine import Engine
+from rules.footprint import RuleStateStats
 from rules.loader import load_rules
 from rules.transition import AlertTransition
 from rules.warmup import readings_from_series
@@ -28,11 +30,15 @@ from storage.lineprotocol import encode_reading
 from storage.reading import Reading
 from storage.writer import BatchWriter
 
+_STATE_EVERY_S = 30.0  # how often the rule-state gauges are refreshed
+
 
 class Alerting:
     """Owns the rules `Engine` and the `Alerts` runtime for one service."""
 
-    def __init__(self, cfg: Config, view: RegistryView) -> None:
+    def __init__(self, cfg: Config, view: RegistryView,
+                 on_state: Callable[[list[RuleStateStats], int], None] | None = None) -> None:
+        """`on_state(stats, due_entries)` receives the rule-state footprint now and then (for `/metrics`)."""
         rc = cfg.rules
         rules = load_rules([cfg.path(f) for f in rc.files], include_presets=rc.presets, tz=rc.timezone)
         self.cfg = cfg
@@ -45,6 +51,8 @@ class Alerting:
         self.transitions = 0
         self.recent: deque[AlertTransition] = deque(maxlen=50)
         self._pending: list[AlertTransition] = []
+        self._on_state = on_state
+        self._state_seen_at = -math.inf
         logger.info("rules: {} loaded", len(rules))
 
     async def warm_up(self, influx: InfluxClient) -> None:
@@ -104,6 +112,14 @@ class Alerting:
             return b""
         return self._collect(transitions) if transitions else b""
 
+    def report_state(self, every_s: float = _STATE_EVERY_S) -> None:
+        """Hand the rule-state footprint to `on_state`, at most once per `every_s` (it walks a sample)."""
+        now = time.monotonic()
+        if self._on_state is None or now - self._state_seen_at < every_s:
+            return
+        self._state_seen_at = now
+        self._on_state(self.engine.state_stats(), self.engine.due_entries)
+
     def on_chunk_end(self) -> None:
         """Pipeline hook after a chunk's readings: store their transitions in one transaction."""
         self.flush()
@@ -129,6 +145,7 @@ class Alerting:
                 lines = self._handle(self.engine.tick(time.time_ns()))
                 if lines:
                     await writer.add(lines)
+                self.report_state()
         finally:
             await self.alerts.stop()
             with contextlib.suppress(asyncio.CancelledError):

@@ -85,7 +85,7 @@ class Service:
             self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
                                                 ready=self._ready)
             self.metrics_server.start()
-        self.alerting = Alerting(cfg, view)
+        self.alerting = Alerting(cfg, view, on_state=self.metrics.observe_rule_state)
         await self.alerting.warm_up(self.influx)
         self.pipeline.on_reading.append(self.alerting.on_reading)
         self.pipeline.on_chunk_end.append(self.alerting.on_chunk_end)
