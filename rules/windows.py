@@ -366,10 +366,6 @@ class ExtremeWindow(_Buckets):
             del self._mv[:mh]
             self._mh = 0
 
-    @property
-    def entries(self) -> int:
-        return len(self._t) - self._head + len(self._mt) - self._mh
-
     def value(self) -> float | None:
         return self._mv[self._mh] if len(self._mv) > self._mh else None
 
@@ -490,3 +486,17 @@ def make_window(aggregate: str, window_s: float, max_samples: int, per_s: float 
     if aggregate in ("slope", "eta"):
         return TrendWindow(window_s, max_samples)
     raise ValueError(f"unknown aggregate {aggregate!r}")
+
+
+def entry_cap(aggregate: str, window_s: float, max_samples: int, resolution_s: float = 0.0) -> int:
+    """The most entries a window can hold however often its device reports (a min/max window's
+    monotonic queue holds at most as many again).
+
+    A bucketed window's entries are distinct buckets whose newest sample is inside the window:
+    at most ⌈window / resolution⌉ + 1 of them. A window of points holds at most `max_samples`.
+    """
+    if aggregate == "last" and window_s <= 0:
+        return 1
+    if aggregate in BUCKETED_AGGREGATES and resolution_s > 0:
+        return min(max_samples, math.ceil(window_s / resolution_s) + 1)
+    return max_samples
