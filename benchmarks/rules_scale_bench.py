@@ -26,11 +26,11 @@ import sys
 import time
 from collections import defaultdict
 
-from provisioning.device import ZONE_CLASSES, Device
-from rules.durations import parse_duration
+from core.device import ZONE_CLASSES, Device
+from core.reading import Reading
+from core.timing import parse_duration
 from rules.engine import Engine
 from rules.loader import load_rules
-from storage.reading import Reading
 
 S = 1_000_000_000
 T0 = 1_720_000_000 * S  # 2024-07-03 09:46:40 UTC

@@ -27,8 +27,8 @@ import httpx
 
 from collectors.rfc3339 import format_rfc3339_ns
 from provisioning.registry import Registry
-from service.daemons import free_port, start_influxd, start_mosquitto
-from service.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
+from sim.daemons import free_port, start_influxd, start_mosquitto
+from sim.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
 
 KINDS = ("noise", "dust", "bin_fill", "parking", "water_level")
 SENTINEL_NS = 1_000_000_000_123_456_789  # a time no real uplink has: its stamp is the template's hole

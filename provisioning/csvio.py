@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from provisioning.device import Device
+from core.device import Device
 from provisioning.validate import INSTALL_PARAMS
 
 HEADER: tuple[str, ...] = ("id", "key", "model", "latitude", "longitude", "address", "district", "street",

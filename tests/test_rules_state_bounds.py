@@ -10,14 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
-from provisioning.device import Device
+from core.device import Device
+from core.reading import Reading
 from rules.engine import Engine
 from rules.loader import load_rules
 from rules.model import DEFAULT_BUCKETS
 from rules.trend import theil_sen_slope
 from rules.windows import entry_cap, make_window
 from service.metrics import Metrics
-from storage.reading import Reading
 
 S = 1_000_000_000
 T0 = 1_720_000_000 * S

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from provisioning.cli_common import ByOpt, RegistryOpt, bbox, console, device_app, err_console, fail, open_registry
+from cli.device_common import ByOpt, RegistryOpt, bbox, console, device_app, err_console, fail, open_registry
 from provisioning.csvio import HEADER, CsvFormatError, read_rows, write_csv
 from provisioning.importer import plan_import
 from provisioning.registry import RegistryError

@@ -13,13 +13,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from provisioning.device import ZONE_CLASSES, Device
-from rules.durations import format_duration, parse_duration
+from core.device import ZONE_CLASSES, Device
+from core.reading import FieldValue, Reading
+from core.timing import format_duration, parse_duration
+from core.transition import AlertTransition
 from rules.engine import Engine
 from rules.loader import KINDS, RuleError, check_rules, describe, load_rules
 from rules.schedule import load_zone
-from rules.transition import AlertTransition
-from storage.reading import FieldValue, Reading
 
 _NS = 1_000_000_000
 DEFAULT_TZ = "Asia/Shanghai"

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from provisioning.cli_common import (
+from cli.device_common import (
     IdArg,
     JsonOpt,
     RegistryOpt,
@@ -27,9 +27,9 @@ from provisioning.cli_common import (
     open_registry,
     with_influx,
 )
-from provisioning.device import Device
+from core.device import Device
 from provisioning.live import LiveFacts, device_facts, last_seen
-from provisioning.watch import WatchedUplink, WatchError, watch
+from service.watch import WatchedUplink, WatchError, watch
 from storage.errors import StorageError
 
 
