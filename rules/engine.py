@@ -152,8 +152,8 @@ class Engine:
         self._due_stale = 0  # entries of `_due` superseded since the last compaction (an upper bound)
         self._devices: dict[str, Device] = {}
         self._device_tags: dict[str, dict[str, str]] = {}
-        self._tag_cache: dict[str, tuple[tuple[tuple[str, str], ...], dict[str, str]]] = {}
         self._routes: dict[str, _Route] = {}
+        self._selections: dict[tuple, tuple] = {}  # one copy of each distinct rule selection, shared by routes
         self._default_interval_s = default_interval_s
         self._last_seen: dict[str, int] = {}
         self._emitting = True
@@ -164,8 +164,8 @@ class Engine:
         """Give the engine the registry: zone class, district and expected interval per device."""
         self._devices = {d.id: d for d in devices}
         self._device_tags = {d.id: dict(d.tags()) for d in self._devices.values()}
-        self._tag_cache.clear()
         self._routes.clear()
+        self._selections.clear()
         for w in self._watchers:
             w.set_devices(self._devices, self._device_tags)
 
@@ -392,6 +392,7 @@ class Engine:
         selected = tuple((c, None if c.period_of_minute is not None else c.thresholds(ANY, zone)) for c in rules
                          if (c.rule.select.devices is None or device_id in c.rule.select.devices)
                          and (not c.needs_tags or c.rule.select.matches(device_id, tags)))
+        selected = self._selections.setdefault(selected, selected)  # ~60 B a rule, per device otherwise
         route = _Route(kind, reading_tags, selected, zone, self._interval_of(device_id))
         self._routes[device_id] = route
         return route
@@ -402,17 +403,17 @@ class Engine:
         return found
 
     def _tags_of(self, device_id: str, reading_tags: tuple[tuple[str, str], ...]) -> dict[str, str]:
-        """The reading's tags, completed from the registry where the reading lacks one."""
-        cached = self._tag_cache.get(device_id)
-        if cached is not None and cached[0] == reading_tags:
-            return cached[1]
+        """The reading's tags, completed from the registry where the reading lacks one.
+
+        Not cached: it runs when a device's route is (re)built and when a no-data rule first
+        sees it, and a cached dict per device would cost ~400 bytes each at city scale.
+        """
         tags = dict(reading_tags)
         registry = self._device_tags.get(device_id)
         if registry:
             for key in _TAG_KEYS_FROM_REGISTRY:
                 if not tags.get(key) and registry.get(key):
                     tags[key] = registry[key]
-        self._tag_cache[device_id] = (reading_tags, tags)
         return tags
 
     def _interval_of(self, device_id: str) -> float:

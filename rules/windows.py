@@ -73,7 +73,7 @@ class _Series(Window):
     __slots__ = ("_head", "_max", "_span_ns", "_t")
 
     def __init__(self, window_s: float, max_samples: int) -> None:
-        self._span_ns = int(window_s * _NS)
+        self._span_ns = _shared(int(window_s * _NS))
         self._max = max_samples
         self._t = array("q")  # per entry: the time of its newest sample
         self._head = 0
@@ -125,7 +125,7 @@ class _Buckets(_Series):
 
     def __init__(self, window_s: float, max_samples: int, resolution_s: float = 0.0) -> None:
         super().__init__(window_s, max_samples)
-        self._res_ns = max(1, int(resolution_s * _NS))
+        self._res_ns = _shared(max(1, int(resolution_s * _NS)))
         self._key = -1
         self._c = array("d")
         self._n = 0.0  # samples (a float: it is summed from the count column)
@@ -459,6 +459,14 @@ class TrendWindow(_Points):
 
     def value(self) -> float | None:
         return self.slope_per_s()
+
+
+def _shared(n: int) -> int:
+    """One int object per distinct window length or resolution, not one per window (32 bytes each)."""
+    return _INTS.setdefault(n, n)
+
+
+_INTS: dict[int, int] = {}
 
 
 def _same(a: float, b: float) -> bool:
