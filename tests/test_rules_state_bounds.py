@@ -13,7 +13,7 @@ from prometheus_client import generate_latest
 from core.device import Device
 from core.reading import Reading
 from rules.engine import Engine
-from rules.loader import load_rules
+from rules.loader import RuleError, load_rules
 from rules.model import DEFAULT_BUCKETS
 from rules.trend import theil_sen_slope
 from rules.windows import entry_cap, make_window
@@ -213,3 +213,32 @@ def test_metrics_expose_rule_state_entries_and_bytes_by_rule():
     assert 2 * 12 * 32 < samples['urbansense_rule_state_bytes{rule="noise.zone_limit"}'] < 2 * 4096
     assert samples['urbansense_rule_state_states{rule="device.silent"}'] == len(devices)
     assert "urbansense_rule_due_entries" in samples
+
+
+RESOLUTION = """
+[[rule]]
+id = "pm10"
+kind = "dust"
+field = "pm10_ugm3"
+aggregate = "{aggregate}"
+window = "24h"
+{extra}
+op = ">="
+threshold = 150
+"""
+
+
+def test_resolution_defaults_to_a_24th_of_the_window_and_is_checked(tmp_path: Path):
+    def load(aggregate: str, extra: str = ""):
+        path = tmp_path / "r.toml"
+        path.write_text(RESOLUTION.format(aggregate=aggregate, extra=extra), encoding="utf-8")
+        return load_rules([path], include_presets=False)
+
+    assert load("mean")[0].resolution_s == 3600
+    assert load("laeq", 'resolution = "15m"')[0].resolution_s == 900
+    assert load("slope")[0].resolution_s == 0  # trends keep their points
+    with pytest.raises(RuleError, match="keeps every point") as info:
+        load("slope", 'resolution = "1h"')
+    assert info.value.key == "resolution"
+    with pytest.raises(RuleError, match="at most the window"):
+        load("mean", 'resolution = "25h"')
