@@ -337,7 +337,7 @@ class Engine:
         """
         compiled = self._compiled
         live = {e for e in self._due if compiled[e[1]].states[e[2]].due_ns == e[0]}
-        self._due = list(live)
+        self._due[:] = live  # in place: `tick` may be iterating this very list
         heapq.heapify(self._due)
         self._due_stale = 0
 
