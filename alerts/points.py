@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 
 from alerts.model import fingerprint
-from core.reading import FieldValue, Reading
+from core.reading import FieldValue, Point
 from core.transition import AlertTransition
 
 MEASUREMENT = "alerts"
 
 
-def transition_point(t: AlertTransition) -> Reading:
+def transition_point(t: AlertTransition) -> Point:
     """Tags rule_id, device_id, severity, to_state, district (when labelled); fields value, threshold,
     eta_s (floats, when known), from_state, summary and fingerprint (strings)."""
     labels = dict(t.labels)
@@ -22,5 +22,4 @@ def transition_point(t: AlertTransition) -> Reading:
     for name, v in (("value", t.value), ("threshold", t.threshold), ("eta_s", t.eta_s)):
         if v is not None and math.isfinite(v):
             fields[name] = float(v)
-    return Reading(device_id=t.device_id, kind=MEASUREMENT, time_ns=t.time_ns, fields=fields,
-                   tags=tuple(sorted((k, v) for k, v in tags.items() if v)))
+    return Point(MEASUREMENT, tuple(sorted((k, v) for k, v in tags.items() if v)), fields, t.time_ns)

@@ -11,9 +11,14 @@ from typing import Annotated
 import typer
 
 from cli.state import state
+from collectors.lorawan.collector import SOURCE as LORAWAN_SOURCE
+from core.secrets import reveal
 from core.timing import parse_duration
 from sim.simulator import Publisher
 from storage.deadletter import DeadLetter, DeadLetterStore
+
+REPLAYABLE_SOURCES = (LORAWAN_SOURCE, "mqtt")
+"""Dead letters that came over MQTT and can be published again (`mqtt` is what older versions called LoRaWAN)."""
 
 deadletter_app = typer.Typer(
     help="Messages the service refused (bad envelope, unknown device, undecodable payload, refused by InfluxDB).\n\n"
@@ -141,7 +146,7 @@ def replay(ctx: typer.Context,
         else:
             chosen = store.list(limit=limit, reason=reason, replayed=False)
             chosen.reverse()  # oldest first, as they first arrived
-        mqtt = [d for d in chosen if d.source == "mqtt" and d.topic]
+        mqtt = [d for d in chosen if d.source in REPLAYABLE_SOURCES and d.topic]
         others = [d for d in chosen if d not in mqtt]
         for d in others:
             typer.echo(f"skipped {d.id}: source {d.source!r} is not MQTT ({d.reason})")
@@ -150,8 +155,8 @@ def replay(ctx: typer.Context,
             return
         m = cfg.mqtt
         try:
-            pub = Publisher(m.host, m.port, username=m.username or None, password=m.password or None,
-                            client_id=f"{m.client_id}-replay")
+            pub = Publisher(m.host, m.port, username=m.username or None, password=reveal(m.password) or None,
+                            client_id=f"{m.client_id}-replay", tls=cfg.mqtt_tls())
         except (ConnectionError, OSError) as exc:
             typer.secho(f"cannot reach the broker at {m.host}:{m.port}: {exc}", fg="red", err=True)
             raise typer.Exit(1) from None

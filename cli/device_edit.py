@@ -73,8 +73,8 @@ def _get(reg: Registry, device_id: str) -> Device:
 def add(ctx: typer.Context,
         id: IdArg,
         key: Annotated[str, typer.Option("--key", "--deveui", "--imei",
-                                         help="DevEUI (16 hex digits, any case, '-' or ':' allowed) or IMEI "
-                                              "(15 digits with its Luhn check digit)")],
+                                         help="DevEUI (16 hex digits, any case, '-' or ':' allowed), IMEI "
+                                              "(15 digits with its Luhn check digit) or OneNET onenet:<dev_id>")],
         model: Annotated[str, typer.Option(help="model id from `urbansense models`; it fixes the kind")],
         lat: LatOpt = None,
         lon: LonOpt = None,
@@ -251,7 +251,7 @@ def _describe(entry: dict[str, Any]) -> str:
 
 @device_app.command("history")
 def history(ctx: typer.Context, id: IdArg, as_json: JsonOpt = False, registry: RegistryOpt = None) -> None:
-    """Every change to a device: when, who, what (old → new).
+    """Every change to a device: when, who (the OS user; a --by note in brackets), what (old → new).
 
     Example: [bold]urbansense device history WL-CY-001[/bold]
     """
@@ -265,5 +265,6 @@ def history(ctx: typer.Context, id: IdArg, as_json: JsonOpt = False, registry: R
         return
     table = Table("when", "by", "action", "what changed", title=f"history of {id}")
     for e in entries:
-        table.add_row(fmt_time(e["at"]), e["by"], e["action"], _describe(e))
+        by = f"{e['by']} ({e['note']})" if e.get("note") else e["by"]
+        table.add_row(fmt_time(e["at"]), by, e["action"], _describe(e))
     console.print(table)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -55,7 +56,8 @@ HEALTH_SPECS: tuple[FieldSpec, ...] = (
     FieldSpec("snr_db", F, "dB", "signal-to-noise ratio of the uplink"),
     FieldSpec("fcnt", INT, "", "frame counter of the uplink"),
     FieldSpec("fcnt_gap", INT, "", "frames missing since the previous uplink"),
-    FieldSpec("reachable", B, "", "polled device answered (false: timeout or Modbus exception)"),
+    FieldSpec("reachable", B, "",
+              "polled device answered (false: timeout or Modbus exception); written on each change"),
 )
 HEALTH_FIELDS: frozenset[str] = frozenset(s.name for s in HEALTH_SPECS)
 
@@ -75,24 +77,25 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
     Measurement("bin_fill", "waste bin fill-level sensors", (
         FieldSpec("distance_mm", F, "mm", "measured distance from the sensor to the contents"),
         FieldSpec("fill_pct", F, "%", "fill level 0–100, derived from distance and the bin's depth"),
-        FieldSpec("tilt_deg", F, "°", "tilt angle of the lid or bin"),
-        FieldSpec("tilted", B, "", "tilt alarm"),
+        FieldSpec("tilt_deg", F, "°", "tilt angle of the lid or bin, where given"),
+        FieldSpec("tilted", B, "", "tilt alarm, where given"),
     ), TAG_KEYS),
     Measurement("parking", "parking bay occupancy sensors", (
         FieldSpec("occupied", B, "", "a vehicle is in the bay"),
-        FieldSpec("vehicle_count", INT, "", "vehicles counted by the device"),
+        FieldSpec("vehicle_count", INT, "", "vehicles counted by the device, where given"),
     ), TAG_KEYS),
     Measurement("water_level", "road waterlogging sensors", (
-        FieldSpec("distance_mm", F, "mm", "measured distance from the sensor to the water surface"),
-        FieldSpec("depth_mm", F, "mm", "water depth on the road (mount height minus distance, or measured)"),
+        FieldSpec("distance_mm", F, "mm", "distance from the sensor to the water surface (distance sensors)"),
+        FieldSpec("depth_mm", F, "mm",
+                  "water depth on the road: mount height − distance, or measured by pressure/radar"),
     ), TAG_KEYS),
     Measurement("device_health", "health of every device, whatever its kind", HEALTH_SPECS, TAG_KEYS),
     Measurement("alerts", "alert transitions from the rules engine", (
         FieldSpec("from_state", S, "", "state before the transition: inactive, pending, firing, resolved"),
         FieldSpec("summary", S, "", "one-line human summary"),
         FieldSpec("fingerprint", S, "", "stable id of the (rule, device) alert"),
-        FieldSpec("value", F, "rule's unit", "the computed value the rule compared"),
-        FieldSpec("threshold", F, "rule's unit", "what it was compared with"),
+        FieldSpec("value", F, "rule's unit", "the computed value the rule compared (when known)"),
+        FieldSpec("threshold", F, "rule's unit", "what it was compared with (when known)"),
         FieldSpec("eta_s", F, "s", "predicted time to reach the target (trend rules)"),
     ), ALERT_TAG_KEYS),
 )}
@@ -186,7 +189,8 @@ def _to_str(value: object) -> str:
     return value
 
 
-_COERCE = {F: _to_float, INT: _to_int, B: _to_bool, S: _to_str}
+_COERCE: dict[FieldType, Callable[[object], float | int | bool | str]] = {
+    F: _to_float, INT: _to_int, B: _to_bool, S: _to_str}
 
 
 _PYTHON_TYPES = {F: float, INT: int, B: bool, S: str}

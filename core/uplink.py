@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.rejected import Rejected
 
@@ -13,9 +14,13 @@ class Uplink:
     """One message from one device, normalised; knows nothing of device models.
 
     `device_key` is a LoRaWAN DevEUI (16 lowercase hex digits), an NB-IoT IMEI
-    (15 digits) or a Modbus `host:port/unit`. `time_ns` is the uplink's own time
+    (15 digits), a OneNET `onenet:<dev_id>` or a Modbus `host:port/unit`. `time_ns` is the uplink's own time
     (network server or gateway time, else receive time) in ns since the epoch:
     it becomes the point's time, so a redelivered uplink overwrites itself.
+    `decoded` is the object the network server or platform already decoded (ChirpStack
+    `object`, TTS `decoded_payload`, CTWing profile JSON, OneNET datastreams), None when
+    it sent only bytes; `alt_keys` are other keys the same message names the device by
+    (a OneNET `dev_id` beside its IMEI).
     """
 
     device_key: str
@@ -29,6 +34,11 @@ class Uplink:
     snr_db: float | None = None
     gateway_ids: tuple[str, ...] = field(default=())
     dedup_id: str | None = None
+    reachable: bool | None = None
+    """Set (with an empty payload) by a polling collector when a device stops or starts answering:
+    the uplink then becomes a `device_health` point `reachable = false / true`, nothing is decoded."""
+    decoded: Mapping[str, Any] | None = None
+    alt_keys: tuple[str, ...] = ()
 
 
 class EnvelopeError(Rejected):
@@ -42,9 +52,12 @@ class EnvelopeError(Rejected):
 class Incoming:
     """One message as a collector received it, on its way to the pipeline.
 
-    `source` picks the envelope parser (e.g. "mqtt"); a collector that parses its own
-    frames sets `uplink` instead. `ack` is called once the message is durably handed off
-    (its reading written, or the message dead-lettered), in arrival order.
+    A collector that parses its own frames sets `uplink`, or `rejected` (with the reason) for
+    a message it could not parse: the pipeline dead-letters `payload` under that reason and
+    never parses it again. A collector that leaves parsing to the pipeline (LoRaWAN, whose
+    envelopes are parsed in chunks off the network thread) sets neither, and `source` names
+    the envelope parser it registered. `ack` is called once the message is durably handed
+    off (its reading written, or the message dead-lettered), in arrival order.
     """
 
     source: str
@@ -53,6 +66,7 @@ class Incoming:
     received_ns: int
     ack: Callable[[], None] | None = None
     uplink: Uplink | None = None
+    rejected: Rejected | None = None
 
 
 @dataclass(slots=True, frozen=True)

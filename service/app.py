@@ -9,18 +9,23 @@ import time
 
 from loguru import logger
 
+from collectors.plugin import Collector
+from core.secrets import reveal
 from core.timing import backoff_s
 from core.uplink import Incoming, Sink
+from decoders.folders import ModelFolders
 from grafana.device_info import write_device_info
 from provisioning.view import RegistryView
-from service.alerting import Alerting
-from service.collectors import PARSERS, Collector, build_collectors
+from service.alerting import RulesAndAlerts
+from service.collectors import build_collectors, envelope_parsers
 from service.config import Config
 from service.httpserver import MetricsServer
 from service.inbox import Inbox
-from service.metrics import Metrics
+from service.metrics import KeptStats, Metrics
+from service.model_watch import report, watch_models
 from service.pipeline import Pipeline
 from storage.deadletter import DeadLetter, DeadLetterStore
+from storage.health import open_spool, shutdown_summary, storage_not_ready
 from storage.influx import InfluxClient
 from storage.lineprotocol import split_lines
 from storage.spool import DiskSpool
@@ -41,7 +46,8 @@ class Service:
         self.influx: InfluxClient | None = None
         self.writer: BatchWriter | None = None
         self.spool: DiskSpool | None = None
-        self.alerting: Alerting | None = None
+        self.alerting: RulesAndAlerts | None = None
+        self.model_folders = ModelFolders(cfg.path(p) for p in cfg.decoders.paths)
 
     def collector(self, name: str) -> Collector | None:
         return next((c for c in self.collectors if c.name == name), None)
@@ -52,12 +58,19 @@ class Service:
     async def run(self) -> None:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
+        logger.debug("configuration (secrets masked): {}", cfg.model_dump(mode="json"))
+        if cfg.metrics.enabled:  # first: /healthz answers while the rest starts (and InfluxDB may be down)
+            self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
+                                                ready=self._ready, token=reveal(cfg.metrics.token))
+            self.metrics_server.start()
         ic = cfg.influxdb
-        self.influx = InfluxClient(ic.url, ic.database, username=ic.username or None,
-                                   password=ic.password or None, token=ic.token or None,
-                                   retention_policy=ic.retention_policy or None, timeout=ic.timeout_s)
-        if ic.create_database:
-            await self._ensure_database()
+        self.influx = InfluxClient(reveal(ic.url), ic.database, username=ic.username or None,
+                                   password=reveal(ic.password) or None, token=reveal(ic.token) or None,
+                                   retention_policy=ic.retention_policy or None, timeout=ic.timeout_s,
+                                   verify=cfg.influx_verify())
+        database_task: asyncio.Task[None] | None = None
+        if ic.create_database and not await self._try_ensure_database():
+            database_task = asyncio.create_task(self._ensure_database(), name="influx-create-database")
         deadletters = DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path))
 
         def rejected(lines: bytes, reason: str) -> None:
@@ -67,7 +80,8 @@ class Service:
 
         sc = cfg.spool
         if sc.enabled:
-            self.spool = DiskSpool(cfg.path(sc.path), max_bytes=sc.max_bytes, segment_bytes=sc.segment_bytes)
+            self.spool = open_spool(cfg.path(sc.path), max_bytes=sc.max_bytes, segment_bytes=sc.segment_bytes)
+        if self.spool is not None:
             self.metrics.spool_bytes.set_function(lambda: max(0, self.spool.pending_bytes) if self.spool else 0)
             self.metrics.spool_oldest_age.set_function(lambda: self.spool.oldest_age_s() if self.spool else 0.0)
         writer = BatchWriter(self.influx, batch_size=ic.batch_size, flush_interval_s=ic.flush_interval_s,
@@ -76,17 +90,22 @@ class Service:
                              probe_max_s=sc.probe_max_s, drain_bytes=sc.drain_bytes)
         self.writer = writer
         writer.start()
+        await asyncio.to_thread(self.model_folders.refresh)
+        report(self.model_folders, self.metrics.model_problems)
+        models_task = asyncio.create_task(watch_models(self.model_folders, cfg.decoders.reload_interval_s,
+                                                       self.metrics.model_problems), name="model-folders")
         view = RegistryView(cfg.path(cfg.registry.path))
         self.pipeline = Pipeline(view=view, writer=writer, deadletters=deadletters, metrics=self.metrics,
-                                 parsers=PARSERS, log_every_s=cfg.pipeline.log_every_s)
+                                 parsers=envelope_parsers(), log_every_s=cfg.pipeline.log_every_s)
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
-        self.collectors = build_collectors(cfg, lambda: view.by_key, self.metrics)
-        if cfg.metrics.enabled:
-            self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
-                                                ready=self._ready)
-            self.metrics_server.start()
-        self.alerting = Alerting(cfg, view, on_state=self.metrics.observe_rule_state)
+        built = build_collectors(cfg, lambda: view.by_key)
+        self.collectors = built.collectors
+        for source in built.metrics:
+            self.metrics.registry.register(source)
+        self.alerting = RulesAndAlerts(cfg, view, on_state=self.metrics.observe_rule_state)
+        alerting = self.alerting
+        self.metrics.registry.register(KeptStats(lambda: writer.stats, lambda: alerting.alerts.worker.stats))
         await self.alerting.warm_up(self.influx)
         self.pipeline.on_reading.append(self.alerting.on_reading)
         self.pipeline.on_chunk_end.append(self.alerting.on_chunk_end)
@@ -118,9 +137,12 @@ class Service:
                              "at the broker and are delivered again on the next start")
             if self.spool is not None:
                 self.spool.close()
-            refresh_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresh_task
+            for task in (refresh_task, models_task, database_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            self.model_folders.close()
             for c in self.collectors:
                 await c.stop()
             if self.metrics_server:
@@ -128,22 +150,35 @@ class Service:
             await self.influx.aclose()
             view.close()
             deadletters.close()
-            logger.info("stopped: {} received, {} readings written", self.pipeline.stats.received,
-                        self.pipeline.stats.readings)
+            logger.info(shutdown_summary(self.pipeline.stats.received, writer, self.spool))
 
     def _written(self, points: int, seconds: float) -> None:
         self.metrics.points_written.inc(points)
         self.metrics.write_seconds.observe(seconds)
 
     def _ready(self) -> tuple[bool, str]:
+        if not self.started.is_set():
+            return False, "starting"
         for c in self.collectors:
             ok, why = c.ready()
             if not ok:
                 return False, f"{c.name}: {why}"
-        writer, spool = self.writer, self.spool
-        if writer is not None and not writer.influx_reachable and (spool is None or writer.spool_refusing):
-            return False, "InfluxDB unreachable and the spool is full" if spool else "InfluxDB unreachable"
+        if self.writer is not None:
+            why = storage_not_ready(self.writer, self.spool is not None)
+            if why:
+                return False, why
         return True, "ok"
+
+    async def _try_ensure_database(self) -> bool:
+        """One attempt at CREATE DATABASE; False (logged) when InfluxDB cannot be reached now."""
+        assert self.influx is not None
+        try:
+            await self.influx.ensure_database()
+            return True
+        except Exception as exc:  # start anyway: batches go to the spool (or wait, acks held) until it is back
+            logger.warning("InfluxDB not ready at start ({}); ingesting into the spool (or holding acks) and "
+                           "creating the database once it answers", exc)
+            return False
 
     async def _ensure_database(self) -> None:
         assert self.influx is not None

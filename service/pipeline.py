@@ -9,24 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from loguru import logger
 
+from collectors.plugin import Parser
 from core.device import Device
 from core.reading import Reading
 from core.rejected import Rejected
-from core.uplink import Incoming, Uplink
-from decoders import DecodeError, UnknownModel, derive, get_model, health_fields
+from core.uplink import Incoming
+from decoders import decode_uplink
 from provisioning.view import RegistryView
 from service.inbox import Inbox
 from service.metrics import Metrics
 from storage.deadletter import DeadLetter, DeadLetterStore
 from storage.lineprotocol import encode_reading
 from storage.writer import BatchWriter
-
-Parser = Callable[[str, bytes, int], Uplink]
 
 
 @dataclass
@@ -47,7 +46,7 @@ class PipelineStats:
 
 class Pipeline:
     def __init__(self, *, view: RegistryView, writer: BatchWriter, deadletters: DeadLetterStore,
-                 metrics: Metrics, parsers: dict[str, Parser], chunk_size: int = 1000,
+                 metrics: Metrics, parsers: Mapping[str, Parser], chunk_size: int = 1000,
                  log_every_s: float = 60.0) -> None:
         self.view = view
         self.writer = writer
@@ -83,6 +82,8 @@ class Pipeline:
 
     def to_reading(self, msg: Incoming) -> Reading:
         """One message to one reading; raises `Rejected` with the reason it cannot be stored."""
+        if msg.rejected is not None:
+            raise msg.rejected
         up = msg.uplink
         if up is None:
             parse = self.parsers.get(msg.source)
@@ -90,33 +91,20 @@ class Pipeline:
                 raise Rejected("unknown_source", f"no envelope parser for source {msg.source!r}")
             up = parse(msg.topic, msg.payload, msg.received_ns)  # raises EnvelopeError, a Rejected
         device = self.view.by_key.get(up.device_key)
+        if device is None and up.alt_keys:
+            device = next((d for k in up.alt_keys if (d := self.view.by_key.get(k)) is not None), None)
         if device is None:
             raise Rejected("unknown_device", f"no registered device has key {up.device_key}", up.device_key)
         if device.status == "retired":
             raise Rejected("retired_device", f"device {device.id} is retired", up.device_key)
-        try:
-            model = get_model(device.model)
-        except UnknownModel as exc:
-            raise Rejected("unknown_model", str(exc), up.device_key) from None
-        try:
-            decoded = model.codec.decode(up.payload, up.port)
-        except DecodeError as exc:
-            raise Rejected("decode_error", f"{device.model} port {up.port}: {exc}", up.device_key) from None
-        derived = derive(device.kind, decoded.fields, device.install, model)
-        warnings = decoded.warnings + derived.warnings
-        if warnings:
-            self.metrics.decode_warnings.labels(device.model).inc(len(warnings))
-            self._log_once(device.id, "warning", "; ".join(warnings), level="INFO")
-        fields = derived.fields
-        health = health_fields(fields)
-        if up.rssi_dbm is not None:
-            health["rssi_dbm"] = up.rssi_dbm
-        if up.snr_db is not None:
-            health["snr_db"] = up.snr_db
+        decoded = decode_uplink(device, up, self._tags_of(device))
+        if decoded.warnings:
+            self.metrics.decode_warnings.labels(device.model).inc(len(decoded.warnings))
+            self._log_once(device.id, "warning", "; ".join(decoded.warnings), level="INFO")
+        reading = decoded.reading
         if up.fcnt is not None:
-            health["fcnt"] = up.fcnt
-            health["fcnt_gap"] = self._fcnt_gap(device.id, up.fcnt)
-        return Reading(device.id, device.kind, up.time_ns, fields, self._tags_of(device), health)
+            reading.health["fcnt_gap"] = self._fcnt_gap(device.id, up.fcnt)
+        return reading
 
     def _log_once(self, device: str, reason: str, detail: str, level: str = "WARNING") -> None:
         now = time.monotonic()

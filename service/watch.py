@@ -17,10 +17,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collectors.lorawan import parse
 from core.device import Device
+from core.rejected import Rejected
+from core.secrets import reveal
 from core.uplink import EnvelopeError
-from decoders import get_model
-from decoders.codec import DecodeError
-from decoders.derive import derive
+from decoders import decode_uplink
 from service.config import Config
 
 
@@ -59,13 +59,11 @@ def decode_for(device: Device, topic: str, payload: bytes) -> WatchedUplink | No
         return None
     common = {"time_ns": up.time_ns, "port": up.port, "fcnt": up.fcnt, "rssi_dbm": up.rssi_dbm,
               "snr_db": up.snr_db, "gateways": len(up.gateway_ids)}
-    info = get_model(device.model)
     try:
-        decoded = info.codec.decode(up.payload, up.port)
-    except DecodeError as exc:
-        return WatchedUplink(**common, error=f"{device.model} port {up.port}: {exc}")
-    derived = derive(device.kind, decoded.fields, device.install, info)
-    return WatchedUplink(**common, fields=dict(derived.fields), warnings=tuple(decoded.warnings + derived.warnings))
+        decoded = decode_uplink(device, up)
+    except Rejected as exc:
+        return WatchedUplink(**common, error=exc.detail)
+    return WatchedUplink(**common, fields=dict(decoded.reading.fields), warnings=tuple(decoded.warnings))
 
 
 class WatchError(RuntimeError):
@@ -85,7 +83,10 @@ def watch(cfg: Config, device: Device, on_uplink: Callable[[WatchedUplink], None
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"urbansense-watch-{uuid.uuid4().hex[:8]}",
                          protocol=mqtt.MQTTv311, clean_session=True)
     if cfg.mqtt.username:
-        client.username_pw_set(cfg.mqtt.username, cfg.mqtt.password)
+        client.username_pw_set(cfg.mqtt.username, reveal(cfg.mqtt.password))
+    tls = cfg.mqtt_tls()
+    if tls is not None:
+        client.tls_set_context(tls)
 
     def on_connect(c: mqtt.Client, _u: object, _f: object, reason: object, _p: object = None) -> None:
         if getattr(reason, "is_failure", False):

@@ -17,7 +17,9 @@ import orjson
 from collectors.nbiot.frame import build_frame
 from collectors.nbiot.platforms import onenet_signature
 from core.device import Device
-from decoders import derive, get_model
+from core.secrets import reveal
+from core.uplink import Uplink
+from decoders import decode_uplink, get_model
 from service.config import Config
 from sim.simulator import FleetSimulator, Scenario
 
@@ -51,8 +53,8 @@ class NbiotSimulator:
         info = get_model(device.model)
         sent = self._fields.fields_for(device, t_s)
         payload, msg_type = info.codec.encode(sent)
-        decoded = info.codec.decode(payload, msg_type)
-        expected = derive(info.kind, decoded.fields, device.install, info).fields
+        expected = decode_uplink(device, Uplink(device.key, payload, msg_type, time_s * 1_000_000_000,
+                                                "simulator")).reading.fields
         seq = (self.seq.get(device.id, -1) + 1) & 0xFFFF
         self.seq[device.id] = seq
         frame = build_frame(device.key, msg_type, seq, payload, device_time_s=time_s,
@@ -135,7 +137,7 @@ def run_nbiot(cfg: Config, devices: list[Device], scenario: Scenario, *, transpo
         return 2, "[red]error:[/red] nbiot.ctwing_token is not set (config or URBANSENSE_CTWING_TOKEN)"
     player = UdpPlayer(nb.udp_host if nb.udp_host not in ("0.0.0.0", "::") else "127.0.0.1", nb.udp_port)
     http = httpx.Client(timeout=30)
-    url = f"http://{nb.push_host}:{nb.push_port}/push/ctwing/{nb.ctwing_token}"
+    url = f"http://{nb.push_host}:{nb.push_port}/push/ctwing/{reveal(nb.ctwing_token)}"
     start, sent, failed = time.monotonic(), 0, 0
     try:
         while time.monotonic() - start < duration_s:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from alerts.config import AlertsConfig
-from alerts.manager import AlertManager
+from alerts.manager import AlertLifecycle
 from alerts.model import fingerprint
 from alerts.notifiers import build_notifiers
 from alerts.routing import Router
@@ -37,7 +38,7 @@ def transition(to: AlertState, device: str = "bin-001") -> AlertTransition:
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "alerts.sqlite"
     store = AlertStore(path)
-    m = AlertManager(store, Router(CONFIG.routes, CONFIG.default_receivers), build_notifiers(CONFIG),
+    m = AlertLifecycle(store, Router(CONFIG.routes, CONFIG.default_receivers), build_notifiers(CONFIG),
                      {"bin-001": DEVICE}.get, repeat_interval_s=CONFIG.repeat_interval_s)
     m.handle(transition(AlertState.FIRING))
     m.handle(transition(AlertState.FIRING, "bin-002"))
@@ -89,7 +90,8 @@ def test_ack_makes_it_acknowledged_and_refuses_resolved_ones(cli, db):
     fp = fingerprint("bin_full", "bin-001")
     assert "acknowledged alert" in cli("ack", fp[:6], "--by", "王工", "--comment", "truck on its way")
     (row,) = json.loads(cli("list", "--state", "acknowledged", "--json"))
-    assert row["acknowledged_by"] == "王工" and row["ack_comment"] == "truck on its way"
+    # the OS user is the actor; --by ("mayor" or anyone) is only a note beside the comment
+    assert row["acknowledged_by"] == getpass.getuser() and row["ack_comment"] == "truck on its way [--by 王工]"
     out = cli("ack", fingerprint("bin_full", "bin-002"), "--by", "x", code=1)
     assert "is resolved" in out
 
@@ -99,7 +101,9 @@ def test_silence_lifecycle(cli):
               "--comment", "street market day", "--by", "李")
     assert out.startswith("silence 1:")
     (s,) = json.loads(cli("silences", "--json"))
-    assert s["matchers"] == ["district=海淀区", "rule_id=~bin_.*"] and s["active"] and s["created_by"] == "李"
+    assert s["matchers"] == ["district=海淀区", "rule_id=~bin_.*"] and s["active"]
+    assert s["created_by"] == getpass.getuser()
+    assert s["comment"] == "street market day [--by 李]"
     assert "expired" in cli("expire-silence", "1")
     assert json.loads(cli("silences", "--json")) == []
     assert len(json.loads(cli("silences", "--all", "--json"))) == 1

@@ -142,7 +142,7 @@ def test_example_config_is_valid():
     data = tomllib.loads((Path("alerts") / "config.example.toml").read_text(encoding="utf-8"))
     cfg = AlertsConfig.model_validate(data["alerts"])
     assert cfg.receivers["city_cases"].type == "case_platform"
-    assert cfg.receivers["desk_dingtalk"].secret.startswith("SEC")
+    assert cfg.receivers["desk_dingtalk"].secret.get_secret_value().startswith("SEC")
     assert len(cfg.inhibit_rules) == 3
 
 
@@ -175,7 +175,7 @@ def test_transition_point_for_the_alerts_measurement():
                         312.0, 270, "emergency", summary="水深超过封路线", eta_s=None,
                         labels=(("district", "朝阳区"), ("kind", "water_level")))
     p = transition_point(t)
-    assert p.kind == "alerts" and p.time_ns == T0
+    assert p.measurement == "alerts" and p.time_ns == T0
     assert dict(p.tags) == {"rule_id": "water_closure", "device_id": "wl-001", "severity": "critical",
                             "to_state": "firing", "district": "朝阳区"}
     assert p.fields == {"from_state": "pending", "summary": "水深超过封路线", "value": 312.0, "threshold": 270.0,

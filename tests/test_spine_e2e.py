@@ -216,6 +216,7 @@ def test_wrong_config_key_stops_start_up_with_a_message(tmp_path: Path) -> None:
     assert "influxdb.batch: unknown key" in r.stderr + r.stdout
 
 
+@pytest.mark.integration
 def test_demo_runs_and_stores_all_five_kinds(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "urbansense"
     r = subprocess.run([str(exe), "demo", "--duration", "20", "--data", str(tmp_path / "demo")],
