@@ -12,11 +12,11 @@ MEASUREMENT = "alerts"
 
 
 def transition_point(t: AlertTransition) -> Point:
-    """Tags rule_id, device_id, severity, to_state, district (when labelled); fields value, threshold,
+    """Tags rule_id, device_id, severity, to_state, district and kind (when labelled); fields value, threshold,
     eta_s (floats, when known), from_state, summary and fingerprint (strings)."""
     labels = dict(t.labels)
     tags = {"rule_id": t.rule_id, "device_id": t.device_id, "severity": str(t.severity),
-            "to_state": str(t.to_state), "district": labels.get("district", "")}
+            "to_state": str(t.to_state), "district": labels.get("district", ""), "kind": labels.get("kind", "")}
     fields: dict[str, FieldValue] = {"from_state": str(t.from_state), "summary": t.summary,
                                      "fingerprint": fingerprint(t.rule_id, t.device_id)}
     for name, v in (("value", t.value), ("threshold", t.threshold), ("eta_s", t.eta_s)):

@@ -17,7 +17,7 @@ from core.device import ZONE_CLASSES, Device
 from core.reading import FieldValue, Reading
 from core.timing import format_duration, parse_duration
 from core.transition import AlertTransition
-from rules.engine import Engine
+from rules.gate import RuleSet
 from rules.loader import KINDS, RuleError, check_rules, describe, load_rules
 from rules.schedule import load_zone
 
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
 def replay(rules: list, device: Device, rows: list[tuple[int, dict[str, FieldValue]]], *, tz: str,
            tail_s: float = 0.0) -> list[AlertTransition]:
     """Feed `rows` (time_ns, fields) as readings of `device`, ticking the clock to each reading's time."""
-    engine = Engine(rules, tz=tz)
+    engine = RuleSet(rules, tz=tz)
     engine.set_devices([device])
     out: list[AlertTransition] = []
     tags = device.tags()

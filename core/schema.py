@@ -44,7 +44,7 @@ F, INT, B, S = FieldType.FLOAT, FieldType.INTEGER, FieldType.BOOLEAN, FieldType.
 TAG_KEYS: tuple[str, ...] = ("device_id", "model", "district", "zone_class", "site")
 """Reading tags, bounded cardinality; `site` only where set. Everything else is a field."""
 
-ALERT_TAG_KEYS: tuple[str, ...] = ("rule_id", "device_id", "severity", "to_state", "district")
+ALERT_TAG_KEYS: tuple[str, ...] = ("rule_id", "device_id", "severity", "to_state", "district", "kind")
 """Tags of `alerts` points, as `alerts.points.transition_point` writes them."""
 
 HEALTH_SPECS: tuple[FieldSpec, ...] = (
@@ -56,10 +56,19 @@ HEALTH_SPECS: tuple[FieldSpec, ...] = (
     FieldSpec("snr_db", F, "dB", "signal-to-noise ratio of the uplink"),
     FieldSpec("fcnt", INT, "", "frame counter of the uplink"),
     FieldSpec("fcnt_gap", INT, "", "frames missing since the previous uplink"),
+    FieldSpec("time_source", S, "", "which time the reading got (e.g. time, rxInfo.nsTime, device_time, "
+                                    "received): see the time policy"),
     FieldSpec("reachable", B, "",
               "polled device answered (false: timeout or Modbus exception); written on each change"),
 )
 HEALTH_FIELDS: frozenset[str] = frozenset(s.name for s in HEALTH_SPECS)
+
+QUALITY_SPECS: tuple[FieldSpec, ...] = (
+    FieldSpec("quality", S, "", "judgement of the reading: good, suspect or bad (decoders/quality)"),
+    FieldSpec("quality_check", S, "", "the failed checks, worst first, comma-separated (absent when good)"),
+    FieldSpec("online_slot", INT, "", "1 for the device's first report in an expected-interval slot, else 0"),
+)
+"""Written on every reading of every kind by the quality judge (docs/schema.md, "Data quality")."""
 
 MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
     Measurement("noise", "sound level meters", (
@@ -67,27 +76,32 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
         FieldSpec("lmax_db", F, "dB(A)", "maximum level in the interval"),
         FieldSpec("lmin_db", F, "dB(A)", "minimum level in the interval"),
         FieldSpec("lcpeak_db", F, "dB(C)", "C-weighted peak level"),
+        *QUALITY_SPECS,
     ), TAG_KEYS),
     Measurement("dust", "particulate matter monitors", (
         FieldSpec("pm1_0_ugm3", F, "µg/m³", "PM1.0 mass concentration"),
         FieldSpec("pm2_5_ugm3", F, "µg/m³", "PM2.5 mass concentration"),
         FieldSpec("pm10_ugm3", F, "µg/m³", "PM10 mass concentration"),
         FieldSpec("tsp_ugm3", F, "µg/m³", "total suspended particulates"),
+        *QUALITY_SPECS,
     ), TAG_KEYS),
     Measurement("bin_fill", "waste bin fill-level sensors", (
         FieldSpec("distance_mm", F, "mm", "measured distance from the sensor to the contents"),
         FieldSpec("fill_pct", F, "%", "fill level 0–100, derived from distance and the bin's depth"),
         FieldSpec("tilt_deg", F, "°", "tilt angle of the lid or bin, where given"),
         FieldSpec("tilted", B, "", "tilt alarm, where given"),
+        *QUALITY_SPECS,
     ), TAG_KEYS),
     Measurement("parking", "parking bay occupancy sensors", (
         FieldSpec("occupied", B, "", "a vehicle is in the bay"),
         FieldSpec("vehicle_count", INT, "", "vehicles counted by the device, where given"),
+        *QUALITY_SPECS,
     ), TAG_KEYS),
     Measurement("water_level", "road waterlogging sensors", (
         FieldSpec("distance_mm", F, "mm", "distance from the sensor to the water surface (distance sensors)"),
         FieldSpec("depth_mm", F, "mm",
                   "water depth on the road: mount height − distance, or measured by pressure/radar"),
+        *QUALITY_SPECS,
     ), TAG_KEYS),
     Measurement("device_health", "health of every device, whatever its kind", HEALTH_SPECS, TAG_KEYS),
     Measurement("alerts", "alert transitions from the rules engine", (

@@ -31,6 +31,7 @@ from rules.model import (
     Level,
     NoDataSpec,
     Period,
+    QualitySpec,
     Rule,
     Selector,
     Threshold,
@@ -198,6 +199,8 @@ class _RuleParser:
                       description=self.string("description", ""), enabled=enabled, timezone=timezone)
         if "no_data" in t:
             return rule_id, self.no_data_rule(common)
+        if "quality" in t:
+            return rule_id, self.quality_rule(common)
         return rule_id, self.value_rule(common, kinds)
 
     # -- value rules ---------------------------------------------------------------------------
@@ -259,6 +262,7 @@ class _RuleParser:
             schedule=schedule,
             eta=eta,
             rising=rising,
+            ignore_bad=t.get("ignore_bad", True),
         )
 
     def resolution(self, aggregate: str, window_s: float) -> float:
@@ -407,6 +411,20 @@ class _RuleParser:
         return Rule(**common, aggregate="no_data", levels=(level,),
                     no_data=NoDataSpec(None if factor is None else float(factor)))
 
+    def quality_rule(self, common: dict) -> Rule:
+        q = self.table["quality"]
+        for_s = parse_duration(q["for"]) if "for" in q else 0.0
+        within_s = parse_duration(q["within"]) if "within" in q else 0.0
+        count = q.get("count", 0)
+        if count and within_s <= 0:
+            raise self.error("quality.within", 'count needs a window, e.g. within = "1h"')
+        if not count and for_s <= 0:
+            raise self.error("quality", 'give for = "30m" (failing without a break) or count and within')
+        severity = Severity(self.table.get("severity", "warning"))
+        level = Level(severity, Threshold.constant(float(count or for_s)), common["route"])
+        return Rule(**common, aggregate="quality", levels=(level,),
+                    quality=QualitySpec(frozenset(q["checks"]), for_s, count, within_s))
+
     # -- small readers -------------------------------------------------------------------------
 
     def kinds(self) -> frozenset[str] | None:
@@ -477,6 +495,12 @@ def describe(rule: Rule) -> Mapping[str, str]:
     if rule.is_no_data:
         factor = rule.no_data.factor if rule.no_data else None
         what = f"silent > expected interval × {'the engine factor' if factor is None else f'{factor:g}'}"
+    elif rule.quality is not None:
+        q = rule.quality
+        parts = [f"failing for {format_duration(q.for_s)}"] if q.for_s else []
+        if q.count:
+            parts.append(f"{q.count} times within {format_duration(q.within_s)}")
+        what = f"readings {'/'.join(sorted(q.checks))}: " + " or ".join(parts)
     else:
         if rule.aggregate == "eta":
             agg = f"eta({rule.field} → {rule.target:g}, {format_duration(rule.window_s)}) in s"

@@ -21,6 +21,9 @@ from core.timing import parse_duration
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+QUALITY_CHECKS = ("range", "spike", "stuck", "flat_zero", "install")
+"""The check names of decoders/quality (kept in step by tests/test_quality_judge.py)."""
+QualityCheck = Literal["range", "spike", "stuck", "flat_zero", "install"]
 Aggregate = Literal["last", "mean", "min", "max", "count", "rate", "laeq", "slope", "eta"]
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 SeverityName = Literal["info", "warning", "critical"]
@@ -128,6 +131,22 @@ class ValueRuleTable(_RuleTable):
     keep_firing_for: Duration = 0.0
     schedule: dict[str, str] | None = None
     eta: EtaTable | None = None
+    ignore_bad: bool = True
+
+
+class QualityTable(_Table):
+    """`quality = { checks, for | count + within }`: which failed checks, for how long or how often."""
+
+    checks: list[QualityCheck] = Field(min_length=1)
+    for_: Duration = Field(0.0, alias="for")
+    count: int = Field(0, ge=0)
+    within: Duration = 0.0
+
+
+class QualityRuleTable(_RuleTable):
+    """A maintenance rule on reading quality (rules/quality.py)."""
+
+    quality: QualityTable
 
 
 class NoDataRuleTable(_RuleTable):
@@ -181,6 +200,8 @@ def describe(err: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]:
     if kind == "extra_forbidden":
         if model is NoDataRuleTable and len(loc) == 1 and name in _keys(ValueRuleTable):
             return key, "not allowed in a no_data rule"
+        if model is QualityRuleTable and len(loc) == 1 and name in _keys(ValueRuleTable):
+            return key, "not allowed in a quality rule"
         where = _model_at(model, loc)
         return key, "unknown key" + (hint(name, _keys(where)) if where else "")
     if kind == "missing":
@@ -206,8 +227,10 @@ def describe(err: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]:
 
 
 def validate_table(table: dict[str, Any]) -> tuple[BaseModel | None, list[tuple[str, str]]]:
-    """The table as a `ValueRuleTable` or `NoDataRuleTable`, or every (key, message) wrong with it."""
-    model: type[BaseModel] = NoDataRuleTable if "no_data" in table else ValueRuleTable
+    """The table as a `ValueRuleTable`, `NoDataRuleTable` or `QualityRuleTable`, or every (key, message)
+    wrong with it."""
+    model: type[BaseModel] = (NoDataRuleTable if "no_data" in table else QualityRuleTable if "quality" in table
+                              else ValueRuleTable)
     try:
         return model.model_validate(table), []
     except ValidationError as exc:
