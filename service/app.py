@@ -131,7 +131,7 @@ class Service:
         self.readiness.add_check("storage", self._storage_check)
         for source in built.metrics:
             self.metrics.registry.register(source)
-        self.alerting = RulesAndAlerts(cfg, view)
+        self.alerting = RulesAndAlerts(cfg, view, on_state=self.metrics.observe_rule_state)
         alerting = self.alerting
         self.metrics.registry.register(KeptStats(lambda: writer.stats, lambda: alerting.alerts.worker.stats))
         await self.alerting.warm_up(self.influx)
