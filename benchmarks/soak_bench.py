@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 import httpx
-
 from collectors.rfc3339 import format_rfc3339_ns
+
 from provisioning.registry import Registry
 from sim.daemons import free_port, start_influxd, start_mosquitto
 from sim.simulator import FleetSimulator, Publisher, Scenario, demo_fleet

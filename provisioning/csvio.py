@@ -7,6 +7,7 @@ first line the header. Columns other than `id`, `key` and `model` may be left ou
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,8 @@ def read_rows(path: Path) -> list[CsvRow]:
                              "(Excel: File > Save As > CSV UTF-8 (Comma delimited))") from None
     except OSError as exc:
         raise CsvFormatError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_rows(text.splitlines(keepends=True), str(path))
+    # only \r\n, \n and \r end a CSV line (str.splitlines would also split at U+2028, U+0085, \x0c ...)
+    return parse_rows(io.StringIO(text, newline=""), str(path))
 
 
 def parse_rows(lines: Iterable[str], source: str = "csv") -> list[CsvRow]:
@@ -76,10 +78,27 @@ def parse_rows(lines: Iterable[str], source: str = "csv") -> list[CsvRow]:
                     rows.append(CsvRow(line, {}, f"{len(cells)} cells but the header has {len(header)} "
                                        "columns (a comma inside an address needs double quotes)"))
                     continue
-            rows.append(CsvRow(line, dict(zip(header, (c.strip() for c in cells), strict=False))))
+            rows.append(CsvRow(line, dict(zip(header, (unneutralise(c.strip()) for c in cells), strict=False))))
     except csv.Error as exc:
         raise CsvFormatError(f"{source}: line {reader.line_num}: {exc}") from None
     return rows
+
+
+# Cells a spreadsheet would run as a formula (OWASP CSV injection): = + - @, tab and CR, and the
+# full-width forms some spreadsheets also take. Such a cell is written with a leading apostrophe,
+# which spreadsheets show as "text", and `device import` takes it off again.
+_FORMULA_START = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+
+
+def neutralise(cell: str) -> str:
+    """`cell` safe to open in a spreadsheet: one more `'` before a formula start (after any `'` already there)."""
+    return "'" + cell if cell.lstrip("'")[:1] in _FORMULA_START and cell.lstrip("'") else cell
+
+
+def unneutralise(cell: str) -> str:
+    """The inverse of `neutralise`: `'=x` → `=x`, `''=x` → `'=x`; any other cell unchanged."""
+    rest = cell.lstrip("'")
+    return cell[1:] if cell[:1] == "'" and rest and rest[0] in _FORMULA_START else cell
 
 
 def _number(value: float | int | None) -> str:
@@ -107,6 +126,6 @@ def write_csv(devices: Iterable[Device], out: TextIO) -> int:
     writer.writeheader()
     n = 0
     for device in devices:
-        writer.writerow(device_row(device))
+        writer.writerow({k: neutralise(v) for k, v in device_row(device).items()})
         n += 1
     return n
