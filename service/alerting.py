@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -21,6 +22,7 @@ from alerts.runtime import AlertsRuntime
 from core.reading import Reading
 from core.transition import AlertState, AlertTransition, Severity
 from provisioning.view import RegistryView
+from rules.footprint import RuleStateStats
 from rules.gate import RuleSet
 from rules.loader import load_rules
 from rules.machine import RestoredAlert
@@ -30,6 +32,8 @@ from service.config import Config
 from storage.influx import InfluxClient
 from storage.lineprotocol import encode_points
 from storage.writer import BatchWriter
+
+_STATE_EVERY_S = 30.0  # how often the rule-state gauges are refreshed
 
 
 def case_code_warnings(cfg: Config, rules: Iterable[Rule]) -> list[str]:
@@ -41,7 +45,9 @@ def case_code_warnings(cfg: Config, rules: Iterable[Rule]) -> list[str]:
 class RulesAndAlerts:
     """Owns the rules `Engine` and the `AlertsRuntime` (alert states, notifiers, outbox) for one service."""
 
-    def __init__(self, cfg: Config, view: RegistryView) -> None:
+    def __init__(self, cfg: Config, view: RegistryView,
+                 on_state: Callable[[list[RuleStateStats], int], None] | None = None) -> None:
+        """`on_state(stats, due_entries)` receives the rule-state footprint now and then (for `/metrics`)."""
         rc = cfg.rules
         rules = load_rules([cfg.path(f) for f in rc.files], include_presets=rc.presets, tz=rc.timezone)
         self.cfg = cfg
@@ -55,6 +61,8 @@ class RulesAndAlerts:
         self.recent: deque[AlertTransition] = deque(maxlen=50)
         self._pending: list[AlertTransition] = []
         self.on_change: list[Callable[[], None]] = []  # after transitions are stored (the desk console)
+        self._on_state = on_state
+        self._state_seen_at = -math.inf
         self._warm_lines = b""
         logger.info("rules: {} loaded", len(rules))
         for warning in case_code_warnings(cfg, rules):
@@ -139,6 +147,14 @@ class RulesAndAlerts:
             return b""
         return self._collect(transitions) if transitions else b""
 
+    def report_state(self, every_s: float = _STATE_EVERY_S) -> None:
+        """Hand the rule-state footprint to `on_state`, at most once per `every_s` (it walks a sample)."""
+        now = time.monotonic()
+        if self._on_state is None or now - self._state_seen_at < every_s:
+            return
+        self._state_seen_at = now
+        self._on_state(self.engine.state_stats(), self.engine.due_entries)
+
     async def on_chunk_end(self) -> None:
         """Pipeline hook after a chunk's readings: store their transitions in one transaction, in a thread,
         so that the commit's fsync does not stall the event loop (alert delivery, the desk console)."""
@@ -167,6 +183,7 @@ class RulesAndAlerts:
             lines = self._handle(self.engine.tick(time.time_ns()))
             if lines:
                 await writer.add(lines)
+            self.report_state()
 
     async def deliver(self) -> None:
         """The notification outbox (delivery and repeats), until `close`."""
