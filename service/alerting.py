@@ -155,11 +155,9 @@ class RulesAndAlerts:
         self._state_seen_at = now
         self._on_state(self.engine.state_stats(), self.engine.due_entries)
 
-    async def on_chunk_end(self) -> None:
-        """Pipeline hook after a chunk's readings: store their transitions in one transaction, in a thread,
-        so that the commit's fsync does not stall the event loop (alert delivery, the desk console)."""
-        if self._pending:
-            await asyncio.to_thread(self.flush)
+    def on_chunk_end(self) -> None:
+        """Pipeline hook after a chunk's readings: store their transitions in one transaction."""
+        self.flush()
 
     async def run(self, writer: BatchWriter, stop: asyncio.Event,
                   catching_up: Callable[[], bool] = lambda: False) -> None:
