@@ -121,6 +121,7 @@ class Pipeline:
             self._log_once(device.id, "warning", "; ".join(warnings), level="INFO")
         fields = derived.fields
         health = health_fields(fields)
+        health["received"] = True  # "heard" for every transport, RSSI or not (docs/schema.md)
         if up.rssi_dbm is not None:
             health["rssi_dbm"] = up.rssi_dbm
         if up.snr_db is not None:

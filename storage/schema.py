@@ -56,6 +56,7 @@ HEALTH_SPECS: tuple[FieldSpec, ...] = (
     FieldSpec("fcnt", INT, "", "frame counter of the uplink"),
     FieldSpec("fcnt_gap", INT, "", "frames missing since the previous uplink"),
     FieldSpec("reachable", B, "", "polled device answered (false: timeout or Modbus exception)"),
+    FieldSpec("received", B, "", "always true: a reading of the device was stored (the 'heard' marker, any transport)"),
 )
 HEALTH_FIELDS: frozenset[str] = frozenset(s.name for s in HEALTH_SPECS)
 
