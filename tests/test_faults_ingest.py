@@ -191,13 +191,21 @@ def test_service_killed_with_sigkill_three_times_stores_every_uplink_once(
     def start() -> subprocess.Popen:
         return subprocess.Popen([str(exe), "--config", str(cfg), "run"], stdout=log, stderr=subprocess.STDOUT)
 
+    def wait_subscribed(starts: int, timeout: float = 60) -> None:
+        """Wait until the `starts`-th process has subscribed: a kill before that tests start-up, not ingest."""
+        deadline = time.monotonic() + timeout
+        while (tmp_path / "service.log").read_text().count("mqtt: subscribed to") < starts:
+            assert time.monotonic() < deadline, (tmp_path / "service.log").read_text()[-3000:]
+            time.sleep(0.2)
+
     proc = start()
-    time.sleep(3)
+    wait_subscribed(1)
     stream = Stream(own_broker[0].port, rate=150, total=150 * 20).start()
     kills = 0
     try:
         for _ in range(3):
             time.sleep(4)
+            wait_subscribed(kills + 1)
             assert proc.poll() is None, (tmp_path / "service.log").read_text()[-3000:]
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
