@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from provisioning.device import ZONE_CLASSES
+from rules.crosscheck import Vocabulary, cross_check
 from rules.durations import parse_duration
 from rules.model import (
     AGGREGATES,
@@ -103,8 +104,12 @@ def load_rules(paths: Iterable[Path | str], *, include_presets: bool = True,
 
 
 def check_rules(paths: Iterable[Path | str], *, include_presets: bool = True,
-                tz: str = "Asia/Shanghai") -> CheckReport:
-    """Validate every file and rule, collecting all errors rather than stopping at the first."""
+                tz: str = "Asia/Shanghai", vocabulary: Vocabulary | None = None) -> CheckReport:
+    """Validate every file and rule, collecting all errors rather than stopping at the first.
+
+    With a `vocabulary` the rules are also checked against what exists (`rules.crosscheck`):
+    kinds, fields, routes, districts, devices and models.
+    """
     report = CheckReport()
     files = [*(preset_files() if include_presets else []), *(Path(p) for p in paths)]
     report.files = files
@@ -114,6 +119,11 @@ def check_rules(paths: Iterable[Path | str], *, include_presets: bool = True,
             merged.pop(item[0], None)
             merged[item[0]] = item[1]
     report.rules = [r for r in merged.values() if r is not None and r.enabled]
+    if vocabulary is not None:
+        mismatches = cross_check(report.rules, vocabulary)
+        report.errors.extend(RuleError(e.file, e.rule_id, e.key, e.message) for e in mismatches)
+        said = {f"rule {e.rule_id!r}: key {e.key!r}" for e in mismatches}
+        report.warnings = [w for w in report.warnings if not any(s in w for s in said)]
     return report
 
 
