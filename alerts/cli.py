@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import typer
@@ -25,6 +26,7 @@ from alerts.model import AlertRecord
 from alerts.store import AlertStore, OutboxRow, Silence
 
 DB_ENV = "URBANSENSE_ALERTS_DB"
+DEFAULT_TZ = "Asia/Shanghai"
 DEFAULT_DB = Path("var/alerts.sqlite")
 STATES = ("pending", "firing", "acknowledged", "resolved", "inactive")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -39,8 +41,24 @@ def parse_duration_s(text: str) -> float:
     return sum(float(n) * _UNIT_S[u] for n, u in _DURATION.findall(t))
 
 
+_CITY: dict[str, Any] = {"tz": DEFAULT_TZ, "resolve": None}
+"""The zone times are shown and read in: the config's `alerts.timezone`, looked up on first use."""
+
+
+def _zone_name() -> str:
+    resolve = _CITY["resolve"]
+    if resolve is not None:
+        _CITY["resolve"] = None
+        _CITY["tz"] = resolve()
+    return _CITY["tz"]
+
+
+def _zone() -> ZoneInfo:
+    return ZoneInfo(_zone_name())
+
+
 def parse_time_ns(text: str) -> int:
-    """ISO 8601 (`2026-07-21T14:00`, with or without offset; local time when none) or `now` → ns."""
+    """ISO 8601 (`2026-07-21T14:00`, with or without offset; the city's time zone when none) or `now` → ns."""
     if text.strip().lower() == "now":
         return time.time_ns()
     try:
@@ -48,12 +66,18 @@ def parse_time_ns(text: str) -> int:
     except ValueError:
         raise AlertsError(f"time {text!r}: expected ISO 8601 such as 2026-07-21T14:00 or now") from None
     if dt.tzinfo is None:
-        dt = dt.astimezone()
+        dt = dt.replace(tzinfo=_zone())
     return int(dt.timestamp() * 1e9)
 
 
 def _when(ns: int | None) -> str:
-    return "" if ns is None else datetime.fromtimestamp(ns / 1e9).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    """RFC 3339 in the city's zone, with its offset (`2026-07-21T14:00:00+08:00`); '' for None."""
+    return "" if ns is None else datetime.fromtimestamp(ns / 1e9, _zone()).isoformat(timespec="seconds")
+
+
+def _short(ns: int | None) -> str:
+    """`07-21 14:00` in the city's zone, for table cells under a header that names the zone."""
+    return "" if ns is None else datetime.fromtimestamp(ns / 1e9, _zone()).strftime("%m-%d %H:%M")
 
 
 def _num(v: float | None) -> str:
@@ -93,13 +117,24 @@ def _table(*columns: str, title: str | None = None) -> Table:
 
 
 def _print_json(data: Any) -> None:
-    typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+    """One JSON object (a single result)."""
+    typer.echo(orjson.dumps(data).decode())
 
 
-def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | None = None) -> None:
+def _print_json_lines(rows: list[dict[str, Any]]) -> None:
+    """JSON Lines: one object per line (a listing)."""
+    for row in rows:
+        typer.echo(orjson.dumps(row).decode())
+
+
+def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | None = None,
+             timezone: Callable[[typer.Context], str] | None = None) -> None:
     """Add the `alerts` command group to `app`. `db_path` gives the configured database when no
-    `--db` or $URBANSENSE_ALERTS_DB is given (default var/alerts.sqlite)."""
-    sub = typer.Typer(help="Alerts: list, show, acknowledge, silence.", no_args_is_help=True)
+    `--db` or $URBANSENSE_ALERTS_DB is given (default var/alerts.sqlite); `timezone` the city's zone
+    (default Asia/Shanghai), in which times are shown and read."""
+    sub = typer.Typer(help="Alerts: list, show, acknowledge, silence. Times in the city's zone (\\[alerts] "
+                           "timezone).\n\nExample: [bold]urbansense alerts list --state firing[/bold]",
+                      no_args_is_help=True, rich_markup_mode="rich")
     state: dict[str, Any] = {"db": None, "ctx": None}
     console = Console()
 
@@ -110,6 +145,8 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
     ) -> None:
         state["db"] = db
         state["ctx"] = ctx
+        _CITY["tz"] = DEFAULT_TZ
+        _CITY["resolve"] = (lambda: timezone(ctx)) if timezone is not None else None
 
     def open_store() -> AlertStore:
         path = state["db"] or (db_path(state["ctx"]) if db_path else DEFAULT_DB)
@@ -134,7 +171,10 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         limit: Annotated[int, typer.Option(help="at most this many")] = 200,
         as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
     ) -> None:
-        """Alerts, most recently changed first."""
+        """Alerts, most recently changed first. `--json`: JSON Lines, one alert per line.
+
+        Example: [bold]urbansense alerts list --state firing --state acknowledged[/bold]
+        """
         bad = [s for s in state_ or [] if s not in STATES]
         if bad:
             typer.echo(f"error: unknown state {', '.join(bad)} (use {', '.join(STATES)})", err=True)
@@ -143,13 +183,13 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         def body(store: AlertStore) -> None:
             alerts = store.list_alerts(state_, limit)
             if as_json:
-                _print_json([alert_dict(a) for a in alerts])
+                _print_json_lines([alert_dict(a) for a in alerts])
                 return
-            t = _table("ID", "STATE", "SEV", "RULE", "DEVICE", "VALUE/LIMIT", "SINCE", "NOTE")
+            t = _table("ID", "STATE", "SEV", "RULE", "DEVICE", "VALUE/LIMIT", f"SINCE ({_zone_name()})", "NOTE")
             for a in alerts:
                 note = f"ack {a.acked_by}" if a.acked_by and a.state == "firing" else (a.suppressed_by or "")
                 t.add_row(str(a.id), a.display_state, a.severity, a.rule_id, a.device_id,
-                          f"{_num(a.value)}/{_num(a.threshold)}", _when(a.started_ns)[5:16], note)
+                          f"{_num(a.value)}/{_num(a.threshold)}", _short(a.started_ns), note)
             console.print(t)
         run(body)
 
@@ -158,7 +198,10 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         ref: Annotated[str, typer.Argument(help="alert id or fingerprint")],
         as_json: Annotated[bool, typer.Option("--json", help="JSON instead of text")] = False,
     ) -> None:
-        """One alert with its history, its notifications and its cases."""
+        """One alert with its history, its notifications and its cases. `--json`: one object.
+
+        Example: [bold]urbansense alerts show 42[/bold]
+        """
         def body(store: AlertStore) -> None:
             a = store.find(ref)
             history = [{"time": _when(h.time_ns), "from": h.from_state, "to": h.to_state, "severity": h.severity,
@@ -191,7 +234,10 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         by: Annotated[str, typer.Option(help="who acknowledges")] = "",
         comment: Annotated[str, typer.Option(help="what is being done")] = "",
     ) -> None:
-        """Acknowledge a firing alert: it is no longer repeated until it resolves or escalates."""
+        """Acknowledge a firing alert: it is no longer repeated until it resolves or escalates.
+
+        Example: [bold]urbansense alerts ack 42 --by li.na --comment "crew on the way"[/bold]
+        """
         def body(store: AlertStore) -> None:
             a = store.ack(ref, by or getpass.getuser(), comment, time.time_ns())
             typer.echo(f"acknowledged alert {a.id} ({a.rule_id} on {a.device_id}) as {a.acked_by}")
@@ -206,7 +252,11 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         for_: Annotated[str | None, typer.Option("--for", help="duration, e.g. 2h")] = None,
         by: Annotated[str, typer.Option(help="who silences")] = "",
     ) -> None:
-        """Hold back notifications of matching alerts for a while (state is still tracked)."""
+        """Hold back notifications of matching alerts for a while (state is still tracked).
+
+        Times without an offset are in the city's zone.
+        Example: [bold]urbansense alerts silence -m district=朝阳 --for 2h --comment "festival"[/bold]
+        """
         def body(store: AlertStore) -> None:
             if (end is None) == (for_ is None):
                 raise AlertsError("give exactly one of --end and --for")
@@ -222,12 +272,15 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         all_: Annotated[bool, typer.Option("--all", help="also expired and future ones")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
     ) -> None:
-        """Silences (active ones unless --all)."""
+        """Silences (active ones unless --all). `--json`: JSON Lines, one silence per line.
+
+        Example: [bold]urbansense alerts silences --all[/bold]
+        """
         def body(store: AlertStore) -> None:
             now = time.time_ns()
             rows = [_silence_dict(s, now) for s in store.silences(None if all_ else now)]
             if as_json:
-                _print_json(rows)
+                _print_json_lines(rows)
                 return
             t = _table("ID", "MATCHERS", "STARTS", "ENDS", "ACTIVE", "BY", "COMMENT")
             for s in rows:
@@ -238,7 +291,10 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
 
     @sub.command("expire-silence")
     def expire_silence(silence_id: Annotated[int, typer.Argument(help="silence id")]) -> None:
-        """End a silence now."""
+        """End a silence now.
+
+        Example: [bold]urbansense alerts expire-silence 3[/bold]
+        """
         def body(store: AlertStore) -> None:
             store.expire_silence(silence_id, time.time_ns())
             typer.echo(f"silence {silence_id} expired")
@@ -250,7 +306,10 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         limit: Annotated[int, typer.Option(help="at most this many")] = 200,
         as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
     ) -> None:
-        """Notifications waiting, delivered or refused, with the receiver's last error."""
+        """Notifications waiting, delivered or refused, with the receiver's last error. `--json`: JSON Lines.
+
+        Example: [bold]urbansense alerts outbox --status failed[/bold]
+        """
         if status not in (None, "queued", "delivered", "failed"):
             typer.echo("error: --status is queued, delivered or failed", err=True)
             raise typer.Exit(2)
@@ -258,7 +317,7 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         def body(store: AlertStore) -> None:
             rows = [_outbox_dict(o) for o in store.outbox(status=status, limit=limit)]
             if as_json:
-                _print_json(rows)
+                _print_json_lines(rows)
                 return
             t = _table("ID", "FINGERPRINT", "SEQ", "RECEIVER", "EVENT", "STATUS", "TRIES", "NEXT", "ERROR")
             for r in rows:

@@ -31,9 +31,12 @@ def decode(
     model: Annotated[str, typer.Option("--model", "-m", help="Device model id, e.g. milesight-em500-udl.")],
     is_base64: Annotated[bool, typer.Option("--base64", help="The payload is base64, not hex.")] = False,
     port: Annotated[int | None, typer.Option("--port", "-p", help="LoRaWAN fPort (default: the model's).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
-    """Decode one payload with a model's codec and print its canonical fields and warnings."""
+    """Decode one payload with a model's codec and print its canonical fields and warnings. `--json`: one object.
+
+    Example: [bold]urbansense decode --model milesight-em500-udl 01755c03821e00[/bold]
+    """
     err = Console(stderr=True)
     try:
         info = get_model(model)
@@ -67,14 +70,18 @@ def decode(
 
 
 def models(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one model object per line.")] = False,
 ) -> None:
-    """List every device model with its kind, codec source (native or JS) and fields."""
+    """List every device model with its kind, codec source (native or JS) and fields. `--json`: JSON Lines.
+
+    Example: [bold]urbansense models --json | jq -r 'select(.kind == "water_level") | .model'[/bold]
+    """
     rows = [{"model": m.model, "kind": m.kind, "source": m.source, "vendor": m.vendor, "title": m.title,
              "fields": list(m.fields), "install_params": list(m.install_params), "can_encode": m.can_encode}
             for m in all_models()]
     if as_json:
-        typer.echo(orjson.dumps(rows).decode())
+        for row in rows:
+            typer.echo(orjson.dumps(row).decode())
         return
     table = Table(title=f"{len(rows)} device models")
     for column in ("model", "kind", "source", "fields"):

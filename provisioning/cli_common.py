@@ -25,8 +25,11 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 DEFAULT_CITY_TZ = "Asia/Shanghai"
 
-device_app = typer.Typer(help="Provision, check and maintain devices in the registry.", no_args_is_help=True,
-                         rich_markup_mode="rich")
+device_app = typer.Typer(help="Provision, check and maintain devices in the registry.\n\n"
+                              "A device is named by its id, its DevEUI/IMEI (any case, with or without separators) "
+                              "or, for show/history/watch, a unique prefix of either.\n\n"
+                              "Example: [bold]urbansense device show 24-E1-24-71-3C-21-00-01[/bold]",
+                         no_args_is_help=True, rich_markup_mode="rich")
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 

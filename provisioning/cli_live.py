@@ -204,6 +204,13 @@ def _add_facts(table: Table, facts: LiveFacts) -> None:
                   f"{facts.uplinks_in_window} received, {facts.missing_frames_in_window} missing (fcnt gaps)")
 
 
+def _uplink_dict(up: WatchedUplink) -> dict[str, Any]:
+    """One watched uplink for `device watch --json`."""
+    doc = asdict(up)
+    doc["time"] = iso_time(up.time_ns / 1e9)
+    return doc
+
+
 def _uplink_line(up: WatchedUplink) -> str:
     head = (f"{fmt_time(up.time_ns / 1e9)}  fcnt {fmt_value(up.fcnt)}  port {up.port}  "
             f"RSSI {fmt_value(up.rssi_dbm)} dBm  SNR {fmt_value(up.snr_db)} dB  gateways {up.gateways}")
@@ -219,6 +226,8 @@ def watch_cmd(ctx: typer.Context, id: LookupArg,
               count: Annotated[int, typer.Option(help="stop after this many uplinks (0: until Ctrl-C)")] = 0,
               timeout_s: Annotated[float, typer.Option("--timeout", help="stop after this many seconds "
                                                                          "(0: no limit)")] = 0,
+              as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one uplink object per line")]
+              = False,
               registry: RegistryOpt = None) -> None:
     """Follow a device's uplinks live from the broker: decoded values, RSSI, SNR, gateways. Ctrl-C ends it.
 
@@ -231,10 +240,10 @@ def watch_cmd(ctx: typer.Context, id: LookupArg,
 
     def ready(topics: list[str]) -> None:
         print(f"watching {device.id} (key {device.key}, {device.model}) on {cfg.mqtt.host}:{cfg.mqtt.port} "
-              f"{', '.join(topics)}; Ctrl-C to stop", flush=True)
+              f"{', '.join(topics)}; Ctrl-C to stop", file=sys.stderr if as_json else sys.stdout, flush=True)
 
     def show_uplink(up: WatchedUplink) -> None:
-        print(_uplink_line(up), flush=True)
+        print(json.dumps(_uplink_dict(up), ensure_ascii=False) if as_json else _uplink_line(up), flush=True)
 
     seen = 0
     try:

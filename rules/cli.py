@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import itertools
+import json
 import statistics
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +39,9 @@ class CsvError(ValueError):
 
 def register(app: typer.Typer) -> None:
     """Add the `rules` sub-command group to the `urbansense` app."""
-    rules_app = typer.Typer(help="Rule files: validate them, replay readings through them.", no_args_is_help=True)
+    rules_app = typer.Typer(help="Rule files: validate them, replay readings through them.\n\n"
+                                 "Example: [bold]urbansense rules check city-rules.toml[/bold]",
+                            no_args_is_help=True, rich_markup_mode="rich")
 
     @rules_app.command("check")
     def check(
@@ -49,6 +52,8 @@ def register(app: typer.Typer) -> None:
         registry: Annotated[Path | None, typer.Option("--registry", help="registry to check districts and "
                                                       "devices against (default: registry.path of the config)")]
         = None,
+        as_json: Annotated[bool, typer.Option("--json", help="one JSON object: rules, errors, warnings, notes")]
+        = False,
     ) -> None:
         """Validate the presets and FILES; list the rules that would run, or every error (file, rule, key).
 
@@ -62,6 +67,13 @@ def register(app: typer.Typer) -> None:
         console = Console()
         vocabulary = gather_vocabulary(ctx, registry)
         report = check_rules(files or [], include_presets=not no_presets, tz=tz, vocabulary=vocabulary)
+        if as_json:
+            typer.echo(json.dumps({
+                "files": [str(f) for f in report.files], "rules": [dict(describe(r)) for r in report.rules],
+                "errors": [{"file": e.file, "rule": e.rule_id, "key": e.key, "message": e.message}
+                           for e in report.errors],
+                "warnings": report.warnings, "notes": list(vocabulary.notes)}, ensure_ascii=False))
+            raise typer.Exit(1 if report.errors else 0)
         for note in vocabulary.notes:
             console.print(f"note: {note}", highlight=False)
         for warning in report.warnings:
@@ -102,6 +114,8 @@ def register(app: typer.Typer) -> None:
         tz: Annotated[str, typer.Option("--tz", help="time zone of schedules and of naive times")] = DEFAULT_TZ,
         registry: Annotated[Path | None, typer.Option("--registry", help="registry to read the device from "
                                                       "(default: registry.path of the config)")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one transition per line (notes go to "
+                                                             "stderr)")] = False,
     ) -> None:
         """Replay the readings of CSV through the rules of FILE and print every transition.
 
@@ -136,10 +150,15 @@ def register(app: typer.Typer) -> None:
             zone_class=base.zone_class if zone_class is None else zone_class,
             site=base.site if site is None else site,
             expected_interval_s=max(1, round(interval_s)) if interval or known is None else base.expected_interval_s)
+        notes_to = Console(stderr=True) if as_json else console
         for line in [note, *explain(rules, dev, header, from_csv.name)]:
             if line:
-                console.print(f"[yellow]note:[/] {line}", highlight=False)
+                notes_to.print(f"[yellow]note:[/] {line}", highlight=False)
         transitions = replay(rules, dev, rows, tz=tz, tail_s=tail_s)
+        if as_json:
+            for t in transitions:
+                typer.echo(json.dumps(transition_dict(t, zone), ensure_ascii=False))
+            return
         console.print(transitions_table(transitions, zone, title=f"{file.name}: {len(rows)} readings of {dev.id}, "
                                         f"{len(transitions)} transitions (times {tz})"))
 
@@ -251,6 +270,14 @@ def replay(rules: list, device: Device, rows: list[tuple[int, dict[str, FieldVal
     if rows:
         out.extend(engine.tick(rows[-1][0] + int(tail_s * _NS)))
     return out
+
+
+def transition_dict(t: AlertTransition, zone) -> dict[str, object]:
+    """One transition for `rules test --json`; time in RFC 3339 with the zone's offset."""
+    return {"time": datetime.fromtimestamp(t.time_ns / _NS, zone).isoformat(timespec="seconds"),
+            "rule_id": t.rule_id, "device_id": t.device_id, "from": t.from_state.value, "to": t.to_state.value,
+            "severity": t.severity.value, "value": t.value, "threshold": t.threshold, "eta_s": t.eta_s,
+            "route": t.route, "summary": t.summary}
 
 
 def transitions_table(transitions: list[AlertTransition], zone, *, title: str) -> Table:

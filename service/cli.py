@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from loguru import logger
 
-from service.config import Config, ConfigError, load_config
+from service.config import CONFIG_ENV, DEFAULT_PATH, Config, ConfigError, load_config
+
+CONVENTIONS = (
+    "Configuration comes from ./config.toml, --config FILE or $URBANSENSE_CONFIG.",
+    "Times are shown in the city's time zone (\\[alerts] timezone, default Asia/Shanghai), with the zone named; "
+    "times you type without an offset are read in it.",
+    "--json: a listing or a stream prints JSON Lines (one object per line: device list, device history, "
+    "device watch, models, alerts list, alerts silences, alerts outbox, deadletter list, rules test); "
+    "a single result prints one JSON object (device show, decode, alerts show, deadletter show, rules check).",
+    "Exit codes: 0 ok; 1 failure (not found, invalid data refused, a server unreachable, rule errors); "
+    "2 usage (unknown command, option or value, e.g. --kind water).",
+    "Example: [bold]urbansense device list --district 朝阳 --json[/bold]",
+)
+"""The conventions every command keeps, shown by `urbansense --help` (and in README.md "Commands")."""
 
 app = typer.Typer(
     name="urbansense",
-    help="The city's sensor nervous system: collect, decode, store, watch.\n\n"
-         "Configuration comes from ./config.toml, --config FILE or $URBANSENSE_CONFIG.",
+    help="The city's sensor nervous system: collect, decode, store, watch.\n\n" + "\n\n".join(CONVENTIONS),
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
@@ -48,10 +62,18 @@ def state(ctx: typer.Context) -> State:
     return obj
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"urbansense {package_version('urbansense')}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(ctx: typer.Context,
           config: Annotated[Path | None, typer.Option("--config", "-c", envvar="URBANSENSE_CONFIG",
                                                       help="config file (default ./config.toml)")] = None,
+          version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False,
           ) -> None:
     ctx.obj = State(config)
 
@@ -99,6 +121,14 @@ def _configured_alerts_db(ctx: typer.Context) -> Path:
     return cfg.path(cfg.alerts.db_path)
 
 
+def _configured_timezone(ctx: typer.Context) -> str:
+    """The city's time zone (`alerts.timezone`) when a config is in use, else Asia/Shanghai."""
+    st = state(ctx)
+    if st.config_path is None and not os.environ.get(CONFIG_ENV) and not Path(DEFAULT_PATH).exists():
+        return "Asia/Shanghai"
+    return st.config.alerts.timezone
+
+
 def _register_plugins() -> None:
     """Each package adds its commands here: one line per package."""
     from alerts.cli import register as alerts
@@ -112,7 +142,7 @@ def _register_plugins() -> None:
 
     for register in (provisioning, decoders, rules, deadletter, grafana, simulate, demo):
         register(app)
-    alerts(app, db_path=_configured_alerts_db)
+    alerts(app, db_path=_configured_alerts_db, timezone=_configured_timezone)
 
 
 _register_plugins()

@@ -7,6 +7,7 @@ import json
 import re
 import time
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 
@@ -18,10 +19,12 @@ deadletter_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode="rich")
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_ZONE = {"name": "Asia/Shanghai"}
+"""The city's time zone (`alerts.timezone` of the config): times are shown and read in it."""
 
 
 def _since_ns(value: str | None) -> int | None:
-    """`30m`, `2h`, `7d` ago, or an ISO 8601 time (UTC when it has no offset)."""
+    """`30m`, `2h`, `7d` ago, or an ISO 8601 time (the city's time zone when it has no offset)."""
     if value is None:
         return None
     m = _DURATION.match(value.strip())
@@ -34,7 +37,7 @@ def _since_ns(value: str | None) -> int | None:
         raise typer.BadParameter(f"{value!r} is neither a duration like 30m, 2h, 7d nor an ISO 8601 time",
                                  param_hint="--since") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
+        when = when.replace(tzinfo=ZoneInfo(_ZONE["name"]))
     return int(when.timestamp() * 1e9)
 
 
@@ -42,6 +45,7 @@ def _store(ctx: typer.Context) -> DeadLetterStore:
     from service.cli import state
 
     cfg = state(ctx).config
+    _ZONE["name"] = cfg.alerts.timezone
     path = cfg.path(cfg.pipeline.dead_letter_path)
     if not path.exists():
         typer.secho(f"no dead-letter store at {path} (nothing refused yet, or another config)", fg="yellow", err=True)
@@ -52,7 +56,7 @@ def _store(ctx: typer.Context) -> DeadLetterStore:
 def _time(ns: int | None) -> str:
     if ns is None:
         return "-"
-    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(ns / 1e9, ZoneInfo(_ZONE["name"])).isoformat(timespec="milliseconds")
 
 
 def _as_dict(d: DeadLetter, payload: bool = False) -> dict:
