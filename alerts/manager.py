@@ -21,8 +21,8 @@ from alerts.model import SEVERITY_RANK, AlertRecord, Event, Notice, fingerprint
 from alerts.notifiers.base import Notifier
 from alerts.routing import Router
 from alerts.store import AlertStore, Enqueue, HistoryEntry
-from provisioning.device import Device
-from rules.transition import AlertState, AlertTransition
+from core.device import Device
+from core.transition import AlertState, AlertTransition
 
 DEVICE_LABELS = ("kind", "model", "district", "street", "zone_class", "site")
 

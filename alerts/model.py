@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from provisioning.device import Device
+from core.device import Device
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 

@@ -24,6 +24,7 @@ from alerts.errors import PermanentError, RetryableError
 from alerts.model import Delivery
 from alerts.notifiers.base import Notifier
 from alerts.store import AlertStore
+from core import timing
 
 MAX_RETRY_AFTER_S = 3600.0
 
@@ -39,8 +40,7 @@ class OutboxStats:
 
 def backoff_s(attempt: int, cfg: OutboxConfig, rnd: float, retry_after_s: float | None = None) -> float:
     """Delay before attempt `attempt + 1`: base·2^(attempt-1) capped, ± jitter; at least the receiver's hint."""
-    delay = min(cfg.max_delay_s, cfg.base_delay_s * 2 ** max(0, attempt - 1))
-    delay *= 1 + cfg.jitter * (2 * rnd - 1)
+    delay = timing.jittered(timing.backoff_s(attempt, cfg.base_delay_s, cfg.max_delay_s), cfg.jitter, rnd)
     if retry_after_s is not None:
         delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
     return delay

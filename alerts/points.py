@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from alerts.model import fingerprint
-from rules.transition import AlertTransition
-from storage.reading import FieldValue, Reading
+from core.reading import FieldValue, Reading
+from core.transition import AlertTransition
 
 MEASUREMENT = "alerts"
 

@@ -16,8 +16,8 @@ from alerts.notifiers import build_notifiers
 from alerts.outbox import OutboxWorker
 from alerts.routing import Router
 from alerts.store import AlertStore
-from provisioning.device import Device
-from rules.transition import AlertTransition
+from core.device import Device
+from core.transition import AlertTransition
 
 PURGE_EVERY_S = 3600.0
 

@@ -41,17 +41,17 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from collectors.lorawan import parse as parse_envelope
-from collectors.uplink import Incoming
+from core.uplink import Incoming
 from decoders import derive, get_model
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
 from service.app import Service
 from service.collectors import PARSERS
 from service.config import parse_config
-from service.daemons import Daemon, start_influxd, start_mosquitto
 from service.metrics import Metrics
 from service.pipeline import Pipeline
-from service.simulator import FleetSimulator, Publisher, Scenario, SimUplink, demo_fleet
+from sim.daemons import Daemon, start_influxd, start_mosquitto
+from sim.simulator import FleetSimulator, Publisher, Scenario, SimUplink, demo_fleet
 from storage.deadletter import DeadLetterStore
 from storage.influx import InfluxClient
 from storage.lineprotocol import encode_reading, tag_string

@@ -13,10 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from service.daemons import start_influxd
+from core.reading import Reading
+from sim.daemons import start_influxd
 from storage.influx import InfluxClient
 from storage.lineprotocol import encode_reading, tag_string
-from storage.reading import Reading
 from storage.writer import BatchWriter
 
 KINDS = {  # values as codecs produce them: raw integers scaled by 0.1 or 0.01

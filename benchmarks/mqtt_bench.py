@@ -23,7 +23,7 @@ from loguru import logger
 
 from collectors.lorawan import build_chirpstack_event, parse_chirpstack
 from collectors.mqtt import Inbound, MqttConsumer
-from service.daemons import Daemon, start_mosquitto
+from sim.daemons import Daemon, start_mosquitto
 
 CLIENT_ID = "urbansense-bench"
 TOPIC_FILTER = "application/+/device/+/event/up"

@@ -16,10 +16,10 @@ import random
 import time
 from collections import defaultdict
 
-from provisioning.device import ZONE_CLASSES, Device
+from core.device import ZONE_CLASSES, Device
+from core.reading import Reading
 from rules.engine import Engine
 from rules.loader import load_rules
-from storage.reading import Reading
 
 S = 1_000_000_000
 T0 = 1_720_000_000 * S

@@ -15,7 +15,7 @@ class DecodeError(ValueError):
 
 @dataclass(slots=True)
 class Decoded:
-    """Canonical fields (names and units of SCHEMA.md) plus non-fatal warnings."""
+    """Canonical fields (names and units of docs/schema.md) plus non-fatal warnings."""
 
     fields: dict[str, FieldValue]
     warnings: list[str] = field(default_factory=list)

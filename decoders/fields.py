@@ -1,11 +1,11 @@
-"""Canonical field names and their one type (from storage.schema), vendor-field and health helpers."""
+"""Canonical field names and their one type (from core.schema), vendor-field and health helpers."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from core.schema import CANONICAL_TYPES, HEALTH_FIELDS, FieldType
 from decoders.codec import FieldValue
-from storage.schema import CANONICAL_TYPES, HEALTH_FIELDS, FieldType
 
 PYTHON_TYPES: Mapping[FieldType, type] = {
     FieldType.FLOAT: float, FieldType.INTEGER: int, FieldType.BOOLEAN: bool, FieldType.STRING: str,

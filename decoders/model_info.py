@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
+from core.kinds import KIND_NAMES
 from decoders.codec import Codec, FieldValue
 from decoders.fields import canonical_type
 from decoders.ranges import FieldRange
 
-KINDS: tuple[str, ...] = ("water_level", "bin_fill", "noise", "dust", "parking")
+KINDS: tuple[str, ...] = KIND_NAMES
+"""The reading kinds a model may have (the table is `core.kinds`)."""
 
 
 @dataclass(frozen=True, eq=False)

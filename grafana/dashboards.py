@@ -18,6 +18,7 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import geomap as gm
 
+from core.kinds import KINDS
 from grafana.influxql import InfluxQL
 from grafana.limits import level_thresholds, zone_limits
 from grafana.texts import Language, text
@@ -43,8 +44,7 @@ U_DBA, U_UGM3, U_PCT, U_MM = "suffix: dB(A)", "suffix: µg/m³", "percent", "len
 
 FILTER = '"district" =~ /^$district$/ AND "zone_class" =~ /^$zone_class$/ AND "device_id" =~ /^$device$/'
 
-PRIMARY_FIELD = {"noise": "laeq_db", "dust": "pm2_5_ugm3", "bin_fill": "fill_pct", "parking": "occupied",
-                 "water_level": "depth_mm"}
+PRIMARY_FIELD = {name: spec.primary_field for name, spec in KINDS.items()}
 
 
 def _ds() -> dm.DataSourceRef:
@@ -262,8 +262,7 @@ def _open_alerts_list(lang: Language) -> table.Panel:
 
 
 WORST: dict[str, tuple[str, str]] = {
-    "noise": ("laeq_db", U_DBA), "dust": ("pm2_5_ugm3", U_UGM3), "bin_fill": ("fill_pct", U_PCT),
-    "water_level": ("depth_mm", U_MM)}
+    name: (spec.primary_field, spec.dashboard.grafana_unit) for name, spec in KINDS.items() if spec.dashboard.worst_now}
 
 
 def _worst_now(lang: Language) -> stat.Panel:

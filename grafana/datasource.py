@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from grafana.dashboards import DATASOURCE_UID
-from service.config import SECRET_ENV, InfluxConfig
+from storage.config import INFLUXDB_PASSWORD_ENV, INFLUXDB_TOKEN_ENV, InfluxConfig
 
 DATASOURCE_NAME = "urbansense InfluxDB"
-PASSWORD_ENV = SECRET_ENV[("influxdb", "password")]
-TOKEN_ENV = SECRET_ENV[("influxdb", "token")]
+PASSWORD_ENV = INFLUXDB_PASSWORD_ENV
+TOKEN_ENV = INFLUXDB_TOKEN_ENV
 
 
 def _json_data(ic: InfluxConfig, with_token: bool) -> dict[str, Any]:

@@ -12,9 +12,9 @@ import time
 from collections.abc import Iterable
 from typing import Protocol
 
-from provisioning.device import Device
+from core.device import Device
+from core.reading import Reading
 from storage.lineprotocol import encode_reading, join_lines
-from storage.reading import Reading
 
 MEASUREMENT = "device_info"
 

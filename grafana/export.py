@@ -12,10 +12,10 @@ from typing import Any
 
 import yaml
 
+from grafana.config import GrafanaSettings
 from grafana.dashboards import build_dashboards
 from grafana.datasource import datasource_provisioning
 from grafana.texts import Language
-from service.config import Config
 
 DEFAULT_DASHBOARDS_PATH = "/etc/grafana/provisioning/dashboards/urbansense"
 
@@ -41,7 +41,7 @@ class Exported:
     files: list[Path]
 
 
-def export_tree(cfg: Config, out: Path, *, language: Language | None = None,
+def export_tree(cfg: GrafanaSettings, out: Path, *, language: Language | None = None,
                 dashboards_path: str = DEFAULT_DASHBOARDS_PATH) -> Exported:
     """Write the tree under `out`; `dashboards_path` is where Grafana will see `out/dashboards/urbansense`."""
     lang: Language = language or cfg.grafana.language

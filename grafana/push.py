@@ -13,10 +13,10 @@ from typing import Any
 from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaClientError
 
+from grafana.config import GrafanaSettings
 from grafana.dashboards import build_dashboards
 from grafana.datasource import datasource_body
 from grafana.texts import Language
-from service.config import Config
 
 FOLDER_UID = "urbansense"
 _VOLATILE = ("id", "version")
@@ -53,7 +53,7 @@ def _strip(dash: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in dash.items() if k not in _VOLATILE}
 
 
-def push_datasource(api: GrafanaApi, cfg: Config, report: PushReport) -> None:
+def push_datasource(api: GrafanaApi, cfg: GrafanaSettings, report: PushReport) -> None:
     body = datasource_body(cfg.influxdb)
     try:
         current = api.datasource.get_datasource_by_uid(body["uid"])
@@ -113,7 +113,7 @@ def push_dashboard(api: GrafanaApi, dash: dict[str, Any], report: PushReport) ->
     report.add("dashboard", uid, "updated")
 
 
-def push_all(cfg: Config, *, language: Language | None = None, api: GrafanaApi | None = None) -> PushReport:
+def push_all(cfg: GrafanaSettings, *, language: Language | None = None, api: GrafanaApi | None = None) -> PushReport:
     """Push the datasource, the folder and every dashboard; returns what changed."""
     gc = cfg.grafana
     api = api or GrafanaApi.from_url(gc.url, credential=gc.token or None, timeout=gc.timeout_s)

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TextIO
 
+from core.device import Device
 from provisioning.columns import COLUMNS
-from provisioning.device import Device
 from provisioning.validate import INSTALL_PARAMS
 
 HEADER: tuple[str, ...] = COLUMNS

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
+from core.keys import luhn_ok
 from provisioning.columns import STATUS_ALIASES
-from provisioning.keys import luhn_ok
 
 FREE_TEXT = frozenset({"address", "district", "street", "site"})
 """Columns kept as typed (Chinese punctuation stays); only surrounding spaces are trimmed."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from core.device import Device
 from provisioning.csvio import CsvRow
-from provisioning.device import Device
 from provisioning.validate import BBox, InvalidDevice, Problem, check_device
 
 

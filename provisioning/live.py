@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from provisioning.device import Device
+from core.device import Device
+from core.schema import TAG_KEYS
 from storage.influx import InfluxClient, quote_ident
-from storage.schema import TAG_KEYS
 
 FieldValue = float | int | bool | str
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import difflib
 import re
 
-from provisioning.device import Device
-from provisioning.keys import KeyError_, normalise_key
+from core.device import Device
+from core.keys import KeyError_, normalise_key
 from provisioning.registry import Registry
 
 _SEPARATORS = re.compile(r"[\s:\-]")

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from provisioning.device import Device
+from core.device import Device
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (

@@ -11,29 +11,21 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from provisioning.device import STATUSES, ZONE_CLASSES, Device
-from provisioning.keys import KeyError_, normalise_key
+from core.device import STATUSES, ZONE_CLASSES, Device
+from core.keys import KeyError_, normalise_key
+from core.kinds import INSTALL_PARAMS as INSTALL_PARAM_SPECS
+from core.kinds import USED_BY
+from decoders import UnknownModel, get_model
 
 Raw = Mapping[str, str | float | int | None]
 
 _ID = re.compile(r"[\w.\-:]{1,64}")
 MAX_TEXT = 200
 
-PLAUSIBLE_MM: dict[str, tuple[float, float]] = {
-    "mount_height_mm": (300.0, 10_000.0),
-    "bin_depth_mm": (200.0, 5_000.0),
-    "dead_zone_mm": (0.0, 2_000.0),
-}
-"""Install parameters: the range a real installation falls in (a pole 0.3–10 m above the road, a bin 0.2–5 m deep)."""
+PLAUSIBLE_MM: dict[str, tuple[float, float]] = {p.name: (p.lo, p.hi) for p in INSTALL_PARAM_SPECS.values()}
+"""Install parameters: the range a real installation falls in (from `core.kinds`)."""
 
-USED_BY: dict[str, tuple[str, ...]] = {
-    "mount_height_mm": ("water_level",),
-    "bin_depth_mm": ("bin_fill",),
-    "dead_zone_mm": ("water_level", "bin_fill"),
-}
-"""Which kinds each install parameter applies to; a value for another kind is a shifted column, refused."""
-
-INSTALL_PARAMS: tuple[str, ...] = tuple(PLAUSIBLE_MM)
+INSTALL_PARAMS: tuple[str, ...] = tuple(INSTALL_PARAM_SPECS)
 INTERVAL_RANGE_S = (10, 7 * 24 * 3600)
 
 
@@ -145,8 +137,6 @@ def check_device(raw: Raw, *, bbox: BBox | Sequence[float] | None = None) -> Dev
     empty ones take their defaults. The model fixes the kind and which install parameters
     are needed.
     """
-    from decoders import UnknownModel, get_model
-
     problems: list[Problem] = []
     box: BBox | None = tuple(bbox) if bbox else None  # type: ignore[assignment]
     device_id = _text(raw, "id")

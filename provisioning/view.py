@@ -7,7 +7,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from provisioning.device import Device
+from core.device import Device
 from provisioning.registry import Registry
 
 

@@ -1,7 +1,6 @@
 """The rules engine: TOML rule files, per-device windows and trends, alert transitions (see rules/README.md).
 
-Names are imported on first use, so `from rules.transition import ...` (the shared contract)
-stays cheap and free of import cycles for the packages that only need that.
+Names are imported on first use, so importing one submodule stays cheap.
 """
 
 from importlib import import_module
@@ -16,9 +15,6 @@ _EXPORTS = {
     "check_rules": "rules.loader",
     "load_rules": "rules.loader",
     "readings_from_series": "rules.warmup",
-    "AlertState": "rules.transition",
-    "AlertTransition": "rules.transition",
-    "Severity": "rules.transition",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -14,17 +14,17 @@ import math
 from collections.abc import Callable, Iterable
 from math import isfinite
 
-from provisioning.device import Device
-from rules.durations import format_duration
+from core.device import Device
+from core.reading import Reading
+from core.timing import format_duration
+from core.transition import AlertState, AlertTransition
 from rules.machine import FIRING, PENDING, AlertMachine, Change, RuleState, Timing
 from rules.model import ANY, OP_SYMBOLS, OPS, Rule
 from rules.nodata import SilenceWatcher
 from rules.schedule import LocalClock, period_at
-from rules.transition import AlertState, AlertTransition
 from rules.trend import time_to_threshold
 from rules.warmup import warm_up_queries
 from rules.windows import TrendWindow, Window, make_window
-from storage.reading import Reading
 
 _NS = 1_000_000_000
 _TAG_KEYS_FROM_REGISTRY = ("district", "zone_class", "model", "site")

@@ -15,9 +15,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provisioning.device import ZONE_CLASSES
+from core.device import ZONE_CLASSES
+from core.kinds import HEALTH_FIELD_NAMES, KIND_NAMES
+from core.kinds import KINDS as KIND_SPECS
+from core.timing import format_duration, parse_duration
+from core.transition import Severity
 from rules.crosscheck import Vocabulary, cross_check
-from rules.durations import parse_duration
 from rules.model import (
     AGGREGATES,
     ANY,
@@ -33,19 +36,11 @@ from rules.model import (
     Threshold,
 )
 from rules.schedule import load_zone, overlap, parse_span
-from rules.transition import Severity
 
 PRESETS_DIR = Path(__file__).parent / "presets"
-KINDS = ("noise", "dust", "bin_fill", "parking", "water_level")
-CANONICAL_FIELDS = {
-    "noise": ("laeq_db", "lmax_db", "lmin_db", "lcpeak_db"),
-    "dust": ("pm1_0_ugm3", "pm2_5_ugm3", "pm10_ugm3", "tsp_ugm3"),
-    "bin_fill": ("distance_mm", "fill_pct", "tilt_deg", "tilted"),
-    "parking": ("occupied", "vehicle_count"),
-    "water_level": ("distance_mm", "depth_mm"),
-}
-HEALTH_FIELDS = ("battery_pct", "battery_v", "temperature_c", "humidity_pct", "rssi_dbm", "snr_db",
-                 "fcnt", "fcnt_gap")
+KINDS = KIND_NAMES
+CANONICAL_FIELDS = {name: spec.field_names for name, spec in KIND_SPECS.items()}
+HEALTH_FIELDS = HEALTH_FIELD_NAMES
 ZONE_KEYS = (*ZONE_CLASSES, "default")
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
@@ -280,7 +275,7 @@ class _RuleParser:
         )
 
     def check_field(self, fld: str, kinds: frozenset[str] | None) -> None:
-        """Warn on a likely typo of a canonical field; other names may be vendor fields (SCHEMA.md)."""
+        """Warn on a likely typo of a canonical field; other names may be vendor fields (docs/schema.md)."""
         if kinds is None:
             return
         known = {f for k in kinds for f in CANONICAL_FIELDS.get(k, ())} | set(HEALTH_FIELDS)
@@ -547,8 +542,6 @@ class _RuleParser:
 
 def describe(rule: Rule) -> Mapping[str, str]:
     """One line per rule for `rules check`: what it watches and when it fires."""
-    from rules.durations import format_duration
-
     if rule.is_no_data:
         factor = rule.no_data.factor if rule.no_data else None
         what = f"silent > expected interval × {'the engine factor' if factor is None else f'{factor:g}'}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rules.transition import AlertState, Severity
+from core.transition import AlertState, Severity
 
 INACTIVE, PENDING, FIRING, RESOLVED = AlertState.INACTIVE, AlertState.PENDING, AlertState.FIRING, AlertState.RESOLVED
 

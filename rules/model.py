@@ -6,7 +6,7 @@ import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from rules.transition import Severity
+from core.transition import Severity
 
 ANY = "*"
 AGGREGATES = ("last", "mean", "min", "max", "count", "rate", "laeq", "slope", "eta")

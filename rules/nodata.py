@@ -10,11 +10,11 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Mapping
 
-from provisioning.device import Device
-from rules.durations import format_duration
+from core.device import Device
+from core.timing import format_duration
+from core.transition import AlertState, AlertTransition
 from rules.machine import RuleState
 from rules.model import Rule
-from rules.transition import AlertState, AlertTransition
 
 _NS = 1_000_000_000
 TagsOf = Callable[[str, tuple[tuple[str, str], ...]], dict[str, str]]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from core.reading import Reading
 from rules.model import Rule
-from storage.reading import Reading
 
 TAG_KEYS = ("device_id", "model", "district", "zone_class", "site")
 _NS = 1_000_000_000

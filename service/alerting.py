@@ -17,15 +17,15 @@ from loguru import logger
 
 from alerts.points import transition_point
 from alerts.runtime import Alerts
+from core.reading import Reading
+from core.transition import AlertTransition
 from provisioning.view import RegistryView
 from rules.engine import Engine
 from rules.loader import load_rules
-from rules.transition import AlertTransition
 from rules.warmup import readings_from_series
 from service.config import Config
 from storage.influx import InfluxClient
 from storage.lineprotocol import encode_reading
-from storage.reading import Reading
 from storage.writer import BatchWriter
 
 

@@ -9,7 +9,8 @@ import time
 
 from loguru import logger
 
-from collectors.uplink import Incoming, Sink
+from core.timing import backoff_s
+from core.uplink import Incoming, Sink
 from grafana.device_info import write_device_info
 from provisioning.view import RegistryView
 from service.alerting import Alerting
@@ -80,7 +81,7 @@ class Service:
                                  parsers=PARSERS, log_every_s=cfg.pipeline.log_every_s)
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
-        self.collectors = build_collectors(cfg, self.metrics)
+        self.collectors = build_collectors(cfg, lambda: view.by_key, self.metrics)
         if cfg.metrics.enabled:
             self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
                                                 ready=self._ready)
@@ -146,15 +147,16 @@ class Service:
 
     async def _ensure_database(self) -> None:
         assert self.influx is not None
-        delay = 0.5
+        attempt = 0
         while not self.stopping.is_set():
+            attempt += 1
+            delay = backoff_s(attempt, 0.5, 10.0)
             try:
                 await self.influx.ensure_database()
                 return
             except Exception as exc:  # any failure here is retried: InfluxDB may still be starting
                 logger.warning("InfluxDB not ready ({}); retrying in {:.1f}s", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
 
     async def _refresh_registry(self, view: RegistryView) -> None:
         while True:

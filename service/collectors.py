@@ -10,9 +10,11 @@ from collections.abc import Callable
 from typing import Protocol
 
 from collectors.lorawan import parse as parse_lorawan
+from collectors.lorawan.collector import LorawanCollector
 from collectors.nbiot.frame import parse_udp
 from collectors.nbiot.platforms import parse_ctwing_dead, parse_onenet_dead
-from collectors.uplink import Sink, Uplink
+from core.device import DeviceSource
+from core.uplink import Sink, Uplink
 from service.config import Config
 
 
@@ -26,9 +28,7 @@ class Collector(Protocol):
     def ready(self) -> tuple[bool, str]: ...
 
 
-def _lorawan(cfg: Config) -> Collector | None:
-    from collectors.lorawan.collector import LorawanCollector
-
+def _lorawan(cfg: Config, devices: DeviceSource) -> Collector | None:
     lw, mc = cfg.lorawan, cfg.mqtt
     topics = [t for on, t in ((lw.chirpstack, lw.chirpstack_topic), (lw.tts, lw.tts_topic)) if on]
     if not topics:
@@ -40,7 +40,8 @@ def _lorawan(cfg: Config) -> Collector | None:
                             reconnect_max_s=mc.reconnect_max_s)
 
 
-def _nbiot(cfg: Config) -> Collector | None:
+def _nbiot(cfg: Config, devices: DeviceSource) -> Collector | None:
+    # imported only when enabled: aiohttp and aiocoap take a second or more to import
     from collectors.nbiot.coap import CoapEndpoint
     from collectors.nbiot.collector import NbiotCollector
     from collectors.nbiot.push import PushReceiver
@@ -56,27 +57,30 @@ def _nbiot(cfg: Config) -> Collector | None:
                           max_body_bytes=nb.max_body_bytes) if nb.push else None)
 
 
-def _modbus(cfg: Config) -> Collector | None:
-    from collectors.modbus.collector import ModbusCollector
-
+def _modbus(cfg: Config, devices: DeviceSource) -> Collector | None:
     mb = cfg.modbus
     if not mb.enabled:
         return None
-    return ModbusCollector(registry_path=cfg.path(cfg.registry.path), min_interval_s=mb.min_interval_s,
+    from collectors.modbus.collector import ModbusCollector  # pymodbus is imported only when polling is on
+
+    return ModbusCollector(devices=devices, min_interval_s=mb.min_interval_s,
                            timeout_s=mb.timeout_s, backoff_max_s=mb.backoff_max_s, rtu_ports=tuple(mb.rtu_ports),
                            reload_interval_s=cfg.registry.reload_interval_s)
 
 
-FACTORIES: dict[str, Callable[[Config], Collector | None]] = {
+FACTORIES: dict[str, Callable[[Config, DeviceSource], Collector | None]] = {
     "lorawan": _lorawan,
     "nbiot": _nbiot,
     "modbus": _modbus,
 }
 
 
-def build_collectors(cfg: Config, metrics: object = None) -> list[Collector]:
-    """The collectors the config enables, in registration order; those with `bind_metrics` get `metrics`."""
-    collectors = [c for make in FACTORIES.values() if (c := make(cfg)) is not None]
+def build_collectors(cfg: Config, devices: DeviceSource, metrics: object = None) -> list[Collector]:
+    """The collectors the config enables, in registration order; those with `bind_metrics` get `metrics`.
+
+    `devices` is the service's registry view (devices by key), for collectors that poll.
+    """
+    collectors = [c for make in FACTORIES.values() if (c := make(cfg, devices)) is not None]
     for c in collectors:
         bind = getattr(c, "bind_metrics", None)
         if metrics is not None and bind is not None:

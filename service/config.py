@@ -12,17 +12,20 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from alerts.config import AlertsConfig
+from core.config import Section
+from grafana.config import GRAFANA_TOKEN_ENV, GrafanaConfig
+from storage.config import INFLUXDB_PASSWORD_ENV, INFLUXDB_TOKEN_ENV, InfluxConfig
 
 DEFAULT_PATH = "config.toml"
 CONFIG_ENV = "URBANSENSE_CONFIG"
 SECRET_ENV = {
     ("mqtt", "password"): "URBANSENSE_MQTT_PASSWORD",
-    ("influxdb", "password"): "URBANSENSE_INFLUXDB_PASSWORD",
-    ("influxdb", "token"): "URBANSENSE_INFLUXDB_TOKEN",
-    ("grafana", "token"): "URBANSENSE_GRAFANA_TOKEN",
+    ("influxdb", "password"): INFLUXDB_PASSWORD_ENV,
+    ("influxdb", "token"): INFLUXDB_TOKEN_ENV,
+    ("grafana", "token"): GRAFANA_TOKEN_ENV,
     ("nbiot", "ctwing_token"): "URBANSENSE_CTWING_TOKEN",
     ("nbiot", "onenet_token"): "URBANSENSE_ONENET_TOKEN",
 }
@@ -32,8 +35,7 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message names the file and key(s)."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+_Section = Section
 
 
 class MqttConfig(_Section):
@@ -57,20 +59,6 @@ class LorawanConfig(_Section):
     chirpstack_topic: str = Field("application/+/device/+/event/up", description="ChirpStack topic filter")
     tts: bool = Field(False, description="subscribe to The Things Stack v3 uplinks")
     tts_topic: str = Field("v3/+/devices/+/up", description="The Things Stack topic filter")
-
-
-class InfluxConfig(_Section):
-    url: str = Field("http://127.0.0.1:8086", description="InfluxDB base URL (v1 API)")
-    database: str = Field("urbansense", min_length=1, description="database (1.x) or DBRP-mapped bucket")
-    username: str = Field("", description="v1 user name")
-    password: str = Field("", description="v1 password (or env URBANSENSE_INFLUXDB_PASSWORD)")
-    token: str = Field("", description="v2/v3 token (or env URBANSENSE_INFLUXDB_TOKEN)")
-    retention_policy: str = Field("", description="retention policy, empty for the default")
-    create_database: bool = Field(True, description="create the database on start (1.x)")
-    batch_size: int = Field(5000, ge=1, description="lines per write")
-    flush_interval_s: float = Field(0.2, gt=0, description="longest a line waits before a write")
-    max_batches_in_flight: int = Field(2, ge=1, description="writes under way before backpressure")
-    timeout_s: float = Field(10.0, gt=0, description="HTTP timeout per write")
 
 
 class RegistryConfig(_Section):
@@ -115,14 +103,6 @@ class SpoolConfig(_Section):
 
 
 # Sections added by collectors of other transports go here, one line each in `Config`.
-
-
-class GrafanaConfig(_Section):
-    url: str = Field("http://127.0.0.1:3000", description="Grafana base URL for `urbansense grafana push`")
-    token: str = Field("", description="Grafana service-account token (or env URBANSENSE_GRAFANA_TOKEN)")
-    language: Literal["zh", "en"] = Field("zh", description="dashboard and panel titles: zh or en")
-    folder: str = Field("UrbanSense", min_length=1, description="Grafana folder of the dashboards")
-    timeout_s: float = Field(10.0, gt=0, description="HTTP timeout per Grafana API call")
 
 
 class NbiotConfig(_Section):

@@ -14,15 +14,16 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
-from collectors.uplink import EnvelopeError, Incoming, Uplink
+from core.device import Device
+from core.reading import Reading
+from core.rejected import Rejected
+from core.uplink import Incoming, Uplink
 from decoders import DecodeError, UnknownModel, derive, get_model, health_fields
-from provisioning.device import Device
 from provisioning.view import RegistryView
 from service.inbox import Inbox
 from service.metrics import Metrics
 from storage.deadletter import DeadLetter, DeadLetterStore
 from storage.lineprotocol import encode_reading
-from storage.reading import Reading
 from storage.writer import BatchWriter
 
 Parser = Callable[[str, bytes, int], Uplink]
@@ -42,16 +43,6 @@ class PipelineStats:
     def catching_up(self, now_ns: int, now_mono: float, lag_s: float = 60.0, recent_s: float = 10.0) -> bool:
         """True while recent chunks carry only old readings: a backlog being replayed, not live data."""
         return now_mono - self.newest_at < recent_s and now_ns - self.newest_ns > lag_s * 1e9
-
-
-class Rejected(Exception):
-    """A message that becomes a dead letter: `reason` is its stable label."""
-
-    def __init__(self, reason: str, detail: str, device_key: str | None = None) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-        self.device_key = device_key
 
 
 class Pipeline:
@@ -97,10 +88,7 @@ class Pipeline:
             parse = self.parsers.get(msg.source)
             if parse is None:
                 raise Rejected("unknown_source", f"no envelope parser for source {msg.source!r}")
-            try:
-                up = parse(msg.topic, msg.payload, msg.received_ns)
-            except EnvelopeError as exc:
-                raise Rejected(exc.reason, exc.detail) from None
+            up = parse(msg.topic, msg.payload, msg.received_ns)  # raises EnvelopeError, a Rejected
         device = self.view.by_key.get(up.device_key)
         if device is None:
             raise Rejected("unknown_device", f"no registered device has key {up.device_key}", up.device_key)

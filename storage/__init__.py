@@ -1,5 +1,6 @@
 """Storage: the only code that talks to InfluxDB (line protocol, batching, InfluxQL) plus the dead-letter store."""
 
+from core.reading import Reading
 from storage.deadletter import DeadLetter, DeadLetterStore
 from storage.errors import (
     PartialWriteError,
@@ -13,7 +14,6 @@ from storage.errors import (
 )
 from storage.influx import InfluxClient
 from storage.lineprotocol import encode_point, encode_reading
-from storage.reading import Reading
 from storage.writer import BatchWriter, WriterStats
 
 __all__ = [

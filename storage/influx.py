@@ -8,14 +8,13 @@ covers all three. Every failure is raised as one of `storage.errors`.
 from __future__ import annotations
 
 import re
-import time
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 import orjson
 from loguru import logger
 
+from core.timing import parse_retry_after
 from storage.errors import (
     PartialWriteError,
     PayloadTooLarge,
@@ -29,24 +28,6 @@ from storage.errors import (
 
 _DROPPED = re.compile(r"dropped=(\d+)")
 _MAX_TEXT = 4000
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None or when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _error_text(body: bytes) -> tuple[str, list[tuple[int | None, str, str]]]:

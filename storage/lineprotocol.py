@@ -30,8 +30,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from storage.reading import Reading
-from storage.schema import (
+from core.reading import Reading
+from core.schema import (
     CANONICAL_TYPES,
     INT64_MAX,
     INT64_MIN,

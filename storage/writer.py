@@ -23,6 +23,7 @@ from typing import Protocol
 
 from loguru import logger
 
+from core.timing import backoff_s, equal_jitter
 from storage.errors import (
     PartialWriteError,
     PayloadTooLarge,
@@ -449,8 +450,8 @@ class BatchWriter:
 
     def _backoff(self, failures: int, cap: float | None = None) -> float:
         """Capped exponential backoff with equal jitter: between half and all of base·2^(n-1)."""
-        ceiling = min(self.backoff_max_s if cap is None else cap, self.backoff_initial_s * 2 ** min(failures - 1, 30))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+        ceiling = backoff_s(failures, self.backoff_initial_s, self.backoff_max_s if cap is None else cap)
+        return equal_jitter(ceiling, random.random())
 
     def _written(self, points: int, seconds: float) -> None:
         self.stats.points_written += points

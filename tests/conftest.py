@@ -10,7 +10,7 @@ import httpx
 import pytest
 from hypothesis import settings
 
-from service.daemons import Daemon, start_influxd, start_mosquitto
+from sim.daemons import Daemon, start_influxd, start_mosquitto
 
 # No per-example deadline: a loaded 2-core CI machine makes timing flaky, and speed is measured by
 # benchmarks, not tests. Under CI the examples are derandomized, so a run is reproducible.

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from conftest import influx_query
 
-from provisioning.device import Device
+from core.device import Device
 from provisioning.registry import Registry
-from service.daemons import Daemon
+from sim.daemons import Daemon
 
 
 def imei(n: int) -> str:

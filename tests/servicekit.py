@@ -11,7 +11,7 @@ from pathlib import Path
 
 from service.app import Service
 from service.config import Config, parse_config
-from service.daemons import Daemon
+from sim.daemons import Daemon
 
 
 def make_config(tmp: Path, mosquitto: Daemon, influxd: Daemon, db: str, **sections: dict) -> Config:

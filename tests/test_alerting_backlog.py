@@ -10,8 +10,8 @@ from conftest import influx_query
 from servicekit import make_config, running, wait_until
 
 from provisioning.registry import Registry
-from service.daemons import Daemon
-from service.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
+from sim.daemons import Daemon
+from sim.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
 
 MIN = 60_000_000_000
 

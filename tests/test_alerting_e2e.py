@@ -24,11 +24,11 @@ from servicekit import make_config, running, wait_until
 
 from alerts.testing import RecordingServer
 from collectors.lorawan.chirpstack import build_chirpstack_event
+from core.device import Device
 from decoders import get_model
-from provisioning.device import Device
 from provisioning.registry import Registry
-from service.daemons import Daemon
-from service.simulator import Publisher
+from sim.daemons import Daemon
+from sim.simulator import Publisher
 
 MIN = 60_000_000_000
 CST = ZoneInfo("Asia/Shanghai")

@@ -12,7 +12,7 @@ from alerts.errors import AlertsError
 from alerts.model import fingerprint
 from alerts.runtime import Alerts
 from alerts.store import AlertStore
-from rules.transition import AlertState, AlertTransition, Severity
+from core.transition import AlertState, AlertTransition, Severity
 
 S = 10**9
 T0 = 1_784_600_000 * S

@@ -10,15 +10,15 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from alerts.cli import register
 from alerts.config import AlertsConfig
 from alerts.manager import AlertManager
 from alerts.model import fingerprint
 from alerts.notifiers import build_notifiers
 from alerts.routing import Router
 from alerts.store import AlertStore
-from provisioning.device import Device
-from rules.transition import AlertState, AlertTransition, Severity
+from cli.alerts import register
+from core.device import Device
+from core.transition import AlertState, AlertTransition, Severity
 
 CONFIG = AlertsConfig.model_validate({
     "repeat_interval_s": 1,

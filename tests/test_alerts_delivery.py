@@ -21,9 +21,9 @@ from alerts.config import AlertsConfig
 from alerts.model import fingerprint
 from alerts.runtime import Alerts
 from alerts.testing import RecordingServer
-from provisioning.device import Device
-from rules.transition import AlertState, AlertTransition, Severity
-from service.daemons import free_port
+from core.device import Device
+from core.transition import AlertState, AlertTransition, Severity
+from sim.daemons import free_port
 
 pytestmark = pytest.mark.timeout(90)
 

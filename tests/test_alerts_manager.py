@@ -13,8 +13,8 @@ from alerts.model import Event, fingerprint
 from alerts.notifiers import build_notifiers
 from alerts.routing import Router
 from alerts.store import AlertStore
-from provisioning.device import Device
-from rules.transition import AlertState, AlertTransition, Severity
+from core.device import Device
+from core.transition import AlertState, AlertTransition, Severity
 
 S = 10**9
 T0 = 1_784_600_000 * S

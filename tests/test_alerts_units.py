@@ -13,7 +13,6 @@ import pytest
 from pydantic import ValidationError
 
 from alerts.categories import load_categories
-from alerts.cli import parse_duration_s
 from alerts.config import AlertsConfig, OutboxConfig, RouteConfig
 from alerts.errors import AlertsError
 from alerts.geo import wgs84_to_gcj02
@@ -28,8 +27,9 @@ from alerts.notifiers.wecom import render_markdown as wecom_markdown
 from alerts.outbox import backoff_s
 from alerts.points import transition_point
 from alerts.routing import Router
-from provisioning.device import Device
-from rules.transition import AlertState, AlertTransition, Severity
+from cli.alerts import parse_duration_s
+from core.device import Device
+from core.transition import AlertState, AlertTransition, Severity
 
 T0 = 1_784_600_000_000_000_000  # 2026-07-21 (UTC)
 WL = Device(id="wl-001", key="a84041000181c001", model="dragino-ldds75", kind="water_level",

@@ -8,7 +8,7 @@ from importlib.metadata import version
 import typer
 from typer.testing import CliRunner
 
-from service.cli import app
+from cli.app import app
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "200", "NO_COLOR": "1"}
@@ -48,7 +48,7 @@ def test_alert_times_are_in_the_configured_city_zone_with_the_zone_shown(tmp_pat
     from alerts.notifiers import build_notifiers
     from alerts.routing import Router
     from alerts.store import AlertStore
-    from rules.transition import AlertState, AlertTransition, Severity
+    from core.transition import AlertState, AlertTransition, Severity
 
     monkeypatch.setenv("TZ", "UTC")   # the machine's zone must not matter
     _time.tzset()

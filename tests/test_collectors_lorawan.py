@@ -19,7 +19,7 @@ from collectors.lorawan import (
     parse_tts,
 )
 from collectors.rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
-from collectors.uplink import EnvelopeError, Uplink
+from core.uplink import EnvelopeError, Uplink
 
 RECEIVED = 1_800_000_000_000_000_000
 

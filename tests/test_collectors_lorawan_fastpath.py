@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from collectors.lorawan import build_chirpstack_event
 from collectors.lorawan.chirpstack import _parse_checked, _parse_common
 from collectors.rfc3339 import _parse_after_minute, _parse_minute, parse_rfc3339_ns
-from collectors.uplink import EnvelopeError
+from core.uplink import EnvelopeError
 
 RECEIVED = 1_800_000_000_000_000_000
 _TOPIC, _BODY = build_chirpstack_event("a81758fffe0312f4", b"\x01\x02\x03", 1, 9, 1_700_000_000_123_456_789,

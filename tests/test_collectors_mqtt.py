@@ -14,7 +14,7 @@ import pytest
 
 from collectors.lorawan import build_chirpstack_event, parse
 from collectors.mqtt import Inbound, MqttConsumer
-from service.daemons import Daemon, free_port, start_mosquitto
+from sim.daemons import Daemon, free_port, start_mosquitto
 
 TOPIC_FILTER = "application/+/device/+/event/up"
 WAIT = 10.0

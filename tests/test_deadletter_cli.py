@@ -9,11 +9,11 @@ from conftest import influx_query
 from servicekit import running, wait_until
 from typer.testing import CliRunner
 
+from cli.app import app
 from provisioning.registry import Registry
-from service.cli import app
 from service.config import load_config
-from service.daemons import Daemon
-from service.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
+from sim.daemons import Daemon
+from sim.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
 
 
 def cli(cfg_path: Path, *args: str) -> tuple[int, str]:

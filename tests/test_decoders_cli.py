@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from decoders.cli import register
+from cli.decoders import register
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collectors.lorawan.chirpstack import build_chirpstack_event
-from collectors.uplink import Incoming
+from core.device import Device
+from core.uplink import Incoming
 from decoders import all_models
-from provisioning.device import Device
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
 from service.collectors import PARSERS

@@ -23,8 +23,8 @@ from conftest import influx_query
 from servicekit import make_config, running, wait_until
 
 from provisioning.registry import Registry
-from service.daemons import Daemon, start_influxd, start_mosquitto
-from service.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
+from sim.daemons import Daemon, start_influxd, start_mosquitto
+from sim.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
 from storage.deadletter import DeadLetterStore
 
 DB = "faults"
@@ -212,6 +212,7 @@ def test_service_killed_with_sigkill_three_times_stores_every_uplink_once(
             kills += 1
             time.sleep(1)
             proc = start()
+        wait_subscribed(kills + 1)
         published = stream.wait()
         counts = tally(f"service SIGKILLed {kills} times", influxd, stream, published)
     finally:

@@ -10,8 +10,8 @@ import yaml
 from grafana_foundation_sdk.models.dashboard import Dashboard
 from typer.testing import CliRunner
 
+from cli.app import app
 from grafana.dashboards import DATASOURCE_UID, SCHEMA_VERSION, build_dashboards
-from service.cli import app
 from service.config import parse_config
 
 PANEL_TYPES = {"timeseries", "stat", "bargauge", "table", "geomap"}

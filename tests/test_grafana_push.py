@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from cli.app import app
 from grafana.dashboards import build_dashboards
 from grafana.push import push_all
-from service.cli import app
 from service.config import parse_config
 
 

@@ -11,12 +11,12 @@ from conftest import influx_query
 from servicekit import make_config, running, wait_until
 
 from alerts.points import transition_point
+from core.transition import AlertState, AlertTransition, Severity
 from grafana.dashboards import build_dashboards
 from grafana.device_info import device_info_lines
 from grafana.influxql import Expansion, expand
 from provisioning.registry import Registry
-from rules.transition import AlertState, AlertTransition, Severity
-from service.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
+from sim.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
 from storage.lineprotocol import encode_reading, join_lines
 
 ROUNDS, STEP_S = 25, 300  # one uplink per device every 5 minutes over the last 2 hours
@@ -54,7 +54,7 @@ def _queries(dashboards: dict) -> list[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def stormed(tmp_path_factory: pytest.TempPathFactory, influxd, request) -> str:
     """A database holding 2 hours of a rainstorm over 朝阳 from the demo fleet, ingested by the real service."""
-    from service.daemons import start_mosquitto
+    from sim.daemons import start_mosquitto
 
     tmp = tmp_path_factory.mktemp("grafana")
     db = "t_grafana_storm"

@@ -14,19 +14,19 @@ from conftest import influx_query
 from nbiotkit import nb_fleet, provision
 from servicekit import make_config, running, wait_until
 
+from cli.rules import replay
 from collectors.lorawan import build_chirpstack_event
+from core.device import Device
+from core.reading import Reading
+from core.transition import AlertState
 from decoders import get_model
 from grafana.dashboards import NOISE_LIMITS, WATER_CLOSE_MM, WATER_WARN_MM, build_dashboards
 from grafana.influxql import Expansion, expand
-from provisioning.device import Device
-from rules.cli import replay
 from rules.loader import load_rules
-from rules.transition import AlertState
-from service.daemons import Daemon
-from service.simulate_nbiot import NbiotSimulator, UdpPlayer
-from service.simulator import Publisher, Scenario
+from sim.daemons import Daemon
+from sim.nbiot import NbiotSimulator, UdpPlayer
+from sim.simulator import Publisher, Scenario
 from storage.lineprotocol import encode_reading, join_lines
-from storage.reading import Reading
 
 ALL = Expansion(range_="1h", interval="1m", variables={
     "district": ([".*"], False), "zone_class": ([".*"], False), "device": ([".*"], False),

@@ -17,10 +17,10 @@ from pymodbus.server import ModbusTcpServer
 from servicekit import make_config, running, wait_until
 
 from collectors.modbus.address import parse_key
+from core.device import Device
 from decoders import get_model
 from decoders.engines.modbus import Register, RegisterMapCodec, to_payload, to_registers
-from provisioning.device import Device
-from service.daemons import Daemon, free_port
+from sim.daemons import Daemon, free_port
 
 RADAR = get_model("generic-mb-radar")
 

@@ -11,9 +11,9 @@ from pymodbus.framer import FramerRTU
 
 from collectors.nbiot.frame import build_ack, build_frame, crc16_modbus, parse_frame
 from collectors.nbiot.platforms import onenet_signature, parse_ctwing, parse_onenet_msg
-from collectors.uplink import EnvelopeError
+from core.uplink import EnvelopeError
 from decoders import get_model
-from service.simulate_nbiot import ctwing_push, ctwing_push_decoded, onenet_push
+from sim.nbiot import ctwing_push, ctwing_push_decoded, onenet_push
 
 IMEI = imei(7)
 

@@ -16,9 +16,9 @@ from nbiotkit import count, imei, nb_fleet, provision, stored
 from servicekit import make_config, running, wait_until
 
 from collectors.nbiot.frame import build_frame, parse_frame
-from service.daemons import Daemon, free_port
-from service.simulate_nbiot import NbiotSimulator, UdpPlayer, ctwing_push, ctwing_push_decoded, onenet_push
-from service.simulator import Scenario
+from sim.daemons import Daemon, free_port
+from sim.nbiot import NbiotSimulator, UdpPlayer, ctwing_push, ctwing_push_decoded, onenet_push
+from sim.simulator import Scenario
 from storage.deadletter import DeadLetterStore
 
 T0 = 1_760_000_000
@@ -185,7 +185,7 @@ pytestmark = pytest.mark.timeout(180)
 
 def test_simulate_plays_nbiot_devices_over_udp_and_ctwing(
         tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
-    from service.simulate_nbiot import run_nbiot
+    from sim.nbiot import run_nbiot
 
     cfg = _config(tmp_path, mosquitto, influxd, influx_db, udp=True, udp_port=free_port(), push=True,
                   push_port=free_port(), ctwing_token="tok-1")

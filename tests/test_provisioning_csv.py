@@ -10,8 +10,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from cli.app import app
 from provisioning.csvio import HEADER
-from service.cli import app
 
 runner = CliRunner()
 DISTRICTS = ("朝阳区", "海淀区", "东城区", "丰台区")

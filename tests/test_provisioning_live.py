@@ -15,14 +15,14 @@ from conftest import influx_query
 from servicekit import make_config, running, wait_until
 from typer.testing import CliRunner
 
+from cli.app import app
 from collectors.lorawan import build_chirpstack_event
+from core.reading import Reading
 from decoders import get_model
-from service.cli import app
-from service.daemons import Daemon
-from service.simulator import Publisher
+from sim.daemons import Daemon
+from sim.simulator import Publisher
 from storage.deadletter import DeadLetterStore
 from storage.lineprotocol import encode_reading
-from storage.reading import Reading
 
 runner = CliRunner()
 KEY = "24e124713c210001"

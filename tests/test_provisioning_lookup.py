@@ -8,8 +8,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from service.cli import app
-from service.daemons import Daemon
+from cli.app import app
+from sim.daemons import Daemon
 from storage.deadletter import DeadLetter, DeadLetterStore
 
 runner = CliRunner()

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from provisioning.device import Device
-from provisioning.keys import KeyError_, normalise_deveui, normalise_imei, normalise_key
+from cli.app import app
+from core.device import Device
+from core.keys import KeyError_, normalise_deveui, normalise_imei, normalise_key
 from provisioning.registry import Registry, RegistryError
 from provisioning.view import RegistryView
-from service.cli import app
 
 runner = CliRunner()
 

@@ -12,10 +12,10 @@ import pytest
 from openpyxl import Workbook, load_workbook
 from typer.testing import CliRunner
 
+from cli.app import app
 from provisioning.columns import COLUMNS, TEMPLATE_EXAMPLE
 from provisioning.excel_repair import CellRefused, repair_cell
 from provisioning.validate import check_device
-from service.cli import app
 
 runner = CliRunner()
 HEADER_ZH = ["设备编号", "DevEUI", "IMEI", "型号", "纬度", "经度", "地址", "区", "街道", "声环境功能区",
@@ -48,7 +48,7 @@ def fleet() -> list[list[object]]:
 
 
 def _luhn(digits: str) -> bool:
-    from provisioning.keys import luhn_ok
+    from core.keys import luhn_ok
     return luhn_ok(digits)
 
 

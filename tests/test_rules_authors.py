@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from provisioning.device import Device
+from cli.app import app
+from core.device import Device
 from provisioning.registry import Registry
 from rules.loader import PRESETS_DIR
-from service.cli import app
 
 WIDE = {"COLUMNS": "300", "NO_COLOR": "1"}
 runner = CliRunner()

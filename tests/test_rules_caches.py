@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from provisioning.device import Device
+from core.device import Device
+from core.reading import Reading
 from rules.engine import Engine
 from rules.loader import load_rules
 from rules.windows import TrendWindow
-from storage.reading import Reading
 
 S = 1_000_000_000
 M = 60 * S

@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from rules.cli import register
+from cli.rules import register
 from rules.loader import PRESETS_DIR
 
 WIDE = {"COLUMNS": "300", "NO_COLOR": "1"}

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from scipy.stats import theilslopes
 
-from provisioning.device import Device
+from core.device import Device
+from core.reading import Reading
+from core.transition import AlertState, Severity
 from rules.engine import Engine
 from rules.loader import load_rules
-from rules.transition import AlertState, Severity
-from storage.reading import Reading
 
 S = 1_000_000_000
 M = 60 * S

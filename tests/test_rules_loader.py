@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from core.transition import Severity
 from rules.loader import PRESETS_DIR, RuleError, check_rules, load_rules, preset_files
-from rules.transition import Severity
 
 BASE = """
 [[rule]]

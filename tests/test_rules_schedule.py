@@ -8,13 +8,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from provisioning.device import Device
+from core.device import Device
+from core.reading import Reading
+from core.transition import AlertState
 from rules.engine import Engine
 from rules.loader import load_rules
 from rules.model import Period
 from rules.schedule import LocalClock, parse_span, period_at
-from rules.transition import AlertState
-from storage.reading import Reading
 
 S = 1_000_000_000
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import httpx
 
-from provisioning.device import Device
+from core.device import Device
+from core.reading import Reading
+from core.transition import AlertState, Severity
 from rules.engine import Engine
 from rules.loader import load_rules
-from rules.transition import AlertState, Severity
 from rules.warmup import readings_from_series
-from service.daemons import Daemon
-from storage.reading import Reading
+from sim.daemons import Daemon
 
 S = 1_000_000_000
 M = 60 * S

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from provisioning.device import Device
+from core.device import Device
+from core.reading import Reading
+from core.transition import AlertState, Severity
 from rules.engine import Engine
 from rules.loader import load_rules
-from rules.transition import AlertState, Severity
-from storage.reading import Reading
 
 S = 1_000_000_000
 M = 60 * S

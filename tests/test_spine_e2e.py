@@ -19,10 +19,10 @@ from servicekit import make_config, running, wait_until
 
 from collectors.lorawan.chirpstack import build_chirpstack_event
 from collectors.lorawan.tts import build_tts_uplink
-from provisioning.device import Device
+from core.device import Device
 from provisioning.registry import Registry
-from service.daemons import Daemon, start_influxd
-from service.simulator import FleetSimulator, Publisher, Scenario, SimUplink, demo_fleet
+from sim.daemons import Daemon, start_influxd
+from sim.simulator import FleetSimulator, Publisher, Scenario, SimUplink, demo_fleet
 from storage.deadletter import DeadLetterStore
 
 KINDS = ("noise", "dust", "bin_fill", "parking", "water_level")

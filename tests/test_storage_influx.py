@@ -7,7 +7,8 @@ import email.utils
 import httpx
 import pytest
 
-from service.daemons import Daemon, free_port
+from core.timing import parse_retry_after
+from sim.daemons import Daemon, free_port
 from storage.errors import (
     PartialWriteError,
     PayloadTooLarge,
@@ -17,7 +18,7 @@ from storage.errors import (
     RetryableWriteError,
     TransientError,
 )
-from storage.influx import InfluxClient, parse_retry_after, quote_ident, write_error
+from storage.influx import InfluxClient, quote_ident, write_error
 
 
 @pytest.mark.asyncio

@@ -12,7 +12,18 @@ from conftest import influx_query
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.daemons import Daemon
+from core.reading import Reading
+from core.schema import (
+    ALERT_TYPES,
+    CANONICAL_TYPES,
+    HEALTH_FIELDS,
+    MEASUREMENTS,
+    DroppedField,
+    FieldType,
+    coerce_fields,
+    field_type,
+)
+from sim.daemons import Daemon
 from storage.lineprotocol import (
     encode_point,
     encode_reading,
@@ -24,17 +35,6 @@ from storage.lineprotocol import (
     split_lines,
     tag_key_ok,
     tag_string,
-)
-from storage.reading import Reading
-from storage.schema import (
-    ALERT_TYPES,
-    CANONICAL_TYPES,
-    HEALTH_FIELDS,
-    MEASUREMENTS,
-    DroppedField,
-    FieldType,
-    coerce_fields,
-    field_type,
 )
 
 T0 = 1_700_000_000_000_000_000

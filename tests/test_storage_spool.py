@@ -15,7 +15,7 @@ import pytest
 from conftest import influx_query
 from loguru import logger
 
-from service.daemons import Daemon
+from sim.daemons import Daemon
 from storage.influx import InfluxClient
 from storage.spool import DiskSpool, SpoolError
 from storage.writer import BatchWriter

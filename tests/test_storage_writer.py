@@ -11,10 +11,10 @@ import httpx
 import pytest
 from conftest import influx_query
 
-from service.daemons import Daemon, start_influxd
+from core.reading import Reading
+from sim.daemons import Daemon, start_influxd
 from storage.influx import InfluxClient
 from storage.lineprotocol import encode_reading, split_lines
-from storage.reading import Reading
 from storage.writer import BatchWriter
 
 T0 = 1_700_000_000_000_000_000

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
-import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -21,6 +19,7 @@ import orjson
 
 from alerts.errors import PermanentError, RetryableError
 from alerts.model import Delivery, Notice
+from core.timing import parse_retry_after
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 
@@ -41,20 +40,6 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-def retry_after_s(value: str | None) -> float | None:
-    """A Retry-After header (seconds or an HTTP date) in seconds from now."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def check_status(response: httpx.Response, url: str) -> None:
     """2xx passes; 408/425/429 and 5xx are worth retrying; any other status is a permanent refusal."""
     status = response.status_code
@@ -63,7 +48,7 @@ def check_status(response: httpx.Response, url: str) -> None:
     text = response.text[:300].strip()
     message = f"HTTP {status} from {redact(url)}" + (f": {text}" if text else "")
     if status in RETRYABLE_STATUS or status >= 500:
-        raise RetryableError(message, retry_after_s=retry_after_s(response.headers.get("retry-after")))
+        raise RetryableError(message, retry_after_s=parse_retry_after(response.headers.get("retry-after")))
     raise PermanentError(message)
 
 

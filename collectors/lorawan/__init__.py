@@ -11,7 +11,7 @@ from typing import NamedTuple
 from collectors.lorawan import chirpstack, tts
 from collectors.lorawan.chirpstack import build_chirpstack_event, parse_chirpstack
 from collectors.lorawan.tts import build_tts_uplink, parse_tts
-from collectors.uplink import EnvelopeError, Uplink
+from core.uplink import EnvelopeError, Uplink
 
 Parser = Callable[[str, bytes, int], Uplink]
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from collectors.rfc3339 import parse_rfc3339_ns
-from collectors.uplink import EnvelopeError
+from core.uplink import EnvelopeError
 
 _HEX16 = re.compile(r"[0-9A-Fa-f]{16}", re.ASCII)
 HEX_DIGITS = "0123456789abcdefABCDEF"

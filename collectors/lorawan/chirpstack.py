@@ -16,7 +16,7 @@ import orjson
 
 from collectors.lorawan import _fields as f
 from collectors.rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
-from collectors.uplink import EnvelopeError, Uplink
+from core.uplink import EnvelopeError, Uplink
 
 SOURCE = "chirpstack"
 DEFAULT_TOPIC = "application/+/device/+/event/up"

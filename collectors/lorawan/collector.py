@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from collectors.mqtt import Inbound, MqttConsumer
-from collectors.uplink import Incoming, Sink
+from core.uplink import Incoming, Sink
 
 
 class LorawanCollector:

@@ -15,7 +15,7 @@ import orjson
 
 from collectors.lorawan import _fields as f
 from collectors.rfc3339 import format_rfc3339_ns
-from collectors.uplink import EnvelopeError, Uplink
+from core.uplink import EnvelopeError, Uplink
 
 SOURCE = "tts"
 DEFAULT_TOPIC = "v3/+/devices/+/up"

@@ -8,15 +8,16 @@ a refused connection or a Modbus exception response counts a failure, backs the 
 `device_health.reachable = false`; the next good poll writes `reachable = true`. Devices on
 one gateway (same host:port) share one connection, one request at a time; every device has
 its own task, so a dead gateway never delays another's polls. The device list follows the
-registry (checked every `reload_interval_s`).
+registry: the service hands over its device list (`devices()`, checked every `reload_interval_s`),
+so the collector opens no registry of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -25,11 +26,11 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from collectors.modbus.address import ModbusAddress, parse_key
-from collectors.uplink import Incoming, Sink, Uplink
+from core.device import Device, DeviceSource
+from core.timing import backoff_s
+from core.uplink import Incoming, Sink, Uplink
 from decoders import UnknownModel, get_model
 from decoders.engines.modbus import REACHABLE, UNREACHABLE, RegisterMapCodec, to_payload
-from provisioning.device import Device
-from provisioning.view import RegistryView
 
 
 class PollError(Exception):
@@ -92,9 +93,10 @@ class _Gateway:
 class ModbusCollector:
     name = "modbus"
 
-    def __init__(self, *, registry_path: Path, min_interval_s: float, timeout_s: float, backoff_max_s: float,
+    def __init__(self, *, devices: DeviceSource, min_interval_s: float, timeout_s: float, backoff_max_s: float,
                  rtu_ports: tuple[int, ...] = (), reload_interval_s: float = 2.0) -> None:
-        self.registry_path = registry_path
+        self._devices = devices
+        self._known: Mapping[str, Device] | None = None
         self.min_interval_s = min_interval_s
         self.timeout_s = timeout_s
         self.backoff_max_s = backoff_max_s
@@ -103,7 +105,6 @@ class ModbusCollector:
         self.devices: dict[str, DeviceState] = {}
         self._gateways: dict[tuple[str, int], _Gateway] = {}
         self._metrics: Any = None
-        self._view: RegistryView | None = None
         self._sink: Sink | None = None
         self._watch: asyncio.Task[None] | None = None
 
@@ -112,7 +113,6 @@ class ModbusCollector:
 
     async def start(self, sink: Sink) -> None:
         self._sink = sink
-        self._view = await asyncio.to_thread(RegistryView, self.registry_path)
         self._sync()
         self._watch = asyncio.create_task(self._follow_registry(), name="modbus-registry")
 
@@ -123,19 +123,17 @@ class ModbusCollector:
         await asyncio.gather(*tasks, return_exceptions=True)
         for gw in self._gateways.values():
             gw.close()
-        if self._view is not None:
-            self._view.close()
 
     def ready(self) -> tuple[bool, str]:
-        if self._view is None:
+        if self._sink is None:
             return False, "not started"
         down = sum(1 for s in self.devices.values() if s.reachable is False)
         return True, f"polling {len(self.devices)} devices, {down} unreachable"
 
     def _wanted(self) -> dict[str, tuple[Device, ModbusAddress, RegisterMapCodec]]:
-        assert self._view is not None
+        self._known = self._devices()
         out = {}
-        for key, dev in self._view.by_key.items():
+        for key, dev in self._known.items():
             addr = parse_key(key)
             if addr is None or dev.status == "retired":
                 continue
@@ -163,14 +161,10 @@ class ModbusCollector:
         self._set_unreachable_gauge()
 
     async def _follow_registry(self) -> None:
-        assert self._view is not None
         while True:
             await asyncio.sleep(self.reload_interval_s)
-            try:
-                if await asyncio.to_thread(self._view.refresh):
-                    self._sync()
-            except Exception as exc:  # a locked registry must not stop polling
-                logger.warning("modbus: registry reload failed: {}", exc)
+            if self._devices() is not self._known:
+                self._sync()
 
     def _gateway(self, addr: ModbusAddress) -> _Gateway:
         gw = self._gateways.get((addr.host, addr.port))
@@ -184,8 +178,7 @@ class ModbusCollector:
         while True:
             started = time.monotonic()
             await self.poll_once(state)
-            delay = interval if not state.failures else min(self.backoff_max_s,
-                                                            interval * 2 ** min(state.failures - 1, 20))
+            delay = backoff_s(state.failures, interval, self.backoff_max_s) if state.failures else interval
             await asyncio.sleep(max(0.0, delay - (time.monotonic() - started)))
 
     async def poll_once(self, state: DeviceState) -> None:

@@ -17,7 +17,7 @@ import aiocoap.resource as resource
 
 from collectors.nbiot.frame import build_ack, parse_frame, to_uplink
 from collectors.nbiot.handoff import ack_future
-from collectors.uplink import EnvelopeError, Incoming, Sink
+from core.uplink import EnvelopeError, Incoming, Sink
 
 HANDOFF_TIMEOUT_S = 30.0
 

@@ -7,7 +7,7 @@ from typing import Any
 from collectors.nbiot.coap import CoapEndpoint
 from collectors.nbiot.push import PushReceiver
 from collectors.nbiot.udp import UdpListener
-from collectors.uplink import Sink
+from core.uplink import Sink
 
 
 class NbiotCollector:

@@ -24,8 +24,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from collectors.uplink import EnvelopeError, Uplink
-from provisioning.keys import luhn_ok
+from core.keys import luhn_ok
+from core.uplink import EnvelopeError, Uplink
 
 START, END, VERSION = 0x68, 0x16, 0x01
 ACK_TYPE = 0x00

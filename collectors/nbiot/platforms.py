@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 
 from collectors.nbiot.frame import parse_frame, to_uplink
-from collectors.uplink import EnvelopeError, Uplink
-from provisioning.keys import KeyError_, normalise_imei
+from core.keys import KeyError_, normalise_imei
+from core.uplink import EnvelopeError, Uplink
 
 DATA, PLATFORM_JSON = 0x01, 0
 _HEX = frozenset(string.hexdigits)

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from collectors.nbiot.handoff import ack_future
 from collectors.nbiot.platforms import onenet_parts, onenet_signature_ok, parse_ctwing, parse_onenet_msg
-from collectors.uplink import EnvelopeError, Incoming, Sink, Uplink
+from core.uplink import EnvelopeError, Incoming, Sink, Uplink
 
 HANDOFF_TIMEOUT_S = 30.0
 

@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from collectors.nbiot.frame import build_ack, parse_frame, to_uplink
-from collectors.uplink import EnvelopeError, Incoming, Sink
+from core.uplink import EnvelopeError, Incoming, Sink
 
 RCVBUF_BYTES = 8 << 20
 """Socket receive buffer asked for, so a burst waits in the kernel while the loop is busy."""

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from provisioning.cli_common import (
+from cli.device_common import (
     ByOpt,
     IdArg,
     JsonOpt,
@@ -30,9 +30,12 @@ from provisioning.cli_common import (
     parse_time,
     with_influx,
 )
-from provisioning.device import Device
+from core.device import Device
+from decoders import get_model
+from provisioning.live import last_distance
 from provisioning.registry import Registry, RegistryError
 from provisioning.validate import InvalidDevice, check_device, device_raw
+from storage.errors import StorageError
 
 LatOpt = Annotated[float | None, typer.Option("--lat", help="latitude, WGS-84 decimal degrees")]
 LonOpt = Annotated[float | None, typer.Option("--lon", help="longitude, WGS-84 decimal degrees")]
@@ -153,8 +156,6 @@ def calibrate(ctx: typer.Context, id: IdArg,
     Example: [bold]urbansense device calibrate WL-CY-001 --empty-distance-mm 2150[/bold]
     or, right after the sensor reported over a dry road: [bold]urbansense device calibrate WL-CY-001 --from-last[/bold]
     """
-    from decoders import get_model
-
     if (empty_distance_mm is None) == (not from_last):
         raise fail("give exactly one of --empty-distance-mm MM or --from-last")
     with open_registry(ctx, registry) as reg:
@@ -181,9 +182,6 @@ def calibrate(ctx: typer.Context, id: IdArg,
 
 
 def _last_distance(ctx: typer.Context, device: Device) -> tuple[float, str]:
-    from provisioning.live import last_distance
-    from storage.errors import StorageError
-
     cfg = config(ctx)
     assert cfg is not None
     try:

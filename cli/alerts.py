@@ -7,7 +7,6 @@ service at its next check.
 from __future__ import annotations
 
 import getpass
-import re
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -24,21 +23,20 @@ from alerts.errors import AlertsError
 from alerts.matchers import parse_matcher
 from alerts.model import AlertRecord
 from alerts.store import AlertStore, OutboxRow, Silence
+from core.timing import parse_duration
 
 DB_ENV = "URBANSENSE_ALERTS_DB"
 DEFAULT_TZ = "Asia/Shanghai"
 DEFAULT_DB = Path("var/alerts.sqlite")
 STATES = ("pending", "firing", "acknowledged", "resolved", "inactive")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration_s(text: str) -> float:
     """`90m`, `2h`, `1h30m`, `1d` → seconds; anything else is an `AlertsError`."""
-    t = text.strip().lower()
-    if not t or _DURATION.sub("", t):
-        raise AlertsError(f"duration {text!r}: expected e.g. 30m, 2h, 1h30m or 1d")
-    return sum(float(n) * _UNIT_S[u] for n, u in _DURATION.findall(t))
+    try:
+        return parse_duration(text.strip().lower())
+    except ValueError:
+        raise AlertsError(f"duration {text!r}: expected e.g. 30m, 2h, 1h30m or 1d") from None
 
 
 _CITY: dict[str, Any] = {"tz": DEFAULT_TZ, "resolve": None}

@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from service.simulator import SCENARIOS, FleetSimulator, Publisher, Scenario
+from cli.state import state
+from provisioning.registry import Registry
+from sim.nbiot import TRANSPORTS, run_nbiot
+from sim.simulator import SCENARIOS, FleetSimulator, Publisher, Scenario, run_simulation
 
 console = Console()
-
-
-def run_simulation(sim: FleetSimulator, pub: Publisher, *, rate: float, duration_s: float,
-                   stop: Callable[[], bool] | None = None) -> int:
-    """Publish round-robin over the fleet at `rate` uplinks/s for `duration_s`; returns the count."""
-    start = time.monotonic()
-    sent = 0
-    while True:
-        elapsed = time.monotonic() - start
-        if elapsed >= duration_s or (stop and stop()):
-            break
-        for dev in sim.devices:
-            elapsed = time.monotonic() - start
-            if elapsed >= duration_s or (stop and stop()):
-                break
-            u = sim.uplink(dev, elapsed, time.time_ns())
-            pub.publish(u.topic, u.event)
-            sent += 1
-            ahead = sent / rate - (time.monotonic() - start)
-            if ahead > 0:
-                time.sleep(ahead)
-    return sent
 
 
 def register(app: typer.Typer) -> None:
@@ -54,9 +33,6 @@ def register(app: typer.Typer) -> None:
         Example: [bold]urbansense simulate --scenario rainstorm --rate 50 --duration 120 --storm-district 朝阳[/bold]
         Example: [bold]urbansense simulate --transport nbiot-udp --rate 20 --duration 60[/bold]
         """
-        from provisioning.registry import Registry
-        from service.cli import state
-
         if scenario not in SCENARIOS:
             console.print(f"[red]error:[/red] --scenario: {scenario!r} is not one of {', '.join(SCENARIOS)}")
             raise typer.Exit(2)
@@ -68,8 +44,6 @@ def register(app: typer.Typer) -> None:
             devices = reg.all()
         districts = tuple(storm_district or sorted({d.district for d in devices if d.kind == "water_level"})[:1])
         if transport != "lorawan":
-            from service.simulate_nbiot import TRANSPORTS, run_nbiot
-
             if transport not in TRANSPORTS:
                 console.print(f"[red]error:[/red] --transport: {transport!r} is not one of lorawan, "
                               f"{', '.join(TRANSPORTS)}")

@@ -15,19 +15,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.device_common import config
+from core.device import ZONE_CLASSES, Device
+from core.reading import FieldValue, Reading
+from core.timing import format_duration, parse_duration
+from core.transition import AlertTransition
 from decoders import all_models
-from provisioning.cli_common import config
-from provisioning.device import ZONE_CLASSES, Device
 from provisioning.lookup import find_device
 from provisioning.registry import Registry
 from rules.crosscheck import Vocabulary
-from rules.durations import format_duration, parse_duration
 from rules.engine import Engine
 from rules.loader import CANONICAL_FIELDS, HEALTH_FIELDS, KINDS, RuleError, check_rules, describe, load_rules
 from rules.model import ANY, Rule
 from rules.schedule import load_zone
-from rules.transition import AlertTransition
-from storage.reading import FieldValue, Reading
 
 _NS = 1_000_000_000
 DEFAULT_TZ = "Asia/Shanghai"

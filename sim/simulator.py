@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 import threading
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -18,9 +19,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collectors.lorawan.chirpstack import build_chirpstack_event
-from decoders import ModelInfo, derive, get_model
-from provisioning.device import Device
-from storage.schema import field_type
+from core.device import Device
+from core.schema import field_type
+from decoders import ModelInfo, all_models, derive, get_model
 
 SCENARIOS = ("calm", "rainstorm")
 
@@ -212,8 +213,6 @@ def publish_all(publisher: Publisher, uplinks: Iterable[SimUplink],
 def demo_fleet(per_kind: Mapping[str, int] | None = None,
                districts: tuple[str, ...] = ("朝阳", "海淀", "东城", "丰台")) -> list[Device]:
     """A demo fleet of real models across districts (at least 60 devices by default)."""
-    from decoders import all_models
-
     per_kind = per_kind or {"water_level": 16, "bin_fill": 12, "noise": 12, "dust": 10, "parking": 12}
     by_kind: dict[str, list[ModelInfo]] = {}
     for m in all_models():
@@ -243,3 +242,25 @@ def demo_fleet(per_kind: Mapping[str, int] | None = None,
                 district=district, street=f"{district}街道", zone_class=("1", "2", "4a", "3")[i % 4],
                 install=install, expected_interval_s=60))
     return devices
+
+
+def run_simulation(sim: FleetSimulator, pub: Publisher, *, rate: float, duration_s: float,
+                   stop: Callable[[], bool] | None = None) -> int:
+    """Publish round-robin over the fleet at `rate` uplinks/s for `duration_s`; returns the count."""
+    start = time.monotonic()
+    sent = 0
+    while True:
+        elapsed = time.monotonic() - start
+        if elapsed >= duration_s or (stop and stop()):
+            break
+        for dev in sim.devices:
+            elapsed = time.monotonic() - start
+            if elapsed >= duration_s or (stop and stop()):
+                break
+            u = sim.uplink(dev, elapsed, time.time_ns())
+            pub.publish(u.topic, u.event)
+            sent += 1
+            ahead = sent / rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+    return sent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 ZONE_CLASSES = ("0", "1", "2", "3", "4a", "4b")
@@ -42,3 +43,7 @@ class Device:
             "site": self.site,
         }
         return tuple(sorted((k, v) for k, v in pairs.items() if v))
+
+
+DeviceSource = Callable[[], Mapping[str, Device]]
+"""The service's current devices by key; a registry reload replaces the mapping, so a new object means a new list."""

@@ -7,20 +7,19 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
 
-from provisioning.device import Device
+from cli.state import state
+from core.device import Device
 from provisioning.lookup import AmbiguousDevice, DeviceNotFound, find_device
 from provisioning.registry import Registry
 from provisioning.validate import InvalidDevice
 from service.config import CONFIG_ENV, DEFAULT_PATH, Config
-
-if TYPE_CHECKING:
-    from storage.influx import InfluxClient
+from storage.influx import InfluxClient
 
 T = TypeVar("T")
 DEFAULT_CITY_TZ = "Asia/Shanghai"
@@ -44,8 +43,6 @@ LookupArg = Annotated[str, typer.Argument(help="device id, its DevEUI/IMEI in an
 
 def config(ctx: typer.Context, *, required: bool = True) -> Config | None:
     """The loaded config; when not `required` and no config file was named or exists, None."""
-    from service.cli import state
-
     st = state(ctx)
     if (not required and st.config_path is None and not os.environ.get(CONFIG_ENV)
             and not Path(DEFAULT_PATH).exists()):
@@ -158,8 +155,6 @@ def fmt_value(value: Any) -> str:
 
 async def with_influx(cfg: Config, use: Callable[[InfluxClient], Awaitable[T]]) -> T:
     """Run `use` with an InfluxDB client for the configured database (short timeout: a person is waiting)."""
-    from storage.influx import InfluxClient
-
     ic = cfg.influxdb
     async with InfluxClient(ic.url, ic.database, username=ic.username or None, password=ic.password or None,
                             token=ic.token or None, retention_policy=ic.retention_policy or None,

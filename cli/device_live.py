@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from provisioning.cli_common import (
+from cli.device_common import (
     JsonOpt,
     LookupArg,
     RegistryOpt,
@@ -31,23 +31,21 @@ from provisioning.cli_common import (
     open_registry,
     with_influx,
 )
-from provisioning.device import STATUSES, Device
+from core.device import STATUSES, Device
+from core.kinds import KIND_NAMES
+from decoders import all_models
 from provisioning.live import LiveFacts, device_facts, last_seen
 from provisioning.lookup import key_prefix
-from provisioning.watch import WatchedUplink, WatchError, watch
+from service.watch import WatchedUplink, WatchError, watch
 from storage.deadletter import DeadLetter, DeadLetterStore
 from storage.errors import StorageError
 
 
 def _kinds() -> list[str]:
-    from decoders import all_models
-
-    return sorted({m.kind for m in all_models()})
+    return sorted(KIND_NAMES)
 
 
 def _models() -> list[str]:
-    from decoders import all_models
-
     return sorted(m.model for m in all_models())
 
 

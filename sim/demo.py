@@ -1,4 +1,4 @@
-"""`urbansense demo`: real Mosquitto and InfluxDB on loopback, a demo fleet, the service and a rainstorm."""
+"""The demo kit behind `urbansense demo`: loopback Mosquitto and InfluxDB, a demo fleet, the service, a rainstorm."""
 
 from __future__ import annotations
 
@@ -8,17 +8,18 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
 
-import typer
+import httpx
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from service.daemons import APT_HINT, Daemon, DaemonError, free_port, start_influxd, start_mosquitto
-
-if TYPE_CHECKING:
-    from service.config import Config
+from provisioning.registry import Registry
+from service.app import Service
+from service.config import Config, load_config
+from service.logs import setup_logging
+from sim.daemons import Daemon, free_port, start_influxd, start_mosquitto
+from sim.simulator import FleetSimulator, Publisher, Scenario, demo_fleet, run_simulation
 
 console = Console()
 
@@ -62,9 +63,6 @@ level = "WARNING"             # the live table shows the rest
 
 
 def _provision(registry_path: Path) -> int:
-    from provisioning.registry import Registry
-    from service.simulator import demo_fleet
-
     with Registry(registry_path) as reg:
         for d in demo_fleet():
             if reg.find(d.id) is None:
@@ -117,9 +115,6 @@ def _table(svc: object, sent: int, started: float, last: dict) -> Table:
 
 def run_demo(base: Path, duration: float | None, rate: float) -> dict[str, int]:
     """Run the whole demo; returns the number of points per kind found in InfluxDB at the end."""
-    from service.cli import setup_logging
-    from service.config import load_config
-
     base.mkdir(parents=True, exist_ok=True)
     daemons: list[Daemon] = []
     try:
@@ -143,13 +138,6 @@ def run_demo(base: Path, duration: float | None, rate: float) -> dict[str, int]:
 
 async def _run(cfg: Config, duration: float | None, rate: float, influx_url: str) -> dict[str, int]:
     """The service and the simulator in one process, with a live table, then a count per kind."""
-    import httpx
-
-    from provisioning.registry import Registry
-    from service.app import Service
-    from service.simulate_cli import run_simulation
-    from service.simulator import FleetSimulator, Publisher, Scenario
-
     svc = Service(cfg)
     svc_task = asyncio.create_task(svc.run())
     await svc.started.wait()
@@ -204,25 +192,3 @@ async def _run(cfg: Config, duration: float | None, rate: float, influx_url: str
         table.add_row(kind, str(c))
     console.print(table)
     return counts
-
-
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def demo(duration: Annotated[float | None, typer.Option(
-                 help="stop after this many seconds (default: run until Ctrl-C)")] = None,
-             rate: Annotated[float, typer.Option(help="simulated uplinks per second")] = 40.0,
-             data: Annotated[Path, typer.Option(help="where the demo keeps its data")] = Path("var/demo")) -> None:
-        """The whole system on this machine: Mosquitto and InfluxDB on loopback, 60 devices, a rainstorm.
-
-        Example: [bold]urbansense demo --duration 60[/bold]
-        """
-        try:
-            counts = run_demo(data, duration, rate)
-        except DaemonError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            console.print(f"install the servers with: [bold]{APT_HINT}[/bold]")
-            raise typer.Exit(1) from None
-        missing = [k for k, c in counts.items() if c == 0]
-        if missing:
-            console.print(f"[yellow]no readings stored for: {', '.join(missing)}[/yellow]")
-            raise typer.Exit(1)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
-import re
 import time
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
 
+from cli.state import state
+from core.timing import parse_duration
+from sim.simulator import Publisher
 from storage.deadletter import DeadLetter, DeadLetterStore
 
 deadletter_app = typer.Typer(
@@ -18,7 +21,6 @@ deadletter_app = typer.Typer(
          "Example: [bold]urbansense deadletter list --reason unknown_device[/bold]",
     no_args_is_help=True, rich_markup_mode="rich")
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _ZONE = {"name": "Asia/Shanghai"}
 """The city's time zone (`alerts.timezone` of the config): times are shown and read in it."""
 
@@ -27,10 +29,8 @@ def _since_ns(value: str | None) -> int | None:
     """`30m`, `2h`, `7d` ago, or an ISO 8601 time (the city's time zone when it has no offset)."""
     if value is None:
         return None
-    m = _DURATION.match(value.strip())
-    if m:
-        seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-        return time.time_ns() - int(seconds * 1e9)
+    with contextlib.suppress(ValueError):
+        return time.time_ns() - int(parse_duration(value) * 1e9)
     try:
         when = dt.datetime.fromisoformat(value)
     except ValueError:
@@ -42,8 +42,6 @@ def _since_ns(value: str | None) -> int | None:
 
 
 def _store(ctx: typer.Context) -> DeadLetterStore:
-    from service.cli import state
-
     cfg = state(ctx).config
     _ZONE["name"] = cfg.alerts.timezone
     path = cfg.path(cfg.pipeline.dead_letter_path)
@@ -136,9 +134,6 @@ def replay(ctx: typer.Context,
     """
     if not (id or reason or all_):
         raise typer.BadParameter("say which: --id N (repeatable), --reason R or --all")
-    from service.cli import state
-    from service.simulator import Publisher
-
     cfg = state(ctx).config
     with _store(ctx) as store:
         if id:

@@ -1,18 +1,20 @@
-"""The `urbansense` command: one typer app; each package adds its own commands in `register`."""
+"""The `urbansense` command: one typer app; each module of `cli` adds its commands through the table `COMMANDS`."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from loguru import logger
 
-from service.config import CONFIG_ENV, DEFAULT_PATH, Config, ConfigError, load_config
+from cli import alerts, deadletter, decoders, demo, device, grafana, rules, simulate
+from cli.state import State, state
+from service.app import run_service
+from service.config import CONFIG_ENV, DEFAULT_PATH
+from service.logs import setup_logging
 
 CONVENTIONS = (
     "Configuration comes from ./config.toml, --config FILE or $URBANSENSE_CONFIG.",
@@ -36,32 +38,6 @@ app = typer.Typer(
 )
 
 
-class State:
-    """What every command can reach: the config path, loaded on first use."""
-
-    def __init__(self, config_path: Path | None) -> None:
-        self.config_path = config_path
-        self._config: Config | None = None
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            try:
-                self._config = load_config(self.config_path)
-            except ConfigError as exc:
-                typer.secho(str(exc), fg="red", err=True)
-                raise typer.Exit(2) from None
-        return self._config
-
-
-def state(ctx: typer.Context) -> State:
-    obj = ctx.find_root().obj
-    if not isinstance(obj, State):
-        obj = State(None)
-        ctx.find_root().obj = obj
-    return obj
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"urbansense {package_version('urbansense')}")
@@ -78,20 +54,12 @@ def _main(ctx: typer.Context,
     ctx.obj = State(config)
 
 
-def setup_logging(level: str) -> None:
-    logger.remove()
-    logger.add(sys.stderr, level=level,
-               format="<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <7}</level> {message}")
-
-
 @app.command()
 def run(ctx: typer.Context) -> None:
     """Run the ingest service until Ctrl-C or SIGTERM (then it flushes, acknowledges and exits 0).
 
     Example: [bold]urbansense --config /etc/urbansense/config.toml run[/bold]
     """
-    from service.app import run_service
-
     cfg = state(ctx).config
     setup_logging(cfg.logging.level)
     asyncio.run(run_service(cfg))
@@ -129,23 +97,13 @@ def _configured_timezone(ctx: typer.Context) -> str:
     return st.config.alerts.timezone
 
 
-def _register_plugins() -> None:
-    """Each package adds its commands here: one line per package."""
-    from alerts.cli import register as alerts
-    from decoders.cli import register as decoders
-    from grafana.cli import register as grafana
-    from provisioning.cli import register as provisioning
-    from rules.cli import register as rules
-    from service.demo import register as demo
-    from service.simulate_cli import register as simulate
-    from storage.cli import register as deadletter
+COMMANDS = (device.register, decoders.register, rules.register, deadletter.register, grafana.register,
+            simulate.register, demo.register)
+"""The command table: each module adds its commands to `app`, in this order (the order `--help` lists them)."""
 
-    for register in (provisioning, decoders, rules, deadletter, grafana, simulate, demo):
-        register(app)
-    alerts(app, db_path=_configured_alerts_db, timezone=_configured_timezone)
-
-
-_register_plugins()
+for _register in COMMANDS:
+    _register(app)
+alerts.register(app, db_path=_configured_alerts_db, timezone=_configured_timezone)
 
 
 def main() -> None:

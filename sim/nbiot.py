@@ -11,18 +11,15 @@ import socket
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import orjson
 
 from collectors.nbiot.frame import build_frame
 from collectors.nbiot.platforms import onenet_signature
+from core.device import Device
 from decoders import derive, get_model
-from provisioning.device import Device
-from service.simulator import FleetSimulator, Scenario
-
-if TYPE_CHECKING:
-    from service.config import Config
+from service.config import Config
+from sim.simulator import FleetSimulator, Scenario
 
 
 @dataclass(slots=True)

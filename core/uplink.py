@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from core.rejected import Rejected
+
 
 @dataclass(slots=True, frozen=True)
 class Uplink:
@@ -29,16 +31,11 @@ class Uplink:
     dedup_id: str | None = None
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(Rejected):
     """A transport message that cannot become an `Uplink` (bad JSON, bad base64, missing key).
 
     `reason` is a short stable label used for metrics and the dead-letter store.
     """
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from provisioning.cli_common import (
+from cli.device_common import (
     ByOpt,
     RegistryOpt,
     bbox,

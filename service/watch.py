@@ -16,11 +16,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collectors.lorawan import parse
-from collectors.uplink import EnvelopeError
+from core.device import Device
+from core.uplink import EnvelopeError
 from decoders import get_model
 from decoders.codec import DecodeError
 from decoders.derive import derive
-from provisioning.device import Device
 from service.config import Config
 
 

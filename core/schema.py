@@ -98,9 +98,6 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
     ), ALERT_TAG_KEYS),
 )}
 
-READING_KINDS: tuple[str, ...] = ("noise", "dust", "bin_fill", "parking", "water_level")
-
-
 def _canonical_types() -> dict[str, FieldType]:
     types: dict[str, FieldType] = {}
     for m in MEASUREMENTS.values():

@@ -1,4 +1,4 @@
-"""The `Reading`: one decoded uplink of one registered device, ready for storage and rules."""
+"""The `Reading` (one decoded uplink of one registered device, for storage and rules) and the generic `Point`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ FieldValue = float | int | bool | str
 
 @dataclass(slots=True)
 class Reading:
-    """`kind` is the InfluxDB measurement; `fields` are canonical (SCHEMA.md).
+    """`kind` is the InfluxDB measurement; `fields` are canonical (docs/schema.md).
 
     `tags` come from the registry (device_id, model, district, zone_class, site) as
     sorted (key, value) pairs, so a device's tag set is hashable and its escaped form
@@ -23,3 +23,15 @@ class Reading:
     fields: dict[str, FieldValue]
     tags: tuple[tuple[str, str], ...]
     health: dict[str, FieldValue] = field(default_factory=dict)
+
+
+@dataclass(slots=True, frozen=True)
+class Point:
+    """One point of any measurement (e.g. `alerts`, `device_info`): what a package that is not the
+    pipeline hands to storage. Tags are (key, value) pairs; storage sorts and escapes them, and
+    coerces `fields` to the schema's types (`core.schema`)."""
+
+    measurement: str
+    tags: tuple[tuple[str, str], ...]
+    fields: dict[str, FieldValue]
+    time_ns: int

@@ -6,9 +6,9 @@ import importlib
 
 import typer
 
-from provisioning.cli_common import device_app
+from cli.device_common import device_app
 
-_COMMAND_MODULES = ("provisioning.cli_edit", "provisioning.cli_bulk", "provisioning.cli_live")
+_COMMAND_MODULES = ("cli.device_edit", "cli.device_bulk", "cli.device_live")
 """Each adds its commands to `device_app` on import, in this order (the order `--help` lists them)."""
 
 

@@ -7,8 +7,11 @@ from typing import Annotated, Literal
 
 import typer
 
+from cli.state import state
+from grafana.export import export_tree
+
 grafana_app = typer.Typer(help="Grafana dashboards and datasource, as code.\n\n"
-                                "Example: [bold]urbansense grafana export /etc/grafana/provisioning[/bold]",
+                               "Example: [bold]urbansense grafana export /etc/grafana/provisioning[/bold]",
                           no_args_is_help=True, rich_markup_mode="rich")
 
 Lang = Annotated[str | None, typer.Option("--language", "-l", help="zh or en (default: the \\[grafana] language)")]
@@ -31,9 +34,6 @@ def export(ctx: typer.Context, out: Annotated[Path, typer.Argument(help="folder 
 
     Example: [bold]urbansense grafana export /etc/grafana/provisioning --language en[/bold]
     """
-    from grafana.export import export_tree
-    from service.cli import state
-
     result = export_tree(state(ctx).config, out, language=_lang(language), dashboards_path=dashboards_path)
     for path in result.files:
         typer.echo(str(path))
@@ -45,10 +45,10 @@ def push(ctx: typer.Context, language: Lang = None) -> None:
 
     Example: [bold]URBANSENSE_GRAFANA_TOKEN=glsa_... urbansense grafana push[/bold]
     """
+    # grafana_client takes about a second to import; only this command needs it
     from grafana_client.client import GrafanaException
 
     from grafana.push import push_all
-    from service.cli import state
 
     cfg = state(ctx).config
     try:

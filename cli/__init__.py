@@ -1,0 +1,1 @@
+"""The top floor: every `urbansense` command; nothing imports this package."""

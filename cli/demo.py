@@ -1,0 +1,33 @@
+"""`urbansense demo`: the whole system on this machine (the kit is `sim.demo`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sim.daemons import APT_HINT, DaemonError
+from sim.demo import console, run_demo
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def demo(duration: Annotated[float | None, typer.Option(
+                 help="stop after this many seconds (default: run until Ctrl-C)")] = None,
+             rate: Annotated[float, typer.Option(help="simulated uplinks per second")] = 40.0,
+             data: Annotated[Path, typer.Option(help="where the demo keeps its data")] = Path("var/demo")) -> None:
+        """The whole system on this machine: Mosquitto and InfluxDB on loopback, 60 devices, a rainstorm.
+
+        Example: [bold]urbansense demo --duration 60[/bold]
+        """
+        try:
+            counts = run_demo(data, duration, rate)
+        except DaemonError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            console.print(f"install the servers with: [bold]{APT_HINT}[/bold]")
+            raise typer.Exit(1) from None
+        missing = [k for k, c in counts.items() if c == 0]
+        if missing:
+            console.print(f"[yellow]no readings stored for: {', '.join(missing)}[/yellow]")
+            raise typer.Exit(1)

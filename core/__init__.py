@@ -1,0 +1,1 @@
+"""The ground floor: the shared vocabulary every other package speaks; imports nothing of ours."""

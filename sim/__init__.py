@@ -1,0 +1,1 @@
+"""Simulators and the demo kit: fake fleets, publishers and throw-away daemons for demos, tests and benchmarks."""
