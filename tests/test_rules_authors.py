@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,14 @@ def test_rules_test_without_a_zone_class_says_the_rule_has_no_threshold_for_it(t
     assert r.exit_code == 0, r.output
     assert "no registry at" in r.output and not (tmp_path / "none.sqlite").exists()
     assert "has thresholds only for zone classes 0, 1, 2, 3, 4a, 4b; n1 has zone class none" in r.output
+
+
+def test_rules_test_json_is_one_transition_per_line_with_notes_on_stderr(tmp_path: Path, registry: Path) -> None:
+    r = runner.invoke(app, ["rules", "test", str(PRESETS_DIR / "noise.toml"), "--device", "ZS-CY-001", "--from",
+                            str(write(tmp_path, NIGHT)), "--rule", "noise.zone_limit", "--registry", str(registry),
+                            "--json"], env=WIDE)
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert rows and rows[0]["rule_id"] == "noise.zone_limit" and rows[0]["to"] == "firing"
+    assert rows[0]["time"].endswith("+08:00") and rows[0]["threshold"] == 50.0
+    assert "from the registry" in r.stderr
