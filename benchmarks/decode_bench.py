@@ -1,9 +1,11 @@
-"""Decode cost per uplink: every native codec, and the JavaScript path on both embedded engines.
+"""Decode cost per uplink: every native codec, the JavaScript path on both embedded engines, defined models.
 
     python benchmarks/decode_bench.py [--n 20000]
 
 Payloads are each model's own `encode` of a few grid samples (the JS model uses its vendor
-examples); the figure is the median over 5 runs of the mean µs per `decode` call.
+examples, defined models the example of their definition file); the figure is the median over
+5 runs of the mean µs per call. The last rows are the ChirpStack envelope parse with and without
+a decoded `object` (the object costs a second JSON parse).
 """
 
 from __future__ import annotations
@@ -12,10 +14,17 @@ import argparse
 import random
 import statistics
 import time
+import tomllib
 from collections.abc import Callable, Sequence
 
+import orjson
+
+from collectors.lorawan.chirpstack import build_chirpstack_event
+from collectors.lorawan.decoded import parse_chirpstack_any
 from decoders import all_models, derive, get_model
+from decoders.definition import DefinedCodec, decode_input
 from decoders.engines.js import ENGINES, JsCodec
+from decoders.registry import DEFINITIONS_DIR
 
 
 def per_call_us(fn: Callable[[bytes, int], object], frames: Sequence[tuple[bytes, int]], n: int) -> float:
@@ -50,6 +59,28 @@ def main() -> None:
         codec.decode(*frames[0])
         us = per_call_us(codec.decode, frames, max(n // 10, 100))
         print(f"{js.model:24} {'js/' + engine:18} {us:10.2f} {len(frames[0][0]):7d}B")
+
+    for path in sorted(DEFINITIONS_DIR.glob("*.toml")):
+        example = tomllib.loads(path.read_text(encoding="utf-8"))["example"]
+        info = get_model(tomllib.loads(path.read_text(encoding="utf-8"))["model"])
+        assert isinstance(info.codec, DefinedCodec)
+        codec = info.codec
+        if "object" in example:
+            obj = example["object"]
+            us = per_call_us(lambda _p, _q, c=codec, o=obj: decode_input(c, b"", 0, o), [(b"", 0)], n)
+            print(f"{info.model:24} {'defined/object':18} {us:10.2f}")
+        else:
+            frames = [(bytes.fromhex(example["bytes"]), example.get("port", 1))]
+            codec.decode(*frames[0])
+            us = per_call_us(codec.decode, frames, max(n // 10, 100))
+            print(f"{info.model:24} {'defined/bytes+js':18} {us:10.2f} {len(frames[0][0]):7d}B")
+
+    topic, plain = build_chirpstack_event("24e124710c140001", b"\x01\x75\x5c", 85, 7, 1_760_000_000 * 10**9,
+                                          [("0016c001ff10a235", -90, 6.0)])
+    with_object = orjson.dumps({**orjson.loads(plain), "object": {"pm2_5": 37, "pm10": 52, "battery": 98}})
+    for label, body in (("no object", plain), ("with object", with_object)):
+        us = per_call_us(lambda _p, _q, b=body: parse_chirpstack_any(topic, b, 0), [(b"", 0)], n)
+        print(f"{'chirpstack v4 envelope':24} {label:18} {us:10.2f} {len(body):7d}B")
 
     water = get_model("milesight-em500-udl")
     fields = water.codec.decode(bytes.fromhex("01755c03821e00"), 85).fields

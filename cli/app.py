@@ -52,6 +52,7 @@ def _main(ctx: typer.Context,
                                                 help="print the version and exit")] = False,
           ) -> None:
     ctx.obj = State(config)
+    ctx.obj.load_city_models()
 
 
 @app.command()

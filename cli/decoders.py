@@ -1,18 +1,23 @@
-"""`urbansense decode` and `urbansense models`: try a payload against a codec, list the models."""
+"""`urbansense decode` and `urbansense models`: decode a payload or decoded object, list and check models."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from decoders.codec import DecodeError
-from decoders.registry import UnknownModel, all_models, get_model
+from decoders.definition import decode_input
+from decoders.folders import load_folders
+from decoders.model_info import ModelInfo
+from decoders.registry import DEFINITIONS_DIR, UnknownModel, all_models, get_model
 
 
 def _payload(text: str, is_base64: bool) -> bytes:
@@ -27,32 +32,39 @@ def _payload(text: str, is_base64: bool) -> bytes:
 
 
 def decode(
-    payload: Annotated[str, typer.Argument(help="Payload as hex, or base64 with --base64.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Device model id, e.g. milesight-em500-udl.")],
+    payload: Annotated[str, typer.Argument(help="Payload as hex, or base64 with --base64.")] = "",
+    model: Annotated[str, typer.Option("--model", "-m", help="Device model id, e.g. milesight-em500-udl.")] = "",
     is_base64: Annotated[bool, typer.Option("--base64", help="The payload is base64, not hex.")] = False,
     port: Annotated[int | None, typer.Option("--port", "-p", help="LoRaWAN fPort (default: the model's).")] = None,
+    obj: Annotated[str | None, typer.Option("--object", help="The network server's decoded object, as JSON.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
-    """Decode one payload with a model's codec and print its canonical fields and warnings. `--json`: one object.
+    """Decode one payload (or a decoded object) with a model and print its canonical fields and warnings.
+    `--json`: one object.
 
-    Example: [bold]urbansense decode --model milesight-em500-udl 01755c03821e00[/bold]
+    Examples: [bold]urbansense decode -m milesight-em500-udl 017564038201e0[/bold]
+              [bold]urbansense decode -m milesight-am308 --object '{"pm2_5": 37, "pm10": 52}'[/bold]
     """
     err = Console(stderr=True)
+    if not model:
+        err.print("[red]error:[/red] --model is required (see `urbansense models`)", highlight=False)
+        raise typer.Exit(2)
     try:
         info = get_model(model)
     except UnknownModel as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     try:
-        data = _payload(payload, is_base64)
+        data = _payload(payload, is_base64) if payload else b""
+        decoded_obj = _object(obj) if obj is not None else None
     except ValueError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     fport = port if port is not None else getattr(info.codec, "port", 1)
     try:
-        decoded = info.codec.decode(data, fport)
+        decoded = decode_input(info.codec, data, fport, decoded_obj)
     except DecodeError as exc:
-        err.print(f"[red]decode error:[/red] {exc}", highlight=False)
+        err.print(f"[red]decode error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     if as_json:
         typer.echo(orjson.dumps({"model": info.model, "kind": info.kind, "port": fport, "fields": decoded.fields,
@@ -66,32 +78,87 @@ def decode(
     out = Console()
     out.print(table)
     for warning in decoded.warnings:
-        out.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        out.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
 
 
+def _object(text: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"--object is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError("--object must be a JSON object {...}")
+    return value
+
+
+def _origin(m: ModelInfo) -> str:
+    if m.origin:
+        path = Path(m.origin)
+        package = DEFINITIONS_DIR.parent
+        return f"packaged: decoders/{path.relative_to(package)}" if path.is_relative_to(package) else str(path)
+    return "packaged: decoders/js" if m.source == "js" else "packaged: decoders/models"
+
+
+models_app = typer.Typer(invoke_without_command=True, rich_markup_mode="rich")
+
+
+@models_app.callback()
 def models(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one model object per line.")] = False,
 ) -> None:
-    """List every device model with its kind, codec source (native or JS) and fields. `--json`: JSON Lines.
+    """List every device model with its kind, codec source, fields and where it comes from. `--json`: JSON Lines.
 
-    Example: [bold]urbansense models --json | jq -r 'select(.kind == "water_level") | .model'[/bold]
+    The city's own folders come from decoders.paths in the config; `models check DIR` validates one.
+
+    Example: [bold]urbansense models[/bold], [bold]urbansense models check /etc/urbansense/models[/bold]
     """
-    rows = [{"model": m.model, "kind": m.kind, "source": m.source, "vendor": m.vendor, "title": m.title,
-             "fields": list(m.fields), "install_params": list(m.install_params), "can_encode": m.can_encode}
-            for m in all_models()]
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = [{"model": m.model, "kind": m.kind, "source": m.source, "origin": _origin(m), "vendor": m.vendor,
+             "title": m.title, "fields": list(m.fields), "install_params": list(m.install_params),
+             "can_encode": m.can_encode} for m in all_models()]
+    folders = getattr(ctx.find_root().obj, "model_folders", None)
+    problems = list(folders.problems) if folders is not None else []
     if as_json:
         for row in rows:
             typer.echo(orjson.dumps(row).decode())
-        return
-    table = Table(title=f"{len(rows)} device models")
-    for column in ("model", "kind", "source", "fields"):
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        table.add_row(r["model"], r["kind"], r["source"], ", ".join(r["fields"]))
-    Console().print(table)
+    else:
+        table = Table(title=f"{len(rows)} device models")
+        for column in ("model", "kind", "source", "origin", "fields"):
+            table.add_column(column, overflow="fold")
+        for r in rows:
+            table.add_row(r["model"], r["kind"], r["source"], r["origin"], ", ".join(r["fields"]))
+        Console().print(table)
+    err = Console(stderr=True)
+    for problem in problems:
+        err.print(f"[red]refused:[/red] {escape(problem)}", highlight=False, soft_wrap=True)
+
+
+@models_app.command("check")
+def check(
+    folder: Annotated[Path, typer.Argument(help="A folder of model definitions (*.toml, optional *.js).")],
+) -> None:
+    """Validate every definition in a folder and run its example; every mistake is listed as file: key: reason.
+
+    Example: [bold]urbansense models check /etc/urbansense/models[/bold]
+    """
+    found, _, problems = load_folders([folder])
+    out, err = Console(), Console(stderr=True)
+    for info in found.values():
+        out.print(f"[green]ok:[/green] {info.model} ({info.kind}) from {escape(Path(info.origin).name)}",
+                  highlight=False)
+    for problem in problems:
+        err.print(f"[red]error:[/red] {escape(problem)}", highlight=False, soft_wrap=True)
+    if problems:
+        err.print(f"{len(problems)} problem(s) in {escape(str(folder))}", highlight=False)
+        raise typer.Exit(1)
+    if not found:
+        err.print(f"[yellow]no definitions (*.toml) in {escape(str(folder))}[/yellow]", highlight=False)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
     """Add `decode` and `models` to the urbansense command."""
     app.command("decode")(decode)
-    app.command("models")(models)
+    app.add_typer(models_app, name="models")

@@ -75,8 +75,8 @@ def _get(reg: Registry, text: str) -> Device:
 def add(ctx: typer.Context,
         id: IdArg,
         key: Annotated[str, typer.Option("--key", "--deveui", "--imei",
-                                         help="DevEUI (16 hex digits, any case, '-' or ':' allowed) or IMEI "
-                                              "(15 digits with its Luhn check digit)")],
+                                         help="DevEUI (16 hex digits, any case, '-' or ':' allowed), IMEI "
+                                              "(15 digits with its Luhn check digit) or OneNET onenet:<dev_id>")],
         model: Annotated[str, typer.Option(help="model id from `urbansense models`; it fixes the kind")],
         lat: LatOpt = None,
         lon: LonOpt = None,

@@ -1,20 +1,39 @@
-"""What every `urbansense` command shares: the config path given on the command line, loaded on first use."""
+"""What every `urbansense` command shares: the config path given on the command line, loaded on first use,
+and the city's own device models from that config's `[decoders] paths`."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
-from service.config import Config, ConfigError, load_config
+from decoders.folders import ModelFolders
+from service.config import CONFIG_ENV, DEFAULT_PATH, Config, ConfigError, load_config
 
 
 class State:
-    """What every command can reach: the config path, loaded on first use."""
+    """What every command can reach: the config path, loaded on first use, and the city's model folders."""
 
     def __init__(self, config_path: Path | None) -> None:
         self.config_path = config_path
         self._config: Config | None = None
+        self.model_folders: ModelFolders | None = None
+
+    def load_city_models(self) -> None:
+        """Install the models of `[decoders] paths` so every command knows them; quiet when there is no config.
+
+        A config that does not load is left for the command that needs it to report.
+        """
+        if self.config_path is None and not os.environ.get(CONFIG_ENV) and not Path(DEFAULT_PATH).exists():
+            return
+        try:
+            cfg = load_config(self.config_path)
+        except ConfigError:
+            return
+        if cfg.decoders.paths:
+            self.model_folders = ModelFolders(cfg.path(p) for p in cfg.decoders.paths)
+            self.model_folders.refresh()
 
     @property
     def config(self) -> Config:

@@ -1,4 +1,4 @@
-"""Device keys: DevEUI, IMEI and Modbus addresses, normalised and checked."""
+"""Device keys: DevEUI, IMEI, OneNET device ids and Modbus addresses, normalised and checked."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import re
 
 _HEX16 = re.compile(r"[0-9a-f]{16}")
 _MODBUS = re.compile(r"[A-Za-z0-9.\-]+:\d{1,5}/\d{1,3}")
+_ONENET = re.compile(r"onenet:([A-Za-z0-9_.\-]{1,64})", re.IGNORECASE)
+ONENET_PREFIX = "onenet:"
 
 
 class KeyError_(ValueError):
@@ -41,11 +43,21 @@ def normalise_imei(text: str) -> str:
     return cleaned
 
 
+def onenet_key(dev_id: object) -> str:
+    """The registry key of a OneNET device named by its `dev_id` (or new-platform device name): `onenet:<id>`."""
+    text = str(dev_id).strip()
+    if isinstance(dev_id, bool) or not _ONENET.fullmatch(ONENET_PREFIX + text):
+        raise KeyError_(f"OneNET dev_id {text[:70]!r}: expected 1-64 letters, digits, '_', '.' or '-', e.g. 504920000")
+    return ONENET_PREFIX + text
+
+
 def normalise_key(text: str) -> str:
-    """Any accepted device key: DevEUI, IMEI or Modbus `host:port/unit`."""
+    """Any accepted device key: DevEUI, IMEI, OneNET `onenet:<dev_id>` or Modbus `host:port/unit`."""
     t = text.strip()
     if _MODBUS.fullmatch(t):
         return t.lower()
+    if t[:7].lower() == ONENET_PREFIX:
+        return onenet_key(t[7:])
     digits = re.sub(r"[\s\-]", "", t)
     if digits.isascii() and digits.isdigit() and len(digits) == 15:
         return normalise_imei(t)
@@ -53,5 +65,5 @@ def normalise_key(text: str) -> str:
         return normalise_deveui(t)
     except KeyError_:
         raise KeyError_(
-            f"device key {text!r}: expected a DevEUI (16 hex digits), an IMEI (15 digits) "
-            "or a Modbus address host:port/unit") from None
+            f"device key {text!r}: expected a DevEUI (16 hex digits), an IMEI (15 digits), "
+            "a OneNET device onenet:<dev_id> or a Modbus address host:port/unit") from None

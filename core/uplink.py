@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.rejected import Rejected
 
@@ -13,9 +14,13 @@ class Uplink:
     """One message from one device, normalised; knows nothing of device models.
 
     `device_key` is a LoRaWAN DevEUI (16 lowercase hex digits), an NB-IoT IMEI
-    (15 digits) or a Modbus `host:port/unit`. `time_ns` is the uplink's own time
+    (15 digits), a OneNET `onenet:<dev_id>` or a Modbus `host:port/unit`. `time_ns` is the uplink's own time
     (network server or gateway time, else receive time) in ns since the epoch:
     it becomes the point's time, so a redelivered uplink overwrites itself.
+    `decoded` is the object the network server or platform already decoded (ChirpStack
+    `object`, TTS `decoded_payload`, CTWing profile JSON, OneNET datastreams), None when
+    it sent only bytes; `alt_keys` are other keys the same message names the device by
+    (a OneNET `dev_id` beside its IMEI).
     """
 
     device_key: str
@@ -29,6 +34,8 @@ class Uplink:
     snr_db: float | None = None
     gateway_ids: tuple[str, ...] = field(default=())
     dedup_id: str | None = None
+    decoded: Mapping[str, Any] | None = None
+    alt_keys: tuple[str, ...] = ()
 
 
 class EnvelopeError(Rejected):

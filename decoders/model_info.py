@@ -32,7 +32,7 @@ class ModelInfo:
     kind: str
     vendor: str
     title: str
-    source: Literal["native", "js"]
+    source: Literal["native", "js", "defined"]
     codec: Codec
     ranges: Mapping[str, FieldRange]
     install_params: tuple[str, ...] = ()
@@ -40,6 +40,8 @@ class ModelInfo:
     reference: str = ""
     can_encode: bool = True
     mounting: Literal["top", "bottom"] = "top"
+    origin: str = ""
+    """Where the model comes from: empty for the package's own, else its definition file."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ranges", MappingProxyType(dict(self.ranges)))

@@ -1,9 +1,12 @@
-"""The one place where every codec is listed: native modules below, JavaScript models from decoders/js/*.toml.
+"""The one place where every codec is listed: native modules below, JavaScript models from decoders/js/*.toml,
+defined models from decoders/definitions/*.toml, and the city's own folders (`[decoders] paths`).
 
 Adding a native model: write decoders/models/<vendor>_<model>.py defining `MODEL`, add one
 line to `_NATIVE`. Adding a JavaScript model: drop `<model>.js` (a TS013 `decodeUplink`)
 and `<model>.toml` (its field mapping) into decoders/js/. A native codec wins over a
-JavaScript one with the same model id.
+JavaScript one with the same model id. A model without code is a definition file
+(`decoders.definition`); the city's folders are loaded by `decoders.folders.ModelFolders`,
+which installs them here with `set_external_models` and may never reuse a packaged id.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import tomllib
 from functools import cache
 from pathlib import Path
 
+from decoders.definition import load_definition
 from decoders.engines.js import JsCodec, JsField
 from decoders.model_info import KINDS, ModelInfo
 from decoders.models import (
@@ -38,7 +42,8 @@ from decoders.models import (
 )
 from decoders.ranges import FieldRange
 
-__all__ = ["FieldRange", "ModelInfo", "UnknownModel", "all_models", "get_model", "js_models"]
+__all__ = ["FieldRange", "ModelInfo", "UnknownModel", "all_models", "defined_models", "get_model", "js_models",
+           "packaged_ids", "set_external_models"]
 
 _NATIVE: tuple[ModelInfo, ...] = (
     milesight_em500_udl.MODEL,
@@ -63,6 +68,8 @@ _NATIVE: tuple[ModelInfo, ...] = (
 )
 
 JS_DIR = Path(__file__).with_name("js")
+DEFINITIONS_DIR = Path(__file__).with_name("definitions")
+_external: dict[str, ModelInfo] = {}
 _TYPES = {"float": float, "int": int, "bool": bool}
 
 
@@ -108,8 +115,15 @@ def js_models() -> tuple[ModelInfo, ...]:
 
 
 @cache
+def defined_models() -> tuple[ModelInfo, ...]:
+    """Every model shipped as a definition file in decoders/definitions/ (a broken one is a packaging bug)."""
+    return tuple(load_definition(p) for p in sorted(DEFINITIONS_DIR.glob("*.toml")))
+
+
+@cache
 def _by_id() -> dict[str, ModelInfo]:
-    models: dict[str, ModelInfo] = {m.model: m for m in js_models()}
+    models: dict[str, ModelInfo] = {m.model: m for m in defined_models()}
+    models.update({m.model: m for m in js_models()})
     native_ids: set[str] = set()
     for m in _NATIVE:
         if m.model in native_ids:
@@ -119,15 +133,30 @@ def _by_id() -> dict[str, ModelInfo]:
     return models
 
 
+def packaged_ids() -> frozenset[str]:
+    """Ids of the models that come with the package (a city's folder may not redefine them)."""
+    return frozenset(_by_id())
+
+
+def set_external_models(models: dict[str, ModelInfo]) -> None:
+    """Replace the city's own models (from `[decoders] paths`) in one step; packaged ids are refused."""
+    global _external
+    clash = set(models) & packaged_ids()
+    if clash:
+        raise ValueError(f"packaged model ids cannot be redefined: {', '.join(sorted(clash))}")
+    _external = dict(models)
+
+
 def get_model(model_id: str) -> ModelInfo:
     """The model with this id (case-insensitive); `UnknownModel` lists close matches."""
     models = _by_id()
-    found = models.get(model_id.strip().lower())
+    key = model_id.strip().lower()
+    found = models.get(key) or _external.get(key)
     if found is None:
-        raise UnknownModel(model_id, list(models))
+        raise UnknownModel(model_id, [*models, *_external])
     return found
 
 
 def all_models() -> list[ModelInfo]:
     """Every model, grouped by kind, then by id."""
-    return sorted(_by_id().values(), key=lambda m: (KINDS.index(m.kind), m.model))
+    return sorted([*_by_id().values(), *_external.values()], key=lambda m: (KINDS.index(m.kind), m.model))

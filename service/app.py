@@ -11,6 +11,7 @@ from loguru import logger
 
 from core.timing import backoff_s
 from core.uplink import Incoming, Sink
+from decoders.folders import ModelFolders
 from grafana.device_info import write_device_info
 from provisioning.view import RegistryView
 from service.alerting import Alerting
@@ -19,6 +20,7 @@ from service.config import Config
 from service.httpserver import MetricsServer
 from service.inbox import Inbox
 from service.metrics import Metrics
+from service.model_watch import report, watch_models
 from service.pipeline import Pipeline
 from storage.deadletter import DeadLetter, DeadLetterStore
 from storage.influx import InfluxClient
@@ -42,6 +44,7 @@ class Service:
         self.writer: BatchWriter | None = None
         self.spool: DiskSpool | None = None
         self.alerting: Alerting | None = None
+        self.model_folders = ModelFolders(cfg.path(p) for p in cfg.decoders.paths)
 
     def collector(self, name: str) -> Collector | None:
         return next((c for c in self.collectors if c.name == name), None)
@@ -76,6 +79,10 @@ class Service:
                              probe_max_s=sc.probe_max_s, drain_bytes=sc.drain_bytes)
         self.writer = writer
         writer.start()
+        await asyncio.to_thread(self.model_folders.refresh)
+        report(self.model_folders, self.metrics.model_problems)
+        models_task = asyncio.create_task(watch_models(self.model_folders, cfg.decoders.reload_interval_s,
+                                                       self.metrics.model_problems), name="model-folders")
         view = RegistryView(cfg.path(cfg.registry.path))
         self.pipeline = Pipeline(view=view, writer=writer, deadletters=deadletters, metrics=self.metrics,
                                  parsers=PARSERS, log_every_s=cfg.pipeline.log_every_s)
@@ -118,9 +125,11 @@ class Service:
                              "at the broker and are delivered again on the next start")
             if self.spool is not None:
                 self.spool.close()
-            refresh_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresh_task
+            for task in (refresh_task, models_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self.model_folders.close()
             for c in self.collectors:
                 await c.stop()
             if self.metrics_server:

@@ -30,7 +30,8 @@ class Collector(Protocol):
 
 def _lorawan(cfg: Config, devices: DeviceSource) -> Collector | None:
     lw, mc = cfg.lorawan, cfg.mqtt
-    topics = [t for on, t in ((lw.chirpstack, lw.chirpstack_topic), (lw.tts, lw.tts_topic)) if on]
+    topics = [t for on, t in ((lw.chirpstack, lw.chirpstack_topic), (lw.chirpstack_v3, lw.chirpstack_v3_topic),
+                              (lw.tts, lw.tts_topic)) if on]
     if not topics:
         return None
     return LorawanCollector(topics=topics, host=mc.host, port=mc.port, client_id=mc.client_id,

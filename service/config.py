@@ -16,6 +16,8 @@ from pydantic import Field, ValidationError, field_validator
 
 from alerts.config import AlertsConfig
 from core.config import Section
+from core.validation import describe_error
+from decoders.config import DecodersConfig
 from grafana.config import GRAFANA_TOKEN_ENV, GrafanaConfig
 from storage.config import INFLUXDB_PASSWORD_ENV, INFLUXDB_TOKEN_ENV, InfluxConfig
 
@@ -59,6 +61,8 @@ class LorawanConfig(_Section):
     chirpstack_topic: str = Field("application/+/device/+/event/up", description="ChirpStack topic filter")
     tts: bool = Field(False, description="subscribe to The Things Stack v3 uplinks")
     tts_topic: str = Field("v3/+/devices/+/up", description="The Things Stack topic filter")
+    chirpstack_v3: bool = Field(False, description="also subscribe to ChirpStack v3's older /rx uplink topic")
+    chirpstack_v3_topic: str = Field("application/+/device/+/rx", description="ChirpStack v3 /rx topic filter")
 
 
 class RegistryConfig(_Section):
@@ -152,6 +156,7 @@ class ProvisioningConfig(_Section):
 class Config(_Section):
     mqtt: MqttConfig = MqttConfig()
     lorawan: LorawanConfig = LorawanConfig()
+    decoders: DecodersConfig = DecodersConfig()
     influxdb: InfluxConfig = InfluxConfig()
     registry: RegistryConfig = RegistryConfig()
     pipeline: PipelineConfig = PipelineConfig()
@@ -173,26 +178,6 @@ class Config(_Section):
         return p if p.is_absolute() else self.base_dir / p
 
 
-_TYPE_WORDS = {
-    "int_type": "an integer", "int_parsing": "an integer", "float_type": "a number",
-    "float_parsing": "a number", "bool_type": "true or false", "bool_parsing": "true or false",
-    "string_type": "a string in quotes", "dict_type": "a table", "model_type": "a table",
-}
-
-
-def _describe(err: dict[str, Any]) -> str:
-    key = ".".join(str(p) for p in err["loc"])
-    kind = err["type"]
-    got = err.get("input")
-    if kind == "extra_forbidden":
-        return f"{key}: unknown key (check its spelling; see config.toml for the keys)"
-    if kind == "missing":
-        return f"{key}: required value is missing"
-    if kind in _TYPE_WORDS:
-        return f"{key}: expected {_TYPE_WORDS[kind]}, got {got!r}"
-    return f"{key}: {err['msg']} (got {got!r})"
-
-
 def parse_config(data: dict[str, Any], *, source: str = "config", base_dir: Path = Path("."),
                  environ: dict[str, str] | None = None) -> Config:
     """Validate a parsed TOML document; secrets from `environ` override the file's."""
@@ -208,7 +193,7 @@ def parse_config(data: dict[str, Any], *, source: str = "config", base_dir: Path
     try:
         return Config.model_validate({**merged, "base_dir": base_dir})
     except ValidationError as exc:
-        problems = "\n  ".join(_describe(e) for e in exc.errors())
+        problems = "\n  ".join(describe_error(e) for e in exc.errors())
         raise ConfigError(f"{source}: invalid configuration:\n  {problems}") from None
 
 

@@ -37,6 +37,9 @@ class Metrics:
                                             ["reason"], registry=r)
         self.modbus_unreachable = Gauge("urbansense_modbus_unreachable", "Modbus devices not answering now",
                                         registry=r)
+        self.model_problems = Gauge("urbansense_model_definition_problems",
+                                    "Problems in the city's model definition folders (refused files), now",
+                                    registry=r)
         self.spool_bytes = Gauge("urbansense_spool_bytes", "Bytes in the disk spool waiting for InfluxDB",
                                  registry=r)
         self.spool_oldest_age = Gauge("urbansense_spool_oldest_age_seconds",

@@ -19,6 +19,7 @@ from core.reading import Reading
 from core.rejected import Rejected
 from core.uplink import Incoming, Uplink
 from decoders import DecodeError, UnknownModel, derive, get_model, health_fields
+from decoders.definition import MissingInput, decode_input
 from provisioning.view import RegistryView
 from service.inbox import Inbox
 from service.metrics import Metrics
@@ -90,6 +91,8 @@ class Pipeline:
                 raise Rejected("unknown_source", f"no envelope parser for source {msg.source!r}")
             up = parse(msg.topic, msg.payload, msg.received_ns)  # raises EnvelopeError, a Rejected
         device = self.view.by_key.get(up.device_key)
+        if device is None and up.alt_keys:
+            device = next((d for k in up.alt_keys if (d := self.view.by_key.get(k)) is not None), None)
         if device is None:
             raise Rejected("unknown_device", f"no registered device has key {up.device_key}", up.device_key)
         if device.status == "retired":
@@ -99,7 +102,9 @@ class Pipeline:
         except UnknownModel as exc:
             raise Rejected("unknown_model", str(exc), up.device_key) from None
         try:
-            decoded = model.codec.decode(up.payload, up.port)
+            decoded = decode_input(model.codec, up.payload, up.port, up.decoded)
+        except MissingInput as exc:
+            raise Rejected("missing_input", str(exc), up.device_key) from None
         except DecodeError as exc:
             raise Rejected("decode_error", f"{device.model} port {up.port}: {exc}", up.device_key) from None
         derived = derive(device.kind, decoded.fields, device.install, model)

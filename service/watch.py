@@ -20,6 +20,7 @@ from core.device import Device
 from core.uplink import EnvelopeError
 from decoders import get_model
 from decoders.codec import DecodeError
+from decoders.definition import decode_input
 from decoders.derive import derive
 from service.config import Config
 
@@ -61,7 +62,7 @@ def decode_for(device: Device, topic: str, payload: bytes) -> WatchedUplink | No
               "snr_db": up.snr_db, "gateways": len(up.gateway_ids)}
     info = get_model(device.model)
     try:
-        decoded = info.codec.decode(up.payload, up.port)
+        decoded = decode_input(info.codec, up.payload, up.port, up.decoded)
     except DecodeError as exc:
         return WatchedUplink(**common, error=f"{device.model} port {up.port}: {exc}")
     derived = derive(device.kind, decoded.fields, device.install, info)

@@ -18,6 +18,7 @@ from collectors.lorawan import (
     parse_chirpstack,
     parse_tts,
 )
+from collectors.lorawan.decoded import parse_tts_decoded
 from collectors.rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
 from core.uplink import EnvelopeError, Uplink
 
@@ -309,7 +310,7 @@ def test_parse_dispatches_by_topic_prefix() -> None:
     assert err.reason == "unknown_topic" and "sensors/raw/123" in err.detail
     assert FORMATS["chirpstack"].default_topic == "application/+/device/+/event/up"
     default_topic, parser, _ = FORMATS["tts"]
-    assert (default_topic, parser) == ("v3/+/devices/+/up", parse_tts)
+    assert (default_topic, parser) == ("v3/+/devices/+/up", parse_tts_decoded)
 
 
 # --- RFC 3339 -----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ def test_unknown_model_lists_close_matches() -> None:
 
 
 def test_unknown_model_without_close_match_lists_all() -> None:
-    with pytest.raises(UnknownModel, match="known models: bosch-tps110, decentlab-dl-mbx"):
+    with pytest.raises(UnknownModel, match="known models: bosch-tps110, ctwing-nb-water-level, decentlab-dl-mbx"):
         get_model("zzz")
 
 
@@ -54,7 +54,8 @@ def test_model_declarations_are_consistent(info: ModelInfo) -> None:
 @pytest.mark.parametrize("info", MODELS, ids=[m.model for m in MODELS])
 def test_install_params_match_what_the_kind_derivation_needs(info: ModelInfo) -> None:
     if info.kind == "bin_fill":
-        assert info.install_params == ("bin_depth_mm",) and "distance_mm" in info.ranges
+        assert info.install_params == ("bin_depth_mm",)
+        assert "distance_mm" in (info.ranges if info.can_encode else info.fields)
     elif info.kind == "water_level" and "distance_mm" in info.fields:
         assert info.install_params == ("mount_height_mm",) and info.dead_zone_mm > 0
     else:

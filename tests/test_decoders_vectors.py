@@ -46,7 +46,8 @@ def test_decoded_fields_have_their_one_type(vec: dict) -> None:
 def test_every_vector_names_its_source_and_every_model_has_examples() -> None:
     assert all(v["source"].strip() for v in VECTORS)
     with_examples = {v["model"] for v in VECTORS if "error" not in v}
-    missing = [m.model for m in all_models() if m.model not in with_examples]
+    # a defined model carries its example in its definition file, checked when it loads
+    missing = [m.model for m in all_models() if m.model not in with_examples and m.source != "defined"]
     assert missing == []
 
 

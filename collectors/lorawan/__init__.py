@@ -1,5 +1,8 @@
 """LoRaWAN network-server envelopes over MQTT: a registry of formats and a dispatcher by topic.
 
+ChirpStack v4 and v3 share the `application/` prefix; `decoded.parse_chirpstack_any` tells
+them apart. Both ChirpStack and TTS parsers attach the network server's decoded object.
+
 Each format is `bytes → Uplink` with no network in it; `collectors.mqtt` only moves bytes.
 """
 
@@ -10,6 +13,8 @@ from typing import NamedTuple
 
 from collectors.lorawan import chirpstack, tts
 from collectors.lorawan.chirpstack import build_chirpstack_event, parse_chirpstack
+from collectors.lorawan.chirpstack_v3 import build_chirpstack_v3_uplink, parse_chirpstack_v3
+from collectors.lorawan.decoded import parse_chirpstack_any, parse_tts_decoded
 from collectors.lorawan.tts import build_tts_uplink, parse_tts
 from core.uplink import EnvelopeError, Uplink
 
@@ -25,8 +30,8 @@ class EnvelopeFormat(NamedTuple):
 
 
 FORMATS: dict[str, EnvelopeFormat] = {
-    "chirpstack": EnvelopeFormat(chirpstack.DEFAULT_TOPIC, parse_chirpstack, "application/"),
-    "tts": EnvelopeFormat(tts.DEFAULT_TOPIC, parse_tts, "v3/"),
+    "chirpstack": EnvelopeFormat(chirpstack.DEFAULT_TOPIC, parse_chirpstack_any, "application/"),
+    "tts": EnvelopeFormat(tts.DEFAULT_TOPIC, parse_tts_decoded, "v3/"),
 }
 
 
@@ -43,5 +48,5 @@ def parse(topic: str, payload: bytes, received_ns: int) -> Uplink:
     return parser_for_topic(topic)(topic, payload, received_ns)
 
 
-__all__ = ["FORMATS", "EnvelopeFormat", "build_chirpstack_event", "build_tts_uplink", "parse",
-           "parse_chirpstack", "parse_tts", "parser_for_topic"]
+__all__ = ["FORMATS", "EnvelopeFormat", "build_chirpstack_event", "build_chirpstack_v3_uplink", "build_tts_uplink",
+           "parse", "parse_chirpstack", "parse_chirpstack_v3", "parse_tts", "parser_for_topic"]

@@ -2,20 +2,27 @@
 
 CTWing (AEP subscription push, `messageType = "dataReport"`): `IMEI`, `timestamp` (ms) and
 `payload` — either `{"APPdata": base64}` (transparent bytes) or the object the product's
-profile already decoded. OneNET: `{"msg", "nonce", "signature"}` (old NB-IoT platform:
-`msg_signature`), signature = Base64(MD5(token + nonce + msg)); `msg` is one message or a
-list (old platform: `imei`, `at` ms, `type` 1 = data point, `value` hex or base64), or the
-new platform's JSON text (`deviceName` = IMEI, `data.params` properties).
+profile already decoded (`serviceData`, or the properties beside `serviceId`). OneNET:
+`{"msg", "nonce", "signature"}` (old NB-IoT platform: `msg_signature`), signature =
+Base64(MD5(token + nonce + msg)); `msg` is one message or a list (old platform: `imei` and/or
+`dev_id`, `at` ms, `type` 1 = data point, `ds_id` the datastream such as the IPSO id
+`3303_0_5700`, `value` a number, text, hex or base64), or the new platform's JSON text
+(`deviceName`, `data.params` properties).
 
 Transparent bytes are our UDP frame when they parse as one (its IMEI must equal the
-platform's), else the model's bare report (message type 0x01). Decoded properties go
-to the model's codec as JSON (port 0).
+platform's), else the model's bare report (message type 0x01). Decoded properties go to
+the `Uplink` as `decoded` and, for the native models' profile path, as JSON (port 0).
+OneNET data points of one device at one time (several datastreams in one push) become one
+uplink whose `decoded` maps each `ds_id` to its value. A device is keyed by its IMEI when
+the message has one (its `dev_id`, as `onenet:<dev_id>`, is then an alternative key), else
+by `onenet:<dev_id>`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import string
@@ -24,7 +31,7 @@ from typing import Any
 import orjson
 
 from collectors.nbiot.frame import parse_frame, to_uplink
-from core.keys import KeyError_, normalise_imei
+from core.keys import KeyError_, normalise_imei, onenet_key
 from core.uplink import EnvelopeError, Uplink
 
 DATA, PLATFORM_JSON = 0x01, 0
@@ -89,8 +96,21 @@ def parse_ctwing(body: bytes, received_ns: int) -> list[Uplink]:
             raw = base64.b64decode(str(payload["APPdata"]), validate=True)
         except (binascii.Error, ValueError) as exc:
             raise EnvelopeError("bad_base64", f"APPdata: {exc}") from None
-        return [_bytes_uplink(raw, imei, time_ns, "ctwing", received_ns)]
-    return [Uplink(imei, orjson.dumps(payload), PLATFORM_JSON, time_ns, "ctwing", received_ns)]
+        up = _bytes_uplink(raw, imei, time_ns, "ctwing", received_ns)
+        decoded = payload.get("serviceData")
+        return [dataclasses.replace(up, decoded=decoded) if isinstance(decoded, dict) else up]
+    props = _ctwing_properties(payload)
+    return [Uplink(imei, orjson.dumps(props), PLATFORM_JSON, time_ns, "ctwing", received_ns, decoded=props)]
+
+
+def _ctwing_properties(payload: dict[str, Any]) -> dict[str, Any]:
+    """The profile-decoded properties: `serviceData` when the push nests them, else the payload without `serviceId`."""
+    data = payload.get("serviceData")
+    if data is not None:
+        if not isinstance(data, dict):
+            raise EnvelopeError("bad_envelope", f"CTWing payload.serviceData is a {type(data).__name__}, not an object")
+        return data
+    return {k: v for k, v in payload.items() if k != "serviceId"}
 
 
 def onenet_parts(body: bytes) -> tuple[str, str, str]:
@@ -103,14 +123,33 @@ def onenet_parts(body: bytes) -> tuple[str, str, str]:
     return text, str(doc.get("nonce", "")), str(doc.get("signature") or doc.get("msg_signature") or "")
 
 
-def _onenet_value(value: object) -> bytes:
-    text = str(value)
-    if len(text) % 2 == 0 and text and set(text) <= _HEX:
-        return bytes.fromhex(text)
+def _onenet_bytes(value: object) -> bytes | None:
+    """The bytes of a hex or base64 text value; None for numbers, other text and objects."""
+    if not isinstance(value, str) or not value:
+        return None
+    if len(value) % 2 == 0 and set(value) <= _HEX:
+        return bytes.fromhex(value)
     try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise EnvelopeError("bad_value", f"OneNET value is neither hex nor base64: {exc}") from None
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _onenet_keys(m: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """(device key, alternative keys): the IMEI when given (a valid `dev_id` as the alternative), else the dev_id."""
+    dev_id = m.get("dev_id")
+    if m.get("imei") is not None:
+        try:
+            alt = (onenet_key(dev_id),) if dev_id is not None else ()
+        except KeyError_:
+            alt = ()
+        return _imei(m["imei"]), alt
+    if dev_id is None:
+        raise EnvelopeError("missing_field", "OneNET data point names no device: neither imei nor dev_id")
+    try:
+        return onenet_key(dev_id), ()
+    except KeyError_ as exc:
+        raise EnvelopeError("bad_dev_id", str(exc)) from None
 
 
 def _onenet_one(m: object, received_ns: int) -> Uplink | None:
@@ -122,21 +161,50 @@ def _onenet_one(m: object, received_ns: int) -> Uplink | None:
         if m.get("messageType", "notify") != "notify" or not isinstance(params, dict):
             return None
         props = {k: v.get("value") if isinstance(v, dict) else v for k, v in params.items()}
-        return Uplink(_imei(m["deviceName"]), orjson.dumps(props), PLATFORM_JSON,
-                      _time_ns(m.get("notifyTime") or m.get("time"), received_ns), "onenet", received_ns)
+        name = str(m["deviceName"])
+        key = _imei(name) if name.isdigit() and len(name) == 15 else _onenet_keys({"dev_id": name})[0]
+        return Uplink(key, orjson.dumps(props), PLATFORM_JSON,
+                      _time_ns(m.get("notifyTime") or m.get("time"), received_ns), "onenet", received_ns,
+                      decoded=props)
     if m.get("type", 1) != 1:
         return None
-    imei = _imei(m.get("imei"))
+    key, alt = _onenet_keys(m)
     if "value" not in m:
         raise EnvelopeError("bad_envelope", "OneNET data point without a value")
-    return _bytes_uplink(_onenet_value(m["value"]), imei, _time_ns(m.get("at"), received_ns), "onenet", received_ns)
+    value = m["value"]
+    time_ns = _time_ns(m.get("at"), received_ns)
+    decoded = {str(m.get("ds_id") or "value"): value}
+    raw = _onenet_bytes(value)
+    if raw is None:
+        return Uplink(key, b"", DATA, time_ns, "onenet", received_ns, decoded=decoded, alt_keys=alt)
+    up = _bytes_uplink(raw, key, time_ns, "onenet", received_ns) if key.isdigit() else \
+        Uplink(key, raw, DATA, time_ns, "onenet", received_ns)
+    return dataclasses.replace(up, decoded=decoded, alt_keys=alt)
+
+
+def _merge(group: list[Uplink]) -> Uplink:
+    """Several datastreams of one device at one time → one uplink; their bytes, if any, do not combine."""
+    if len(group) == 1:
+        return group[0]
+    decoded: dict[str, Any] = {}
+    for up in group:
+        decoded.update(up.decoded or {})
+    return dataclasses.replace(group[0], payload=b"", decoded=decoded)
 
 
 def parse_onenet_msg(msg: str, received_ns: int) -> list[Uplink]:
-    """The data messages in a (signature-checked) OneNET `msg`; device status messages are skipped."""
+    """The data messages in a (signature-checked) OneNET `msg`; device status messages are skipped.
+
+    Data points with the same device and time are merged into one uplink.
+    """
     doc = _json(msg.encode())
     items = doc if isinstance(doc, list) else [doc]
-    return [u for m in items if (u := _onenet_one(m, received_ns)) is not None]
+    groups: dict[tuple[str, int], list[Uplink]] = {}
+    for m in items:
+        up = _onenet_one(m, received_ns)
+        if up is not None:
+            groups.setdefault((up.device_key, up.time_ns), []).append(up)
+    return [_merge(g) for g in groups.values()]
 
 
 def parse_ctwing_dead(topic: str, payload: bytes, received_ns: int) -> Uplink:

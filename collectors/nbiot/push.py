@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import orjson
 from aiohttp import web
 
 from collectors.nbiot.handoff import ack_future
@@ -136,8 +137,9 @@ class PushReceiver:
         futures = []
         for up in uplinks:
             fut, ack = ack_future(loop)
-            ok = await self._sink.put_async(Incoming(platform, f"http:{request.path}", body if len(uplinks) == 1
-                                                     else up.payload, received_ns, ack=ack, uplink=up))
+            raw = body if len(uplinks) == 1 else up.payload or orjson.dumps(up.decoded)
+            ok = await self._sink.put_async(Incoming(platform, f"http:{request.path}", raw, received_ns, ack=ack,
+                                                     uplink=up))
             if not ok:
                 return web.Response(status=503, text="service is stopping\n")
             futures.append(fut)

@@ -214,7 +214,43 @@ class JsCodec:
                 raise DecodeError(f"{self.model}: {self._load_error}") from None
         return self._engine
 
+    def load_problem(self) -> str | None:
+        """Why the script cannot be used (unreadable, does not load, no decodeUplink); None when it loads.
+
+        The trial engine is closed again: the one that decodes is made on the thread that decodes.
+        """
+        try:
+            source = self.script.read_text(encoding="utf-8")
+            engine = ENGINES[choose_engine(source) if self.engine == "auto" else self.engine](
+                source, self.time_limit_s, self.memory_limit)
+        except (OSError, ScriptError, LimitExceeded) as exc:
+            return f"JS codec {self.script.name}: {exc}"
+        engine.close()
+        return None
+
+    def reset(self) -> None:
+        """Drop the engine (a trial run's), so the next decode makes a fresh one on its own thread."""
+        with self._lock:
+            if self._engine is not None:
+                self._engine.close()
+            self._engine, self._load_error = None, None
+
     def decode(self, payload: bytes, port: int) -> Decoded:
+        data, warnings = self.decode_data(payload, port)
+        fields: dict[str, FieldValue] = {}
+        for path, spec in self.mapping.items():
+            value = _lookup(data, path)
+            if value is _MISSING:
+                continue
+            converted = _convert(value, spec)
+            if converted is None:
+                warnings.append(f"{spec.name}: codec gave {path}={short(value)}, not a {spec.kind.__name__}")
+            else:
+                fields[spec.name] = converted
+        return Decoded(fields, warnings)
+
+    def decode_data(self, payload: bytes, port: int) -> tuple[dict, list[str]]:
+        """The codec's own `data` object and its warnings, before any field mapping; `DecodeError` if it fails."""
         arg = orjson.dumps({"bytes": list(payload), "fPort": port,
                             "recvTime": datetime.now(UTC).isoformat()}).decode()
         with self._lock:
@@ -232,32 +268,21 @@ class JsCodec:
                 raise DecodeError(f"{self.model}: JS codec threw: {exc}") from None
         return self._result(text)
 
-    def _result(self, text: object) -> Decoded:
+    def _result(self, text: object) -> tuple[dict, list[str]]:
         if not isinstance(text, str) or len(text) > MAX_RESULT_CHARS:
             raise DecodeError(f"{self.model}: JS codec returned no usable result")
         out = orjson.loads(text)
         if not isinstance(out, dict):
-            raise DecodeError(f"{self.model}: decodeUplink returned {_short(out)}, expected an object")
+            raise DecodeError(f"{self.model}: decodeUplink returned {short(out)}, expected an object")
         errors = out.get("errors")
         if errors:
             items = errors if isinstance(errors, list) else [errors]
-            raise DecodeError(f"{self.model}: JS codec reported: " + "; ".join(_short(e, 200) for e in items))
+            raise DecodeError(f"{self.model}: JS codec reported: " + "; ".join(short(e, 200) for e in items))
         data = out.get("data")
         if not isinstance(data, dict):
             raise DecodeError(f"{self.model}: decodeUplink returned no data object")
         raw_warnings = out.get("warnings") or []
-        warnings = [_short(w, 200) for w in (raw_warnings if isinstance(raw_warnings, list) else [raw_warnings])]
-        fields: dict[str, FieldValue] = {}
-        for path, spec in self.mapping.items():
-            value = _lookup(data, path)
-            if value is _MISSING:
-                continue
-            converted = _convert(value, spec)
-            if converted is None:
-                warnings.append(f"{spec.name}: codec gave {path}={_short(value)}, not a {spec.kind.__name__}")
-            else:
-                fields[spec.name] = converted
-        return Decoded(fields, warnings)
+        return data, [short(w, 200) for w in (raw_warnings if isinstance(raw_warnings, list) else [raw_warnings])]
 
     def encode(self, fields: Mapping[str, FieldValue]) -> tuple[bytes, int]:
         raise EncodeUnsupported(f"{self.model}: a JavaScript codec decodes only (ModelInfo.can_encode is False)")
@@ -287,7 +312,7 @@ def _convert(value: object, spec: JsField) -> FieldValue | None:
     return float(scaled)
 
 
-def _short(value: object, limit: int = 60) -> str:
+def short(value: object, limit: int = 60) -> str:
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
