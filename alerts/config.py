@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.secrets import SecretStr, SecretUrl
+
 SeverityName = Literal["info", "warning", "critical"]
 
 
@@ -18,14 +20,15 @@ class _Model(BaseModel):
 
 
 class _Http(_Model):
-    headers: dict[str, str] = Field(default_factory=dict,
+    headers: dict[str, SecretStr] = Field(default_factory=dict,
                                     description="extra HTTP headers on every request (e.g. Authorization)")
     timeout_s: float = Field(10.0, gt=0, description="HTTP timeout per request, seconds")
+    ca_file: str = Field("", description="PEM CA certificate(s) for an https:// url; empty = the system's CAs")
 
 
 class CasePlatformReceiver(_Http):
     type: Literal["case_platform"] = Field(description="opens, updates and closes city-management cases")
-    url: str = Field(description="base URL of the city's case platform API")
+    url: SecretUrl = Field(description="base URL of the city's case platform API")
     open_path: str = Field("/cases", description="POST here to open a case; the reply's JSON carries its id")
     update_path: str = Field("/cases/{case_id}/updates",
                              description="POST here to update a case ({case_id}: platform id, else our case key)")
@@ -50,30 +53,35 @@ class CasePlatformReceiver(_Http):
 
 class WebhookReceiver(_Http):
     type: Literal["webhook"] = Field(description="POSTs urbansense's own alert JSON (e.g. the emergency desk)")
-    url: str = Field(description="URL to POST to")
+    url: SecretUrl = Field(description="URL to POST to")
 
 
 class AlertmanagerReceiver(_Http):
     type: Literal["alertmanager"] = Field(description="POSTs the Alertmanager webhook payload, version 4")
-    url: str = Field(description="URL to POST to")
+    url: SecretUrl = Field(description="URL to POST to")
     external_url: str = Field("", description="the payload's externalURL (where operators look alerts up)")
 
 
 class WecomReceiver(_Model):
     type: Literal["wecom"] = Field(description="WeCom (企业微信) group robot, markdown messages")
-    url: str = Field("https://qyapi.weixin.qq.com/cgi-bin/webhook/send", description="robot webhook endpoint")
-    key: str = Field(min_length=1, description="the robot's key (the webhook URL's key= parameter)")
+    url: SecretUrl = Field(SecretUrl("https://qyapi.weixin.qq.com/cgi-bin/webhook/send"),
+                           description="robot webhook endpoint")
+    key: SecretStr = Field(min_length=1, description="the robot's key (the webhook URL's key= parameter)")
     timeout_s: float = Field(10.0, gt=0, description="HTTP timeout per request, seconds")
+    ca_file: str = Field("", description="PEM CA certificate(s) for the endpoint; empty = the system's CAs")
 
 
 class DingtalkReceiver(_Model):
     type: Literal["dingtalk"] = Field(description="DingTalk (钉钉) custom robot, markdown messages")
-    url: str = Field("https://oapi.dingtalk.com/robot/send", description="robot webhook endpoint")
-    access_token: str = Field(min_length=1, description="the robot's access_token")
-    secret: str = Field("", description="signing secret (SEC…) when the robot uses 加签; empty = no signing")
+    url: SecretUrl = Field(SecretUrl("https://oapi.dingtalk.com/robot/send"),
+                           description="robot webhook endpoint")
+    access_token: SecretStr = Field(min_length=1, description="the robot's access_token")
+    secret: SecretStr = Field(SecretStr(""),
+                              description="signing secret (SEC…) when the robot uses 加签; empty = no signing")
     at_mobiles: list[str] = Field(default_factory=list, description="mobile numbers to @ in every message")
     at_all: bool = Field(False, description="@ everyone in the group")
     timeout_s: float = Field(10.0, gt=0, description="HTTP timeout per request, seconds")
+    ca_file: str = Field("", description="PEM CA certificate(s) for the endpoint; empty = the system's CAs")
 
 
 class MqttReceiver(_Model):
@@ -85,9 +93,13 @@ class MqttReceiver(_Model):
     qos: Literal[0, 1, 2] = Field(1, description="publish QoS; 1 = the broker acknowledges every message")
     retain: bool = Field(False, description="publish retained")
     username: str = Field("", description="broker user name, empty for anonymous")
-    password: str = Field("", description="broker password")
+    password: SecretStr = Field(SecretStr(""), description="broker password")
     client_id: str = Field("", description="MQTT client id; empty = generated")
     timeout_s: float = Field(10.0, gt=0, description="connect and publish timeout, seconds")
+    tls: bool = Field(False, description="connect over TLS 1.2+ (certificate and host name always verified)")
+    ca_file: str = Field("", description="PEM CA certificate(s) of the broker; empty = the system's CAs")
+    cert_file: str = Field("", description="PEM client certificate for mutual TLS; empty = none")
+    key_file: str = Field("", description="PEM private key of cert_file")
 
 
 Receiver = Annotated[

@@ -229,7 +229,7 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
     @sub.command()
     def ack(
         ref: Annotated[str, typer.Argument(help="alert id or fingerprint")],
-        by: Annotated[str, typer.Option(help="who acknowledges")] = "",
+        by: Annotated[str, typer.Option(help="a note (on whose behalf); the OS user is recorded as the actor")] = "",
         comment: Annotated[str, typer.Option(help="what is being done")] = "",
     ) -> None:
         """Acknowledge a firing alert: it is no longer repeated until it resolves or escalates.
@@ -237,7 +237,7 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         Example: [bold]urbansense alerts ack 42 --by li.na --comment "crew on the way"[/bold]
         """
         def body(store: AlertStore) -> None:
-            a = store.ack(ref, by or getpass.getuser(), comment, time.time_ns())
+            a = store.ack(ref, getpass.getuser(), _with_note(comment, by), time.time_ns())
             typer.echo(f"acknowledged alert {a.id} ({a.rule_id} on {a.device_id}) as {a.acked_by}")
         run(body)
 
@@ -248,7 +248,7 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         start: Annotated[str, typer.Option(help="ISO time or now")] = "now",
         end: Annotated[str | None, typer.Option(help="ISO end time")] = None,
         for_: Annotated[str | None, typer.Option("--for", help="duration, e.g. 2h")] = None,
-        by: Annotated[str, typer.Option(help="who silences")] = "",
+        by: Annotated[str, typer.Option(help="a note (on whose behalf); the OS user is recorded as the actor")] = "",
     ) -> None:
         """Hold back notifications of matching alerts for a while (state is still tracked).
 
@@ -261,7 +261,8 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
             matchers = [parse_matcher(m) for m in match]
             starts = parse_time_ns(start)
             ends = parse_time_ns(end) if end else starts + int(parse_duration_s(for_ or "") * 1e9)
-            sid = store.add_silence(matchers, starts, ends, comment, by or getpass.getuser(), time.time_ns())
+            sid = store.add_silence(matchers, starts, ends, _with_note(comment, by), getpass.getuser(),
+                                    time.time_ns())
             typer.echo(f"silence {sid}: {' '.join(map(str, matchers))} until {_when(ends)}")
         run(body)
 
@@ -325,3 +326,8 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         run(body)
 
     app.add_typer(sub, name="alerts")
+
+
+def _with_note(comment: str, by: str) -> str:
+    """`--by` is never the actor (that is the OS user): it is kept as a note in the comment."""
+    return f"{comment} [--by {by}]".strip() if by else comment

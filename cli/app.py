@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cli import alerts, deadletter, decoders, demo, device, grafana, rules, simulate
+from cli import alerts, audit, deadletter, decoders, demo, device, grafana, rules, simulate
 from cli.state import State, state
 from service.app import run_service
 from service.config import CONFIG_ENV, DEFAULT_PATH
@@ -73,12 +73,7 @@ def check_config(ctx: typer.Context) -> None:
     Example: [bold]urbansense --config config.toml check-config[/bold]
     """
     cfg = state(ctx).config
-    data = cfg.model_dump(mode="json")
-    for section in data.values():
-        if isinstance(section, dict):
-            for k in ("password", "token"):
-                if section.get(k):
-                    section[k] = "***"
+    data = cfg.model_dump(mode="json")  # secret types dump masked
     typer.echo(f"configuration OK: {state(ctx).config_path or 'config.toml'}")
     for name, section in data.items():
         typer.echo(f"[{name}] {section}")
@@ -99,7 +94,7 @@ def _configured_timezone(ctx: typer.Context) -> str:
 
 
 COMMANDS = (device.register, decoders.register, rules.register, deadletter.register, grafana.register,
-            simulate.register, demo.register)
+            simulate.register, demo.register, audit.register)
 """The command table: each module adds its commands to `app`, in this order (the order `--help` lists them)."""
 
 for _register in COMMANDS:

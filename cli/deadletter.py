@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from cli.state import state
+from core.secrets import reveal
 from core.timing import parse_duration
 from sim.simulator import Publisher
 from storage.deadletter import DeadLetter, DeadLetterStore
@@ -154,8 +155,8 @@ def replay(ctx: typer.Context,
             return
         m = cfg.mqtt
         try:
-            pub = Publisher(m.host, m.port, username=m.username or None, password=m.password or None,
-                            client_id=f"{m.client_id}-replay")
+            pub = Publisher(m.host, m.port, username=m.username or None, password=reveal(m.password) or None,
+                            client_id=f"{m.client_id}-replay", tls=cfg.mqtt_tls())
         except (ConnectionError, OSError) as exc:
             typer.secho(f"cannot reach the broker at {m.host}:{m.port}: {exc}", fg="red", err=True)
             raise typer.Exit(1) from None

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from cli.state import state
 from core.device import Device
+from core.secrets import reveal
 from provisioning.lookup import AmbiguousDevice, DeviceNotFound, find_device
 from provisioning.registry import Registry
 from provisioning.validate import InvalidDevice
@@ -34,7 +35,8 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 RegistryOpt = Annotated[Path | None, typer.Option("--registry", help="registry file (default: registry.path "
                                                                      "from the config)")]
-ByOpt = Annotated[str | None, typer.Option("--by", help="who makes the change, for the audit (default: OS user)")]
+ByOpt = Annotated[str | None, typer.Option(
+    "--by", help="a note for the audit (e.g. on whose behalf); the OS user is always recorded as the actor")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON for scripts")]
 IdArg = Annotated[str, typer.Argument(help="device id or its DevEUI/IMEI, e.g. WL-CY-001 or 24-E1-24-71-3C-21-00-01")]
 LookupArg = Annotated[str, typer.Argument(help="device id, its DevEUI/IMEI in any case with or without separators "
@@ -156,7 +158,8 @@ def fmt_value(value: Any) -> str:
 async def with_influx(cfg: Config, use: Callable[[InfluxClient], Awaitable[T]]) -> T:
     """Run `use` with an InfluxDB client for the configured database (short timeout: a person is waiting)."""
     ic = cfg.influxdb
-    async with InfluxClient(ic.url, ic.database, username=ic.username or None, password=ic.password or None,
-                            token=ic.token or None, retention_policy=ic.retention_policy or None,
-                            timeout=min(ic.timeout_s, 5.0)) as client:
+    async with InfluxClient(reveal(ic.url), ic.database, username=ic.username or None,
+                            password=reveal(ic.password) or None, token=reveal(ic.token) or None,
+                            retention_policy=ic.retention_policy or None,
+                            timeout=min(ic.timeout_s, 5.0), verify=cfg.influx_verify()) as client:
         return await use(client)

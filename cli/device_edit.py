@@ -253,7 +253,8 @@ def _describe(entry: dict[str, Any]) -> str:
 
 @device_app.command("history")
 def history(ctx: typer.Context, id: LookupArg, as_json: JsonOpt = False, registry: RegistryOpt = None) -> None:
-    """Every change to a device: when, who, what (old → new). `--json`: JSON Lines, one change per line.
+    """Every change to a device: when, who (the OS user; a --by note in brackets), what (old → new).
+    `--json`: JSON Lines, one change per line.
 
     Example: [bold]urbansense device history 24-E1-24-71-3C-21-00-01[/bold]
     """
@@ -266,5 +267,6 @@ def history(ctx: typer.Context, id: LookupArg, as_json: JsonOpt = False, registr
         return
     table = Table("when", "by", "action", "what changed", title=f"history of {device_id} (times {city_tz()})")
     for e in entries:
-        table.add_row(fmt_time(e["at"], short=True), e["by"], e["action"], _describe(e))
+        by = f"{e['by']} ({e['note']})" if e.get("note") else e["by"]
+        table.add_row(fmt_time(e["at"], short=True), by, e["action"], _describe(e))
     console.print(table)

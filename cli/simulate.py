@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from cli.state import state
+from core.secrets import reveal
 from provisioning.registry import Registry
 from sim.nbiot import TRANSPORTS, run_nbiot
 from sim.simulator import SCENARIOS, FleetSimulator, Publisher, Scenario, run_simulation
@@ -58,7 +59,7 @@ def register(app: typer.Typer) -> None:
                           "(add some with `urbansense device add`)")
             raise typer.Exit(1)
         pub = Publisher(cfg.mqtt.host, cfg.mqtt.port, username=cfg.mqtt.username or None,
-                        password=cfg.mqtt.password or None)
+                        password=reveal(cfg.mqtt.password) or None, tls=cfg.mqtt_tls())
         console.print(f"simulating {len(sim.devices)} devices, scenario {scenario}, {rate}/s for {duration}s")
         try:
             sent = run_simulation(sim, pub, rate=rate, duration_s=duration)

@@ -19,6 +19,7 @@ pipeline's queue, so that `on_message` never has to block at all.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from core.tls import handshake_problem
 
 
 class _PublishProperties(Properties):
@@ -111,6 +114,8 @@ class MqttConsumer:
     keepalive: int = 30
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
+    tls: ssl.SSLContext | None = None
+    """TLS to the broker (see `core.tls.client_context`); None = plain TCP."""
     stats: ConsumerStats = field(default_factory=ConsumerStats, init=False)
     _client: paho.Client = field(init=False, repr=False)
     _ack_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -119,6 +124,7 @@ class MqttConsumer:
     _connected: bool = field(default=False, init=False, repr=False)
     _stopping: bool = field(default=False, init=False, repr=False)
     _subscribe_mid: int | None = field(default=None, init=False, repr=False)
+    _tls_problem: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.topics:
@@ -132,6 +138,8 @@ class MqttConsumer:
         if self.username is not None:
             client.username_pw_set(self.username, self.password)
         client.reconnect_delay_set(self.reconnect_min_s, self.reconnect_max_s)  # type: ignore[arg-type]
+        if self.tls is not None:
+            client.tls_set_context(self.tls)
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -199,6 +207,11 @@ class MqttConsumer:
 
     def _on_connect_fail(self, client: paho.Client, userdata: object) -> None:
         self.stats.connect_failures += 1
+        why = handshake_problem(self.host, self.port, self.tls) if self.tls is not None else None
+        if why is not None and why != self._tls_problem:
+            logger.error("mqtt: TLS to {}:{} failed: {} (check mqtt.ca_file, cert_file, key_file and that the "
+                         "certificate names {})", self.host, self.port, why, self.host)
+        self._tls_problem = why
         logger.warning("mqtt: cannot connect to {}:{}; retrying with backoff up to {} s",
                        self.host, self.port, self.reconnect_max_s)
 

@@ -95,4 +95,5 @@ class ModelFolders:
 
     @property
     def models(self) -> list[ModelInfo]:
+        """The models the folders gave at the last refresh (a broken file's last good version included)."""
         return list(self._good.values())

@@ -32,6 +32,7 @@ CANONICAL_UNITS: dict[str, str] = {
 
 
 def known_units() -> list[str]:
+    """Every named unit a definition may use (aliases such as `degC`, `ug/m3` are accepted too)."""
     return sorted(_UNITS)
 
 

@@ -7,14 +7,17 @@ from typing import Literal, Protocol
 from pydantic import Field
 
 from core.config import Section
+from core.secrets import SecretStr, SecretUrl
 from storage.config import InfluxConfig
 
 GRAFANA_TOKEN_ENV = "URBANSENSE_GRAFANA_TOKEN"
 
 
 class GrafanaConfig(Section):
-    url: str = Field("http://127.0.0.1:3000", description="Grafana base URL for `urbansense grafana push`")
-    token: str = Field("", description="Grafana service-account token (or env URBANSENSE_GRAFANA_TOKEN)")
+    url: SecretUrl = Field(SecretUrl("http://127.0.0.1:3000"),
+                           description="Grafana base URL for `urbansense grafana push`")
+    token: SecretStr = Field(SecretStr(""),
+                             description="Grafana service-account token (or env URBANSENSE_GRAFANA_TOKEN)")
     language: Literal["zh", "en"] = Field("zh", description="dashboard and panel titles: zh or en")
     folder: str = Field("UrbanSense", min_length=1, description="Grafana folder of the dashboards")
     timeout_s: float = Field(10.0, gt=0, description="HTTP timeout per Grafana API call")

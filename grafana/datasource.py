@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.secrets import reveal
 from grafana.dashboards import DATASOURCE_UID
 from storage.config import INFLUXDB_PASSWORD_ENV, INFLUXDB_TOKEN_ENV, InfluxConfig
 
@@ -30,13 +31,13 @@ def _json_data(ic: InfluxConfig, with_token: bool) -> dict[str, Any]:
 def datasource_body(ic: InfluxConfig) -> dict[str, Any]:
     """Request body for POST /api/datasources and PUT /api/datasources/uid/:uid (secrets as their values)."""
     body: dict[str, Any] = {"uid": DATASOURCE_UID, "name": DATASOURCE_NAME, "type": "influxdb", "access": "proxy",
-                            "url": ic.url, "isDefault": False, "jsonData": _json_data(ic, bool(ic.token))}
+                            "url": reveal(ic.url), "isDefault": False, "jsonData": _json_data(ic, bool(ic.token))}
     secure: dict[str, str] = {}
     if ic.username:
         body["user"] = ic.username
-        secure["password"] = ic.password
+        secure["password"] = reveal(ic.password)
     if ic.token:
-        secure["httpHeaderValue1"] = f"Token {ic.token}"
+        secure["httpHeaderValue1"] = f"Token {reveal(ic.token)}"
     if secure:
         body["secureJsonData"] = secure
     return body
@@ -50,7 +51,7 @@ def datasource_provisioning(ic: InfluxConfig, *, token: bool | None = None) -> d
     """
     use_token = bool(ic.token) if token is None else token
     ds: dict[str, Any] = {"name": DATASOURCE_NAME, "uid": DATASOURCE_UID, "type": "influxdb", "access": "proxy",
-                          "url": ic.url, "isDefault": False, "editable": False,
+                          "url": reveal(ic.url), "isDefault": False, "editable": False,
                           "jsonData": _json_data(ic, use_token)}
     secure: dict[str, str] = {}
     if ic.username:

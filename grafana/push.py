@@ -13,6 +13,7 @@ from typing import Any
 from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaClientError
 
+from core.secrets import reveal
 from grafana.config import GrafanaSettings
 from grafana.dashboards import build_dashboards
 from grafana.datasource import datasource_body
@@ -116,7 +117,7 @@ def push_dashboard(api: GrafanaApi, dash: dict[str, Any], report: PushReport) ->
 def push_all(cfg: GrafanaSettings, *, language: Language | None = None, api: GrafanaApi | None = None) -> PushReport:
     """Push the datasource, the folder and every dashboard; returns what changed."""
     gc = cfg.grafana
-    api = api or GrafanaApi.from_url(gc.url, credential=gc.token or None, timeout=gc.timeout_s)
+    api = api or GrafanaApi.from_url(reveal(gc.url), credential=reveal(gc.token) or None, timeout=gc.timeout_s)
     report = PushReport()
     push_datasource(api, cfg, report)
     push_folder(api, gc.folder, report)

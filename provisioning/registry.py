@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core.device import Device
+from provisioning.audit import GENESIS, Problem, entry_hash, row_hash, verify_chain
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -91,6 +92,7 @@ class Registry:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        self._migrate()
 
     def close(self) -> None:
         self._db.close()
@@ -115,14 +117,77 @@ class Registry:
         """Changes whenever another connection commits: a cheap 'did anything change?'."""
         return self._db.execute("PRAGMA data_version").fetchone()[0]
 
-    def _audit(self, db: sqlite3.Connection, device_id: str, action: str, changes: Mapping[str, Any],
-               by: str | None) -> None:
-        db.execute("INSERT INTO audit(device_id, at, by, action, changes) VALUES (?,?,?,?,?)",
-                   (device_id, time.time(), by or current_user(), action,
-                    json.dumps(changes, ensure_ascii=False, sort_keys=True, default=str)))
+    def _migrate(self) -> None:
+        """Add the tamper-evidence columns to a registry made before them, and seal its rows as they are."""
+        def columns(table: str) -> set[str]:
+            return {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
 
-    def add(self, device: Device, *, by: str | None = None) -> None:
-        """Insert a device; a duplicate id or key is refused naming the device that has it."""
+        if {"note", "prev_hash", "hash"} <= columns("audit") and "row_hash" in columns("devices"):
+            return
+        with self._tx() as db:
+            audit_cols, device_cols = columns("audit"), columns("devices")
+            for col in ("note", "prev_hash", "hash"):
+                if col not in audit_cols:
+                    db.execute(f"ALTER TABLE audit ADD COLUMN {col} TEXT NOT NULL DEFAULT ''")
+            if "row_hash" not in device_cols:
+                db.execute("ALTER TABLE devices ADD COLUMN row_hash TEXT NOT NULL DEFAULT ''")
+            prev = GENESIS
+            for r in db.execute("SELECT * FROM audit ORDER BY seq").fetchall():
+                h = entry_hash(prev, r["device_id"], r["at"], r["by"], r["action"], r["changes"], r["note"])
+                db.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, h, r["seq"]))
+                prev = h
+            for row in db.execute("SELECT * FROM devices").fetchall():
+                self._seal(db, _row_to_device(row))
+
+    def _audit(self, db: sqlite3.Connection, device_id: str, action: str, changes: Mapping[str, Any],
+               by: str | None, user: str | None = None) -> str:
+        """Append one audit row to the chain; returns its hash. `user` is who acted (default: the OS user),
+        `by` a free-text note (e.g. "for the district office"), never taken as the actor."""
+        last = db.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        prev = last["hash"] if last else GENESIS
+        at, who, note = time.time(), user or current_user(), by or ""
+        text = json.dumps(changes, ensure_ascii=False, sort_keys=True, default=str)
+        h = entry_hash(prev, device_id, at, who, action, text, note)
+        db.execute("INSERT INTO audit(device_id, at, by, action, changes, note, prev_hash, hash) "
+                   "VALUES (?,?,?,?,?,?,?,?)", (device_id, at, who, action, text, note, prev, h))
+        return h
+
+    def _seal(self, db: sqlite3.Connection, device: Device) -> None:
+        """Record the device row's hash, tied to its last audit row (see `provisioning.audit`)."""
+        last = db.execute("SELECT hash FROM audit WHERE device_id = ? ORDER BY seq DESC LIMIT 1",
+                          (device.id,)).fetchone()
+        db.execute("UPDATE devices SET row_hash = ? WHERE id = ?",
+                   (row_hash(_device_to_row(device), last["hash"] if last else GENESIS), device.id))
+
+    def _sealed(self, db: sqlite3.Connection, device: Device) -> bool:
+        row = db.execute("SELECT row_hash FROM devices WHERE id = ?", (device.id,)).fetchone()
+        last = db.execute("SELECT hash FROM audit WHERE device_id = ? ORDER BY seq DESC LIMIT 1",
+                          (device.id,)).fetchone()
+        expected = row_hash(_device_to_row(device), last["hash"] if last else GENESIS)
+        return row is not None and row["row_hash"] == expected
+
+    def unsealed(self) -> dict[str, str]:
+        """Devices whose row no longer matches its hash (changed outside urbansense): id → what differs."""
+        last = {r["device_id"]: r["hash"] for r in self._db.execute(
+            "SELECT device_id, hash FROM audit WHERE seq IN (SELECT max(seq) FROM audit GROUP BY device_id)")}
+        out = {}
+        for row in self._db.execute("SELECT * FROM devices"):
+            device = _row_to_device(row)
+            if row["row_hash"] != row_hash(_device_to_row(device), last.get(device.id, GENESIS)):
+                out[device.id] = "row changed outside urbansense (its hash does not match its audit trail)"
+        return out
+
+    def verify(self) -> list[Problem]:
+        """Everything `urbansense audit verify` reports: a broken audit chain and rows changed behind its back."""
+        problems = verify_chain(self._db.execute("SELECT * FROM audit ORDER BY seq"))
+        problems += [Problem(f"device {k}", v) for k, v in self.unsealed().items()]
+        return problems
+
+    def add(self, device: Device, *, by: str | None = None, user: str | None = None) -> None:
+        """Insert a device; a duplicate id or key is refused naming the device that has it.
+
+        `user`: who does it (the desk console passes its logged-in user; default the OS user);
+        `by`: a free-text note kept beside it in the audit trail."""
         now = time.time()
         with self._tx() as db:
             for col, val in (("id", device.id), ("key", device.key)):
@@ -133,10 +198,11 @@ class Registry:
             cols = ", ".join([*row, "created_at", "updated_at"])
             marks = ", ".join("?" * (len(row) + 2))
             db.execute(f"INSERT INTO devices({cols}) VALUES ({marks})", (*row.values(), now, now))
-            self._audit(db, device.id, "add", asdict(device), by)
+            self._audit(db, device.id, "add", asdict(device), by, user)
+            self._seal(db, device)
 
     def update(self, device_id: str, *, by: str | None = None, action: str = "update",
-               note: Mapping[str, Any] | None = None, **changes: Any) -> Device:
+               note: Mapping[str, Any] | None = None, user: str | None = None, **changes: Any) -> Device:
         """Change some columns of one device; records old → new values (plus `note`) in the audit table.
 
         Nothing is written, and nothing audited, when no value actually changes.
@@ -149,6 +215,9 @@ class Registry:
             if not diff:
                 return old
             diff.update(note or {})
+            if not self._sealed(db, old):  # a change made outside urbansense is taken over, visibly
+                action += "+adopt"
+                diff["adopted_outside_change"] = True
             if "key" in diff:
                 hit = db.execute("SELECT id FROM devices WHERE key = ? AND id != ?",
                                  (new.key, device_id)).fetchone()
@@ -158,7 +227,8 @@ class Registry:
             sets = ", ".join(f"{k} = ?" for k in row)
             db.execute(f"UPDATE devices SET {sets}, updated_at = ? WHERE id = ?",
                        (*row.values(), time.time(), device_id))
-            self._audit(db, device_id, action, diff, by)
+            self._audit(db, device_id, action, diff, by, user)
+            self._seal(db, new)
             return new
 
     def key_owners(self) -> dict[str, str]:
@@ -166,13 +236,12 @@ class Registry:
         return {r[0]: r[1] for r in self._db.execute("SELECT key, id FROM devices")}
 
     def import_devices(self, devices: Sequence[Device], *, by: str | None = None,
-                       action: str = "import") -> ImportResult:
+                       action: str = "import", user: str | None = None) -> ImportResult:
         """Add new devices and update changed ones in one transaction; identical ones are left alone.
 
         One audit row per device added or changed. A key registered to another device
         refuses the whole batch (`RegistryError` naming both), so nothing is half-written.
         """
-        who = by or current_user()
         result = ImportResult()
         inserts: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
@@ -204,8 +273,7 @@ class Registry:
                     result.updated.append(device.id)
                     verb = "update"
                 owners[device.key] = device.id
-                audits.append((device.id, now, who, f"{action}:{verb}",
-                               json.dumps(changes, ensure_ascii=False, sort_keys=True, default=str)))
+                audits.append((device, f"{action}:{verb}", changes))
             if inserts:
                 cols = ", ".join([*_COLUMNS, "created_at", "updated_at"])
                 db.executemany(f"INSERT INTO devices({cols}) VALUES ({', '.join('?' * (len(_COLUMNS) + 2))})",
@@ -213,7 +281,9 @@ class Registry:
             if updates:
                 sets = ", ".join(f"{k} = ?" for k in _COLUMNS)
                 db.executemany(f"UPDATE devices SET {sets}, updated_at = ? WHERE id = ?", updates)
-            db.executemany("INSERT INTO audit(device_id, at, by, action, changes) VALUES (?,?,?,?,?)", audits)
+            for device, what, changes in audits:
+                self._audit(db, device.id, what, changes, by, user)
+                self._seal(db, device)
         return result
 
     def _get(self, db: sqlite3.Connection, device_id: str) -> Device:
@@ -272,6 +342,9 @@ class Registry:
     def history(self, device_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT * FROM audit WHERE device_id = ? ORDER BY seq", (device_id,))
         return [{**dict(r), "changes": json.loads(r["changes"])} for r in rows]
+
+    def audit_rows(self) -> int:
+        return self._db.execute("SELECT count(*) FROM audit").fetchone()[0]
 
     def count(self) -> int:
         return self._db.execute("SELECT count(*) FROM devices").fetchone()[0]

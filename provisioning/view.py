@@ -24,6 +24,9 @@ class RegistryView:
         self.by_key: dict[str, Device] = {}
         self.by_id: dict[str, Device] = {}
         self.loaded_at = 0.0
+        self.tampered: dict[str, str] = {}
+        """Devices whose registry row was changed outside urbansense (not applied): id → why."""
+        self._reported: set[tuple[str, str]] = set()
         self.refresh()
 
     def refresh(self) -> bool:
@@ -32,6 +35,10 @@ class RegistryView:
         if version == self._version and self.by_key:
             return False
         devices = self._registry.all()
+        tampered = self._registry.unsealed()
+        if tampered:
+            devices = self._keep_verified(devices, tampered)
+        self.tampered = tampered
         self.by_key = {d.key: d for d in devices}
         self.by_id = {d.id: d for d in devices}
         changed = self._version != -1
@@ -40,6 +47,22 @@ class RegistryView:
         if changed:
             logger.info("registry reloaded: {} devices", len(devices))
         return True
+
+    def _keep_verified(self, devices: list[Device], tampered: dict[str, str]) -> list[Device]:
+        """Rows changed outside urbansense are reported and not applied: the last verified version stays."""
+        out = []
+        for d in devices:
+            if d.id not in tampered:
+                out.append(d)
+                continue
+            if (d.id, repr(d)) not in self._reported:
+                self._reported.add((d.id, repr(d)))
+                logger.error("registry: device {} {}; change NOT applied (kept: {}). Make changes with "
+                             "`urbansense device ...`; `urbansense audit verify` lists every such row",
+                             d.id, tampered[d.id], "the last verified version" if d.id in self.by_id else "nothing")
+            if d.id in self.by_id:
+                out.append(self.by_id[d.id])
+        return out
 
     def close(self) -> None:
         self._registry.close()

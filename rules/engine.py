@@ -18,7 +18,7 @@ from core.device import Device
 from core.reading import Reading
 from core.timing import format_duration
 from core.transition import AlertState, AlertTransition
-from rules.machine import FIRING, PENDING, AlertMachine, Change, RuleState, Timing
+from rules.machine import FIRING, PENDING, AlertMachine, Change, RestoredAlert, RuleState, Timing
 from rules.model import ANY, OP_SYMBOLS, OPS, Rule
 from rules.nodata import SilenceWatcher
 from rules.schedule import LocalClock, period_at
@@ -34,7 +34,8 @@ _ETA_MAX_SAMPLES = 64  # bounds the O(n²) Theil–Sen of an `eta` annotation
 class _DeviceState:
     """What one (rule, device) keeps: its window(s), its machine, and what the last evaluation saw."""
 
-    __slots__ = ("clear_thr", "due_ns", "last_ns", "level_thr", "machine", "tags", "trend", "value", "window")
+    __slots__ = ("clear_thr", "due_ns", "hold_ns", "last_ns", "level_thr", "machine", "tags", "trend", "value",
+                 "window")
 
     def __init__(self, window: Window, trend: TrendWindow | None) -> None:
         self.window = window
@@ -46,6 +47,8 @@ class _DeviceState:
         self.clear_thr: float | None = None
         self.tags: tuple[tuple[str, str], ...] = ()
         self.due_ns: int | None = None
+        self.hold_ns = -1
+        """Restored from the alert store as of this time: older readings fill the window, not the machine."""
 
 
 class _Compiled:
@@ -147,6 +150,8 @@ class Engine:
         self._default_interval_s = default_interval_s
         self._last_seen: dict[str, int] = {}
         self._emitting = True
+        self._restored: set[tuple[str, str]] = set()  # (rule id, device id) put back by `restore`
+        self._warm_out: list[AlertTransition] = []
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -163,14 +168,54 @@ class Engine:
         """The InfluxQL to run at start, one per kind, each bounded by the longest look-back its rules need."""
         return warm_up_queries(self.rules, now_ns)
 
-    def warm_up(self, readings: Iterable[Reading]) -> None:
-        """Replay history (oldest first) into windows and states without emitting transitions."""
+    def restore(self, alerts: Iterable[RestoredAlert]) -> int:
+        """Put the firing and pending alerts the alert store lists back into their machines; call before `warm_up`.
+
+        A restart then remembers them: a later reading below the clear threshold resolves
+        the alert (and its case closes) although no stored reading is recent enough to
+        rebuild the state. Returns how many were restored (rules that no longer exist are skipped).
+        """
+        n = 0
+        for a in alerts:
+            watcher = self._watchers_by_id.get(a.rule_id)
+            if watcher is not None:
+                if a.state is FIRING:
+                    watcher.restore(a.device_id, a.since_ns)
+                    self._restored.add((a.rule_id, a.device_id))
+                    n += 1
+                continue
+            comp = self._by_id.get(a.rule_id)
+            if comp is None or a.state not in (FIRING, PENDING):
+                continue
+            levels = [str(level.severity) for level in comp.rule.levels]
+            level = levels.index(str(a.severity)) if str(a.severity) in levels else 0
+            st = comp.states.get(a.device_id)
+            if st is None:
+                st = comp.states[a.device_id] = comp.new_state()
+            m = st.machine
+            m.state, m.level, m.since_ns, m.clear_since_ns = a.state, level, a.since_ns, None
+            m.samples = max(1, comp.timing.for_samples if a.state is FIRING else 1)
+            st.hold_ns = a.updated_ns
+            self._track(comp, st, a.device_id)
+            self._restored.add((a.rule_id, a.device_id))
+            n += 1
+        return n
+
+    def warm_up(self, readings: Iterable[Reading]) -> list[AlertTransition]:
+        """Replay history (oldest first) into windows and states without emitting transitions.
+
+        Returns only the transitions of alerts put back by `restore` that history moved on
+        (e.g. the water fell after the last stored transition): the store must hear of those.
+        """
         self._emitting = False
+        self._warm_out = []
         try:
             for reading in readings:
                 self.process(reading)
         finally:
             self._emitting = True
+        out, self._warm_out = self._warm_out, []
+        return out
 
     def state_of(self, rule_id: str, device_id: str) -> RuleState | None:
         """The current state of one (rule, device), None when the rule has never seen the device."""
@@ -201,8 +246,8 @@ class Engine:
             self._last_seen[device_id] = time_ns
         for watcher in self._watchers:
             resolved = watcher.seen(device_id, reading.kind, time_ns, previous, reading.tags, self._tags_of)
-            if resolved is not None and self._emitting:
-                out.append(resolved)
+            if resolved is not None and (self._emitting or (resolved.rule_id, device_id) in self._restored):
+                (out if self._emitting else self._warm_out).append(resolved)
         route = self._routes.get(device_id)
         reading_tags = reading.tags
         if route is None or route.kind != reading.kind or (
@@ -243,6 +288,8 @@ class Engine:
             if st.trend is not None:
                 st.trend.add(time_ns, value, weight)
             st.last_ns = time_ns
+            if time_ns <= st.hold_ns:
+                continue  # history the restored state already reflects
             window = st.window
             if window.count < comp.min_samples or window.coverage_s < comp.min_coverage_s:
                 result = None
@@ -311,7 +358,9 @@ class Engine:
     def _emit(self, comp: _Compiled, st: _DeviceState, device_id: str, change: Change,
               out: list[AlertTransition]) -> None:
         if not self._emitting:
-            return
+            if (comp.rule.id, device_id) not in self._restored:
+                return
+            out = self._warm_out
         rule = comp.rule
         level = rule.levels[max(change.level, 0)]
         resolving = change.to_state is AlertState.RESOLVED

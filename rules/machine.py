@@ -39,6 +39,21 @@ class RuleState:
 
 
 @dataclass(frozen=True, slots=True)
+class RestoredAlert:
+    """An alert the alert store lists as firing or pending, to put back into its machine after a restart.
+
+    `since_ns`: when it started firing (or pending); `updated_ns`: its last stored transition.
+    """
+
+    rule_id: str
+    device_id: str
+    state: AlertState
+    severity: Severity
+    since_ns: int
+    updated_ns: int
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     """One state change: `level` is the index of the rule level it concerns (severity), at `time_ns`."""
 

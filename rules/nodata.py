@@ -50,6 +50,9 @@ class SilenceWatcher:
     def seen(self, device_id: str, kind: str, time_ns: int, previous_ns: int | None,
              tags: tuple[tuple[str, str], ...], tags_of: TagsOf) -> AlertTransition | None:
         """Note a reading; returns the RESOLVED transition when the device was silent-firing."""
+        fired_ns = self._firing.get(device_id)
+        if fired_ns is not None and time_ns <= fired_ns:
+            return None  # history from before the silence (warm-up after a restart): still silent
         if device_id in self._queued or device_id in self._ignored:
             return None
         fired = self._firing.pop(device_id, None)
@@ -65,6 +68,10 @@ class SilenceWatcher:
         return self._transition(device_id, AlertState.FIRING, AlertState.RESOLVED, time_ns, gap,
                                 f"{self.rule.id} resolved: device reported again"
                                 + (f" after {format_duration(round(gap))}" if gap is not None else ""))
+
+    def restore(self, device_id: str, fired_ns: int) -> None:
+        """The alert store says this device's silent alert fires (since `fired_ns`): the next reading resolves it."""
+        self._firing[device_id] = fired_ns
 
     def tick(self, now_ns: int, last_seen: Mapping[str, int]) -> list[AlertTransition]:
         """Fire for every selected device whose deadline has passed by `now_ns`."""

@@ -18,10 +18,11 @@ from loguru import logger
 from alerts.points import transition_point
 from alerts.runtime import Alerts
 from core.reading import Reading
-from core.transition import AlertTransition
+from core.transition import AlertState, AlertTransition, Severity
 from provisioning.view import RegistryView
 from rules.engine import Engine
 from rules.loader import load_rules
+from rules.machine import RestoredAlert
 from rules.warmup import readings_from_series
 from service.config import Config
 from storage.influx import InfluxClient
@@ -41,17 +42,36 @@ class Alerting:
         self.engine.set_devices(view.by_id.values())
         self._devices_loaded_at = view.loaded_at
         self.alerts = Alerts(cfg.alerts, lambda device_id: self.view.by_id.get(device_id),
-                             db_path=cfg.path(cfg.alerts.db_path))
+                             db_path=cfg.path(cfg.alerts.db_path), base_dir=cfg.base_dir)
         self.transitions = 0
         self.recent: deque[AlertTransition] = deque(maxlen=50)
         self._pending: list[AlertTransition] = []
+        self._warm_lines = b""
         logger.info("rules: {} loaded", len(rules))
 
+    def restore(self) -> int:
+        """Put the alerts the store lists as firing or pending back into the rules engine (restart memory)."""
+        records = self.alerts.store.list_alerts(states=("firing", "pending"), limit=1 << 31)
+        n = self.engine.restore(
+            RestoredAlert(a.rule_id, a.device_id, AlertState(a.state), Severity(a.severity),
+                          a.started_ns if a.state == "firing" and a.started_ns is not None else a.updated_ns,
+                          a.updated_ns)
+            for a in records)
+        if records:
+            logger.info("rules: {} firing or pending alerts restored from the alert store", n)
+        return n
+
     async def warm_up(self, influx: InfluxClient) -> None:
-        """Replay recent history into the rule windows, without notifying anything."""
+        """Restore alert state from the store, then replay recent history into the rule windows.
+
+        Nothing is notified for history, except what moved a restored alert on (a resolution
+        the store has not seen): that is handled now, so its case closes.
+        """
+        self.restore()
         if not self.cfg.rules.warm_up:
             return
         n = 0
+        moved: list[AlertTransition] = []
         for q in self.engine.warm_up_queries(time.time_ns()):
             try:
                 results = await influx.query(q)
@@ -61,8 +81,10 @@ class Alerting:
             for result in results:
                 readings = readings_from_series(result.get("series", []))
                 n += len(readings)
-                self.engine.warm_up(readings)
+                moved.extend(self.engine.warm_up(readings))
         logger.info("rules warmed up from {} stored readings", n)
+        if moved:
+            self._warm_lines = self._handle(sorted(moved, key=lambda t: t.time_ns))
 
     def _collect(self, transitions: Iterable[AlertTransition]) -> bytes:
         """Queue transitions for the alert store (see `flush`); returns their `alerts` lines."""
@@ -117,6 +139,9 @@ class Alerting:
         (readings still drive `for` and `keep_firing_for` meanwhile).
         """
         delivery = asyncio.create_task(self.alerts.run(), name="alerts-delivery")
+        if self._warm_lines:
+            await writer.add(self._warm_lines)
+            self._warm_lines = b""
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):

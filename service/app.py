@@ -9,6 +9,7 @@ import time
 
 from loguru import logger
 
+from core.secrets import reveal
 from core.timing import backoff_s
 from core.uplink import Incoming, Sink
 from decoders.folders import ModelFolders
@@ -23,6 +24,7 @@ from service.metrics import Metrics
 from service.model_watch import report, watch_models
 from service.pipeline import Pipeline
 from storage.deadletter import DeadLetter, DeadLetterStore
+from storage.health import open_spool, shutdown_summary, storage_not_ready
 from storage.influx import InfluxClient
 from storage.lineprotocol import split_lines
 from storage.spool import DiskSpool
@@ -55,12 +57,19 @@ class Service:
     async def run(self) -> None:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
+        logger.debug("configuration (secrets masked): {}", cfg.model_dump(mode="json"))
+        if cfg.metrics.enabled:  # first: /healthz answers while the rest starts (and InfluxDB may be down)
+            self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
+                                                ready=self._ready, token=reveal(cfg.metrics.token))
+            self.metrics_server.start()
         ic = cfg.influxdb
-        self.influx = InfluxClient(ic.url, ic.database, username=ic.username or None,
-                                   password=ic.password or None, token=ic.token or None,
-                                   retention_policy=ic.retention_policy or None, timeout=ic.timeout_s)
-        if ic.create_database:
-            await self._ensure_database()
+        self.influx = InfluxClient(reveal(ic.url), ic.database, username=ic.username or None,
+                                   password=reveal(ic.password) or None, token=reveal(ic.token) or None,
+                                   retention_policy=ic.retention_policy or None, timeout=ic.timeout_s,
+                                   verify=cfg.influx_verify())
+        database_task: asyncio.Task[None] | None = None
+        if ic.create_database and not await self._try_ensure_database():
+            database_task = asyncio.create_task(self._ensure_database(), name="influx-create-database")
         deadletters = DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path))
 
         def rejected(lines: bytes, reason: str) -> None:
@@ -70,7 +79,8 @@ class Service:
 
         sc = cfg.spool
         if sc.enabled:
-            self.spool = DiskSpool(cfg.path(sc.path), max_bytes=sc.max_bytes, segment_bytes=sc.segment_bytes)
+            self.spool = open_spool(cfg.path(sc.path), max_bytes=sc.max_bytes, segment_bytes=sc.segment_bytes)
+        if self.spool is not None:
             self.metrics.spool_bytes.set_function(lambda: max(0, self.spool.pending_bytes) if self.spool else 0)
             self.metrics.spool_oldest_age.set_function(lambda: self.spool.oldest_age_s() if self.spool else 0.0)
         writer = BatchWriter(self.influx, batch_size=ic.batch_size, flush_interval_s=ic.flush_interval_s,
@@ -89,10 +99,6 @@ class Service:
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
         self.collectors = build_collectors(cfg, lambda: view.by_key, self.metrics)
-        if cfg.metrics.enabled:
-            self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
-                                                ready=self._ready)
-            self.metrics_server.start()
         self.alerting = Alerting(cfg, view)
         await self.alerting.warm_up(self.influx)
         self.pipeline.on_reading.append(self.alerting.on_reading)
@@ -125,10 +131,11 @@ class Service:
                              "at the broker and are delivered again on the next start")
             if self.spool is not None:
                 self.spool.close()
-            for task in (refresh_task, models_task):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for task in (refresh_task, models_task, database_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             self.model_folders.close()
             for c in self.collectors:
                 await c.stop()
@@ -137,22 +144,35 @@ class Service:
             await self.influx.aclose()
             view.close()
             deadletters.close()
-            logger.info("stopped: {} received, {} readings written", self.pipeline.stats.received,
-                        self.pipeline.stats.readings)
+            logger.info(shutdown_summary(self.pipeline.stats.received, writer, self.spool))
 
     def _written(self, points: int, seconds: float) -> None:
         self.metrics.points_written.inc(points)
         self.metrics.write_seconds.observe(seconds)
 
     def _ready(self) -> tuple[bool, str]:
+        if not self.started.is_set():
+            return False, "starting"
         for c in self.collectors:
             ok, why = c.ready()
             if not ok:
                 return False, f"{c.name}: {why}"
-        writer, spool = self.writer, self.spool
-        if writer is not None and not writer.influx_reachable and (spool is None or writer.spool_refusing):
-            return False, "InfluxDB unreachable and the spool is full" if spool else "InfluxDB unreachable"
+        if self.writer is not None:
+            why = storage_not_ready(self.writer, self.spool is not None)
+            if why:
+                return False, why
         return True, "ok"
+
+    async def _try_ensure_database(self) -> bool:
+        """One attempt at CREATE DATABASE; False (logged) when InfluxDB cannot be reached now."""
+        assert self.influx is not None
+        try:
+            await self.influx.ensure_database()
+            return True
+        except Exception as exc:  # start anyway: batches go to the spool (or wait, acks held) until it is back
+            logger.warning("InfluxDB not ready at start ({}); ingesting into the spool (or holding acks) and "
+                           "creating the database once it answers", exc)
+            return False
 
     async def _ensure_database(self) -> None:
         assert self.influx is not None

@@ -14,6 +14,7 @@ from collectors.lorawan.collector import LorawanCollector
 from collectors.nbiot.frame import parse_udp
 from collectors.nbiot.platforms import parse_ctwing_dead, parse_onenet_dead
 from core.device import DeviceSource
+from core.secrets import reveal
 from core.uplink import Sink, Uplink
 from service.config import Config
 
@@ -35,10 +36,10 @@ def _lorawan(cfg: Config, devices: DeviceSource) -> Collector | None:
     if not topics:
         return None
     return LorawanCollector(topics=topics, host=mc.host, port=mc.port, client_id=mc.client_id,
-                            username=mc.username or None, password=mc.password or None,
+                            username=mc.username or None, password=reveal(mc.password) or None,
                             receive_maximum=mc.receive_maximum, session_expiry_s=mc.session_expiry_s,
                             keepalive=mc.keepalive_s, reconnect_min_s=mc.reconnect_min_s,
-                            reconnect_max_s=mc.reconnect_max_s)
+                            reconnect_max_s=mc.reconnect_max_s, tls=cfg.mqtt_tls())
 
 
 def _nbiot(cfg: Config, devices: DeviceSource) -> Collector | None:
@@ -54,8 +55,10 @@ def _nbiot(cfg: Config, devices: DeviceSource) -> Collector | None:
     return NbiotCollector(
         udp=UdpListener(nb.udp_host, nb.udp_port, nb.udp_buffer) if nb.udp else None,
         coap=CoapEndpoint(nb.coap_host, nb.coap_port, nb.coap_path) if nb.coap else None,
-        push=PushReceiver(nb.push_host, nb.push_port, ctwing_token=nb.ctwing_token, onenet_token=nb.onenet_token,
-                          max_body_bytes=nb.max_body_bytes) if nb.push else None)
+        push=PushReceiver(nb.push_host, nb.push_port, ctwing_token=reveal(nb.ctwing_token),
+                          onenet_token=reveal(nb.onenet_token),
+                          max_body_bytes=nb.max_body_bytes, nonce_window_s=nb.nonce_window_s,
+                          max_push_age_s=nb.max_push_age_s, ctwing_sources=nb.ctwing_sources) if nb.push else None)
 
 
 def _modbus(cfg: Config, devices: DeviceSource) -> Collector | None:

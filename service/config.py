@@ -7,7 +7,9 @@ of the file (see `SECRET_ENV`).
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +18,8 @@ from pydantic import Field, ValidationError, field_validator
 
 from alerts.config import AlertsConfig
 from core.config import Section
+from core.secrets import SecretStr
+from core.tls import TlsError, client_context
 from core.validation import describe_error
 from decoders.config import DecodersConfig
 from grafana.config import GRAFANA_TOKEN_ENV, GrafanaConfig
@@ -24,6 +28,7 @@ from storage.config import INFLUXDB_PASSWORD_ENV, INFLUXDB_TOKEN_ENV, InfluxConf
 DEFAULT_PATH = "config.toml"
 CONFIG_ENV = "URBANSENSE_CONFIG"
 SECRET_ENV = {
+    ("metrics", "token"): "URBANSENSE_METRICS_TOKEN",
     ("mqtt", "password"): "URBANSENSE_MQTT_PASSWORD",
     ("influxdb", "password"): INFLUXDB_PASSWORD_ENV,
     ("influxdb", "token"): INFLUXDB_TOKEN_ENV,
@@ -46,7 +51,7 @@ class MqttConfig(_Section):
     client_id: str = Field("urbansense-ingest", min_length=1,
                            description="fixed client id: the broker keeps this session's queue")
     username: str = Field("", description="broker user name, empty for anonymous")
-    password: str = Field("", description="broker password (or env URBANSENSE_MQTT_PASSWORD)")
+    password: SecretStr = Field(SecretStr(""), description="broker password (or env URBANSENSE_MQTT_PASSWORD)")
     keepalive_s: int = Field(30, ge=5, description="MQTT keepalive in seconds")
     session_expiry_s: int = Field(7 * 24 * 3600, ge=0,
                                   description="MQTT 5 session expiry: how long the broker keeps our queue")
@@ -54,6 +59,11 @@ class MqttConfig(_Section):
                                  description="MQTT 5 Receive Maximum: unacknowledged messages in flight")
     reconnect_min_s: float = Field(0.5, gt=0, description="first reconnect delay")
     reconnect_max_s: float = Field(30.0, gt=0, description="reconnect delay cap")
+    tls: bool = Field(False, description="connect over TLS 1.2+ (certificate and host name always verified)")
+    ca_file: str = Field("", description="PEM CA certificate(s) the broker's certificate must chain to; "
+                                         "empty = the system's CAs")
+    cert_file: str = Field("", description="PEM client certificate for mutual TLS; empty = none")
+    key_file: str = Field("", description="PEM private key of cert_file")
 
 
 class LorawanConfig(_Section):
@@ -80,6 +90,8 @@ class MetricsConfig(_Section):
     enabled: bool = Field(True, description="serve Prometheus metrics")
     host: Literal["127.0.0.1", "localhost", "::1"] = Field("127.0.0.1", description="loopback address")
     port: int = Field(9464, ge=0, le=65535, description="metrics port (0 = any free port)")
+    token: SecretStr = Field(SecretStr(""), description="bearer token /metrics requires (or env "
+                             "URBANSENSE_METRICS_TOKEN); empty = open. /healthz and /readyz stay open")
 
 
 class LoggingConfig(_Section):
@@ -121,9 +133,26 @@ class NbiotConfig(_Section):
     push: bool = Field(False, description="serve the HTTP receiver for CTWing/AEP and OneNET pushes")
     push_host: str = Field("127.0.0.1", description="HTTP listen address (put a TLS reverse proxy in front)")
     push_port: int = Field(8087, ge=0, le=65535, description="HTTP port (0 = any free port)")
-    ctwing_token: str = Field("", description="path token of /push/ctwing/<token> (or env URBANSENSE_CTWING_TOKEN)")
-    onenet_token: str = Field("", description="OneNET push token for signatures (or env URBANSENSE_ONENET_TOKEN)")
+    ctwing_token: SecretStr = Field(SecretStr(""),
+                                    description="path token of /push/ctwing/<token> (or env URBANSENSE_CTWING_TOKEN)")
+    onenet_token: SecretStr = Field(SecretStr(""),
+                                    description="OneNET push token for signatures (or env URBANSENSE_ONENET_TOKEN)")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="largest push request body accepted")
+    nonce_window_s: float = Field(86400.0, gt=0, description="a OneNET nonce seen again within this is a replay")
+    max_push_age_s: float = Field(0.0, ge=0, description="refuse pushes whose own time (OneNET at, CTWing "
+                                  "timestamp) is further than this from now; 0 = off (devices may send late)")
+    ctwing_sources: list[str] = Field(default_factory=list, description="addresses or networks CTWing pushes "
+                                      "may come from (e.g. [\"1.2.3.0/24\"]); [] = any")
+
+    @field_validator("ctwing_sources")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (e.g. 1.2.3.4 or 1.2.3.0/24)") from None
+        return v
 
 
 class ModbusConfig(_Section):
@@ -177,6 +206,20 @@ class Config(_Section):
         p = Path(value)
         return p if p.is_absolute() else self.base_dir / p
 
+    def mqtt_tls(self) -> ssl.SSLContext | None:
+        """The broker connection's TLS context (collector, `device watch`, simulator, replay), None without TLS."""
+        m = self.mqtt
+        if not m.tls:
+            return None
+        return client_context(ca_file=self.path(m.ca_file) if m.ca_file else None,
+                              cert_file=self.path(m.cert_file) if m.cert_file else None,
+                              key_file=self.path(m.key_file) if m.key_file else None, setting="mqtt")
+
+    def influx_verify(self) -> ssl.SSLContext | bool:
+        """What httpx verifies InfluxDB's certificate with: the configured CA file, else the system's CAs."""
+        ca = self.influxdb.ca_file
+        return client_context(ca_file=self.path(ca), setting="influxdb") if ca else True
+
 
 def parse_config(data: dict[str, Any], *, source: str = "config", base_dir: Path = Path("."),
                  environ: dict[str, str] | None = None) -> Config:
@@ -191,10 +234,16 @@ def parse_config(data: dict[str, Any], *, source: str = "config", base_dir: Path
     if "base_dir" in merged:
         raise ConfigError(f"{source}: base_dir: unknown key (check its spelling; see config.toml for the keys)")
     try:
-        return Config.model_validate({**merged, "base_dir": base_dir})
+        cfg = Config.model_validate({**merged, "base_dir": base_dir})
     except ValidationError as exc:
         problems = "\n  ".join(describe_error(e) for e in exc.errors())
         raise ConfigError(f"{source}: invalid configuration:\n  {problems}") from None
+    try:  # TLS files are checked at load, so that check-config reports them
+        cfg.mqtt_tls()
+        cfg.influx_verify()
+    except TlsError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return cfg
 
 
 def load_config(path: str | Path | None = None, *, environ: dict[str, str] | None = None) -> Config:

@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collectors.lorawan import parse
 from core.device import Device
+from core.secrets import reveal
 from core.uplink import EnvelopeError
 from decoders import get_model
 from decoders.codec import DecodeError
@@ -86,7 +87,10 @@ def watch(cfg: Config, device: Device, on_uplink: Callable[[WatchedUplink], None
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"urbansense-watch-{uuid.uuid4().hex[:8]}",
                          protocol=mqtt.MQTTv311, clean_session=True)
     if cfg.mqtt.username:
-        client.username_pw_set(cfg.mqtt.username, cfg.mqtt.password)
+        client.username_pw_set(cfg.mqtt.username, reveal(cfg.mqtt.password))
+    tls = cfg.mqtt_tls()
+    if tls is not None:
+        client.tls_set_context(tls)
 
     def on_connect(c: mqtt.Client, _u: object, _f: object, reason: object, _p: object = None) -> None:
         if getattr(reason, "is_failure", False):

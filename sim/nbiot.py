@@ -17,6 +17,7 @@ import orjson
 from collectors.nbiot.frame import build_frame
 from collectors.nbiot.platforms import onenet_signature
 from core.device import Device
+from core.secrets import reveal
 from decoders import derive, get_model
 from service.config import Config
 from sim.simulator import FleetSimulator, Scenario
@@ -135,7 +136,7 @@ def run_nbiot(cfg: Config, devices: list[Device], scenario: Scenario, *, transpo
         return 2, "[red]error:[/red] nbiot.ctwing_token is not set (config or URBANSENSE_CTWING_TOKEN)"
     player = UdpPlayer(nb.udp_host if nb.udp_host not in ("0.0.0.0", "::") else "127.0.0.1", nb.udp_port)
     http = httpx.Client(timeout=30)
-    url = f"http://{nb.push_host}:{nb.push_port}/push/ctwing/{nb.ctwing_token}"
+    url = f"http://{nb.push_host}:{nb.push_port}/push/ctwing/{reveal(nb.ctwing_token)}"
     start, sent, failed = time.monotonic(), 0, 0
     try:
         while time.monotonic() - start < duration_s:

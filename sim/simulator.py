@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import ssl
 import threading
 import time
 import uuid
@@ -21,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from collectors.lorawan.chirpstack import build_chirpstack_event
 from core.device import Device
 from core.schema import field_type
+from core.tls import handshake_problem
 from decoders import ModelInfo, all_models, derive, get_model
 
 SCENARIOS = ("calm", "rainstorm")
@@ -152,22 +154,33 @@ class Publisher:
     """QoS 1 publisher that bounds its outstanding messages (paho loses any beyond 65,535 queued)."""
 
     def __init__(self, host: str, port: int, *, client_id: str = "", max_outstanding: int = 2000,
-                 username: str | None = None, password: str | None = None) -> None:
+                 username: str | None = None, password: str | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self._slots = threading.BoundedSemaphore(max_outstanding)
         self._max = max_outstanding
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"sim-{uuid.uuid4().hex[:8]}",
                                   protocol=mqtt.MQTTv311, clean_session=True)
         if username:
             self.client.username_pw_set(username, password)
+        if tls is not None:
+            self.client.tls_set_context(tls)
         self.client.max_inflight_messages_set(min(max_outstanding, 1000))
         self.client.on_publish = self._on_publish
         self._connected = threading.Event()
         self.client.on_connect = lambda *a, **k: self._connected.set()
         self.published = 0
-        self.client.connect(host, port, keepalive=30)
+        try:
+            self.client.connect(host, port, keepalive=30)
+        except ssl.SSLCertVerificationError as exc:
+            raise ConnectionError(f"simulator: the broker's certificate at {host}:{port} was refused: "
+                                  f"{exc.verify_message or exc} (check mqtt.ca_file)") from None
+        except OSError as exc:
+            raise ConnectionError(f"simulator could not connect to the broker at {host}:{port}: {exc}") from None
         self.client.loop_start()
         if not self._connected.wait(10):
-            raise ConnectionError(f"simulator could not connect to the broker at {host}:{port}")
+            why = handshake_problem(host, port, tls) if tls is not None else None
+            raise ConnectionError(f"simulator could not connect to the broker at {host}:{port}"
+                                  + (f": {why}" if why else ""))
 
     def _on_publish(self, *args: object) -> None:
         self.published += 1

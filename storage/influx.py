@@ -8,12 +8,14 @@ covers all three. Every failure is raised as one of `storage.errors`.
 from __future__ import annotations
 
 import re
+import ssl
 from typing import Any
 
 import httpx
 import orjson
 from loguru import logger
 
+from core.secrets import redact_url
 from core.timing import parse_retry_after
 from storage.errors import (
     PartialWriteError,
@@ -88,12 +90,13 @@ class InfluxClient:
 
     def __init__(self, url: str, database: str, *, username: str | None = None, password: str | None = None,
                  token: str | None = None, retention_policy: str | None = None, timeout: float = 10.0,
-                 max_connections: int = 8) -> None:
+                 max_connections: int = 8, verify: ssl.SSLContext | bool = True) -> None:
         if token and username:
             raise ValueError("give either a token (InfluxDB 2.x/3.x) or a username and password (1.x), not both")
         if not database:
             raise ValueError("database name is empty")
         self.url = url.rstrip("/")
+        self.shown_url = redact_url(self.url)
         self.database = database
         self.retention_policy = retention_policy
         self.server_version: str | None = None
@@ -109,7 +112,7 @@ class InfluxClient:
             self._write_params["rp"] = retention_policy
             self._query_params["rp"] = retention_policy
         self._http = httpx.AsyncClient(
-            base_url=self.url, headers=headers, auth=auth, timeout=timeout,
+            base_url=self.url, headers=headers, auth=auth, timeout=timeout, verify=verify,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections))
 
     async def __aenter__(self) -> InfluxClient:
@@ -129,9 +132,9 @@ class InfluxClient:
             response = await self._http.post("/write", params=self._write_params, content=body,
                                              headers={"Content-Type": "text/plain; charset=utf-8"})
         except httpx.TimeoutException as exc:
-            raise RetryableWriteError(f"write to {self.url} timed out: {exc!r}") from exc
+            raise RetryableWriteError(f"write to {self.shown_url} timed out: {exc!r}") from exc
         except httpx.TransportError as exc:
-            raise RetryableWriteError(f"cannot reach InfluxDB at {self.url}: {exc!r}") from exc
+            raise RetryableWriteError(f"cannot reach InfluxDB at {self.shown_url}: {exc!r}") from exc
         if response.status_code < 300:
             return
         raise write_error(response.status_code, response.content, response.headers.get("Retry-After"))
@@ -148,7 +151,7 @@ class InfluxClient:
         try:
             response = await self._http.post("/query", params=params, data={"q": q})
         except httpx.TransportError as exc:
-            raise TransientError(f"cannot reach InfluxDB at {self.url}: {exc!r}") from exc
+            raise TransientError(f"cannot reach InfluxDB at {self.shown_url}: {exc!r}") from exc
         status = response.status_code
         if status == 429 or status >= 500:
             text, _ = _error_text(response.content)

@@ -11,6 +11,7 @@ record twice is harmless: InfluxDB keys a point by series and time.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import os
 import struct
@@ -30,6 +31,14 @@ _CURSOR = "cursor"
 
 class SpoolError(RuntimeError):
     """The spool folder cannot be used (locked by another process, unreadable)."""
+
+
+class SpoolWriteError(SpoolError):
+    """An append failed (ENOSPC, EROFS, EIO, ...); nothing of it stays in the spool. The message says what to do."""
+
+
+RETRY_AFTER_WRITE_ERROR_S = 5.0
+"""After a failed append the spool refuses bodies this long (or until a drained segment frees space)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +105,10 @@ class DiskSpool:
         self._out = None
         self._out_seq = 0
         self._oldest_ns: int | None = None
+        self.problem: str | None = None
+        """Why the last append failed (None once one succeeds): the reason `has_room` says no."""
+        self._retry_at = 0.0
+        self._cursor_problem: str | None = None
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lockfile = open(self.directory / "lock", "a+b")  # noqa: SIM115 - held for the spool's life
         try:
@@ -121,7 +134,9 @@ class DiskSpool:
         return self.pending_bytes >= self.max_bytes
 
     def has_room(self, n: int) -> bool:
-        """Whether a body of `n` bytes may be appended now without passing the bound."""
+        """Whether a body of `n` bytes may be appended now: within the bound, and no recent write error."""
+        if self.problem is not None and time.monotonic() < self._retry_at:
+            return False
         pending = self.pending_bytes
         return pending <= 0 or pending + _HEADER.size + n <= self.max_bytes
 
@@ -186,9 +201,18 @@ class DiskSpool:
             return 0, 0
 
     def _save_cursor(self) -> None:
+        """Record the read position; a failure (full or read-only disk) only means a replay after a restart."""
         tmp = self.directory / (_CURSOR + ".tmp")
-        tmp.write_text(f"{self._read_seq} {self._read_off}\n")
-        os.replace(tmp, self.directory / _CURSOR)
+        try:
+            tmp.write_text(f"{self._read_seq} {self._read_off}\n")
+            os.replace(tmp, self.directory / _CURSOR)
+        except OSError as exc:
+            if self._cursor_problem is None:
+                logger.warning("spool {}: cannot save the read position ({}); after a restart the records "
+                               "since the last saved position are written again (harmless)", self.directory, exc)
+            self._cursor_problem = str(exc)
+            return
+        self._cursor_problem = None
 
     def _repair_tail(self, seq: int) -> None:
         """Cut a torn or corrupt tail off the last segment, the only one a crash can leave half-written."""
@@ -222,27 +246,51 @@ class DiskSpool:
         return _HEADER.unpack(head)[3]
 
     def append_sync(self, body: bytes) -> None:
+        """Append one record, fsync'd; on any OS error cut the partial record off and raise `SpoolWriteError`."""
         now = time.time_ns()
         record = frame(body, now)
         with self._lock:
-            if self._out is None or self._sizes.get(self._out_seq, 0) >= self.segment_bytes:
-                self._rotate()
-            assert self._out is not None
-            self._out.write(record)
-            self._out.flush()
-            if self.fsync:
-                os.fsync(self._out.fileno())
+            try:
+                if self._out is None or self._sizes.get(self._out_seq, 0) >= self.segment_bytes:
+                    self._rotate()
+                assert self._out is not None
+                view = memoryview(record)
+                while view:
+                    written = self._out.write(view)
+                    if not written:
+                        raise OSError(errno.EIO, "short write")
+                    view = view[written:]
+                if self.fsync:
+                    os.fsync(self._out.fileno())
+            except OSError as exc:
+                self._undo_partial()
+                self.problem = f"{exc.strerror or exc} ({errno.errorcode.get(exc.errno or 0, 'error')})"
+                self._retry_at = time.monotonic() + RETRY_AFTER_WRITE_ERROR_S
+                raise SpoolWriteError(f"spool {self.directory}: cannot write: {self.problem}; free space on its "
+                                      f"filesystem (df {self.directory}) or make it writable") from exc
+            self.problem = None
             was_empty = self.empty
             self._sizes[self._out_seq] += len(record)
             if was_empty:
                 self._oldest_ns = now
 
+    def _undo_partial(self) -> None:
+        """After a failed append: cut the open segment back to its last whole record (or drop the handle)."""
+        if self._out is None:
+            return
+        try:
+            self._out.truncate(self._sizes.get(self._out_seq, 0))
+        except OSError:
+            self._out.close()  # unusable: the next append rotates to a new segment; read stops at the known size
+            self._out = None
+
     def _rotate(self) -> None:
         if self._out is not None:
             self._out.close()
+            self._out = None
         seq = self._next_seq
         self._next_seq += 1
-        self._out = open(self._path(seq), "ab")  # noqa: SIM115 - kept open for appends
+        self._out = open(self._path(seq), "ab", buffering=0)  # noqa: SIM115 - kept open for appends
         self._out_seq = seq
         self._sizes[seq] = 0
         if len(self._sizes) == 1:
@@ -290,7 +338,11 @@ class DiskSpool:
         if seq == self._out_seq and self._out is not None:
             self._out.close()
             self._out = None
-        self._path(seq).unlink(missing_ok=True)
+        try:
+            self._path(seq).unlink(missing_ok=True)
+        except OSError as exc:  # read-only or failing disk: the file stays, its records are replayed after a restart
+            logger.warning("spool {}: cannot delete drained segment {} ({})", self.directory, seq, exc)
+        self._retry_at = 0.0  # space may have been freed: the next append may try again
         del self._sizes[seq]
         self._read_seq = min(self._sizes) if self._sizes else self._next_seq
         self._read_off = 0

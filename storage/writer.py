@@ -33,6 +33,7 @@ from storage.errors import (
 )
 from storage.lineprotocol import join_lines, split_lines
 from storage.rejections import identify_rejected
+from storage.spool import SpoolError
 
 Ack = Callable[[], None]
 
@@ -76,6 +77,7 @@ class WriterStats:
     points_drained: int = 0
     batches_written: int = 0
     write_failures: int = 0
+    drain_failures: int = 0
     write_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
 
 
@@ -154,6 +156,11 @@ class BatchWriter:
     def pending_batches(self) -> int:
         """Batches sealed but not yet acknowledged (written or being written, or waiting for a slot)."""
         return len(self._pending)
+
+    @property
+    def unfinished_lines(self) -> int:
+        """Lines added but not yet written or spooled: after `close`, what stays unacknowledged at the broker."""
+        return sum(b.lines for b in self._pending if not b.done) + self._current.lines
 
     @property
     def influx_reachable(self) -> bool:
@@ -340,8 +347,7 @@ class BatchWriter:
         failures = 0
         while True:
             if may_spool and self.outage and (failures == 0 or failures >= self.spool_after_failures) \
-                    and self._spool_has_room(len(body)):
-                await self._to_spool(body, count)
+                    and self._spool_has_room(len(body)) and await self._to_spool(body, count):
                 return None, 0.0
             started = time.monotonic()
             try:
@@ -354,10 +360,12 @@ class BatchWriter:
                 self.stats.write_failures += 1
                 if isinstance(exc, TransientError):
                     self._down(exc)
-                    if may_spool and failures >= self.spool_after_failures and self._spool_has_room(len(body)):
-                        await self._to_spool(body, count)
+                    if may_spool and failures >= self.spool_after_failures and self._spool_has_room(len(body)) \
+                            and await self._to_spool(body, count):
                         return None, 0.0
-                delay = self._backoff(failures, cap=self.backoff_max_s if may_spool else self.probe_max_s)
+                # while the spool cannot take it, this write is the probe: retry as often as the drain would
+                probing = not may_spool or self.spool_refusing
+                delay = self._backoff(failures, cap=self.probe_max_s if probing else self.backoff_max_s)
                 retry_after = getattr(exc, "retry_after", None)
                 if retry_after is not None:
                     delay = max(delay, min(retry_after, self.max_retry_after_s))
@@ -383,18 +391,33 @@ class BatchWriter:
             return True
         if not self.spool_refusing:
             self.spool_refusing = True
-            logger.error("spool is full: no more messages are acknowledged until InfluxDB takes writes again; "
-                         "the broker keeps the backlog")
+            problem = getattr(self.spool, "problem", None)
+            logger.error("spool {}: no more messages are acknowledged until InfluxDB takes writes again; "
+                         "the broker keeps the backlog", f"cannot write ({problem})" if problem else "is full")
         return False
 
-    async def _to_spool(self, body: bytes, count: int) -> None:
+    @property
+    def spool_problem(self) -> str | None:
+        """Why the spool takes nothing now (full, or its last write failed), or None."""
+        if not self.spool_refusing or self.spool is None:
+            return None
+        return getattr(self.spool, "problem", None) or "full"
+
+    async def _to_spool(self, body: bytes, count: int) -> bool:
+        """Spool `body`; False (acks stay held, InfluxDB is tried instead) when the disk refuses it."""
         assert self.spool is not None
-        await self.spool.append(body)
+        try:
+            await self.spool.append(body)
+        except (OSError, SpoolError) as exc:  # ENOSPC, EROFS, EIO: expected conditions, never the writer's end
+            self.spool_refusing = True
+            logger.error("{}; acknowledgements are held (the broker keeps the data) and InfluxDB is probed", exc)
+            return False
         self.stats.points_spooled += count
         if not self._spooling:
             self._spooling = True
             logger.error("InfluxDB is unavailable: spooling batches to disk (first: {} lines)", count)
         self._spooled.set()
+        return True
 
     def _down(self, exc: Exception) -> None:
         if not self.outage:
@@ -416,37 +439,47 @@ class BatchWriter:
             await asyncio.wait_for(self._recovered.wait(), delay)
 
     async def _drain_loop(self) -> None:
-        """Write spooled bodies back, oldest first, one write at a time holding one in-flight slot."""
-        spool = self.spool
-        assert spool is not None
+        """Drain the spool until cancelled; a disk error (EIO on read, ...) is logged and retried, never fatal."""
+        failures = 0
         while True:
-            if spool.empty:
-                if self._spooling:
-                    self._spooling = False
-                    logger.error("spool drained: every spooled batch is in InfluxDB")
-                self._spooled.clear()
-                if spool.empty:
-                    await self._spooled.wait()
-                continue
-            chunk = await spool.read(self.drain_bytes)
-            if chunk is None:
-                continue
-            self._spooling = True
-            lines = chunk.body.count(b"\n")
-            await self._slots.acquire()
             try:
-                await self._deliver(chunk.body, lines, may_spool=False)
+                await self._drain_once()
+                failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a bug or a failing on_rejected: leave the chunk spooled, try again
-                logger.exception("draining {} spooled lines failed unexpectedly; retrying", lines)
-                await asyncio.sleep(self._backoff(3, cap=self.probe_max_s))
-                continue
-            finally:
-                self._slots.release()
-            await spool.commit(chunk)
-            self.stats.points_drained += lines
-            self.spool_refusing = False
+            except Exception as exc:  # disk errors and bugs alike: the drain must outlive them
+                failures += 1
+                if failures == 1 or failures % 20 == 0:
+                    logger.opt(exception=failures == 1).error(
+                        "spool drain failed ({}), attempt {}; retrying", exc, failures)
+                self.stats.drain_failures += 1
+                await asyncio.sleep(self._backoff(failures, cap=self.probe_max_s))
+
+    async def _drain_once(self) -> None:
+        """Write the oldest spooled bodies back (one write, holding one in-flight slot), or wait for some."""
+        spool = self.spool
+        assert spool is not None
+        if spool.empty:
+            if self._spooling:
+                self._spooling = False
+                logger.error("spool drained: every spooled batch is in InfluxDB")
+            self._spooled.clear()
+            if spool.empty:
+                await self._spooled.wait()
+            return
+        chunk = await spool.read(self.drain_bytes)
+        if chunk is None:
+            return
+        self._spooling = True
+        lines = chunk.body.count(b"\n")
+        await self._slots.acquire()
+        try:
+            await self._deliver(chunk.body, lines, may_spool=False)
+        finally:
+            self._slots.release()
+        await spool.commit(chunk)
+        self.stats.points_drained += lines
+        self.spool_refusing = False
 
     def _backoff(self, failures: int, cap: float | None = None) -> float:
         """Capped exponential backoff with equal jitter: between half and all of base·2^(n-1)."""

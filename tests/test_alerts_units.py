@@ -142,7 +142,7 @@ def test_example_config_is_valid():
     data = tomllib.loads((Path("alerts") / "config.example.toml").read_text(encoding="utf-8"))
     cfg = AlertsConfig.model_validate(data["alerts"])
     assert cfg.receivers["city_cases"].type == "case_platform"
-    assert cfg.receivers["desk_dingtalk"].secret.startswith("SEC")
+    assert cfg.receivers["desk_dingtalk"].secret.get_secret_value().startswith("SEC")
     assert len(cfg.inhibit_rules) == 3
 
 

@@ -61,8 +61,8 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
 def test_secrets_come_from_environment() -> None:
     cfg = parse_config({"influxdb": {"token": "in-file"}},
                        environ={"URBANSENSE_INFLUXDB_TOKEN": "from-env", "URBANSENSE_MQTT_PASSWORD": "pw"})
-    assert cfg.influxdb.token == "from-env"
-    assert cfg.mqtt.password == "pw"
+    assert cfg.influxdb.token.get_secret_value() == "from-env"
+    assert cfg.mqtt.password.get_secret_value() == "pw"
 
 
 def test_config_path_from_environment(tmp_path: Path) -> None:

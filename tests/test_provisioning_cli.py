@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import getpass
 import json
 from pathlib import Path
 
@@ -108,7 +109,8 @@ def test_changes_are_validated_and_audited_with_who_and_what(tmp_path: Path) -> 
 
     hist = [json.loads(x) for x in dev(tmp_path, "history", "WL-1", "--json").output.splitlines()]
     assert [h["action"] for h in hist] == ["add", "update", "move", "calibrate", "retire"]
-    assert hist[0]["by"] == "li.na" and hist[1]["by"] == "zhang.wei"
+    assert hist[0]["by"] == hist[1]["by"] == getpass.getuser(), "the OS user is recorded, not --by"
+    assert hist[0]["note"] == "li.na" and hist[1]["note"] == "zhang.wei"
     assert hist[1]["changes"] == {"district": ["", "朝阳"], "status": ["active", "maintenance"]}
     assert hist[2]["changes"]["moved_at"] == "2024-06-01T06:30:00Z"
     assert hist[2]["changes"]["latitude"] == [39.9, 39.93]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import getpass
 import io
 import json
 import sqlite3
@@ -78,7 +79,7 @@ def test_5000_rows_with_3_bad_import_nothing_then_4997_with_skip_invalid_then_re
     assert one["key"] == "70b3d57ed0000002" and one["kind"] == "noise" and one["district"] == "东城区"
     assert one["address"] == "建国路 2 号, 近地铁站"
     hist = json.loads(dev(tmp_path, "history", "D-00002", "--json").output)
-    assert hist["by"] == "import-bot" and hist["action"] == "import:add"
+    assert hist["by"] == getpass.getuser() and hist["note"] == "import-bot" and hist["action"] == "import:add"
 
 
 def test_export_then_import_round_trips(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def test_registry_refuses_duplicates_naming_the_holder(tmp_path: Path) -> None:
         reg.update("A", district="朝阳", by="tech1")
         hist = reg.history("A")
         assert [h["action"] for h in hist] == ["add", "update"]
-        assert hist[1]["by"] == "tech1" and hist[1]["changes"] == {"district": ["", "朝阳"]}
+        # the actor is the OS user; --by is only a note beside it
+        assert hist[1]["by"] == getpass.getuser() and hist[1]["note"] == "tech1"
+        assert hist[1]["changes"] == {"district": ["", "朝阳"]}
 
 
 def test_view_sees_changes_made_by_another_connection(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from alerts.config import AlertmanagerReceiver
 from alerts.model import Delivery, Event, Notice
 from alerts.notifiers.base import HttpNotifier
 from alerts.notifiers.text import ZERO_TIME, description, fmt_number, rfc3339, title
+from core.secrets import reveal
 
 
 def _labels(n: Notice) -> dict[str, str]:
@@ -51,7 +52,7 @@ def render_v4(n: Notice, *, receiver: str, external_url: str = "") -> dict[str, 
 class AlertmanagerNotifier(HttpNotifier):
     def __init__(self, name: str, cfg: AlertmanagerReceiver) -> None:
         super().__init__(name, timeout_s=cfg.timeout_s, headers=cfg.headers)
-        self.url = cfg.url
+        self.url = reveal(cfg.url)
         self.external_url = cfg.external_url
 
     def render(self, notice: Notice) -> dict[str, Any]:

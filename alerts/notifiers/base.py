@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Mapping
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
 
 from alerts.errors import PermanentError, RetryableError
 from alerts.model import Delivery, Notice
+from core.secrets import redact_url, reveal
 from core.timing import parse_retry_after
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
@@ -26,6 +27,7 @@ RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 class Notifier(Protocol):
     name: str
+    tls: ssl.SSLContext | None
 
     def render(self, notice: Notice) -> dict[str, Any] | None: ...
 
@@ -34,10 +36,6 @@ class Notifier(Protocol):
     async def aclose(self) -> None: ...
 
 
-def redact(url: str) -> str:
-    """The URL without its query string, which holds robot keys and tokens."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def check_status(response: httpx.Response, url: str) -> None:
@@ -46,7 +44,7 @@ def check_status(response: httpx.Response, url: str) -> None:
     if 200 <= status < 300:
         return
     text = response.text[:300].strip()
-    message = f"HTTP {status} from {redact(url)}" + (f": {text}" if text else "")
+    message = f"HTTP {status} from {redact_url(url)}" + (f": {text}" if text else "")
     if status in RETRYABLE_STATUS or status >= 500:
         raise RetryableError(message, retry_after_s=parse_retry_after(response.headers.get("retry-after")))
     raise PermanentError(message)
@@ -60,14 +58,16 @@ class HttpNotifier:
     def __init__(self, name: str, *, timeout_s: float, headers: Mapping[str, str] | None = None) -> None:
         self.name = name
         self.timeout_s = timeout_s
-        self.headers = dict(headers or {})
+        self.headers = {k: reveal(v) for k, v in (headers or {}).items()}
+        self.tls: ssl.SSLContext | None = None  # set by `build_notifiers` from the receiver's ca_file
         self._client: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _http(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            self._client = httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False, trust_env=False)
+            self._client = httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False, trust_env=False,
+                                             verify=self.tls if self.tls is not None else True)
             self._loop = loop
         return self._client
 
@@ -78,7 +78,7 @@ class HttpNotifier:
         try:
             response = await self._http().post(url, content=orjson.dumps(body), headers=headers, params=params)
         except httpx.TransportError as exc:
-            raise RetryableError(f"{redact(url)}: {type(exc).__name__}: {exc or 'no response'}") from None
+            raise RetryableError(f"{redact_url(url)}: {type(exc).__name__}: {exc or 'no response'}") from None
         check_status(response, url)
         return response
 
@@ -94,11 +94,11 @@ def robot_errcode(response: httpx.Response, url: str, retryable_codes: frozenset
     try:
         data = response.json()
     except ValueError:
-        raise RetryableError(f"{redact(url)}: reply is not JSON: {response.text[:200]!r}") from None
+        raise RetryableError(f"{redact_url(url)}: reply is not JSON: {response.text[:200]!r}") from None
     code = data.get("errcode", 0) if isinstance(data, dict) else 0
     if code == 0:
         return
-    message = f"{redact(url)}: errcode {code}: {data.get('errmsg', '')}"
+    message = f"{redact_url(url)}: errcode {code}: {data.get('errmsg', '')}"
     if code in retryable_codes:
         raise RetryableError(message)
     raise PermanentError(message)

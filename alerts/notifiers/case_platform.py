@@ -20,6 +20,7 @@ from alerts.errors import AlertsError
 from alerts.model import Delivery, Event, Notice
 from alerts.notifiers.base import HttpNotifier
 from alerts.notifiers.text import description, kind, location, quantity, rfc3339, title
+from core.secrets import reveal
 
 ACTIONS = {Event.FIRING: "open", Event.ESCALATED: "update", Event.REPEAT: "update", Event.RESOLVED: "close"}
 
@@ -77,7 +78,7 @@ class CasePlatformNotifier(HttpNotifier):
         super().__init__(name, timeout_s=cfg.timeout_s, headers=cfg.headers)
         self.cfg = cfg
         self.table = table
-        self.base = cfg.url.rstrip("/")
+        self.base = reveal(cfg.url).rstrip("/")
         if cfg.edition not in table.editions:
             raise AlertsError(f"receiver {name}: the category table has no edition {cfg.edition!r}")
 

@@ -16,6 +16,7 @@ from alerts.config import DingtalkReceiver
 from alerts.model import Delivery, Event, Notice
 from alerts.notifiers.base import HttpNotifier, robot_errcode
 from alerts.notifiers.text import EVENT_ZH, SEVERITY_ZH, markdown_lines, what
+from core.secrets import reveal
 
 # -1 system busy, 130101 sending too fast
 RETRYABLE_CODES = frozenset({-1, 130101})
@@ -43,9 +44,9 @@ def render_markdown(n: Notice, *, at_mobiles: list[str], at_all: bool) -> dict[s
 class DingtalkNotifier(HttpNotifier):
     def __init__(self, name: str, cfg: DingtalkReceiver) -> None:
         super().__init__(name, timeout_s=cfg.timeout_s)
-        self.url = cfg.url
-        self.access_token = cfg.access_token
-        self.secret = cfg.secret
+        self.url = reveal(cfg.url)
+        self.access_token = reveal(cfg.access_token)
+        self.secret = reveal(cfg.secret)
         self.at_mobiles = list(cfg.at_mobiles)
         self.at_all = cfg.at_all
 

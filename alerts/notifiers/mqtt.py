@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import uuid
 from typing import Any
 
@@ -14,6 +15,7 @@ from alerts.config import MqttReceiver
 from alerts.errors import RetryableError
 from alerts.model import Delivery, Notice
 from alerts.notifiers.text import alert_json
+from core.secrets import reveal
 
 
 def topic_for(template: str, body: dict[str, Any]) -> str:
@@ -31,6 +33,7 @@ class MqttNotifier:
         self.name = name
         self.cfg = cfg
         self._client: aiomqtt.Client | None = None
+        self.tls: ssl.SSLContext | None = None  # set by `build_notifiers` when the receiver sets `tls`
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def render(self, notice: Notice) -> dict[str, Any]:
@@ -41,9 +44,9 @@ class MqttNotifier:
         if self._client is not None and self._loop is loop:
             return self._client
         c = self.cfg
-        client = aiomqtt.Client(c.host, c.port, username=c.username or None, password=c.password or None,
+        client = aiomqtt.Client(c.host, c.port, username=c.username or None, password=reveal(c.password) or None,
                                 identifier=c.client_id or f"urbansense-alerts-{uuid.uuid4().hex[:8]}",
-                                timeout=c.timeout_s, keepalive=30)
+                                timeout=c.timeout_s, keepalive=30, tls_context=self.tls)
         await client.__aenter__()
         self._client, self._loop = client, loop
         return client

@@ -8,12 +8,13 @@ from alerts.config import WebhookReceiver
 from alerts.model import Delivery, Notice
 from alerts.notifiers.base import HttpNotifier
 from alerts.notifiers.text import alert_json
+from core.secrets import reveal
 
 
 class WebhookNotifier(HttpNotifier):
     def __init__(self, name: str, cfg: WebhookReceiver) -> None:
         super().__init__(name, timeout_s=cfg.timeout_s, headers=cfg.headers)
-        self.url = cfg.url
+        self.url = reveal(cfg.url)
 
     def render(self, notice: Notice) -> dict[str, Any]:
         return alert_json(notice)

@@ -8,6 +8,7 @@ from alerts.config import WecomReceiver
 from alerts.model import Delivery, Event, Notice
 from alerts.notifiers.base import HttpNotifier, robot_errcode
 from alerts.notifiers.text import EVENT_ZH, SEVERITY_ZH, markdown_lines, truncate_utf8, what
+from core.secrets import reveal
 
 MAX_BYTES = 4096
 # -1 system busy, 45009 API frequency limit, 45033 concurrency limit
@@ -30,8 +31,8 @@ def render_markdown(n: Notice) -> dict[str, Any]:
 class WecomNotifier(HttpNotifier):
     def __init__(self, name: str, cfg: WecomReceiver) -> None:
         super().__init__(name, timeout_s=cfg.timeout_s)
-        self.url = cfg.url
-        self.key = cfg.key
+        self.url = reveal(cfg.url)
+        self.key = reveal(cfg.key)
 
     def render(self, notice: Notice) -> dict[str, Any]:
         return render_markdown(notice)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import orjson
@@ -24,6 +25,7 @@ from aiohttp import web
 
 from collectors.nbiot.handoff import ack_future
 from collectors.nbiot.platforms import onenet_parts, onenet_signature_ok, parse_ctwing, parse_onenet_msg
+from collectors.nbiot.replay import ReplayGuard, message_times_ms, onenet_times_ms
 from core.uplink import EnvelopeError, Incoming, Sink, Uplink
 
 HANDOFF_TIMEOUT_S = 30.0
@@ -35,12 +37,36 @@ class PushStats:
     refused: dict[str, int] = field(default_factory=dict)
 
 
+def _from(remote: str | None, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return False
+    return any(address in n for n in networks)
+
+
+def _ctwing_times(body: bytes) -> list[int]:
+    try:
+        return message_times_ms(orjson.loads(body), "timestamp")
+    except orjson.JSONDecodeError:
+        return []
+
+
+def _topic(request: web.Request) -> str:
+    """Where a push came in, as its route pattern: the CTWing path token is never stored or logged."""
+    return f"http:{request.match_info.route.resource.canonical}" if request.match_info.route.resource else "http:"
+
+
 class PushReceiver:
     def __init__(self, host: str, port: int, *, ctwing_token: str, onenet_token: str, max_body_bytes: int,
-                 on_refused: Callable[[str, str], None] | None = None) -> None:
+                 on_refused: Callable[[str, str], None] | None = None, nonce_window_s: float = 86400.0,
+                 max_push_age_s: float = 0.0, ctwing_sources: Iterable[str] = ()) -> None:
         self.host, self.port = host, port
         self.ctwing_token, self.onenet_token = ctwing_token, onenet_token
         self.max_body_bytes = max_body_bytes
+        self.nonces = ReplayGuard(nonce_window_s)
+        self.ages = ReplayGuard(max_push_age_s) if max_push_age_s > 0 else None
+        self.ctwing_sources = [ipaddress.ip_network(s, strict=False) for s in ctwing_sources]
         self.on_refused = on_refused
         self.stats = PushStats()
         self._runner: web.AppRunner | None = None
@@ -83,9 +109,15 @@ class PushReceiver:
             return web.Response(status=404, text="CTWing push is not configured\n")
         if not hmac.compare_digest(request.match_info["token"].encode(), self.ctwing_token.encode()):
             return self._refuse("ctwing", "bad_token", 401, "wrong path token")
+        if self.ctwing_sources and not _from(request.remote, self.ctwing_sources):
+            return self._refuse("ctwing", "source_not_allowed", 403, f"{request.remote} may not push")
         body = await self._body(request, "ctwing")
         if isinstance(body, web.Response):
             return body
+        if self.ages is not None:
+            stale = self.ages.stale(_ctwing_times(body))
+            if stale:
+                return self._refuse("ctwing", "stale", 403, stale)
         received_ns = time.time_ns()
         try:
             uplinks = parse_ctwing(body, received_ns)
@@ -115,18 +147,28 @@ class PushReceiver:
             return self._refuse("onenet", exc.reason, 400, f"{exc.reason}: {exc.detail}")
         if not onenet_signature_ok(self.onenet_token, nonce, msg, sig):
             return self._refuse("onenet", "bad_signature", 401, "wrong signature")
+        if self.ages is not None:
+            stale = self.ages.stale(onenet_times_ms(msg))
+            if stale:
+                return self._refuse("onenet", "stale", 403, stale)
+        claim = f"{nonce}\x1f{sig}"
+        if not self.nonces.claim(claim):
+            return self._refuse("onenet", "replayed", 409, "this nonce and signature were already received")
         try:
             uplinks = parse_onenet_msg(msg, received_ns)
         except EnvelopeError as exc:
             return await self._dead_letter("onenet", request, body, received_ns, exc)
-        return await self._hand_off("onenet", request, body, uplinks, received_ns)
+        response = await self._hand_off("onenet", request, body, uplinks, received_ns)
+        if response.status != 200:
+            self.nonces.release(claim)  # not stored: the platform may push it again
+        return response
 
     async def _dead_letter(self, platform: str, request: web.Request, body: bytes, received_ns: int,
                            exc: EnvelopeError) -> web.Response:
         """Hand the raw body to the pipeline, whose parser for `platform` names the reason and keeps it."""
         assert self._sink is not None
         fut, ack = ack_future(asyncio.get_running_loop())
-        if await self._sink.put_async(Incoming(platform, f"http:{request.path}", body, received_ns, ack=ack)):
+        if await self._sink.put_async(Incoming(platform, _topic(request), body, received_ns, ack=ack)):
             await asyncio.wait_for(fut, HANDOFF_TIMEOUT_S)
         return self._refuse(platform, exc.reason, 400, f"{exc.reason}: {exc.detail}")
 
@@ -138,7 +180,7 @@ class PushReceiver:
         for up in uplinks:
             fut, ack = ack_future(loop)
             raw = body if len(uplinks) == 1 else up.payload or orjson.dumps(up.decoded)
-            ok = await self._sink.put_async(Incoming(platform, f"http:{request.path}", raw, received_ns, ack=ack,
+            ok = await self._sink.put_async(Incoming(platform, _topic(request), raw, received_ns, ack=ack,
                                                      uplink=up))
             if not ok:
                 return web.Response(status=503, text="service is stopping\n")
