@@ -20,14 +20,14 @@ from core.device import ZONE_CLASSES, Device
 from core.reading import FieldValue, Reading
 from core.timing import format_duration, parse_duration
 from core.transition import AlertTransition
-from decoders import all_models
 from provisioning.lookup import find_device
 from provisioning.registry import Registry
 from rules.crosscheck import Vocabulary
 from rules.engine import Engine
-from rules.loader import CANONICAL_FIELDS, HEALTH_FIELDS, KINDS, RuleError, check_rules, describe, load_rules
+from rules.loader import KINDS, RuleError, check_rules, describe, load_rules
 from rules.model import ANY, Rule
 from rules.schedule import load_zone
+from service.rule_vocabulary import rule_vocabulary
 
 _NS = 1_000_000_000
 DEFAULT_TZ = "Asia/Shanghai"
@@ -174,31 +174,17 @@ def _registry_path(ctx: typer.Context, registry: Path | None) -> Path | None:
 
 
 def gather_vocabulary(ctx: typer.Context, registry: Path | None) -> Vocabulary:
-    """What exists, for `rules check`: kinds and fields from the decoders and schema, routes from the presets
-    and the config's [alerts] routes, districts/devices from the registry (when there is one)."""
-    models = all_models()
-    kinds = frozenset(m.kind for m in models)
-    fields = {k: set(CANONICAL_FIELDS.get(k, ())) | set(HEALTH_FIELDS) for k in kinds}
-    for m in models:
-        fields[m.kind].update(m.fields)
-    routes = {lv.route for r in check_rules([], include_presets=True).rules for lv in r.levels} | {"webhook"}
-    notes: list[str] = []
+    """What exists, for `rules check` (`service.rule_vocabulary`), with the registry's districts and devices
+    when there is a registry."""
     cfg = config(ctx, required=False)
-    if cfg is not None:
-        routes |= {r.route for r in cfg.alerts.routes if r.route}
-    districts = devices = None
     path = _registry_path(ctx, registry)
     if path is None or not path.exists():
-        notes.append(f"no registry{f' at {path}' if path else ''}: districts and devices in `select` are not "
-                     "checked (give --registry)")
-    else:
-        with Registry(path) as reg:
-            all_devices = reg.all()
-        districts = frozenset(d.district for d in all_devices if d.district)
-        devices = frozenset(d.id for d in all_devices)
-    return Vocabulary(kinds=kinds, fields_by_kind={k: frozenset(v) for k, v in fields.items()},
-                      routes=frozenset(routes), districts=districts, devices=devices,
-                      models=frozenset(m.model for m in models), notes=tuple(notes))
+        note = (f"no registry{f' at {path}' if path else ''}: districts and devices in `select` are not checked "
+                "(give --registry)")
+        return rule_vocabulary(cfg.alerts if cfg else None, None, [note])
+    with Registry(path) as reg:
+        devices = reg.all()
+    return rule_vocabulary(cfg.alerts if cfg else None, devices)
 
 
 def registered_device(ctx: typer.Context, registry: Path | None, text: str) -> tuple[Device | None, str]:

@@ -20,11 +20,13 @@ from alerts.runtime import Alerts
 from core.reading import Reading
 from core.transition import AlertState, AlertTransition, Severity
 from provisioning.view import RegistryView
+from rules.crosscheck import cross_check
 from rules.engine import Engine
 from rules.loader import load_rules
 from rules.machine import RestoredAlert
 from rules.warmup import readings_from_series
 from service.config import Config
+from service.rule_vocabulary import rule_vocabulary
 from storage.influx import InfluxClient
 from storage.lineprotocol import encode_reading
 from storage.writer import BatchWriter
@@ -48,6 +50,8 @@ class Alerting:
         self._pending: list[AlertTransition] = []
         self._warm_lines = b""
         logger.info("rules: {} loaded", len(rules))
+        for mismatch in cross_check(rules, rule_vocabulary(cfg.alerts, view.by_id.values())):
+            logger.warning("rules: {} (`urbansense rules check` lists them all)", mismatch)
 
     def restore(self) -> int:
         """Put the alerts the store lists as firing or pending back into the rules engine (restart memory)."""

@@ -6,12 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
+from loguru import logger
 from typer.testing import CliRunner
 
 from cli.app import app
 from core.device import Device
 from provisioning.registry import Registry
+from provisioning.view import RegistryView
 from rules.loader import PRESETS_DIR
+from service.alerting import Alerting
+from service.config import parse_config
 
 WIDE = {"COLUMNS": "300", "NO_COLOR": "1"}
 runner = CliRunner()
@@ -152,3 +156,21 @@ def test_rules_test_json_is_one_transition_per_line_with_notes_on_stderr(tmp_pat
     assert rows and rows[0]["rule_id"] == "noise.zone_limit" and rows[0]["to"] == "firing"
     assert rows[0]["time"].endswith("+08:00") and rows[0]["threshold"] == 50.0
     assert "from the registry" in r.stderr
+
+
+def test_the_service_logs_each_rule_that_names_what_does_not_exist_at_start(tmp_path: Path, registry: Path) -> None:
+    city = tmp_path / "city.toml"
+    city.write_text(FOUR_MISTAKES, encoding="utf-8")
+    cfg = parse_config({"registry": {"path": str(registry)}, "rules": {"files": [str(city)], "warm_up": False},
+                        "alerts": {"db_path": str(tmp_path / "alerts.sqlite")}}, base_dir=tmp_path, environ={})
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="WARNING", format="{message}")
+    view = RegistryView(registry)
+    try:
+        Alerting(cfg, view)
+    finally:
+        logger.remove(sink)
+        view.close()
+    logged = [line for line in lines if line.startswith("rules: ")]
+    assert len(logged) == 4, lines
+    assert "'cases' is not a route" in logged[0] and "'朝阳区': district has no registered device" in logged[1]
