@@ -126,12 +126,15 @@ class InhibitRuleConfig(_Model):
 
 
 class OutboxConfig(_Model):
-    base_delay_s: float = Field(1.0, gt=0, description="first retry delay after a failed delivery")
-    max_delay_s: float = Field(300.0, gt=0, description="retry delay cap (delay doubles per attempt)")
-    jitter: float = Field(0.2, ge=0, le=1, description="retry delay randomised by ± this fraction")
-    poll_interval_s: float = Field(1.0, gt=0, description="how often the worker looks for due messages")
+    base_delay_s: float = Field(1.0, gt=0, description=("first retry delay after a failed delivery; doubles per "
+                                                        "attempt"))
+    max_delay_s: float = Field(300.0, gt=0, description="retry delay cap, seconds")
+    jitter: float = Field(0.2, ge=0, le=1, description="each retry delay is randomised by +/- this fraction")
+    poll_interval_s: float = Field(1.0, gt=0, description=("how often the delivery worker looks for due messages, "
+                                                           "seconds"))
     max_in_flight: int = Field(8, ge=1, description="deliveries under way at once")
-    stop_timeout_s: float = Field(10.0, ge=0, description="on stop, how long deliveries under way may finish")
+    stop_timeout_s: float = Field(10.0, ge=0, description=("on stop, how long deliveries under way may finish, "
+                                                           "seconds"))
     retention_days: float = Field(30.0, gt=0, description="delivered rows are kept this long (failed ones stay)")
 
 
@@ -147,18 +150,24 @@ def _default_inhibit_rules() -> list[InhibitRuleConfig]:
 
 
 class AlertsConfig(_Model):
-    db_path: str = Field("var/alerts.sqlite", description="SQLite file of alert state, silences and outbox")
+    db_path: str = Field("var/alerts.sqlite", description=("alert state, silences and the notification outbox "
+                                                           "(SQLite)"))
     timezone: str = Field("Asia/Shanghai", description="time zone of times in human-readable messages")
     repeat_interval_s: float = Field(4 * 3600.0, ge=0,
-                                     description="re-notify a firing, unacknowledged alert this often; 0 = never")
+                                     description=("re-notify a firing, unacknowledged alert this often, seconds (0 "
+                                                  "= never)"))
     evaluation_interval_s: float = Field(15.0, gt=0,
-                                         description="how often repeats and held-back notifications are checked")
-    receivers: dict[str, Receiver] = Field(default_factory=dict, description="named receivers")
-    routes: list[RouteConfig] = Field(default_factory=list, description="routing tree, tried in order")
+                                         description=("how often repeats and held-back notifications are checked, "
+                                                      "seconds"))
+    receivers: dict[str, Receiver] = Field(
+        default_factory=dict, description="named receivers; see alerts/config.example.toml for every type")
+    routes: list[RouteConfig] = Field(default_factory=list, description=("routing tree, tried in order; see "
+                                                                         "alerts/config.example.toml"))
     default_receivers: list[str] = Field(default_factory=list,
-                                         description="receivers for alerts no route matches")
-    inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=_default_inhibit_rules,
-                                                   description="firing alerts that hold others back")
+                                         description="receivers for alerts that no route matches")
+    inhibit_rules: list[InhibitRuleConfig] = Field(
+        default_factory=_default_inhibit_rules,
+        description="while a source alert fires, target alerts carrying the same `equal` labels are held back")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="delivery retries")
 
     @field_validator("timezone")

@@ -67,7 +67,7 @@ def check_transition(t: AlertTransition) -> None:
         raise AlertsError(f"alert transition refused: {'; '.join(problems)}")
 
 
-class AlertManager:
+class AlertLifecycle:
     """Synchronous and cheap: call `handle` for every transition, `repeat_due` every few seconds."""
 
     def __init__(self, store: AlertStore, router: Router, notifiers: Mapping[str, Notifier],
@@ -110,7 +110,7 @@ class AlertManager:
             if cur is not None and t.time_ns < cur.updated_ns:
                 return Outcome(fp, cur.state, None, 0, note="stale transition ignored")
             a = replace(cur, labels=dict(cur.labels), receivers=list(cur.receivers)) if cur else AlertRecord(
-                fp, t.rule_id, t.device_id, state=str(AlertState.INACTIVE), severity=str(t.severity))
+                fp, t.rule_id, t.device_id, state=AlertState.INACTIVE, severity=t.severity)
             prev_state, prev_sev = a.state, a.severity
             event, note = self._next_state(a, t)
             if event is None and a.state == prev_state and a.severity == prev_sev:
@@ -131,25 +131,25 @@ class AlertManager:
     def _next_state(self, a: AlertRecord, t: AlertTransition) -> tuple[Event | None, str]:
         to = t.to_state
         if to == AlertState.PENDING:
-            if a.state == "firing":
+            if a.state is AlertState.FIRING:
                 return None, "pending while firing ignored"
-            a.state = "pending"
-            a.severity = str(t.severity)
+            a.state = AlertState.PENDING
+            a.severity = t.severity
             return None, ""
         if to == AlertState.FIRING:
-            new_sev = str(t.severity)
-            if a.state != "firing":
-                a.state, a.severity = "firing", new_sev
+            new_sev = t.severity
+            if a.state is not AlertState.FIRING:
+                a.state, a.severity = AlertState.FIRING, new_sev
                 return Event.FIRING, ""
             if new_sev != a.severity:
                 a.severity = new_sev
                 return Event.ESCALATED, ""
             return None, "already firing"
-        if a.state == "firing":
-            a.state, a.resolved_ns = "resolved", t.time_ns
+        if a.state is AlertState.FIRING:
+            a.state, a.resolved_ns = AlertState.RESOLVED, t.time_ns
             return Event.RESOLVED, ""
-        if a.state == "pending":
-            a.state = "resolved" if to == AlertState.RESOLVED else "inactive"
+        if a.state is AlertState.PENDING:
+            a.state = AlertState.RESOLVED if to == AlertState.RESOLVED else AlertState.INACTIVE
             return None, "pending cleared before firing"
         return None, f"already {a.state}"
 
@@ -252,7 +252,7 @@ class AlertManager:
             device = self._device(snapshot.device_id)
             with self.store.transaction():
                 a = self.store.get(snapshot.fingerprint)
-                if a is None or a.state != "firing":
+                if a is None or a.state is not AlertState.FIRING:
                     continue
                 if not a.notified:
                     rows, note = self._open(a, now, device, now)
@@ -270,8 +270,9 @@ class AlertManager:
                     rows = self._render(a, [(r, Event.REPEAT) for r in a.receivers], None, now, device, now)
                     event, note = Event.REPEAT, ""
                     a.last_notified_ns = now
-                history = HistoryEntry(now, "firing", "firing", a.severity, a.value, a.threshold, str(event),
-                                       a.seq, tuple(r.receiver for r in rows), note) if rows or note else None
+                firing = AlertState.FIRING
+                history = HistoryEntry(now, firing, firing, a.severity, a.value, a.threshold, str(event), a.seq,
+                                       tuple(r.receiver for r in rows), note) if rows or note else None
                 total += self.store.save(a, history, rows, now_ns=now)
         if total and self.on_enqueue:
             self.on_enqueue()

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from core.device import Device
+from core.transition import AlertState, Severity
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
@@ -40,8 +41,8 @@ class AlertRecord:
     fingerprint: str
     rule_id: str
     device_id: str
-    state: str
-    severity: str
+    state: AlertState
+    severity: Severity
     route: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     summary: str = ""
@@ -66,7 +67,7 @@ class AlertRecord:
 
     @property
     def display_state(self) -> str:
-        return "acknowledged" if self.state == "firing" and self.acked_by else self.state
+        return "acknowledged" if self.state is AlertState.FIRING and self.acked_by else str(self.state)
 
 
 @dataclass(slots=True, frozen=True)
@@ -78,8 +79,8 @@ class Notice:
     event: Event
     rule_id: str
     device_id: str
-    severity: str
-    previous_severity: str | None
+    severity: Severity
+    previous_severity: Severity | None
     route: str
     value: float | None
     threshold: float | None

@@ -11,7 +11,7 @@ from pathlib import Path
 from loguru import logger
 
 from alerts.config import AlertsConfig
-from alerts.manager import AlertManager, Outcome
+from alerts.manager import AlertLifecycle, Outcome
 from alerts.notifiers import build_notifiers
 from alerts.outbox import OutboxWorker
 from alerts.routing import Router
@@ -22,7 +22,7 @@ from core.transition import AlertTransition
 PURGE_EVERY_S = 3600.0
 
 
-class Alerts:
+class AlertsRuntime:
     """`handle(transition)` from the pipeline; `await run()` in the service's task group; `await stop()`."""
 
     def __init__(self, config: AlertsConfig, devices: Callable[[str], Device | None], *,
@@ -34,7 +34,7 @@ class Alerts:
         self.store = AlertStore(path if path.is_absolute() else base_dir / path)
         self.notifiers = build_notifiers(config, base_dir=base_dir)
         self.worker = OutboxWorker(self.store, self.notifiers, config=config.outbox, clock=clock)
-        self.manager = AlertManager(
+        self.manager = AlertLifecycle(
             self.store, Router(config.routes, config.default_receivers), self.notifiers, devices,
             repeat_interval_s=config.repeat_interval_s, inhibit_rules=config.inhibit_rules,
             timezone=config.timezone, clock=clock, on_enqueue=self.worker.wake)

@@ -21,6 +21,7 @@ import orjson
 from alerts.errors import AlertsError
 from alerts.matchers import Matcher, matchers_from_json
 from alerts.model import AlertRecord, Delivery
+from core.transition import AlertState, Severity
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -108,9 +109,9 @@ class Silence:
 @dataclass(slots=True, frozen=True)
 class HistoryEntry:
     time_ns: int
-    from_state: str
-    to_state: str
-    severity: str
+    from_state: AlertState
+    to_state: AlertState
+    severity: Severity
     value: float | None
     threshold: float | None
     event: str | None
@@ -162,7 +163,8 @@ def _to_record(row: sqlite3.Row) -> AlertRecord:
     d = dict(row)
     return AlertRecord(
         id=d["id"], fingerprint=d["fingerprint"], rule_id=d["rule_id"], device_id=d["device_id"],
-        state=d["state"], severity=d["severity"], route=d["route"], labels=orjson.loads(d["labels_json"]),
+        state=AlertState(d["state"]), severity=Severity(d["severity"]), route=d["route"],
+        labels=orjson.loads(d["labels_json"]),
         summary=d["summary"], value=d["value"], threshold=d["threshold"], eta_s=d["eta_s"],
         started_ns=d["started_ns"], updated_ns=d["updated_ns"], resolved_ns=d["resolved_ns"],
         acked_by=d["acked_by"], acked_ns=d["acked_ns"], ack_comment=d["ack_comment"], seq=d["seq"],
@@ -372,9 +374,9 @@ class AlertStore:
 
     def history(self, fingerprint: str) -> list[HistoryEntry]:
         rows = self._query("SELECT * FROM history WHERE fingerprint = ? ORDER BY id", (fingerprint,))
-        return [HistoryEntry(r["time_ns"], r["from_state"], r["to_state"], r["severity"], r["value"],
-                             r["threshold"], r["event"], r["seq"], tuple(orjson.loads(r["receivers_json"])),
-                             r["note"]) for r in rows]
+        return [HistoryEntry(r["time_ns"], AlertState(r["from_state"]), AlertState(r["to_state"]),
+                             Severity(r["severity"]), r["value"], r["threshold"], r["event"], r["seq"],
+                             tuple(orjson.loads(r["receivers_json"])), r["note"]) for r in rows]
 
     # silences
 

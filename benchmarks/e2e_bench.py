@@ -46,7 +46,7 @@ from decoders import derive, get_model
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
 from service.app import Service
-from service.collectors import PARSERS
+from service.collectors import envelope_parsers
 from service.config import parse_config
 from service.metrics import Metrics
 from service.pipeline import Pipeline
@@ -278,11 +278,11 @@ def stage_costs(tmp: Path, sample: list[SimUplink], devices: list) -> dict[str, 
     view = RegistryView(tmp / "registry.sqlite")
     dead = DeadLetterStore(tmp / "stage-deadletters.sqlite")
     pipe = Pipeline(view=view, writer=BatchWriter(InfluxClient("http://127.0.0.1:9", "x")), deadletters=dead,
-                    metrics=Metrics(), parsers=PARSERS)
+                    metrics=Metrics(), parsers=envelope_parsers())
     ups = [parse_envelope(u.topic, u.event, 0) for u in sample]
     models = {d.model: get_model(d.model) for d in devices}
     devs = [view.by_key[up.device_key] for up in ups]
-    incoming = [Incoming("mqtt", u.topic, u.event, 0) for u in sample]
+    incoming = [Incoming("lorawan", u.topic, u.event, 0) for u in sample]
     readings = [pipe.to_reading(m) for m in incoming]
     raw_line = raw_line_maker(devices)
     k = len(sample)

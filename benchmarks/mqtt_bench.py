@@ -22,7 +22,7 @@ import paho.mqtt.client as paho
 from loguru import logger
 
 from collectors.lorawan import build_chirpstack_event, parse_chirpstack
-from collectors.mqtt import Inbound, MqttConsumer
+from collectors.mqtt import MqttConsumer, MqttDelivery
 from sim.daemons import Daemon, start_mosquitto
 
 CLIENT_ID = "urbansense-bench"
@@ -54,11 +54,11 @@ def publish_backlog(broker: Daemon, messages: list[tuple[str, bytes]]) -> float:
 def drain(broker: Daemon, n: int, mode: str, receive_maximum: int) -> tuple[float, float]:
     """Wall and CPU seconds to receive, parse and ack n queued messages; mode 'inline' or 'thread'."""
     done = threading.Event()
-    handed: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+    handed: queue.SimpleQueue[MqttDelivery] = queue.SimpleQueue()
     count = 0
     consumer: MqttConsumer
 
-    def handle(msg: Inbound) -> None:
+    def handle(msg: MqttDelivery) -> None:
         nonlocal count
         parse_chirpstack(msg.topic, msg.payload, msg.received_ns)
         consumer.ack(msg)

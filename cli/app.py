@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cli import alerts, audit, deadletter, decoders, demo, device, grafana, rules, simulate
+from cli import alerts, audit, deadletter, decoders, demo, device, grafana, report, rules, simulate
 from cli.state import State, state
 from service.app import run_service
 from service.config import CONFIG_ENV, DEFAULT_PATH
@@ -94,7 +94,7 @@ def _configured_timezone(ctx: typer.Context) -> str:
 
 
 COMMANDS = (device.register, decoders.register, rules.register, deadletter.register, grafana.register,
-            simulate.register, demo.register, audit.register)
+            simulate.register, demo.register, audit.register, report.register)
 """The command table: each module adds its commands to `app`, in this order (the order `--help` lists them)."""
 
 for _register in COMMANDS:

@@ -12,10 +12,14 @@ from zoneinfo import ZoneInfo
 import typer
 
 from cli.state import state
+from collectors.lorawan.collector import SOURCE as LORAWAN_SOURCE
 from core.secrets import reveal
 from core.timing import parse_duration
 from sim.simulator import Publisher
 from storage.deadletter import DeadLetter, DeadLetterStore
+
+REPLAYABLE_SOURCES = (LORAWAN_SOURCE, "mqtt")
+"""Dead letters that came over MQTT and can be published again (`mqtt` is what older versions called LoRaWAN)."""
 
 deadletter_app = typer.Typer(
     help="Messages the service refused (bad envelope, unknown device, undecodable payload, refused by InfluxDB).\n\n"
@@ -146,7 +150,7 @@ def replay(ctx: typer.Context,
         else:
             chosen = store.list(limit=limit, reason=reason, replayed=False)
             chosen.reverse()  # oldest first, as they first arrived
-        mqtt = [d for d in chosen if d.source == "mqtt" and d.topic]
+        mqtt = [d for d in chosen if d.source in REPLAYABLE_SOURCES and d.topic]
         others = [d for d in chosen if d not in mqtt]
         for d in others:
             typer.echo(f"skipped {d.id}: source {d.source!r} is not MQTT ({d.reason})")

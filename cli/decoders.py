@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +15,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from decoders.codec import DecodeError
+from collectors.pasted import parse_pasted
+from core.uplink import EnvelopeError, Uplink
+from decoders.codec import Decoded, DecodeError
 from decoders.definition import decode_input
 from decoders.folders import load_folders
 from decoders.model_info import ModelInfo
@@ -37,13 +41,17 @@ def decode(
     is_base64: Annotated[bool, typer.Option("--base64", help="The payload is base64, not hex.")] = False,
     port: Annotated[int | None, typer.Option("--port", "-p", help="LoRaWAN fPort (default: the model's).")] = None,
     obj: Annotated[str | None, typer.Option("--object", help="The network server's decoded object, as JSON.")] = None,
+    envelope: Annotated[Path | None, typer.Option(
+        "--envelope", help="A whole message copied from the network server or platform (ChirpStack v4/v3, TTS, "
+                           "CTWing, OneNET), as a JSON file; '-' reads stdin.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
-    """Decode one payload (or a decoded object) with a model and print its canonical fields and warnings.
+    """Decode one payload, decoded object or whole message with a model; print its canonical fields and warnings.
     `--json`: one object.
 
     Examples: [bold]urbansense decode -m milesight-em500-udl 017564038201e0[/bold]
               [bold]urbansense decode -m milesight-am308 --object '{"pm2_5": 37, "pm10": 52}'[/bold]
+              [bold]urbansense decode -m milesight-am308 --envelope event.json[/bold]
     """
     err = Console(stderr=True)
     if not model:
@@ -55,17 +63,34 @@ def decode(
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     try:
-        data = _payload(payload, is_base64) if payload else b""
-        decoded_obj = _object(obj) if obj is not None else None
-    except ValueError as exc:
+        if envelope is not None:
+            inputs = [(up.payload, up.port, up.decoded) for up in _envelope(envelope)]
+        else:
+            data = _payload(payload, is_base64) if payload else b""
+            inputs = [(data, port if port is not None else getattr(info.codec, "port", 1),
+                       _object(obj) if obj is not None else None)]
+    except (ValueError, OSError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
-    fport = port if port is not None else getattr(info.codec, "port", 1)
+    for data, fport, decoded_obj in inputs:
+        try:
+            decoded = decode_input(info.codec, data, fport, decoded_obj)
+        except DecodeError as exc:
+            err.print(f"[red]decode error:[/red] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(1) from None
+        _show(info, fport, decoded, as_json)
+
+
+def _envelope(path: Path) -> list[Uplink]:
+    """The uplinks of a pasted message; ValueError says what it is not."""
+    body = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     try:
-        decoded = decode_input(info.codec, data, fport, decoded_obj)
-    except DecodeError as exc:
-        err.print(f"[red]decode error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(1) from None
+        return parse_pasted(body, time.time_ns())
+    except EnvelopeError as exc:
+        raise ValueError(f"--envelope: {exc.reason}: {exc.detail}") from None
+
+
+def _show(info: ModelInfo, fport: int, decoded: Decoded, as_json: bool) -> None:
     if as_json:
         typer.echo(orjson.dumps({"model": info.model, "kind": info.kind, "port": fport, "fields": decoded.fields,
                                  "warnings": decoded.warnings}).decode())

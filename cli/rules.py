@@ -23,7 +23,7 @@ from core.transition import AlertTransition
 from provisioning.lookup import find_device
 from provisioning.registry import Registry
 from rules.crosscheck import Vocabulary
-from rules.engine import Engine
+from rules.gate import RuleSet
 from rules.loader import KINDS, RuleError, check_rules, describe, load_rules
 from rules.model import ANY, Rule
 from rules.schedule import load_zone
@@ -246,7 +246,7 @@ def _excluded(rule: Rule, device: Device, tags: dict[str, str]) -> str:
 def replay(rules: list, device: Device, rows: list[tuple[int, dict[str, FieldValue]]], *, tz: str,
            tail_s: float = 0.0) -> list[AlertTransition]:
     """Feed `rows` (time_ns, fields) as readings of `device`, ticking the clock to each reading's time."""
-    engine = Engine(rules, tz=tz)
+    engine = RuleSet(rules, tz=tz)
     engine.set_devices([device])
     out: list[AlertTransition] = []
     tags = device.tags()

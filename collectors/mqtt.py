@@ -35,21 +35,26 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core.tls import handshake_problem
 
+_FAST = threading.local()
+"""`_FAST.on` is true while a `_ConsumerClient` decodes a PUBLISH, in that client's network thread only."""
+
 
 class _PublishProperties(Properties):
-    """paho's `Properties`, but a PUBLISH one copies its lookup tables from a template instead of rebuilding them.
+    """paho's `Properties`, but a PUBLISH one decoded for a `_ConsumerClient` copies its lookup tables
+    from a template instead of rebuilding them.
 
     paho 2.x decodes every MQTT 5 PUBLISH into a new `Properties`, whose constructor builds
     three tables (~30 dict/list entries) and whose `unpack` first deletes every possible
     attribute: ~9 µs per message, the largest cost of the network thread on a backlog.
     The tables are never modified, so sharing them is safe; a PUBLISH without properties
-    (what Mosquitto sends for a plain publish) skips `unpack` entirely.
+    (what Mosquitto sends for a plain publish) skips `unpack` entirely. Any other client in
+    the process (device watch, the simulators) gets stock paho behaviour.
     """
 
     _template: dict | None = None
 
     def __init__(self, packetType: int) -> None:
-        if packetType != PacketTypes.PUBLISH:
+        if packetType != PacketTypes.PUBLISH or not getattr(_FAST, "on", False):
             super().__init__(packetType)
             return
         template = _PublishProperties._template
@@ -64,12 +69,29 @@ class _PublishProperties(Properties):
         return super().unpack(buffer)
 
 
-if getattr(_packet, "Properties", None) is Properties:
-    _packet.Properties = _PublishProperties  # type: ignore[misc]
+class _ConsumerClient(paho.Client):
+    """The consumer's own paho client: its PUBLISH packets are decoded with `_PublishProperties`.
+
+    paho ≥ 2.2 decodes a PUBLISH in `_packet.decode_publish`, which looks `Properties` up in
+    its module at call time; the lookup is pointed at `_PublishProperties` (stock behaviour
+    unless `_FAST.on`), and only this client's `_handle_publish` turns the fast path on.
+    """
+
+    def _handle_publish(self) -> paho.MQTTErrorCode:
+        _FAST.on = True
+        try:
+            return super()._handle_publish()
+        finally:
+            _FAST.on = False
+
+
+def _use_publish_properties() -> None:
+    if getattr(_packet, "Properties", None) is Properties:
+        _packet.Properties = _PublishProperties  # type: ignore[misc]
 
 
 @dataclass(slots=True)
-class Inbound:
+class MqttDelivery:
     """One received message, with what `MqttConsumer.ack` needs to acknowledge it."""
 
     topic: str
@@ -106,7 +128,7 @@ class MqttConsumer:
     port: int
     client_id: str
     topics: list[str]
-    on_message: Callable[[Inbound], None]
+    on_message: Callable[[MqttDelivery], None]
     username: str | None = None
     password: str | None = None
     receive_maximum: int = 10_000
@@ -133,8 +155,9 @@ class MqttConsumer:
             raise ValueError(f"receive_maximum must be 1..65535, not {self.receive_maximum}")
         if not self.client_id:
             raise ValueError("a persistent session needs a fixed, non-empty client_id")
-        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=paho.MQTTv5, manual_ack=True)
+        _use_publish_properties()
+        client = _ConsumerClient(paho.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                 protocol=paho.MQTTv5, manual_ack=True)
         if self.username is not None:
             client.username_pw_set(self.username, self.password)
         client.reconnect_delay_set(self.reconnect_min_s, self.reconnect_max_s)  # type: ignore[arg-type]
@@ -167,7 +190,7 @@ class MqttConsumer:
         """Wait until connected and subscribed; False if that did not happen within `timeout` seconds."""
         return self._ready.wait(timeout)
 
-    def ack(self, msg: Inbound) -> None:
+    def ack(self, msg: MqttDelivery) -> None:
         """Acknowledge `msg` (thread-safe); no-op for QoS 0, dropped if its connection is gone."""
         if msg.qos == 0:
             return
@@ -246,7 +269,7 @@ class MqttConsumer:
             topic = message.topic
         except UnicodeDecodeError:
             topic = "<topic is not UTF-8>"
-        msg = Inbound(topic, message.payload, message.mid, message.qos, time.time_ns(), bool(message.dup),
+        msg = MqttDelivery(topic, message.payload, message.mid, message.qos, time.time_ns(), bool(message.dup),
                       self._connection)
         self.stats.received += 1
         try:

@@ -10,7 +10,7 @@ _ONENET = re.compile(r"onenet:([A-Za-z0-9_.\-]{1,64})", re.IGNORECASE)
 ONENET_PREFIX = "onenet:"
 
 
-class KeyError_(ValueError):
+class DeviceKeyError(ValueError):
     """A device key in a form nobody accepts; the message shows the accepted forms."""
 
 
@@ -18,7 +18,8 @@ def normalise_deveui(text: str) -> str:
     """`00-11-AA-...`, `0011aa...`, upper or lower case → 16 lowercase hex digits."""
     cleaned = re.sub(r"[\s:\-]", "", text).lower()
     if not _HEX16.fullmatch(cleaned):
-        raise KeyError_(f"DevEUI {text!r}: expected 16 hex digits, e.g. 70b3d57ed0001234 or 70-B3-D5-7E-D0-00-12-34")
+        raise DeviceKeyError(
+            f"DevEUI {text!r}: expected 16 hex digits, e.g. 70b3d57ed0001234 or 70-B3-D5-7E-D0-00-12-34")
     return cleaned
 
 
@@ -37,9 +38,9 @@ def normalise_imei(text: str) -> str:
     """15 digits with a valid Luhn check digit (spaces and dashes allowed on input)."""
     cleaned = re.sub(r"[\s\-]", "", text)
     if not (cleaned.isascii() and cleaned.isdigit() and len(cleaned) == 15):
-        raise KeyError_(f"IMEI {text!r}: expected 15 digits, e.g. 866123456789017")
+        raise DeviceKeyError(f"IMEI {text!r}: expected 15 digits, e.g. 866123456789017")
     if not luhn_ok(cleaned):
-        raise KeyError_(f"IMEI {text!r}: the check digit (last digit) is wrong for the first 14 digits")
+        raise DeviceKeyError(f"IMEI {text!r}: the check digit (last digit) is wrong for the first 14 digits")
     return cleaned
 
 
@@ -47,7 +48,8 @@ def onenet_key(dev_id: object) -> str:
     """The registry key of a OneNET device named by its `dev_id` (or new-platform device name): `onenet:<id>`."""
     text = str(dev_id).strip()
     if isinstance(dev_id, bool) or not _ONENET.fullmatch(ONENET_PREFIX + text):
-        raise KeyError_(f"OneNET dev_id {text[:70]!r}: expected 1-64 letters, digits, '_', '.' or '-', e.g. 504920000")
+        raise DeviceKeyError(
+            f"OneNET dev_id {text[:70]!r}: expected 1-64 letters, digits, '_', '.' or '-', e.g. 504920000")
     return ONENET_PREFIX + text
 
 
@@ -63,7 +65,7 @@ def normalise_key(text: str) -> str:
         return normalise_imei(t)
     try:
         return normalise_deveui(t)
-    except KeyError_:
-        raise KeyError_(
+    except DeviceKeyError:
+        raise DeviceKeyError(
             f"device key {text!r}: expected a DevEUI (16 hex digits), an IMEI (15 digits), "
             "a OneNET device onenet:<dev_id> or a Modbus address host:port/unit") from None

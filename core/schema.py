@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -43,7 +44,7 @@ F, INT, B, S = FieldType.FLOAT, FieldType.INTEGER, FieldType.BOOLEAN, FieldType.
 TAG_KEYS: tuple[str, ...] = ("device_id", "model", "district", "zone_class", "site")
 """Reading tags, bounded cardinality; `site` only where set. Everything else is a field."""
 
-ALERT_TAG_KEYS: tuple[str, ...] = ("rule_id", "device_id", "severity", "to_state", "district")
+ALERT_TAG_KEYS: tuple[str, ...] = ("rule_id", "device_id", "severity", "to_state", "district", "kind")
 """Tags of `alerts` points, as `alerts.points.transition_point` writes them."""
 
 HEALTH_SPECS: tuple[FieldSpec, ...] = (
@@ -55,10 +56,18 @@ HEALTH_SPECS: tuple[FieldSpec, ...] = (
     FieldSpec("snr_db", F, "dB", "signal-to-noise ratio of the uplink"),
     FieldSpec("fcnt", INT, "", "frame counter of the uplink"),
     FieldSpec("fcnt_gap", INT, "", "frames missing since the previous uplink"),
-    FieldSpec("reachable", B, "", "polled device answered (false: timeout or Modbus exception)"),
+    FieldSpec("reachable", B, "",
+              "polled device answered (false: timeout or Modbus exception); written on each change"),
     FieldSpec("received", B, "", "always true: a reading of the device was stored (the 'heard' marker, any transport)"),
 )
 HEALTH_FIELDS: frozenset[str] = frozenset(s.name for s in HEALTH_SPECS)
+
+QUALITY_SPECS: tuple[FieldSpec, ...] = (
+    FieldSpec("quality", S, "", "judgement of the reading: good, suspect or bad (decoders/quality)"),
+    FieldSpec("quality_check", S, "", "the failed checks, worst first, comma-separated (absent when good)"),
+    FieldSpec("online_slot", INT, "", "1 for the device's first report in an expected-interval slot, else 0"),
+)
+"""Written on every reading of every kind by the quality judge (docs/schema.md, "Data quality")."""
 
 MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
     Measurement("noise", "sound level meters", (
@@ -66,34 +75,40 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
         FieldSpec("lmax_db", F, "dB(A)", "maximum level in the interval"),
         FieldSpec("lmin_db", F, "dB(A)", "minimum level in the interval"),
         FieldSpec("lcpeak_db", F, "dB(C)", "C-weighted peak level"),
+        *QUALITY_SPECS,
     ), TAG_KEYS),
     Measurement("dust", "particulate matter monitors", (
         FieldSpec("pm1_0_ugm3", F, "µg/m³", "PM1.0 mass concentration"),
         FieldSpec("pm2_5_ugm3", F, "µg/m³", "PM2.5 mass concentration"),
         FieldSpec("pm10_ugm3", F, "µg/m³", "PM10 mass concentration"),
         FieldSpec("tsp_ugm3", F, "µg/m³", "total suspended particulates"),
+        *QUALITY_SPECS,
     ), TAG_KEYS),
     Measurement("bin_fill", "waste bin fill-level sensors", (
         FieldSpec("distance_mm", F, "mm", "measured distance from the sensor to the contents"),
         FieldSpec("fill_pct", F, "%", "fill level 0–100, derived from distance and the bin's depth"),
-        FieldSpec("tilt_deg", F, "°", "tilt angle of the lid or bin"),
-        FieldSpec("tilted", B, "", "tilt alarm"),
+        FieldSpec("tilt_deg", F, "°", "tilt angle of the lid or bin, where given"),
+        FieldSpec("tilted", B, "", "tilt alarm, where given"),
+        *QUALITY_SPECS,
     ), TAG_KEYS),
     Measurement("parking", "parking bay occupancy sensors", (
         FieldSpec("occupied", B, "", "a vehicle is in the bay"),
-        FieldSpec("vehicle_count", INT, "", "vehicles counted by the device"),
+        FieldSpec("vehicle_count", INT, "", "vehicles counted by the device, where given"),
+        *QUALITY_SPECS,
     ), TAG_KEYS),
     Measurement("water_level", "road waterlogging sensors", (
-        FieldSpec("distance_mm", F, "mm", "measured distance from the sensor to the water surface"),
-        FieldSpec("depth_mm", F, "mm", "water depth on the road (mount height minus distance, or measured)"),
+        FieldSpec("distance_mm", F, "mm", "distance from the sensor to the water surface (distance sensors)"),
+        FieldSpec("depth_mm", F, "mm",
+                  "water depth on the road: mount height − distance, or measured by pressure/radar"),
+        *QUALITY_SPECS,
     ), TAG_KEYS),
     Measurement("device_health", "health of every device, whatever its kind", HEALTH_SPECS, TAG_KEYS),
     Measurement("alerts", "alert transitions from the rules engine", (
         FieldSpec("from_state", S, "", "state before the transition: inactive, pending, firing, resolved"),
         FieldSpec("summary", S, "", "one-line human summary"),
         FieldSpec("fingerprint", S, "", "stable id of the (rule, device) alert"),
-        FieldSpec("value", F, "rule's unit", "the computed value the rule compared"),
-        FieldSpec("threshold", F, "rule's unit", "what it was compared with"),
+        FieldSpec("value", F, "rule's unit", "the computed value the rule compared (when known)"),
+        FieldSpec("threshold", F, "rule's unit", "what it was compared with (when known)"),
         FieldSpec("eta_s", F, "s", "predicted time to reach the target (trend rules)"),
     ), ALERT_TAG_KEYS),
 )}
@@ -187,7 +202,8 @@ def _to_str(value: object) -> str:
     return value
 
 
-_COERCE = {F: _to_float, INT: _to_int, B: _to_bool, S: _to_str}
+_COERCE: dict[FieldType, Callable[[object], float | int | bool | str]] = {
+    F: _to_float, INT: _to_int, B: _to_bool, S: _to_str}
 
 
 _PYTHON_TYPES = {F: float, INT: int, B: bool, S: str}

@@ -34,6 +34,9 @@ class Uplink:
     snr_db: float | None = None
     gateway_ids: tuple[str, ...] = field(default=())
     dedup_id: str | None = None
+    reachable: bool | None = None
+    """Set (with an empty payload) by a polling collector when a device stops or starts answering:
+    the uplink then becomes a `device_health` point `reachable = false / true`, nothing is decoded."""
     decoded: Mapping[str, Any] | None = None
     alt_keys: tuple[str, ...] = ()
 
@@ -49,9 +52,12 @@ class EnvelopeError(Rejected):
 class Incoming:
     """One message as a collector received it, on its way to the pipeline.
 
-    `source` picks the envelope parser (e.g. "mqtt"); a collector that parses its own
-    frames sets `uplink` instead. `ack` is called once the message is durably handed off
-    (its reading written, or the message dead-lettered), in arrival order.
+    A collector that parses its own frames sets `uplink`, or `rejected` (with the reason) for
+    a message it could not parse: the pipeline dead-letters `payload` under that reason and
+    never parses it again. A collector that leaves parsing to the pipeline (LoRaWAN, whose
+    envelopes are parsed in chunks off the network thread) sets neither, and `source` names
+    the envelope parser it registered. `ack` is called once the message is durably handed
+    off (its reading written, or the message dead-lettered), in arrival order.
     """
 
     source: str
@@ -60,6 +66,7 @@ class Incoming:
     received_ns: int
     ack: Callable[[], None] | None = None
     uplink: Uplink | None = None
+    rejected: Rejected | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 _TYPE_WORDS = {
     "int_type": "an integer", "int_parsing": "an integer", "float_type": "a number",
     "float_parsing": "a number", "bool_type": "true or false", "bool_parsing": "true or false",
@@ -29,3 +31,8 @@ def describe_error(err: Any, *, unknown_hint: str = "see config.toml for the key
         return f"{key}: expected {_TYPE_WORDS[kind]}, got {got!r}"
     msg = str(err["msg"]).removeprefix("Value error, ")
     return f"{key}: {msg} (got {got!r})"
+
+
+def describe_errors(exc: ValidationError, *, unknown_hint: str = "see config.toml for the keys") -> list[str]:
+    """Every problem of `exc`, one line each, in the order pydantic found them."""
+    return [describe_error(e, unknown_hint=unknown_hint) for e in exc.errors()]

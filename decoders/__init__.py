@@ -2,6 +2,7 @@
 
     get_model("milesight-em500-udl").codec.decode(payload, port) -> Decoded
     derive(kind, decoded.fields, install, model) -> Decoded   (adds depth_mm / fill_pct)
+    decode_uplink(device, uplink) -> DecodedUplink            (both, plus the health split: the whole chain)
 """
 
 from decoders.codec import Codec, Decoded, DecodeError, FieldValue
@@ -11,12 +12,14 @@ from decoders.fields import canonical_only, health_fields
 from decoders.model_info import KINDS, ModelInfo
 from decoders.ranges import FieldRange
 from decoders.registry import UnknownModel, all_models, get_model
+from decoders.uplink import DecodedUplink, decode_uplink
 
 __all__ = [
     "KINDS",
     "Codec",
     "DecodeError",
     "Decoded",
+    "DecodedUplink",
     "EncodeError",
     "EncodeUnsupported",
     "FieldRange",
@@ -25,6 +28,7 @@ __all__ = [
     "UnknownModel",
     "all_models",
     "canonical_only",
+    "decode_uplink",
     "derive",
     "get_model",
     "health_fields",

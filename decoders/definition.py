@@ -11,9 +11,11 @@ source paths to canonical fields:
                                              # of preference when an uplink carries both
     codec = "acme-wl100.js"                  # TS013 decodeUplink beside this file (needed for "bytes")
     reference = "where the field names and units come from"
+    install_params = ["mount_height_mm"]     # what the kind's derivation needs (depth from distance)
+    dead_zone_mm = 200
 
     [fields]
-    distance_mm = { path = "distance", unit = "cm", range = [0, 1000] }
+    distance_mm = { path = "distance", unit = "cm", range = [0, 5000] }
     battery_v = { path = "battery", scale = 0.001 }          # mV → V
     acme_status = { path = "state.code", type = "int" }      # vendor extra: <vendor>_ prefix
 
@@ -39,6 +41,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from core.config import Section
+from core.kinds import KINDS as KIND_SPECS
 from core.schema import HEALTH_FIELDS, MEASUREMENTS
 from core.validation import describe_error
 from decoders.codec import Decoded, DecodeError, FieldValue
@@ -370,6 +373,20 @@ def _example_problems(info: ModelInfo, ex: ExampleDef) -> list[str]:
     return problems
 
 
+def _install_problems(kind: object, params: object, raw_fields: object) -> list[str]:
+    """Install parameters the kind does not use, or the one its derivation needs but the definition lacks."""
+    spec = KIND_SPECS.get(kind) if isinstance(kind, str) else None
+    if spec is None or not isinstance(params, list):
+        return []
+    problems = [f"install_params: {p!r} is not used by kind {kind!r} (its parameters: "
+                f"{', '.join(spec.install) or 'none'})" for p in params if p not in spec.install]
+    needed = next((p for p in spec.install if p != "dead_zone_mm"), None)
+    if needed and isinstance(raw_fields, dict) and "distance_mm" in raw_fields and needed not in params:
+        problems.append(f"install_params: a {kind} model that reports distance_mm needs {needed!r}, "
+                        "from which the service derives its level")
+    return problems
+
+
 def parse_definition(data: dict[str, Any], path: Path) -> ModelInfo:
     """Validate a parsed definition; `DefinitionError` lists every problem (`key: reason`)."""
     problems: list[str] = []
@@ -381,6 +398,7 @@ def parse_definition(data: dict[str, Any], path: Path) -> ModelInfo:
     model_id = data.get("model")
     if isinstance(model_id, str) and isinstance(vendor, str) and not model_id.startswith(f"{vendor}-"):
         problems.append(f"model: {model_id!r} must start with the vendor, {vendor}-")
+    problems += _install_problems(kind, data.get("install_params", []), raw_fields)
     inputs = data.get("input", ["object"])
     codec_name = data.get("codec")
     if isinstance(inputs, list) and "bytes" in inputs and codec_name is None:

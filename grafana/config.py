@@ -17,10 +17,11 @@ class GrafanaConfig(Section):
     url: SecretUrl = Field(SecretUrl("http://127.0.0.1:3000"),
                            description="Grafana base URL for `urbansense grafana push`")
     token: SecretStr = Field(SecretStr(""),
-                             description="Grafana service-account token (or env URBANSENSE_GRAFANA_TOKEN)")
-    language: Literal["zh", "en"] = Field("zh", description="dashboard and panel titles: zh or en")
-    folder: str = Field("UrbanSense", min_length=1, description="Grafana folder of the dashboards")
-    timeout_s: float = Field(10.0, gt=0, description="HTTP timeout per Grafana API call")
+                             description="Grafana service-account token (prefer URBANSENSE_GRAFANA_TOKEN)")
+    language: Literal["zh", "en"] = Field("zh", description=("dashboard and panel titles: zh (Chinese) or en "
+                                                             "(English)"))
+    folder: str = Field("UrbanSense", min_length=1, description="Grafana folder the dashboards go into")
+    timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one Grafana API call, seconds")
 
 
 class GrafanaSettings(Protocol):

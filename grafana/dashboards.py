@@ -22,6 +22,7 @@ from core.kinds import KINDS
 from grafana.influxql import InfluxQL
 from grafana.limits import level_thresholds, zone_limits
 from grafana.texts import Language, text
+from report import queries as figures_q
 
 SCHEMA_VERSION = 41
 """Dashboard JSON schema version of Grafana 11.6, the release the pinned SDK is generated for."""
@@ -427,8 +428,48 @@ def device_health(lang: Language) -> dict[str, object]:
     return _finish(b, [alert_annotation(lang, '"district" =~ /^$district$/')])
 
 
+# --- The bureau's figures (the same InfluxQL as `urbansense report`) -------------------------------
+
+
+
+def figures_panel(kind: str, lang: Language) -> table.Panel:
+    """One row per district: devices, expected and arrived reports, online rate, readings, accuracy, alerts.
+
+    Targets are `report.queries` with Grafana's `$timeFilter`, `$district` and `$__range_s`; the
+    rates are computed by the panel's transformations exactly as `report.figures` does.
+    """
+    when, district = "$timeFilter", "$district"
+    targets = [q("devices", figures_q.devices(kind, district, "$__range_s"), table_=True),
+               q("readings", figures_q.readings(kind, when, district), table_=True),
+               q("good", figures_q.good(kind, when, district), table_=True),
+               q("opened", figures_q.alerts_opened(kind, when, district), table_=True),
+               q("closed", figures_q.alerts_closed(kind, when, district), table_=True)]
+    p = _table(text("figures_kind", lang).format(kind=text(kind, lang)), targets, span=24, height=7)
+    p = (p.with_transformation(_transform("joinByField", {"byField": "district", "mode": "outer"}))
+         .with_transformation(_transform("calculateField", {
+             "mode": "binary", "alias": "online_rate", "replaceFields": False,
+             "binary": {"left": "reports", "operator": "/", "right": "expected"}}))
+         .with_transformation(_transform("calculateField", {
+             "mode": "binary", "alias": "accuracy_rate", "replaceFields": False,
+             "binary": {"left": "good", "operator": "/", "right": "readings"}}))
+         .with_transformation(_transform("organize", {"excludeByName": {"Time": True, "Time 1": True,
+                                                                         "Time 2": True, "Time 3": True,
+                                                                         "Time 4": True, "Time 5": True}})))
+    for name in ("online_rate", "accuracy_rate"):
+        p = p.override_by_name(name, [dm.DynamicConfigValue(id_val="unit", value="percentunit")])
+    return p
+
+
+def figures(lang: Language) -> dict[str, object]:
+    b = _base("figures", text("figures", lang), ["figures"]).time("now-1d/d", "now-1d/d").refresh("")
+    b = b.with_variable(Var("district", "device_info").build(lang))
+    for kind in KINDS:
+        b = b.with_panel(figures_panel(kind, lang))
+    return _finish(b, [alert_annotation(lang, '"district" =~ /^$district$/')])
+
+
 DASHBOARDS: dict[str, Callable[[Language], dict[str, object]]] = {
-    "overview": overview, "noise": noise, "dust": dust, "bin-fill": bin_fill, "parking": parking,
+    "overview": overview, "figures": figures, "noise": noise, "dust": dust, "bin-fill": bin_fill, "parking": parking,
     "water-level": water_level, "device-health": device_health}
 
 

@@ -67,16 +67,36 @@ def format_variable(values: Sequence[str], *, multi: bool) -> str:
 
 @dataclass(frozen=True)
 class Expansion:
-    """What Grafana substitutes: the relative range (`6h` → `now() - 6h`), the panel interval, variables."""
+    """What Grafana substitutes: the relative range (`6h` → `now() - 6h`), the panel interval, variables.
+
+    `absolute_ms` (from, to) in epoch ms stands for an absolute range instead (Grafana's "yesterday"
+    is 00:00:00.000 to 23:59:59.999), as `time >= {from}ms and time <= {to}ms`.
+    """
 
     range_: str = "6h"
     interval: str = "1m"
     variables: Mapping[str, tuple[Sequence[str], bool]] = field(default_factory=dict)
+    absolute_ms: tuple[int, int] | None = None
+
+    @property
+    def range_s(self) -> int:
+        """Grafana's `$__range_s`: the range's length in whole seconds (rounded)."""
+        if self.absolute_ms is not None:
+            return round((self.absolute_ms[1] - self.absolute_ms[0]) / 1000)
+        return int(float(self.range_[:-1]) * _UNIT_S[self.range_[-1]])
+
+
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def expand(query: str, exp: Expansion) -> str:
-    """`query` with `$timeFilter`, `$__interval`, `$interval` and `$var` / `${var}` expanded as Grafana does."""
-    out = query.replace("$timeFilter", f"time >= now() - {exp.range_} and time <= now()")
+    """`query` with `$timeFilter`, `$__range_s`, `$__interval`, `$interval` and `$var` / `${var}` expanded
+    as Grafana does."""
+    if exp.absolute_ms is not None:
+        when = f"time >= {exp.absolute_ms[0]}ms and time <= {exp.absolute_ms[1]}ms"
+    else:
+        when = f"time >= now() - {exp.range_} and time <= now()"
+    out = query.replace("$timeFilter", when).replace("$__range_s", str(exp.range_s))
     out = out.replace("$__interval", exp.interval).replace("$interval", exp.interval)
     for name in sorted(exp.variables, key=len, reverse=True):
         values, multi = exp.variables[name]

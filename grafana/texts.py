@@ -8,6 +8,8 @@ Language = Literal["zh", "en"]
 
 TEXTS: dict[str, tuple[str, str]] = {
     "overview": ("城市感知总览", "City overview"),
+    "figures": ("考核指标：在线率、数据准确率、告警", "The bureau's figures: online rate, data accuracy, alerts"),
+    "figures_kind": ("{kind}：各区在线率、准确率、告警", "{kind}: online rate, accuracy and alerts per district"),
     "device_map": ("设备状态地图（正常 / 告警 / 失联）", "Devices by state (normal / alerting / silent)"),
     "readings_per_min": ("每分钟读数", "Readings per minute"),
     "online_pct": ("各区设备在线率（目标 98%）", "Devices online per district (target 98 %)"),

@@ -10,7 +10,7 @@ import difflib
 import re
 
 from core.device import Device
-from core.keys import KeyError_, normalise_key
+from core.keys import DeviceKeyError, normalise_key
 from provisioning.registry import Registry
 
 _SEPARATORS = re.compile(r"[\s:\-]")
@@ -45,7 +45,7 @@ def find_device(reg: Registry, text: str, *, prefix: bool = True) -> Device:
         return device
     try:
         device = reg.by_key(normalise_key(text))
-    except KeyError_:
+    except DeviceKeyError:
         device = None
     if device is not None:
         return device

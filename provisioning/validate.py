@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from core.device import STATUSES, ZONE_CLASSES, Device
-from core.keys import KeyError_, normalise_key
+from core.keys import DeviceKeyError, normalise_key
 from core.kinds import INSTALL_PARAMS as INSTALL_PARAM_SPECS
 from core.kinds import USED_BY
 from decoders import UnknownModel, get_model
@@ -146,7 +146,7 @@ def check_device(raw: Raw, *, bbox: BBox | Sequence[float] | None = None) -> Dev
     key = _text(raw, "key")
     try:
         key = normalise_key(key)
-    except KeyError_ as exc:
+    except DeviceKeyError as exc:
         problems.append(Problem("key", str(exc)))
     model_id = _text(raw, "model")
     info = None

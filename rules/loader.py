@@ -22,7 +22,6 @@ from core.timing import format_duration, parse_duration
 from core.transition import Severity
 from rules.crosscheck import Vocabulary, cross_check
 from rules.model import (
-    AGGREGATES,
     ANY,
     OPS,
     SEVERITY_RANK,
@@ -31,11 +30,13 @@ from rules.model import (
     Level,
     NoDataSpec,
     Period,
+    QualitySpec,
     Rule,
     Selector,
     Threshold,
 )
 from rules.schedule import load_zone, overlap, parse_span
+from rules.tables import validate_table
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 KINDS = KIND_NAMES
@@ -43,19 +44,16 @@ CANONICAL_FIELDS = {name: spec.field_names for name, spec in KIND_SPECS.items()}
 HEALTH_FIELDS = HEALTH_FIELD_NAMES
 ZONE_KEYS = (*ZONE_CLASSES, "default")
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_COMMON_KEYS = {"id", "description", "enabled", "kind", "select", "severity", "route", "labels", "timezone"}
-_VALUE_KEYS = _COMMON_KEYS | {
-    "field", "aggregate", "window", "per", "target", "direction", "min_samples", "min_coverage",
-    "max_samples", "op", "threshold", "levels", "clear", "for", "for_samples", "keep_firing_for",
-    "schedule", "eta",
-}
-_NO_DATA_KEYS = _COMMON_KEYS | {"no_data"}
-_SELECT_KEYS = {"district", "zone_class", "devices", "model", "tags"}
-_LEVEL_KEYS = {"severity", "threshold", "route"}
-_ETA_KEYS = {"target", "window", "min_samples"}
 _TREND_MAX_SAMPLES = 512
+
+
+class RuleErrors(Exception):
+    """Every structural problem of one rule table, found at once."""
+
+    def __init__(self, errors: list[RuleError]) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = errors
 
 
 class RuleError(ValueError):
@@ -148,6 +146,9 @@ def _load_file(path: Path, tz: str, report: CheckReport) -> list[tuple[str, Rule
         parser = _RuleParser(path, index, table, tz, report.warnings)
         try:
             rule_id, rule = parser.parse()
+        except RuleErrors as exc:
+            report.errors.extend(exc.errors)
+            continue
         except RuleError as exc:
             report.errors.append(exc)
             continue
@@ -181,18 +182,18 @@ class _RuleParser:
         return RuleError(self.path, self.rule_id, key, message)
 
     def parse(self) -> tuple[str, Rule | None]:
+        """The rule (None for one only switched off); `RuleErrors` with every structural problem
+        (rules.tables), else the first `RuleError` of the checks that span keys."""
         t = self.table
-        rule_id = t.get("id")
-        if not isinstance(rule_id, str) or not _ID.match(rule_id):
-            raise self.error("id", "required: lowercase letters, digits, '.', '_' or '-', e.g. 'water.depth'")
-        enabled = self.boolean("enabled", True)
-        if not enabled and set(t) <= {"id", "enabled"}:
-            return rule_id, None
-        allowed = _NO_DATA_KEYS if "no_data" in t else _VALUE_KEYS
-        for key in t:
-            if key not in allowed:
-                why = "not allowed in a no_data rule" if key in _VALUE_KEYS else "unknown key"
-                raise self.error(key, why + _hint(key, allowed))
+        if t.get("enabled") is False and set(t) <= {"id", "enabled"} and isinstance(t.get("id"), str):
+            _, problems = validate_table({**t, "field": "x"})
+            if not problems:
+                return t["id"], None
+        _, problems = validate_table(t)
+        if problems:
+            raise RuleErrors([self.error(key, message) for key, message in problems])
+        rule_id: str = t["id"]
+        enabled: bool = t.get("enabled", True)
         kinds = self.kinds()
         select = self.selector(kinds)
         route = self.name("route", "webhook")
@@ -206,20 +207,17 @@ class _RuleParser:
                       description=self.string("description", ""), enabled=enabled, timezone=timezone)
         if "no_data" in t:
             return rule_id, self.no_data_rule(common)
+        if "quality" in t:
+            return rule_id, self.quality_rule(common)
         return rule_id, self.value_rule(common, kinds)
 
     # -- value rules ---------------------------------------------------------------------------
 
     def value_rule(self, common: dict, kinds: frozenset[str] | None) -> Rule:
         t = self.table
-        fld = t.get("field")
-        if not isinstance(fld, str) or not _NAME.match(fld):
-            raise self.error("field", "required: the reading field to watch, e.g. 'laeq_db'")
+        fld: str = t["field"]
         self.check_field(fld, kinds)
         aggregate = t.get("aggregate", "last")
-        if aggregate not in AGGREGATES:
-            raise self.error("aggregate", f"must be one of {', '.join(AGGREGATES)}" + _hint(str(aggregate),
-                                                                                           AGGREGATES))
         window_s = self.duration("window", 0.0)
         if aggregate != "last" and window_s <= 0:
             raise self.error("window", f"aggregate {aggregate!r} needs a window, e.g. window = \"15m\"")
@@ -235,8 +233,6 @@ class _RuleParser:
         if aggregate == "eta" and target is None:
             raise self.error("target", "aggregate 'eta' needs the value to reach, e.g. target = 270")
         direction = t.get("direction", "rising")
-        if direction not in ("rising", "falling"):
-            raise self.error("direction", "must be 'rising' or 'falling'")
         op = t.get("op")
         if op not in OPS:
             raise self.error("op", f"required: one of {' '.join(OPS)}")
@@ -272,6 +268,7 @@ class _RuleParser:
             schedule=schedule,
             eta=eta,
             rising=rising,
+            ignore_bad=t.get("ignore_bad", True),
         )
 
     def check_field(self, fld: str, kinds: frozenset[str] | None) -> None:
@@ -291,26 +288,16 @@ class _RuleParser:
             for key in ("threshold", "severity"):
                 if key in t:
                     raise self.error(key, "use either 'threshold' (one level) or [[rule.levels]], not both")
-            raw = t["levels"]
-            if not isinstance(raw, list) or not raw or not all(isinstance(x, dict) for x in raw):
-                raise self.error("levels", "expected one or more [[rule.levels]] tables")
             levels = []
-            for i, lv in enumerate(raw):
+            for i, lv in enumerate(t["levels"]):
                 where = f"levels[{i}]"
-                for key in lv:
-                    if key not in _LEVEL_KEYS:
-                        raise self.error(f"{where}.{key}", "unknown key" + _hint(key, _LEVEL_KEYS))
-                if "threshold" not in lv:
-                    raise self.error(f"{where}.threshold", "required")
                 route = lv.get("route", rule_route)
-                if not isinstance(route, str) or not _NAME.match(route.replace("-", "_")):
-                    raise self.error(f"{where}.route", "expected a route name such as 'case' or 'emergency'")
-                levels.append(Level(self.severity_value(lv.get("severity"), f"{where}.severity"),
+                levels.append(Level(Severity(lv["severity"]),
                                     self.threshold(lv["threshold"], f"{where}.threshold", schedule), route))
         else:
             if "threshold" not in t:
                 raise self.error("threshold", "required (or give [[rule.levels]])")
-            severity = self.severity_value(t.get("severity", "warning"), "severity")
+            severity = Severity(t.get("severity", "warning"))
             levels = [Level(severity, self.threshold(t["threshold"], "threshold", schedule), rule_route)]
         levels.sort(key=lambda lv: SEVERITY_RANK[lv.severity])
         for a, b in itertools.pairwise(levels):
@@ -397,41 +384,35 @@ class _RuleParser:
         raw = self.table.get("eta")
         if raw is None:
             return None
-        if not isinstance(raw, dict):
-            raise self.error("eta", "expected a table like { target = 270, window = \"15m\" }")
-        for key in raw:
-            if key not in _ETA_KEYS:
-                raise self.error(f"eta.{key}", "unknown key" + _hint(key, _ETA_KEYS))
         if op not in (">", ">=", "<", "<="):
             raise self.error("eta", "needs op >, >=, < or <= to know which way the value heads")
         target = raw.get("target")
         if not self.is_number(target):
             raise self.error("eta.target", "required: the value whose arrival time to predict")
-        try:
-            window_s = parse_duration(raw.get("window", "15m"))
-        except ValueError as exc:
-            raise self.error("eta.window", str(exc)) from None
-        min_samples = raw.get("min_samples", 3)
-        if not isinstance(min_samples, int) or isinstance(min_samples, bool) or min_samples < 2:
-            raise self.error("eta.min_samples", "expected a whole number of at least 2")
-        return EtaSpec(float(target), window_s, min_samples)
+        return EtaSpec(float(target), parse_duration(raw.get("window", "15m")), raw.get("min_samples", 3))
 
     # -- no-data rules -------------------------------------------------------------------------
 
     def no_data_rule(self, common: dict) -> Rule:
-        raw = self.table["no_data"]
-        if not isinstance(raw, dict):
-            raise self.error("no_data", "expected a table, e.g. no_data = { factor = 3 }")
-        for key in raw:
-            if key != "factor":
-                raise self.error(f"no_data.{key}", "unknown key (only 'factor')")
-        factor = raw.get("factor")
-        if factor is not None and (not self.is_number(factor) or factor <= 0):
-            raise self.error("no_data.factor", "expected a number above zero")
-        severity = self.severity_value(self.table.get("severity", "warning"), "severity")
+        factor = self.table["no_data"].get("factor")
+        severity = Severity(self.table.get("severity", "warning"))
         level = Level(severity, Threshold.constant(float(factor or 0)), common["route"])
         return Rule(**common, aggregate="no_data", levels=(level,),
                     no_data=NoDataSpec(None if factor is None else float(factor)))
+
+    def quality_rule(self, common: dict) -> Rule:
+        q = self.table["quality"]
+        for_s = parse_duration(q["for"]) if "for" in q else 0.0
+        within_s = parse_duration(q["within"]) if "within" in q else 0.0
+        count = q.get("count", 0)
+        if count and within_s <= 0:
+            raise self.error("quality.within", 'count needs a window, e.g. within = "1h"')
+        if not count and for_s <= 0:
+            raise self.error("quality", 'give for = "30m" (failing without a break) or count and within')
+        severity = Severity(self.table.get("severity", "warning"))
+        level = Level(severity, Threshold.constant(float(count or for_s)), common["route"])
+        return Rule(**common, aggregate="quality", levels=(level,),
+                    quality=QualitySpec(frozenset(q["checks"]), for_s, count, within_s))
 
     # -- small readers -------------------------------------------------------------------------
 
@@ -450,14 +431,7 @@ class _RuleParser:
 
     def selector(self, kinds: frozenset[str] | None) -> Selector:
         raw = self.table.get("select", {})
-        if not isinstance(raw, dict):
-            raise self.error("select", "expected a table")
-        for key in raw:
-            if key not in _SELECT_KEYS:
-                raise self.error(f"select.{key}", "unknown key" + _hint(key, _SELECT_KEYS))
         tags_raw = raw.get("tags", {})
-        if not isinstance(tags_raw, dict):
-            raise self.error("select.tags", "expected a table of tag = value, [values] or \"*\"")
         tags = []
         for k, v in sorted(tags_raw.items()):
             tags.append((k, None if v == ANY else self.str_set(v, f"select.tags.{k}")))
@@ -474,66 +448,31 @@ class _RuleParser:
             tags=tuple(tags),
         )
 
-    def str_set(self, raw: object, key: str) -> frozenset[str]:
-        items = [raw] if isinstance(raw, str) else raw
-        if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
-            raise self.error(key, "expected a string or a list of strings")
-        return frozenset(items)
+    @staticmethod
+    def str_set(raw: str | list[str], key: str) -> frozenset[str]:
+        return frozenset([raw] if isinstance(raw, str) else raw)
 
     def labels(self) -> tuple[tuple[str, str], ...]:
-        raw = self.table.get("labels", {})
-        if not isinstance(raw, dict):
-            raise self.error("labels", "expected a table of name = \"value\"")
-        for k, v in raw.items():
-            if not isinstance(v, str):
-                raise self.error(f"labels.{k}", f"expected a string, got {v!r}")
-        return tuple(sorted(raw.items()))
-
-    def severity_value(self, raw: object, key: str) -> Severity:
-        try:
-            return Severity(raw)
-        except ValueError:
-            raise self.error(key, f"expected one of {', '.join(s.value for s in Severity)}") from None
+        return tuple(sorted(self.table.get("labels", {}).items()))
 
     def duration(self, key: str, default: float) -> float:
-        if key not in self.table:
-            return default
-        try:
-            return parse_duration(self.table[key])
-        except ValueError as exc:
-            raise self.error(key, str(exc)) from None
+        return parse_duration(self.table[key]) if key in self.table else default
 
     def integer(self, key: str, default: int, *, minimum: int) -> int:
         v = self.table.get(key, default)
-        if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+        if v < minimum:
             raise self.error(key, f"expected a whole number of at least {minimum}, got {v!r}")
         return v
 
     def number(self, key: str) -> float | None:
         v = self.table.get(key)
-        if v is None:
-            return None
-        if not self.is_number(v):
-            raise self.error(key, f"expected a number, got {v!r}")
-        return float(v)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        v = self.table.get(key, default)
-        if not isinstance(v, bool):
-            raise self.error(key, f"expected true or false, got {v!r}")
-        return v
+        return None if v is None else float(v)
 
     def string(self, key: str, default: str) -> str:
-        v = self.table.get(key, default)
-        if not isinstance(v, str):
-            raise self.error(key, f"expected a string, got {v!r}")
-        return v
+        return self.table.get(key, default)
 
     def name(self, key: str, default: str) -> str:
-        v = self.string(key, default)
-        if not _NAME.match(v.replace("-", "_")):
-            raise self.error(key, f"expected a plain name such as 'case' or 'emergency', got {v!r}")
-        return v
+        return self.table.get(key, default)
 
     @staticmethod
     def is_number(v: object) -> bool:
@@ -545,6 +484,12 @@ def describe(rule: Rule) -> Mapping[str, str]:
     if rule.is_no_data:
         factor = rule.no_data.factor if rule.no_data else None
         what = f"silent > expected interval × {'the engine factor' if factor is None else f'{factor:g}'}"
+    elif rule.quality is not None:
+        q = rule.quality
+        parts = [f"failing for {format_duration(q.for_s)}"] if q.for_s else []
+        if q.count:
+            parts.append(f"{q.count} times within {format_duration(q.within_s)}")
+        what = f"readings {'/'.join(sorted(q.checks))}: " + " or ".join(parts)
     else:
         if rule.aggregate == "eta":
             agg = f"eta({rule.field} → {rule.target:g}, {format_duration(rule.window_s)}) in s"

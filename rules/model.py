@@ -133,13 +133,25 @@ class NoDataSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class QualitySpec:
+    """A maintenance rule on reading quality (rules/quality.py): fires when a device's readings fail
+    one of `checks` without a break for `for_s`, or (`count` > 0) `count` times within `within_s`."""
+
+    checks: frozenset[str]
+    for_s: float = 0.0
+    count: int = 0
+    within_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """One rule from a TOML file (see rules/README.md for the file format).
 
     A value rule computes `aggregate` of `field` over `window_s` per device and compares it
     with its `levels` using `op`; a no-data rule (`no_data` set) fires when a device is
-    silent for longer than its expected interval × a factor. `rising` says which way an
-    ETA counts (toward a higher `target`, or a lower one).
+    silent for longer than its expected interval × a factor; a quality rule (`quality` set) when
+    its data stays suspect. `rising` says which way an ETA counts (toward a higher `target`, or a
+    lower one). `ignore_bad`: readings judged `bad` (decoders/quality) do not reach the rule.
     """
 
     id: str
@@ -164,6 +176,8 @@ class Rule:
     eta: EtaSpec | None = None
     rising: bool = True
     no_data: NoDataSpec | None = None
+    quality: QualitySpec | None = None
+    ignore_bad: bool = True
     route: str = "webhook"
     labels: tuple[tuple[str, str], ...] = ()
     description: str = ""
@@ -172,6 +186,10 @@ class Rule:
     @property
     def is_no_data(self) -> bool:
         return self.no_data is not None
+
+    @property
+    def is_quality(self) -> bool:
+        return self.quality is not None
 
     @property
     def is_trend(self) -> bool:

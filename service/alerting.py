@@ -16,35 +16,35 @@ from collections.abc import Callable, Iterable
 from loguru import logger
 
 from alerts.points import transition_point
-from alerts.runtime import Alerts
+from alerts.runtime import AlertsRuntime
 from core.reading import Reading
 from core.transition import AlertState, AlertTransition, Severity
 from provisioning.view import RegistryView
 from rules.crosscheck import cross_check
-from rules.engine import Engine
+from rules.gate import RuleSet
 from rules.loader import load_rules
 from rules.machine import RestoredAlert
 from rules.warmup import readings_from_series
 from service.config import Config
 from service.rule_vocabulary import rule_vocabulary
 from storage.influx import InfluxClient
-from storage.lineprotocol import encode_reading
+from storage.lineprotocol import encode_points
 from storage.writer import BatchWriter
 
 
-class Alerting:
-    """Owns the rules `Engine` and the `Alerts` runtime for one service."""
+class RulesAndAlerts:
+    """Owns the rules `Engine` and the `AlertsRuntime` (alert states, notifiers, outbox) for one service."""
 
     def __init__(self, cfg: Config, view: RegistryView) -> None:
         rc = cfg.rules
         rules = load_rules([cfg.path(f) for f in rc.files], include_presets=rc.presets, tz=rc.timezone)
         self.cfg = cfg
         self.view = view
-        self.engine = Engine(rules, tz=rc.timezone, silent_factor=rc.silent_factor)
+        self.engine = RuleSet(rules, tz=rc.timezone, silent_factor=rc.silent_factor)
         self.engine.set_devices(view.by_id.values())
         self._devices_loaded_at = view.loaded_at
-        self.alerts = Alerts(cfg.alerts, lambda device_id: self.view.by_id.get(device_id),
-                             db_path=cfg.path(cfg.alerts.db_path), base_dir=cfg.base_dir)
+        self.alerts = AlertsRuntime(cfg.alerts, lambda device_id: self.view.by_id.get(device_id),
+                                    db_path=cfg.path(cfg.alerts.db_path), base_dir=cfg.base_dir)
         self.transitions = 0
         self.recent: deque[AlertTransition] = deque(maxlen=50)
         self._pending: list[AlertTransition] = []
@@ -92,13 +92,13 @@ class Alerting:
 
     def _collect(self, transitions: Iterable[AlertTransition]) -> bytes:
         """Queue transitions for the alert store (see `flush`); returns their `alerts` lines."""
-        lines = []
+        points = []
         for t in transitions:
             self.transitions += 1
             self.recent.append(t)
             self._pending.append(t)
-            lines.append(encode_reading(transition_point(t)))
-        return b"".join(lines)
+            points.append(transition_point(t))
+        return encode_points(points)
 
     def flush(self) -> None:
         """Hand the queued transitions to the alert store in one SQLite commit (one fsync, not one each)."""

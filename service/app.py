@@ -9,20 +9,23 @@ import time
 
 from loguru import logger
 
+from collectors.plugin import Collector
 from core.secrets import reveal
 from core.timing import backoff_s
 from core.uplink import Incoming, Sink
 from decoders.folders import ModelFolders
+from decoders.quality import Judge
 from grafana.device_info import write_device_info
 from provisioning.view import RegistryView
-from service.alerting import Alerting
-from service.collectors import PARSERS, Collector, build_collectors
+from service.alerting import RulesAndAlerts
+from service.collectors import build_collectors, envelope_parsers
 from service.config import Config
 from service.httpserver import MetricsServer
 from service.inbox import Inbox
-from service.metrics import Metrics
+from service.metrics import KeptStats, Metrics
 from service.model_watch import report, watch_models
 from service.pipeline import Pipeline
+from service.quality_count import QualityCount
 from storage.deadletter import DeadLetter, DeadLetterStore
 from storage.health import open_spool, shutdown_summary, storage_not_ready
 from storage.influx import InfluxClient
@@ -45,7 +48,7 @@ class Service:
         self.influx: InfluxClient | None = None
         self.writer: BatchWriter | None = None
         self.spool: DiskSpool | None = None
-        self.alerting: Alerting | None = None
+        self.alerting: RulesAndAlerts | None = None
         self.model_folders = ModelFolders(cfg.path(p) for p in cfg.decoders.paths)
 
     def collector(self, name: str) -> Collector | None:
@@ -95,14 +98,25 @@ class Service:
                                                        self.metrics.model_problems), name="model-folders")
         view = RegistryView(cfg.path(cfg.registry.path))
         self.pipeline = Pipeline(view=view, writer=writer, deadletters=deadletters, metrics=self.metrics,
-                                 parsers=PARSERS, log_every_s=cfg.pipeline.log_every_s)
+                                 parsers=envelope_parsers(), log_every_s=cfg.pipeline.log_every_s,
+                                 judge=Judge(cfg.quality.overrides("kinds"), cfg.quality.overrides("models"))
+                                 if cfg.quality.enabled else None)
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
-        self.collectors = build_collectors(cfg, lambda: view.by_key, self.metrics)
-        self.alerting = Alerting(cfg, view)
+        built = build_collectors(cfg, lambda: view.by_key)
+        self.collectors = built.collectors
+        for source in built.metrics:
+            self.metrics.registry.register(source)
+        self.alerting = RulesAndAlerts(cfg, view)
+        alerting = self.alerting
+        self.metrics.registry.register(KeptStats(lambda: writer.stats, lambda: alerting.alerts.worker.stats))
         await self.alerting.warm_up(self.influx)
         self.pipeline.on_reading.append(self.alerting.on_reading)
         self.pipeline.on_chunk_end.append(self.alerting.on_chunk_end)
+        if self.pipeline.judge is not None:
+            counting = QualityCount(self.metrics)
+            self.pipeline.on_reading.append(counting.on_reading)
+            self.pipeline.on_chunk_end.append(counting.on_chunk_end)
         stats = self.pipeline.stats
 
         def catching_up() -> bool:

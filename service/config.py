@@ -7,21 +7,25 @@ of the file (see `SECRET_ENV`).
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import ssl
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, create_model, field_validator
 
 from alerts.config import AlertsConfig
+from collectors.lorawan.config import MqttConfig
+from collectors.plugin import CollectorPlugin
+from collectors.registry import plugins as registered_plugins
 from core.config import Section
 from core.secrets import SecretStr
 from core.tls import TlsError, client_context
-from core.validation import describe_error
+from core.validation import describe_errors
 from decoders.config import DecodersConfig
+from decoders.quality.config import QualityConfig
 from grafana.config import GRAFANA_TOKEN_ENV, GrafanaConfig
 from storage.config import INFLUXDB_PASSWORD_ENV, INFLUXDB_TOKEN_ENV, InfluxConfig
 
@@ -45,129 +49,67 @@ class ConfigError(ValueError):
 _Section = Section
 
 
-class MqttConfig(_Section):
-    host: str = Field("127.0.0.1", description="broker host name or address")
-    port: int = Field(1883, ge=1, le=65535, description="broker TCP port")
-    client_id: str = Field("urbansense-ingest", min_length=1,
-                           description="fixed client id: the broker keeps this session's queue")
-    username: str = Field("", description="broker user name, empty for anonymous")
-    password: SecretStr = Field(SecretStr(""), description="broker password (or env URBANSENSE_MQTT_PASSWORD)")
-    keepalive_s: int = Field(30, ge=5, description="MQTT keepalive in seconds")
-    session_expiry_s: int = Field(7 * 24 * 3600, ge=0,
-                                  description="MQTT 5 session expiry: how long the broker keeps our queue")
-    receive_maximum: int = Field(10_000, ge=1, le=65535,
-                                 description="MQTT 5 Receive Maximum: unacknowledged messages in flight")
-    reconnect_min_s: float = Field(0.5, gt=0, description="first reconnect delay")
-    reconnect_max_s: float = Field(30.0, gt=0, description="reconnect delay cap")
-    tls: bool = Field(False, description="connect over TLS 1.2+ (certificate and host name always verified)")
-    ca_file: str = Field("", description="PEM CA certificate(s) the broker's certificate must chain to; "
-                                         "empty = the system's CAs")
-    cert_file: str = Field("", description="PEM client certificate for mutual TLS; empty = none")
-    key_file: str = Field("", description="PEM private key of cert_file")
-
-
-class LorawanConfig(_Section):
-    chirpstack: bool = Field(True, description="subscribe to ChirpStack v4 uplink events")
-    chirpstack_topic: str = Field("application/+/device/+/event/up", description="ChirpStack topic filter")
-    tts: bool = Field(False, description="subscribe to The Things Stack v3 uplinks")
-    tts_topic: str = Field("v3/+/devices/+/up", description="The Things Stack topic filter")
-    chirpstack_v3: bool = Field(False, description="also subscribe to ChirpStack v3's older /rx uplink topic")
-    chirpstack_v3_topic: str = Field("application/+/device/+/rx", description="ChirpStack v3 /rx topic filter")
-
-
 class RegistryConfig(_Section):
-    path: str = Field("var/registry.sqlite", description="SQLite device registry")
-    reload_interval_s: float = Field(2.0, gt=0, description="how often the service looks for registry changes")
+    path: str = Field("var/registry.sqlite", description="the SQLite device registry shared with `urbansense device`")
+    reload_interval_s: float = Field(2.0, gt=0, description=("how often the service picks up registry changes, "
+                                                             "seconds"))
 
 
 class PipelineConfig(_Section):
-    queue_size: int = Field(20_000, ge=1, description="uplinks buffered before backpressure")
-    dead_letter_path: str = Field("var/deadletter.sqlite", description="store of refused messages")
-    log_every_s: float = Field(60.0, ge=0, description="log a failure at most once per device per interval")
+    queue_size: int = Field(20_000, ge=1, description=("uplinks buffered in memory before the collectors stop "
+                                                       "reading (backpressure)"))
+    dead_letter_path: str = Field("var/deadletter.sqlite", description=("refused messages (bad envelope, unknown "
+                                                                        "device, bad payload)"))
+    log_every_s: float = Field(60.0, ge=0, description="log one device's failure at most once per this many seconds")
 
 
 class MetricsConfig(_Section):
-    enabled: bool = Field(True, description="serve Prometheus metrics")
-    host: Literal["127.0.0.1", "localhost", "::1"] = Field("127.0.0.1", description="loopback address")
-    port: int = Field(9464, ge=0, le=65535, description="metrics port (0 = any free port)")
-    token: SecretStr = Field(SecretStr(""), description="bearer token /metrics requires (or env "
-                             "URBANSENSE_METRICS_TOKEN); empty = open. /healthz and /readyz stay open")
+    enabled: bool = Field(True, description="serve /metrics, /healthz and /readyz")
+    host: Literal["127.0.0.1", "localhost", "::1"] = Field("127.0.0.1", description=("loopback only: 127.0.0.1, "
+                                                                                     "localhost or ::1"))
+    port: int = Field(9464, ge=0, le=65535, description="metrics HTTP port (0 = any free port)")
+    token: SecretStr = Field(SecretStr(""), description=("bearer token /metrics requires (prefer "
+                                                         "URBANSENSE_METRICS_TOKEN); \"\" = open"))
 
 
 class LoggingConfig(_Section):
     level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = Field(
-        "INFO", description="loguru level")
+        "INFO", description="TRACE, DEBUG, INFO, SUCCESS, WARNING or ERROR")
 
 
 class RulesConfig(_Section):
-    presets: bool = Field(True, description="load the shipped presets in rules/presets/")
-    files: list[str] = Field(default_factory=list, description="the city's own rule files, applied after the presets")
-    timezone: str = Field("Asia/Shanghai", description="local time of day/night schedules")
-    silent_factor: float = Field(3.0, gt=1, description="a device is silent after expected interval x this")
-    tick_interval_s: float = Field(5.0, gt=0, description="how often time-based transitions are checked")
-    warm_up: bool = Field(True, description="replay recent history from InfluxDB into rule windows on start")
+    presets: bool = Field(True, description=("load the shipped presets (rules/presets/: GB 3096 noise, GB 3095 "
+                                             "dust, waterlogging...)"))
+    files: list[str] = Field(default_factory=list, description=("the city's own rule files, applied after the "
+                                                                "presets (same id replaces)"))
+    timezone: str = Field("Asia/Shanghai", description=("local time for day/night schedules (GB 3096: day "
+                                                        "06:00-22:00)"))
+    silent_factor: float = Field(3.0, gt=1, description=("a device is silent after its expected report interval x "
+                                                         "this factor"))
+    tick_interval_s: float = Field(5.0, gt=0, description=("how often time-based transitions (for, keep_firing_for, "
+                                                           "no data) are checked"))
+    warm_up: bool = Field(True, description="on start, replay recent history from InfluxDB into the rule windows")
 
 
 class SpoolConfig(_Section):
-    enabled: bool = Field(True, description="spool batches to disk while InfluxDB cannot take them")
-    path: str = Field("var/spool", description="spool folder (segment files)")
-    max_bytes: int = Field(1 << 30, ge=1, description="spool bound; when full, messages are no longer acknowledged")
-    segment_bytes: int = Field(64 << 20, ge=1, description="size at which a new segment file is started")
-    after_failures: int = Field(1, ge=1, description="failed attempts before a batch goes to the spool")
-    probe_max_s: float = Field(5.0, gt=0, description="longest pause between InfluxDB probes while spooling")
-    drain_bytes: int = Field(1 << 20, ge=1, description="bytes of spooled line protocol per drain write")
-
-
-# Sections added by collectors of other transports go here, one line each in `Config`.
-
-
-class NbiotConfig(_Section):
-    udp: bool = Field(False, description="listen for NB-IoT frames on UDP")
-    udp_host: str = Field("127.0.0.1", description="UDP listen address (0.0.0.0 to take devices' datagrams)")
-    udp_port: int = Field(8600, ge=0, le=65535, description="UDP listen port (0 = any free port)")
-    udp_buffer: int = Field(50_000, ge=1, description="datagrams waiting for the pipeline before new ones are dropped")
-    coap: bool = Field(False, description="serve a CoAP endpoint for LwM2M-style POSTs of frames")
-    coap_host: str = Field("127.0.0.1", description="CoAP listen address")
-    coap_port: int = Field(5683, ge=1, le=65535, description="CoAP UDP port")
-    coap_path: str = Field("up", min_length=1, description="CoAP resource path frames are POSTed to")
-    push: bool = Field(False, description="serve the HTTP receiver for CTWing/AEP and OneNET pushes")
-    push_host: str = Field("127.0.0.1", description="HTTP listen address (put a TLS reverse proxy in front)")
-    push_port: int = Field(8087, ge=0, le=65535, description="HTTP port (0 = any free port)")
-    ctwing_token: SecretStr = Field(SecretStr(""),
-                                    description="path token of /push/ctwing/<token> (or env URBANSENSE_CTWING_TOKEN)")
-    onenet_token: SecretStr = Field(SecretStr(""),
-                                    description="OneNET push token for signatures (or env URBANSENSE_ONENET_TOKEN)")
-    max_body_bytes: int = Field(256 * 1024, ge=1024, description="largest push request body accepted")
-    nonce_window_s: float = Field(86400.0, gt=0, description="a OneNET nonce seen again within this is a replay")
-    max_push_age_s: float = Field(0.0, ge=0, description="refuse pushes whose own time (OneNET at, CTWing "
-                                  "timestamp) is further than this from now; 0 = off (devices may send late)")
-    ctwing_sources: list[str] = Field(default_factory=list, description="addresses or networks CTWing pushes "
-                                      "may come from (e.g. [\"1.2.3.0/24\"]); [] = any")
-
-    @field_validator("ctwing_sources")
-    @classmethod
-    def _networks(cls, v: list[str]) -> list[str]:
-        for item in v:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise ValueError(f"{item!r} is not an IP address or network (e.g. 1.2.3.4 or 1.2.3.0/24)") from None
-        return v
-
-
-class ModbusConfig(_Section):
-    enabled: bool = Field(False, description="poll the registry's Modbus devices")
-    min_interval_s: float = Field(1.0, gt=0, description="shortest poll interval; each device is polled every "
-                                  "expected_interval_s (registry)")
-    timeout_s: float = Field(3.0, gt=0, description="time allowed for one read")
-    backoff_max_s: float = Field(300.0, gt=0, description="longest pause between polls of an unreachable device")
-    rtu_ports: list[int] = Field(default_factory=list,
-                                 description="TCP ports of serial gateways that pass RTU frames through")
+    enabled: bool = Field(True, description=("while InfluxDB is down, slow or overloaded, batches go to an fsync'd "
+                                             "disk spool"))
+    path: str = Field("var/spool", description="spool folder (append-only segment files, replayed on start)")
+    max_bytes: int = Field(1 << 30, ge=1, description=("spool bound (1 GiB); when full, messages are no longer "
+                                                       "acknowledged and wait at the broker"))
+    segment_bytes: int = Field(64 << 20, ge=1, description=("a new segment file starts at this size (64 MiB); "
+                                                            "drained segments are deleted"))
+    after_failures: int = Field(1, ge=1, description="failed write attempts before a batch goes to the spool")
+    probe_max_s: float = Field(5.0, gt=0, description=("longest pause between InfluxDB probes while the spool holds "
+                                                       "data, seconds"))
+    drain_bytes: int = Field(1 << 20, ge=1, description=("line protocol per drain write, bytes (drain writes "
+                                                         "alternate with live ones)"))
 
 
 class ProvisioningConfig(_Section):
     bbox: list[float] = Field(default_factory=list,
-                              description="city bounding box [min_lon, min_lat, max_lon, max_lat]; [] for none")
+                              description=("city bounding box [min_lon, min_lat, max_lon, max_lat] devices must lie "
+                                           "in; [] = none"))
 
     @field_validator("bbox")
     @classmethod
@@ -182,22 +124,21 @@ class ProvisioningConfig(_Section):
         return v
 
 
-class Config(_Section):
-    mqtt: MqttConfig = MqttConfig()
-    lorawan: LorawanConfig = LorawanConfig()
+class BaseConfig(_Section):
+    """The sections of the service itself; `Config` adds those of the collector plug-ins."""
+
     decoders: DecodersConfig = DecodersConfig()
     influxdb: InfluxConfig = InfluxConfig()
+    spool: SpoolConfig = SpoolConfig()
     registry: RegistryConfig = RegistryConfig()
+    provisioning: ProvisioningConfig = ProvisioningConfig()
     pipeline: PipelineConfig = PipelineConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     rules: RulesConfig = RulesConfig()
-    nbiot: NbiotConfig = NbiotConfig()
-    modbus: ModbusConfig = ModbusConfig()
-    alerts: AlertsConfig = AlertsConfig()
+    quality: QualityConfig = QualityConfig()
     grafana: GrafanaConfig = GrafanaConfig()
-    spool: SpoolConfig = SpoolConfig()
-    provisioning: ProvisioningConfig = ProvisioningConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
     base_dir: Path = Field(Path("."), exclude=True, description="folder relative paths resolve against")
 
@@ -208,12 +149,8 @@ class Config(_Section):
 
     def mqtt_tls(self) -> ssl.SSLContext | None:
         """The broker connection's TLS context (collector, `device watch`, simulator, replay), None without TLS."""
-        m = self.mqtt
-        if not m.tls:
-            return None
-        return client_context(ca_file=self.path(m.ca_file) if m.ca_file else None,
-                              cert_file=self.path(m.cert_file) if m.cert_file else None,
-                              key_file=self.path(m.key_file) if m.key_file else None, setting="mqtt")
+        mqtt: MqttConfig = getattr(self, "mqtt")  # noqa: B009 - a section of the LoRaWAN plug-in
+        return mqtt.tls_context(self.path)
 
     def influx_verify(self) -> ssl.SSLContext | bool:
         """What httpx verifies InfluxDB's certificate with: the configured CA file, else the system's CAs."""
@@ -221,8 +158,22 @@ class Config(_Section):
         return client_context(ca_file=self.path(ca), setting="influxdb") if ca else True
 
 
+def config_model(plugins: Sequence[CollectorPlugin] | None = None) -> type[BaseConfig]:
+    """`BaseConfig` plus one section per section a collector plug-in declares (`collectors/registry.py`)."""
+    sections: dict[str, Any] = {}
+    for plugin in registered_plugins() if plugins is None else plugins:
+        for name, model in plugin.sections.items():
+            if name in BaseConfig.model_fields or name in sections:
+                raise TypeError(f"collector plug-in {plugin.name}: section [{name}] is already taken")
+            sections[name] = (model, model())
+    return create_model("Config", __base__=BaseConfig, **sections)
+
+
+Config: Any = config_model()
+"""The whole configuration: the service's sections and those of the registered collectors."""
+
 def parse_config(data: dict[str, Any], *, source: str = "config", base_dir: Path = Path("."),
-                 environ: dict[str, str] | None = None) -> Config:
+                 environ: dict[str, str] | None = None) -> Any:
     """Validate a parsed TOML document; secrets from `environ` override the file's."""
     env = os.environ if environ is None else environ
     merged = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
@@ -234,9 +185,9 @@ def parse_config(data: dict[str, Any], *, source: str = "config", base_dir: Path
     if "base_dir" in merged:
         raise ConfigError(f"{source}: base_dir: unknown key (check its spelling; see config.toml for the keys)")
     try:
-        cfg = Config.model_validate({**merged, "base_dir": base_dir})
+        cfg = config_model().model_validate({**merged, "base_dir": base_dir})
     except ValidationError as exc:
-        problems = "\n  ".join(describe_error(e) for e in exc.errors())
+        problems = "\n  ".join(describe_errors(exc))
         raise ConfigError(f"{source}: invalid configuration:\n  {problems}") from None
     try:  # TLS files are checked at load, so that check-config reports them
         cfg.mqtt_tls()
@@ -246,7 +197,7 @@ def parse_config(data: dict[str, Any], *, source: str = "config", base_dir: Path
     return cfg
 
 
-def load_config(path: str | Path | None = None, *, environ: dict[str, str] | None = None) -> Config:
+def load_config(path: str | Path | None = None, *, environ: dict[str, str] | None = None) -> Any:
     """Read and validate the config from `path`, else $URBANSENSE_CONFIG, else ./config.toml."""
     env = os.environ if environ is None else environ
     p = Path(path or env.get(CONFIG_ENV) or DEFAULT_PATH)

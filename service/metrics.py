@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector as MetricsCollector
+
+from alerts.outbox import OutboxStats
+from storage.writer import WriterStats
 
 
 class Metrics:
-    """Every counter the service exposes; names follow Prometheus conventions."""
+    """The service's own metrics (each collector plug-in adds its own); names follow Prometheus conventions."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -16,6 +24,9 @@ class Metrics:
                                         ["kind"], registry=r)
         self.rejected = Counter("urbansense_uplinks_rejected",
                                 "Messages refused and dead-lettered, by reason", ["reason"], registry=r)
+        self.readings_judged = Counter("urbansense_readings_judged",
+                                       "Readings by the quality judge's verdict (good, suspect, bad)",
+                                       ["kind", "quality"], registry=r)
         self.decode_warnings = Counter("urbansense_decode_warnings", "Non-fatal decoder warnings",
                                        ["model"], registry=r)
         self.queue_depth = Gauge("urbansense_queue_depth", "Messages waiting in the pipeline inbox", registry=r)
@@ -25,18 +36,6 @@ class Metrics:
         self.points_written = Counter("urbansense_points_written", "Points accepted by InfluxDB", registry=r)
         self.points_rejected = Counter("urbansense_points_rejected", "Points InfluxDB refused (dead-lettered)",
                                        registry=r)
-        self.mqtt_connected = Gauge("urbansense_mqtt_connected", "1 while the broker connection is up",
-                                    registry=r)
-        self.nbiot_dropped = Counter("urbansense_nbiot_datagrams_dropped",
-                                     "NB-IoT datagrams dropped because the collector's buffer was full",
-                                     registry=r)
-        self.push_refused = Counter("urbansense_push_refused", "Platform HTTP pushes refused, by platform and reason",
-                                    ["platform", "reason"], registry=r)
-        self.modbus_poll_failures = Counter("urbansense_modbus_poll_failures",
-                                            "Modbus polls that failed (timeout, connection, Modbus exception)",
-                                            ["reason"], registry=r)
-        self.modbus_unreachable = Gauge("urbansense_modbus_unreachable", "Modbus devices not answering now",
-                                        registry=r)
         self.model_problems = Gauge("urbansense_model_definition_problems",
                                     "Problems in the city's model definition folders (refused files), now",
                                     registry=r)
@@ -44,3 +43,33 @@ class Metrics:
                                  registry=r)
         self.spool_oldest_age = Gauge("urbansense_spool_oldest_age_seconds",
                                       "Age of the oldest spooled batch (0 when the spool is empty)", registry=r)
+
+
+class KeptStats(MetricsCollector):
+    """prometheus_client custom collector over counters the batch writer and the alert outbox keep
+    themselves (spooled and drained points, batches, failed writes; deliveries, retries, refusals)."""
+
+    def __init__(self, writer: Callable[[], WriterStats | None], outbox: Callable[[], OutboxStats | None]) -> None:
+        self.writer = writer
+        self.outbox = outbox
+
+    def collect(self) -> Iterable[Metric]:
+        w = self.writer()
+        if w is not None:
+            yield CounterMetricFamily("urbansense_points_spooled", "Points written to the disk spool while "
+                                      "InfluxDB could not take them", value=w.points_spooled)
+            yield CounterMetricFamily("urbansense_points_drained", "Spooled points later written to InfluxDB",
+                                      value=w.points_drained)
+            yield CounterMetricFamily("urbansense_batches_written", "Batches InfluxDB accepted",
+                                      value=w.batches_written)
+            yield CounterMetricFamily("urbansense_write_failures", "InfluxDB write attempts that failed",
+                                      value=w.write_failures)
+        o = self.outbox()
+        if o is not None:
+            yield CounterMetricFamily("urbansense_notifications_delivered", "Alert notifications a receiver accepted",
+                                      value=o.delivered)
+            yield CounterMetricFamily("urbansense_notifications_retried",
+                                      "Alert notification attempts rescheduled after a retryable failure",
+                                      value=o.retried)
+            yield CounterMetricFamily("urbansense_notifications_refused",
+                                      "Alert notifications a receiver refused for good", value=o.failed_permanently)

@@ -9,25 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from loguru import logger
 
+from collectors.plugin import Parser
 from core.device import Device
 from core.reading import Reading
 from core.rejected import Rejected
-from core.uplink import Incoming, Uplink
-from decoders import DecodeError, UnknownModel, derive, get_model, health_fields
-from decoders.definition import MissingInput, decode_input
+from core.uplink import Incoming
+from decoders import decode_uplink
+from decoders.quality import Judge
 from provisioning.view import RegistryView
 from service.inbox import Inbox
 from service.metrics import Metrics
 from storage.deadletter import DeadLetter, DeadLetterStore
 from storage.lineprotocol import encode_reading
 from storage.writer import BatchWriter
-
-Parser = Callable[[str, bytes, int], Uplink]
 
 
 @dataclass
@@ -48,8 +47,8 @@ class PipelineStats:
 
 class Pipeline:
     def __init__(self, *, view: RegistryView, writer: BatchWriter, deadletters: DeadLetterStore,
-                 metrics: Metrics, parsers: dict[str, Parser], chunk_size: int = 1000,
-                 log_every_s: float = 60.0) -> None:
+                 metrics: Metrics, parsers: Mapping[str, Parser], chunk_size: int = 1000,
+                 log_every_s: float = 60.0, judge: Judge | None = None) -> None:
         self.view = view
         self.writer = writer
         self.deadletters = deadletters
@@ -58,6 +57,7 @@ class Pipeline:
         self.chunk_size = chunk_size
         self.log_every_s = log_every_s
         self.stats = PipelineStats()
+        self.judge = judge
         self.on_reading: list[Callable[[Reading], bytes]] = []
         self.on_chunk_end: list[Callable[[], None]] = []
         self._last_fcnt: dict[str, tuple[int, int]] = {}
@@ -84,6 +84,8 @@ class Pipeline:
 
     def to_reading(self, msg: Incoming) -> Reading:
         """One message to one reading; raises `Rejected` with the reason it cannot be stored."""
+        if msg.rejected is not None:
+            raise msg.rejected
         up = msg.uplink
         if up is None:
             parse = self.parsers.get(msg.source)
@@ -97,32 +99,17 @@ class Pipeline:
             raise Rejected("unknown_device", f"no registered device has key {up.device_key}", up.device_key)
         if device.status == "retired":
             raise Rejected("retired_device", f"device {device.id} is retired", up.device_key)
-        try:
-            model = get_model(device.model)
-        except UnknownModel as exc:
-            raise Rejected("unknown_model", str(exc), up.device_key) from None
-        try:
-            decoded = decode_input(model.codec, up.payload, up.port, up.decoded)
-        except MissingInput as exc:
-            raise Rejected("missing_input", str(exc), up.device_key) from None
-        except DecodeError as exc:
-            raise Rejected("decode_error", f"{device.model} port {up.port}: {exc}", up.device_key) from None
-        derived = derive(device.kind, decoded.fields, device.install, model)
-        warnings = decoded.warnings + derived.warnings
-        if warnings:
-            self.metrics.decode_warnings.labels(device.model).inc(len(warnings))
-            self._log_once(device.id, "warning", "; ".join(warnings), level="INFO")
-        fields = derived.fields
-        health = health_fields(fields)
-        health["received"] = True  # "heard" for every transport, RSSI or not (docs/schema.md)
-        if up.rssi_dbm is not None:
-            health["rssi_dbm"] = up.rssi_dbm
-        if up.snr_db is not None:
-            health["snr_db"] = up.snr_db
+        decoded = decode_uplink(device, up, self._tags_of(device))
+        if decoded.warnings:
+            self.metrics.decode_warnings.labels(device.model).inc(len(decoded.warnings))
+            self._log_once(device.id, "warning", "; ".join(decoded.warnings), level="INFO")
+        reading = decoded.reading
+        if self.judge is not None and decoded.model is not None:  # data quality: flags, never drops
+            self.judge.judge(device.id, device.kind, decoded.model, reading.time_ns, reading.fields,  # type: ignore[arg-type]
+                             decoded.raw or {}, device.install, device.expected_interval_s)
         if up.fcnt is not None:
-            health["fcnt"] = up.fcnt
-            health["fcnt_gap"] = self._fcnt_gap(device.id, up.fcnt)
-        return Reading(device.id, device.kind, up.time_ns, fields, self._tags_of(device), health)
+            reading.health["fcnt_gap"] = self._fcnt_gap(device.id, up.fcnt)
+        return reading
 
     def _log_once(self, device: str, reason: str, detail: str, level: str = "WARNING") -> None:
         now = time.monotonic()

@@ -17,12 +17,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collectors.lorawan import parse
 from core.device import Device
+from core.rejected import Rejected
 from core.secrets import reveal
 from core.uplink import EnvelopeError
-from decoders import get_model
-from decoders.codec import DecodeError
-from decoders.definition import decode_input
-from decoders.derive import derive
+from decoders import decode_uplink
 from service.config import Config
 
 
@@ -61,13 +59,11 @@ def decode_for(device: Device, topic: str, payload: bytes) -> WatchedUplink | No
         return None
     common = {"time_ns": up.time_ns, "port": up.port, "fcnt": up.fcnt, "rssi_dbm": up.rssi_dbm,
               "snr_db": up.snr_db, "gateways": len(up.gateway_ids)}
-    info = get_model(device.model)
     try:
-        decoded = decode_input(info.codec, up.payload, up.port, up.decoded)
-    except DecodeError as exc:
-        return WatchedUplink(**common, error=f"{device.model} port {up.port}: {exc}")
-    derived = derive(device.kind, decoded.fields, device.install, info)
-    return WatchedUplink(**common, fields=dict(derived.fields), warnings=tuple(decoded.warnings + derived.warnings))
+        decoded = decode_uplink(device, up)
+    except Rejected as exc:
+        return WatchedUplink(**common, error=exc.detail)
+    return WatchedUplink(**common, fields=dict(decoded.reading.fields), warnings=tuple(decoded.warnings))
 
 
 class WatchError(RuntimeError):

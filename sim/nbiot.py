@@ -18,7 +18,8 @@ from collectors.nbiot.frame import build_frame
 from collectors.nbiot.platforms import onenet_signature
 from core.device import Device
 from core.secrets import reveal
-from decoders import derive, get_model
+from core.uplink import Uplink
+from decoders import decode_uplink, get_model
 from service.config import Config
 from sim.simulator import FleetSimulator, Scenario
 
@@ -52,8 +53,8 @@ class NbiotSimulator:
         info = get_model(device.model)
         sent = self._fields.fields_for(device, t_s)
         payload, msg_type = info.codec.encode(sent)
-        decoded = info.codec.decode(payload, msg_type)
-        expected = derive(info.kind, decoded.fields, device.install, info).fields
+        expected = decode_uplink(device, Uplink(device.key, payload, msg_type, time_s * 1_000_000_000,
+                                                "simulator")).reading.fields
         seq = (self.seq.get(device.id, -1) + 1) & 0xFFFF
         self.seq[device.id] = seq
         frame = build_frame(device.key, msg_type, seq, payload, device_time_s=time_s,

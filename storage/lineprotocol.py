@@ -29,9 +29,11 @@ import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from core.reading import Reading
+from core.reading import Point, Reading
 from core.schema import (
+    ALERT_TYPES,
     CANONICAL_TYPES,
     INT64_MAX,
     INT64_MIN,
@@ -189,6 +191,7 @@ def encode_fields(measurement: str, fields: Mapping[str, object], dropped: list[
     out: list[str] = []
     append = out.append
     known = _fast_keys if types is CANONICAL_TYPES else _NO_FAST_KEYS
+    value: Any  # narrowed by `type(value) is ...`, which mypy does not follow (isinstance would admit numpy scalars)
     for key, value in fields.items():
         entry = known.get(key)
         if entry is not None:
@@ -241,10 +244,10 @@ def _check_time(time_ns: object) -> int:
     if type(time_ns) is not int:
         if isinstance(time_ns, bool) or not hasattr(time_ns, "__index__"):
             raise ValueError(f"time_ns must be an integer of nanoseconds, got {time_ns!r}")
-        time_ns = int(time_ns)  # type: ignore[call-overload]
-    if not INT64_MIN < time_ns < INT64_MAX:  # type: ignore[operator]
+        time_ns = int(time_ns)
+    if not INT64_MIN < time_ns < INT64_MAX:
         raise ValueError(f"time_ns {time_ns} is outside InfluxDB's time range")
-    return time_ns  # type: ignore[return-value]
+    return time_ns
 
 
 def _to_bytes(text: str) -> bytes:
@@ -287,6 +290,15 @@ def encode_point(measurement: str, tags: Iterable[tuple[str, str]], fields: Mapp
         return b""
     tag_text = tag_string(tuple(sorted(tags)))
     return _to_bytes(f"{_measurement(measurement)}{tag_text} {encoded} {_check_time(time_ns)}\n")
+
+
+def encode_points(points: Iterable[Point], dropped: list[DroppedField] | None = None) -> bytes:
+    """Line protocol for `Point`s of any measurement (the `alerts` measurement with its own schema types)."""
+    out = []
+    for p in points:
+        types = ALERT_TYPES if p.measurement == "alerts" else CANONICAL_TYPES
+        out.append(encode_point(p.measurement, p.tags, p.fields, p.time_ns, dropped, types))
+    return b"".join(out)
 
 
 # ---- reading lines back: how InfluxDB 1.x splits and parses them (for error handling and tests) ----

@@ -51,3 +51,14 @@ def influx_query(influxd: Daemon, db: str, q: str) -> list[dict]:
     if "error" in result:
         raise AssertionError(f"InfluxQL error for {q!r}: {result['error']}")
     return result.get("series", [])
+
+
+DAEMON_FIXTURES = frozenset({"influxd", "influx_db", "mosquitto", "own_broker", "own_influxd"})
+"""Fixtures that start a real Mosquitto or influxd; a test that needs one is an integration test."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that starts a daemon `integration`, so `pytest -m "not integration"` needs none."""
+    for item in items:
+        if DAEMON_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)

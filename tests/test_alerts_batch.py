@@ -10,7 +10,7 @@ from pathlib import Path
 from alerts.config import AlertsConfig
 from alerts.errors import AlertsError
 from alerts.model import fingerprint
-from alerts.runtime import Alerts
+from alerts.runtime import AlertsRuntime
 from alerts.store import AlertStore
 from core.transition import AlertState, AlertTransition, Severity
 
@@ -45,8 +45,8 @@ def snapshot(store: AlertStore) -> list[tuple]:
     return out
 
 
-def open_alerts(db: Path) -> Alerts:
-    return Alerts(CONFIG, lambda _id: None, db_path=db, clock=lambda: T0)
+def open_alerts(db: Path) -> AlertsRuntime:
+    return AlertsRuntime(CONFIG, lambda _id: None, db_path=db, clock=lambda: T0)
 
 
 def test_handle_many_stores_what_handling_one_by_one_stores(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from alerts.config import AlertsConfig
-from alerts.manager import AlertManager
+from alerts.manager import AlertLifecycle
 from alerts.model import fingerprint
 from alerts.notifiers import build_notifiers
 from alerts.routing import Router
@@ -43,7 +43,7 @@ def transition(to: AlertState, device: str = "bin-001") -> AlertTransition:
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "alerts.sqlite"
     store = AlertStore(path)
-    m = AlertManager(store, Router(CONFIG.routes, CONFIG.default_receivers), build_notifiers(CONFIG),
+    m = AlertLifecycle(store, Router(CONFIG.routes, CONFIG.default_receivers), build_notifiers(CONFIG),
                      {"bin-001": DEVICE}.get, repeat_interval_s=CONFIG.repeat_interval_s)
     m.handle(transition(AlertState.FIRING))
     m.handle(transition(AlertState.FIRING, "bin-002"))

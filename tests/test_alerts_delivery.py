@@ -19,7 +19,7 @@ import pytest
 
 from alerts.config import AlertsConfig
 from alerts.model import fingerprint
-from alerts.runtime import Alerts
+from alerts.runtime import AlertsRuntime
 from alerts.testing import RecordingServer
 from core.device import Device
 from core.transition import AlertState, AlertTransition, Severity
@@ -62,7 +62,7 @@ def tr(to: AlertState, device: str, *, sev: Severity = Severity.CRITICAL, route:
                            summary="积水超过封路水深", eta_s=eta_s, labels=(("kind", "water_level"),))
 
 
-async def run_until(alerts: Alerts, done: Callable[[], bool], *, timeout: float = 30.0,
+async def run_until(alerts: AlertsRuntime, done: Callable[[], bool], *, timeout: float = 30.0,
                     actions: Callable[[], Any] | None = None) -> None:
     """Run the alerts runtime, optionally do `actions` (a coroutine function) meanwhile, until `done()`."""
     task = asyncio.create_task(alerts.run())
@@ -78,7 +78,7 @@ async def run_until(alerts: Alerts, done: Callable[[], bool], *, timeout: float 
         await task
 
 
-def drained(alerts: Alerts) -> Callable[[], bool]:
+def drained(alerts: AlertsRuntime) -> Callable[[], bool]:
     return lambda: alerts.store.outbox_counts()["queued"] == 0
 
 
@@ -86,7 +86,7 @@ def keys(server: RecordingServer) -> list[str]:
     return [r.headers["idempotency-key"] for r in server.accepted]
 
 
-def expected_keys(alerts: Alerts, receiver: str) -> set[str]:
+def expected_keys(alerts: AlertsRuntime, receiver: str) -> set[str]:
     return {f"{o.fingerprint}:{o.seq}" for o in alerts.store.outbox() if o.receiver == receiver}
 
 
@@ -96,7 +96,7 @@ def test_receivers_failing_for_a_while_get_every_message_exactly_once_and_in_ord
                             "district_codes": {"朝阳区": "110105"}},
                   "desk": {"type": "webhook", "url": desk.url + "/hook"}},
                  [{"route": "emergency", "receivers": ["desk", "cases"]}])
-    alerts = Alerts(cfg, DEVICES.get, db_path=tmp_path / "alerts.sqlite")
+    alerts = AlertsRuntime(cfg, DEVICES.get, db_path=tmp_path / "alerts.sqlite")
     cases.fail_for(3.0, 500)
     desk.fail_for(3.0, 503)
 
@@ -139,7 +139,7 @@ def test_restart_in_the_middle_neither_duplicates_nor_loses(tmp_path, servers):
     cfg = config({"cases": {"type": "case_platform", "url": cases.url}},
                  [{"route": "emergency", "receivers": ["cases"]}])
     cases.fail_for(60.0, 500)
-    first = Alerts(cfg, DEVICES.get, db_path=db)
+    first = AlertsRuntime(cfg, DEVICES.get, db_path=db)
     firing = [tr(F, f"wl-00{i}") for i in (1, 2, 3)]
 
     async def fire() -> None:
@@ -151,7 +151,7 @@ def test_restart_in_the_middle_neither_duplicates_nor_loses(tmp_path, servers):
     assert cases.accepted == []
 
     cases.fail_for(1.0, 500)
-    second = Alerts(cfg, DEVICES.get, db_path=db)
+    second = AlertsRuntime(cfg, DEVICES.get, db_path=db)
 
     async def replay_and_resolve() -> None:
         assert [second.handle(t).enqueued for t in firing] == [0, 0, 0]
@@ -170,7 +170,7 @@ def test_stop_during_a_slow_delivery_lets_it_finish_and_never_resends(tmp_path, 
     hook = servers(delay_s=0.6)
     db = tmp_path / "alerts.sqlite"
     cfg = config({"desk": {"type": "webhook", "url": hook.url}}, [{"route": "emergency", "receivers": ["desk"]}])
-    first = Alerts(cfg, DEVICES.get, db_path=db)
+    first = AlertsRuntime(cfg, DEVICES.get, db_path=db)
 
     async def fire_then_stop_soon() -> None:
         first.handle(tr(F, "wl-001"))
@@ -178,7 +178,7 @@ def test_stop_during_a_slow_delivery_lets_it_finish_and_never_resends(tmp_path, 
 
     asyncio.run(run_until(first, lambda: True, actions=fire_then_stop_soon))
     first.close()
-    second = Alerts(cfg, DEVICES.get, db_path=db)
+    second = AlertsRuntime(cfg, DEVICES.get, db_path=db)
     asyncio.run(run_until(second, drained(second)))
     try:
         assert len(hook.requests) == 1 and len(hook.accepted) == 1
@@ -190,7 +190,7 @@ def test_receiver_that_is_not_listening_gets_it_when_it_comes_up(tmp_path, serve
     port = free_port()
     cfg = config({"desk": {"type": "webhook", "url": f"http://127.0.0.1:{port}/hook"}},
                  [{"route": "emergency", "receivers": ["desk"]}])
-    alerts = Alerts(cfg, DEVICES.get, db_path=tmp_path / "alerts.sqlite")
+    alerts = AlertsRuntime(cfg, DEVICES.get, db_path=tmp_path / "alerts.sqlite")
     late: list[RecordingServer] = []
 
     async def fire_then_come_up() -> None:
@@ -211,7 +211,7 @@ def test_permanent_refusal_is_kept_counted_and_does_not_block_the_close(tmp_path
     cases = servers()
     cfg = config({"cases": {"type": "case_platform", "url": cases.url}},
                  [{"route": "emergency", "receivers": ["cases"]}])
-    alerts = Alerts(cfg, DEVICES.get, db_path=tmp_path / "alerts.sqlite")
+    alerts = AlertsRuntime(cfg, DEVICES.get, db_path=tmp_path / "alerts.sqlite")
     cases.fail_next(1, 422)
 
     async def fire_and_resolve() -> None:
@@ -235,7 +235,7 @@ def test_chat_robots_get_their_documented_markdown_messages(tmp_path, servers):
                   "ding": {"type": "dingtalk", "url": ding.url + "/robot/send", "access_token": "tok",
                            "secret": "SECsecret", "at_mobiles": ["13800000000"]}},
                  [{"route": "emergency", "receivers": ["wecom", "ding"]}])
-    alerts = Alerts(cfg, DEVICES.get, db_path=tmp_path / "alerts.sqlite")
+    alerts = AlertsRuntime(cfg, DEVICES.get, db_path=tmp_path / "alerts.sqlite")
     wecom.reply_next(1, {"errcode": 45009, "errmsg": "api freq out of limit"})
     ding.reply_next(1, {"errcode": 130101, "errmsg": "send too fast"})
 
@@ -271,7 +271,7 @@ def test_alertmanager_webhook_gets_version_4_firing_then_resolved(tmp_path, serv
     am = servers()
     cfg = config({"am": {"type": "alertmanager", "url": am.url + "/alerts", "external_url": "http://grafana"}},
                  [], default_receivers=["am"])
-    alerts = Alerts(cfg, DEVICES.get, db_path=tmp_path / "alerts.sqlite")
+    alerts = AlertsRuntime(cfg, DEVICES.get, db_path=tmp_path / "alerts.sqlite")
 
     async def fire_and_resolve() -> None:
         alerts.handle(tr(F, "wl-002", route="other"))
@@ -303,7 +303,7 @@ def test_emergency_mqtt_topic_gets_the_alert_with_qos_1(tmp_path, mosquitto):
     cfg = config({"mq": {"type": "mqtt", "host": "127.0.0.1", "port": mosquitto.port,
                          "topic": "city/emergency/{route}/{device_id}"}},
                  [{"route": "emergency", "receivers": ["mq"]}])
-    alerts = Alerts(cfg, DEVICES.get, db_path=tmp_path / "alerts.sqlite")
+    alerts = AlertsRuntime(cfg, DEVICES.get, db_path=tmp_path / "alerts.sqlite")
 
     async def fire() -> None:
         alerts.handle(tr(F, "wl-003", eta_s=300.0))

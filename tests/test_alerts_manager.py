@@ -8,7 +8,7 @@ import pytest
 
 from alerts.config import AlertsConfig
 from alerts.errors import AlertsError
-from alerts.manager import AlertManager
+from alerts.manager import AlertLifecycle
 from alerts.model import Event, fingerprint
 from alerts.notifiers import build_notifiers
 from alerts.routing import Router
@@ -62,20 +62,20 @@ def clock() -> Clock:
     return Clock()
 
 
-def open_manager(db: Path, clock: Clock, config: AlertsConfig = CONFIG) -> AlertManager:
-    return AlertManager(AlertStore(db), Router(config.routes, config.default_receivers), build_notifiers(config),
+def open_manager(db: Path, clock: Clock, config: AlertsConfig = CONFIG) -> AlertLifecycle:
+    return AlertLifecycle(AlertStore(db), Router(config.routes, config.default_receivers), build_notifiers(config),
                         DEVICES.get, repeat_interval_s=config.repeat_interval_s,
                         inhibit_rules=config.inhibit_rules, clock=clock)
 
 
 @pytest.fixture
-def mgr(tmp_path: Path, clock: Clock) -> AlertManager:
+def mgr(tmp_path: Path, clock: Clock) -> AlertLifecycle:
     m = open_manager(tmp_path / "alerts.sqlite", clock)
     yield m
     m.store.close()
 
 
-def rows(m: AlertManager, device: str = "wl-001", rule: str = "water_depth") -> list[tuple[int, str, str, str]]:
+def rows(m: AlertLifecycle, device: str = "wl-001", rule: str = "water_depth") -> list[tuple[int, str, str, str]]:
     """(seq, receiver, event, action) of every outbox row of one alert."""
     return [(o.seq, o.receiver, o.event, o.body.get("action", "")) for o in m.store.outbox(fingerprint(rule, device))]
 
@@ -243,7 +243,7 @@ def test_restart_neither_refires_nor_forgets(tmp_path, clock):
 
 def test_routes_naming_missing_notifiers_are_refused(tmp_path, clock):
     with pytest.raises(AlertsError, match="no notifier"):
-        AlertManager(AlertStore(tmp_path / "a.sqlite"), Router(CONFIG.routes, ["ghost"]), build_notifiers(CONFIG),
+        AlertLifecycle(AlertStore(tmp_path / "a.sqlite"), Router(CONFIG.routes, ["ghost"]), build_notifiers(CONFIG),
                      DEVICES.get)
 
 

@@ -175,9 +175,9 @@ def test_transition_point_for_the_alerts_measurement():
                         312.0, 270, "emergency", summary="水深超过封路线", eta_s=None,
                         labels=(("district", "朝阳区"), ("kind", "water_level")))
     p = transition_point(t)
-    assert p.kind == "alerts" and p.time_ns == T0
+    assert p.measurement == "alerts" and p.time_ns == T0
     assert dict(p.tags) == {"rule_id": "water_closure", "device_id": "wl-001", "severity": "critical",
-                            "to_state": "firing", "district": "朝阳区"}
+                            "to_state": "firing", "district": "朝阳区", "kind": "water_level"}
     assert p.fields == {"from_state": "pending", "summary": "水深超过封路线", "value": 312.0, "threshold": 270.0,
                         "fingerprint": fingerprint("water_closure", "wl-001")}
     assert isinstance(p.fields["threshold"], float)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 from importlib.metadata import version
 
 import typer
 from typer.testing import CliRunner
 
+from alerts.config import AlertsConfig
+from alerts.manager import AlertLifecycle
+from alerts.notifiers import build_notifiers
+from alerts.routing import Router
+from alerts.store import AlertStore
 from cli.app import app
+from core.transition import AlertState, AlertTransition, Severity
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "200", "NO_COLOR": "1"}
@@ -41,20 +48,11 @@ def test_version() -> None:
 
 
 def test_alert_times_are_in_the_configured_city_zone_with_the_zone_shown(tmp_path, monkeypatch) -> None:
-    import time as _time
-
-    from alerts.config import AlertsConfig
-    from alerts.manager import AlertManager
-    from alerts.notifiers import build_notifiers
-    from alerts.routing import Router
-    from alerts.store import AlertStore
-    from core.transition import AlertState, AlertTransition, Severity
-
     monkeypatch.setenv("TZ", "UTC")   # the machine's zone must not matter
-    _time.tzset()
+    time.tzset()
     cfg = AlertsConfig.model_validate({"receivers": {}, "default_receivers": []})
     store = AlertStore(tmp_path / "alerts.sqlite")
-    m = AlertManager(store, Router(cfg.routes, cfg.default_receivers), build_notifiers(cfg), {}.get)
+    m = AlertLifecycle(store, Router(cfg.routes, cfg.default_receivers), build_notifiers(cfg), {}.get)
     started = 1_784_592_000 * 10**9  # 2026-07-21T00:00:00Z = 08:00 in Shanghai, 09:00 in Tokyo
     m.handle(AlertTransition("water.depth", "WL-1", AlertState.PENDING, AlertState.FIRING, Severity.CRITICAL,
                              started, 300.0, 270.0, "emergency"))
@@ -68,7 +66,7 @@ def test_alert_times_are_in_the_configured_city_zone_with_the_zone_shown(tmp_pat
     (row,) = [json.loads(line) for line in r.stdout.splitlines()]
     assert row["started"] == "2026-07-21T09:00:00+09:00"
     monkeypatch.delenv("TZ")
-    _time.tzset()
+    time.tzset()
 
 
 def test_json_shapes_listings_are_json_lines_single_results_one_object(tmp_path) -> None:

@@ -13,7 +13,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from collectors.lorawan import build_chirpstack_event, parse
-from collectors.mqtt import Inbound, MqttConsumer
+from collectors.mqtt import MqttConsumer, MqttDelivery
 from sim.daemons import Daemon, free_port, start_mosquitto
 
 TOPIC_FILTER = "application/+/device/+/event/up"
@@ -24,16 +24,16 @@ class Received:
     """Collects what a consumer hands over, for the test thread to wait on."""
 
     def __init__(self, fail_first: int = 0) -> None:
-        self.q: queue.Queue[Inbound] = queue.Queue()
+        self.q: queue.Queue[MqttDelivery] = queue.Queue()
         self.fail_first = fail_first
 
-    def __call__(self, msg: Inbound) -> None:
+    def __call__(self, msg: MqttDelivery) -> None:
         if self.fail_first:
             self.fail_first -= 1
             raise RuntimeError("pipeline exploded")
         self.q.put(msg)
 
-    def take(self, n: int = 1, timeout: float = WAIT) -> list[Inbound]:
+    def take(self, n: int = 1, timeout: float = WAIT) -> list[MqttDelivery]:
         return [self.q.get(timeout=timeout) for _ in range(n)]
 
 
@@ -71,7 +71,7 @@ def _events(n: int, start: int = 0) -> list[tuple[str, bytes]]:
             for i in range(start, start + n)]
 
 
-def _consumer(port: int, on_message: Callable[[Inbound], None], client_id: str = "urbansense-test",
+def _consumer(port: int, on_message: Callable[[MqttDelivery], None], client_id: str = "urbansense-test",
               **kw) -> MqttConsumer:
     kw.setdefault("reconnect_max_s", 1.0)
     kw.setdefault("reconnect_min_s", 0.1)
@@ -184,6 +184,7 @@ def test_consumer_survives_a_broker_restart_and_drops_acks_of_the_old_connection
         restarted.stop()
 
 
+@pytest.mark.integration
 def test_first_connection_is_retried_until_the_broker_appears(tmp_path: Path,
                                                               started: list[MqttConsumer]) -> None:
     port = free_port()
@@ -248,9 +249,9 @@ def test_twenty_thousand_messages_acked_from_another_thread_all_arrive(
 
 def test_a_handler_blocking_for_less_than_half_the_keepalive_keeps_the_connection(
         mosquitto: Daemon, publisher: Publisher, started: list[MqttConsumer]) -> None:
-    received: list[Inbound] = []
+    received: list[MqttDelivery] = []
 
-    def slow(msg: Inbound) -> None:
+    def slow(msg: MqttDelivery) -> None:
         time.sleep(0.9)
         received.append(msg)
 

@@ -22,7 +22,7 @@ from core.uplink import Incoming
 from decoders import all_models
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
-from service.collectors import PARSERS
+from service.collectors import envelope_parsers
 from service.metrics import Metrics
 from service.pipeline import Pipeline
 
@@ -43,11 +43,11 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
             reg.add(Device(id=f"D-{i:03d}", key=key, model=info.model, kind=info.kind, install=install), by="test")
     view = RegistryView(path)
     view.refresh()
-    return Pipeline(view=view, writer=None, deadletters=None, metrics=Metrics(), parsers=PARSERS)  # type: ignore[arg-type]
+    return Pipeline(view=view, writer=None, deadletters=None, metrics=Metrics(), parsers=envelope_parsers())  # type: ignore[arg-type]
 
 
 def check(pipeline: Pipeline, topic: str, payload: bytes) -> None:
-    body, readings, dead, acks = pipeline.process_chunk([Incoming("mqtt", topic, payload, 1, ack=lambda: None)])
+    body, readings, dead, acks = pipeline.process_chunk([Incoming("lorawan", topic, payload, 1, ack=lambda: None)])
     assert len(readings) + len(dead) == 1 and len(acks) == 1
     if dead:
         assert dead[0].reason and dead[0].detail and dead[0].payload == payload

@@ -15,7 +15,7 @@ from grafana.dashboards import DATASOURCE_UID, SCHEMA_VERSION, build_dashboards
 from service.config import parse_config
 
 PANEL_TYPES = {"timeseries", "stat", "bargauge", "table", "geomap"}
-BUILTIN_VARS = {"timeFilter", "__interval", "interval", "tag_device_id", "tag_district", "__all"}
+BUILTIN_VARS = {"timeFilter", "__interval", "interval", "__range_s", "tag_device_id", "tag_district", "__all"}
 
 
 def _export(tmp: Path, *args: str, env: dict | None = None) -> dict[str, bytes]:

@@ -17,7 +17,7 @@ from grafana.device_info import device_info_lines
 from grafana.influxql import Expansion, expand
 from provisioning.registry import Registry
 from sim.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
-from storage.lineprotocol import encode_reading, join_lines
+from storage.lineprotocol import encode_points
 
 ROUNDS, STEP_S = 25, 300  # one uplink per device every 5 minutes over the last 2 hours
 
@@ -84,9 +84,16 @@ def stormed(tmp_path_factory: pytest.TempPathFactory, influxd, request) -> str:
     now = time.time_ns()
     transitions = [AlertTransition("waterlogging_depth", d.id, AlertState.PENDING, AlertState.FIRING,
                                    Severity.CRITICAL, now - (30 - i) * 10**9, 300.0, 270.0, "flood",
-                                   summary=f"{d.id} water 300 mm", labels=(("district", d.district),))
+                                   summary=f"{d.id} water 300 mm",
+                                   labels=(("district", d.district), ("kind", d.kind)))
                    for i, d in enumerate(devices) if d.kind == "water_level" and d.district == "朝阳"]
-    body = join_lines(encode_reading(transition_point(t)) for t in transitions) + device_info_lines(devices, now)
+    for kind in ("noise", "dust", "bin_fill", "parking", "water_level"):  # an alert of each kind came and went
+        d = next(d for d in devices if d.kind == kind and d.district != "朝阳")
+        for j, (a, b) in enumerate(((AlertState.PENDING, AlertState.FIRING), (AlertState.FIRING, AlertState.RESOLVED))):
+            transitions.append(AlertTransition(f"{kind}.test", d.id, a, b, Severity.WARNING, now - (60 - j) * 10**9,
+                                               1.0, 1.0, "case", summary=f"{d.id} {b}",
+                                               labels=(("district", d.district), ("kind", kind))))
+    body = encode_points(transition_point(t) for t in transitions) + device_info_lines(devices, now)
     httpx.post(f"{influxd.url}/write", params={"db": db, "precision": "ns"}, content=body).raise_for_status()
     return db
 

@@ -17,7 +17,7 @@ from collectors.lorawan.chirpstack import build_chirpstack_event
 from collectors.lorawan.chirpstack_v3 import build_chirpstack_v3_uplink, parse_chirpstack_v3
 from collectors.lorawan.tts import build_tts_uplink
 from collectors.nbiot.platforms import parse_ctwing, parse_onenet_msg
-from core.keys import KeyError_, normalise_key
+from core.keys import DeviceKeyError, normalise_key
 from core.uplink import EnvelopeError
 from decoders import DecodeError, get_model
 from decoders.definition import DefinitionError, MissingInput, decode_input, load_definition
@@ -177,7 +177,7 @@ def test_onenet_values_of_every_form_and_dev_id_keys() -> None:
     assert get_model("ipso-distance-onenet").codec.decode_object(merged.decoded).fields == {
         "distance_mm": 1850.0, "battery_pct": 64.0, "battery_v": 3.61}
     assert normalise_key("OneNET:504920001") == "onenet:504920001"
-    with pytest.raises(KeyError_, match="OneNET dev_id"):
+    with pytest.raises(DeviceKeyError, match="OneNET dev_id"):
         normalise_key("onenet:has space")
 
 
@@ -260,3 +260,32 @@ def test_a_hostile_object_gives_a_short_clear_error() -> None:
     with pytest.raises(DecodeError) as caught:
         get_model("milesight-am308").codec.decode_object(hostile)
     assert len(str(caught.value)) < 600 and "none of its paths" in str(caught.value)
+
+
+@pytest.mark.parametrize("marshaler", ["json", "json_v3"])
+def test_decode_a_whole_pasted_message(tmp_path: Path, marshaler: str) -> None:
+    _, body = build_chirpstack_v3_uplink(EUI, bytes.fromhex("0c005704080000"), 10, 5, T, [(GW, -100, 3.0)],
+                                         marshaler=marshaler, decoded={"distance": 55.5, "battery": 80})
+    (tmp_path / "event.json").write_bytes(body)
+    r = CliRunner().invoke(app, ["decode", "-m", "senso8-lrs20uxx", "--json", "--envelope",
+                                 str(tmp_path / "event.json")])
+    assert r.exit_code == 0, r.output
+    assert orjson.loads(r.stdout)["fields"] == {"distance_mm": 555.0, "battery_pct": 80.0}
+    one = orjson.dumps({"msg": {"type": 1, "dev_id": 5, "ds_id": "3330_0_5700", "at": 1, "value": 1.5}})
+    r = CliRunner().invoke(app, ["decode", "-m", "ipso-distance-onenet", "--json", "--envelope", "-"], input=one)
+    assert orjson.loads(r.stdout)["fields"] == {"distance_mm": 1500.0}
+    r = CliRunner().invoke(app, ["decode", "-m", "ipso-distance-onenet", "--envelope", "-"], input=b'{"a": 1}')
+    assert r.exit_code == 1 and "unknown_envelope" in r.stderr and "ChirpStack v4/v3 event" in r.stderr
+
+
+def test_install_params_must_fit_the_kind(tmp_path: Path) -> None:
+    path = tmp_path / "acme-wl100.toml"
+    path.write_text(GOOD.replace('install_params = ["mount_height_mm"]', 'install_params = ["bin_depth_mm"]'),
+                    encoding="utf-8")
+    with pytest.raises(DefinitionError) as caught:
+        load_definition(path)
+    assert caught.value.problems == [
+        "install_params: 'bin_depth_mm' is not used by kind 'water_level' (its parameters: mount_height_mm, "
+        "dead_zone_mm)",
+        "install_params: a water_level model that reports distance_mm needs 'mount_height_mm', from which the "
+        "service derives its level"]

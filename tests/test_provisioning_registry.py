@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from core.device import Device
-from core.keys import KeyError_, normalise_deveui, normalise_imei, normalise_key
+from core.keys import DeviceKeyError, normalise_deveui, normalise_imei, normalise_key
 from provisioning.registry import Registry, RegistryError
 from provisioning.view import RegistryView
 
@@ -21,13 +21,13 @@ runner = CliRunner()
 def test_deveui_forms_normalise() -> None:
     assert normalise_deveui("70-B3-D5-7E-D0-00-12-34") == "70b3d57ed0001234"
     assert normalise_deveui("70B3D57ED0001234") == "70b3d57ed0001234"
-    with pytest.raises(KeyError_, match="16 hex digits"):
+    with pytest.raises(DeviceKeyError, match="16 hex digits"):
         normalise_deveui("70b3d57ed00012")
 
 
 def test_imei_luhn() -> None:
     assert normalise_imei("490154203237518") == "490154203237518"
-    with pytest.raises(KeyError_, match="check digit"):
+    with pytest.raises(DeviceKeyError, match="check digit"):
         normalise_imei("490154203237519")
     assert normalise_key("10.0.0.5:502/3") == "10.0.0.5:502/3"
 

@@ -14,7 +14,7 @@ from core.device import Device
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
 from rules.loader import PRESETS_DIR
-from service.alerting import Alerting
+from service.alerting import RulesAndAlerts
 from service.config import parse_config
 
 WIDE = {"COLUMNS": "300", "NO_COLOR": "1"}
@@ -167,7 +167,7 @@ def test_the_service_logs_each_rule_that_names_what_does_not_exist_at_start(tmp_
     sink = logger.add(lambda m: lines.append(str(m)), level="WARNING", format="{message}")
     view = RegistryView(registry)
     try:
-        Alerting(cfg, view)
+        RulesAndAlerts(cfg, view)
     finally:
         logger.remove(sink)
         view.close()

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -191,19 +192,26 @@ port = 0
     exe = Path(sys.executable).parent / "urbansense"
     proc = subprocess.Popen([str(exe), "--config", str(cfg_file), "run"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
     try:
         sim = FleetSimulator(devices, Scenario("calm"))
         ups = [u for r in range(5) for u in sim.round(float(r), time.time_ns() + r)]
         pub = Publisher("127.0.0.1", mosquitto.port)
-        time.sleep(1.5)
+        # a new broker keeps nothing for a client that never subscribed: publish once the service has
+        # (its start-up takes seconds on a loaded machine)
+        wait_until(lambda: any("mqtt: subscribed" in ln for ln in lines) or proc.poll() is not None, 60,
+                   "`urbansense run` to subscribe")
         for u in ups:
             pub.publish(u.topic, u.event)
         pub.close()
         wait_until(lambda: len(stored_points(influxd, influx_db)) == len(ups), 30, "points from `urbansense run`")
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, out
+        proc.wait(timeout=30)
+        reader.join(10)
+    assert proc.returncode == 0, "".join(lines)
 
 
 def test_wrong_config_key_stops_start_up_with_a_message(tmp_path: Path) -> None:
@@ -216,6 +224,7 @@ def test_wrong_config_key_stops_start_up_with_a_message(tmp_path: Path) -> None:
     assert "influxdb.batch: unknown key" in r.stderr + r.stdout
 
 
+@pytest.mark.integration
 def test_demo_runs_and_stores_all_five_kinds(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "urbansense"
     r = subprocess.run([str(exe), "demo", "--duration", "20", "--data", str(tmp_path / "demo")],

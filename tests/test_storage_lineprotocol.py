@@ -279,7 +279,8 @@ def test_parse_line_reads_back_what_encode_wrote() -> None:
 
 def test_schema_gives_every_canonical_field_one_type() -> None:
     assert CANONICAL_TYPES["occupied"] is FieldType.BOOLEAN
-    assert {k for k, t in CANONICAL_TYPES.items() if t is FieldType.INTEGER} == {"vehicle_count", "fcnt", "fcnt_gap"}
+    assert {k for k, t in CANONICAL_TYPES.items() if t is FieldType.INTEGER} == {"vehicle_count", "fcnt", "fcnt_gap",
+                                                                                      "online_slot"}
     assert sorted(HEALTH_FIELDS) == ["battery_pct", "battery_v", "fcnt", "fcnt_gap", "humidity_pct", "reachable",
                                      "received", "rssi_dbm", "snr_db", "temperature_c"]
     assert set(MEASUREMENTS) == {"noise", "dust", "bin_fill", "parking", "water_level", "device_health", "alerts"}

@@ -120,6 +120,7 @@ async def test_an_unparseable_line_is_rejected_and_the_rest_written(influxd: Dae
     assert count(influxd, influx_db, "SELECT count(x) FROM m") == 2
 
 
+@pytest.mark.integration
 @pytest.mark.asyncio
 async def test_influxd_restarted_mid_write_is_retried_and_acks_wait(tmp_path: Path) -> None:
     daemon = start_influxd(tmp_path)

@@ -26,6 +26,16 @@ RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 
 class Notifier(Protocol):
+    """One configured receiver (`[alerts.receivers.<name>]`), registered by type in `NOTIFIER_TYPES`.
+
+    `render(notice)` is pure: the JSON body for this event, or None when the event means nothing
+    to the receiver; it runs when the outbox row is written, so what is sent is fixed then.
+    `send(delivery)` delivers one outbox row and returns the receiver's id for the message (the
+    case platform's case id) or None; it raises `RetryableError` (network, timeout, 5xx, 429,
+    rate limit: the outbox retries with backoff) or `PermanentError` (refused for good).
+    `aclose()` releases its HTTP client or connection.
+    """
+
     name: str
     tls: ssl.SSLContext | None
 

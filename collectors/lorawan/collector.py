@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from collectors.mqtt import Inbound, MqttConsumer
+from collectors.mqtt import MqttConsumer, MqttDelivery
 from core.uplink import Incoming, Sink
+
+SOURCE = "lorawan"
+"""`Incoming.source` of LoRaWAN uplinks: their envelopes are parsed in the pipeline (`collectors.lorawan.parse`)."""
 
 
 class LorawanCollector:
@@ -19,10 +22,10 @@ class LorawanCollector:
         self.consumer: MqttConsumer | None = None
 
     async def start(self, sink: Sink) -> None:
-        def on_message(msg: Inbound) -> None:
+        def on_message(msg: MqttDelivery) -> None:
             consumer = self.consumer
             assert consumer is not None
-            sink.put(Incoming("mqtt", msg.topic, msg.payload, msg.received_ns, ack=lambda: consumer.ack(msg)))
+            sink.put(Incoming(SOURCE, msg.topic, msg.payload, msg.received_ns, ack=lambda: consumer.ack(msg)))
 
         self.consumer = MqttConsumer(topics=self.topics, on_message=on_message, **self._mqtt)  # type: ignore[arg-type]
         self.consumer.start()

@@ -4,8 +4,9 @@ Each device is polled every `expected_interval_s` (at least `min_interval_s`) wi
 its model's register block; the registers go to the pipeline as an `Uplink` (payload = the
 registers' bytes, port = the block's start address) and the codec decodes them. A timeout,
 a refused connection or a Modbus exception response counts a failure, backs the device off
-(interval × 2ⁿ, capped at `backoff_max_s`), and on the first failure writes
-`device_health.reachable = false`; the next good poll writes `reachable = true`. Devices on
+(interval × 2ⁿ, capped at `backoff_max_s`), and on the first failure hands over a health
+report (an `Uplink` with `reachable=False`, written as `device_health.reachable = false`);
+the next good poll reports `reachable = true`. Devices on
 one gateway (same host:port) share one connection, one request at a time; every device has
 its own task, so a dead gateway never delays another's polls. The device list follows the
 registry: the service hands over its device list (`devices()`, checked every `reload_interval_s`),
@@ -18,7 +19,6 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from loguru import logger
 from pymodbus import FramerType
@@ -30,7 +30,7 @@ from core.device import Device, DeviceSource
 from core.timing import backoff_s
 from core.uplink import Incoming, Sink, Uplink
 from decoders import UnknownModel, get_model
-from decoders.engines.modbus import REACHABLE, UNREACHABLE, RegisterMapCodec, to_payload
+from decoders.engines.modbus import RegisterMapCodec, to_payload
 
 
 class PollError(Exception):
@@ -104,12 +104,10 @@ class ModbusCollector:
         self.reload_interval_s = reload_interval_s
         self.devices: dict[str, DeviceState] = {}
         self._gateways: dict[tuple[str, int], _Gateway] = {}
-        self._metrics: Any = None
+        self.failures_by_reason: dict[str, int] = {}
+        self.polls = 0
         self._sink: Sink | None = None
         self._watch: asyncio.Task[None] | None = None
-
-    def bind_metrics(self, metrics: Any) -> None:
-        self._metrics = metrics
 
     async def start(self, sink: Sink) -> None:
         self._sink = sink
@@ -158,7 +156,6 @@ class ModbusCollector:
                 state = DeviceState(dev, addr, codec)
                 state.task = asyncio.create_task(self._poll_loop(state), name=f"modbus {key}")
                 self.devices[key] = state
-        self._set_unreachable_gauge()
 
     async def _follow_registry(self) -> None:
         while True:
@@ -189,30 +186,30 @@ class ModbusCollector:
         except PollError as exc:
             state.failures += 1
             state.last_error = str(exc)
-            if self._metrics is not None:
-                self._metrics.modbus_poll_failures.labels(exc.reason).inc()
+            self.failures_by_reason[exc.reason] = self.failures_by_reason.get(exc.reason, 0) + 1
             if state.reachable is not False:
                 logger.warning("modbus {} ({}) unreachable: {}", state.device.id, key, exc)
                 state.reachable = False
-                self._set_unreachable_gauge()
-                await self._status(key, UNREACHABLE)
+                await self._reachability(key, False)
             return
         state.polls += 1
+        self.polls += 1
         state.failures = 0
         now = time.time_ns()
         if state.reachable is not True:
             state.reachable = True
-            self._set_unreachable_gauge()
-            await self._status(key, REACHABLE, now)
+            await self._reachability(key, True, now)
         up = Uplink(key, to_payload(registers), state.codec.start, now, "modbus", now)
         await self._sink.put_async(Incoming("modbus", key, up.payload, now, uplink=up))
 
-    async def _status(self, key: str, port: int, now: int | None = None) -> None:
+    async def _reachability(self, key: str, reachable: bool, now: int | None = None) -> None:
+        """A health report: no registers, only `reachable` (a `device_health` point)."""
         assert self._sink is not None
         now = now or time.time_ns()
-        up = Uplink(key, b"", port, now, "modbus", now)
+        up = Uplink(key, b"", 0, now, "modbus", now, reachable=reachable)
         await self._sink.put_async(Incoming("modbus", key, b"", now, uplink=up))
 
-    def _set_unreachable_gauge(self) -> None:
-        if self._metrics is not None:
-            self._metrics.modbus_unreachable.set(sum(1 for s in self.devices.values() if s.reachable is False))
+    @property
+    def unreachable(self) -> int:
+        """Devices not answering now."""
+        return sum(1 for s in self.devices.values() if s.reachable is False)

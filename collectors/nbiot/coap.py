@@ -39,7 +39,7 @@ class FrameResource(resource.Resource):
             frame = parse_frame(data)
         except EnvelopeError as exc:
             self.malformed += 1
-            await self.sink.put_async(Incoming("nbiot-udp", topic, data, received_ns, ack=ack))
+            await self.sink.put_async(Incoming("nbiot-coap", topic, data, received_ns, ack=ack, rejected=exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(fut, HANDOFF_TIMEOUT_S)
             return aiocoap.Message(code=aiocoap.BAD_REQUEST, payload=f"{exc.reason}: {exc.detail}".encode())

@@ -19,12 +19,6 @@ class NbiotCollector:
         self.udp, self.coap, self.push = udp, coap, push
         self._parts: list[Any] = [p for p in (udp, coap, push) if p is not None]
 
-    def bind_metrics(self, metrics: Any) -> None:
-        if self.udp is not None:
-            self.udp.on_drop = metrics.nbiot_dropped.inc
-        if self.push is not None:
-            self.push.on_refused = lambda platform, reason: metrics.push_refused.labels(platform, reason).inc()
-
     async def start(self, sink: Sink) -> None:
         for part in self._parts:
             await part.start(sink)

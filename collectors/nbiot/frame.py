@@ -126,8 +126,3 @@ def to_uplink(frame: Frame, source: str, received_ns: int) -> Uplink:
     time_ns = frame.device_time_s * 1_000_000_000 if frame.device_time_s else received_ns
     return Uplink(device_key=frame.imei, payload=frame.payload, port=frame.msg_type, time_ns=time_ns,
                   source=source, received_ns=received_ns, fcnt=frame.seq)
-
-
-def parse_udp(topic: str, payload: bytes, received_ns: int) -> Uplink:
-    """Envelope parser for `Incoming.source == "nbiot-udp"` (a raw datagram)."""
-    return to_uplink(parse_frame(payload), "nbiot-udp", received_ns)

@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from collectors.nbiot.frame import parse_frame, to_uplink
-from core.keys import KeyError_, normalise_imei, onenet_key
+from core.keys import DeviceKeyError, normalise_imei, onenet_key
 from core.uplink import EnvelopeError, Uplink
 
 DATA, PLATFORM_JSON = 0x01, 0
@@ -57,7 +57,7 @@ def _json(body: bytes) -> Any:
 def _imei(value: object) -> str:
     try:
         return normalise_imei(str(value))
-    except KeyError_ as exc:
+    except DeviceKeyError as exc:
         raise EnvelopeError("bad_imei", str(exc)) from None
 
 
@@ -141,14 +141,14 @@ def _onenet_keys(m: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
     if m.get("imei") is not None:
         try:
             alt = (onenet_key(dev_id),) if dev_id is not None else ()
-        except KeyError_:
+        except DeviceKeyError:
             alt = ()
         return _imei(m["imei"]), alt
     if dev_id is None:
         raise EnvelopeError("missing_field", "OneNET data point names no device: neither imei nor dev_id")
     try:
         return onenet_key(dev_id), ()
-    except KeyError_ as exc:
+    except DeviceKeyError as exc:
         raise EnvelopeError("bad_dev_id", str(exc)) from None
 
 
@@ -205,19 +205,3 @@ def parse_onenet_msg(msg: str, received_ns: int) -> list[Uplink]:
         if up is not None:
             groups.setdefault((up.device_key, up.time_ns), []).append(up)
     return [_merge(g) for g in groups.values()]
-
-
-def parse_ctwing_dead(topic: str, payload: bytes, received_ns: int) -> Uplink:
-    """Envelope parser for source "ctwing": used only to dead-letter a body that did not parse."""
-    ups = parse_ctwing(payload, received_ns)
-    if len(ups) != 1:
-        raise EnvelopeError("bad_envelope", "CTWing push holds no single data report")
-    return ups[0]
-
-
-def parse_onenet_dead(topic: str, payload: bytes, received_ns: int) -> Uplink:
-    """Envelope parser for source "onenet": used only to dead-letter a signed body that did not parse."""
-    ups = parse_onenet_msg(onenet_parts(payload)[0], received_ns)
-    if len(ups) != 1:
-        raise EnvelopeError("bad_envelope", "OneNET push holds no single data message")
-    return ups[0]

@@ -8,7 +8,7 @@ A route whose token is not configured answers 404. A wrong token or signature ge
 body over `max_body_bytes` 413, both counted. A push is answered 200 only after its readings
 are durably handed off (written to InfluxDB or dead-lettered: up to `influxdb.flush_interval_s`,
 0.2 s by default — well inside the platforms' timeouts); decoding happens in the pipeline.
-A signed but malformed body is dead-lettered and answered 400.
+A signed but malformed body is dead-lettered (with the parser's reason) and answered 400.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import asyncio
 import hmac
 import ipaddress
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import orjson
@@ -33,8 +33,10 @@ HANDOFF_TIMEOUT_S = 30.0
 
 @dataclass
 class PushStats:
+    """Readings accepted by platform; pushes refused by (platform, reason)."""
+
     accepted: dict[str, int] = field(default_factory=dict)
-    refused: dict[str, int] = field(default_factory=dict)
+    refused: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def _from(remote: str | None, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
@@ -59,15 +61,14 @@ def _topic(request: web.Request) -> str:
 
 class PushReceiver:
     def __init__(self, host: str, port: int, *, ctwing_token: str, onenet_token: str, max_body_bytes: int,
-                 on_refused: Callable[[str, str], None] | None = None, nonce_window_s: float = 86400.0,
-                 max_push_age_s: float = 0.0, ctwing_sources: Iterable[str] = ()) -> None:
+                 nonce_window_s: float = 86400.0, max_push_age_s: float = 0.0,
+                 ctwing_sources: Iterable[str] = ()) -> None:
         self.host, self.port = host, port
         self.ctwing_token, self.onenet_token = ctwing_token, onenet_token
         self.max_body_bytes = max_body_bytes
         self.nonces = ReplayGuard(nonce_window_s)
         self.ages = ReplayGuard(max_push_age_s) if max_push_age_s > 0 else None
         self.ctwing_sources = [ipaddress.ip_network(s, strict=False) for s in ctwing_sources]
-        self.on_refused = on_refused
         self.stats = PushStats()
         self._runner: web.AppRunner | None = None
         self._sink: Sink | None = None
@@ -93,9 +94,8 @@ class PushReceiver:
         return self._runner is not None
 
     def _refuse(self, platform: str, reason: str, status: int, text: str) -> web.Response:
-        self.stats.refused[reason] = self.stats.refused.get(reason, 0) + 1
-        if self.on_refused:
-            self.on_refused(platform, reason)
+        key = (platform, reason)
+        self.stats.refused[key] = self.stats.refused.get(key, 0) + 1
         return web.Response(status=status, text=text + "\n")
 
     async def _body(self, request: web.Request, platform: str) -> bytes | web.Response:
@@ -165,10 +165,11 @@ class PushReceiver:
 
     async def _dead_letter(self, platform: str, request: web.Request, body: bytes, received_ns: int,
                            exc: EnvelopeError) -> web.Response:
-        """Hand the raw body to the pipeline, whose parser for `platform` names the reason and keeps it."""
+        """Hand the raw body with its `Rejected` to the pipeline, which dead-letters it under that reason."""
         assert self._sink is not None
         fut, ack = ack_future(asyncio.get_running_loop())
-        if await self._sink.put_async(Incoming(platform, _topic(request), body, received_ns, ack=ack)):
+        if await self._sink.put_async(Incoming(platform, _topic(request), body, received_ns, ack=ack,
+                                               rejected=exc)):
             await asyncio.wait_for(fut, HANDOFF_TIMEOUT_S)
         return self._refuse(platform, exc.reason, 400, f"{exc.reason}: {exc.detail}")
 

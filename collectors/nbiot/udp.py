@@ -2,8 +2,8 @@
 
 `datagram_received` only appends to a bounded buffer (a full buffer drops and counts: UDP
 senders retry when no ack comes), so a flood never blocks the socket; a pump task feeds
-the pipeline. Well-formed frames go as `Uplink`s; anything else goes raw with source
-"nbiot-udp", so the pipeline's parser names the reason and dead-letters the bytes.
+the pipeline. Well-formed frames go as `Uplink`s; anything else goes as a `Rejected` with
+its raw bytes, which the pipeline dead-letters under that reason.
 An ack is never larger than the frame it answers (no amplification toward spoofed senders).
 """
 
@@ -32,10 +32,9 @@ class UdpStats:
 
 
 class UdpListener(asyncio.DatagramProtocol):
-    def __init__(self, host: str, port: int, buffer: int, on_drop: object = None) -> None:
+    def __init__(self, host: str, port: int, buffer: int) -> None:
         self.host, self.port, self.buffer = host, port, buffer
         self.stats = UdpStats()
-        self.on_drop = on_drop
         self._queue: deque[tuple[bytes, tuple, int]] = deque()
         self._wake = asyncio.Event()
         self._transport: asyncio.DatagramTransport | None = None
@@ -66,8 +65,6 @@ class UdpListener(asyncio.DatagramProtocol):
         self.stats.received += 1
         if len(self._queue) >= self.buffer:
             self.stats.dropped += 1
-            if callable(self.on_drop):
-                self.on_drop()
             return
         self._queue.append((data, addr, time.time_ns()))
         self._wake.set()
@@ -87,9 +84,9 @@ class UdpListener(asyncio.DatagramProtocol):
         topic = f"udp:{addr[0]}:{addr[1]}"
         try:
             frame = parse_frame(data)
-        except EnvelopeError:
+        except EnvelopeError as exc:
             self.stats.malformed += 1
-            return Incoming("nbiot-udp", topic, data, received_ns)
+            return Incoming("nbiot-udp", topic, data, received_ns, rejected=exc)
         ack = None
         if frame.ack_requested:
             reply = build_ack(frame)

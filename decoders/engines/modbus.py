@@ -2,9 +2,8 @@
 
 Pure: the collector reads one block of registers (`table`, `start`, `count`) and hands
 them over as bytes, each register big-endian as on the wire; `decode(payload, port=start)`
-turns them into fields. Ports `UNREACHABLE` (-1) and `REACHABLE` (-2), with an empty payload,
-are the collector's reports that a device stopped or started answering: they decode to
-`reachable = false` / `true` (a `device_health` field), written on each change only.
+turns them into fields. Whether a device answers at all is not the codec's business: the
+collector reports it as a health uplink (`Uplink.reachable`), which nothing decodes.
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ from typing import Literal
 from decoders.codec import Decoded, DecodeError, FieldValue
 from decoders.errors import EncodeError
 
-UNREACHABLE = -1
-REACHABLE = -2
 _WIDTH = {"u16": 1, "i16": 1, "u32": 2, "i32": 2, "f32": 2}
 _FMT = {"u16": "H", "i16": "h", "u32": "I", "i32": "i", "f32": "f"}
 
@@ -74,12 +71,9 @@ class RegisterMapCodec:
         self.start = min(r.address for r in self.registers)
         self.count = max(r.address + r.width for r in self.registers) - self.start
         self.field_types = {r.name: bool if r.bit is not None else float for r in self.registers}
-        self.field_types["reachable"] = bool  # from the collector's status reports only
         self.fields = tuple(self.field_types)
 
     def decode(self, payload: bytes, port: int) -> Decoded:
-        if port in (UNREACHABLE, REACHABLE):
-            return Decoded({"reachable": port == REACHABLE})
         if port != self.start or len(payload) != self.count * 2:
             raise DecodeError(f"{self.model}: expected {self.count} registers from address {self.start}, "
                               f"got {len(payload) // 2} from {port}")

@@ -1,0 +1,31 @@
+"""The NB-IoT plug-in: `[nbiot]`, frames over UDP and CoAP and operator platform pushes, parsed here."""
+
+from __future__ import annotations
+
+from collectors.nbiot.config import NbiotConfig
+from collectors.nbiot.metrics import NbiotMetrics
+from collectors.plugin import Collector, CollectorContext, CollectorPlugin
+from core.secrets import reveal
+
+
+def build(ctx: CollectorContext) -> Collector | None:
+    """The receivers `[nbiot]` enables as one collector; None when none is."""
+    nb = ctx.section("nbiot", NbiotConfig)
+    if not (nb.udp or nb.coap or nb.push):
+        return None
+    # imported only when enabled: aiohttp and aiocoap take a second or more to import
+    from collectors.nbiot.coap import CoapEndpoint
+    from collectors.nbiot.collector import NbiotCollector
+    from collectors.nbiot.push import PushReceiver
+    from collectors.nbiot.udp import UdpListener
+
+    return NbiotCollector(
+        udp=UdpListener(nb.udp_host, nb.udp_port, nb.udp_buffer) if nb.udp else None,
+        coap=CoapEndpoint(nb.coap_host, nb.coap_port, nb.coap_path) if nb.coap else None,
+        push=PushReceiver(nb.push_host, nb.push_port, ctwing_token=reveal(nb.ctwing_token),
+                          onenet_token=reveal(nb.onenet_token), max_body_bytes=nb.max_body_bytes,
+                          nonce_window_s=nb.nonce_window_s, max_push_age_s=nb.max_push_age_s,
+                          ctwing_sources=nb.ctwing_sources) if nb.push else None)
+
+
+PLUGIN = CollectorPlugin(name="nbiot", sections={"nbiot": NbiotConfig}, build=build, metrics=NbiotMetrics)
