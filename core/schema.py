@@ -58,7 +58,8 @@ HEALTH_SPECS: tuple[FieldSpec, ...] = (
     FieldSpec("fcnt_gap", INT, "", "frames missing since the previous uplink"),
     FieldSpec("reachable", B, "",
               "polled device answered (false: timeout or Modbus exception); written on each change"),
-    FieldSpec("received", B, "", "always true: a reading of the device was stored (the 'heard' marker, any transport)"),
+    FieldSpec("received", B, "", "always true, on every stored reading: the device was heard (the dashboards' "
+                                 "online count; NB-IoT and Modbus devices report no RSSI)"),
 )
 HEALTH_FIELDS: frozenset[str] = frozenset(s.name for s in HEALTH_SPECS)
 
