@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cli import alerts, audit, deadletter, decoders, demo, device, grafana, report, rules, simulate
+from cli import alerts, audit, deadletter, decoders, demo, device, grafana, report, rules, simulate, trace
 from cli.state import State, state
 from service.app import run_service
 from service.config import CONFIG_ENV, DEFAULT_PATH
@@ -59,11 +59,16 @@ def _main(ctx: typer.Context,
 def run(ctx: typer.Context) -> None:
     """Run the ingest service until Ctrl-C or SIGTERM (then it flushes, acknowledges and exits 0).
 
+    If one of its tasks dies, it logs why, answers 503 on /readyz, flushes and exits 1, for
+    systemd (Restart=on-failure) or the container runtime to restart it.
+
     Example: [bold]urbansense --config /etc/urbansense/config.toml run[/bold]
     """
     cfg = state(ctx).config
     setup_logging(cfg.logging.level)
-    asyncio.run(run_service(cfg))
+    code = asyncio.run(run_service(cfg))
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("check-config")
@@ -94,7 +99,7 @@ def _configured_timezone(ctx: typer.Context) -> str:
 
 
 COMMANDS = (device.register, decoders.register, rules.register, deadletter.register, grafana.register,
-            simulate.register, demo.register, audit.register, report.register)
+            simulate.register, demo.register, audit.register, report.register, trace.register)
 """The command table: each module adds its commands to `app`, in this order (the order `--help` lists them)."""
 
 for _register in COMMANDS:

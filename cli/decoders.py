@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import sys
 import time
 from pathlib import Path
@@ -46,8 +47,8 @@ def decode(
                            "CTWing, OneNET), as a JSON file; '-' reads stdin.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
-    """Decode one payload, decoded object or whole message with a model; print its canonical fields and warnings.
-    `--json`: one object.
+    """Decode one payload, decoded object or whole message with a model; print its canonical fields, history
+    records and warnings. `--json`: one object.
 
     Examples: [bold]urbansense decode -m milesight-em500-udl 017564038201e0[/bold]
               [bold]urbansense decode -m milesight-am308 --object '{"pm2_5": 37, "pm10": 52}'[/bold]
@@ -93,7 +94,9 @@ def _envelope(path: Path) -> list[Uplink]:
 def _show(info: ModelInfo, fport: int, decoded: Decoded, as_json: bool) -> None:
     if as_json:
         typer.echo(orjson.dumps({"model": info.model, "kind": info.kind, "port": fport, "fields": decoded.fields,
-                                 "warnings": decoded.warnings}).decode())
+                                 "warnings": decoded.warnings,
+                                 "history": [{"time_s": r.time_s, "fields": r.fields} for r in decoded.history],
+                                 }).decode())
         return
     table = Table(title=f"{info.model} ({info.kind}), fPort {fport}")
     table.add_column("field")
@@ -102,6 +105,9 @@ def _show(info: ModelInfo, fport: int, decoded: Decoded, as_json: bool) -> None:
         table.add_row(name, repr(value))
     out = Console()
     out.print(table)
+    for record in decoded.history:
+        when = dt.datetime.fromtimestamp(record.time_s, dt.UTC).isoformat().replace("+00:00", "Z")
+        out.print(f"history record at {when}: {record.fields}", highlight=False)
     for warning in decoded.warnings:
         out.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
 

@@ -14,7 +14,9 @@ class Reading:
     `tags` come from the registry (device_id, model, district, zone_class, site) as
     sorted (key, value) pairs, so a device's tag set is hashable and its escaped form
     can be cached. `health` holds the device-health subset plus radio metadata
-    (rssi_dbm, snr_db, fcnt, fcnt_gap), written to `device_health`.
+    (rssi_dbm, snr_db, fcnt, fcnt_gap, time_source), written to `device_health`.
+    `history` marks a record the device stored and sent later (written as the field
+    `history=true`; live readings carry no such field).
     """
 
     device_id: str
@@ -23,6 +25,7 @@ class Reading:
     fields: dict[str, FieldValue]
     tags: tuple[tuple[str, str], ...]
     health: dict[str, FieldValue] = field(default_factory=dict)
+    history: bool = False
 
 
 @dataclass(slots=True, frozen=True)

@@ -56,6 +56,8 @@ HEALTH_SPECS: tuple[FieldSpec, ...] = (
     FieldSpec("snr_db", F, "dB", "signal-to-noise ratio of the uplink"),
     FieldSpec("fcnt", INT, "", "frame counter of the uplink"),
     FieldSpec("fcnt_gap", INT, "", "frames missing since the previous uplink"),
+    FieldSpec("time_source", S, "", "which time the reading got (e.g. time, rxInfo.nsTime, device_time, "
+                                    "received): see the time policy"),
     FieldSpec("reachable", B, "",
               "polled device answered (false: timeout or Modbus exception); written on each change"),
     FieldSpec("received", B, "", "always true, on every stored reading: the device was heard (the dashboards' "

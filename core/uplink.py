@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.rejected import Rejected
+from core.timepolicy import TimeCandidate
 
 
 @dataclass(slots=True, frozen=True)
@@ -20,7 +21,10 @@ class Uplink:
     `decoded` is the object the network server or platform already decoded (ChirpStack
     `object`, TTS `decoded_payload`, CTWing profile JSON, OneNET datastreams), None when
     it sent only bytes; `alt_keys` are other keys the same message names the device by
-    (a OneNET `dev_id` beside its IMEI).
+    (a OneNET `dev_id` beside its IMEI). `times` lists every time the
+    envelope offered, best first; the pipeline applies the configured `core.timepolicy` to
+    them (and to `received_ns` when none is trusted), so `time_ns` is only the envelope's own
+    pick for callers outside the pipeline.
     """
 
     device_key: str
@@ -39,6 +43,7 @@ class Uplink:
     the uplink then becomes a `device_health` point `reachable = false / true`, nothing is decoded."""
     decoded: Mapping[str, Any] | None = None
     alt_keys: tuple[str, ...] = ()
+    times: tuple[TimeCandidate, ...] = field(default=(), compare=False)
 
 
 class EnvelopeError(Rejected):

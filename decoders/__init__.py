@@ -5,7 +5,7 @@
     decode_uplink(device, uplink) -> DecodedUplink            (both, plus the health split: the whole chain)
 """
 
-from decoders.codec import Codec, Decoded, DecodeError, FieldValue
+from decoders.codec import Codec, Decoded, DecodeError, FieldValue, HistoryRecord
 from decoders.derive import derive
 from decoders.errors import EncodeError, EncodeUnsupported
 from decoders.fields import canonical_only, health_fields
@@ -24,6 +24,7 @@ __all__ = [
     "EncodeUnsupported",
     "FieldRange",
     "FieldValue",
+    "HistoryRecord",
     "ModelInfo",
     "UnknownModel",
     "all_models",

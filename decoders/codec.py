@@ -13,12 +13,25 @@ class DecodeError(ValueError):
     """A payload this codec cannot decode; the message says what is wrong. Never retried."""
 
 
+@dataclass(slots=True, frozen=True)
+class HistoryRecord:
+    """A measurement the device stored and sends later (Milesight history, Dragino datalog).
+
+    `time_s` is the record's own time as the device wrote it (Unix seconds); `fields` are
+    canonical, as for a live reading.
+    """
+
+    time_s: int
+    fields: dict[str, FieldValue]
+
+
 @dataclass(slots=True)
 class Decoded:
-    """Canonical fields (names and units of docs/schema.md) plus non-fatal warnings."""
+    """Canonical fields (names and units of docs/schema.md), non-fatal warnings, and stored records."""
 
     fields: dict[str, FieldValue]
     warnings: list[str] = field(default_factory=list)
+    history: list[HistoryRecord] = field(default_factory=list)
 
 
 class Codec(Protocol):

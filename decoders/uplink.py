@@ -26,13 +26,17 @@ class DecodedUplink:
     """The reading and the decoder's and derivation's non-fatal warnings (the reading is still stored).
 
     `model` and `raw` (the decoded fields before derivation) are what the quality judge needs;
-    both are None for a health report without a payload.
+    both are None for a health report without a payload. `history` holds the records the device
+    stored and sent later (Milesight history, Dragino datalog) as (the record's Unix time in s as
+    the device wrote it, derived canonical fields); the pipeline judges their times
+    (`core.timepolicy`) and stores each as a history reading.
     """
 
     reading: Reading
     warnings: list[str] = field(default_factory=list)
     model: ModelInfo | None = None
     raw: Mapping[str, FieldValue] | None = None
+    history: list[tuple[int, dict[str, FieldValue]]] = field(default_factory=list)
 
 
 def decode_uplink(device: Device, uplink: Uplink, tags: tuple[tuple[str, str], ...] | None = None) -> DecodedUplink:
@@ -71,5 +75,6 @@ def decode_uplink(device: Device, uplink: Uplink, tags: tuple[tuple[str, str], .
     if uplink.fcnt is not None:
         health["fcnt"] = uplink.fcnt
     warnings = decoded.warnings + derived.warnings if derived.warnings else decoded.warnings
+    history = [(rec.time_s, derive(device.kind, rec.fields, device.install, model).fields) for rec in decoded.history]
     return DecodedUplink(Reading(device.id, device.kind, uplink.time_ns, fields, tags, health), warnings, model,
-                         decoded.fields)
+                         decoded.fields, history)

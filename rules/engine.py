@@ -5,6 +5,17 @@ sums and monotonic deques; Theil–Sen only for trend rules, on a bounded window
 touches InfluxDB; `warm_up` replays history at start; `tick` lets time pass (a `for`
 elapsing, `keep_firing_for` expiring, a device going silent). Time always comes from the
 readings or from `tick`'s argument, never from the wall clock.
+
+Late, early and out-of-order readings (per rule and device; see rules/README.md):
+- a reading at or before the last one taken, by at most the rule's window (or `late_tolerance_s`
+  when that is longer), is skipped: the window has moved on (a redelivery, a small reordering);
+- a live reading further back than that means the device's clock jumped back, or the reading
+  before was stamped in the future: the window restarts from this reading (the alert state is
+  kept), so one bad time cannot blind a rule;
+- a history reading (a record the device stored and sent later) enters the windows in time
+  order like any other, but when it is older than the rule's horizon (its window, `for`
+  duration and `late_tolerance_s`) behind the newest time the engine has seen, it raises no
+  fresh transition: old data fills the series, it does not page anyone.
 """
 
 from __future__ import annotations
@@ -54,10 +65,10 @@ class _DeviceState:
 class _Compiled:
     """A rule with what the hot path needs precomputed."""
 
-    __slots__ = ("_thresholds", "aggregate", "clock", "field", "index", "min_coverage_s", "min_samples",
-                 "needs_tags", "op", "period_of_minute", "plain", "rule", "states", "timing")
+    __slots__ = ("_thresholds", "aggregate", "clock", "field", "horizon_ns", "index", "late_ns", "min_coverage_s",
+                 "min_samples", "needs_tags", "op", "period_of_minute", "plain", "rule", "states", "timing")
 
-    def __init__(self, index: int, rule: Rule, clock: LocalClock) -> None:
+    def __init__(self, index: int, rule: Rule, clock: LocalClock, late_tolerance_s: float = 120.0) -> None:
         self.index = index
         self.rule = rule
         self.field = rule.field
@@ -70,6 +81,8 @@ class _Compiled:
         # the schedule as a table of 1,440 local minutes -> period name (None: uncovered)
         self.period_of_minute = tuple(period_at(rule.schedule, m) for m in range(1440)) if rule.schedule else None
         self.timing = Timing(int(rule.for_s * _NS), rule.for_samples, int(rule.keep_firing_for_s * _NS))
+        self.late_ns = int(max(rule.window_s, late_tolerance_s) * _NS)
+        self.horizon_ns = int((max(rule.window_s, rule.for_s) + late_tolerance_s) * _NS)
         self.needs_tags = rule.select.needs_tags
         self.states: dict[str, _DeviceState] = {}
         self._thresholds: dict[tuple[str, str], _Limits] = {}
@@ -89,11 +102,14 @@ class _Compiled:
             found = self._thresholds[key] = (levels, clear)
         return found
 
-    def new_state(self) -> _DeviceState:
+    def new_window(self) -> tuple[Window, TrendWindow | None]:
         r = self.rule
         window = make_window(r.aggregate, r.window_s, r.max_samples, r.per_s)
         trend = TrendWindow(r.eta.window_s, _ETA_MAX_SAMPLES) if r.eta else None
-        return _DeviceState(window, trend)
+        return window, trend
+
+    def new_state(self) -> _DeviceState:
+        return _DeviceState(*self.new_window())
 
 
 _Limits = tuple[tuple[float | None, ...], float | None]  # each level's limit, and the clear limit
@@ -128,14 +144,18 @@ class Engine:
     `tz` is the time zone for schedules of rules that carry none (the loader stamps its own
     `tz` on rules from files unless they name one: pass both the same value); `silent_factor`
     is the no-data factor for rules that do not set one; `default_interval_s` stands in
-    for the expected report interval of a device the registry does not know.
+    for the expected report interval of a device the registry does not know;
+    `late_tolerance_s` is how far back a reading may come and still be a mere reordering
+    (see the module docstring).
     """
 
     def __init__(self, rules: Iterable[Rule], *, tz: str = "Asia/Shanghai", silent_factor: float = 3.0,
-                 default_interval_s: float = 300.0) -> None:
+                 default_interval_s: float = 300.0, late_tolerance_s: float = 120.0) -> None:
         self.rules = [r for r in rules if r.enabled]
         self._clocks: dict[str, LocalClock] = {}
-        self._compiled = [_Compiled(i, r, self._clock(r.timezone or tz))
+        self._late_ns = int(late_tolerance_s * _NS)
+        self._newest_ns = -1  # the newest live reading time or tick: "now" for the history horizon
+        self._compiled = [_Compiled(i, r, self._clock(r.timezone or tz), late_tolerance_s)
                           for i, r in enumerate(r for r in self.rules if not r.is_no_data)]
         self._by_id = {c.rule.id: c for c in self._compiled}
         self._watchers = [SilenceWatcher(r, r.no_data.factor or silent_factor,  # type: ignore[union-attr]
@@ -241,9 +261,12 @@ class Engine:
         out: list[AlertTransition] = []
         device_id = reading.device_id
         time_ns = reading.time_ns
+        history = reading.history
         previous = self._last_seen.get(device_id)
-        if previous is None or time_ns > previous:
+        if previous is None or time_ns > previous or (not history and previous - time_ns > self._late_ns):
             self._last_seen[device_id] = time_ns
+        if not history and time_ns > self._newest_ns:
+            self._newest_ns = time_ns
         for watcher in self._watchers:
             resolved = watcher.seen(device_id, reading.kind, time_ns, previous, reading.tags, self._tags_of)
             if resolved is not None and (self._emitting or (resolved.rule_id, device_id) in self._restored):
@@ -271,12 +294,16 @@ class Engine:
                 st = comp.states[device_id] = comp.new_state()
             last_ns = st.last_ns
             if time_ns <= last_ns:
-                continue  # a late or redelivered reading: the window has moved on
+                if history or last_ns - time_ns <= comp.late_ns:
+                    continue  # a late or redelivered reading: the window has moved on
+                st.window, st.trend = comp.new_window()  # the clock jumped back: restart the window here
+                last_ns = -1
+            quiet = history and time_ns < self._newest_ns - comp.horizon_ns  # old data: fills windows only
             st.tags = reading_tags
             machine = st.machine
             moved = False
             due_ns = st.due_ns  # == machine.due_ns(timing) here: `advance` can only act once it has passed
-            if due_ns is not None and time_ns >= due_ns:
+            if due_ns is not None and time_ns >= due_ns and not quiet:
                 moved = True
                 change = machine.advance(comp.timing, time_ns)
                 if change is not None:
@@ -295,7 +322,7 @@ class Engine:
                 result = None
             else:
                 result = window.value() if comp.plain else self._trend_value(comp, window)
-            if result is not None:
+            if result is not None and not quiet:
                 st.value = result
                 if limits is None:
                     limits = self._scheduled_limits(comp, time_ns, route.zone)
@@ -313,6 +340,7 @@ class Engine:
     def tick(self, now_ns: int) -> list[AlertTransition]:
         """Let time pass to `now_ns`: `for` durations, `keep_firing_for` expiry and silent devices."""
         out: list[AlertTransition] = []
+        self._newest_ns = max(self._newest_ns, now_ns)
         due = self._due
         while due and due[0][0] <= now_ns:
             due_ns, index, device_id = heapq.heappop(due)

@@ -136,31 +136,35 @@ class RulesAndAlerts:
 
     async def run(self, writer: BatchWriter, stop: asyncio.Event,
                   catching_up: Callable[[], bool] = lambda: False) -> None:
-        """Time-based transitions (for, keep_firing_for, no data) and notification delivery, until `stop`.
+        """Rule ticks: time-based transitions (for, keep_firing_for, no data), until `stop`.
 
         While the pipeline is replaying a backlog (`catching_up`), the wall clock is ahead of the
         readings, so a tick would call every device silent; ticks wait until it has caught up
         (readings still drive `for` and `keep_firing_for` meanwhile).
         """
-        delivery = asyncio.create_task(self.alerts.run(), name="alerts-delivery")
         if self._warm_lines:
             await writer.add(self._warm_lines)
             self._warm_lines = b""
-        try:
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.cfg.rules.tick_interval_s)
-                if self.view.loaded_at != self._devices_loaded_at:
-                    self._devices_loaded_at = self.view.loaded_at
-                    self.engine.set_devices(self.view.by_id.values())
-                if catching_up():
-                    continue
-                lines = self._handle(self.engine.tick(time.time_ns()))
-                if lines:
-                    await writer.add(lines)
-        finally:
-            await self.alerts.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await delivery
-            self.flush()
-            self.alerts.close()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.cfg.rules.tick_interval_s)
+            if self.view.loaded_at != self._devices_loaded_at:
+                self._devices_loaded_at = self.view.loaded_at
+                self.engine.set_devices(self.view.by_id.values())
+            if catching_up():
+                continue
+            lines = self._handle(self.engine.tick(time.time_ns()))
+            if lines:
+                await writer.add(lines)
+
+    async def deliver(self) -> None:
+        """The notification outbox (delivery and repeats), until `close`."""
+        await self.alerts.run()
+
+    async def close(self, delivery: asyncio.Task[None] | None = None) -> None:
+        """Stop the outbox, wait for `delivery` (its task), store what is queued and close the store."""
+        await self.alerts.stop()
+        if delivery is not None:
+            await asyncio.gather(delivery, return_exceptions=True)
+        self.flush()
+        self.alerts.close()

@@ -20,12 +20,14 @@ from provisioning.view import RegistryView
 from service.alerting import RulesAndAlerts
 from service.collectors import build_collectors, envelope_parsers
 from service.config import Config
+from service.dedup import Deduplicator
 from service.httpserver import MetricsServer
 from service.inbox import Inbox
 from service.metrics import KeptStats, Metrics
 from service.model_watch import report, watch_models
 from service.pipeline import Pipeline
 from service.quality_count import QualityCount
+from service.supervise import Readiness, ReadyCheck, Supervisor
 from storage.deadletter import DeadLetter, DeadLetterStore
 from storage.health import open_spool, shutdown_summary, storage_not_ready
 from storage.influx import InfluxClient
@@ -33,15 +35,28 @@ from storage.lineprotocol import split_lines
 from storage.spool import DiskSpool
 from storage.writer import BatchWriter
 
+FAILURE_LINGER_S = 1.0
+"""After a task's failure, `/readyz` (503) and `/metrics` stay up this long before the process exits,
+so that a probe or a scrape sees why it is going down."""
+
 
 class Service:
-    """One ingest process. `run()` until `stop()`; nothing acknowledged before it is stored."""
+    """One ingest process. `run()` until `stop()`; nothing acknowledged before it is stored.
+
+    Its long-running tasks are supervised (`service.supervise`): if one dies, `/readyz` turns 503
+    naming it, the service stops (flushing what it can) and `exit_code` is 1. `/readyz` answers
+    from `readiness`: "starting", each collector, then storage (InfluxDB and the spool).
+    """
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.metrics = Metrics()
         self.stopping = asyncio.Event()
         self.started = asyncio.Event()
+        self.exit_code = 0
+        self.readiness = Readiness()
+        self.readiness.add_check("service", lambda: None if self.started.is_set() else "starting")
+        self.supervisor = Supervisor(self.readiness, self.metrics.task_failures, self._task_failed)
         self.pipeline: Pipeline | None = None
         self.collectors: list[Collector] = []
         self.metrics_server: MetricsServer | None = None
@@ -57,19 +72,20 @@ class Service:
     def stop(self) -> None:
         self.stopping.set()
 
+    def _task_failed(self, name: str) -> None:
+        self.exit_code = 1
+        self.stop()
+
     async def run(self) -> None:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         logger.debug("configuration (secrets masked): {}", cfg.model_dump(mode="json"))
         if cfg.metrics.enabled:  # first: /healthz answers while the rest starts (and InfluxDB may be down)
             self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
-                                                ready=self._ready, token=reveal(cfg.metrics.token))
+                                                ready=self.readiness, token=reveal(cfg.metrics.token))
             self.metrics_server.start()
         ic = cfg.influxdb
-        self.influx = InfluxClient(reveal(ic.url), ic.database, username=ic.username or None,
-                                   password=reveal(ic.password) or None, token=reveal(ic.token) or None,
-                                   retention_policy=ic.retention_policy or None, timeout=ic.timeout_s,
-                                   verify=cfg.influx_verify())
+        self.influx = influx_client(cfg)
         database_task: asyncio.Task[None] | None = None
         if ic.create_database and not await self._try_ensure_database():
             database_task = asyncio.create_task(self._ensure_database(), name="influx-create-database")
@@ -89,7 +105,8 @@ class Service:
         writer = BatchWriter(self.influx, batch_size=ic.batch_size, flush_interval_s=ic.flush_interval_s,
                              max_batches_in_flight=ic.max_batches_in_flight, on_rejected=rejected,
                              on_written=self._written, spool=self.spool, spool_after_failures=sc.after_failures,
-                             probe_max_s=sc.probe_max_s, drain_bytes=sc.drain_bytes)
+                             probe_max_s=sc.probe_max_s, drain_bytes=sc.drain_bytes,
+                             on_task_failure=self.supervisor.task_failed)
         self.writer = writer
         writer.start()
         await asyncio.to_thread(self.model_folders.refresh)
@@ -97,14 +114,14 @@ class Service:
         models_task = asyncio.create_task(watch_models(self.model_folders, cfg.decoders.reload_interval_s,
                                                        self.metrics.model_problems), name="model-folders")
         view = RegistryView(cfg.path(cfg.registry.path))
-        self.pipeline = Pipeline(view=view, writer=writer, deadletters=deadletters, metrics=self.metrics,
-                                 parsers=envelope_parsers(), log_every_s=cfg.pipeline.log_every_s,
-                                 judge=Judge(cfg.quality.overrides("kinds"), cfg.quality.overrides("models"))
-                                 if cfg.quality.enabled else None)
+        self.pipeline = make_pipeline(cfg, view=view, writer=writer, deadletters=deadletters, metrics=self.metrics)
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
         built = build_collectors(cfg, lambda: view.by_key)
         self.collectors = built.collectors
+        for c in self.collectors:
+            self.readiness.add_check(c.name, _collector_check(c))
+        self.readiness.add_check("storage", self._storage_check)
         for source in built.metrics:
             self.metrics.registry.register(source)
         self.alerting = RulesAndAlerts(cfg, view)
@@ -122,12 +139,16 @@ class Service:
         def catching_up() -> bool:
             return len(inbox) >= self.pipeline.chunk_size or stats.catching_up(time.time_ns(), time.monotonic())
 
-        alert_task = asyncio.create_task(self.alerting.run(writer, self.stopping, catching_up), name="alerting")
-        pipe_task = asyncio.create_task(self.pipeline.run(inbox, self.stopping), name="pipeline")
+        sup = self.supervisor
+        alert_task = sup.spawn("rules", self.alerting.run(writer, self.stopping, catching_up))
+        outbox_task = sup.spawn("outbox", self.alerting.deliver())
+        pipe_task = sup.spawn("pipeline", self.pipeline.run(inbox, self.stopping))
         await write_device_info(writer, view.by_id.values())
-        refresh_task = asyncio.create_task(self._refresh_registry(view), name="registry")
+        refresh_task = sup.spawn("registry", self._refresh_registry(view))
         for c in self.collectors:
             await c.start(sink)
+            for name, task in getattr(c, "tasks", dict)().items():
+                sup.adopt(f"{c.name}:{name}", task)
         logger.info("urbansense running: {} devices, collectors {}, InfluxDB {} db {}",
                     len(view.by_id), [c.name for c in self.collectors], ic.url, ic.database)
         self.started.set()
@@ -135,9 +156,10 @@ class Service:
             await self.stopping.wait()
         finally:
             logger.info("stopping: no new messages; flushing what was received")
+            sup.stopping()
             inbox.close()
-            await pipe_task
-            await alert_task
+            await asyncio.gather(pipe_task, alert_task, return_exceptions=True)
+            await self.alerting.close(outbox_task)
             try:
                 await writer.close(timeout=30)
             except TimeoutError:
@@ -154,28 +176,24 @@ class Service:
             for c in self.collectors:
                 await c.stop()
             if self.metrics_server:
+                if self.exit_code:
+                    await asyncio.sleep(FAILURE_LINGER_S)
                 self.metrics_server.stop()
             await self.influx.aclose()
             view.close()
             deadletters.close()
-            logger.info(shutdown_summary(self.pipeline.stats.received, writer, self.spool))
+            summary = shutdown_summary(self.pipeline.stats.received, writer, self.spool)
+            if sup.failed:
+                logger.error("stopped after the failure of {}: {}", ", ".join(sup.failed), summary)
+            else:
+                logger.info(summary)
 
     def _written(self, points: int, seconds: float) -> None:
         self.metrics.points_written.inc(points)
         self.metrics.write_seconds.observe(seconds)
 
-    def _ready(self) -> tuple[bool, str]:
-        if not self.started.is_set():
-            return False, "starting"
-        for c in self.collectors:
-            ok, why = c.ready()
-            if not ok:
-                return False, f"{c.name}: {why}"
-        if self.writer is not None:
-            why = storage_not_ready(self.writer, self.spool is not None)
-            if why:
-                return False, why
-        return True, "ok"
+    def _storage_check(self) -> str | None:
+        return storage_not_ready(self.writer, self.spool is not None) if self.writer is not None else None
 
     async def _try_ensure_database(self) -> bool:
         """One attempt at CREATE DATABASE; False (logged) when InfluxDB cannot be reached now."""
@@ -213,10 +231,46 @@ class Service:
                 await write_device_info(self.writer, view.by_id.values())
 
 
-async def run_service(cfg: Config) -> None:
-    """Run until SIGINT or SIGTERM, then stop consuming, flush, acknowledge and return."""
+def influx_client(cfg: Config) -> InfluxClient:
+    """The configured InfluxDB client (v1 API)."""
+    ic = cfg.influxdb
+    return InfluxClient(reveal(ic.url), ic.database, username=ic.username or None,
+                        password=reveal(ic.password) or None, token=reveal(ic.token) or None,
+                        retention_policy=ic.retention_policy or None, timeout=ic.timeout_s,
+                        verify=cfg.influx_verify())
+
+
+async def open_influx(cfg: Config) -> InfluxClient:
+    """`influx_client`, with the database created first when the config says so."""
+    client = influx_client(cfg)
+    if cfg.influxdb.create_database:
+        await client.ensure_database()
+    return client
+
+
+def make_pipeline(cfg: Config, *, view: RegistryView, writer: BatchWriter, deadletters: DeadLetterStore,
+                  metrics: Metrics) -> Pipeline:
+    """The pipeline as the service runs it (parsers, time policy, duplicate window); `urbansense trace` uses it too."""
+    pc = cfg.pipeline
+    return Pipeline(view=view, writer=writer, deadletters=deadletters, metrics=metrics, parsers=envelope_parsers(),
+                    log_every_s=pc.log_every_s, time_policy=pc.time_policy(),
+                    dedup=Deduplicator(pc.duplicate_window_s),
+                    judge=Judge(cfg.quality.overrides("kinds"), cfg.quality.overrides("models"))
+                    if cfg.quality.enabled else None)
+
+
+def _collector_check(c: Collector) -> ReadyCheck:
+    def check() -> str | None:
+        ok, why = c.ready()
+        return None if ok else why
+    return check
+
+
+async def run_service(cfg: Config) -> int:
+    """Run until SIGINT or SIGTERM (exit code 0) or a task's failure (1); stop consuming, flush, acknowledge."""
     svc = Service(cfg)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, svc.stop)
     await svc.run()
+    return svc.exit_code

@@ -2,7 +2,9 @@
 
 `Config` already holds every plug-in's sections (`service.config.config_model`); here each
 plug-in builds its collector from them, and hands over its envelope parsers (for the
-pipeline) and its metrics (for the service's Prometheus registry).
+pipeline) and its metrics (for the service's Prometheus registry). A collector may also have
+`tasks() -> {name: asyncio.Task}`: its long-running tasks, supervised by the service (one that
+dies stops the service with exit code 1).
 """
 
 from __future__ import annotations

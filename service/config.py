@@ -22,6 +22,7 @@ from collectors.plugin import CollectorPlugin
 from collectors.registry import plugins as registered_plugins
 from core.config import Section
 from core.secrets import SecretStr
+from core.timepolicy import TimePolicy
 from core.tls import TlsError, client_context
 from core.validation import describe_errors
 from decoders.config import DecodersConfig
@@ -61,6 +62,18 @@ class PipelineConfig(_Section):
     dead_letter_path: str = Field("var/deadletter.sqlite", description=("refused messages (bad envelope, unknown "
                                                                         "device, bad payload)"))
     log_every_s: float = Field(60.0, ge=0, description="log one device's failure at most once per this many seconds")
+    time_max_future_s: float = Field(120.0, ge=0, description=("a gateway, network-server or device time more than "
+                                                               "this ahead of the receive time is not trusted"))
+    time_max_past_s: float = Field(7 * 86400.0, ge=0, description=("a live source time more than this (7 days) "
+                                                                   "before the receive time is not trusted"))
+    history_max_past_s: float = Field(90 * 86400.0, ge=0, description=("history records (stored by the device, "
+                                                                       "sent later) older than this are dropped"))
+    duplicate_window_s: float = Field(600.0, ge=0, description=("same device + fCnt + payload (or same "
+                                                                "deduplication id) within this is one frame; 0 = off"))
+
+    def time_policy(self) -> TimePolicy:
+        """The configured `core.timepolicy.TimePolicy`."""
+        return TimePolicy(self.time_max_future_s, self.time_max_past_s, self.history_max_past_s)
 
 
 class MetricsConfig(_Section):

@@ -27,6 +27,20 @@ class Metrics:
         self.readings_judged = Counter("urbansense_readings_judged",
                                        "Readings by the quality judge's verdict (good, suspect, bad)",
                                        ["kind", "quality"], registry=r)
+        self.skipped = Counter("urbansense_uplinks_skipped",
+                               "Messages acknowledged without a reading and without a dead letter, by reason "
+                               "(duplicate: a frame already taken; mac_only: LoRaWAN fPort 0)",
+                               ["reason"], registry=r)
+        self.time_refused = Counter("urbansense_time_refused",
+                                    "Source times the time policy did not trust, by source and reason "
+                                    "(future, past, zero, unparsable, out_of_range)",
+                                    ["source", "reason"], registry=r)
+        self.time_source = Counter("urbansense_time_source", "Readings by the time they were given",
+                                   ["source"], registry=r)
+        self.history_readings = Counter("urbansense_history_readings",
+                                        "Readings from records a device stored and sent later", registry=r)
+        self.task_failures = Counter("urbansense_task_failures",
+                                     "Long-running service tasks that ended unexpectedly", ["task"], registry=r)
         self.decode_warnings = Counter("urbansense_decode_warnings", "Non-fatal decoder warnings",
                                        ["model"], registry=r)
         self.queue_depth = Gauge("urbansense_queue_depth", "Messages waiting in the pipeline inbox", registry=r)

@@ -1,32 +1,48 @@
 """The pipeline: incoming messages → registry lookup → decode → derive → Reading → storage.
 
-Every message ends either as a reading handed to the `BatchWriter` or as a row in
-the dead-letter store, and its acknowledgement is released only after that hand-off
-is durable, in the order the messages arrived.
+Every message ends as reading(s) handed to the `BatchWriter`, as a row in the dead-letter
+store, or skipped and counted (a duplicate frame, a MAC-only frame); its acknowledgement
+is released only after that hand-off is durable, in the order the messages arrived. Nothing
+that goes wrong with one message escapes it: an unforeseen exception makes that message an
+`internal_error` dead letter and the chunk goes on. Times come from `core.timepolicy`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from loguru import logger
 
 from collectors.plugin import Parser
 from core.device import Device
-from core.reading import Reading
+from core.reading import FieldValue, Reading
 from core.rejected import Rejected
-from core.uplink import Incoming
+from core.timepolicy import (
+    DEFAULT_POLICY,
+    RECEIVED,
+    TimeCandidate,
+    TimeChoice,
+    TimePolicy,
+    choose_time,
+    from_number,
+    spread,
+)
+from core.uplink import Incoming, Uplink
 from decoders import decode_uplink
 from decoders.quality import Judge
 from provisioning.view import RegistryView
+from service.dedup import Deduplicator
 from service.inbox import Inbox
 from service.metrics import Metrics
 from storage.deadletter import DeadLetter, DeadLetterStore
 from storage.lineprotocol import encode_reading
 from storage.writer import BatchWriter
+
+SKIPPED = frozenset({"duplicate", "mac_only"})
+"""Refusals that are not faults: acknowledged and counted, never dead-lettered."""
 
 
 @dataclass
@@ -36,6 +52,7 @@ class PipelineStats:
     received: int = 0
     readings: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
     latest: dict[str, tuple[str, dict]] = field(default_factory=dict)
     newest_ns: int = 0          # the newest reading time of the last chunk with readings
     newest_at: float = 0.0      # when (monotonic) that chunk was processed
@@ -45,10 +62,28 @@ class PipelineStats:
         return now_mono - self.newest_at < recent_s and now_ns - self.newest_ns > lag_s * 1e9
 
 
+@dataclass(slots=True)
+class ChunkResult:
+    """What `Pipeline.process_chunk` made of a chunk, in arrival order."""
+
+    body: bytes
+    """Line protocol of every reading."""
+    readings: list[Reading]
+    dead: list[DeadLetter]
+    acks: list[Callable[[], None]]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """(reason, detail) of each message acknowledged without a reading or a dead letter."""
+
+    def __iter__(self) -> Iterator[object]:
+        """Unpacks as `body, readings, dead, acks` (what `process_chunk` returned before skips existed)."""
+        return iter((self.body, self.readings, self.dead, self.acks))
+
+
 class Pipeline:
     def __init__(self, *, view: RegistryView, writer: BatchWriter, deadletters: DeadLetterStore,
                  metrics: Metrics, parsers: Mapping[str, Parser], chunk_size: int = 1000,
-                 log_every_s: float = 60.0, judge: Judge | None = None) -> None:
+                 log_every_s: float = 60.0, time_policy: TimePolicy = DEFAULT_POLICY,
+                 dedup: Deduplicator | None = None, judge: Judge | None = None) -> None:
         self.view = view
         self.writer = writer
         self.deadletters = deadletters
@@ -56,6 +91,8 @@ class Pipeline:
         self.parsers = parsers
         self.chunk_size = chunk_size
         self.log_every_s = log_every_s
+        self.time_policy = time_policy
+        self.dedup = dedup if dedup is not None else Deduplicator()
         self.stats = PipelineStats()
         self.judge = judge
         self.on_reading: list[Callable[[Reading], bytes]] = []
@@ -82,8 +119,9 @@ class Pipeline:
         self._last_fcnt[device_id] = (fcnt, gap)
         return gap
 
-    def to_reading(self, msg: Incoming) -> Reading:
-        """One message to one reading; raises `Rejected` with the reason it cannot be stored."""
+    def to_readings(self, msg: Incoming) -> list[Reading]:
+        """One message to its readings (history records first, then the live one); raises `Rejected`
+        with the reason it cannot be stored (`duplicate` and `mac_only` are skips, see `SKIPPED`)."""
         if msg.rejected is not None:
             raise msg.rejected
         up = msg.uplink
@@ -99,17 +137,56 @@ class Pipeline:
             raise Rejected("unknown_device", f"no registered device has key {up.device_key}", up.device_key)
         if device.status == "retired":
             raise Rejected("retired_device", f"device {device.id} is retired", up.device_key)
-        decoded = decode_uplink(device, up, self._tags_of(device))
+        received_ns = up.received_ns or msg.received_ns
+        why = self.dedup.seen(up, received_ns)
+        if why is not None:
+            raise Rejected("duplicate", f"{device.id}: {why}", up.device_key)
+        tags = self._tags_of(device)
+        decoded = decode_uplink(device, up, tags)
         if decoded.warnings:
             self.metrics.decode_warnings.labels(device.model).inc(len(decoded.warnings))
             self._log_once(device.id, "warning", "; ".join(decoded.warnings), level="INFO")
+        readings = [r for time_s, fields in decoded.history
+                    if (r := self._history_reading(device, tags, time_s, fields, received_ns)) is not None]
+        readings.sort(key=lambda r: r.time_ns)
         reading = decoded.reading
+        choice = self._time_of(device.id, up, received_ns)
+        reading.time_ns = spread(choice, up.fcnt)
+        reading.health["time_source"] = choice.source
         if self.judge is not None and decoded.model is not None:  # data quality: flags, never drops
             self.judge.judge(device.id, device.kind, decoded.model, reading.time_ns, reading.fields,  # type: ignore[arg-type]
                              decoded.raw or {}, device.install, device.expected_interval_s)
         if up.fcnt is not None:
             reading.health["fcnt_gap"] = self._fcnt_gap(device.id, up.fcnt)
-        return reading
+        readings.append(reading)
+        return readings
+
+    def _time_of(self, device_id: str, up: Uplink, received_ns: int) -> TimeChoice:
+        """The time policy applied to what the envelope offered; refusals counted and logged (rate-limited)."""
+        times = up.times
+        if not times and up.time_ns != received_ns:
+            times = (TimeCandidate("envelope", up.time_ns),)
+        choice = choose_time(times, received_ns, self.time_policy)
+        self.metrics.time_source.labels(choice.source).inc()
+        if choice.refused:
+            for source, reason in choice.refused:
+                self.metrics.time_refused.labels(source, reason).inc()
+            shown = ", ".join(f"{source} {reason}" for source, reason in choice.refused)
+            self._log_once(device_id, "time", f"source time not trusted ({shown}); using {choice.source}")
+        return choice
+
+    def _history_reading(self, device: Device, tags: tuple[tuple[str, str], ...], time_s: int,
+                         fields: dict[str, FieldValue], received_ns: int) -> Reading | None:
+        """A stored record as a reading at its own time, or None (counted) when its time is not plausible."""
+        choice = choose_time((from_number("history", time_s),), received_ns, self.time_policy, history=True)
+        if choice.source == RECEIVED:
+            for source, reason in choice.refused:
+                self.metrics.time_refused.labels(source, reason).inc()
+            self._log_once(device.id, "history", f"history record at {time_s} s dropped: its time is not plausible")
+            return None
+        self.metrics.history_readings.inc()
+        return Reading(device.id, device.kind, choice.time_ns, fields, tags, {"time_source": "history"},
+                       history=True)
 
     def _log_once(self, device: str, reason: str, detail: str, level: str = "WARNING") -> None:
         now = time.monotonic()
@@ -118,38 +195,59 @@ class Pipeline:
             self._logged[key] = now
             logger.log(level, "{} {}: {}", device, reason, detail)
 
-    def process_chunk(self, chunk: Iterable[Incoming]) -> tuple[bytes, list[Reading], list[DeadLetter],
-                                                                  list[Callable[[], None]]]:
-        """Pure CPU work for a chunk: line protocol for the good ones, dead letters for the rest."""
+    def process_chunk(self, chunk: Iterable[Incoming]) -> ChunkResult:
+        """Pure CPU work for a chunk: line protocol for the good ones, dead letters or skips for the rest."""
         lines: list[bytes] = []
         readings: list[Reading] = []
         dead: list[DeadLetter] = []
         acks: list[Callable[[], None]] = []
+        skipped: list[tuple[str, str]] = []
         sources: dict[str, int] = {}
         for msg in chunk:
             sources[msg.source] = sources.get(msg.source, 0) + 1
             if msg.ack is not None:
                 acks.append(msg.ack)
             try:
-                reading = self.to_reading(msg)
-                lines.append(encode_reading(reading))
+                got = self.to_readings(msg)
+                encoded = [encode_reading(r) for r in got]
             except Rejected as exc:
-                self.metrics.rejected.labels(exc.reason).inc()
-                self.stats.rejected[exc.reason] = self.stats.rejected.get(exc.reason, 0) + 1
-                self._log_once(exc.device_key or msg.topic, exc.reason, exc.detail)
-                dead.append(DeadLetter(time_ns=msg.received_ns or time.time_ns(), source=msg.source,
-                                       topic=msg.topic, payload=msg.payload, reason=exc.reason,
-                                       detail=exc.detail, device_key=exc.device_key))
+                self._refused(msg, exc, dead, skipped)
                 continue
-            readings.append(reading)
+            except Exception as exc:  # anything unforeseen stays with its message: a dead letter, not a crash
+                logger.opt(exception=exc).error("internal error on a {} message ({}): dead-lettered",
+                                                msg.source, msg.topic)
+                self._refused(msg, Rejected("internal_error", f"{type(exc).__name__}: {exc}"), dead, skipped)
+                continue
+            lines.extend(encoded)
+            readings.extend(got)
         for source, n in sources.items():
             self.metrics.uplinks_received.labels(source).inc(n)
-        return b"".join(lines), readings, dead, acks
+        return ChunkResult(b"".join(lines), readings, dead, acks, skipped)
+
+    def _refused(self, msg: Incoming, exc: Rejected, dead: list[DeadLetter],
+                 skipped: list[tuple[str, str]]) -> None:
+        """Count a refusal; a fault becomes a dead letter, a skip (`SKIPPED`) only a count."""
+        if exc.reason in SKIPPED:
+            skipped.append((exc.reason, exc.detail))
+            self.metrics.skipped.labels(exc.reason).inc()
+            self.stats.skipped[exc.reason] = self.stats.skipped.get(exc.reason, 0) + 1
+            self._log_once(exc.device_key or msg.topic, exc.reason, exc.detail, level="INFO")
+            return
+        self.metrics.rejected.labels(exc.reason).inc()
+        self.stats.rejected[exc.reason] = self.stats.rejected.get(exc.reason, 0) + 1
+        self._log_once(exc.device_key or msg.topic, exc.reason, exc.detail)
+        dead.append(DeadLetter(time_ns=msg.received_ns or time.time_ns(), source=msg.source,
+                               topic=msg.topic, payload=msg.payload, reason=exc.reason,
+                               detail=exc.detail, device_key=exc.device_key))
 
     async def handle(self, chunk: list[Incoming]) -> None:
         """Process one chunk and hand it off; its acks run once its lines are written."""
-        body, readings, dead, acks = self.process_chunk(chunk)
-        self.stats.received += len(chunk)
+        await self.hand_off(len(chunk), self.process_chunk(chunk))
+
+    async def hand_off(self, received: int, result: ChunkResult) -> None:
+        """Dead letters to their store, readings through the hooks (rules) to the writer; acks after."""
+        body, readings, dead, acks = result.body, result.readings, result.dead, result.acks
+        self.stats.received += received
         if dead:
             await asyncio.to_thread(self.deadletters.add_many, dead)
         kinds: dict[str, int] = {}
@@ -159,7 +257,8 @@ class Pipeline:
             self.stats.newest_at = time.monotonic()
         for r in readings:
             kinds[r.kind] = kinds.get(r.kind, 0) + 1
-            self.stats.latest[r.kind] = (r.device_id, r.fields)
+            if not r.history:
+                self.stats.latest[r.kind] = (r.device_id, r.fields)
             for hook in self.on_reading:
                 lines = hook(r)
                 if lines:

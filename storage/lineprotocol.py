@@ -272,6 +272,8 @@ def encode_reading(reading: Reading, dropped: list[DroppedField] | None = None) 
     head = _measurement(reading.kind)
     text = ""
     fields = encode_fields(reading.kind, reading.fields, dropped)
+    if fields and reading.history:
+        fields += ",history=true"
     if fields:
         text = f"{head}{tags} {fields} {ts}\n"
     if reading.health:

@@ -112,14 +112,16 @@ class BatchWriter:
     drain task probes InfluxDB (backoff capped at `probe_max_s`). A full spool takes
     nothing more: batches then wait for InfluxDB with their acks held, which stops the
     pipeline and leaves the backlog with the broker. Call `start()` to drain what an
-    earlier run spooled.
+    earlier run spooled. `on_task_failure(name, exc)` hears of a background task ("writer"
+    timer, "spool-drain", a batch "writer") that raised or ended before `close`.
     """
 
     def __init__(self, client: LineSink, *, batch_size: int = 5000, flush_interval_s: float = 0.2,
                  max_batches_in_flight: int = 2, on_rejected: Callable[[bytes, str], None] | None = None,
                  on_written: Callable[[int, float], None] | None = None, spool: Spool | None = None,
                  spool_after_failures: int = 1, backoff_initial_s: float = 0.1, backoff_max_s: float = 30.0,
-                 max_retry_after_s: float = 300.0, probe_max_s: float = 5.0, drain_bytes: int = 1 << 20) -> None:
+                 max_retry_after_s: float = 300.0, probe_max_s: float = 5.0, drain_bytes: int = 1 << 20,
+                 on_task_failure: Callable[[str, BaseException | None], None] | None = None) -> None:
         if batch_size < 1 or max_batches_in_flight < 1 or flush_interval_s <= 0:
             raise ValueError("batch_size and max_batches_in_flight must be >= 1, flush_interval_s > 0")
         self.client = client
@@ -135,6 +137,7 @@ class BatchWriter:
         self.max_retry_after_s = max_retry_after_s
         self.probe_max_s = probe_max_s
         self.drain_bytes = drain_bytes
+        self.on_task_failure = on_task_failure
         self.stats = WriterStats()
         self.outage = False
         """True from a transient failure until the next successful write."""
@@ -171,7 +174,20 @@ class BatchWriter:
         """Start draining the spool (also started by the first `add`); needs a running event loop."""
         if self.spool is not None and self._drainer is None and not self._closed:
             self._drainer = asyncio.get_running_loop().create_task(self._drain_loop(), name="spool-drain")
+            self._drainer.add_done_callback(self._task_ended)
 
+    def _batch_ended(self, task: asyncio.Task[None]) -> None:
+        """A batch write ends when its batch is written: only an exception is a failure."""
+        if not task.cancelled() and task.exception() is not None and self.on_task_failure is not None:
+            self.on_task_failure(task.get_name(), task.exception())
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A background task's end: only `close` may end one, and none may raise."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if (exc is not None or not self._closed) and self.on_task_failure is not None:
+            self.on_task_failure(task.get_name(), exc)
     async def add(self, lines: bytes, ack: Ack | None = None) -> None:
         """Queue `lines` (may be b""); `ack` runs once they and all earlier lines are durably handed off."""
         if self._closed:
@@ -224,7 +240,8 @@ class BatchWriter:
 
     def _ensure_timer(self) -> None:
         if self._timer is None or self._timer.done():
-            self._timer = asyncio.get_running_loop().create_task(self._timer_loop())
+            self._timer = asyncio.get_running_loop().create_task(self._timer_loop(), name="writer")
+            self._timer.add_done_callback(self._task_ended)
 
     async def _timer_loop(self) -> None:
         while True:
@@ -257,9 +274,10 @@ class BatchWriter:
         self._start(batch, holds_slot=True)
 
     def _start(self, batch: _Batch, holds_slot: bool) -> None:
-        task = asyncio.get_running_loop().create_task(self._write_batch(batch, holds_slot))
+        task = asyncio.get_running_loop().create_task(self._write_batch(batch, holds_slot), name="writer")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._batch_ended)
 
     async def _write_batch(self, batch: _Batch, holds_slot: bool) -> None:
         try:

@@ -68,6 +68,12 @@ def running(cfg: Config) -> Iterator[Service]:
             raise holder["error"]
 
 
+def recent_ns(hours_ago: float = 1.0) -> int:
+    """A whole second about `hours_ago` before now, in ns: uplink times the time policy trusts
+    (it refuses source times more than `pipeline.time_max_past_s`, 7 days, before receipt)."""
+    return (time.time_ns() // 1_000_000_000 - int(hours_ago * 3600)) * 1_000_000_000
+
+
 def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -19,7 +19,7 @@ from collectors.lorawan import (
     parse_tts,
 )
 from collectors.lorawan.decoded import parse_tts_decoded
-from collectors.rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
+from core.rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
 from core.uplink import EnvelopeError, Uplink
 
 RECEIVED = 1_800_000_000_000_000_000
@@ -159,10 +159,21 @@ def test_chirpstack_event_heard_by_two_gateways_keeps_best_rssi_and_all_gateways
 
 def test_chirpstack_omitted_zero_values_read_as_zero_or_empty() -> None:
     doc = _cs_doc()
-    for key in ("fPort", "data", "rxInfo", "deduplicationId"):
+    for key in ("data", "rxInfo", "deduplicationId"):
         del doc[key]
     up = _cs(doc)
-    assert (up.port, up.payload, up.fcnt, up.gateway_ids, up.rssi_dbm, up.dedup_id) == (0, b"", 0, (), None, None)
+    assert (up.payload, up.fcnt, up.gateway_ids, up.rssi_dbm, up.dedup_id) == (b"", 0, (), None, None)
+    del doc["fPort"]  # omitted zero: fPort 0 carries MAC commands only
+    assert _error(_cs, doc).reason == "mac_only"
+
+
+def test_chirpstack_unreadable_times_fall_back_instead_of_refusing_the_uplink() -> None:
+    for bad in ("2022-02-30T09:34:15Z", "yesterday", 12):
+        doc = _cs_doc()
+        doc["time"] = bad
+        up = _cs(doc)
+        assert up.times[0].source == "time" and up.times[0].time_ns is None and up.times[0].problem == "unparsable"
+        assert up.time_ns == (up.times[1].time_ns if len(up.times) > 1 else RECEIVED)
 
 
 def test_chirpstack_time_falls_back_to_gateway_then_server_then_receive_time() -> None:
@@ -192,8 +203,6 @@ def test_chirpstack_topic_must_agree_with_the_event() -> None:
         (lambda d: d["deviceInfo"].update(devEui="a81758fffe0312zz"), "bad_deveui", "deviceInfo.devEui"),
         (lambda d: d.update(data="AQI3!"), "bad_base64", "data"),
         (lambda d: d.update(data=12), "bad_base64", "data"),
-        (lambda d: d.update(time="2022-02-30T09:34:15Z"), "bad_time", "time"),
-        (lambda d: d.update(time="yesterday"), "bad_time", "time"),
         (lambda d: d.update(fPort=256), "bad_field", "fPort"),
         (lambda d: d.update(fCnt=-1), "bad_field", "fCnt"),
         (lambda d: d.update(fCnt=True), "bad_field", "fCnt"),
@@ -266,17 +275,19 @@ def test_tts_non_uplink_messages_are_not_uplinks() -> None:
 def test_tts_omitted_fields_and_fallbacks() -> None:
     doc = _tts_doc()
     up_msg = doc["uplink_message"]
-    del up_msg["f_port"], up_msg["frm_payload"], up_msg["received_at"]
+    del up_msg["frm_payload"], up_msg["received_at"]
     del up_msg["rx_metadata"][0]["rssi"]
     up_msg["rx_metadata"][0]["channel_rssi"] = -101.5
     doc["correlation_ids"] = ["gs:uplink:01E0WZGSZWT07NE5TS2APTV1Z9", "ns:uplink:01E0WZGSZXZXZS8RFAWZX0F2FY"]
     up = parse_tts(TTS_TOPIC, orjson.dumps(doc), RECEIVED)
-    assert (up.port, up.payload, up.rssi_dbm) == (0, b"", -101.5)
+    assert (up.payload, up.rssi_dbm) == (b"", -101.5)
     assert up.time_ns == 1581520546_014773143
     assert up.dedup_id is not None and up.dedup_id.startswith("cids:")
     doc2 = copy.deepcopy(doc)
     doc2["correlation_ids"].reverse()
     assert parse_tts(TTS_TOPIC, orjson.dumps(doc2), RECEIVED).dedup_id != up.dedup_id
+    del up_msg["f_port"]  # omitted zero: MAC commands only
+    assert _error(parse_tts, TTS_TOPIC, orjson.dumps(doc), RECEIVED).reason == "mac_only"
 
 
 @pytest.mark.parametrize(
@@ -286,7 +297,6 @@ def test_tts_omitted_fields_and_fallbacks() -> None:
         (lambda d: d.pop("end_device_ids"), "missing_field", "end_device_ids"),
         (lambda d: d["end_device_ids"].update(device_id="other"), "topic_mismatch", "other"),
         (lambda d: d["uplink_message"].update(frm_payload="g k"), "bad_base64", "frm_payload"),
-        (lambda d: d["uplink_message"].update(received_at="2020-13-12T15:15:45Z"), "bad_time", "received_at"),
         (lambda d: d["uplink_message"].update(f_cnt="12a"), "bad_field", "f_cnt"),
         (lambda d: d.update(uplink_message="up"), "bad_field", "uplink_message"),
         (lambda d: d["uplink_message"]["rx_metadata"][0].update(gateway_ids=7), "bad_field", "gateway_ids"),
@@ -353,7 +363,7 @@ _TIME = st.integers(min_value=0, max_value=4_102_444_800 * 10**9)
 _SNR = st.integers(min_value=-80, max_value=60).map(lambda q: q / 4)
 
 
-@given(eui=_EUI, payload=st.binary(max_size=64), port=st.integers(0, 255), fcnt=st.integers(0, 2**32 - 1),
+@given(eui=_EUI, payload=st.binary(max_size=64), port=st.integers(1, 255), fcnt=st.integers(0, 2**32 - 1),
        time_ns=_TIME, gateways=st.lists(st.tuples(_EUI, st.integers(-140, 0), _SNR), max_size=4))
 def test_chirpstack_builder_and_parser_agree(eui, payload, port, fcnt, time_ns, gateways) -> None:
     topic, body = build_chirpstack_event(eui, payload, port, fcnt, time_ns, gateways)
@@ -366,7 +376,7 @@ def test_chirpstack_builder_and_parser_agree(eui, payload, port, fcnt, time_ns, 
     assert up.dedup_id and parse_chirpstack(topic, body, 0).dedup_id == up.dedup_id
 
 
-@given(eui=_EUI, payload=st.binary(max_size=64), port=st.integers(0, 255), fcnt=st.integers(0, 2**32 - 1),
+@given(eui=_EUI, payload=st.binary(max_size=64), port=st.integers(1, 255), fcnt=st.integers(0, 2**32 - 1),
        time_ns=_TIME, gateways=st.lists(st.tuples(st.from_regex(r"[a-z0-9-]{3,20}", fullmatch=True),
                                                   st.integers(-1400, 0).map(lambda r: r / 10), _SNR), max_size=4))
 def test_tts_builder_and_parser_agree(eui, payload, port, fcnt, time_ns, gateways) -> None:

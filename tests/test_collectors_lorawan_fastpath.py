@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from collectors.lorawan import build_chirpstack_event
 from collectors.lorawan.chirpstack import _parse_checked, _parse_common
-from collectors.rfc3339 import _parse_after_minute, _parse_minute, parse_rfc3339_ns
+from core.rfc3339 import _parse_after_minute, _parse_minute, parse_rfc3339_ns
 from core.uplink import EnvelopeError
 
 RECEIVED = 1_800_000_000_000_000_000

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from conftest import influx_query
-from servicekit import running, wait_until
+from servicekit import recent_ns, running, wait_until
 from typer.testing import CliRunner
 
 from cli.app import app
@@ -49,7 +49,7 @@ level = "WARNING"
         for d in known:
             reg.add(d, by="test")
     sim = FleetSimulator(devices, Scenario("calm"), seed=4)
-    t0 = 1_760_000_000_000_000_000
+    t0 = recent_ns()
     ups = [sim.uplink(devices[i % 4], 0.0, t0 + i * 1000) for i in range(40)]
     strangers = [u for u in ups if u.device is stranger]
 

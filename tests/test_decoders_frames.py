@@ -71,7 +71,8 @@ def test_dds20_lb_status_and_datalog_ports() -> None:
     assert decode("dragino-dds20-lb", "29010a01ff0cf6", 5).fields == {"battery_v": 3.318}
     datalog = decode("dragino-dds20-lb", "0cf602ee00000065a1b2c3" * 2, 3)
     assert datalog.fields == {}
-    assert "2 historical record(s)" in datalog.warnings[0]
+    assert [(r.time_s, r.fields) for r in datalog.history] == [
+        (0x65A1B2C3, {"battery_v": 3.318, "distance_mm": 750.0})] * 2
     with pytest.raises(DecodeError, match="fPort 3"):
         decode("dragino-ldds20", "0cf602ee00000065a1b2c3", 3)
 

@@ -19,10 +19,10 @@ def test_device_attributes_sent_on_join_are_skipped() -> None:
     assert decoded.warnings == []
 
 
-def test_history_item_is_skipped_with_a_warning() -> None:
+def test_history_item_is_a_record_at_its_own_time_beside_the_live_fields() -> None:
     decoded = decode("milesight-em500-udl", "20ce" "00e1f565" "d204" "03821e00")
     assert decoded.fields == {"distance_mm": 30.0}
-    assert any("history" in w for w in decoded.warnings)
+    assert [(r.time_s, r.fields) for r in decoded.history] == [(0x65F5E100, {"distance_mm": 1234.0})]
 
 
 def test_an_item_of_unknown_length_rejects_the_frame() -> None:

@@ -23,6 +23,7 @@ from decoders import all_models
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
 from service.collectors import envelope_parsers
+from service.dedup import Deduplicator
 from service.metrics import Metrics
 from service.pipeline import Pipeline
 
@@ -43,15 +44,17 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
             reg.add(Device(id=f"D-{i:03d}", key=key, model=info.model, kind=info.kind, install=install), by="test")
     view = RegistryView(path)
     view.refresh()
-    return Pipeline(view=view, writer=None, deadletters=None, metrics=Metrics(), parsers=envelope_parsers())  # type: ignore[arg-type]
+    return Pipeline(view=view, writer=None, deadletters=None, metrics=Metrics(),  # type: ignore[arg-type]
+                    parsers=envelope_parsers(), dedup=Deduplicator(0))  # every example reuses one frame
 
 
 def check(pipeline: Pipeline, topic: str, payload: bytes) -> None:
-    body, readings, dead, acks = pipeline.process_chunk([Incoming("lorawan", topic, payload, 1, ack=lambda: None)])
-    assert len(readings) + len(dead) == 1 and len(acks) == 1
+    result = pipeline.process_chunk([Incoming("lorawan", topic, payload, 1, ack=lambda: None)])
+    body, readings, dead, acks = result.body, result.readings, result.dead, result.acks
+    assert (1 if readings else 0) + len(dead) + len(result.skipped) == 1 and len(acks) == 1
     if dead:
         assert dead[0].reason and dead[0].detail and dead[0].payload == payload
-    else:
+    elif readings:
         assert body.endswith(b"\n")
 
 

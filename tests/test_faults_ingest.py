@@ -277,7 +277,9 @@ def test_influxd_down_past_the_spool_bound_stops_acking_and_the_broker_keeps_the
 
 def test_a_point_influxdb_rejects_is_dead_lettered_and_the_rest_of_its_batch_written(
         tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
-    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, influxdb={"flush_interval_s": 1.0})
+    # the planted point is 30 days old: the time policy must trust times that old here
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, influxdb={"flush_interval_s": 1.0},
+                      pipeline={"time_max_past_s": 60 * 86400.0})
     provision(cfg.path(cfg.registry.path))
     sim = FleetSimulator(DEVICES, Scenario("calm"), seed=2)
     now = time.time_ns()

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from loguru import logger
 from nbiotkit import imei, provision, stored
-from servicekit import make_config, running, wait_until
+from servicekit import make_config, recent_ns, running, wait_until
 from test_models_defined import GOOD
 
 from collectors.lorawan.chirpstack import build_chirpstack_event
@@ -24,7 +24,7 @@ from sim.simulator import Publisher
 from storage.deadletter import DeadLetterStore
 
 pytestmark = pytest.mark.timeout(180)
-T0 = 1_760_000_000
+T0 = recent_ns() // 1_000_000_000  # the time policy trusts source times of the last 7 days
 GW = "0016c001ff10a235"
 
 

@@ -147,10 +147,10 @@ def day(influxd, tmp_path_factory: pytest.TempPathFactory) -> Day:
             payload, port = get_model(d.model).codec.encode(fields)
             t = DAY0 + k * STEP_S * NS + (i + 1) * 3 * NS  # a few seconds into the slot, like a real schedule
             chunk.append(Incoming("lorawan", "t", b"", t, uplink=Uplink(d.key, payload, port, t, "lorawan")))
-        lines, got, dead, _ = pipeline.process_chunk(chunk)
-        assert not dead, [x.detail for x in dead]
-        body.append(lines)
-        for r in got:
+        result = pipeline.process_chunk(chunk)
+        assert not result.dead and not result.skipped, ([x.detail for x in result.dead], result.skipped)
+        body.append(result.body)
+        for r in result.readings:
             readings[(r.device_id, k)] = r.fields
             for tr in rules.process(r):
                 transitions.append(tr)

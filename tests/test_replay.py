@@ -41,7 +41,8 @@ def test_a_onenet_push_without_its_own_time_replayed_20_times_is_one_point_and_1
         base = f"http://127.0.0.1:{svc.collector('nbiot').push.port}/push"
         with httpx.Client(timeout=10) as http:
             codes = [http.post(f"{base}/onenet", content=body).status_code for _ in range(20)]
-            # the same message under a new nonce is a new push (the platform's own retry is not refused)
+            # the same message under a new nonce is a new push (the platform's own retry is not refused);
+            # it carries the same frame (IMEI, sequence, payload), so the pipeline stores it once (a duplicate)
             assert http.post(f"{base}/onenet", content=_signed("on-secret", msg, "fr3sh002")).status_code == 200
             # a signed push whose own time is a year old: stale
             old = onenet_push("on-secret", devices[1].key, frame, T0 * 1000, nonce="0ld0ld01")
@@ -54,7 +55,8 @@ def test_a_onenet_push_without_its_own_time_replayed_20_times_is_one_point_and_1
     assert 'urbansense_push_refused_total{platform="onenet",reason="replayed"} 19.0' in metrics
     assert 'urbansense_push_refused_total{platform="onenet",reason="stale"} 1.0' in metrics
     assert 'urbansense_push_refused_total{platform="ctwing",reason="source_not_allowed"} 1.0' in metrics
-    assert count(influxd, influx_db, kind) == 2  # the first push, and the one under a fresh nonce
+    assert count(influxd, influx_db, kind) == 1  # the first push; the fresh-nonce retry is the same frame
+    assert 'urbansense_uplinks_skipped_total{reason="duplicate"} 1.0' in metrics
 
 
 def test_the_nonce_memory_is_bounded_and_forgets_after_the_window() -> None:

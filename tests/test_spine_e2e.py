@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 from conftest import influx_query
-from servicekit import make_config, running, wait_until
+from servicekit import make_config, recent_ns, running, wait_until
 
 from collectors.lorawan.chirpstack import build_chirpstack_event
 from collectors.lorawan.tts import build_tts_uplink
@@ -56,7 +56,7 @@ def test_10000_uplinks_become_exactly_10000_points_and_replay_adds_none(
     assert len(devices) == 100
     provision(cfg.path(cfg.registry.path), devices)
     sim = FleetSimulator(devices, Scenario("rainstorm", ("朝阳",), ramp_s=100), seed=7)
-    t0 = 1_760_000_000_000_000_000
+    t0 = recent_ns()
     uplinks: list[SimUplink] = []
     for r in range(100):
         uplinks.extend(sim.round(float(r), t0 + r * 1_000_000_000))
@@ -103,7 +103,7 @@ def test_bad_input_is_counted_and_dead_lettered_and_good_data_around_it_is_store
     devices[0] = replace(devices[0], district=weird)
     provision(cfg.path(cfg.registry.path), devices)
     sim = FleetSimulator(devices, Scenario("calm"), seed=3)
-    t0 = 1_760_000_000_000_000_000
+    t0 = recent_ns()
     good = [u for r in range(20) for u in sim.round(float(r), t0 + r * 1_000_000_000)]
 
     tr_topic, tr_event = build_chirpstack_event(devices[1].key, b"\x01", 85, 1, t0 + 5, [("a" * 16, -80.0, 5.0)],
@@ -156,7 +156,7 @@ def test_the_things_stack_uplinks_are_stored(tmp_path: Path, mosquitto: Daemon, 
     sim = FleetSimulator(devices, Scenario("calm"))
     fields = sim.fields_for(devices[0], 0.0)
     payload, port = sim.model(devices[0]).codec.encode(fields)
-    t = 1_760_000_000_123_456_789
+    t = recent_ns() + 123_456_789
     topic, body = build_tts_uplink(devices[0].key, payload, port, 42, t, [("gw-1", -70.0, 7.5)])
     with running(cfg) as svc:
         pub = Publisher("127.0.0.1", mosquitto.port)

@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 
-from collectors.rfc3339 import parse_rfc3339_ns
 from core.uplink import EnvelopeError
 
 _HEX16 = re.compile(r"[0-9A-Fa-f]{16}", re.ASCII)
@@ -125,19 +124,6 @@ def dev_eui(value: str, path: str) -> str:
     if not _HEX16.fullmatch(value):
         raise EnvelopeError("bad_deveui", f"{path} = {value[:40]!r} is not 16 hex digits")
     return value.lower()
-
-
-def timestamp_ns(parent: dict[str, Any], key: str, path: str) -> int | None:
-    """An RFC 3339 timestamp as ns since the epoch; absent → None; unparsable → `bad_time`."""
-    value = parent.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise EnvelopeError("bad_time", f"{path} is a {type(value).__name__}, not a timestamp string")
-    try:
-        return parse_rfc3339_ns(value)
-    except ValueError as e:
-        raise EnvelopeError("bad_time", f"{path}: {e}") from None
 
 
 def _show(value: Any) -> str:

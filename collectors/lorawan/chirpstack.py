@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 
 from collectors.lorawan import _fields as f
-from collectors.rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
+from core.rfc3339 import format_rfc3339_ns
+from core.timepolicy import TimeCandidate, envelope_time, from_gps_duration, from_rfc3339
 from core.uplink import EnvelopeError, Uplink
 
 SOURCE = "chirpstack"
@@ -28,8 +29,11 @@ _NUMBER = f.NUMBER
 def parse_chirpstack(topic: str, payload: bytes, received_ns: int) -> Uplink:
     """Turn one ChirpStack v4 JSON uplink event into an `Uplink`; `EnvelopeError` on anything malformed.
 
-    Omitted protobuf zero values read as zero (`fCnt`, `fPort`) or empty (`data`). The time is
-    the event's `time`, else the first gateway's `gwTime`/`nsTime`, else `received_ns`. RSSI and
+    Omitted protobuf zero values read as zero (`fCnt`, `fPort`) or empty (`data`). The times
+    offered, best first: the event's `time`, each gateway's `gwTime` (or v3-style `time`) and
+    `timeSinceGpsEpoch`, then each `nsTime` (see `core.timepolicy`). A MAC-only frame (fPort 0)
+    is `mac_only`; a payload still encrypted (`joinServerContext` with an AppSKey) is
+    `encrypted_payload`. RSSI and
     SNR come from the gateway with the best RSSI. A topic of the default shape is cross-checked
     (event type `up`, same DevEUI); other topic templates are accepted as they are.
     """
@@ -74,7 +78,9 @@ def _parse_common(topic: str, doc: dict[str, Any], received_ns: int) -> Uplink |
         return None
     port = doc.get("fPort", 0)
     fcnt = doc.get("fCnt", 0)
-    if type(port) is not int or type(fcnt) is not int or not 0 <= port <= 255 or not 0 <= fcnt <= _U32:
+    if type(port) is not int or type(fcnt) is not int or not 1 <= port <= 255 or not 0 <= fcnt <= _U32:
+        return None
+    if "joinServerContext" in doc:
         return None
     dedup_id = doc.get("deduplicationId")
     if dedup_id is not None and type(dedup_id) is not str:
@@ -98,16 +104,40 @@ def _parse_common(topic: str, doc: dict[str, Any], received_ns: int) -> Uplink |
             gateways.add(gw.lower())
         if best_rssi is None or rssi > best_rssi:
             best_rssi, best_snr = rssi, snr
-    stamp = doc.get("time")
-    if type(stamp) is not str:
-        return None
-    try:
-        time_ns = parse_rfc3339_ns(stamp)
-    except ValueError:
-        return None
-    return Uplink(eui.lower(), raw, port, time_ns, SOURCE, received_ns, fcnt,
+    times = _times(doc, rx_info)
+    return Uplink(eui.lower(), raw, port, envelope_time(times, received_ns), SOURCE, received_ns, fcnt,
                   None if best_rssi is None else float(best_rssi), None if best_snr is None else float(best_snr),
-                  tuple(sorted(gateways)), dedup_id or None)
+                  tuple(sorted(gateways)), dedup_id or None, times=times)
+
+
+def _times(doc: dict[str, Any], rx_info: Sequence[Any]) -> tuple[TimeCandidate, ...]:
+    """Every time the event offers, best first; never raises (the policy judges them)."""
+    out: list[TimeCandidate] = []
+    if doc.get("time") is not None:
+        out.append(from_rfc3339("time", doc["time"]))
+    ns_times: list[TimeCandidate] = []
+    for rx in rx_info:
+        if type(rx) is not dict:
+            continue
+        for key in ("gwTime", "time"):
+            if rx.get(key) is not None:
+                out.append(from_rfc3339(f"rxInfo.{key}", rx[key]))
+        if rx.get("timeSinceGpsEpoch") is not None:
+            out.append(from_gps_duration("rxInfo.timeSinceGpsEpoch", rx["timeSinceGpsEpoch"]))
+        if not ns_times and rx.get("nsTime") is not None:  # one network-server time is enough
+            ns_times.append(from_rfc3339("rxInfo.nsTime", rx["nsTime"]))
+    return (*out, *ns_times)
+
+
+def _refuse_encrypted(doc: dict[str, Any]) -> None:
+    """`encrypted_payload` when ChirpStack forwarded the FRMPayload without its AppSKey."""
+    ctx = doc.get("joinServerContext")
+    if isinstance(ctx, dict) and ctx.get("appSKey"):
+        raise EnvelopeError(
+            "encrypted_payload",
+            "ChirpStack sent joinServerContext.appSKey: the payload is still encrypted with a session key "
+            "held by the join server. Configure the join server to give ChirpStack the AppSKey (or "
+            "decrypt with the key-encryption key before urbansense)")
 
 
 def _parse_checked(topic: str, payload: bytes, received_ns: int, doc: dict[str, Any] | None) -> Uplink:
@@ -123,6 +153,9 @@ def _parse_checked(topic: str, payload: bytes, received_ns: int, doc: dict[str, 
     port = f.uint(doc, "fPort", "fPort", 255)
     fcnt = f.uint(doc, "fCnt", "fCnt", _U32)
     dedup_id = f.text(doc, "deduplicationId", "deduplicationId", required=False)
+    _refuse_encrypted(doc)
+    if port == 0:
+        raise EnvelopeError("mac_only", f"fPort 0 (fCnt {fcnt}): MAC commands only, no application payload")
 
     rx_info = f.array(doc, "rxInfo", "rxInfo")
     gateways: set[str] = set()
@@ -143,18 +176,12 @@ def _parse_checked(topic: str, payload: bytes, received_ns: int, doc: dict[str, 
         if best_rssi is None or rssi > best_rssi:
             best_rssi, best_snr = rssi, snr
 
-    time_ns = f.timestamp_ns(doc, "time", "time")
-    if time_ns is None and rx_info:
-        time_ns = f.timestamp_ns(rx_info[0], "gwTime", "rxInfo[0].gwTime")
-        if time_ns is None:
-            time_ns = f.timestamp_ns(rx_info[0], "nsTime", "rxInfo[0].nsTime")
-    if time_ns is None:
-        time_ns = received_ns
+    times = _times(doc, rx_info)
     return Uplink(
         device_key=eui,
         payload=data,
         port=port,
-        time_ns=time_ns,
+        time_ns=envelope_time(times, received_ns),
         source=SOURCE,
         received_ns=received_ns,
         fcnt=fcnt,
@@ -162,6 +189,7 @@ def _parse_checked(topic: str, payload: bytes, received_ns: int, doc: dict[str, 
         snr_db=None if best_snr is None else float(best_snr),
         gateway_ids=tuple(sorted(gateways)),
         dedup_id=dedup_id or None,
+        times=times,
     )
 
 

@@ -22,7 +22,8 @@ from typing import Any, Literal
 import orjson
 
 from collectors.lorawan import _fields as f
-from collectors.rfc3339 import format_rfc3339_ns
+from core.rfc3339 import format_rfc3339_ns
+from core.timepolicy import TimeCandidate, envelope_time, from_gps_duration, from_rfc3339
 from core.uplink import EnvelopeError, Uplink
 
 SOURCE = "chirpstack-v3"
@@ -83,7 +84,8 @@ def decoded_object(doc: Mapping[str, Any]) -> dict[str, Any] | None:
 def parse_chirpstack_v3(topic: str, payload: bytes, received_ns: int) -> Uplink:
     """One ChirpStack v3 uplink (either marshaler) → `Uplink` with its decoded object; `EnvelopeError` if malformed.
 
-    The time is the first gateway's `time`, else `publishedAt`, else `received_ns`.
+    The times offered, best first: each gateway's `time` and `timeSinceGPSEpoch`, then
+    `publishedAt` (see `core.timepolicy`). fPort 0 (MAC commands only) is `mac_only`.
     """
     topic_eui = _topic_dev_eui(topic)
     doc = f.load_object(payload, _HINT)
@@ -95,6 +97,8 @@ def parse_chirpstack_v3(topic: str, payload: bytes, received_ns: int) -> Uplink:
     data = f.base64_bytes(doc, "data", "data")
     port = f.uint(doc, "fPort", "fPort", 255)
     fcnt = f.uint(doc, "fCnt", "fCnt", _U32)
+    if port == 0:
+        raise EnvelopeError("mac_only", f"fPort 0 (fCnt {fcnt}): MAC commands only, no application payload")
     gateways: set[str] = set()
     best_rssi: float | None = None
     best_snr: float | None = None
@@ -108,14 +112,17 @@ def parse_chirpstack_v3(topic: str, payload: bytes, received_ns: int) -> Uplink:
         snr = f.number(rx, "loRaSNR", f"rxInfo[{i}].loRaSNR") or 0.0
         if best_rssi is None or rssi > best_rssi:
             best_rssi, best_snr = rssi, snr
-    time_ns = f.timestamp_ns(rx_info[0], "time", "rxInfo[0].time") if rx_info else None
-    if time_ns is None:
-        time_ns = f.timestamp_ns(doc, "publishedAt", "publishedAt")
-    if time_ns is None:
-        time_ns = received_ns
-    return Uplink(device_key=eui, payload=data, port=port, time_ns=time_ns, source=SOURCE, received_ns=received_ns,
-                  fcnt=fcnt, rssi_dbm=best_rssi, snr_db=best_snr, gateway_ids=tuple(sorted(gateways)),
-                  decoded=decoded_object(doc))
+    times: list[TimeCandidate] = []
+    for rx in rx_info:
+        if rx.get("time") is not None:
+            times.append(from_rfc3339("rxInfo.time", rx["time"]))
+        if rx.get("timeSinceGPSEpoch") is not None:
+            times.append(from_gps_duration("rxInfo.timeSinceGPSEpoch", rx["timeSinceGPSEpoch"]))
+    if doc.get("publishedAt") is not None:
+        times.append(from_rfc3339("publishedAt", doc["publishedAt"]))
+    return Uplink(device_key=eui, payload=data, port=port, time_ns=envelope_time(times, received_ns), source=SOURCE,
+                  received_ns=received_ns, fcnt=fcnt, rssi_dbm=best_rssi, snr_db=best_snr,
+                  gateway_ids=tuple(sorted(gateways)), decoded=decoded_object(doc), times=tuple(times))
 
 
 def build_chirpstack_v3_uplink(

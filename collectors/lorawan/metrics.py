@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector as MetricsCollector
 
-if TYPE_CHECKING:  # typing only: the collector module is imported when the collector is built
-    from collectors.lorawan.collector import LorawanCollector
+from collectors.lorawan.collector import LorawanCollector
 
 _COUNTERS = (
     ("received", "urbansense_mqtt_messages_received", "MQTT messages received from the broker"),

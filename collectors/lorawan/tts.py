@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 
 from collectors.lorawan import _fields as f
-from collectors.rfc3339 import format_rfc3339_ns
+from core.rfc3339 import format_rfc3339_ns
+from core.timepolicy import TimeCandidate, envelope_time, from_rfc3339
 from core.uplink import EnvelopeError, Uplink
 
 SOURCE = "tts"
@@ -29,10 +30,12 @@ def parse_tts(topic: str, payload: bytes, received_ns: int) -> Uplink:
     """Turn one The Things Stack v3 JSON uplink message into an `Uplink`; `EnvelopeError` if malformed.
 
     A message without `uplink_message` (join, downlink and service events) is `not_uplink`.
-    Omitted zero values read as zero (`f_cnt`, `f_port`) or empty (`frm_payload`). The time is
-    the network server's `uplink_message.received_at`, else the top-level `received_at`, else
-    the first gateway's `time`, else `received_ns`. The dedup id is the `as:up:` correlation id,
-    else a hash of all correlation ids.
+    Omitted zero values read as zero (`f_cnt`, `f_port`) or empty (`frm_payload`). The times
+    offered, best first: the network server's `uplink_message.received_at`, the top-level
+    (application server) `received_at`, each gateway's `time` and `received_at` (see
+    `core.timepolicy`). The dedup id is the `as:up:` correlation id, else a hash of all
+    correlation ids. fPort 0 (MAC only) is `mac_only`; a payload still encrypted (`app_s_key`
+    sent with it, e.g. `skip_payload_crypto`) is `encrypted_payload`.
     """
     topic_device = _topic_device_id(topic)
     doc = f.load_object(payload, _NOT_JSON_HINT)
@@ -56,11 +59,19 @@ def parse_tts(topic: str, payload: bytes, received_ns: int) -> Uplink:
     data = f.base64_bytes(up, "frm_payload", "uplink_message.frm_payload")
     port = f.uint(up, "f_port", "uplink_message.f_port", 255)
     fcnt = f.uint(up, "f_cnt", "uplink_message.f_cnt", _U32)
+    if up.get("app_s_key"):
+        raise EnvelopeError(
+            "encrypted_payload",
+            "uplink_message.app_s_key is present: The Things Stack forwarded the FRMPayload still encrypted "
+            "(skip_payload_crypto). Turn payload crypto back on for this application or device, or decrypt "
+            "with the AppSKey unwrapped by its KEK before urbansense")
+    if port == 0:
+        raise EnvelopeError("mac_only", f"f_port 0 (f_cnt {fcnt}): MAC commands only, no application payload")
 
     gateways: set[str] = set()
     best_rssi: float | None = None
     best_snr: float | None = None
-    first_rx: dict[str, Any] | None = None
+    rx_times: list[TimeCandidate] = []
     for i, rx in enumerate(f.array(up, "rx_metadata", "uplink_message.rx_metadata")):
         if type(rx) is not dict:
             raise EnvelopeError("bad_field", f"{_RX}[{i}] is a {type(rx).__name__}, not an object")
@@ -76,21 +87,18 @@ def parse_tts(topic: str, payload: bytes, received_ns: int) -> Uplink:
             gateways.add(gw)
         if best_rssi is None or rssi > best_rssi:
             best_rssi, best_snr = rssi, snr
-        if i == 0:
-            first_rx = rx
+        for key in ("time", "received_at"):
+            if rx.get(key) is not None:
+                rx_times.append(from_rfc3339(f"rx_metadata.{key}", rx[key]))
 
-    time_ns = f.timestamp_ns(up, "received_at", "uplink_message.received_at")
-    if time_ns is None:
-        time_ns = f.timestamp_ns(doc, "received_at", "received_at")
-    if time_ns is None and first_rx is not None:
-        time_ns = f.timestamp_ns(first_rx, "time", "uplink_message.rx_metadata[0].time")
-    if time_ns is None:
-        time_ns = received_ns
+    times = tuple(from_rfc3339(name, parent["received_at"])
+                  for name, parent in (("uplink_message.received_at", up), ("received_at", doc))
+                  if parent.get("received_at") is not None) + tuple(rx_times)
     return Uplink(
         device_key=eui,
         payload=data,
         port=port,
-        time_ns=time_ns,
+        time_ns=envelope_time(times, received_ns),
         source=SOURCE,
         received_ns=received_ns,
         fcnt=fcnt,
@@ -98,6 +106,7 @@ def parse_tts(topic: str, payload: bytes, received_ns: int) -> Uplink:
         snr_db=None if best_snr is None else float(best_snr),
         gateway_ids=tuple(sorted(gateways)),
         dedup_id=_dedup_id(f.array(doc, "correlation_ids", "correlation_ids")),
+        times=times,
     )
 
 

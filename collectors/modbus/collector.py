@@ -27,6 +27,7 @@ from pymodbus.exceptions import ModbusException
 
 from collectors.modbus.address import ModbusAddress, parse_key
 from core.device import Device, DeviceSource
+from core.timepolicy import TimeCandidate
 from core.timing import backoff_s
 from core.uplink import Incoming, Sink, Uplink
 from decoders import UnknownModel, get_model
@@ -122,6 +123,10 @@ class ModbusCollector:
         for gw in self._gateways.values():
             gw.close()
 
+    def tasks(self) -> dict[str, asyncio.Task[None]]:
+        """Long-running tasks the service supervises (the registry follower; polls are per device)."""
+        return {"registry": self._watch} if self._watch is not None else {}
+
     def ready(self) -> tuple[bool, str]:
         if self._sink is None:
             return False, "not started"
@@ -199,7 +204,8 @@ class ModbusCollector:
         if state.reachable is not True:
             state.reachable = True
             await self._reachability(key, True, now)
-        up = Uplink(key, to_payload(registers), state.codec.start, now, "modbus", now)
+        up = Uplink(key, to_payload(registers), state.codec.start, now, "modbus", now,
+                    times=(TimeCandidate("poll", now),))
         await self._sink.put_async(Incoming("modbus", key, up.payload, now, uplink=up))
 
     async def _reachability(self, key: str, reachable: bool, now: int | None = None) -> None:

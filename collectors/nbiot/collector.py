@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from collectors.nbiot.coap import CoapEndpoint
@@ -26,6 +27,11 @@ class NbiotCollector:
     async def stop(self) -> None:
         for part in reversed(self._parts):
             await part.stop()
+
+    def tasks(self) -> dict[str, asyncio.Task[None]]:
+        """Long-running tasks the service supervises (the UDP pump)."""
+        pump = self.udp.pump if self.udp is not None else None
+        return {"udp": pump} if pump is not None else {}
 
     def ready(self) -> tuple[bool, str]:
         down = [type(p).__name__ for p in self._parts if not p.running]

@@ -25,6 +25,7 @@ import struct
 from dataclasses import dataclass
 
 from core.keys import luhn_ok
+from core.timepolicy import envelope_time, from_number
 from core.uplink import EnvelopeError, Uplink
 
 START, END, VERSION = 0x68, 0x16, 0x01
@@ -122,7 +123,9 @@ def build_ack(frame: Frame) -> bytes:
 
 
 def to_uplink(frame: Frame, source: str, received_ns: int) -> Uplink:
-    """The frame as an `Uplink`: key = IMEI, port = message type, time = device time else receive time."""
-    time_ns = frame.device_time_s * 1_000_000_000 if frame.device_time_s else received_ns
-    return Uplink(device_key=frame.imei, payload=frame.payload, port=frame.msg_type, time_ns=time_ns,
-                  source=source, received_ns=received_ns, fcnt=frame.seq)
+    """The frame as an `Uplink`: key = IMEI, port = message type, fcnt = sequence, times offered =
+    the device clock (0 = none: the receive time is used), judged by `core.timepolicy`."""
+    times = (from_number("device_time", frame.device_time_s),) if frame.device_time_s else ()
+    return Uplink(device_key=frame.imei, payload=frame.payload, port=frame.msg_type,
+                  time_ns=envelope_time(times, received_ns), source=source, received_ns=received_ns,
+                  fcnt=frame.seq, times=times)

@@ -32,6 +32,7 @@ import orjson
 
 from collectors.nbiot.frame import parse_frame, to_uplink
 from core.keys import DeviceKeyError, normalise_imei, onenet_key
+from core.timepolicy import TimeCandidate, envelope_time, from_number
 from core.uplink import EnvelopeError, Uplink
 
 DATA, PLATFORM_JSON = 0x01, 0
@@ -61,22 +62,23 @@ def _imei(value: object) -> str:
         raise EnvelopeError("bad_imei", str(exc)) from None
 
 
-def _time_ns(ms: object, received_ns: int) -> int:
-    if isinstance(ms, bool) or not isinstance(ms, int | float) or ms <= 0:
-        return received_ns
-    return int(ms) * 1_000_000
+def _times(name: str, value: object) -> tuple[TimeCandidate, ...]:
+    """The platform's timestamp as a candidate (unit by magnitude: the platforms send ms); absent → ()."""
+    return () if value is None else (from_number(name, value),)
 
 
-def _bytes_uplink(raw: bytes, imei: str, time_ns: int, source: str, received_ns: int) -> Uplink:
+def _bytes_uplink(raw: bytes, imei: str, times: tuple[TimeCandidate, ...], source: str,
+                  received_ns: int) -> Uplink:
+    """Our frame inside the platform's bytes (its device time offered first, then the platform's), else bare bytes."""
     try:
         frame = parse_frame(raw)
     except EnvelopeError:
-        return Uplink(imei, raw, DATA, time_ns, source, received_ns)
+        return Uplink(imei, raw, DATA, envelope_time(times, received_ns), source, received_ns, times=times)
     if frame.imei != imei:
         raise EnvelopeError("imei_mismatch", f"frame carries IMEI {frame.imei}, the platform says {imei}")
     up = to_uplink(frame, source, received_ns)
-    return up if frame.device_time_s else Uplink(imei, up.payload, up.port, time_ns, source, received_ns,
-                                                fcnt=up.fcnt)
+    both = up.times + times
+    return dataclasses.replace(up, time_ns=envelope_time(both, received_ns), times=both)
 
 
 def parse_ctwing(body: bytes, received_ns: int) -> list[Uplink]:
@@ -87,7 +89,8 @@ def parse_ctwing(body: bytes, received_ns: int) -> list[Uplink]:
     if doc.get("messageType", "dataReport") != "dataReport":
         return []
     imei = _imei(doc.get("IMEI") or doc.get("imei"))
-    time_ns = _time_ns(doc.get("timestamp"), received_ns)
+    times = _times("ctwing.timestamp", doc.get("timestamp"))
+    time_ns = envelope_time(times, received_ns)
     payload = doc.get("payload")
     if not isinstance(payload, dict):
         raise EnvelopeError("bad_envelope", "CTWing dataReport without a payload object")
@@ -96,11 +99,12 @@ def parse_ctwing(body: bytes, received_ns: int) -> list[Uplink]:
             raw = base64.b64decode(str(payload["APPdata"]), validate=True)
         except (binascii.Error, ValueError) as exc:
             raise EnvelopeError("bad_base64", f"APPdata: {exc}") from None
-        up = _bytes_uplink(raw, imei, time_ns, "ctwing", received_ns)
+        up = _bytes_uplink(raw, imei, times, "ctwing", received_ns)
         decoded = payload.get("serviceData")
         return [dataclasses.replace(up, decoded=decoded) if isinstance(decoded, dict) else up]
     props = _ctwing_properties(payload)
-    return [Uplink(imei, orjson.dumps(props), PLATFORM_JSON, time_ns, "ctwing", received_ns, decoded=props)]
+    return [Uplink(imei, orjson.dumps(props), PLATFORM_JSON, time_ns, "ctwing", received_ns, decoded=props,
+                   times=times)]
 
 
 def _ctwing_properties(payload: dict[str, Any]) -> dict[str, Any]:
@@ -163,8 +167,9 @@ def _onenet_one(m: object, received_ns: int) -> Uplink | None:
         props = {k: v.get("value") if isinstance(v, dict) else v for k, v in params.items()}
         name = str(m["deviceName"])
         key = _imei(name) if name.isdigit() and len(name) == 15 else _onenet_keys({"dev_id": name})[0]
-        return Uplink(key, orjson.dumps(props), PLATFORM_JSON,
-                      _time_ns(m.get("notifyTime") or m.get("time"), received_ns), "onenet", received_ns,
+        times = _times("onenet.notifyTime", m.get("notifyTime") or m.get("time"))
+        return Uplink(key, orjson.dumps(props), PLATFORM_JSON, envelope_time(times, received_ns), "onenet",
+                      received_ns, times=times,
                       decoded=props)
     if m.get("type", 1) != 1:
         return None
@@ -172,13 +177,14 @@ def _onenet_one(m: object, received_ns: int) -> Uplink | None:
     if "value" not in m:
         raise EnvelopeError("bad_envelope", "OneNET data point without a value")
     value = m["value"]
-    time_ns = _time_ns(m.get("at"), received_ns)
+    times = _times("onenet.at", m.get("at"))
+    time_ns = envelope_time(times, received_ns)
     decoded = {str(m.get("ds_id") or "value"): value}
     raw = _onenet_bytes(value)
     if raw is None:
-        return Uplink(key, b"", DATA, time_ns, "onenet", received_ns, decoded=decoded, alt_keys=alt)
-    up = _bytes_uplink(raw, key, time_ns, "onenet", received_ns) if key.isdigit() else \
-        Uplink(key, raw, DATA, time_ns, "onenet", received_ns)
+        return Uplink(key, b"", DATA, time_ns, "onenet", received_ns, decoded=decoded, alt_keys=alt, times=times)
+    up = _bytes_uplink(raw, key, times, "onenet", received_ns) if key.isdigit() else \
+        Uplink(key, raw, DATA, time_ns, "onenet", received_ns, times=times)
     return dataclasses.replace(up, decoded=decoded, alt_keys=alt)
 
 

@@ -50,6 +50,11 @@ class UdpListener(asyncio.DatagramProtocol):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
         self._pump = asyncio.create_task(self._run(sink), name="nbiot-udp")
 
+    @property
+    def pump(self) -> asyncio.Task[None] | None:
+        """The task that hands datagrams to the pipeline."""
+        return self._pump
+
     async def stop(self) -> None:
         if self._transport is not None:
             self._transport.close()

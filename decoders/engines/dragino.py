@@ -4,8 +4,10 @@ fPort 2, big-endian: battery (2 bytes, low 14 bits in mV), distance (2 bytes, mm
 flag (1 byte); firmware 1.1.4 and later append the optional DS18B20 probe temperature
 (2 bytes, signed, 0.1 °C; 0 when no probe is fitted) and a sensor flag (1 byte, bit 0 = an
 ultrasonic sensor answered). -LB models add fPort 5 (device status, battery in bytes 5–6) and
-fPort 3 (datalog, 11-byte historical records). Source: dragino/dragino-end-node-decoder
-(LDDS75_Decoder_V1.1.4.js, ldds20 decoder.txt, DDS20-LB_TTN_Decoder.txt).
+fPort 3 (datalog: 11-byte historical records, each battery (2, mV), distance (2, mm), a
+probe value (2, not reported), flags (1) and its Unix time (4), all big-endian). Source:
+dragino/dragino-end-node-decoder (LDDS75_Decoder_V1.1.4.js, ldds20 decoder.txt,
+DDS20-LB_TTN_Decoder.txt); TheThingsNetwork/lorawan-devices vendor/dragino/dds20-lb.js.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from decoders.codec import Decoded, DecodeError, FieldValue
+from decoders.codec import Decoded, DecodeError, FieldValue, HistoryRecord
 from decoders.errors import EncodeError
 
 PORT = 2
 _V114 = struct.Struct(">HHBhB")
 _V10 = struct.Struct(">HHB")
 DATALOG_RECORD = 11
+_DATALOG = struct.Struct(">HHhBI")
 
 
 @dataclass
@@ -48,10 +51,22 @@ class DraginoDistanceCodec:
             if not payload or len(payload) % DATALOG_RECORD:
                 raise DecodeError(f"{self.model}: datalog frame of {len(payload)} byte(s) is not a whole "
                                   f"number of {DATALOG_RECORD}-byte records")
-            return Decoded({}, [f"datalog frame ({len(payload) // DATALOG_RECORD} historical record(s)) "
-                                "not decoded: only live readings are reported"])
+            return self._datalog(payload)
         ports = "2, 3 or 5" if self.lb_ports else "2"
         raise DecodeError(f"{self.model}: unexpected fPort {port}; this model sends on fPort {ports}")
+
+    def _datalog(self, payload: bytes) -> Decoded:
+        """fPort 3: one `HistoryRecord` per 11-byte record, at the record's own time."""
+        history: list[HistoryRecord] = []
+        warnings: list[str] = []
+        for (bat, distance, _probe, _flags, time_s) in _DATALOG.iter_unpack(payload):
+            fields: dict[str, FieldValue] = {"battery_v": (bat & 0x3FFF) / 1000}
+            if distance in self.distance_sentinels:
+                warnings.append(f"history distance_mm: {self.distance_sentinels[distance]} (raw {distance})")
+            else:
+                fields["distance_mm"] = float(distance)
+            history.append(HistoryRecord(time_s, fields))
+        return Decoded({}, warnings, history)
 
     def _measurement(self, payload: bytes) -> Decoded:
         n = len(payload)

@@ -28,6 +28,11 @@ HISTORY_6 = item(0x20, 0xCE, 6, name="history",
                  note="history record (timestamp + value) skipped: only live readings are reported")
 
 
+def history(size: int, *values: Value) -> Item:
+    """Channel 0x20 type 0xCE: a stored record (Unix time, uint32 LE, then the model's values)."""
+    return item(0x20, 0xCE, size, Value("_time", "I", 0, kind=int), *values, name="history", history=True)
+
+
 def responses(sizes: Mapping[int, int]) -> tuple[Item, ...]:
     """Sized downlink echoes on channels 0xFE and 0xFF."""
     return skip(0xFE, sizes, "downlink response") + skip(0xFF, sizes, "downlink response")

@@ -14,7 +14,7 @@ import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from decoders.codec import Decoded, DecodeError, FieldValue
+from decoders.codec import Decoded, DecodeError, FieldValue, HistoryRecord
 from decoders.errors import EncodeError
 
 Hook = Callable[[dict[str, FieldValue], list[str]], None]
@@ -45,11 +45,14 @@ class Item:
     name: str = ""
     note: str = ""
     """Warning emitted when a skipped item is met (say what was not decoded)."""
+    history: bool = False
+    """A stored record: its values (one named `_time`, Unix seconds) become a `HistoryRecord`."""
 
 
-def item(channel: int, type_: int, size: int, *values: Value, name: str = "", note: str = "") -> Item:
+def item(channel: int, type_: int, size: int, *values: Value, name: str = "", note: str = "",
+         history: bool = False) -> Item:
     """A Milesight item keyed by (channel id, type byte)."""
-    return Item((channel << 8) | type_, size, values, name, note)
+    return Item((channel << 8) | type_, size, values, name, note, history)
 
 
 def skip(channel: int, sizes: Mapping[int, int], name: str = "") -> tuple[Item, ...]:
@@ -116,6 +119,7 @@ class TlvCodec:
             raise DecodeError(f"{self.model}: empty payload")
         fields: dict[str, FieldValue] = {}
         warnings: list[str] = []
+        history: list[HistoryRecord] = []
         n, i, ks = len(payload), 0, self.key_size
         while i < n:
             if i + ks > n:
@@ -134,6 +138,10 @@ class TlvCodec:
                                   f"needs {it.size} byte(s), {n - start} left: truncated frame")
             if not values and it.note:
                 warnings.append(it.note)
+            if it.history:
+                history.append(self._record(payload, start, values, warnings))
+                i = end
+                continue
             for c in values:
                 raw = c.struct.unpack_from(payload, start + c.value.offset)[0]
                 reason = c.sentinels.get(raw)
@@ -144,7 +152,24 @@ class TlvCodec:
             i = end
         if self.after_decode is not None:
             self.after_decode(fields, warnings)
-        return Decoded(fields, warnings)
+        return Decoded(fields, warnings, history)
+
+    def _record(self, payload: bytes, start: int, values: tuple[_Compiled, ...],
+                warnings: list[str]) -> HistoryRecord:
+        """One history item: `_time` is the record's Unix time, the other values its fields."""
+        fields: dict[str, FieldValue] = {}
+        time_s = 0
+        for c in values:
+            raw = c.struct.unpack_from(payload, start + c.value.offset)[0]
+            if c.value.field == "_time":
+                time_s = raw
+                continue
+            reason = c.sentinels.get(raw)
+            if reason is not None:
+                warnings.append(f"history {c.value.field}: {reason}")
+                continue
+            fields[c.value.field] = _to_value(self.model, c.value, raw)
+        return HistoryRecord(time_s, fields)
 
     def encode(self, fields: Mapping[str, FieldValue]) -> tuple[bytes, int]:
         wanted = dict(fields)
@@ -154,7 +179,7 @@ class TlvCodec:
         done: set[str] = set()
         for it, values in self._by_key.values():
             names = [c.value.field for c in values]
-            if not names or done.intersection(names) or not all(n in wanted for n in names):
+            if it.history or not names or done.intersection(names) or not all(n in wanted for n in names):
                 continue
             buf = bytearray(it.size)
             for c in values:

@@ -12,7 +12,7 @@ CODEC = milesight.codec(
     item(0x03, 0x82, 2, Value("distance_mm", "H"), name="distance"),
     item(0x83, 0xE9, 5, name="distance mutation alarm",
          note="distance mutation alarm item skipped: its distance unit is not documented"),
-    milesight.HISTORY_6,
+    milesight.history(6, Value("distance_mm", "H", 4)),
     extra_responses=milesight.EM500_RESPONSES,
 )
 
@@ -22,6 +22,7 @@ MODEL = ModelInfo(
     source="native", codec=CODEC,
     ranges={"distance_mm": FieldRange(250, 10_000, 1), "battery_pct": FieldRange(0, 100, 1)},
     install_params=("mount_height_mm",), dead_zone_mm=250.0,
-    reference="Milesight-IoT/SensorDecoders EM_Series/EM500_Series/EM500-UDL/README.md; "
+    reference="Milesight-IoT/SensorDecoders EM_Series/EM500_Series/EM500-UDL/README.md and "
+              "EM500-UDL_Decoder.js (history 0x20 0xCE: timestamp uint32 LE, distance uint16 LE mm); "
               "TheThingsNetwork/lorawan-devices vendor/milesight-iot/em500-udl.js",
 )
