@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 import time
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -62,8 +63,17 @@ def _time(ns: int | None) -> str:
     return dt.datetime.fromtimestamp(ns / 1e9, ZoneInfo(_ZONE["name"])).isoformat(timespec="milliseconds")
 
 
+_PATH_TOKEN = re.compile(r"(/push/ctwing/)(?!\{token\})[^/?\s]+")
+
+
+def _shown_topic(topic: str) -> str:
+    """The topic with a CTWing path token masked (rows stored before tokens were kept out of topics)."""
+    return _PATH_TOKEN.sub(r"\1{token}", topic)
+
+
 def _as_dict(d: DeadLetter, payload: bool = False) -> dict:
-    out = {"id": d.id, "time": _time(d.time_ns), "source": d.source, "topic": d.topic, "reason": d.reason,
+    out = {"id": d.id, "time": _time(d.time_ns), "source": d.source, "topic": _shown_topic(d.topic),
+           "reason": d.reason,
            "detail": d.detail, "device_key": d.device_key, "bytes": len(d.payload),
            "replayed": _time(d.replayed_ns) if d.replayed_ns else None}
     if payload:
@@ -93,7 +103,8 @@ def list_(ctx: typer.Context,
         return
     for d in letters:
         mark = " (replayed)" if d.replayed_ns else ""
-        typer.echo(f"{d.id:>7}  {_time(d.time_ns)}  {d.reason:<16} {d.source:<9} {d.topic}  {d.detail[:100]}{mark}")
+        typer.echo(f"{d.id:>7}  {_time(d.time_ns)}  {d.reason:<16} {d.source:<9} {_shown_topic(d.topic)}  "
+                   f"{d.detail[:100]}{mark}")
     typer.echo(f"{len(letters)} shown; in store: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
 
 

@@ -211,6 +211,28 @@ def retire(ctx: typer.Context, id: IdArg,
     console.print(f"retired {old.id} (was {old.status}); `device update {old.id} --status active` brings it back")
 
 
+@device_app.command("mac-key")
+def mac_key(ctx: typer.Context, id: IdArg,
+            clear: Annotated[bool, typer.Option("--clear", help="remove the key: unsigned frames accepted again")]
+            = False,
+            by: ByOpt = None, registry: RegistryOpt = None) -> None:
+    """Give an NB-IoT device a new frame MAC key (printed once: load it into the device), or remove it.
+
+    From then on its UDP frames must be version 0x02 with the HMAC tag (collectors/nbiot/frame.py);
+    unsigned or wrongly signed frames are dead-lettered as `bad_mac`. The key is not in the audit.
+
+    Example: [bold]urbansense device mac-key NB-CY-001[/bold]
+    """
+    with open_registry(ctx, registry) as reg:
+        _get(reg, id)
+        key = reg.set_mac_key(id, by=by, clear=clear)
+    if clear:
+        console.print(f"{id}: MAC key removed; its unsigned frames are accepted again")
+    else:
+        console.print(f"{id}: new frame MAC key (shown once, load it into the device):")
+        typer.echo(key)
+
+
 @device_app.command("move")
 def move(ctx: typer.Context, id: IdArg,
          lat: Annotated[float, typer.Option("--lat", help="new latitude, WGS-84")],

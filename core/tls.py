@@ -11,7 +11,7 @@ import socket
 import ssl
 from pathlib import Path
 
-__all__ = ["TlsError", "client_context", "handshake_problem"]
+__all__ = ["TlsError", "client_context", "handshake_problem", "server_context"]
 
 
 class TlsError(ValueError):
@@ -40,6 +40,19 @@ def client_context(*, ca_file: str | Path | None = None, cert_file: str | Path |
                            f"cannot load the client certificate and key: {exc}") from None
     elif key_file:
         raise TlsError(f"{setting}.key_file is set without {setting}.cert_file")
+    return ctx
+
+
+def server_context(cert_file: str | Path, key_file: str | Path | None = None, *,
+                   setting: str = "tls") -> ssl.SSLContext:
+    """A server context (TLS 1.2 or later) presenting `cert_file` (+ `key_file`); `TlsError` names `setting`."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsError(f"{setting}_cert_file {cert_file} / key_file {key_file or '-'}: "
+                       f"cannot load the certificate and key: {exc}") from None
     return ctx
 
 

@@ -18,9 +18,11 @@ from core.keys import luhn_ok
 from provisioning.columns import STATUS_ALIASES
 
 FREE_TEXT = frozenset({"address", "district", "street", "site"})
-"""Columns kept as typed (Chinese punctuation stays); only surrounding spaces are trimmed."""
+"""Columns kept as typed (Chinese punctuation stays), so an exported value imports unchanged."""
 
-_SCIENTIFIC = re.compile(r"[+-]?\d+(?:\.\d+)?[eE][+-]?\d+")
+_SCIENTIFIC = re.compile(r"\d(?:\.\d+)?[eE]\+?\d{1,2}")
+"""How Excel shows a long number: one digit, maybe decimals, E+exponent (`8.66123E+14`). A DevEUI such as
+`24e1247100000301` is 16 hex digits and never matches (two digits before the e, a long exponent)."""
 _SPACES = "\u00a0\u3000\u200b\u200c\u200d\u2060\ufeff"
 TEXT_FORMAT_FIX = ("format the column as Text (右键 → 设置单元格格式 → 文本) before typing or pasting, "
                    "then type the key again from the device label")
@@ -71,9 +73,9 @@ def repair_cell(name: str, value: object, *, key_kind: str = "key") -> tuple[str
             raise CellRefused(f"{value!r}: Excel stored the key as a number and rounded it; {TEXT_FORMAT_FIX}")
         notes.append("the key was stored as a number")
     text = cell_text(value)
-    trimmed = text.strip(" \t\r\n" + _SPACES)
     if name in FREE_TEXT:
-        return trimmed, notes
+        return text, notes  # kept exactly; validation trims and checks it like any typed value
+    trimmed = text.strip(" \t\r\n" + _SPACES)
     if trimmed != text and text.strip(" ") != trimmed:
         notes.append("invisible spaces removed")
     elif trimmed != text:
@@ -117,7 +119,7 @@ def _from_scientific(text: str, key_kind: str) -> str:
     digits = len(number.as_tuple().digits)
     whole = format(number.to_integral_value(), "f")
     if number != number.to_integral_value() or digits < len(whole):
-        what = key_kind if key_kind != "key" else "IMEI/DevEUI"
-        raise CellRefused(f"{text!r} is an {what} that Excel turned into scientific notation and cut to {digits} "
+        what = {"DevEUI": "a DevEUI", "IMEI": "an IMEI"}.get(key_kind, "an IMEI/DevEUI")
+        raise CellRefused(f"{text!r} is {what} that Excel turned into scientific notation and cut to {digits} "
                           f"significant digits, so the rest of it is lost; {TEXT_FORMAT_FIX}")
     return whole

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -342,6 +343,31 @@ class Registry:
     def history(self, device_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT * FROM audit WHERE device_id = ? ORDER BY seq", (device_id,))
         return [{**dict(r), "changes": json.loads(r["changes"])} for r in rows]
+
+    def set_mac_key(self, device_id: str, *, by: str | None = None, user: str | None = None,
+                    clear: bool = False) -> str:
+        """Give an NB-IoT device a new random frame MAC key (returned once, hex), or remove it (`clear`).
+
+        The key itself never goes into the audit trail, only that it was set or removed."""
+        key = "" if clear else secrets.token_hex(16)
+        with self._tx() as db:
+            device = self._get(db, device_id)
+            db.execute("CREATE TABLE IF NOT EXISTS mac_keys (device_id TEXT PRIMARY KEY, key TEXT NOT NULL)")
+            if clear:
+                db.execute("DELETE FROM mac_keys WHERE device_id = ?", (device_id,))
+            else:
+                db.execute("INSERT OR REPLACE INTO mac_keys(device_id, key) VALUES (?, ?)", (device_id, key))
+            self._audit(db, device_id, "mac-key", {"mac_key": "removed" if clear else "set"}, by, user)
+            self._seal(db, device)
+        return key
+
+    def mac_keys(self) -> dict[str, bytes]:
+        """Frame MAC keys by device key (IMEI) of the devices that have one."""
+        has = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'mac_keys'").fetchone()
+        if not has:
+            return {}
+        rows = self._db.execute("SELECT d.key, m.key FROM mac_keys m JOIN devices d ON d.id = m.device_id")
+        return {r[0]: bytes.fromhex(r[1]) for r in rows}
 
     def audit_rows(self) -> int:
         return self._db.execute("SELECT count(*) FROM audit").fetchone()[0]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from provisioning.columns import COLUMNS, KEY_KINDS, Column, HeaderError, header_key, label_of, map_header
-from provisioning.csvio import CsvFormatError, CsvRow
+from provisioning.csvio import CsvFormatError, CsvRow, unneutralise
 from provisioning.excel_repair import CellRefused, Repair, repair_cell
 
 XLSX_SUFFIXES = (".xlsx", ".xlsm")
@@ -52,7 +52,13 @@ def read_sheet(path: Path, *, progress: Callable[[int], None] | None = None) -> 
     if suffix in XLSX_SUFFIXES or data[:4] == b"PK\x03\x04":
         return _build(str(path), "xlsx", _xlsx_rows(path), progress)
     text, encoding = decode_csv(data, str(path))
-    return _build(str(path), encoding, _csv_rows(text, str(path)), progress)
+    return parse_csv_text(text, str(path), encoding=encoding, progress=progress)
+
+
+def parse_csv_text(text: str, source: str = "csv", *, encoding: str = "UTF-8",
+                   progress: Callable[[int], None] | None = None) -> Sheet:
+    """The rows of CSV text already decoded (what `read_sheet` does after the encoding)."""
+    return _build(source, encoding, _csv_rows(text, source), progress)
 
 
 def decode_csv(data: bytes, source: str = "csv") -> tuple[str, str]:
@@ -88,7 +94,7 @@ def _not_text(source: str, byte: int) -> CsvFormatError:
 
 
 def _header_maps(text: str) -> bool:
-    for cells in _first_rows(csv.reader(io.StringIO(text))):
+    for cells in _first_rows(csv.reader(io.StringIO(text, newline=""))):
         try:
             map_header([str(c) for c in cells])
             return True
@@ -108,7 +114,8 @@ def _first_rows(rows: Iterable[Sequence[object]]) -> Iterator[Sequence[object]]:
 
 
 def _csv_rows(text: str, source: str) -> Iterator[tuple[int, list[object]]]:
-    reader = csv.reader(io.StringIO(text))
+    # only \r\n, \n and \r end a CSV line (str.splitlines would also split at U+2028, U+0085, \x0c ...)
+    reader = csv.reader(io.StringIO(text, newline=""))
     last_line = 0
     try:
         for cells in reader:
@@ -181,6 +188,8 @@ def _add_row(sheet: Sheet, line: int, cells: list[object]) -> None:
     refused: list[str] = []
     for col in sheet.columns:
         raw = cells[col.index] if col.index < len(cells) else None
+        if isinstance(raw, str) and sheet.encoding != "xlsx" and raw.strip()[:1] == "'":
+            raw = unneutralise(raw.strip())  # `device export` wrote '=... for a formula-like cell
         label = col.name if header_key(col.label) == header_key(col.name) else f"{col.label} ({col.name})"
         try:
             text, notes = repair_cell(col.name, raw, key_kind=KEY_KINDS.get(header_key(col.label), "key"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -54,6 +55,19 @@ BBox = tuple[float, float, float, float]
 def _text(raw: Raw, name: str) -> str:
     value = raw.get(name)
     return "" if value is None else str(value).strip()
+
+
+def bad_character(value: str) -> str | None:
+    """The first character no device field may hold, described (`U+2028 LINE SEPARATOR`), or None.
+
+    Control characters (C0, DEL, C1: tabs and line breaks included), line and paragraph
+    separators and invisible format characters (bidi overrides, zero-width) break CSV rows,
+    terminals and spreadsheets, or hide what a value really says; they are refused on every way in.
+    """
+    for c in value:
+        if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
+            return f"U+{ord(c):04X} {unicodedata.name(c, 'control character')}"
+    return None
 
 
 def _number(raw: Raw, name: str, problems: list[Problem], form: str) -> float | None:
@@ -158,7 +172,10 @@ def check_device(raw: Raw, *, bbox: BBox | Sequence[float] | None = None) -> Dev
     lat, lon = _position(raw, problems, box)
     texts = {name: _text(raw, name) for name in ("address", "district", "street", "site")}
     for name, value in texts.items():
-        if len(value) > MAX_TEXT or any(ord(c) < 32 for c in value):
+        bad = bad_character(value)
+        if bad:
+            problems.append(Problem(name, f"contains {bad}: expected one line of plain text"))
+        elif len(value) > MAX_TEXT:
             problems.append(Problem(name, f"expected one line of at most {MAX_TEXT} characters"))
     zone = _text(raw, "zone_class").lower()
     if zone and zone not in ZONE_CLASSES:

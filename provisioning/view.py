@@ -25,6 +25,8 @@ class RegistryView:
         self.by_id: dict[str, Device] = {}
         self.loaded_at = 0.0
         self.tampered: dict[str, str] = {}
+        self.mac_keys: dict[str, bytes] = {}
+        """NB-IoT frame MAC keys by IMEI (see `collectors/nbiot/frame.py`)."""
         """Devices whose registry row was changed outside urbansense (not applied): id → why."""
         self._reported: set[tuple[str, str]] = set()
         self.refresh()
@@ -39,6 +41,7 @@ class RegistryView:
         if tampered:
             devices = self._keep_verified(devices, tampered)
         self.tampered = tampered
+        self.mac_keys = self._registry.mac_keys()
         self.by_key = {d.key: d for d in devices}
         self.by_id = {d.id: d for d in devices}
         changed = self._version != -1

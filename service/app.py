@@ -89,7 +89,10 @@ class Service:
         database_task: asyncio.Task[None] | None = None
         if ic.create_database and not await self._try_ensure_database():
             database_task = asyncio.create_task(self._ensure_database(), name="influx-create-database")
-        deadletters = DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path))
+        pc = cfg.pipeline
+        deadletters = DeadLetterStore(cfg.path(pc.dead_letter_path), max_bytes=pc.dead_letter_max_bytes,
+                                      max_age_s=pc.dead_letter_max_age_days * 86400,
+                                      on_pruned=lambda why, n: self.metrics.dead_letters_pruned.labels(why).inc(n))
 
         def rejected(lines: bytes, reason: str) -> None:
             self.metrics.points_rejected.inc(max(1, len(split_lines(lines))))
@@ -119,6 +122,9 @@ class Service:
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
         built = build_collectors(cfg, lambda: view.by_key)
         self.collectors = built.collectors
+        udp = getattr(self.collector("nbiot"), "udp", None)
+        if udp is not None:  # frames of devices with a MAC key must carry its tag
+            udp.mac_key_of = lambda imei: view.mac_keys.get(imei)
         for c in self.collectors:
             self.readiness.add_check(c.name, _collector_check(c))
         self.readiness.add_check("storage", self._storage_check)

@@ -62,6 +62,10 @@ class PipelineConfig(_Section):
     dead_letter_path: str = Field("var/deadletter.sqlite", description=("refused messages (bad envelope, unknown "
                                                                         "device, bad payload)"))
     log_every_s: float = Field(60.0, ge=0, description="log one device's failure at most once per this many seconds")
+    dead_letter_max_bytes: int = Field(256 << 20, ge=0, description=("bound of the dead-letter store on disk "
+                                                                      "(oldest pruned first, counted); 0 = none"))
+    dead_letter_max_age_days: float = Field(30.0, ge=0, description=("dead letters older than this are pruned "
+                                                                      "(counted); 0 = kept forever"))
     time_max_future_s: float = Field(120.0, ge=0, description=("a gateway, network-server or device time more than "
                                                                "this ahead of the receive time is not trusted"))
     time_max_past_s: float = Field(7 * 86400.0, ge=0, description=("a live source time more than this (7 days) "

@@ -47,6 +47,9 @@ class Metrics:
         self.write_seconds = Histogram("urbansense_write_seconds", "Latency of one InfluxDB write",
                                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
                                        registry=r)
+        self.dead_letters_pruned = Counter("urbansense_dead_letters_pruned",
+                                           "Dead letters deleted by retention, by bound (size, age)", ["why"],
+                                           registry=r)
         self.points_written = Counter("urbansense_points_written", "Points accepted by InfluxDB", registry=r)
         self.points_rejected = Counter("urbansense_points_rejected", "Points InfluxDB refused (dead-lettered)",
                                        registry=r)

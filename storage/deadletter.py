@@ -11,9 +11,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from loguru import logger
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -55,15 +57,30 @@ class DeadLetter:
 class DeadLetterStore:
     """Dead letters in one SQLite file; safe to share between threads."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, max_bytes: int = 0, max_age_s: float = 0.0,
+                 on_pruned: Callable[[str, int], None] | None = None) -> None:
+        """`max_bytes` (file size, WAL included) and `max_age_s` bound the store (0 = unbounded); the oldest
+        rows go first, `on_pruned(why, n)` ("size" or "age") counts them."""
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.on_pruned = on_pruned
+        self.pruned = {"size": 0, "age": 0}
+        self._next_age_check = 0.0
+        self._added_bytes = 0
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        fresh = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        if fresh:  # freed pages can then be given back to the file system after pruning
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA journal_size_limit=1048576")  # the WAL is cut back to 1 MiB after checkpoints
+        self._db.execute("PRAGMA wal_autocheckpoint=256")
         self._db.executescript(_SCHEMA)
+        self._page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:
@@ -94,7 +111,70 @@ class DeadLetterStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._added_bytes += sum(len(r[3]) + len(r[2]) + len(r[5]) + 64 for r in rows)
+            if self.max_bytes and self._added_bytes >= self.max_bytes // 20:
+                self._added_bytes = 0
+                self._prune_size()
+            if self.max_age_s and time.monotonic() >= self._next_age_check:
+                self._next_age_check = time.monotonic() + 60
+                self._prune_age()
         return ids
+
+    def used_bytes(self) -> int:
+        """Bytes the store holds on disk: the database's pages in use plus the WAL file."""
+        with self._lock:
+            return self._used_bytes()
+
+    def _used_bytes(self) -> int:
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0] - self._db.execute(
+            "PRAGMA freelist_count").fetchone()[0]
+        wal = Path(f"{self.path}-wal")
+        return pages * self._page_size + (wal.stat().st_size if wal.exists() else 0)
+
+    def _prune_size(self) -> None:
+        """Delete the oldest rows until the store is back under 70 % of `max_bytes` (caller holds the lock)."""
+        if self._used_bytes() <= self.max_bytes * 0.8:
+            return
+        target = self.max_bytes * 0.7
+        removed = 0
+        for _ in range(50):
+            used = self._used_bytes()
+            if used <= target:
+                break
+            rows = self._db.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+            if rows == 0:
+                break
+            n = max(1, min(rows, int(rows * (used - target) / used) + 1))
+            removed += self._db.execute("DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters "
+                                        "ORDER BY time_ns, id LIMIT ?)", (n,)).rowcount
+            self._db.execute("PRAGMA incremental_vacuum")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._count_pruned("size", removed)
+
+    def _prune_age(self) -> None:
+        cutoff = time.time_ns() - int(self.max_age_s * 1e9)
+        removed = self._db.execute("DELETE FROM dead_letters WHERE time_ns < ?", (cutoff,)).rowcount
+        if removed:
+            self._db.execute("PRAGMA incremental_vacuum")
+        self._count_pruned("age", removed)
+
+    def prune(self) -> None:
+        """Apply both bounds now (also done as rows are added)."""
+        with self._lock:
+            if self.max_age_s:
+                self._prune_age()
+            if self.max_bytes:
+                self._prune_size()
+
+    def _count_pruned(self, why: str, n: int) -> None:
+        if n <= 0:
+            return
+        self.pruned[why] += n
+        if self.on_pruned is not None:
+            self.on_pruned(why, n)
+        logger.warning("dead letters: {} oldest pruned ({} bound of {}); {} pruned so far", n, why,
+                       f"{self.max_bytes} bytes" if why == "size" else f"{self.max_age_s / 86400:g} days",
+                       sum(self.pruned.values()))
 
     def add(self, item: DeadLetter) -> int:
         return self.add_many([item])[0]

@@ -78,12 +78,13 @@ def test_spool_filesystem_full_influxdb_down_then_flapping_stores_every_uplink_w
             stream = Stream(broker.port, rate=200, total=200 * 30).start()
             time.sleep(2)
             influx[-1].kill()
+            down_at = time.monotonic()
             wait_until(lambda: svc.writer.spool_problem not in (None, "full"), 30, "the spool's disk to fill")
             r = httpx.get(f"http://127.0.0.1:{port}/readyz")
             assert r.status_code == 503, "InfluxDB down and the spool's disk full: not ready"
             assert "No space left on device" in r.text, r.text
             assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-            time.sleep(4)
+            time.sleep(max(0.0, down_at + 30 - time.monotonic()))  # InfluxDB down 30 s in all
             for _ in range(3):  # flapping: up a moment, down again
                 influx.append(start_influxd(tmp_path / "influx", port=influx[0].port))
                 time.sleep(1.5)

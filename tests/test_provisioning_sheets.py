@@ -162,9 +162,13 @@ def test_excel_artefacts_cell_by_cell() -> None:
     assert repair_cell("key", 112233445566.0, key_kind="DevEUI") == (
         "0000112233445566", ["the key was stored as a number", "DevEUI lost 4 leading zero(s) (Excel stored it as a "
                              "number)"])
+    assert repair_cell("key", "24e1247100000301") == ("24e1247100000301", [])  # a DevEUI, not 24·10^1247100000301
+    assert repair_cell("key", "1.122334455667788E+15", key_kind="DevEUI")[0] == "1122334455667788"
+    with pytest.raises(CellRefused, match="is a DevEUI that Excel turned into scientific notation"):
+        repair_cell("key", "2.4E+15", key_kind="DevEUI")
     assert repair_cell("zone_class", "４ａ类")[0] == "4a"
     assert repair_cell("status", "维护") == ("maintenance", ["Chinese status word"])
-    assert repair_cell("address", "朝阳路 8 号，北门\u3000") == ("朝阳路 8 号，北门", [])
+    assert repair_cell("address", "朝阳路 8 号，北门") == ("朝阳路 8 号，北门", [])  # kept as typed (validation trims)
     assert repair_cell("id", "WL-01\u00a0")[1] == ["invisible spaces removed"]
     with pytest.raises(CellRefused):
         repair_cell("key", 1.2345678901234567e16)

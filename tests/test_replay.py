@@ -7,15 +7,17 @@ from pathlib import Path
 
 import httpx
 import orjson
-from nbiotkit import count, nb_fleet, provision
-from servicekit import make_config, running
+from nbiotkit import count, nb_fleet, provision, stored
+from servicekit import make_config, running, wait_until
 
 from collectors.nbiot.frame import build_frame, parse_frame
 from collectors.nbiot.platforms import onenet_signature
 from collectors.nbiot.replay import ReplayGuard
+from provisioning.registry import Registry
 from sim.daemons import Daemon
-from sim.nbiot import NbiotSimulator, ctwing_push, onenet_push
+from sim.nbiot import NbiotSimulator, UdpPlayer, ctwing_push, onenet_push
 from sim.simulator import Scenario
+from storage.deadletter import DeadLetterStore
 
 T0 = 1_760_000_000
 
@@ -70,3 +72,36 @@ def test_the_nonce_memory_is_bounded_and_forgets_after_the_window() -> None:
     now[0] += 61
     assert guard.claim("d")
     assert guard.stale([int(now[0] * 1000) - 30_000]) is None and guard.stale([0]) is not None
+
+
+def test_a_device_with_a_mac_key_takes_only_frames_signed_with_it(
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, lorawan={"chirpstack": False},
+                      nbiot={"udp": True, "udp_port": 0})
+    devices = nb_fleet(2)
+    signed_dev, plain_dev = devices
+    provision(cfg.path(cfg.registry.path), devices)
+    with Registry(cfg.path(cfg.registry.path)) as reg:
+        key = bytes.fromhex(reg.set_mac_key(signed_dev.id))
+        assert "mac_key" in reg.history(signed_dev.id)[-1]["changes"] and key.hex() not in str(reg.history(
+            signed_dev.id))
+    sim = NbiotSimulator(devices, Scenario(), seed=6)
+
+    def frame(dev, t: int, mac_key: bytes | None) -> bytes:  # type: ignore[no-untyped-def]
+        f = parse_frame(sim.frame(dev, 0, t).frame)
+        return build_frame(f.imei, f.msg_type, f.seq, f.payload, device_time_s=t, mac_key=mac_key)
+
+    with running(cfg) as svc:
+        player = UdpPlayer("127.0.0.1", svc.collector("nbiot").udp.port)
+        player.send(frame(signed_dev, T0, None))              # knowing the IMEI is not enough
+        player.send(frame(signed_dev, T0 + 1, b"k" * 16))     # nor a tag made with another key
+        player.send(frame(signed_dev, T0 + 2, key))           # the device itself
+        player.send(frame(plain_dev, T0 + 3, None))           # a device without a key: as before
+        wait_until(lambda: svc.pipeline.stats.readings >= 2 and svc.metrics.rejected.labels("bad_mac")._value.get()
+                   >= 2, 30, "2 readings and 2 refusals")
+        player.close()
+    points = stored(influxd, influx_db, signed_dev.kind) | stored(influxd, influx_db, plain_dev.kind)
+    assert (signed_dev.id, (T0 + 2) * 10**9) in points and (plain_dev.id, (T0 + 3) * 10**9) in points
+    assert (signed_dev.id, T0 * 10**9) not in points and (signed_dev.id, (T0 + 1) * 10**9) not in points
+    with DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path)) as dl:
+        assert dl.count_by_reason() == {"bad_mac": 2}

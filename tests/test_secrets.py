@@ -15,14 +15,17 @@ import httpx
 import orjson
 import paho.mqtt.publish as mqtt_publish
 from nbiotkit import imei
+from typer.testing import CliRunner
 
 from alerts.config import WebhookReceiver
 from alerts.model import Delivery
 from alerts.notifiers.base import RetryableError
 from alerts.notifiers.webhook import WebhookNotifier
+from cli.app import app
 from core.secrets import SecretUrl, redact_url
 from sim.daemons import Daemon, free_port
 from sim.nbiot import ctwing_push, onenet_push
+from storage.deadletter import DeadLetter, DeadLetterStore
 
 CLI = str(Path(sys.executable).parent / "urbansense")
 
@@ -279,3 +282,12 @@ def test_redact_url_masks_password_and_query_values() -> None:
     assert redact_url("u:p@h") == "***"
     assert str(SecretUrl("http://a:b@h")) == "http://a:***@h"
     assert SecretUrl("http://a:b@h").get_secret_value() == "http://a:b@h"
+
+
+def test_dead_letters_stored_before_the_fix_do_not_show_the_path_token(tmp_path: Path) -> None:
+    with DeadLetterStore(tmp_path / "dl.sqlite") as dl:
+        dl.add(DeadLetter(time.time_ns(), "ctwing", "http:/push/ctwing/S3cr-old-token", b"{}", "bad_json", ""))
+    (tmp_path / "c.toml").write_text(f'[pipeline]\ndead_letter_path = "{tmp_path / "dl.sqlite"}"\n')
+    for args in (["deadletter", "list"], ["deadletter", "list", "--json"], ["deadletter", "show", "1"]):
+        out = CliRunner().invoke(app, ["--config", str(tmp_path / "c.toml"), *args]).output
+        assert "/push/ctwing/{token}" in out and "S3cr-old-token" not in out, out

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from conftest import influx_query
@@ -23,7 +24,9 @@ from alerts.config import AlertsConfig
 from alerts.model import Delivery
 from alerts.notifiers import build_notifiers
 from collectors.mqtt import MqttConsumer
-from core.tls import TlsError, client_context
+from collectors.nbiot.push import PushReceiver
+from core.tls import TlsError, client_context, server_context
+from core.uplink import Sink
 from service.config import ConfigError, parse_config
 from sim.daemons import BrokerTls, Daemon, start_mosquitto
 from sim.simulator import FleetSimulator, Publisher, Scenario
@@ -159,3 +162,25 @@ def test_mqtt_notifier_publishes_over_tls(pki: dict[str, Path], tls_broker: Daem
     finally:
         sub.loop_stop()
         sub.disconnect()
+
+
+def test_the_push_receiver_serves_https_with_a_configured_certificate(pki: dict[str, Path]) -> None:
+    async def go() -> tuple[int, str]:
+        push = PushReceiver("127.0.0.1", 0, ctwing_token="", onenet_token="", max_body_bytes=4096,
+                            tls=server_context(pki["server"], pki["server_key"]))
+        await push.start(Sink(put=lambda item: True, put_async=_accept))
+        try:
+            async with httpx.AsyncClient(verify=client_context(ca_file=pki["ca"])) as http:
+                r = await http.get(f"https://127.0.0.1:{push.port}/push/onenet")
+            async with httpx.AsyncClient() as http:
+                with pytest.raises(httpx.HTTPError):
+                    await http.get(f"http://127.0.0.1:{push.port}/push/onenet")
+            return r.status_code, r.text
+        finally:
+            await push.stop()
+
+    assert asyncio.run(go()) == (404, "OneNET push is not configured\n")
+
+
+async def _accept(item: object) -> bool:
+    return True

@@ -36,6 +36,9 @@ class NbiotConfig(Section):
                                                               "this is a replay: refused (409)"))
     max_push_age_s: float = Field(0.0, ge=0, description=("refuse pushes whose own time is further than this from "
                                                           "now (403); 0 = off"))
+    push_cert_file: str = Field("", description=("PEM certificate (chain): serve the push receiver over HTTPS "
+                                                 "(TLS 1.2+); empty = plain HTTP"))
+    push_key_file: str = Field("", description="PEM private key of push_cert_file")
     ctwing_sources: list[str] = Field(default_factory=list, description=("addresses/networks CTWing may push from, "
                                                                          "e.g. [\"1.2.3.0/24\"]; [] = any"))
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
+
 from collectors.nbiot.config import NbiotConfig
 from collectors.nbiot.metrics import NbiotMetrics
 from collectors.plugin import Collector, CollectorContext, CollectorPlugin
 from core.secrets import reveal
+from core.tls import server_context
 
 
 def build(ctx: CollectorContext) -> Collector | None:
@@ -25,7 +28,15 @@ def build(ctx: CollectorContext) -> Collector | None:
         push=PushReceiver(nb.push_host, nb.push_port, ctwing_token=reveal(nb.ctwing_token),
                           onenet_token=reveal(nb.onenet_token), max_body_bytes=nb.max_body_bytes,
                           nonce_window_s=nb.nonce_window_s, max_push_age_s=nb.max_push_age_s,
-                          ctwing_sources=nb.ctwing_sources) if nb.push else None)
+                          ctwing_sources=nb.ctwing_sources, tls=_push_tls(ctx, nb)) if nb.push else None)
+
+
+def _push_tls(ctx: CollectorContext, nb: NbiotConfig) -> ssl.SSLContext | None:
+    """The push receiver's server context (TLS 1.2+) from `push_cert_file`, None for plain HTTP."""
+    if not nb.push_cert_file:
+        return None
+    return server_context(ctx.path(nb.push_cert_file), ctx.path(nb.push_key_file) if nb.push_key_file else None,
+                          setting="nbiot.push")
 
 
 PLUGIN = CollectorPlugin(name="nbiot", sections={"nbiot": NbiotConfig}, build=build, metrics=NbiotMetrics)

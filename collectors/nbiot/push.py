@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import orjson
 from aiohttp import web
+from loguru import logger
 
 from collectors.nbiot.handoff import ack_future
 from collectors.nbiot.platforms import onenet_parts, onenet_signature_ok, parse_ctwing, parse_onenet_msg
@@ -62,10 +64,11 @@ def _topic(request: web.Request) -> str:
 class PushReceiver:
     def __init__(self, host: str, port: int, *, ctwing_token: str, onenet_token: str, max_body_bytes: int,
                  nonce_window_s: float = 86400.0, max_push_age_s: float = 0.0,
-                 ctwing_sources: Iterable[str] = ()) -> None:
+                 ctwing_sources: Iterable[str] = (), tls: ssl.SSLContext | None = None) -> None:
         self.host, self.port = host, port
         self.ctwing_token, self.onenet_token = ctwing_token, onenet_token
         self.max_body_bytes = max_body_bytes
+        self.tls = tls
         self.nonces = ReplayGuard(nonce_window_s)
         self.ages = ReplayGuard(max_push_age_s) if max_push_age_s > 0 else None
         self.ctwing_sources = [ipaddress.ip_network(s, strict=False) for s in ctwing_sources]
@@ -81,7 +84,12 @@ class PushReceiver:
         app.router.add_post("/push/onenet", self._onenet)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        await web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls).start()
+        if self.tls is None and not ipaddress.ip_address(self.host if self.host != "localhost" else "127.0.0.1"
+                                                         ).is_loopback:
+            logger.warning("push receiver on {}:{} without TLS: tokens and readings cross the network in clear; "
+                           "set nbiot.push_cert_file/push_key_file or put a TLS reverse proxy in front",
+                           self.host, self.port)
         self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:

@@ -14,9 +14,10 @@ import contextlib
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from collectors.nbiot.frame import build_ack, parse_frame, to_uplink
+from collectors.nbiot.frame import build_ack, mac_refusal, parse_frame, to_uplink
 from core.uplink import EnvelopeError, Incoming, Sink
 
 RCVBUF_BYTES = 8 << 20
@@ -35,6 +36,9 @@ class UdpListener(asyncio.DatagramProtocol):
     def __init__(self, host: str, port: int, buffer: int) -> None:
         self.host, self.port, self.buffer = host, port, buffer
         self.stats = UdpStats()
+        self.mac_key_of: Callable[[str], bytes | None] = lambda imei: None
+        """The device's MAC key by IMEI (the registry's, set by the service); a frame of a device with a
+        key must carry its tag (`frame.py`), else it is refused as `bad_mac`."""
         self._queue: deque[tuple[bytes, tuple, int]] = deque()
         self._wake = asyncio.Event()
         self._transport: asyncio.DatagramTransport | None = None
@@ -92,6 +96,12 @@ class UdpListener(asyncio.DatagramProtocol):
         except EnvelopeError as exc:
             self.stats.malformed += 1
             return Incoming("nbiot-udp", topic, data, received_ns, rejected=exc)
+        key = self.mac_key_of(frame.imei)
+        if key is not None or frame.mac is not None:
+            refused = mac_refusal(frame, key)
+            if refused is not None:
+                self.stats.malformed += 1
+                return Incoming("nbiot-udp", topic, data, received_ns, rejected=refused)
         ack = None
         if frame.ack_requested:
             reply = build_ack(frame)

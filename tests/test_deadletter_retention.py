@@ -1,0 +1,54 @@
+"""Bounded growth: the dead-letter store keeps to its size and age bounds (oldest pruned first, counted)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from storage.deadletter import DeadLetter, DeadLetterStore
+
+MB = 1 << 20
+
+
+def _on_disk(path: Path) -> int:
+    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists())
+
+
+def test_60_s_of_junk_keeps_a_10_mb_store_under_10_mb(tmp_path: Path) -> None:
+    """The issue's flood: 180 s of junk made 360 MB of dead letters (2 MB/s); 60 s of it is 120 MB. The same
+    volume goes through a 10 MB store here, its size on disk (WAL included) checked after every batch."""
+    path = tmp_path / "deadletter.sqlite"
+    pruned: list[tuple[str, int]] = []
+    store = DeadLetterStore(path, max_bytes=10 * MB, on_pruned=lambda why, n: pruned.append((why, n)))
+    largest, sent, n = 0, 0, 0
+    while sent < 120 * MB:
+        batch = []
+        for _ in range(200):
+            junk = os.urandom(900)
+            batch.append(DeadLetter(time.time_ns(), "mqtt", f"application/1/device/{n:016x}/event/up", junk,
+                                    "bad_json", "unexpected character: line 1 column 1 (char 0)"))
+            sent += len(junk)
+            n += 1
+        store.add_many(batch)
+        largest = max(largest, _on_disk(path))
+    newest = store.list(limit=1)[0]
+    kept = sum(store.count_by_reason().values())
+    store.close()
+    print(f"\nDEADLETTER {sent / MB:.0f} MB of junk in {n} rows through a 10 MB store: largest on disk "
+          f"{largest / MB:.2f} MB, {kept} rows kept, {n - kept} pruned")
+    assert largest < 10 * MB, f"the store reached {largest / MB:.1f} MB"
+    assert pruned and all(why == "size" for why, _ in pruned)
+    assert sum(k for _, k in pruned) + kept == n, "every row is either kept or counted as pruned"
+    assert newest.topic.endswith(f"{n - 1:016x}/event/up"), "the newest dead letters are the ones kept"
+
+
+def test_dead_letters_older_than_the_age_bound_are_pruned_and_counted(tmp_path: Path) -> None:
+    pruned: list[tuple[str, int]] = []
+    store = DeadLetterStore(tmp_path / "d.sqlite", max_age_s=86400, on_pruned=lambda why, n: pruned.append((why, n)))
+    old = time.time_ns() - 2 * 86400 * 10**9
+    store.add_many([DeadLetter(old, "mqtt", "t", b"x", "bad_json", "") for _ in range(5)])
+    store.add_many([DeadLetter(time.time_ns(), "mqtt", "t", b"y", "bad_json", "")])
+    store.prune()
+    assert pruned == [("age", 5)] and store.count_by_reason() == {"bad_json": 1}
+    store.close()
