@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import sys
 from collections.abc import Callable, Iterable
 from math import isfinite
 
@@ -29,6 +30,7 @@ from core.device import Device
 from core.reading import Reading
 from core.timing import format_duration
 from core.transition import AlertState, AlertTransition
+from rules.footprint import RuleStateStats, measure
 from rules.machine import FIRING, PENDING, AlertMachine, Change, RestoredAlert, RuleState, Timing
 from rules.model import ANY, OP_SYMBOLS, OPS, Rule
 from rules.nodata import SilenceWatcher
@@ -38,20 +40,27 @@ from rules.warmup import warm_up_queries
 from rules.windows import TrendWindow, Window, make_window
 
 _NS = 1_000_000_000
+_DICT_SLOT = 3 * 8 + 8  # a dict entry (hash, key, value) and its index slot, amortised
+_COMPACT_AT = 256  # superseded due-heap entries tolerated before a compaction is considered
 _TAG_KEYS_FROM_REGISTRY = ("district", "zone_class", "model", "site")
 _ETA_MAX_SAMPLES = 64  # bounds the O(n²) Theil–Sen of an `eta` annotation
 
 
-class _DeviceState:
-    """What one (rule, device) keeps: its window(s), its machine, and what the last evaluation saw."""
+class _DeviceState(AlertMachine):
+    """What one (rule, device) keeps: its window(s), its machine, and what the last evaluation saw.
+
+    It *is* its alert machine (`machine` is itself): one object per (rule, device), not two,
+    saves ~90 bytes each, which a million devices times their rules multiply.
+    """
 
     __slots__ = ("clear_thr", "due_ns", "hold_ns", "last_ns", "level_thr", "machine", "tags", "trend", "value",
                  "window")
 
     def __init__(self, window: Window, trend: TrendWindow | None) -> None:
+        super().__init__()
         self.window = window
         self.trend = trend
-        self.machine = AlertMachine()
+        self.machine: AlertMachine = self
         self.last_ns = -1
         self.value: float | None = None
         self.level_thr: float | None = None
@@ -104,7 +113,7 @@ class _Compiled:
 
     def new_window(self) -> tuple[Window, TrendWindow | None]:
         r = self.rule
-        window = make_window(r.aggregate, r.window_s, r.max_samples, r.per_s)
+        window = make_window(r.aggregate, r.window_s, r.max_samples, r.per_s, r.resolution_s)
         trend = TrendWindow(r.eta.window_s, _ETA_MAX_SAMPLES) if r.eta else None
         return window, trend
 
@@ -163,10 +172,11 @@ class Engine:
         self._watchers_by_id = {w.rule.id: w for w in self._watchers}
         self._by_kind: dict[str, tuple[_Compiled, ...]] = {}
         self._due: list[tuple[int, int, str]] = []  # heap of (due_ns, rule index, device id)
+        self._due_stale = 0  # entries of `_due` superseded since the last compaction (an upper bound)
         self._devices: dict[str, Device] = {}
         self._device_tags: dict[str, dict[str, str]] = {}
-        self._tag_cache: dict[str, tuple[tuple[tuple[str, str], ...], dict[str, str]]] = {}
         self._routes: dict[str, _Route] = {}
+        self._selections: dict[tuple, tuple] = {}  # one copy of each distinct rule selection, shared by routes
         self._default_interval_s = default_interval_s
         self._last_seen: dict[str, int] = {}
         self._emitting = True
@@ -179,8 +189,8 @@ class Engine:
         """Give the engine the registry: zone class, district and expected interval per device."""
         self._devices = {d.id: d for d in devices}
         self._device_tags = {d.id: dict(d.tags()) for d in self._devices.values()}
-        self._tag_cache.clear()
         self._routes.clear()
+        self._selections.clear()
         for w in self._watchers:
             w.set_devices(self._devices, self._device_tags)
 
@@ -254,6 +264,12 @@ class Engine:
                          m.since_ns if m.state is PENDING else None, m.clear_since_ns,
                          st.last_ns if st.last_ns >= 0 else None, st.window.count, st.window.coverage_s)
 
+    def state_stats(self) -> list[RuleStateStats]:
+        """Memory of the rule state by rule (sampled above footprint.SAMPLE states): for `/metrics` and benchmarks."""
+        out = [measure(c.rule.id, c.states, _state_size) for c in self._compiled]
+        out.extend(w.footprint() for w in self._watchers)
+        return out
+
     # -- the hot path --------------------------------------------------------------------------
 
     def process(self, reading: Reading) -> list[AlertTransition]:
@@ -302,7 +318,7 @@ class Engine:
             st.tags = reading_tags
             machine = st.machine
             moved = False
-            due_ns = st.due_ns  # == machine.due_ns(timing) here: `advance` can only act once it has passed
+            due_ns = st.due_ns  # == machine.due_at(timing) here: `advance` can only act once it has passed
             if due_ns is not None and time_ns >= due_ns and not quiet:
                 moved = True
                 change = machine.advance(comp.timing, time_ns)
@@ -347,6 +363,7 @@ class Engine:
             comp = self._compiled[index]
             st = comp.states[device_id]
             if st.due_ns != due_ns:
+                self._due_stale = max(0, self._due_stale - 1)
                 continue  # superseded: the state moved on since this entry was queued
             st.due_ns = None
             change = st.machine.advance(comp.timing, now_ns)
@@ -377,11 +394,32 @@ class Engine:
 
     def _track(self, comp: _Compiled, st: _DeviceState, device_id: str) -> None:
         """Queue the state for `tick` when only time can move it next (lazy: stale entries are skipped)."""
-        due = st.machine.due_ns(comp.timing)
+        due = st.machine.due_at(comp.timing)
         if due != st.due_ns:
+            if st.due_ns is not None:
+                self._due_stale += 1
             st.due_ns = due
             if due is not None:
                 heapq.heappush(self._due, (due, comp.index, device_id))
+            if self._due_stale > _COMPACT_AT and 2 * self._due_stale > len(self._due):
+                self._compact_due()
+
+    def _compact_due(self) -> None:
+        """Drop superseded entries from the due-heap: at most one live entry per (rule, device) stays.
+
+        Run when more than half the heap is superseded, so its cost (linear in the heap) is paid
+        for by the pushes that superseded them, and the heap stays within 2 × live + _COMPACT_AT.
+        """
+        compiled = self._compiled
+        live = {e for e in self._due if compiled[e[1]].states[e[2]].due_ns == e[0]}
+        self._due[:] = live  # in place: `tick` may be iterating this very list
+        heapq.heapify(self._due)
+        self._due_stale = 0
+
+    @property
+    def due_entries(self) -> int:
+        """Entries in the due-heap (live ones and superseded ones not yet compacted away)."""
+        return len(self._due)
 
     def _emit(self, comp: _Compiled, st: _DeviceState, device_id: str, change: Change,
               out: list[AlertTransition]) -> None:
@@ -431,6 +469,7 @@ class Engine:
         selected = tuple((c, None if c.period_of_minute is not None else c.thresholds(ANY, zone)) for c in rules
                          if (c.rule.select.devices is None or device_id in c.rule.select.devices)
                          and (not c.needs_tags or c.rule.select.matches(device_id, tags)))
+        selected = self._selections.setdefault(selected, selected)  # ~60 B a rule, per device otherwise
         route = _Route(kind, reading_tags, selected, zone, self._interval_of(device_id))
         self._routes[device_id] = route
         return route
@@ -441,17 +480,17 @@ class Engine:
         return found
 
     def _tags_of(self, device_id: str, reading_tags: tuple[tuple[str, str], ...]) -> dict[str, str]:
-        """The reading's tags, completed from the registry where the reading lacks one."""
-        cached = self._tag_cache.get(device_id)
-        if cached is not None and cached[0] == reading_tags:
-            return cached[1]
+        """The reading's tags, completed from the registry where the reading lacks one.
+
+        Not cached: it runs when a device's route is (re)built and when a no-data rule first
+        sees it, and a cached dict per device would cost ~400 bytes each at city scale.
+        """
         tags = dict(reading_tags)
         registry = self._device_tags.get(device_id)
         if registry:
             for key in _TAG_KEYS_FROM_REGISTRY:
                 if not tags.get(key) and registry.get(key):
                     tags[key] = registry[key]
-        self._tag_cache[device_id] = (reading_tags, tags)
         return tags
 
     def _interval_of(self, device_id: str) -> float:
@@ -466,6 +505,16 @@ class Engine:
 
 
 _NO_LIMITS: _Limits = ((), None)
+
+
+def _state_size(st: _DeviceState) -> tuple[int, int]:
+    """(window entries, bytes) of one (rule, device) state, its alert machine and windows included."""
+    entries = st.window.entries
+    size = sys.getsizeof(st) + st.window.nbytes() + _DICT_SLOT
+    if st.trend is not None:
+        entries += st.trend.entries
+        size += st.trend.nbytes()
+    return entries, size
 
 
 def _compare(op: Callable[[float, float], bool], limits: _Limits, st: _DeviceState,

@@ -18,6 +18,7 @@ from core.device import Device
 from core.reading import Reading
 from core.transition import AlertState, AlertTransition
 from rules.engine import Engine
+from rules.footprint import RuleStateStats
 from rules.machine import RestoredAlert, RuleState
 from rules.model import Rule
 from rules.quality import QualityWatch
@@ -105,6 +106,15 @@ class RuleSet:
             except KeyError:
                 continue
         raise KeyError(f"no rule {rule_id!r}")
+
+    def state_stats(self) -> list[RuleStateStats]:
+        """Memory of the rule state by rule, both engines (see `Engine.state_stats`)."""
+        return self.every.state_stats() + self.good.state_stats()
+
+    @property
+    def due_entries(self) -> int:
+        """Entries in both engines' due-heaps."""
+        return self.every.due_entries + self.good.due_entries
 
     def _tags_of(self, reading: Reading) -> dict[str, str]:
         cached = self._tags.get(reading.device_id)

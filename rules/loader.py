@@ -23,6 +23,8 @@ from core.transition import Severity
 from rules.crosscheck import Vocabulary, cross_check
 from rules.model import (
     ANY,
+    BUCKETED_AGGREGATES,
+    DEFAULT_BUCKETS,
     OPS,
     SEVERITY_RANK,
     TREND_AGGREGATES,
@@ -247,6 +249,7 @@ class _RuleParser:
         max_samples = self.integer("max_samples", default_max, minimum=max(min_samples, 1))
         if aggregate in TREND_AGGREGATES and max_samples > _TREND_MAX_SAMPLES:
             raise self.error("max_samples", f"at most {_TREND_MAX_SAMPLES} for a trend (its cost grows as n²)")
+        resolution_s = self.resolution(aggregate, window_s)
         eta = self.eta_spec(op)
         rising = (direction == "rising") if aggregate == "eta" else op in (">", ">=")
         return Rule(
@@ -265,11 +268,29 @@ class _RuleParser:
             min_samples=min_samples,
             min_coverage_s=self.duration("min_coverage", 0.0),
             max_samples=max_samples,
+            resolution_s=resolution_s,
             schedule=schedule,
             eta=eta,
             rising=rising,
             ignore_bad=t.get("ignore_bad", True),
         )
+
+    def resolution(self, aggregate: str, window_s: float) -> float:
+        """The time bucket of a bucketed window: `resolution`, default window / 24 (0: no window, or points)."""
+        if aggregate not in BUCKETED_AGGREGATES:
+            if "resolution" in self.table:
+                raise self.error("resolution", f"aggregate {aggregate!r} keeps every point (bounded by max_samples); "
+                                               "only last, mean, min, max, count and laeq windows take a resolution")
+            return 0.0
+        if window_s <= 0:
+            if "resolution" in self.table:
+                raise self.error("resolution", "needs a window")
+            return 0.0
+        resolution_s = self.duration("resolution", window_s / DEFAULT_BUCKETS)
+        if not 0 < resolution_s <= window_s:
+            raise self.error("resolution", f"must be longer than zero and at most the window "
+                                           f"({format_duration(window_s)}), e.g. resolution = \"1h\"")
+        return resolution_s
 
     def check_field(self, fld: str, kinds: frozenset[str] | None) -> None:
         """Warn on a likely typo of a canonical field; other names may be vendor fields (docs/schema.md)."""

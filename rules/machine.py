@@ -81,7 +81,7 @@ class AlertMachine:
         self.samples = 0
         self.clear_since_ns: int | None = None
 
-    def due_ns(self, timing: Timing) -> int | None:
+    def due_at(self, timing: Timing) -> int | None:
         """When only the passing of time would next change the state (what `tick` waits for); None if never."""
         if self.state is PENDING:
             if timing.for_ns > 0 and self.samples >= timing.for_samples:

@@ -11,6 +11,8 @@ from core.transition import Severity
 ANY = "*"
 AGGREGATES = ("last", "mean", "min", "max", "count", "rate", "laeq", "slope", "eta")
 TREND_AGGREGATES = ("slope", "eta")
+BUCKETED_AGGREGATES = ("last", "mean", "min", "max", "count", "laeq")  # windows of time buckets, not points
+DEFAULT_BUCKETS = 24  # resolution = window / 24 unless a rule sets `resolution`
 SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -171,6 +173,7 @@ class Rule:
     min_samples: int = 1
     min_coverage_s: float = 0.0
     max_samples: int = 2048
+    resolution_s: float = 0.0
     schedule: tuple[Period, ...] = ()
     timezone: str | None = None
     eta: EtaSpec | None = None

@@ -8,11 +8,13 @@ tick follows the number of deadlines due, not the size of the fleet.
 from __future__ import annotations
 
 import heapq
+import sys
 from collections.abc import Callable, Mapping
 
 from core.device import Device
 from core.timing import format_duration
 from core.transition import AlertState, AlertTransition
+from rules.footprint import RuleStateStats
 from rules.machine import RuleState
 from rules.model import Rule
 
@@ -106,6 +108,15 @@ class SilenceWatcher:
                 f"{self.rule.id} firing: no data for {format_duration(round(silent_s))} "
                 f"(expected every {expected}, factor {self.factor:g})"))
         return out
+
+    def footprint(self) -> RuleStateStats:
+        """This rule's bookkeeping: one heap entry per watched device, and the sets and dicts beside it."""
+        heap = self._heap
+        size = sys.getsizeof(heap) + sum(sys.getsizeof(x) for x in (
+            self._queued, self._ignored, self._firing, self._resolved, self._labels))
+        if heap:
+            size += len(heap) * sys.getsizeof(heap[0])
+        return RuleStateStats(self.rule.id, len(self._queued) + len(self._firing), len(heap), size)
 
     def state_of(self, device_id: str) -> RuleState | None:
         if device_id in self._firing:

@@ -121,6 +121,7 @@ class ValueRuleTable(_RuleTable):
     min_samples: int | None = Field(None, ge=1)
     min_coverage: Duration = 0.0
     max_samples: int | None = Field(None, ge=1)
+    resolution: Duration | None = None
     op: Op | None = None
     threshold: Any = None
     levels: list[LevelTable] | None = Field(None, min_length=1)

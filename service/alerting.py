@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -21,6 +22,7 @@ from core.reading import Reading
 from core.transition import AlertState, AlertTransition, Severity
 from provisioning.view import RegistryView
 from rules.crosscheck import cross_check
+from rules.footprint import RuleStateStats
 from rules.gate import RuleSet
 from rules.loader import load_rules
 from rules.machine import RestoredAlert
@@ -31,11 +33,15 @@ from storage.influx import InfluxClient
 from storage.lineprotocol import encode_points
 from storage.writer import BatchWriter
 
+_STATE_EVERY_S = 30.0  # how often the rule-state gauges are refreshed
+
 
 class RulesAndAlerts:
     """Owns the rules `Engine` and the `AlertsRuntime` (alert states, notifiers, outbox) for one service."""
 
-    def __init__(self, cfg: Config, view: RegistryView) -> None:
+    def __init__(self, cfg: Config, view: RegistryView,
+                 on_state: Callable[[list[RuleStateStats], int], None] | None = None) -> None:
+        """`on_state(stats, due_entries)` receives the rule-state footprint now and then (for `/metrics`)."""
         rc = cfg.rules
         rules = load_rules([cfg.path(f) for f in rc.files], include_presets=rc.presets, tz=rc.timezone)
         self.cfg = cfg
@@ -48,6 +54,8 @@ class RulesAndAlerts:
         self.transitions = 0
         self.recent: deque[AlertTransition] = deque(maxlen=50)
         self._pending: list[AlertTransition] = []
+        self._on_state = on_state
+        self._state_seen_at = -math.inf
         self._warm_lines = b""
         logger.info("rules: {} loaded", len(rules))
         for mismatch in cross_check(rules, rule_vocabulary(cfg.alerts, view.by_id.values())):
@@ -130,6 +138,14 @@ class RulesAndAlerts:
             return b""
         return self._collect(transitions) if transitions else b""
 
+    def report_state(self, every_s: float = _STATE_EVERY_S) -> None:
+        """Hand the rule-state footprint to `on_state`, at most once per `every_s` (it walks a sample)."""
+        now = time.monotonic()
+        if self._on_state is None or now - self._state_seen_at < every_s:
+            return
+        self._state_seen_at = now
+        self._on_state(self.engine.state_stats(), self.engine.due_entries)
+
     def on_chunk_end(self) -> None:
         """Pipeline hook after a chunk's readings: store their transitions in one transaction."""
         self.flush()
@@ -156,6 +172,7 @@ class RulesAndAlerts:
             lines = self._handle(self.engine.tick(time.time_ns()))
             if lines:
                 await writer.add(lines)
+            self.report_state()
 
     async def deliver(self) -> None:
         """The notification outbox (delivery and repeats), until `close`."""

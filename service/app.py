@@ -17,6 +17,7 @@ from decoders.folders import ModelFolders
 from decoders.quality import Judge
 from grafana.device_info import write_device_info
 from provisioning.view import RegistryView
+from service import faults
 from service.alerting import RulesAndAlerts
 from service.collectors import build_collectors, envelope_parsers
 from service.config import Config
@@ -130,7 +131,7 @@ class Service:
         self.readiness.add_check("storage", self._storage_check)
         for source in built.metrics:
             self.metrics.registry.register(source)
-        self.alerting = RulesAndAlerts(cfg, view)
+        self.alerting = RulesAndAlerts(cfg, view, on_state=self.metrics.observe_rule_state)
         alerting = self.alerting
         self.metrics.registry.register(KeptStats(lambda: writer.stats, lambda: alerting.alerts.worker.stats))
         await self.alerting.warm_up(self.influx)
@@ -256,13 +257,15 @@ async def open_influx(cfg: Config) -> InfluxClient:
 
 def make_pipeline(cfg: Config, *, view: RegistryView, writer: BatchWriter, deadletters: DeadLetterStore,
                   metrics: Metrics) -> Pipeline:
-    """The pipeline as the service runs it (parsers, time policy, duplicate window); `urbansense trace` uses it too."""
+    """The pipeline as the service runs it (parsers, time policy, duplicate window); `urbansense trace` uses it too.
+    `URBANSENSE_FAULT_INJECT` (tests only, `service.faults`) is read here, once."""
     pc = cfg.pipeline
     return Pipeline(view=view, writer=writer, deadletters=deadletters, metrics=metrics, parsers=envelope_parsers(),
                     log_every_s=pc.log_every_s, time_policy=pc.time_policy(),
                     dedup=Deduplicator(pc.duplicate_window_s),
                     judge=Judge(cfg.quality.overrides("kinds"), cfg.quality.overrides("models"))
-                    if cfg.quality.enabled else None)
+                    if cfg.quality.enabled else None,
+                    fault=faults.from_env())
 
 
 def _collector_check(c: Collector) -> ReadyCheck:

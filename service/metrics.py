@@ -10,6 +10,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector as MetricsCollector
 
 from alerts.outbox import OutboxStats
+from rules.footprint import RuleStateStats
 from storage.writer import WriterStats
 
 
@@ -56,11 +57,28 @@ class Metrics:
         self.model_problems = Gauge("urbansense_model_definition_problems",
                                     "Problems in the city's model definition folders (refused files), now",
                                     registry=r)
+        self.rule_state_states = Gauge("urbansense_rule_state_states", "(rule, device) states the rules engine holds",
+                                       ["rule"], registry=r)
+        self.rule_state_entries = Gauge("urbansense_rule_state_entries",
+                                        "Window entries (time buckets or trend points) the rules engine holds",
+                                        ["rule"], registry=r)
+        self.rule_state_bytes = Gauge("urbansense_rule_state_bytes",
+                                      "Bytes of rule state (windows, alert machines), sampled above 1,000 states",
+                                      ["rule"], registry=r)
+        self.rule_due_entries = Gauge("urbansense_rule_due_entries",
+                                      "Entries in the rules engine's due-heap (for, keep_firing_for)", registry=r)
         self.spool_bytes = Gauge("urbansense_spool_bytes", "Bytes in the disk spool waiting for InfluxDB",
                                  registry=r)
         self.spool_oldest_age = Gauge("urbansense_spool_oldest_age_seconds",
                                       "Age of the oldest spooled batch (0 when the spool is empty)", registry=r)
 
+    def observe_rule_state(self, stats: Iterable[RuleStateStats], due_entries: int) -> None:
+        """Set the rule-state gauges from `Engine.state_stats()` and `Engine.due_entries`."""
+        for st in stats:
+            self.rule_state_states.labels(rule=st.rule_id).set(st.states)
+            self.rule_state_entries.labels(rule=st.rule_id).set(st.entries)
+            self.rule_state_bytes.labels(rule=st.rule_id).set(st.bytes)
+        self.rule_due_entries.set(due_entries)
 
 class KeptStats(MetricsCollector):
     """prometheus_client custom collector over counters the batch writer and the alert outbox keep

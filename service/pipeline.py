@@ -35,6 +35,7 @@ from decoders import decode_uplink
 from decoders.quality import Judge
 from provisioning.view import RegistryView
 from service.dedup import Deduplicator
+from service.faults import FaultHook
 from service.inbox import Inbox
 from service.metrics import Metrics
 from storage.deadletter import DeadLetter, DeadLetterStore
@@ -83,7 +84,8 @@ class Pipeline:
     def __init__(self, *, view: RegistryView, writer: BatchWriter, deadletters: DeadLetterStore,
                  metrics: Metrics, parsers: Mapping[str, Parser], chunk_size: int = 1000,
                  log_every_s: float = 60.0, time_policy: TimePolicy = DEFAULT_POLICY,
-                 dedup: Deduplicator | None = None, judge: Judge | None = None) -> None:
+                 dedup: Deduplicator | None = None, judge: Judge | None = None,
+                 fault: FaultHook | None = None) -> None:
         self.view = view
         self.writer = writer
         self.deadletters = deadletters
@@ -95,6 +97,8 @@ class Pipeline:
         self.dedup = dedup if dedup is not None else Deduplicator()
         self.stats = PipelineStats()
         self.judge = judge
+        self.fault = fault
+        """Test-only fault injection (`service.faults`); None in production."""
         self.on_reading: list[Callable[[Reading], bytes]] = []
         self.on_chunk_end: list[Callable[[], None]] = []
         self._last_fcnt: dict[str, tuple[int, int]] = {}
@@ -137,6 +141,8 @@ class Pipeline:
             raise Rejected("unknown_device", f"no registered device has key {up.device_key}", up.device_key)
         if device.status == "retired":
             raise Rejected("retired_device", f"device {device.id} is retired", up.device_key)
+        if self.fault is not None:
+            self.fault.on_message(device.key)
         received_ns = up.received_ns or msg.received_ns
         why = self.dedup.seen(up, received_ns)
         if why is not None:
@@ -242,7 +248,10 @@ class Pipeline:
 
     async def handle(self, chunk: list[Incoming]) -> None:
         """Process one chunk and hand it off; its acks run once its lines are written."""
-        await self.hand_off(len(chunk), self.process_chunk(chunk))
+        result = self.process_chunk(chunk)
+        if self.fault is not None:
+            self.fault.after_chunk()
+        await self.hand_off(len(chunk), result)
 
     async def hand_off(self, received: int, result: ChunkResult) -> None:
         """Dead letters to their store, readings through the hooks (rules) to the writer; acks after."""

@@ -3,6 +3,7 @@ even without its own time; stale pushes and CTWing pushes from outside the allow
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -86,6 +87,7 @@ def test_a_device_with_a_mac_key_takes_only_frames_signed_with_it(
         assert "mac_key" in reg.history(signed_dev.id)[-1]["changes"] and key.hex() not in str(reg.history(
             signed_dev.id))
     sim = NbiotSimulator(devices, Scenario(), seed=6)
+    NOW = int(time.time()) - 300  # a device time the time policy trusts (recent)
 
     def frame(dev, t: int, mac_key: bytes | None) -> bytes:  # type: ignore[no-untyped-def]
         f = parse_frame(sim.frame(dev, 0, t).frame)
@@ -93,15 +95,16 @@ def test_a_device_with_a_mac_key_takes_only_frames_signed_with_it(
 
     with running(cfg) as svc:
         player = UdpPlayer("127.0.0.1", svc.collector("nbiot").udp.port)
-        player.send(frame(signed_dev, T0, None))              # knowing the IMEI is not enough
-        player.send(frame(signed_dev, T0 + 1, b"k" * 16))     # nor a tag made with another key
-        player.send(frame(signed_dev, T0 + 2, key))           # the device itself
-        player.send(frame(plain_dev, T0 + 3, None))           # a device without a key: as before
+        player.send(frame(signed_dev, NOW, None))              # knowing the IMEI is not enough
+        player.send(frame(signed_dev, NOW + 1, b"k" * 16))     # nor a tag made with another key
+        player.send(frame(signed_dev, NOW + 2, key))           # the device itself
+        player.send(frame(plain_dev, NOW + 3, None))           # a device without a key: as before
         wait_until(lambda: svc.pipeline.stats.readings >= 2 and svc.metrics.rejected.labels("bad_mac")._value.get()
                    >= 2, 30, "2 readings and 2 refusals")
         player.close()
     points = stored(influxd, influx_db, signed_dev.kind) | stored(influxd, influx_db, plain_dev.kind)
-    assert (signed_dev.id, (T0 + 2) * 10**9) in points and (plain_dev.id, (T0 + 3) * 10**9) in points
-    assert (signed_dev.id, T0 * 10**9) not in points and (signed_dev.id, (T0 + 1) * 10**9) not in points
+    seconds = {(dev_id, t // 10**9) for dev_id, t in points}  # a whole-second device time gets µs from the seq
+    assert (signed_dev.id, NOW + 2) in seconds and (plain_dev.id, NOW + 3) in seconds
+    assert (signed_dev.id, NOW) not in seconds and (signed_dev.id, NOW + 1) not in seconds
     with DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path)) as dl:
         assert dl.count_by_reason() == {"bad_mac": 2}
