@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from core.device import Device
+from core.spreadsheet import neutralise, unneutralise
 from provisioning.validate import INSTALL_PARAMS
 
 HEADER: tuple[str, ...] = ("id", "key", "model", "latitude", "longitude", "address", "district", "street",
@@ -78,27 +79,12 @@ def parse_rows(lines: Iterable[str], source: str = "csv") -> list[CsvRow]:
                     rows.append(CsvRow(line, {}, f"{len(cells)} cells but the header has {len(header)} "
                                        "columns (a comma inside an address needs double quotes)"))
                     continue
-            rows.append(CsvRow(line, dict(zip(header, (unneutralise(c.strip()) for c in cells), strict=False))))
+            # only spaces are trimmed: a tab or CR reaches validation and is refused by name, never
+            # silently dropped ("\t=1" would become the formula "=1")
+            rows.append(CsvRow(line, dict(zip(header, (unneutralise(c.strip(" ")) for c in cells), strict=False))))
     except csv.Error as exc:
         raise CsvFormatError(f"{source}: line {reader.line_num}: {exc}") from None
     return rows
-
-
-# Cells a spreadsheet would run as a formula (OWASP CSV injection): = + - @, tab and CR, and the
-# full-width forms some spreadsheets also take. Such a cell is written with a leading apostrophe,
-# which spreadsheets show as "text", and `device import` takes it off again.
-_FORMULA_START = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
-
-
-def neutralise(cell: str) -> str:
-    """`cell` safe to open in a spreadsheet: one more `'` before a formula start (after any `'` already there)."""
-    return "'" + cell if cell.lstrip("'")[:1] in _FORMULA_START and cell.lstrip("'") else cell
-
-
-def unneutralise(cell: str) -> str:
-    """The inverse of `neutralise`: `'=x` → `=x`, `''=x` → `'=x`; any other cell unchanged."""
-    rest = cell.lstrip("'")
-    return cell[1:] if cell[:1] == "'" and rest and rest[0] in _FORMULA_START else cell
 
 
 def _number(value: float | int | None) -> str:
