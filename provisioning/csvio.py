@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from core.device import Device
+from core.spreadsheet import neutralise
 from provisioning.columns import COLUMNS
 from provisioning.validate import INSTALL_PARAMS
 
@@ -31,23 +32,6 @@ class CsvRow:
     error: str = ""
     refused: tuple[str, ...] = ()
     """Columns whose cell was refused (the reason is in `error`); validation does not report them again."""
-
-
-# Cells a spreadsheet would run as a formula (OWASP CSV injection): = + - @, tab and CR, and the
-# full-width forms some spreadsheets also take. Such a cell is written with a leading apostrophe,
-# which spreadsheets show as "text", and `device import` takes it off again.
-_FORMULA_START = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
-
-
-def neutralise(cell: str) -> str:
-    """`cell` safe to open in a spreadsheet: one more `'` before a formula start (after any `'` already there)."""
-    return "'" + cell if cell.lstrip("'")[:1] in _FORMULA_START and cell.lstrip("'") else cell
-
-
-def unneutralise(cell: str) -> str:
-    """The inverse of `neutralise`: `'=x` → `=x`, `''=x` → `'=x`; any other cell unchanged."""
-    rest = cell.lstrip("'")
-    return cell[1:] if cell[:1] == "'" and rest and rest[0] in _FORMULA_START else cell
 
 
 def _number(value: float | int | None) -> str:

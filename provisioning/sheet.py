@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.spreadsheet import unneutralise
 from provisioning.columns import COLUMNS, KEY_KINDS, Column, HeaderError, header_key, label_of, map_header
-from provisioning.csvio import CsvFormatError, CsvRow, unneutralise
+from provisioning.csvio import CsvFormatError, CsvRow
 from provisioning.excel_repair import CellRefused, Repair, repair_cell
 
 XLSX_SUFFIXES = (".xlsx", ".xlsm")

@@ -172,7 +172,7 @@ def check_device(raw: Raw, *, bbox: BBox | Sequence[float] | None = None) -> Dev
     lat, lon = _position(raw, problems, box)
     texts = {name: _text(raw, name) for name in ("address", "district", "street", "site")}
     for name, value in texts.items():
-        bad = bad_character(value)
+        bad = bad_character(str(raw.get(name) or ""))  # before stripping: a leading tab is refused, not dropped
         if bad:
             problems.append(Problem(name, f"contains {bad}: expected one line of plain text"))
         elif len(value) > MAX_TEXT:

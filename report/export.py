@@ -1,4 +1,8 @@
-"""The figures as CSV (UTF-8 with BOM, so Excel shows Chinese district names) and as an xlsx sheet."""
+"""The figures as CSV (UTF-8 with BOM, so Excel shows Chinese district names) and as an xlsx sheet.
+
+Text cells go through `core.spreadsheet.neutralise` in both, and are typed as text in the xlsx, so a
+district like `=HYPERLINK(...)` is shown, never run as a formula.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.spreadsheet import neutralise
 from report.figures import COLUMNS, Figures, row
 
 PERCENT = ("online_rate", "accuracy_rate")
@@ -36,7 +41,10 @@ def write_xlsx(path: Path, figures: Sequence[Figures], title: str) -> None:
     for cell in ws[2]:
         cell.font = Font(bold=True)
     for f in figures:
-        ws.append(list(row(f).values()))
+        ws.append([neutralise(v) if isinstance(v, str) else v for v in row(f).values()])
+        for cell in ws[ws.max_row]:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"  # openpyxl would type a leading "=" as a formula
         for name in PERCENT:
             ws.cell(row=ws.max_row, column=COLUMNS.index(name) + 1).number_format = "0.00%"
     ws.freeze_panes = "C3"
@@ -46,6 +54,8 @@ def write_xlsx(path: Path, figures: Sequence[Figures], title: str) -> None:
 def _cell(v: object) -> object:
     if v is None:
         return ""
+    if isinstance(v, str):
+        return neutralise(v)
     if isinstance(v, float):
         return f"{v:.6f}".rstrip("0").rstrip(".") if v != int(v) else f"{v:.0f}"
     return v
