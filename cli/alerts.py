@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import typer
@@ -27,6 +28,7 @@ from alerts.store import AlertStore, OutboxRow, Silence
 from core.timing import parse_duration
 
 DB_ENV = "URBANSENSE_ALERTS_DB"
+DEFAULT_TZ = "Asia/Shanghai"
 DEFAULT_DB = Path("var/alerts.sqlite")
 STATES = ("pending", "firing", "acknowledged", "resolved", "inactive")
 
@@ -39,8 +41,24 @@ def parse_duration_s(text: str) -> float:
         raise AlertsError(f"duration {text!r}: expected e.g. 30m, 2h, 1h30m or 1d") from None
 
 
+_CITY: dict[str, Any] = {"tz": DEFAULT_TZ, "resolve": None}
+"""The zone times are shown and read in: the config's `alerts.timezone`, looked up on first use."""
+
+
+def _zone_name() -> str:
+    resolve = _CITY["resolve"]
+    if resolve is not None:
+        _CITY["resolve"] = None
+        _CITY["tz"] = resolve()
+    return _CITY["tz"]
+
+
+def _zone() -> ZoneInfo:
+    return ZoneInfo(_zone_name())
+
+
 def parse_time_ns(text: str) -> int:
-    """ISO 8601 (`2026-07-21T14:00`, with or without offset; local time when none) or `now` → ns."""
+    """ISO 8601 (`2026-07-21T14:00`, with or without offset; the city's time zone when none) or `now` → ns."""
     if text.strip().lower() == "now":
         return time.time_ns()
     try:
@@ -48,12 +66,18 @@ def parse_time_ns(text: str) -> int:
     except ValueError:
         raise AlertsError(f"time {text!r}: expected ISO 8601 such as 2026-07-21T14:00 or now") from None
     if dt.tzinfo is None:
-        dt = dt.astimezone()
+        dt = dt.replace(tzinfo=_zone())
     return int(dt.timestamp() * 1e9)
 
 
 def _when(ns: int | None) -> str:
-    return "" if ns is None else datetime.fromtimestamp(ns / 1e9).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    """RFC 3339 in the city's zone, with its offset (`2026-07-21T14:00:00+08:00`); '' for None."""
+    return "" if ns is None else datetime.fromtimestamp(ns / 1e9, _zone()).isoformat(timespec="seconds")
+
+
+def _short(ns: int | None) -> str:
+    """`07-21 14:00` in the city's zone, for table cells under a header that names the zone."""
+    return "" if ns is None else datetime.fromtimestamp(ns / 1e9, _zone()).strftime("%m-%d %H:%M")
 
 
 def _num(v: float | None) -> str:
@@ -80,8 +104,10 @@ def notification_state(a: AlertRecord, deliveries: dict[str, list[str]]) -> str:
 
 
 def alert_dict(a: AlertRecord, deliveries: dict[str, list[str]] | None = None,
-               tz: str = "Asia/Shanghai") -> dict[str, Any]:
+               tz: str | None = None) -> dict[str, Any]:
+    """The alert as `--json` gives it: its description in `tz` (default the city's zone), times in the city's zone."""
     deliveries = deliveries or {"delivered": [], "queued": [], "failed": []}
+    tz = tz or _zone_name()
     d = describe(a.measured, value=a.value, threshold=a.threshold, eta_s=a.eta_s, time_ns=a.updated_ns,
                  labels=a.labels, kind=a.labels.get("kind", ""), tz=tz)
     return {
@@ -119,7 +145,14 @@ def _table(*columns: str, title: str | None = None) -> Table:
 
 
 def _print_json(data: Any) -> None:
-    typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+    """One JSON object (a single result)."""
+    typer.echo(orjson.dumps(data).decode())
+
+
+def _print_json_lines(rows: list[dict[str, Any]]) -> None:
+    """JSON Lines: one object per line (a listing)."""
+    for row in rows:
+        typer.echo(orjson.dumps(row).decode())
 
 
 def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | None = None,
@@ -128,13 +161,13 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
     """Add the `alerts` command group to `app`. `db_path` gives the configured database when no
     `--db` or $URBANSENSE_ALERTS_DB is given (default var/alerts.sqlite); `manager` builds the configured
     alert manager, so that an ack also enqueues the case platform's update (the service delivers it);
-    `timezone` the zone of clock times in descriptions (default Asia/Shanghai)."""
-    sub = typer.Typer(help="Alerts: list, show, acknowledge, silence.", no_args_is_help=True)
+    `timezone` the city's zone (default Asia/Shanghai), in which times are shown and read and clock times
+    in descriptions are given."""
+    sub = typer.Typer(help="Alerts: list, show, acknowledge, silence. Times in the city's zone (\\[alerts] "
+                           "timezone).\n\nExample: [bold]urbansense alerts list --state firing[/bold]",
+                      no_args_is_help=True, rich_markup_mode="rich")
     state: dict[str, Any] = {"db": None, "ctx": None}
     console = Console()
-
-    def zone() -> str:
-        return timezone(state["ctx"]) if timezone is not None else "Asia/Shanghai"
 
     @sub.callback()
     def _options(
@@ -143,6 +176,8 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
     ) -> None:
         state["db"] = db
         state["ctx"] = ctx
+        _CITY["tz"] = DEFAULT_TZ
+        _CITY["resolve"] = (lambda: timezone(ctx)) if timezone is not None else None
 
     def open_store() -> AlertStore:
         path = state["db"] or (db_path(state["ctx"]) if db_path else DEFAULT_DB)
@@ -167,7 +202,10 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         limit: Annotated[int, typer.Option(help="at most this many")] = 200,
         as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
     ) -> None:
-        """Alerts, most recently changed first."""
+        """Alerts, most recently changed first. `--json`: JSON Lines, one alert per line.
+
+        Example: [bold]urbansense alerts list --state firing --state acknowledged[/bold]
+        """
         bad = [s for s in state_ or [] if s not in STATES]
         if bad:
             typer.echo(f"error: unknown state {', '.join(bad)} (use {', '.join(STATES)})", err=True)
@@ -176,16 +214,16 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         def body(store: AlertStore) -> None:
             alerts = store.list_alerts(state_, limit)
             if as_json:
-                _print_json([alert_dict(a, store.deliveries(a.fingerprint, a.started_ns), zone())
-                             for a in alerts])
+                _print_json_lines([alert_dict(a, store.deliveries(a.fingerprint, a.started_ns), _zone_name())
+                                   for a in alerts])
                 return
-            t = _table("ID", "STATE", "SEV", "RULE", "DEVICE", "MEASURED / LIMIT", "SINCE", "NOTE")
+            t = _table("ID", "STATE", "SEV", "RULE", "DEVICE", "MEASURED / LIMIT", f"SINCE ({_zone_name()})", "NOTE")
             for a in alerts:
                 note = f"ack {a.acked_by}" if a.acked_by and a.state == "firing" else (a.suppressed_by or "")
                 d = describe(a.measured, value=a.value, threshold=a.threshold, eta_s=a.eta_s,
-                             time_ns=a.updated_ns, labels=a.labels, kind=a.labels.get("kind", ""), tz=zone())
+                             time_ns=a.updated_ns, labels=a.labels, kind=a.labels.get("kind", ""), tz=_zone_name())
                 t.add_row(str(a.id), a.display_state, a.severity, a.rule_id, a.device_id,
-                          f"{d.name} {d.value_text} / {d.threshold_text}", _when(a.started_ns)[5:16], note)
+                          f"{d.name} {d.value_text} / {d.threshold_text}", _short(a.started_ns), note)
             console.print(t)
         run(body)
 
@@ -194,7 +232,10 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         ref: Annotated[str, typer.Argument(help="alert id or fingerprint")],
         as_json: Annotated[bool, typer.Option("--json", help="JSON instead of text")] = False,
     ) -> None:
-        """One alert with its history, its notifications and its cases."""
+        """One alert with its history, its notifications and its cases. `--json`: one object.
+
+        Example: [bold]urbansense alerts show 42[/bold]
+        """
         def body(store: AlertStore) -> None:
             a = store.find(ref)
             history = [{"time": _when(h.time_ns), "from": h.from_state, "to": h.to_state, "severity": h.severity,
@@ -202,7 +243,7 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
                         "note": h.note} for h in store.history(a.fingerprint)]
             outbox = [_outbox_dict(o) for o in store.outbox(a.fingerprint)]
             cases = store.cases(a.fingerprint)
-            info = alert_dict(a, store.deliveries(a.fingerprint, a.started_ns), zone())
+            info = alert_dict(a, store.deliveries(a.fingerprint, a.started_ns), _zone_name())
             if as_json:
                 _print_json({"alert": info, "history": history, "notifications": outbox, "cases": cases})
                 return
@@ -228,7 +269,10 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         by: Annotated[str, typer.Option(help="a note (on whose behalf); the OS user is recorded as the actor")] = "",
         comment: Annotated[str, typer.Option(help="what is being done")] = "",
     ) -> None:
-        """Acknowledge a firing alert: it is no longer repeated until it resolves or escalates."""
+        """Acknowledge a firing alert: it is no longer repeated until it resolves or escalates.
+
+        Example: [bold]urbansense alerts ack 42 --by li.na --comment "crew on the way"[/bold]
+        """
         def body(store: AlertStore) -> None:
             user, note = getpass.getuser(), _with_note(comment, by)  # the OS user is the actor
             if manager is not None:  # with the configured receivers: the open case hears of it too
@@ -248,7 +292,11 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         for_: Annotated[str | None, typer.Option("--for", help="duration, e.g. 2h")] = None,
         by: Annotated[str, typer.Option(help="a note (on whose behalf); the OS user is recorded as the actor")] = "",
     ) -> None:
-        """Hold back notifications of matching alerts for a while (state is still tracked)."""
+        """Hold back notifications of matching alerts for a while (state is still tracked).
+
+        Times without an offset are in the city's zone.
+        Example: [bold]urbansense alerts silence -m district=朝阳 --for 2h --comment "festival"[/bold]
+        """
         def body(store: AlertStore) -> None:
             if (end is None) == (for_ is None):
                 raise AlertsError("give exactly one of --end and --for")
@@ -265,12 +313,15 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         all_: Annotated[bool, typer.Option("--all", help="also expired and future ones")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
     ) -> None:
-        """Silences (active ones unless --all)."""
+        """Silences (active ones unless --all). `--json`: JSON Lines, one silence per line.
+
+        Example: [bold]urbansense alerts silences --all[/bold]
+        """
         def body(store: AlertStore) -> None:
             now = time.time_ns()
             rows = [_silence_dict(s, now) for s in store.silences(None if all_ else now)]
             if as_json:
-                _print_json(rows)
+                _print_json_lines(rows)
                 return
             t = _table("ID", "MATCHERS", "STARTS", "ENDS", "ACTIVE", "BY", "COMMENT")
             for s in rows:
@@ -281,7 +332,10 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
 
     @sub.command("expire-silence")
     def expire_silence(silence_id: Annotated[int, typer.Argument(help="silence id")]) -> None:
-        """End a silence now."""
+        """End a silence now.
+
+        Example: [bold]urbansense alerts expire-silence 3[/bold]
+        """
         def body(store: AlertStore) -> None:
             store.expire_silence(silence_id, time.time_ns())
             typer.echo(f"silence {silence_id} expired")
@@ -293,7 +347,10 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         limit: Annotated[int, typer.Option(help="at most this many")] = 200,
         as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
     ) -> None:
-        """Notifications waiting, delivered or refused, with the receiver's last error."""
+        """Notifications waiting, delivered or refused, with the receiver's last error. `--json`: JSON Lines.
+
+        Example: [bold]urbansense alerts outbox --status failed[/bold]
+        """
         if status not in (None, "queued", "delivered", "failed"):
             typer.echo("error: --status is queued, delivered or failed", err=True)
             raise typer.Exit(2)
@@ -301,7 +358,7 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
         def body(store: AlertStore) -> None:
             rows = [_outbox_dict(o) for o in store.outbox(status=status, limit=limit)]
             if as_json:
-                _print_json(rows)
+                _print_json_lines(rows)
                 return
             t = _table("ID", "FINGERPRINT", "SEQ", "RECEIVER", "EVENT", "STATUS", "TRIES", "NEXT", "ERROR")
             for r in rows:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated
 
@@ -22,20 +23,40 @@ from service.app import run_service
 from service.config import CONFIG_ENV, DEFAULT_PATH, ConfigError, load_config
 from service.logs import setup_logging
 
+CONVENTIONS = (
+    "Configuration comes from ./config.toml, --config FILE or $URBANSENSE_CONFIG.",
+    "Times are shown in the city's time zone (\\[alerts] timezone, default Asia/Shanghai), with the zone named; "
+    "times you type without an offset are read in it.",
+    "--json: a listing or a stream prints JSON Lines (one object per line: device list, device history, "
+    "device watch, models, alerts list, alerts silences, alerts outbox, deadletter list, rules test); "
+    "a single result prints one JSON object (device show, decode, alerts show, deadletter show, rules check).",
+    "Exit codes: 0 ok; 1 failure (not found, invalid data refused, a server unreachable, rule errors); "
+    "2 usage (unknown command, option or value, e.g. --kind water).",
+    "Example: [bold]urbansense device list --district 朝阳 --json[/bold]",
+)
+"""The conventions every command keeps, shown by `urbansense --help` (and in README.md "Commands")."""
+
 app = typer.Typer(
     name="urbansense",
-    help="The city's sensor nervous system: collect, decode, store, watch.\n\n"
-         "Configuration comes from ./config.toml, --config FILE or $URBANSENSE_CONFIG.",
+    help="The city's sensor nervous system: collect, decode, store, watch.\n\n" + "\n\n".join(CONVENTIONS),
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"urbansense {package_version('urbansense')}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(ctx: typer.Context,
           config: Annotated[Path | None, typer.Option("--config", "-c", envvar="URBANSENSE_CONFIG",
                                                       help="config file (default ./config.toml)")] = None,
+          version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False,
           ) -> None:
     ctx.obj = State(config)
     ctx.obj.load_city_models()

@@ -8,6 +8,7 @@ import json
 import re
 import time
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 
@@ -26,10 +27,12 @@ deadletter_app = typer.Typer(
          "Example: [bold]urbansense deadletter list --reason unknown_device[/bold]",
     no_args_is_help=True, rich_markup_mode="rich")
 
+_ZONE = {"name": "Asia/Shanghai"}
+"""The city's time zone (`alerts.timezone` of the config): times are shown and read in it."""
 
 
 def _since_ns(value: str | None) -> int | None:
-    """`30m`, `2h`, `7d` ago, or an ISO 8601 time (UTC when it has no offset)."""
+    """`30m`, `2h`, `7d` ago, or an ISO 8601 time (the city's time zone when it has no offset)."""
     if value is None:
         return None
     with contextlib.suppress(ValueError):
@@ -40,12 +43,13 @@ def _since_ns(value: str | None) -> int | None:
         raise typer.BadParameter(f"{value!r} is neither a duration like 30m, 2h, 7d nor an ISO 8601 time",
                                  param_hint="--since") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
+        when = when.replace(tzinfo=ZoneInfo(_ZONE["name"]))
     return int(when.timestamp() * 1e9)
 
 
 def _store(ctx: typer.Context) -> DeadLetterStore:
     cfg = state(ctx).config
+    _ZONE["name"] = cfg.alerts.timezone
     path = cfg.path(cfg.pipeline.dead_letter_path)
     if not path.exists():
         typer.secho(f"no dead-letter store at {path} (nothing refused yet, or another config)", fg="yellow", err=True)
@@ -56,7 +60,7 @@ def _store(ctx: typer.Context) -> DeadLetterStore:
 def _time(ns: int | None) -> str:
     if ns is None:
         return "-"
-    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(ns / 1e9, ZoneInfo(_ZONE["name"])).isoformat(timespec="milliseconds")
 
 
 _PATH_TOKEN = re.compile(r"(/push/ctwing/)(?!\{token\})[^/?\s]+")

@@ -45,10 +45,10 @@ def decode(
     envelope: Annotated[Path | None, typer.Option(
         "--envelope", help="A whole message copied from the network server or platform (ChirpStack v4/v3, TTS, "
                            "CTWing, OneNET), as a JSON file; '-' reads stdin.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """Decode one payload, decoded object or whole message with a model; print its canonical fields, history
-    records and warnings.
+    records and warnings. `--json`: one object.
 
     Examples: [bold]urbansense decode -m milesight-em500-udl 017564038201e0[/bold]
               [bold]urbansense decode -m milesight-am308 --object '{"pm2_5": 37, "pm10": 52}'[/bold]
@@ -136,9 +136,9 @@ models_app = typer.Typer(invoke_without_command=True, rich_markup_mode="rich")
 @models_app.callback()
 def models(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one model object per line.")] = False,
 ) -> None:
-    """List every device model with its kind, codec source, fields and where it comes from.
+    """List every device model with its kind, codec source, fields and where it comes from. `--json`: JSON Lines.
 
     The city's own folders come from decoders.paths in the config; `models check DIR` validates one.
 
@@ -152,7 +152,8 @@ def models(
     folders = getattr(ctx.find_root().obj, "model_folders", None)
     problems = list(folders.problems) if folders is not None else []
     if as_json:
-        typer.echo(orjson.dumps(rows).decode())
+        for row in rows:
+            typer.echo(orjson.dumps(row).decode())
     else:
         table = Table(title=f"{len(rows)} device models")
         for column in ("model", "kind", "source", "origin", "fields"):

@@ -10,7 +10,9 @@ from service.desk.auth import hash_password
 
 
 def register(app: typer.Typer) -> None:
-    sub = typer.Typer(help="The emergency desk console (web page served by the service).", no_args_is_help=True)
+    sub = typer.Typer(help="The emergency desk console (web page served by the service).\n\n"
+                           "Example: [bold]urbansense desk hash-password wang[/bold]",
+                      no_args_is_help=True, rich_markup_mode="rich")
 
     @sub.command("hash-password")
     def hash_password_(

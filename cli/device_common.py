@@ -8,21 +8,28 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
 
 from cli.state import state
+from core.device import Device
 from core.secrets import reveal
+from provisioning.lookup import AmbiguousDevice, DeviceNotFound, find_device
 from provisioning.registry import Registry
 from provisioning.validate import InvalidDevice
 from service.config import CONFIG_ENV, DEFAULT_PATH, Config
 from storage.influx import InfluxClient
 
 T = TypeVar("T")
+DEFAULT_CITY_TZ = "Asia/Shanghai"
 
-device_app = typer.Typer(help="Provision, check and maintain devices in the registry.", no_args_is_help=True,
-                         rich_markup_mode="rich")
+device_app = typer.Typer(help="Provision, check and maintain devices in the registry.\n\n"
+                              "A device is named by its id, its DevEUI/IMEI (any case, with or without separators) "
+                              "or, for show/history/watch, a unique prefix of either.\n\n"
+                              "Example: [bold]urbansense device show 24-E1-24-71-3C-21-00-01[/bold]",
+                         no_args_is_help=True, rich_markup_mode="rich")
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -31,7 +38,9 @@ RegistryOpt = Annotated[Path | None, typer.Option("--registry", help="registry f
 ByOpt = Annotated[str | None, typer.Option(
     "--by", help="a note for the audit (e.g. on whose behalf); the OS user is always recorded as the actor")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON for scripts")]
-IdArg = Annotated[str, typer.Argument(help="device id, e.g. WL-CY-001")]
+IdArg = Annotated[str, typer.Argument(help="device id or its DevEUI/IMEI, e.g. WL-CY-001 or 24-E1-24-71-3C-21-00-01")]
+LookupArg = Annotated[str, typer.Argument(help="device id, its DevEUI/IMEI in any case with or without separators "
+                                               "(24-E1-24-71-3C-21-00-01), or a unique prefix of either")]
 
 
 def config(ctx: typer.Context, *, required: bool = True) -> Config | None:
@@ -56,6 +65,19 @@ def open_registry(ctx: typer.Context, path: Path | None) -> Registry:
     return Registry(path)
 
 
+def get_device(reg: Registry, text: str, *, prefix: bool = True) -> Device:
+    """The device `text` names (id, DevEUI/IMEI in any form, or with `prefix` a unique prefix); exits otherwise.
+
+    Not found exits 1; several devices starting with `text` exit 2 (a usage error: say more).
+    """
+    try:
+        return find_device(reg, text, prefix=prefix)
+    except AmbiguousDevice as exc:
+        raise fail(str(exc), 2) from None
+    except DeviceNotFound as exc:
+        raise fail(str(exc), 1) from None
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print an error to stderr; return the Exit to raise."""
     err_console.print(f"[red]error:[/red] {message}")
@@ -69,24 +91,54 @@ def fail_invalid(exc: InvalidDevice) -> typer.Exit:
 
 
 def parse_time(text: str | None) -> float:
-    """Epoch seconds of an ISO 8601 time (local time when it has no offset); now when None."""
+    """Epoch seconds of an ISO 8601 time (city time when it has no offset); now when None."""
     if text is None:
         return time.time()
     try:
-        return datetime.fromisoformat(text).timestamp()
+        when = datetime.fromisoformat(text)
+        return (when if when.tzinfo else when.replace(tzinfo=ZoneInfo(city_tz()))).timestamp()
     except ValueError:
         raise fail(f"--at: {text!r} is not an ISO 8601 time; expected e.g. 2024-06-01T14:30 or "
                    "2024-06-01T06:30:00Z") from None
 
 
-def fmt_time(seconds: float | None, *, ago: bool = False) -> str:
-    """Local time to the second, optionally with how long ago."""
+_CITY_TZ: dict[str, Any] = {"name": None, "ctx": None}
+
+
+@device_app.callback()
+def _remember_context(ctx: typer.Context) -> None:
+    _CITY_TZ.update(name=None, ctx=ctx)
+
+
+def city_tz() -> str:
+    """The zone times are shown in: `alerts.timezone` of the config (the city's), else Asia/Shanghai."""
+    if _CITY_TZ["name"] is None:
+        ctx = _CITY_TZ["ctx"]
+        cfg = config(ctx, required=False) if ctx is not None else None
+        _CITY_TZ["name"] = cfg.alerts.timezone if cfg is not None else DEFAULT_CITY_TZ
+    return _CITY_TZ["name"]
+
+
+def fmt_time(seconds: float | None, *, ago: bool = False, short: bool = False) -> str:
+    """City time to the second with its offset and zone name (`2026-07-21T14:30:00+08:00 Asia/Shanghai`).
+
+    `short` leaves out offset and zone (`2026-07-21 14:30:00`), for rows under a title that names the zone.
+    """
     if seconds is None:
         return "never"
-    text = datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
+    name = city_tz()
+    when = datetime.fromtimestamp(seconds, ZoneInfo(name))
+    text = when.strftime("%Y-%m-%d %H:%M:%S") if short else f"{when.isoformat(timespec='seconds')} {name}"
     if not ago:
         return text
     return f"{text} ({fmt_age(time.time() - seconds)} ago)"
+
+
+def iso_time(seconds: float | None) -> str | None:
+    """RFC 3339 in the city zone with its offset, for JSON (`2026-07-21T14:30:00+08:00`); None stays None."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, ZoneInfo(city_tz())).isoformat(timespec="seconds")
 
 
 def fmt_age(seconds: float) -> str:

@@ -14,14 +14,18 @@ from cli.device_common import (
     ByOpt,
     IdArg,
     JsonOpt,
+    LookupArg,
     RegistryOpt,
     bbox,
+    city_tz,
     config,
     console,
     device_app,
     fail,
     fail_invalid,
     fmt_time,
+    get_device,
+    iso_time,
     open_registry,
     parse_time,
     with_influx,
@@ -62,11 +66,9 @@ def _apply(reg: Registry, old: Device, new: Device, *, by: str | None, action: s
     return sorted(changes)
 
 
-def _get(reg: Registry, device_id: str) -> Device:
-    device = reg.find(device_id)
-    if device is None:
-        raise fail(f"no device with id {device_id!r} (see `urbansense device list`)", 1)
-    return device
+def _get(reg: Registry, text: str) -> Device:
+    """The device to change: by exact id or key (any form) — never by prefix, a change must name its device."""
+    return get_device(reg, text, prefix=False)
 
 
 @device_app.command("add")
@@ -139,7 +141,7 @@ def update(ctx: typer.Context, id: IdArg,
                           mount_height_mm=mount_height_mm, bin_depth_mm=bin_depth_mm, dead_zone_mm=dead_zone_mm,
                           expected_interval_s=interval_s, status=status)
         changed = _apply(reg, old, new, by=by, action="update")
-    console.print(f"updated {id}: {', '.join(changed)}" if changed else f"{id}: nothing changed")
+    console.print(f"updated {old.id}: {', '.join(changed)}" if changed else f"{old.id}: nothing changed")
 
 
 @device_app.command("calibrate")
@@ -173,10 +175,10 @@ def calibrate(ctx: typer.Context, id: IdArg,
         changed = _apply(reg, old, new, by=by, action="calibrate",
                          note={"reading_mm": empty_distance_mm, "source": source})
     if changed:
-        console.print(f"calibrated {id}: {param} {old.install.get(param, 'unset')} → {new.install[param]:g} "
+        console.print(f"calibrated {old.id}: {param} {old.install.get(param, 'unset')} → {new.install[param]:g} "
                       f"({source})")
     else:
-        console.print(f"{id}: {param} is already {new.install[param]:g}")
+        console.print(f"{old.id}: {param} is already {new.install[param]:g}")
 
 
 def _last_distance(ctx: typer.Context, device: Device) -> tuple[float, str]:
@@ -203,10 +205,10 @@ def retire(ctx: typer.Context, id: IdArg,
     with open_registry(ctx, registry) as reg:
         old = _get(reg, id)
         if old.status == "retired":
-            console.print(f"{id} is already retired")
+            console.print(f"{old.id} is already retired")
             return
-        reg.update(id, by=by, action="retire", note={"reason": reason} if reason else None, status="retired")
-    console.print(f"retired {id} (was {old.status}); `device update {id} --status active` brings it back")
+        reg.update(old.id, by=by, action="retire", note={"reason": reason} if reason else None, status="retired")
+    console.print(f"retired {old.id} (was {old.status}); `device update {old.id} --status active` brings it back")
 
 
 @device_app.command("mac-key")
@@ -254,8 +256,8 @@ def move(ctx: typer.Context, id: IdArg,
                           street=street, zone_class=zone_class, site=site)
         stamp = datetime.fromtimestamp(moved_at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         changed = _apply(reg, old, new, by=by, action="move", note={"moved_at": stamp})
-    console.print(f"moved {id} at {fmt_time(moved_at)}: {', '.join(changed)}" if changed
-                  else f"{id}: already there, nothing changed")
+    console.print(f"moved {old.id} at {fmt_time(moved_at)}: {', '.join(changed)}" if changed
+                  else f"{old.id}: already there, nothing changed")
 
 
 def _describe(entry: dict[str, Any]) -> str:
@@ -272,21 +274,21 @@ def _describe(entry: dict[str, Any]) -> str:
 
 
 @device_app.command("history")
-def history(ctx: typer.Context, id: IdArg, as_json: JsonOpt = False, registry: RegistryOpt = None) -> None:
+def history(ctx: typer.Context, id: LookupArg, as_json: JsonOpt = False, registry: RegistryOpt = None) -> None:
     """Every change to a device: when, who (the OS user; a --by note in brackets), what (old → new).
+    `--json`: JSON Lines, one change per line.
 
-    Example: [bold]urbansense device history WL-CY-001[/bold]
+    Example: [bold]urbansense device history 24-E1-24-71-3C-21-00-01[/bold]
     """
     with open_registry(ctx, registry) as reg:
-        entries = reg.history(id)
-    if not entries:
-        raise fail(f"no history for {id!r}: no such device was ever registered", 1)
+        device_id = get_device(reg, id).id
+        entries = reg.history(device_id)
     if as_json:
         for e in entries:
-            typer.echo(json.dumps(e, ensure_ascii=False))
+            typer.echo(json.dumps({**e, "at": iso_time(e["at"])}, ensure_ascii=False))
         return
-    table = Table("when", "by", "action", "what changed", title=f"history of {id}")
+    table = Table("when", "by", "action", "what changed", title=f"history of {device_id} (times {city_tz()})")
     for e in entries:
         by = f"{e['by']} ({e['note']})" if e.get("note") else e["by"]
-        table.add_row(fmt_time(e["at"]), by, e["action"], _describe(e))
+        table.add_row(fmt_time(e["at"], short=True), by, e["action"], _describe(e))
     console.print(table)

@@ -10,7 +10,9 @@ import typer
 from cli.state import state
 from grafana.export import export_tree
 
-grafana_app = typer.Typer(help="Grafana dashboards and datasource, as code.", no_args_is_help=True)
+grafana_app = typer.Typer(help="Grafana dashboards and datasource, as code.\n\n"
+                               "Example: [bold]urbansense grafana export /etc/grafana/provisioning[/bold]",
+                          no_args_is_help=True, rich_markup_mode="rich")
 
 Lang = Annotated[str | None, typer.Option("--language", "-l", help="zh or en (default: the \\[grafana] language)")]
 

@@ -60,6 +60,8 @@ HEALTH_SPECS: tuple[FieldSpec, ...] = (
                                     "received): see the time policy"),
     FieldSpec("reachable", B, "",
               "polled device answered (false: timeout or Modbus exception); written on each change"),
+    FieldSpec("received", B, "", "always true, on every stored reading: the device was heard (the dashboards' "
+                                 "online count; NB-IoT and Modbus devices report no RSSI)"),
 )
 HEALTH_FIELDS: frozenset[str] = frozenset(s.name for s in HEALTH_SPECS)
 

@@ -43,7 +43,8 @@ def decode_uplink(device: Device, uplink: Uplink, tags: tuple[tuple[str, str], .
     """Model lookup, decode, kind derivation (`depth_mm`, `fill_pct`) and the health split.
 
     `fields` are canonical (docs/schema.md); `health` holds battery, temperature, humidity,
-    vendor alarms and the radio metadata (RSSI dBm, SNR dB, fCnt); the fCnt gap needs the
+    vendor alarms, the radio metadata (RSSI dBm, SNR dB, fCnt) and `received = True` (the
+    dashboards' "heard", which NB-IoT and Modbus need: they report no RSSI); the fCnt gap needs the
     device's history and is the caller's. A health report (`uplink.reachable` set, empty
     payload) is a reading with `health = {"reachable": ...}` only. `tags` default to
     `device.tags()` (the pipeline passes its cached tuple). Raises `Rejected`
@@ -66,6 +67,7 @@ def decode_uplink(device: Device, uplink: Uplink, tags: tuple[tuple[str, str], .
     derived = derive(device.kind, decoded.fields, device.install, model)
     fields = derived.fields
     health: dict[str, FieldValue] = health_fields(fields)
+    health["received"] = True  # "heard", for every transport, RSSI or not (docs/schema.md)
     if uplink.rssi_dbm is not None:
         health["rssi_dbm"] = uplink.rssi_dbm
     if uplink.snr_db is not None:

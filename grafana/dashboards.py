@@ -20,6 +20,7 @@ from grafana_foundation_sdk.models import geomap as gm
 
 from core.kinds import KINDS
 from grafana.influxql import InfluxQL
+from grafana.limits import level_thresholds, zone_limits
 from grafana.texts import Language, text
 from report import queries as figures_q
 
@@ -31,12 +32,14 @@ UID_PREFIX = "urbansense-"
 OPEN_ALERT_LOOKBACK = "30d"
 """How far back an alert's last transition is looked for when counting open alerts."""
 
-# GB 3096-2008 environmental noise limits, dB(A): zone class → (day, night).
-NOISE_LIMITS: dict[str, tuple[int, int]] = {"0": (50, 40), "1": (55, 45), "2": (60, 50), "3": (65, 55),
-                                            "4a": (70, 55), "4b": (70, 60)}
-# GB 3095-2012 24-hour mean limits, µg/m³: (grade I, grade II).
-PM25_24H, PM10_24H = (35, 75), (50, 150)
-WATER_WARN_MM, WATER_CLOSE_MM = 150, 270
+NOISE_LIMITS: dict[str, tuple[float, float]] = zone_limits("noise.zone_limit")
+"""GB 3096-2008 limits, dB(A): zone class → (day, night), from the noise.zone_limit preset."""
+PM25_GRADE_I, PM10_GRADE_I = 35, 50
+"""GB 3095-2012 grade I 24-hour means, µg/m³ (nature reserves); no preset rule fires on them, so they stay here."""
+PM25_24H = (PM25_GRADE_I, level_thresholds("dust.pm2_5_24h")[0])
+PM10_24H = (PM10_GRADE_I, level_thresholds("dust.pm10_24h")[0])
+WATER_WARN_MM, WATER_CLOSE_MM = level_thresholds("water.depth")
+BIN_FULL_PCT, BIN_OVERFLOW_PCT = level_thresholds("bin.full")[0], level_thresholds("bin.overflow")[0]
 
 U_DBA, U_UGM3, U_PCT, U_MM = "suffix: dB(A)", "suffix: µg/m³", "percent", "lengthmm"
 
@@ -177,7 +180,7 @@ def _device_map(lang: Language) -> geomap.Panel:
     a = q("devices", 'SELECT last("latitude") AS "latitude", last("longitude") AS "longitude", '
                      'last("latitude") * 0 + 2 AS "registered" FROM "device_info" '
                      'WHERE "district" =~ /^$district$/ GROUP BY "device_id", "kind", "district"', table_=True)
-    b = q("online", 'SELECT count("rssi_dbm") * 0 - 2 AS "heard" FROM "device_health" '
+    b = q("online", 'SELECT count("received") * 0 - 2 AS "heard" FROM "device_health" '
                     'WHERE time > now() - $online_window AND "district" =~ /^$district$/ GROUP BY "device_id"',
           table_=True)
     c = q("alerting", 'SELECT count("fp") / count("fp") AS "alerting" FROM (SELECT last("fingerprint") AS "fp", '
@@ -229,7 +232,7 @@ def _online_pct(lang: Language) -> bargauge.Panel:
     registered = q("registered", 'SELECT count("r") AS "registered" FROM (SELECT last("latitude") AS "r" '
                                  'FROM "device_info" WHERE "district" =~ /^$district$/ GROUP BY "device_id", '
                                  '"district") GROUP BY "district"', table_=True)
-    online = q("online", 'SELECT count("n") AS "online" FROM (SELECT count("rssi_dbm") AS "n" FROM "device_health" '
+    online = q("online", 'SELECT count("n") AS "online" FROM (SELECT count("received") AS "n" FROM "device_health" '
                          'WHERE time > now() - $online_window AND "district" =~ /^$district$/ '
                          'GROUP BY "device_id", "district") GROUP BY "district"', table_=True)
     p = _gauge(text("online_pct", lang), "percentunit", [registered, online],
@@ -275,9 +278,11 @@ def _worst_now(lang: Language) -> stat.Panel:
     p = p.with_target(q("parking", f'SELECT count("o") AS "{text("parking", lang)}" FROM (SELECT last("occupied") '
                                    'AS "o" FROM "parking" WHERE $timeFilter AND "district" =~ /^$district$/ '
                                    'GROUP BY "device_id") WHERE "o" = true'))
-    steps = {"noise": [(55, "orange"), (70, "red")], "dust": [(35, "orange"), (75, "red")],
-             "bin_fill": [(80, "orange"), (95, "red")], "water_level": [(WATER_WARN_MM, "orange"),
-                                                                        (WATER_CLOSE_MM, "red")]}
+    days = [day for day, _ in NOISE_LIMITS.values()]
+    steps = {"noise": [(min(days), "orange"), (max(days), "red")],
+             "dust": [(PM25_24H[0], "orange"), (PM25_24H[1], "red")],
+             "bin_fill": [(BIN_FULL_PCT, "orange"), (BIN_OVERFLOW_PCT, "red")],
+             "water_level": [(WATER_WARN_MM, "orange"), (WATER_CLOSE_MM, "red")]}
     for kind, st in steps.items():
         p = p.override_by_query(kind, [dm.DynamicConfigValue(id_val="thresholds", value=thresholds("green", *st)
                                                               .build().to_json())])
@@ -309,12 +314,23 @@ def _per_device(kind: str, expr: str, *, where: str = "", group: str = "time($__
                   f'GROUP BY {group}, "device_id" fill(none)', alias="$tag_device_id")
 
 
+def laeq(where: str, group: str = "time($__interval)") -> InfluxQL:
+    """LAeq per device over each interval as GB 3096 defines it: the energy average 10·log10(mean 10^(L/10)).
+
+    The arithmetic mean of dB values understates a loud spell (40 dB for 55 min and 65 dB for 5 min
+    is 54.4 dB LAeq, not 42.1), so a panel could sit below the limit while the rule fires.
+    """
+    return q("A", f'SELECT 10 * log10(mean("e")) AS "laeq_db" FROM (SELECT pow(10, "laeq_db" / 10) AS "e" '
+                  f'FROM "noise" WHERE $timeFilter AND {FILTER} AND {where}) WHERE $timeFilter '
+                  f'GROUP BY {group}, "device_id" fill(none)', alias="$tag_device_id")
+
+
 def noise(lang: Language) -> dict[str, object]:
     b = _kind_base("noise", lang)
     for zone, (day, night) in NOISE_LIMITS.items():
         b = b.with_panel(_timeseries(
-            text("noise_zone", lang, zone=zone, day=day, night=night), U_DBA,
-            [_per_device("noise", 'mean("laeq_db")', where=f"\"zone_class\" = '{zone}'")],
+            text("noise_zone", lang, zone=zone, day=f"{day:g}", night=f"{night:g}"), U_DBA,
+            [laeq(f"\"zone_class\" = '{zone}'")],
             steps=[(night, "orange"), (day, "red")], lines=True))
     return _finish(b, [alert_annotation(lang, '"district" =~ /^$district$/')])
 
@@ -335,7 +351,8 @@ def dust(lang: Language) -> dict[str, object]:
 def bin_fill(lang: Language) -> dict[str, object]:
     b = _kind_base("bin_fill", lang)
     b = b.with_panel(_timeseries(text("fill_pct", lang), U_PCT, [_per_device("bin_fill", 'mean("fill_pct")')],
-                                 steps=[(80, "orange"), (95, "red")], lines=True).min(0).max(100))
+                                 steps=[(BIN_FULL_PCT, "orange"), (BIN_OVERFLOW_PCT, "red")], lines=True)
+                     .min(0).max(100))
     eta = q("A", 'SELECT "hours" FROM (SELECT (100 - last("fill_pct")) / (last("fill_pct") - first("fill_pct")) '
                  'AS "hours", last("fill_pct") - first("fill_pct") AS "rise" FROM "bin_fill" '
                  f'WHERE time > now() - 1h AND {FILTER} GROUP BY "device_id") WHERE "rise" > 0 GROUP BY "device_id"',
@@ -400,7 +417,7 @@ def device_health(lang: Language) -> dict[str, object]:
     registered = q("registered", 'SELECT last("latitude") AS "latitude" FROM "device_info" WHERE '
                                  '"district" =~ /^$district$/ AND "zone_class" =~ /^$zone_class$/ AND '
                                  '"device_id" =~ /^$device$/ GROUP BY "device_id", "kind", "district"', table_=True)
-    heard = q("heard", f'SELECT last("rssi_dbm") AS "heard" FROM "device_health" WHERE time > now() - $online_window '
+    heard = q("heard", f'SELECT last("received") AS "heard" FROM "device_health" WHERE time > now() - $online_window '
                        f'AND {FILTER} GROUP BY "device_id"', table_=True)
     silent = (_table(text("silent", lang), [registered, heard])
               .with_transformation(_transform("joinByField", {"byField": "device_id", "mode": "outer"}))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from core.device import Device
 from provisioning.csvio import CsvRow
-from provisioning.validate import BBox, InvalidDevice, check_device
+from provisioning.validate import BBox, InvalidDevice, Problem, check_device
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,28 +31,38 @@ class ImportPlan:
     bad: list[BadRow] = field(default_factory=list)
 
 
+def _labelled(problem: Problem, labels: Mapping[str, str]) -> str:
+    """A problem naming its column as the file does: `纬度 (latitude): 139.9 is out of range ...`."""
+    column = "/".join(labels.get(part, part) for part in problem.field.split("/"))
+    return f"{column}: {problem.message}"
+
+
 def plan_import(rows: Sequence[CsvRow], key_owners: Mapping[str, str], *, bbox: BBox | Sequence[float] | None = None,
-                progress: Callable[[int], None] | None = None) -> ImportPlan:
+                progress: Callable[[int], None] | None = None, labels: Mapping[str, str] | None = None
+                ) -> ImportPlan:
     """Validate every row, then refuse an id or key that appears twice in the file or whose key another device has.
 
-    `key_owners` is the registry's key → device id. A row that repeats an earlier one
-    exactly is not an error (it would change nothing) and is counted once.
+    `key_owners` is the registry's key → device id; `labels` maps a column to how the file
+    names it (for messages). A row that repeats an earlier one exactly is not an error (it
+    would change nothing) and is counted once.
     """
+    labels = labels or {}
     plan = ImportPlan()
     first_id: dict[str, tuple[int, Device]] = {}
     first_key: dict[str, tuple[int, str]] = {}
     for n, row in enumerate(rows, 1):
         if progress is not None and n % 250 == 0:
             progress(250)
-        if row.error:
+        if row.error and not row.values:
             plan.bad.append(BadRow(row.line, row.values.get("id", ""), (row.error,)))
             continue
         try:
             device = check_device(row.values, bbox=bbox)
         except InvalidDevice as exc:
-            plan.bad.append(BadRow(row.line, row.values.get("id", ""), tuple(str(p) for p in exc.problems)))
+            reasons = tuple(_labelled(p, labels) for p in exc.problems if p.field not in row.refused)
+            plan.bad.append(BadRow(row.line, row.values.get("id", ""), (*reasons, *filter(None, [row.error]))))
             continue
-        reasons: list[str] = []
+        reasons: list[str] = [row.error] if row.error else []
         earlier = first_id.get(device.id)
         if earlier is not None:
             if earlier[1] == device:
@@ -73,3 +83,44 @@ def plan_import(rows: Sequence[CsvRow], key_owners: Mapping[str, str], *, bbox: 
     if progress is not None:
         progress(len(rows) % 250)
     return plan
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One field an import would change on an existing device."""
+
+    field: str
+    old: object
+    new: object
+
+
+@dataclass(slots=True)
+class Preview:
+    """What an import would do, for `--dry-run`: devices added, changed field by field, left alone."""
+
+    added: list[Device] = field(default_factory=list)
+    changed: list[tuple[str, list[Change]]] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+
+def _flat(device: Device) -> dict[str, object]:
+    out = {f: getattr(device, f) for f in Device.__dataclass_fields__ if f != "install"}
+    out.update({f"install.{k}": v for k, v in device.install.items()})
+    return out
+
+
+def preview(devices: Sequence[Device], existing: Mapping[str, Device]) -> Preview:
+    """Compare the devices an import would write with the registry's (`existing`: id → device)."""
+    out = Preview()
+    for device in devices:
+        old = existing.get(device.id)
+        if old is None:
+            out.added.append(device)
+        elif old == device:
+            out.unchanged.append(device.id)
+        else:
+            before, after = _flat(old), _flat(device)
+            changes = [Change(k.removeprefix("install."), before.get(k), after.get(k))
+                       for k in dict.fromkeys([*before, *after]) if before.get(k) != after.get(k)]
+            out.changed.append((device.id, changes))
+    return out

@@ -313,6 +313,33 @@ class Registry:
         rows = self._db.execute(f"SELECT * FROM devices WHERE {clause} ORDER BY id", tuple(where.values()))
         return [_row_to_device(r) for r in rows]
 
+    def matching(self, *, contains: Mapping[str, str] | None = None, **where: str) -> list[Device]:
+        """Devices equal on `where` columns and containing each `contains` text (e.g. district 朝阳 → 朝阳区)."""
+        contains = dict(contains or {})
+        bad = (set(where) | set(contains)) - set(_COLUMNS)
+        if bad:
+            raise RegistryError(f"cannot filter on {sorted(bad)}; columns are {_COLUMNS}")
+        clauses = [f"{k} = ?" for k in where] + [f"instr(lower({k}), lower(?)) > 0" for k in contains]
+        rows = self._db.execute(f"SELECT * FROM devices WHERE {' AND '.join(clauses) or '1'} ORDER BY id",
+                                (*where.values(), *contains.values()))
+        return [_row_to_device(r) for r in rows]
+
+    def with_prefix(self, id_prefix: str, key_prefix: str | None, limit: int = 20) -> list[Device]:
+        """Devices whose id starts with `id_prefix` (any case) or whose key starts with `key_prefix`."""
+        def like(text: str) -> str:
+            return text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+        sql = "SELECT * FROM devices WHERE lower(id) LIKE ? ESCAPE '\\'"
+        args: list[str] = [like(id_prefix)]
+        if key_prefix:
+            sql += " OR key LIKE ? ESCAPE '\\'"
+            args.append(like(key_prefix))
+        rows = self._db.execute(f"{sql} ORDER BY id LIMIT ?", (*args, limit))
+        return [_row_to_device(r) for r in rows]
+
+    def ids(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT id FROM devices ORDER BY id")]
+
     def history(self, device_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT * FROM audit WHERE device_id = ? ORDER BY seq", (device_id,))
         return [{**dict(r), "changes": json.loads(r["changes"])} for r in rows]

@@ -20,6 +20,7 @@ from core.kinds import HEALTH_FIELD_NAMES, KIND_NAMES
 from core.kinds import KINDS as KIND_SPECS
 from core.timing import format_duration, parse_duration
 from core.transition import Severity
+from rules.crosscheck import Vocabulary, cross_check
 from rules.model import (
     ANY,
     BUCKETED_AGGREGATES,
@@ -98,8 +99,12 @@ def load_rules(paths: Iterable[Path | str], *, include_presets: bool = True,
 
 
 def check_rules(paths: Iterable[Path | str], *, include_presets: bool = True,
-                tz: str = "Asia/Shanghai") -> CheckReport:
-    """Validate every file and rule, collecting all errors rather than stopping at the first."""
+                tz: str = "Asia/Shanghai", vocabulary: Vocabulary | None = None) -> CheckReport:
+    """Validate every file and rule, collecting all errors rather than stopping at the first.
+
+    With a `vocabulary` the rules are also checked against what exists (`rules.crosscheck`):
+    kinds, fields, routes, districts, devices and models.
+    """
     report = CheckReport()
     files = [*(preset_files() if include_presets else []), *(Path(p) for p in paths)]
     report.files = files
@@ -109,6 +114,11 @@ def check_rules(paths: Iterable[Path | str], *, include_presets: bool = True,
             merged.pop(item[0], None)
             merged[item[0]] = item[1]
     report.rules = [r for r in merged.values() if r is not None and r.enabled]
+    if vocabulary is not None:
+        mismatches = cross_check(report.rules, vocabulary)
+        report.errors.extend(RuleError(e.file, e.rule_id, e.key, e.message) for e in mismatches)
+        said = {f"rule {e.rule_id!r}: key {e.key!r}" for e in mismatches}
+        report.warnings = [w for w in report.warnings if not any(s in w for s in said)]
     return report
 
 

@@ -22,6 +22,7 @@ from alerts.runtime import AlertsRuntime
 from core.reading import Reading
 from core.transition import AlertState, AlertTransition, Severity
 from provisioning.view import RegistryView
+from rules.crosscheck import cross_check
 from rules.footprint import RuleStateStats
 from rules.gate import RuleSet
 from rules.loader import load_rules
@@ -29,6 +30,7 @@ from rules.machine import RestoredAlert
 from rules.model import Rule
 from rules.warmup import readings_from_series
 from service.config import Config
+from service.rule_vocabulary import rule_vocabulary
 from storage.influx import InfluxClient
 from storage.lineprotocol import encode_points
 from storage.writer import BatchWriter
@@ -67,6 +69,8 @@ class RulesAndAlerts:
         logger.info("rules: {} loaded", len(rules))
         for warning in case_code_warnings(cfg, rules):
             logger.warning(warning)
+        for mismatch in cross_check(rules, rule_vocabulary(cfg.alerts, view.by_id.values())):
+            logger.warning("rules: {} (`urbansense rules check` lists them all)", mismatch)
 
     def restore(self) -> int:
         """Put the alerts the store lists as firing or pending back into the rules engine (restart memory)."""
@@ -155,11 +159,9 @@ class RulesAndAlerts:
         self._state_seen_at = now
         self._on_state(self.engine.state_stats(), self.engine.due_entries)
 
-    async def on_chunk_end(self) -> None:
-        """Pipeline hook after a chunk's readings: store their transitions in one transaction, in a thread,
-        so that the commit's fsync does not stall the event loop (alert delivery, the desk console)."""
-        if self._pending:
-            await asyncio.to_thread(self.flush)
+    def on_chunk_end(self) -> None:
+        """Pipeline hook after a chunk's readings: store their transitions in one transaction."""
+        self.flush()
 
     async def run(self, writer: BatchWriter, stop: asyncio.Event,
                   catching_up: Callable[[], bool] = lambda: False) -> None:

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE INDEX IF NOT EXISTS dead_letters_reason_time ON dead_letters (reason, time_ns);
 CREATE INDEX IF NOT EXISTS dead_letters_time ON dead_letters (time_ns);
+CREATE INDEX IF NOT EXISTS dead_letters_key_time ON dead_letters (device_key, time_ns);
 """
 
 _COLUMNS = "id, time_ns, source, topic, payload, reason, detail, device_key, replayed_ns"
@@ -203,6 +204,13 @@ class DeadLetterStore:
         with self._lock:
             row = self._db.execute(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = ?", (id,)).fetchone()
         return _row(row) if row else None
+
+    def last_for_key(self, device_key: str) -> DeadLetter | None:
+        """The newest dead letter of one device key (DevEUI, IMEI, Modbus address), or None."""
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM dead_letters WHERE device_key = ? "
+                                   "ORDER BY time_ns DESC LIMIT 1", (device_key,)).fetchone()
+        return None if row is None else _row(row)
 
     def mark_replayed(self, ids: Iterable[int], when_ns: int | None = None) -> int:
         """Mark dead letters as replayed (now, unless `when_ns`); returns how many rows changed."""

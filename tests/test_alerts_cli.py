@@ -29,6 +29,11 @@ CONFIG = AlertsConfig.model_validate({
 DEVICE = Device(id="bin-001", key="imei-1", model="x-bin", kind="bin_fill", district="海淀区")
 
 
+def jsonl(text: str) -> list:
+    """A `--json` listing: JSON Lines, one object per line."""
+    return [json.loads(line) for line in text.splitlines()]
+
+
 def transition(to: AlertState, device: str = "bin-001") -> AlertTransition:
     return AlertTransition("bin_full", device, AlertState.PENDING, to, Severity.WARNING, time.time_ns(), 92.0,
                            80.0, "case", labels=(("case_category", "bin_overflow"),), field_name="fill_pct",
@@ -67,9 +72,9 @@ def cli(db: Path):
 
 
 def test_list_filters_by_state_and_speaks_json(cli):
-    rows = json.loads(cli("list", "--json"))
+    rows = jsonl(cli("list", "--json"))
     assert {(r["device_id"], r["state"]) for r in rows} == {("bin-001", "firing"), ("bin-002", "resolved")}
-    firing = json.loads(cli("list", "--state", "firing", "--json"))
+    firing = jsonl(cli("list", "--state", "firing", "--json"))
     assert [r["device_id"] for r in firing] == ["bin-001"]
     assert "bin-001" in cli("list")
     assert "unknown state" in cli("list", "--state", "burning", code=2)
@@ -90,7 +95,7 @@ def test_show_has_history_and_notifications(cli):
 def test_ack_makes_it_acknowledged_and_refuses_resolved_ones(cli, db):
     fp = fingerprint("bin_full", "bin-001")
     assert "acknowledged alert" in cli("ack", fp[:6], "--by", "王工", "--comment", "truck on its way")
-    (row,) = json.loads(cli("list", "--state", "acknowledged", "--json"))
+    (row,) = jsonl(cli("list", "--state", "acknowledged", "--json"))
     # the OS user is the actor; --by ("mayor" or anyone) is only a note beside the comment
     assert row["acknowledged_by"] == getpass.getuser() and row["ack_comment"] == "truck on its way [--by 王工]"
     out = cli("ack", fingerprint("bin_full", "bin-002"), "--by", "x", code=1)
@@ -101,13 +106,13 @@ def test_silence_lifecycle(cli):
     out = cli("silence", "--match", "district=海淀区", "-m", "rule_id=~bin_.*", "--for", "2h",
               "--comment", "street market day", "--by", "李")
     assert out.startswith("silence 1:")
-    (s,) = json.loads(cli("silences", "--json"))
+    (s,) = jsonl(cli("silences", "--json"))
     assert s["matchers"] == ["district=海淀区", "rule_id=~bin_.*"] and s["active"]
     assert s["created_by"] == getpass.getuser()
     assert s["comment"] == "street market day [--by 李]"
     assert "expired" in cli("expire-silence", "1")
-    assert json.loads(cli("silences", "--json")) == []
-    assert len(json.loads(cli("silences", "--all", "--json"))) == 1
+    assert jsonl(cli("silences", "--json")) == []
+    assert len(jsonl(cli("silences", "--all", "--json"))) == 1
     assert "no silence with id 7" in cli("expire-silence", "7", code=1)
 
 
@@ -121,7 +126,7 @@ def test_silence_refuses_bad_input(cli):
 
 
 def test_outbox_listing(cli):
-    rows = json.loads(cli("outbox", "--status", "queued", "--json"))
+    rows = jsonl(cli("outbox", "--status", "queued", "--json"))
     assert [r["event"] for r in rows] == ["firing", "firing", "resolved"]
 
 

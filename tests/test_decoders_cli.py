@@ -63,7 +63,7 @@ def test_models_lists_every_model_with_kind_source_and_fields(app: typer.Typer) 
     from decoders import all_models
 
     result = run(app, "models", "--json")
-    rows = json.loads(result.output)
+    rows = [json.loads(line) for line in result.output.splitlines()]
     assert [r["model"] for r in rows] == [m.model for m in all_models()]
     ncc = next(r for r in rows if r["model"] == "nwave-ncc405")
     assert (ncc["kind"], ncc["source"], ncc["fields"]) == ("parking", "js", ["vehicle_count", "battery_v"])

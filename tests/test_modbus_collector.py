@@ -20,6 +20,8 @@ from collectors.modbus.address import parse_key
 from core.device import Device
 from decoders import get_model
 from decoders.engines.modbus import Register, RegisterMapCodec, to_payload, to_registers
+from grafana.dashboards import build_dashboards
+from grafana.influxql import Expansion, expand
 from sim.daemons import Daemon, free_port
 
 RADAR = get_model("generic-mb-radar")
@@ -110,6 +112,11 @@ def test_gauges_are_polled_and_a_dead_one_is_marked_unreachable_without_delaying
     assert "urbansense_modbus_unreachable 1.0" in metrics
     assert 'urbansense_modbus_poll_failures_total{reason="connection"}' in metrics
     assert ready == (True, "polling 3 devices, 1 unreachable")
+    # no RSSI on Modbus, yet every gauge that answered counts as heard on the overview map
+    heard = build_dashboards("en")["urbansense-overview"]["panels"][0]["targets"][1]["query"]
+    series = influx_query(influxd, influx_db, expand(heard, Expansion(variables={
+        "district": ([".*"], False), "online_window": (["15m"], False)})))
+    assert {s["tags"]["device_id"] for s in series} == {"UP-A", "UP-B", "UP-C"}
 
 
 pytestmark = pytest.mark.timeout(120)

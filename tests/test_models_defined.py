@@ -233,7 +233,7 @@ def test_models_lists_the_citys_folder_with_its_origin_and_decode_uses_it(tmp_pa
     cfg.write_text('[decoders]\npaths = ["models"]\n', encoding="utf-8")
     try:
         listed = CliRunner().invoke(app, ["--config", str(cfg), "models", "--json"])
-        rows = {r["model"]: r for r in orjson.loads(listed.stdout)}
+        rows = {r["model"]: r for r in map(orjson.loads, listed.stdout.splitlines())}  # JSON Lines
         assert rows["acme-wl100"]["origin"] == str(folder / "acme-wl100.toml")
         assert rows["milesight-am308"]["origin"] == "packaged: decoders/definitions/milesight-am308.toml"
         assert rows["milesight-em500-udl"]["origin"] == "packaged: decoders/models"

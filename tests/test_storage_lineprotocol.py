@@ -282,7 +282,7 @@ def test_schema_gives_every_canonical_field_one_type() -> None:
     assert {k for k, t in CANONICAL_TYPES.items() if t is FieldType.INTEGER} == {"vehicle_count", "fcnt", "fcnt_gap",
                                                                                       "online_slot"}
     assert sorted(HEALTH_FIELDS) == ["battery_pct", "battery_v", "fcnt", "fcnt_gap", "humidity_pct", "reachable",
-                                     "rssi_dbm", "snr_db", "temperature_c", "time_source"]
+                                     "received", "rssi_dbm", "snr_db", "temperature_c", "time_source"]
     assert set(MEASUREMENTS) == {"noise", "dust", "bin_fill", "parking", "water_level", "device_health", "alerts"}
     kept, dropped = coerce_fields("alerts", {"value": 3, "from_state": "firing", "summary": 5})
     assert kept == {"value": 3.0, "from_state": "firing"} and dropped[0].field == "summary"
