@@ -408,7 +408,7 @@ def parse_definition(data: dict[str, Any], path: Path) -> ModelInfo:
     try:
         d = Definition.model_validate(data)
     except ValidationError as exc:
-        problems = [describe_error(e, unknown_hint="see decoders/definition.py for the keys")
+        problems = [describe_error(e, model=Definition, unknown_hint="see decoders/definition.py for the keys")
                     for e in exc.errors()] + problems
     if problems:
         raise DefinitionError(path, _ordered(problems, data))

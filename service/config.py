@@ -226,10 +226,11 @@ def parse_config(data: dict[str, Any], *, source: str = "config", base_dir: Path
                 sect[key] = env[var]
     if "base_dir" in merged:
         raise ConfigError(f"{source}: base_dir: unknown key (check its spelling; see config.toml for the keys)")
+    model = config_model()
     try:
-        cfg = config_model().model_validate({**merged, "base_dir": base_dir})
+        cfg = model.model_validate({**merged, "base_dir": base_dir})
     except ValidationError as exc:
-        problems = "\n  ".join(describe_errors(exc))
+        problems = "\n  ".join(describe_errors(exc, model=model))
         raise ConfigError(f"{source}: invalid configuration:\n  {problems}") from None
     try:  # TLS files are checked at load, so that check-config reports them
         cfg.mqtt_tls()

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import httpx
 import orjson
@@ -291,3 +293,58 @@ def test_dead_letters_stored_before_the_fix_do_not_show_the_path_token(tmp_path:
     for args in (["deadletter", "list"], ["deadletter", "list", "--json"], ["deadletter", "show", "1"]):
         out = CliRunner().invoke(app, ["--config", str(tmp_path / "c.toml"), *args]).output
         assert "/push/ctwing/{token}" in out and "S3cr-old-token" not in out, out
+
+
+# Config mistakes whose error once echoed the input: the whole [alerts] table (unknown receiver),
+# a receiver's table (type typo), a secret's own value (wrong type). Distinct secrets per mistake.
+MISTAKE_SECRETS = ["S3cr-wecon-key-m1", "S3cr-webhok-urlpw-m2", "S3cr-webhok-query-m3", "87654321",
+                   "S3cr-list-token-m4", "55512345", "S3cr-ding-token-m5"]
+MISTAKES = f"""
+[mqtt]
+password = 87654321
+
+[influxdb]
+token = ["S3cr-list-token-m4"]
+
+[alerts.receivers.x]
+type = "wecon"
+key = "S3cr-wecon-key-m1"
+
+[alerts.receivers.y]
+type = "webhok"
+url = "https://u:S3cr-webhok-urlpw-m2@127.0.0.1:{free_port()}/x?token=S3cr-webhok-query-m3"
+
+[alerts.receivers.ding]
+type = "dingtalk"
+access_token = "S3cr-ding-token-m5"
+secret = 55512345
+"""
+
+
+def test_config_mistakes_name_the_key_but_echo_no_secret(tmp_path: Path) -> None:
+    ports = cast(Daemon, SimpleNamespace(port=free_port()))
+    good = _config(tmp_path, ports, ports, "db", free_port(), free_port())
+    cases = {
+        "route to an unknown receiver": (good + '\n[[alerts.routes]]\nroute = "emergency"\n'
+                                         'receivers = ["desk", "wecom_desk"]\n',
+                                         ["alerts: unknown receiver(s) routes[0]: 'wecom_desk'"]),
+        "unknown default receiver": (good.replace('default_receivers = ["desk"', 'default_receivers = ["nosuch"'),
+                                     ["alerts: unknown receiver(s) default_receivers: 'nosuch'"]),
+        "type typo, wrong-type secrets": (MISTAKES, [
+            "alerts.receivers.x: ", "'wecon'", "alerts.receivers.y: ", "'webhok'",
+            "mqtt.password: expected a string in quotes, got a number (value hidden)",
+            "influxdb.token: expected a string in quotes, got a list (value hidden)",
+            "alerts.receivers.ding.dingtalk.secret: expected a string in quotes, got a number (value hidden)"]),
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("URBANSENSE_")}
+    for name, (text, expected) in cases.items():
+        path = tmp_path / "bad.toml"
+        path.write_text(text)
+        for command in ("check-config", "run"):
+            r = _cli(env, "--config", str(path), command)
+            out = r.stdout + r.stderr
+            assert r.returncode != 0, f"{name}, {command}: {out}"
+            for phrase in expected:
+                assert phrase in out, f"{name}, {command}: {phrase!r} not in {out}"
+            shown = [s for s in [*PLANTED, *MISTAKE_SECRETS] if s in out]
+            assert not shown, f"{name}, {command} shows {shown}: {out}"
