@@ -91,17 +91,18 @@ def import_(ctx: typer.Context,
     for repair in sheet.repairs:
         err_console.print(f"[yellow]repaired:[/yellow] {repair}")
     with open_registry(ctx, registry) as reg:
+        registered = {d.id: d for d in reg.all()}
         with _progress() as progress:
             task = progress.add_task("checking rows", total=len(rows))
             plan = plan_import(rows, reg.key_owners(), bbox=box, labels=sheet.labels(),
-                               progress=lambda n: progress.advance(task, n))
+                               progress=lambda n: progress.advance(task, n), existing=registered)
         for bad in plan.bad:
             err_console.print(f"[red]invalid:[/red] {bad}")
         if plan.bad and not skip_invalid:
             raise fail(f"{len(plan.bad)} of {len(rows)} rows are invalid; nothing was written "
                        "(fix them, or use --skip-invalid to write the other rows)", 1)
         if dry_run:
-            _print_preview(preview(plan.good, {d.id: d for d in reg.all()}))
+            _print_preview(preview(plan.good, registered))
             return
         try:
             result = reg.import_devices(plan.good, by=by)

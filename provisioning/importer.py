@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from core.device import Device
-from provisioning.csvio import CsvRow
+from provisioning.csvio import CsvRow, device_row
 from provisioning.validate import BBox, InvalidDevice, Problem, check_device
 
 
@@ -38,13 +38,15 @@ def _labelled(problem: Problem, labels: Mapping[str, str]) -> str:
 
 
 def plan_import(rows: Sequence[CsvRow], key_owners: Mapping[str, str], *, bbox: BBox | Sequence[float] | None = None,
-                progress: Callable[[int], None] | None = None, labels: Mapping[str, str] | None = None
-                ) -> ImportPlan:
+                progress: Callable[[int], None] | None = None, labels: Mapping[str, str] | None = None,
+                existing: Mapping[str, Device] | None = None) -> ImportPlan:
     """Validate every row, then refuse an id or key that appears twice in the file or whose key another device has.
 
     `key_owners` is the registry's key → device id; `labels` maps a column to how the file
     names it (for messages). A row that repeats an earlier one exactly is not an error (it
-    would change nothing) and is counted once.
+    would change nothing) and is counted once. `existing` (id → registered device) fills the
+    columns a sheet does not have for devices it updates: a missing column leaves the field as
+    it is, an empty cell in a present column clears it.
     """
     labels = labels or {}
     plan = ImportPlan()
@@ -56,8 +58,12 @@ def plan_import(rows: Sequence[CsvRow], key_owners: Mapping[str, str], *, bbox: 
         if row.error and not row.values:
             plan.bad.append(BadRow(row.line, row.values.get("id", ""), (row.error,)))
             continue
+        values = row.values
+        old = existing.get(values.get("id", "").strip()) if existing else None
+        if old is not None:
+            values = {**device_row(old), **values}
         try:
-            device = check_device(row.values, bbox=bbox)
+            device = check_device(values, bbox=bbox)
         except InvalidDevice as exc:
             reasons = tuple(_labelled(p, labels) for p in exc.problems if p.field not in row.refused)
             plan.bad.append(BadRow(row.line, row.values.get("id", ""), (*reasons, *filter(None, [row.error]))))

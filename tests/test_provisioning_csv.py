@@ -155,3 +155,25 @@ def test_export_writes_the_documented_header(tmp_path: Path) -> None:
     assert next(csv.reader(io.StringIO(out))) == list(HEADER)
     readme = (Path(__file__).resolve().parent.parent / "provisioning" / "README.md").read_text(encoding="utf-8")
     assert ",".join(HEADER) in readme
+
+
+def test_a_sheet_without_some_columns_leaves_those_fields_of_existing_devices_as_they_are(tmp_path: Path) -> None:
+    """A bulk "change the district" sheet must not erase the fleet's map positions: a missing column
+    keeps the registered value, an empty cell in a present column clears it."""
+    assert dev(tmp_path, "import", str(write(tmp_path / "full.csv", [row(0), row(5)]))).exit_code == 0
+    partial = tmp_path / "partial.csv"
+    partial.write_text("id,key,model,district,street\n"
+                       f"D-00000,{row(0)['key']},milesight-em500-udl,海淀区,\n"
+                       f"D-00005,{row(5)['key']},milesight-em500-udl,丰台区,新街道\n", encoding="utf-8")
+    dry = dev(tmp_path, "import", str(partial), "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "latitude" not in dry.output and "address" not in dry.output, dry.output
+    result = dev(tmp_path, "import", str(partial))
+    assert result.exit_code == 0, result.output
+    shown = {d["id"]: d for d in map(json.loads, dev(tmp_path, "list", "--json").output.splitlines())}
+    first, second = shown["D-00000"], shown["D-00005"]
+    assert (first["district"], first["street"]) == ("海淀区", "")          # present column, empty cell: cleared
+    assert (second["district"], second["street"]) == ("丰台区", "新街道")
+    for device, i in ((first, 0), (second, 5)):                          # missing columns: kept
+        assert device["latitude"] == float(row(i)["latitude"]) and device["address"] == row(i)["address"]
+        assert device["install"]["mount_height_mm"] == 2000.0
