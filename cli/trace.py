@@ -23,8 +23,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """What would the service do with these messages? Prints one JSON line per message.
 
-        Each input line: {"topic": ..., "payload": {...} or base64, "received": RFC 3339,
-        "source": "lorawan"|"nbiot-udp"|"ctwing"|"onenet" (optional)}. Output: the reading(s)
+        Each input line: {"topic": ..., "payload": {...} or base64, "received": RFC 3339 (required),
+        "source": "lorawan"|"nbiot-udp"|"ctwing"|"onenet" (optional)}; one pretty-printed record
+        (or an array of them) as a console shows it works too. Output: the reading(s)
         (device id, measurement, time, time_source, fields, history) or the dead letter or skip
         (reason, detail). The registry, time policy and duplicate window are the config's.
 

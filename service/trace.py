@@ -1,8 +1,11 @@
 """What would the service do with these messages? The logic of `urbansense trace FILE` (cli/trace.py).
 
 Each input line is a JSON object: `topic`, `payload` (the message body as a JSON object, or
-base64 of the raw bytes), `received` (RFC 3339 broker receive time; default now) and optional
-`source` (`lorawan` for LoRaWAN network servers, the default; `nbiot-udp`, `ctwing`, `onenet`).
+base64 of the raw bytes), `received` (RFC 3339 broker receive time, required: without it an old
+message would be judged against today) and optional `source` (`lorawan` for LoRaWAN network
+servers, the default; `nbiot-udp`, `ctwing`, `onenet`). A file may also be one JSON document (an
+object or an array of objects, pretty-printed as a console shows it); a UTF-8 byte-order mark is
+taken off.
 The messages go, in order, through the very `Pipeline` the service runs (same envelope parsers,
 registry, time policy, duplicate window, decoders), built by `service.app.make_pipeline`.
 """
@@ -11,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -36,12 +38,20 @@ class InputError(ValueError):
     """An input line that is not a message (bad JSON, missing topic, bad base64 or time)."""
 
 
-def parse_line(line: bytes, now_ns: int) -> Incoming:
-    """One JSON Lines record as the `Incoming` a collector would have handed over."""
+def parse_line(line: bytes, now_ns: int | None) -> Incoming:
+    """One JSON Lines record as the `Incoming` a collector would have handed over.
+
+    `now_ns` stands in for a missing `received`; None makes a missing `received` an `InputError`.
+    """
     try:
         doc = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise InputError(f"not JSON: {exc}") from None
+    return parse_record(doc, now_ns)
+
+
+def parse_record(doc: object, now_ns: int | None) -> Incoming:
+    """One decoded record (see `parse_line`)."""
     if not isinstance(doc, dict):
         raise InputError("a line must be a JSON object with topic, payload, received")
     topic = doc.get("topic")
@@ -59,6 +69,9 @@ def parse_line(line: bytes, now_ns: int) -> Incoming:
         raise InputError("payload (a JSON object or a base64 string) is missing")
     received = doc.get("received")
     if received is None:
+        if now_ns is None:
+            raise InputError("received (the broker's RFC 3339 receive time, e.g. the console's event time) "
+                             "is missing")
         received_ns = now_ns
     else:
         try:
@@ -115,6 +128,23 @@ def outcome_json(n: int, msg: Incoming, result: ChunkResult) -> dict[str, Any]:
     return out
 
 
+def records(data: bytes) -> list[tuple[int, object]]:
+    """(line number, record) of a file: JSON Lines, or one JSON document (an object or an array of
+    objects) as a console shows it. A record that is not JSON stays bytes, for `parse_line` to refuse."""
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    lines = data.splitlines()
+    if len([ln for ln in lines if ln.strip()]) > 1:
+        try:
+            whole = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            whole = None
+        if isinstance(whole, dict):
+            return [(1, whole)]
+        if isinstance(whole, list):
+            return [(i, doc) for i, doc in enumerate(whole, 1)]
+    return [(n, raw) for n, raw in enumerate(lines, 1) if raw.strip()]
+
+
 async def trace(cfg: Config, lines: IO[bytes], out: IO[str], *, write: bool = False) -> int:
     """Run every line through the service's pipeline; 0, or 1 when some lines were not messages."""
     view = RegistryView(cfg.path(cfg.registry.path))
@@ -128,11 +158,9 @@ async def trace(cfg: Config, lines: IO[bytes], out: IO[str], *, write: bool = Fa
                                        metrics=metrics)
     code = 0
     try:
-        for n, raw in enumerate(lines, 1):
-            if not raw.strip():
-                continue
+        for n, record in records(lines.read()):
             try:
-                msg = parse_line(raw, time.time_ns())
+                msg = parse_line(record, None) if isinstance(record, bytes) else parse_record(record, None)
             except InputError as exc:
                 out.write(orjson.dumps({"line": n, "input_error": str(exc)}).decode() + "\n")
                 code = 1

@@ -197,3 +197,28 @@ def test_trace_write_stores_what_it_prints(tmp_path: Path, influxd: Daemon, infl
     assert rows[0]["values"] == [[printed["time_ns"], 2500.0, 500.0]]
     with DeadLetterStore(tmp_path / "dl.sqlite") as store:
         assert [d.reason for d in store.list()] == ["encrypted_payload", "encrypted_payload"]
+
+
+def test_trace_takes_a_console_copy_with_a_bom_and_refuses_a_message_without_its_receive_time(
+        tmp_path: Path) -> None:
+    """What a technician pastes: a pretty-printed record saved by Notepad (BOM) is one message; a
+    record without `received` is refused by name instead of being judged against today's clock."""
+    case = load(CASES_DIR / "01-cs-gps-time-1980.json")
+    _, cfg_file = setup(tmp_path, devices_of(case))
+    (m,) = messages(case)
+    record = {"topic": m["topic"], "payload": m["envelope"], "received": format_rfc3339_ns(received_ns(m))}
+    pretty = tmp_path / "console.json"
+    pretty.write_bytes(b"\xef\xbb\xbf" + json.dumps(record, indent=2).encode())
+    result = CliRunner().invoke(app, ["--config", str(cfg_file), "trace", str(pretty)])
+    assert result.exit_code == 0, result.output
+    (out,) = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    (reading,) = out["readings"]
+    assert abs(reading["time_ns"] - received_ns(m)) <= 120 * 10**9 and reading["fields"]["depth_mm"] == 500.0
+
+    lines = tmp_path / "two.jsonl"
+    lines.write_text(json.dumps(record) + "\n" + json.dumps({k: v for k, v in record.items() if k != "received"})
+                     + "\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["--config", str(cfg_file), "trace", str(lines)])
+    assert result.exit_code == 1
+    first, second = (json.loads(line) for line in result.stdout.splitlines() if line.strip())
+    assert "readings" in first and "received" in second["input_error"], second
