@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +18,7 @@ from core.kinds import KIND_NAMES as KINDS
 from core.secrets import reveal
 from provisioning.registry import Registry
 from report.export import write_csv, write_xlsx
-from report.figures import Figures
+from report.figures import Figures, clip_to_now
 from report.gather import gather
 from service.config import Config
 from storage.influx import InfluxClient
@@ -89,6 +90,16 @@ def register(app: typer.Typer) -> None:
         start, end = parse_when(from_, tz), parse_when(to, tz)
         if end <= start:
             raise typer.BadParameter("--to must be after --from", param_hint="--to")
+        try:
+            clipped = clip_to_now(start, end, time.time_ns())
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--from") from None
+        if clipped < end:
+            until = datetime.fromtimestamp(clipped / 1e9, ZoneInfo(tz))
+            console.print(f"[yellow]note:[/] the period runs into the future: figures up to now "
+                          f"({until:%Y-%m-%d %H:%M %Z}); reports not yet due are not counted as missing",
+                          highlight=False)
+            end = clipped
         if kind is not None and kind not in KINDS:
             raise typer.BadParameter(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}", param_hint="--kind")
         try:

@@ -125,3 +125,11 @@ def assemble(devices: Iterable[Device], range_s: float, counts: Mapping[tuple[st
     if len(totals) > 1:
         out.append(grand)
     return out
+
+
+def clip_to_now(from_ns: int, to_ns: int, now_ns: int) -> int:
+    """The end of the period the figures can speak for: `to_ns`, or now when the period runs into
+    the future (reports not yet due are not missing). ValueError when the period starts after now."""
+    if from_ns >= now_ns:
+        raise ValueError("the period starts in the future: nothing was due yet")
+    return min(to_ns, now_ns)

@@ -34,7 +34,7 @@ from grafana.device_info import device_info_lines
 from grafana.influxql import Expansion, expand
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
-from report.figures import ALL, Figures
+from report.figures import ALL, Figures, clip_to_now
 from report.gather import gather
 from rules.gate import RuleSet
 from rules.loader import load_rules
@@ -293,6 +293,18 @@ def test_report_command_prints_and_writes_csv_and_xlsx(influxd, day: Day, tmp_pa
     bad = CliRunner().invoke(app, ["--config", str(cfg), "report", "--from", "2026-11-20", "--to", "2026-11-21",
                                    "--kind", "nois"])
     assert bad.exit_code != 0 and "unknown kind 'nois'" in bad.output
+    future = CliRunner().invoke(app, ["--config", str(cfg), "report", "--from", "2999-01-01", "--to", "2999-01-02"])
+    assert future.exit_code != 0 and "starts in the future" in future.output
+
+
+def test_a_report_for_a_period_not_over_yet_counts_only_the_reports_already_due() -> None:
+    """Today's report at noon expects half a day of reports, not a whole day (0.83 % online otherwise)."""
+    day_ns, noon_ns = 86_400 * 10**9, 1_764_504_000 * 10**9
+    start = noon_ns - day_ns // 2
+    assert clip_to_now(start, start + day_ns, noon_ns) == noon_ns
+    assert clip_to_now(start, start + day_ns, noon_ns + day_ns) == start + day_ns
+    with pytest.raises(ValueError, match="starts in the future"):
+        clip_to_now(noon_ns + 1, noon_ns + day_ns, noon_ns)
 
 
 def test_dashboard_queries_return_the_reports_numbers(influxd, day: Day) -> None:
