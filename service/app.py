@@ -14,6 +14,7 @@ from alerts.metrics import AlertsCollector
 from collectors.plugin import Collector
 from core.secrets import reveal
 from core.timing import backoff_s
+from core.tls import server_context
 from core.uplink import Incoming, Sink
 from decoders.folders import ModelFolders
 from decoders.quality import Judge
@@ -144,7 +145,10 @@ class Service:
         if cfg.desk.enabled:
             from service.desk.server import DeskServer  # aiohttp only when the console is on
 
-            self.desk = DeskServer(cfg.desk, alerting.alerts, lambda: view.by_id, timezone=cfg.alerts.timezone)
+            tls = (server_context(cfg.path(cfg.desk.cert_file), cfg.path(cfg.desk.key_file) if cfg.desk.key_file
+                                  else None, setting="desk") if cfg.desk.cert_file else None)
+            self.desk = DeskServer(cfg.desk, alerting.alerts, lambda: view.by_id, timezone=cfg.alerts.timezone,
+                                   tls=tls)
             await self.desk.start()
             alerting.on_change.append(self.desk.changed)
             alerting.alerts.worker.on_change = self.desk.changed

@@ -146,6 +146,9 @@ class DeskConfig(_Section):
     host: Literal["127.0.0.1", "localhost", "::1"] = Field(
         "127.0.0.1", description="loopback address; put a TLS reverse proxy in front to reach it from elsewhere")
     port: int = Field(8090, ge=0, le=65535, description="console port (0 = any free port)")
+    cert_file: str = Field("", description="PEM certificate (chain): serve the console over HTTPS (TLS 1.2+); "
+                           "empty = plain HTTP on loopback")
+    key_file: str = Field("", description="PEM private key of cert_file (empty: the key is in cert_file)")
     users: dict[str, str] = Field(
         default_factory=dict,
         description="user name → argon2 password hash (`urbansense desk hash-password` prints one)")

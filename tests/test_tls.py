@@ -28,6 +28,7 @@ from collectors.nbiot.push import PushReceiver
 from core.tls import TlsError, client_context, server_context
 from core.uplink import Sink
 from service.config import ConfigError, parse_config
+from service.desk.auth import hash_password
 from sim.daemons import BrokerTls, Daemon, start_mosquitto
 from sim.simulator import FleetSimulator, Publisher, Scenario
 
@@ -184,3 +185,22 @@ def test_the_push_receiver_serves_https_with_a_configured_certificate(pki: dict[
 
 async def _accept(item: object) -> bool:
     return True
+
+
+def test_the_desk_console_serves_https_with_a_configured_certificate_and_a_secure_session_cookie(
+        tmp_path: Path, pki: dict[str, Path], mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db,
+                      alerts={"db_path": str(tmp_path / "alerts.sqlite")},
+                      desk={"enabled": True, "port": 0, "users": {"wang": hash_password("rain-desk-2026!")},
+                            "cert_file": str(pki["server"]), "key_file": str(pki["server_key"])})
+    with running(cfg) as svc:
+        assert svc.desk is not None and svc.desk.url.startswith("https://127.0.0.1:")
+        with httpx.Client(base_url=svc.desk.url, verify=client_context(ca_file=pki["ca"]),
+                          follow_redirects=False) as http:
+            assert http.get("/login").status_code == 200
+            ok = http.post("/login", data={"user": "wang", "password": "rain-desk-2026!"})
+            assert ok.status_code == 303 and "secure" in ok.headers["set-cookie"].lower()
+        with pytest.raises(httpx.HTTPError):  # plain HTTP on the TLS port, and another CA, are refused
+            httpx.get(svc.desk.url.replace("https", "http") + "login", timeout=5)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(svc.desk.url + "login", verify=True, timeout=5)

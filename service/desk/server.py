@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,8 +40,9 @@ class DeskServer:
     """`await start()` inside the service's event loop; `changed()` after anything the page shows moved."""
 
     def __init__(self, cfg: DeskConfig, alerts: AlertsRuntime, devices: Callable[[], dict[str, Device]], *,
-                 timezone: str = "Asia/Shanghai") -> None:
+                 timezone: str = "Asia/Shanghai", tls: ssl.SSLContext | None = None) -> None:
         self.cfg = cfg
+        self.tls = tls
         self.alerts = alerts
         self.devices = devices
         self.timezone = timezone
@@ -73,12 +75,12 @@ class DeskServer:
                            "(add one with `urbansense desk hash-password`)")
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
+        site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port, ssl_context=self.tls)
         await site.start()
         server = site._server  # the bound socket tells the port when 0 was asked for
         if server is not None and server.sockets:  # type: ignore[union-attr]
             self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        logger.info("desk console on http://{}:{}/", self.cfg.host, self.port)
+        logger.info("desk console on {}", self.url)
 
     async def stop(self) -> None:
         for q in list(self._clients):
@@ -89,7 +91,7 @@ class DeskServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.cfg.host}:{self.port}/"
+        return f"{'https' if self.tls is not None else 'http'}://{self.cfg.host}:{self.port}/"
 
     # live updates
 
@@ -172,7 +174,7 @@ class DeskServer:
         self._audit(user, "login", detail=f"from {request.remote}")
         logger.info("desk console: {} logged in", user)
         response = web.HTTPSeeOther("/")
-        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/",
+        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/", secure=self.tls is not None,
                             max_age=int(self.cfg.session_ttl_s))
         raise response
 
