@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import httpx
-from collectors.rfc3339 import format_rfc3339_ns
+from core.rfc3339 import format_rfc3339_ns
 
 from provisioning.registry import Registry
 from sim.daemons import free_port, start_influxd, start_mosquitto
