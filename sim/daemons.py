@@ -7,16 +7,20 @@ of the caller's; nothing listens on any other address.
 from __future__ import annotations
 
 import getpass
+import os
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-APT_HINT = "sudo apt-get install -y mosquitto influxdb"
+APT_HINT = "sudo apt-get install -y mosquitto influxdb postgresql"
 
 
 class DaemonError(RuntimeError):
@@ -204,3 +208,103 @@ def start_influxd(base: Path, port: int | None = None) -> Daemon:
         time.sleep(0.1)
     d.stop()
     raise DaemonError(f"influxd did not start on 127.0.0.1:{port}:\n{d.log_tail()}")
+
+
+PG_BIN_DIRS = tuple(sorted((str(p) for p in Path("/usr/lib/postgresql").glob("*/bin")), reverse=True))
+"""Debian keeps PostgreSQL's server binaries off PATH, one folder per major version (newest first)."""
+
+PG_USER = "urbansense"
+PG_DATABASE = "urbansense"
+
+
+@dataclass
+class PostgresDaemon(Daemon):
+    """A PostgreSQL server on loopback with a password-protected role `urbansense` and database `urbansense`.
+
+    `dsn` is a libpq URL (postgresql://urbansense:<password>@127.0.0.1:<port>/urbansense); `stop` is a
+    fast shutdown (SIGINT: open sessions are ended, committed work is checkpointed), `kill` a crash.
+    """
+
+    password: str = ""
+
+    @property
+    def url(self) -> str:
+        return self.dsn()
+
+    def dsn(self, database: str = PG_DATABASE) -> str:
+        return f"postgresql://{PG_USER}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout)
+
+    def restart(self) -> None:
+        """Start the server again on the same port and data (after `stop` or `kill`)."""
+        self.stop()
+        self.process = _spawn_postgres(self.data_dir, self.port, self.log_path)
+        if not _wait_port(self.port, self.process, 30):
+            raise DaemonError(f"postgres did not restart on 127.0.0.1:{self.port}:\n{self.log_tail()}")
+
+
+def _pg_user() -> str | None:
+    """The OS user to run PostgreSQL as: `postgres` when we are root (initdb refuses root), else ourselves."""
+    return "postgres" if os.geteuid() == 0 else None
+
+
+def _spawn_postgres(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
+    binary = find_binary("postgres", tuple(f"{d}/postgres" for d in PG_BIN_DIRS))
+    with open(log, "ab") as out:
+        return subprocess.Popen([binary, "-D", str(data_dir), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
+                                 "-c", f"unix_socket_directories={data_dir}"],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, user=_pg_user())
+
+
+def start_postgres(base: Path, port: int | None = None, *, durable: bool = False) -> PostgresDaemon:
+    """initdb a fresh cluster and start `postgres` on 127.0.0.1 (password auth, scram-sha-256).
+
+    The cluster lives in `base/postgres`, or, when we run as root, in a fresh folder under the system's
+    temp dir owned by `postgres` (which must be able to reach it). `durable=False` (tests) turns fsync
+    off: a killed server loses nothing, a killed machine might. Waits until it accepts connections.
+    """
+    initdb = find_binary("initdb", tuple(f"{d}/initdb" for d in PG_BIN_DIRS))
+    psql = find_binary("psql", tuple(f"{d}/psql" for d in PG_BIN_DIRS))
+    port = port or free_port()
+    user = _pg_user()
+    if user is None:
+        data_dir = base / "postgres"
+        data_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        data_dir = Path(tempfile.mkdtemp(prefix="urbansense-pg-"))
+        shutil.chown(data_dir, user, user)
+    password = secrets.token_urlsafe(18)
+    pwfile = data_dir / ".pw"
+    pwfile.write_text(password + "\n")
+    if user is not None:
+        shutil.chown(pwfile, user, user)
+    pgdata = data_dir / "data"
+    subprocess.run([initdb, "-D", str(pgdata), "-U", PG_USER, f"--pwfile={pwfile}", "--auth-local=trust",
+                    "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
+                   check=True, capture_output=True, user=user)
+    pwfile.unlink()
+    with open(pgdata / "postgresql.conf", "a") as conf:
+        conf.write(f"fsync = {'on' if durable else 'off'}\nmax_connections = 200\n"
+                   "log_min_messages = warning\n")
+    log = data_dir / "postgres.log"
+    proc = _spawn_postgres(pgdata, port, log)
+    d = PostgresDaemon("postgres", proc, port, pgdata, log, pgdata / "postgresql.conf", password=password)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        r = subprocess.run([psql, "-h", str(pgdata), "-p", str(port), "-U", PG_USER,
+                            "-d", "postgres", "-qAtc", f"CREATE DATABASE {PG_DATABASE}"],
+                           capture_output=True, user=user)
+        if r.returncode == 0:
+            return d
+        time.sleep(0.1)
+    d.stop()
+    raise DaemonError(f"postgres did not start on 127.0.0.1:{port}:\n{d.log_tail()}")

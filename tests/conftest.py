@@ -1,8 +1,10 @@
-"""Shared fixtures: real Mosquitto and real influxd on free loopback ports, data in temp folders."""
+"""Shared fixtures: real Mosquitto, influxd and PostgreSQL on free loopback ports, data in temp folders."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import httpx
 import pytest
 from hypothesis import settings
 
-from sim.daemons import Daemon, start_influxd, start_mosquitto
+from sim.daemons import PG_BIN_DIRS, Daemon, PostgresDaemon, start_influxd, start_mosquitto, start_postgres
 
 # No per-example deadline: a loaded 2-core CI machine makes timing flaky, and speed is measured by
 # benchmarks, not tests. Under CI the examples are derandomized, so a run is reproducible.
@@ -43,6 +45,25 @@ def mosquitto(tmp_path: Path) -> Iterator[Daemon]:
     d.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresDaemon]:
+    """One PostgreSQL cluster for the session (initdb + postgres on a free loopback port, fsync off)."""
+    d = start_postgres(tmp_path_factory.mktemp("postgres"))
+    yield d
+    d.stop()
+    shutil.rmtree(d.data_dir.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_dsn(postgres: PostgresDaemon, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty PostgreSQL database for one test, named after it: its libpq URL (with password)."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:55]
+    psql = next(f"{d}/psql" for d in PG_BIN_DIRS)
+    for sql in (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'):
+        subprocess.run([psql, postgres.dsn("postgres"), "-qAtc", sql], check=True, capture_output=True)
+    return postgres.dsn(name)
+
+
 def influx_query(influxd: Daemon, db: str, q: str) -> list[dict]:
     """Run InfluxQL; return the series of the first statement (empty list when none)."""
     r = httpx.get(f"{influxd.url}/query", params={"db": db, "q": q, "epoch": "ns"}, timeout=30)
@@ -53,7 +74,7 @@ def influx_query(influxd: Daemon, db: str, q: str) -> list[dict]:
     return result.get("series", [])
 
 
-DAEMON_FIXTURES = frozenset({"influxd", "influx_db", "mosquitto", "own_broker", "own_influxd"})
+DAEMON_FIXTURES = frozenset({"influxd", "influx_db", "mosquitto", "own_broker", "own_influxd", "postgres", "pg_dsn"})
 """Fixtures that start a real Mosquitto or influxd; a test that needs one is an integration test."""
 
 
