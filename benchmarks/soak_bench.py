@@ -24,14 +24,16 @@ import time
 from pathlib import Path
 
 import httpx
-from core.rfc3339 import format_rfc3339_ns
+import orjson
 
+from core.rfc3339 import format_rfc3339_ns
 from provisioning.registry import Registry
 from sim.daemons import free_port, start_influxd, start_mosquitto
 from sim.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
 
 KINDS = ("noise", "dust", "bin_fill", "parking", "water_level")
 SENTINEL_NS = 1_000_000_000_123_456_789  # a time no real uplink has: its stamp is the template's hole
+DEDUP_HOLE = b"ffffffff-ffff-4fff-bfff-ffffffffffff"  # each publish gets its own deduplicationId here
 
 
 def rss_mib(pid: int) -> float:
@@ -58,7 +60,8 @@ def templates(devices: list, variants: int) -> list[tuple[str, list[bytes]]]:
         for v in range(variants):
             sim.fcnt[d.id] = -1
             u = sim.uplink(d, float(v * 300), SENTINEL_NS)
-            events.append(u.event)
+            dedup_id = orjson.loads(u.event)["deduplicationId"].encode()
+            events.append(u.event.replace(dedup_id, DEDUP_HOLE))
         out.append((u.topic, events))
     return out
 
@@ -142,7 +145,9 @@ def main() -> None:
                     fcnt[k] = f + 1
                     event = events[f % len(events)]
                     stamp = format_rfc3339_ns(time.time_ns(), utc_suffix="+00:00", digits="auto").encode()
-                    pub.publish(topic, event.replace(hole, stamp, 1).replace(b'"fCnt":0', b'"fCnt":%d' % f, 1))
+                    unique = b"%08x-0000-4000-8000-%012x" % (sent & 0xFFFFFFFF, k)
+                    pub.publish(topic, event.replace(hole, stamp, 1).replace(b'"fCnt":0', b'"fCnt":%d' % f, 1)
+                                .replace(DEDUP_HOLE, unique, 1))
                     sent += 1
                     i += 1
                 if sent >= int((time.monotonic() - start) * args.rate):
