@@ -55,8 +55,9 @@ class OutboxWorker:
 
     def __init__(self, store: AlertStore, notifiers: Mapping[str, Notifier], *,
                  config: OutboxConfig | None = None, clock: Callable[[], int] = time.time_ns,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, take_over_claims: bool = True) -> None:
         self.store = store
+        self.take_over_claims = take_over_claims
         self.notifiers = notifiers
         self.cfg = config or OutboxConfig()
         self.clock = clock
@@ -83,13 +84,14 @@ class OutboxWorker:
         loop.call_soon_threadsafe(event.set)
 
     async def run(self) -> None:
-        """Deliver until `stop()`. Exactly one worker runs per database (the leader's): claims found at
-        start belong to a predecessor that died or stepped down, so they are taken over at once; a
-        database error (PostgreSQL restarting) is logged and the look is repeated after the poll interval."""
+        """Deliver until `stop()`. One worker runs per database (the leader's), so with `take_over_claims`
+        the claims found at start belong to a predecessor that died or stepped down and are taken over at
+        once rather than after `claim_s`. A database error (PostgreSQL restarting) is logged and the look
+        is repeated after the poll interval."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         try:
-            if released := await asyncio.to_thread(self.store.release_claims):
+            if self.take_over_claims and (released := await asyncio.to_thread(self.store.release_claims)):
                 logger.info("outbox: took over {} notification(s) claimed by a previous instance", released)
             while not self._stopping:
                 self._wake.clear()
