@@ -33,8 +33,9 @@ device_app = typer.Typer(help="Provision, check and maintain devices in the regi
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
-RegistryOpt = Annotated[Path | None, typer.Option("--registry", help="registry file (default: registry.path "
-                                                                     "from the config)")]
+RegistryOpt = Annotated[str | None, typer.Option(
+    "--registry", help="registry SQLite file or postgresql:// URL (default: [database] url, else registry.path, "
+                       "from the config; a password on the command line shows in `ps`: prefer the config)")]
 ByOpt = Annotated[str | None, typer.Option(
     "--by", help="a note for the audit (e.g. on whose behalf); the OS user is always recorded as the actor")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON for scripts")]
@@ -57,11 +58,12 @@ def bbox(ctx: typer.Context) -> list[float]:
     return list(cfg.provisioning.bbox) if cfg is not None else []
 
 
-def open_registry(ctx: typer.Context, path: Path | None) -> Registry:
+def open_registry(ctx: typer.Context, path: str | None) -> Registry:
+    """The registry `--registry` names, else the config's (its `[database] url` when set)."""
     if path is None:
         cfg = config(ctx)
         assert cfg is not None
-        path = cfg.path(cfg.registry.path)
+        return Registry(cfg.path(cfg.registry.path))
     return Registry(path)
 
 

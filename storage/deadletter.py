@@ -36,7 +36,7 @@ from sqlalchemy import (
     update,
 )
 
-from core.database import Migration, is_postgres, migrate, open_engine, read_connection
+from core.database import Migration, MigrationError, is_postgres, migrate, open_engine, pending, read_connection
 
 COMPONENT = "deadletters"
 """The name of this store's schema in `schema_versions`."""
@@ -102,10 +102,11 @@ class DeadLetterStore:
     """Dead letters in one SQLite file or in the shared PostgreSQL database; safe to share between threads."""
 
     def __init__(self, path: str | Path, *, max_bytes: int = 0, max_age_s: float = 0.0,
-                 on_pruned: Callable[[str, int], None] | None = None) -> None:
+                 on_pruned: Callable[[str, int], None] | None = None, migrate_schema: bool = True) -> None:
         """`path`: a SQLite file (or `:memory:`) or a `postgresql://` URL. `max_bytes` and `max_age_s` bound
         the store (0 = unbounded); the oldest rows go first, `on_pruned(why, n)` ("size" or "age") counts them.
-        The size is the file's (WAL included) on SQLite, the stored rows' bytes on PostgreSQL."""
+        The size is the file's (WAL included) on SQLite, the stored rows' bytes on PostgreSQL. Pending
+        schema migrations are applied (`migrate_schema`), else a store behind this code raises `MigrationError`."""
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
         self.on_pruned = on_pruned
@@ -116,9 +117,17 @@ class DeadLetterStore:
         self.engine: Engine = open_engine(path)
         self.postgres = is_postgres(self.engine)
         self.path = None if self.postgres else Path(str(path).removeprefix("sqlite:///"))
-        if not self.postgres:
-            self._prepare_sqlite()
-        migrate(self.engine, COMPONENT, MIGRATIONS)
+        try:
+            if not self.postgres:
+                self._prepare_sqlite()
+            if migrate_schema:
+                migrate(self.engine, COMPONENT, MIGRATIONS)
+            elif todo := pending(self.engine, COMPONENT, MIGRATIONS):
+                raise MigrationError(f"the dead-letter schema is {len(todo)} version(s) behind this urbansense; "
+                                     "run `urbansense db migrate` or set [database] migrate_on_start = true")
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def _prepare_sqlite(self) -> None:
         """Bound the WAL on every connection; a fresh file gives freed pages back after pruning (auto_vacuum
