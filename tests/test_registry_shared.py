@@ -65,28 +65,37 @@ def test_nul_is_refused_with_a_clear_error_on_both_backends(database: str) -> No
         assert reg.count() == 1 and reg.verify() == []
 
 
-def test_writers_on_many_connections_never_fork_the_audit_chain(database: str) -> None:
-    """Four processes' worth of writers (an engine each) at once: every audit row links to the one before."""
+def test_writers_on_many_connections_never_fork_the_chain_nor_lose_an_update(database: str) -> None:
+    """Four writers (an engine each, as four processes would have) at once, each changing its own field of
+    the same device and adding devices: every audit row links to the one before it, and no change is lost
+    (without the registry's write lock a PostgreSQL writer reads the device before another one commits and
+    writes the old value of that one's field back)."""
+    fields = ("district", "street", "site", "address")
     errors: list[BaseException] = []
+    registries = [Registry(database) for _ in fields]
+    registries[0].add(device(0, "起点"))
+    start = threading.Barrier(len(registries))
 
-    def writer(t: int) -> None:
+    def writer(t: int, reg: Registry) -> None:
+        start.wait()
         try:
-            with Registry(database) as reg:
-                for i in range(5):
-                    reg.add(device(t * 100 + i, f"{t} 号 {i}"))
-                    reg.update(f"WL-{t * 100 + i:03d}", district="东城")
+            for i in range(6):
+                reg.update("WL-000", **{fields[t]: f"{fields[t]} {i}"})
+                reg.add(device(t * 100 + i + 1, f"{t} 号 {i}"))
         except BaseException as exc:
             errors.append(exc)
 
-    Registry(database).close()  # the schema first, so the threads race on the rows, not the migration
-    threads = [threading.Thread(target=writer, args=(t,)) for t in range(1, 5)]
+    threads = [threading.Thread(target=writer, args=(t, reg)) for t, reg in enumerate(registries)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    for reg in registries:
+        reg.close()
     assert errors == []
     with Registry(database) as reg:
-        assert reg.audit_rows() == 40 and reg.count() == 20
+        assert [getattr(reg.get("WL-000"), f) for f in fields] == [f"{f} 5" for f in fields]
+        assert reg.audit_rows() == 1 + 48 and reg.count() == 25
         assert reg.verify() == []
 
 
