@@ -24,12 +24,22 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, RowMapping, text
+from sqlalchemy.exc import OperationalError
 
 from alerts.errors import AlertsError
 from alerts.matchers import Matcher, matchers_from_json
 from alerts.model import AlertRecord, Delivery, Measured
 from alerts.schema import COMPONENT, MIGRATIONS
-from core.database import is_postgres, is_postgres_url, migrate, open_engine, pending, read_connection
+from core.database import (
+    MigrationError,
+    describe_url,
+    is_postgres,
+    is_postgres_url,
+    migrate,
+    open_engine,
+    pending,
+    read_connection,
+)
 from core.transition import AlertState, Severity
 
 Row = RowMapping
@@ -191,6 +201,12 @@ class AlertStore:
             elif behind := pending(self.engine, COMPONENT, MIGRATIONS):
                 raise AlertsError(f"the alert store's schema is {len(behind)} migration(s) behind "
                                   "(database.migrate_on_start is off): run `urbansense db migrate`")
+        except MigrationError as exc:
+            self.engine.dispose()
+            raise AlertsError(f"alert store {describe_url(target)}: {exc}") from None
+        except OperationalError as exc:
+            self.engine.dispose()
+            raise AlertsError(f"cannot open the alert store {describe_url(target)}: {exc.orig}") from None
         except BaseException:
             self.engine.dispose()
             raise
