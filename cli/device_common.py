@@ -12,8 +12,10 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 
 from cli.state import state
+from core.database import DatabaseError, describe_url
 from core.device import Device
 from core.secrets import reveal
 from provisioning.lookup import AmbiguousDevice, DeviceNotFound, find_device
@@ -59,12 +61,18 @@ def bbox(ctx: typer.Context) -> list[float]:
 
 
 def open_registry(ctx: typer.Context, path: str | None) -> Registry:
-    """The registry `--registry` names, else the config's (its `[database] url` when set)."""
+    """The registry `--registry` names, else the config's (its `[database] url` when set); exits 2 with the
+    driver's words (never the URL's password) when it cannot be opened."""
+    where: str | Path = path or ""
+    migrate_schema = True
     if path is None:
         cfg = config(ctx)
         assert cfg is not None
-        return Registry(cfg.path(cfg.registry.path))
-    return Registry(path)
+        where, migrate_schema = cfg.registry_database(), cfg.database.migrate_on_start
+    try:
+        return Registry(where, migrate_schema=migrate_schema)
+    except (SQLAlchemyError, DatabaseError) as exc:
+        raise fail(f"cannot open the registry in {describe_url(where)}: {getattr(exc, 'orig', None) or exc}") from None
 
 
 def get_device(reg: Registry, text: str, *, prefix: bool = True) -> Device:
