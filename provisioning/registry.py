@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, true
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, func, select, true
 
 from core.database import MigrationError, is_postgres, migrate, open_engine, pending, read_connection
 from core.device import Device
@@ -138,11 +138,11 @@ class Registry:
         with self._read() as conn:
             return Snapshot(_version(conn), _all(conn), _unsealed(conn), _mac_keys(conn))
 
-    def _audit_many(self, conn: Connection, entries: Sequence[tuple[str, str, Mapping[str, Any]]],
-                    by: str | None, user: str | None) -> dict[str, str]:
-        """Append audit rows (device id, action, changes) to the chain; returns each device's new last hash.
-        `user` is who acted (default: the OS user), `by` a free-text note (e.g. "for the district office"),
-        never taken as the actor."""
+    def _chain(self, conn: Connection, entries: Sequence[tuple[str, str, Mapping[str, Any]]],
+               by: str | None, user: str | None) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """The audit rows (device id, action, changes) chained onto the last one, and each device's new last
+        hash (what its row hash is tied to). `user` is who acted (default: the OS user), `by` a free-text
+        note (e.g. "for the district office"), never taken as the actor. Written by `_write_audit`."""
         who, note = user or current_user(), by or ""
         _refuse_nul(user=who, by=note)
         last = conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
@@ -156,20 +156,15 @@ class Registry:
             rows.append({"seq": seq, "device_id": device_id, "at": at, "by": who, "action": action,
                          "changes": changes_text, "note": note, "prev_hash": prev, "hash": h})
             prev = out[device_id] = h
-        if rows:
-            conn.execute(audit.insert(), rows)
-        return out
-
-    def _seal_many(self, conn: Connection, sealed: Sequence[Device], last_hash: Mapping[str, str]) -> None:
-        """Record each device row's hash, tied to its last audit row (see `provisioning.audit`)."""
-        if sealed:
-            conn.execute(devices.update().where(devices.c.id == bindparam("b_id"))
-                         .values(row_hash=bindparam("b_hash")),
-                         [{"b_id": d.id, "b_hash": row_hash(device_to_row(d), last_hash[d.id])} for d in sealed])
+        return rows, out
 
     def _audit_and_seal(self, conn: Connection, device: Device, action: str, changes: Mapping[str, Any],
                         by: str | None, user: str | None) -> None:
-        self._seal_many(conn, [device], self._audit_many(conn, [(device.id, action, changes)], by, user))
+        """One audit row for a device whose row is already written, and its row hash tied to it."""
+        rows, last = self._chain(conn, [(device.id, action, changes)], by, user)
+        _insert_many(conn, audit, rows)
+        conn.execute(devices.update().where(devices.c.id == device.id)
+                     .values(row_hash=row_hash(device_to_row(device), last[device.id])))
 
     def unsealed(self) -> dict[str, str]:
         """Devices whose row no longer matches its hash (changed outside urbansense): id → what differs."""
@@ -239,10 +234,9 @@ class Registry:
         refuses the whole batch (`RegistryError` naming both), so nothing is half-written.
         """
         result = ImportResult()
-        inserts: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
+        added: list[Device] = []
+        updated: list[Device] = []
         entries: list[tuple[str, str, Mapping[str, Any]]] = []
-        changed: list[Device] = []
         for device in devices_in:
             _check_device(device)
         with self._tx() as conn:
@@ -255,32 +249,35 @@ class Registry:
                     raise RegistryError(f"key {device.key!r} of device {device.id!r} is already registered "
                                         f"to device {owner!r}")
                 old = existing.get(device.id)
-                row = device_to_row(device)
                 if old is None:
-                    inserts.append({**row, "created_at": now, "updated_at": now})
                     changes: dict[str, Any] = asdict(device)
                     result.added.append(device.id)
+                    added.append(device)
                     verb = "add"
                 elif old == device:
                     result.unchanged.append(device.id)
                     continue
                 else:
                     owners.pop(old.key, None)
-                    updates.append({**{f"b_{k}": v for k, v in row.items()}, "b_updated_at": now})
                     changes = {f: [getattr(old, f), getattr(device, f)] for f in _COLUMNS
                                if getattr(old, f) != getattr(device, f)}
                     result.updated.append(device.id)
+                    updated.append(device)
                     verb = "update"
                 owners[device.key] = device.id
                 entries.append((device.id, f"{action}:{verb}", changes))
-                changed.append(device)
-            if updates:  # first, so a key moved from one device to another is free before it is taken
+            audit_rows, last = self._chain(conn, entries, by, user)
+
+            def sealed(d: Device) -> dict[str, Any]:
+                row = device_to_row(d)
+                return {**row, "row_hash": row_hash(row, last[d.id]), "updated_at": now}
+
+            if updated:  # first, so a key moved from one device to another is free before it is taken
                 conn.execute(devices.update().where(devices.c.id == bindparam("b_id")).values(
-                    {**{k: bindparam(f"b_{k}") for k in _COLUMNS if k != "id"},
-                     "updated_at": bindparam("b_updated_at")}), updates)
-            if inserts:
-                conn.execute(devices.insert(), inserts)
-            self._seal_many(conn, changed, self._audit_many(conn, entries, by, user))
+                    {k: bindparam(f"b_{k}") for k in (*_COLUMNS, "row_hash", "updated_at") if k != "id"}),
+                    [{f"b_{k}": v for k, v in sealed(d).items()} for d in updated])
+            _insert_many(conn, devices, [{**sealed(d), "created_at": now} for d in added])
+            _insert_many(conn, audit, audit_rows)
         return result
 
     def get(self, device_id: str) -> Device:
@@ -361,6 +358,12 @@ class Registry:
     def count(self) -> int:
         with read_connection(self.engine) as conn:
             return int(conn.execute(select(func.count()).select_from(devices)).scalar_one())
+
+
+def _insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows in one executemany (SQLite: its C loop; psycopg: one pipeline), nothing for none."""
+    if rows:
+        conn.execute(table.insert(), list(rows))
 
 
 def _escape_like(text: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import (
@@ -120,9 +120,13 @@ def _v2_change_counter(conn: Connection) -> None:
     registry_changes.create(conn, checkfirst=True)
     conn.execute(registry_changes.insert().values(id=1, n=0))
     if is_postgres(conn):
-        conn.execute(text("CREATE OR REPLACE FUNCTION registry_changed() RETURNS trigger LANGUAGE plpgsql "
-                          "SET search_path FROM CURRENT AS "  # the counter of this schema, whoever edits
-                          "$$ BEGIN UPDATE registry_changes SET n = n + 1 WHERE id = 1; RETURN NULL; END $$"))
+        conn.execute(text(  # once per transaction (a bulk import is thousands of statements), in this schema
+            "CREATE OR REPLACE FUNCTION registry_changed() RETURNS trigger LANGUAGE plpgsql "
+            "SET search_path FROM CURRENT AS $$ BEGIN "
+            "IF current_setting('urbansense.registry_bumped', true) IS DISTINCT FROM txid_current()::text THEN "
+            "UPDATE registry_changes SET n = n + 1 WHERE id = 1; "
+            "PERFORM set_config('urbansense.registry_bumped', txid_current()::text, true); "
+            "END IF; RETURN NULL; END $$"))
         for table in _WATCHED:  # EXECUTE PROCEDURE: also what openGauss and KingbaseES accept
             conn.execute(text(f"CREATE TRIGGER {table}_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE "
                               f"ON {table} FOR EACH STATEMENT EXECUTE PROCEDURE registry_changed()"))
@@ -148,6 +152,6 @@ def device_from_row(row: Mapping[str, Any]) -> Device:
 
 def device_to_row(d: Device) -> dict[str, Any]:
     """A `Device` as `devices` column values; `install` as canonical JSON (sorted keys), what row hashes cover."""
-    row = asdict(d)
+    row = {k: getattr(d, k) for k in DEVICE_FIELDS}  # shallow: `install` is serialised right here
     row["install"] = json.dumps(d.install, sort_keys=True, ensure_ascii=False)
     return row
