@@ -35,11 +35,17 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core.database import Migration, MigrationError, is_postgres, migrate, open_engine, pending, read_connection
+from core.timing import backoff_s
 
 COMPONENT = "deadletters"
 """The name of this store's schema in `schema_versions`."""
+
+UNREACHABLE_RETRY_S = 600.0
+"""How long `add_many` keeps retrying while PostgreSQL is unreachable (restarting, failing over) before it
+raises; meanwhile the caller holds its messages unacknowledged (backpressure), so nothing is lost."""
 
 ROW_OVERHEAD = 300
 """Bytes a PostgreSQL row takes beyond its texts and payload (tuple header, item pointer, numbers, three
@@ -163,10 +169,7 @@ class DeadLetterStore:
         if not rows:
             return []
         with self._lock:
-            with self.engine.begin() as conn:
-                # ids ascend in the order of the VALUES rows (row ids, a sequence), in every batch
-                ids = sorted(int(i) for i in conn.execute(dead_letters.insert().returning(dead_letters.c.id),
-                                                          rows).scalars())
+            ids = self._insert(rows)
             self._added_bytes += sum(len(r["payload"]) + len(r["topic"]) + len(r["detail"]) + 64 for r in rows)
             if self.max_bytes and self._added_bytes >= self.max_bytes // 20:
                 self._added_bytes = 0
@@ -175,6 +178,30 @@ class DeadLetterStore:
                 self._next_age_check = time.monotonic() + 60
                 self._prune_age()
         return ids
+
+    def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
+        """One committed INSERT of `rows`; their ids. PostgreSQL unreachable: retried with backoff for up to
+        `UNREACHABLE_RETRY_S` (a commit whose answer was lost may then store a row twice, never none)."""
+        attempt, deadline = 0, time.monotonic() + UNREACHABLE_RETRY_S
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    # ids ascend in the order of the VALUES rows (row ids, a sequence), in every batch
+                    ids = sorted(int(i) for i in conn.execute(dead_letters.insert().returning(dead_letters.c.id),
+                                                              rows).scalars())
+                if attempt:
+                    logger.info("dead letters: the database is reachable again; {} held dead letter(s) stored",
+                                len(rows))
+                return ids
+            except (OperationalError, InterfaceError) as exc:
+                if not self.postgres or time.monotonic() >= deadline:
+                    raise
+                attempt += 1
+                if attempt == 1 or attempt % 30 == 0:
+                    logger.warning("dead letters: the database is unreachable ({}); {} dead letter(s) held, their "
+                                   "messages unacknowledged; retrying", str(exc.orig).strip().splitlines()[0][:200],
+                                   len(rows))
+                time.sleep(backoff_s(attempt, 0.2, 5.0))
 
     def used_bytes(self) -> int:
         """Bytes the store holds: on SQLite the database's pages in use plus the WAL file; on PostgreSQL

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
+from sim.daemons import start_postgres
 from storage.deadletter import DeadLetter, DeadLetterStore
 
 MB = 1 << 20
@@ -85,3 +88,26 @@ def test_dead_letters_older_than_the_age_bound_are_pruned_and_counted(database: 
     store.prune()
     assert pruned == [("age", 5)] and store.count_by_reason() == {"bad_json": 1}
     store.close()
+
+
+@pytest.mark.slow
+def test_a_dead_letter_waits_for_a_restarting_postgresql_and_is_stored_once(tmp_path: Path) -> None:
+    """PostgreSQL goes down (a restart, a failover): `add_many` holds the batch (its messages stay
+    unacknowledged) and stores it when the server is back, instead of failing the pipeline."""
+    server = start_postgres(tmp_path)
+    try:
+        store = DeadLetterStore(server.dsn())
+        store.add(DeadLetter(1, "mqtt", "t", b"before", "bad_json", "before the restart"))
+        server.stop()
+        done: list[list[int]] = []
+        adding = threading.Thread(target=lambda: done.append(store.add_many(_junk(0)[:3])))
+        adding.start()
+        time.sleep(2.0)
+        assert not done, "nothing can be stored while the server is down"
+        server.restart()
+        adding.join(60)
+        assert done and len(done[0]) == 3
+        assert store.count_by_reason() == {"bad_json": 4}
+        store.close()
+    finally:
+        server.stop()
