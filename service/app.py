@@ -98,7 +98,7 @@ class Service:
         if ic.create_database and not await self._try_ensure_database():
             database_task = asyncio.create_task(self._ensure_database(), name="influx-create-database")
         pc = cfg.pipeline
-        deadletters = DeadLetterStore(cfg.path(pc.dead_letter_path), max_bytes=pc.dead_letter_max_bytes,
+        deadletters = DeadLetterStore(cfg.dead_letter_database(), max_bytes=pc.dead_letter_max_bytes,
                                       max_age_s=pc.dead_letter_max_age_days * 86400,
                                       on_pruned=lambda why, n: self.metrics.dead_letters_pruned.labels(why).inc(n))
 
@@ -124,7 +124,7 @@ class Service:
         report(self.model_folders, self.metrics.model_problems)
         models_task = asyncio.create_task(watch_models(self.model_folders, cfg.decoders.reload_interval_s,
                                                        self.metrics.model_problems), name="model-folders")
-        view = RegistryView(cfg.path(cfg.registry.path))
+        view = RegistryView(cfg.registry_database(), migrate_schema=cfg.database.migrate_on_start)
         self.pipeline = make_pipeline(cfg, view=view, writer=writer, deadletters=deadletters, metrics=self.metrics)
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
