@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 import paho.mqtt.client as paho
@@ -41,6 +42,7 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.mqtt import MqttConsumer, MqttDelivery
 from core.reading import FieldValue, Reading
+from core.secrets import reveal
 from core.timing import backoff_s
 from storage.deadletter import DeadLetter
 
@@ -49,6 +51,10 @@ MAX_READINGS_PER_MESSAGE = 1000
 """A chunk with more readings (history records) is split; its uplinks are acknowledged after every PUBACK."""
 
 Done = Callable[[], None]
+
+
+class BusCallbackError(RuntimeError):
+    """The leader's callback kept failing: the consumer stopped with the batch unacknowledged."""
 
 
 class BusFormatError(ValueError):
@@ -173,6 +179,16 @@ class ReadingsPublisher:
     _early: dict[int, ReasonCode] = field(default_factory=dict, init=False, repr=False)
     _connected: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _idle: threading.Condition = field(init=False, repr=False)
+
+    @classmethod
+    def from_config(cls, cfg: Any, ingest_id: str) -> ReadingsPublisher:
+        """The publisher of ingest process `ingest_id`: `[mqtt]` broker, client id `<client_id>-<ingest id>-bus`,
+        topic `<readings_topic>/<ingest id>`."""
+        mc = cfg.mqtt
+        return cls(host=mc.host, port=mc.port, client_id=f"{mc.client_id}-{ingest_id}-bus",
+                   topic=readings_topic_of(cfg.cluster.readings_topic, ingest_id), username=mc.username or None,
+                   password=reveal(mc.password) or None, tls=cfg.mqtt_tls(), keepalive=mc.keepalive_s,
+                   reconnect_min_s=mc.reconnect_min_s, reconnect_max_s=mc.reconnect_max_s)
 
     def __post_init__(self) -> None:
         if self.max_readings < 1:
@@ -366,9 +382,10 @@ class ReadingsConsumer:
     `on_readings` (an async callback), then acknowledges the messages they came in. A
     malformed message is counted, dead-lettered through `on_malformed` (reason
     `bus_malformed`) and acknowledged: it never stalls the stream. A callback that raises is
-    retried with backoff (`max_attempts` in all); then each message of the batch is handed over
-    alone, and one that still fails is dead-lettered as `bus_callback_failed` and acknowledged,
-    so one poisonous reading cannot stop the rules.
+    retried with backoff (`max_attempts` in all); then `run` raises `BusCallbackError` with
+    nothing of that batch acknowledged (the broker keeps it for the next leader). So the callback
+    must contain a failure of one reading itself (as the pipeline does); what it lets escape
+    means it cannot work now (its database is gone), and leadership should go elsewhere.
     At stop, what is held is released first; what the callback has not taken stays with the
     broker for the next leader.
     """
@@ -391,7 +408,37 @@ class ReadingsConsumer:
     order: DeviceOrder = field(default_factory=DeviceOrder)
     stats: ConsumerStats = field(default_factory=ConsumerStats, init=False)
     consumer: MqttConsumer | None = field(default=None, init=False, repr=False)
-    _last_failure: str = field(default="", init=False, repr=False)
+    _stopping: asyncio.Event | None = field(default=None, init=False, repr=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def from_config(cls, cfg: Any, on_readings: OnReadings, *,
+                    on_malformed: Callable[[DeadLetter], None] | None = None) -> ReadingsConsumer:
+        """The leader's consumer from `[mqtt]` (broker, credentials, TLS) and `[cluster]` (topic, client id)."""
+        mc, cl = cfg.mqtt, cfg.cluster
+        return cls(host=mc.host, port=mc.port, client_id=cl.leader_client_id, readings_topic=cl.readings_topic,
+                   on_readings=on_readings, on_malformed=on_malformed, username=mc.username or None,
+                   password=reveal(mc.password) or None, tls=cfg.mqtt_tls(),
+                   session_expiry_s=max(mc.session_expiry_s, 1), keepalive=mc.keepalive_s)
+
+    def ready(self) -> tuple[bool, str]:
+        """(connected and subscribed?, why) for /readyz while leading."""
+        if self.connected:
+            return True, "readings bus connected"
+        return False, "readings bus: MQTT broker not connected"
+
+    async def start(self) -> asyncio.Task[None]:
+        """`run` in a task of its own (returned, for a supervisor); `stop()` ends it."""
+        self._stopping = asyncio.Event()
+        self._task = asyncio.create_task(self.run(self._stopping), name="readings-bus")
+        return self._task
+
+    async def stop(self) -> None:
+        """Release what is held, disconnect (the session stays for the next leader); re-raises a failure."""
+        if self._stopping is None or self._task is None:
+            return
+        self._stopping.set()
+        await self._task
 
     @property
     def connected(self) -> bool:
@@ -461,31 +508,23 @@ class ReadingsConsumer:
         ordered, late, duplicates = self.order.arrange(readings)
         self.stats.late += late
         self.stats.duplicates += duplicates
-        if ordered and not await self._hand_over(ordered, self.max_attempts):
-            for h in batch:  # the batch failed for good: each message alone, so only the poisonous one is lost
-                if h.readings and not await self._hand_over(h.readings, 1):
-                    logger.error("readings bus: the rules keep failing on a message from {}; dead-lettered as "
-                                 "bus_callback_failed", h.msg.topic)
-                    self._dead_letter(h.msg, "bus_callback_failed", self._last_failure)
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                if ordered:
+                    await self.on_readings(ordered)
+                break
+            except Exception as exc:  # retried; then the consumer stops, nothing acknowledged
+                self.stats.callback_failures += 1
+                if attempt == self.max_attempts:
+                    raise BusCallbackError(f"the rules failed {attempt} times on {len(ordered)} readings from "
+                                           f"{len(batch)} messages; they stay at the broker") from exc
+                delay = backoff_s(attempt, self.retry_initial_s, 10.0)
+                logger.opt(exception=exc).warning("readings bus: the rules failed on {} readings; retrying in "
+                                                  "{:.1f} s", len(ordered), delay)
+                await asyncio.sleep(delay)
+        self.stats.readings += len(ordered)
         for h in batch:
             consumer.ack(h.msg)
-
-    async def _hand_over(self, readings: list[Reading], attempts: int) -> bool:
-        """`on_readings(readings)`, retried with backoff; False when every attempt raised."""
-        for attempt in range(1, attempts + 1):
-            try:
-                await self.on_readings(readings)
-                self.stats.readings += len(readings)
-                return True
-            except Exception as exc:  # retried, then dead-lettered by the caller: the stream goes on
-                self.stats.callback_failures += 1
-                self._last_failure = f"{type(exc).__name__}: {exc}"
-                if attempt < attempts:
-                    delay = backoff_s(attempt, self.retry_initial_s, 10.0)
-                    logger.opt(exception=exc).warning("readings bus: the rules failed on {} readings; retrying in "
-                                                      "{:.1f} s", len(readings), delay)
-                    await asyncio.sleep(delay)
-        return False
 
 
 class BusMetrics:
