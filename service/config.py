@@ -28,6 +28,7 @@ from core.validation import describe_errors
 from decoders.config import DecodersConfig
 from decoders.quality.config import QualityConfig
 from grafana.config import GRAFANA_TOKEN_ENV, GrafanaConfig
+from service.cluster import ClusterConfig
 from storage.config import INFLUXDB_PASSWORD_ENV, INFLUXDB_TOKEN_ENV, InfluxConfig
 
 DEFAULT_PATH = "config.toml"
@@ -184,6 +185,7 @@ class BaseConfig(_Section):
     grafana: GrafanaConfig = GrafanaConfig()
     alerts: AlertsConfig = AlertsConfig()
     desk: DeskConfig = DeskConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     base_dir: Path = Field(Path("."), exclude=True, description="folder relative paths resolve against")
 
