@@ -37,8 +37,6 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from loguru import logger
 
-KEEPALIVE = {"keepalives": 1, "keepalives_idle": 1, "keepalives_interval": 1, "keepalives_count": 3}
-"""libpq TCP keepalives of the lock connection: a silent peer is noticed within about 4 s."""
 
 
 class LockBackend(Protocol):
@@ -123,7 +121,8 @@ class PostgresLock:
                        f"-c tcp_user_timeout={ms}")
         return psycopg.connect(self._url, autocommit=True, connect_timeout=max(1, round(self.timeout_s)),
                                tcp_user_timeout=ms, options=server_side,
-                               application_name="urbansense-leadership", **KEEPALIVE)
+                               application_name="urbansense-leadership",
+                               keepalives=1, keepalives_idle=1, keepalives_interval=1, keepalives_count=3)
 
     def try_acquire(self) -> bool:
         if self._conn is None or self._conn.closed:
