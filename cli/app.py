@@ -20,6 +20,7 @@ from provisioning.view import RegistryView
 from rules.loader import load_rules
 from service.alerting import case_code_warnings
 from service.app import run_service
+from service.cluster import ROLES
 from service.config import CONFIG_ENV, DEFAULT_PATH, ConfigError, load_config
 from service.logs import setup_logging
 
@@ -63,17 +64,31 @@ def _main(ctx: typer.Context,
 
 
 @app.command()
-def run(ctx: typer.Context) -> None:
-    """Run the ingest service until Ctrl-C or SIGTERM (then it flushes, acknowledges and exits 0).
+def run(ctx: typer.Context,
+        role: Annotated[str | None, typer.Option(
+            "--role", help="run as a cluster member with this role: both (ingest and stand for leader), ingest, "
+                           "leader (overrides \\[cluster] role and enables the cluster)")] = None,
+        ingest_id: Annotated[str, typer.Option(
+            "--ingest-id", help="this process's name on the readings bus (default <host>-<pid>)")] = "",
+        ) -> None:
+    """Run the service until Ctrl-C or SIGTERM (then it flushes, acknowledges and exits 0).
 
     If one of its tasks dies, it logs why, answers 503 on /readyz, flushes and exits 1, for
-    systemd (Restart=on-failure) or the container runtime to restart it.
+    systemd (Restart=on-failure) or the container runtime to restart it. In a cluster
+    (\\[cluster] enabled, or --role) one instance leads the rules and alerts; the others stand by
+    and take over within \\[cluster] takeover_s (docs/deploy.md).
 
     Example: [bold]urbansense --config /etc/urbansense/config.toml run[/bold]
+    Example: [bold]urbansense --config /etc/urbansense/config.toml run --role ingest[/bold]
     """
     cfg = state(ctx).config
+    if role is not None:
+        if role not in ROLES:
+            typer.echo(f"error: --role {role!r}: expected one of {', '.join(ROLES)}", err=True)
+            raise typer.Exit(2)
+        cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"enabled": True, "role": role})})
     setup_logging(cfg.logging.level)
-    code = asyncio.run(run_service(cfg))
+    code = asyncio.run(run_service(cfg, ingest_id=ingest_id))
     if code:
         raise typer.Exit(code)
 
