@@ -319,8 +319,12 @@ class Service:
             self.supervisor.adopt("readings", await self.consumer.start())
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # cannot lead now (e.g. the alert store's database is gone): stop, be restarted
-            self.supervisor.task_failed("leader-start", exc)
+        except Exception as exc:  # cannot lead now (e.g. the alert store's database is gone): let another try
+            logger.opt(exception=exc).error("the leader part could not start ({}: {}); stepping down",
+                                            type(exc).__name__, exc)
+            self.metrics.task_failures.labels("leader-start").inc()
+            if self.leadership is not None:
+                self.leadership.resign()
 
     def _leadership_check(self) -> str | None:
         """While leading, the readings bus must be connected; a standby is ready."""
