@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from alerts.metrics import AlertsCollector
-from collectors.plugin import Collector
+from collectors.plugin import Collector, MetricsSource
 from core.secrets import reveal
 from core.timing import backoff_s
 from core.tls import server_context
@@ -22,6 +24,7 @@ from grafana.device_info import write_device_info
 from provisioning.view import RegistryView
 from service import faults
 from service.alerting import RulesAndAlerts
+from service.bus import BusMetrics, ReadingsPublisher
 from service.collectors import build_collectors, envelope_parsers
 from service.config import Config
 from service.dedup import Deduplicator
@@ -55,8 +58,12 @@ class Service:
     from `readiness`: "starting", each collector, then storage (InfluxDB and the spool).
     """
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, ingest_id: str = "", extra_metrics: Sequence[MetricsSource] = ()) -> None:
         self.cfg = cfg
+        self.extra_metrics = list(extra_metrics)
+        self.ingest_id = ingest_id or (default_ingest_id() if cfg.cluster.enabled else "")
+        """A cluster's name for this ingest process: its MQTT client ids and readings topic end with it."""
+        self.bus: ReadingsPublisher | None = None
         self.metrics = Metrics()
         self.stopping = asyncio.Event()
         self.started = asyncio.Event()
@@ -92,6 +99,8 @@ class Service:
             self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
                                                 ready=self.readiness, token=reveal(cfg.metrics.token))
             self.metrics_server.start()
+        for source in self.extra_metrics:
+            self.metrics.registry.register(source)
         ic = cfg.influxdb
         self.influx = influx_client(cfg)
         database_task: asyncio.Task[None] | None = None
@@ -108,8 +117,9 @@ class Service:
                                              payload=lines, reason="influx_rejected", detail=reason)])
 
         sc = cfg.spool
-        if sc.enabled:
-            self.spool = open_spool(cfg.path(sc.path), max_bytes=sc.max_bytes, segment_bytes=sc.segment_bytes)
+        if sc.enabled:  # a cluster's processes on one machine keep a spool folder each
+            spool_path = cfg.path(sc.path) / self.ingest_id if cfg.cluster.enabled else cfg.path(sc.path)
+            self.spool = open_spool(spool_path, max_bytes=sc.max_bytes, segment_bytes=sc.segment_bytes)
         if self.spool is not None:
             self.metrics.spool_bytes.set_function(lambda: max(0, self.spool.pending_bytes) if self.spool else 0)
             self.metrics.spool_oldest_age.set_function(lambda: self.spool.oldest_age_s() if self.spool else 0.0)
@@ -128,7 +138,17 @@ class Service:
         self.pipeline = make_pipeline(cfg, view=view, writer=writer, deadletters=deadletters, metrics=self.metrics)
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
-        built = build_collectors(cfg, lambda: view.by_key)
+        cluster = cfg.cluster
+        ingest_only = cluster.enabled and cluster.role == "ingest"
+        if cluster.enabled and cluster.ingests:  # written chunks go on to the leader; acks after the PUBACK
+            self.bus = ReadingsPublisher.from_config(cfg, self.ingest_id)
+            self.bus.start()
+            self.pipeline.publish = self.bus.publish
+            self.metrics.registry.register(BusMetrics(publisher=self.bus))
+            logger.info("cluster ingest {}: shared subscriptions in group {}, readings to {}", self.ingest_id,
+                        cluster.share_group, self.bus.topic)
+        built = build_collectors(cfg, lambda: view.by_key, ingest_id=self.ingest_id) if cluster.ingests \
+            else build_collectors(cfg, lambda: view.by_key, plugins=[])
         self.collectors = built.collectors
         udp = getattr(self.collector("nbiot"), "udp", None)
         if udp is not None:  # frames of devices with a MAC key must carry its tag
@@ -142,7 +162,7 @@ class Service:
         alerting = self.alerting
         self.metrics.registry.register(KeptStats(lambda: writer.stats, lambda: alerting.alerts.worker.stats))
         self.metrics.registry.register(AlertsCollector(alerting.alerts.store, lambda: alerting.alerts.worker.stats))
-        if cfg.desk.enabled:
+        if cfg.desk.enabled and not ingest_only:
             from service.desk.server import DeskServer  # aiohttp only when the console is on
 
             tls = (server_context(cfg.path(cfg.desk.cert_file), cfg.path(cfg.desk.key_file) if cfg.desk.key_file
@@ -152,9 +172,10 @@ class Service:
             await self.desk.start()
             alerting.on_change.append(self.desk.changed)
             alerting.alerts.worker.on_change = self.desk.changed
-        await self.alerting.warm_up(self.influx)
-        self.pipeline.on_reading.append(self.alerting.on_reading)
-        self.pipeline.on_chunk_end.append(self.alerting.on_chunk_end)
+        if not ingest_only:  # an ingest process of a cluster runs no rules: the leader does
+            await self.alerting.warm_up(self.influx)
+            self.pipeline.on_reading.append(self.alerting.on_reading)
+            self.pipeline.on_chunk_end.append(self.alerting.on_chunk_end)
         if self.pipeline.judge is not None:
             counting = QualityCount(self.metrics)
             self.pipeline.on_reading.append(counting.on_reading)
@@ -165,8 +186,10 @@ class Service:
             return len(inbox) >= self.pipeline.chunk_size or stats.catching_up(time.time_ns(), time.monotonic())
 
         sup = self.supervisor
-        alert_task = sup.spawn("rules", self.alerting.run(writer, self.stopping, catching_up))
-        outbox_task = sup.spawn("outbox", self.alerting.deliver())
+        alert_task = sup.spawn("rules", self.alerting.run(writer, self.stopping, catching_up)) if not ingest_only \
+            else asyncio.create_task(asyncio.sleep(0))
+        outbox_task = sup.spawn("outbox", self.alerting.deliver()) if not ingest_only \
+            else asyncio.create_task(asyncio.sleep(0))
         pipe_task = sup.spawn("pipeline", self.pipeline.run(inbox, self.stopping))
         await write_device_info(writer, view.by_id.values())
         refresh_task = sup.spawn("registry", self._refresh_registry(view))
@@ -192,6 +215,8 @@ class Service:
             except TimeoutError:
                 logger.error("InfluxDB did not take the last batches within 30 s; they stay unacknowledged "
                              "at the broker and are delivered again on the next start")
+            if self.bus is not None:  # the last chunks' PUBACKs release their uplinks' acks
+                await asyncio.to_thread(self.bus.stop, 10.0)
             if self.spool is not None:
                 self.spool.close()
             for task in (refresh_task, models_task, database_task):
@@ -258,6 +283,12 @@ class Service:
                 await write_device_info(self.writer, view.by_id.values())
 
 
+def default_ingest_id() -> str:
+    """This machine's short host name as an MQTT topic level: a stable ingest id (its session is resumed)."""
+    name = socket.gethostname().split(".")[0] or "ingest"
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
+
+
 def influx_client(cfg: Config) -> InfluxClient:
     """The configured InfluxDB client (v1 API)."""
     ic = cfg.influxdb
@@ -295,9 +326,9 @@ def _collector_check(c: Collector) -> ReadyCheck:
     return check
 
 
-async def run_service(cfg: Config) -> int:
+async def run_service(cfg: Config, *, ingest_id: str = "") -> int:
     """Run until SIGINT or SIGTERM (exit code 0) or a task's failure (1); stop consuming, flush, acknowledge."""
-    svc = Service(cfg)
+    svc = Service(cfg, ingest_id=ingest_id)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, svc.stop)
