@@ -18,7 +18,9 @@ import pytest
 from conftest import influx_query
 from servicekit import recent_ns
 from test_ingest_process import publish
+from typer.testing import CliRunner
 
+from cli.app import app
 from provisioning.registry import Registry
 from service.bus import decode_readings
 from sim.daemons import Daemon, free_port
@@ -163,11 +165,11 @@ def _noise_times(influxd: Daemon, db: str, since_ns: int) -> list[int]:
 def test_workers_refuse_a_transport_that_only_one_process_can_bind(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text("[nbiot]\nudp = true\nudp_port = 8600\n[modbus]\nenabled = true\n")
-    out = subprocess.run([URBANSENSE, "--config", str(config), "run", "--workers", "2"], capture_output=True,
-                         text=True, timeout=60)
-    assert out.returncode == 1
-    assert "[nbiot] listens on UDP port 8600, which only one process of a machine can bind" in out.stderr
-    assert "[modbus] polls every Modbus device" in out.stderr
-    out = subprocess.run([URBANSENSE, "--config", str(config), "run", "--workers", "2", "--role", "ingest"],
-                         capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "300"})
-    assert out.returncode == 2 and "cannot also be --role ingest" in out.stderr
+    runner = CliRunner()
+    out = runner.invoke(app, ["--config", str(config), "run", "--workers", "2"], terminal_width=300)
+    assert out.exit_code == 1
+    assert "[nbiot] listens on UDP port 8600, which only one process of a machine can bind" in out.output
+    assert "[modbus] polls every Modbus device" in out.output
+    out = runner.invoke(app, ["--config", str(config), "run", "--workers", "2", "--role", "ingest"],
+                        terminal_width=300)
+    assert out.exit_code == 2 and "cannot also be --role ingest" in " ".join(out.output.replace("│", " ").split())
