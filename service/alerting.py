@@ -119,14 +119,21 @@ class RulesAndAlerts:
             points.append(transition_point(t))
         return encode_points(points)
 
-    def flush(self) -> None:
-        """Hand the queued transitions to the alert store in one SQLite commit (one fsync, not one each)."""
+    def flush(self, *, strict: bool = False) -> None:
+        """Hand the queued transitions to the alert store in one commit (one fsync, not one each).
+
+        A failed commit is logged and must not stop ingest; with `strict` (the cluster leader, whose
+        readings wait at the broker until this returns) the transitions stay queued and it raises.
+        """
         if not self._pending:
             return
         pending, self._pending = self._pending, []
         try:
             results = self.alerts.handle_many(pending)
-        except Exception:  # a failed commit must not stop ingest; it is logged with its cause
+        except Exception:
+            if strict:
+                self._pending = pending + self._pending
+                raise
             logger.exception("alerts: could not store {} transitions", len(pending))
             return
         for t, result in zip(pending, results, strict=True):

@@ -38,7 +38,6 @@ import psycopg
 from loguru import logger
 
 
-
 class LockBackend(Protocol):
     """A lock that at most one process holds. All methods block; `Leadership` calls them on its own thread."""
 
