@@ -199,6 +199,8 @@ class Service:
             assert self.pipeline is not None
             self.pipeline.publish = self.publisher.publish
             self.metrics.registry.register(BusMetrics(publisher=self.publisher))
+        if cl.enabled and cl.campaigns:
+            self.metrics.registry.register(BusMetrics(consumer=lambda: self.consumer))
         stats = self.pipeline.stats if self.pipeline is not None else None
 
         def catching_up() -> bool:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as paho
 import pytest
 from conftest import influx_query
@@ -31,7 +32,7 @@ N = 3000
 URBANSENSE = str(Path(sys.executable).parent / "urbansense")
 
 
-def _config(tmp: Path, broker: Daemon, influxd: Daemon, db: str, extra: str = "") -> Path:
+def _config(tmp: Path, broker: Daemon, influxd: Daemon, db: str, metrics_port: int) -> Path:
     path = tmp / "config.toml"
     path.write_text(f"""
 [mqtt]
@@ -46,12 +47,12 @@ path = "registry.sqlite"
 [pipeline]
 dead_letter_path = "deadletter.sqlite"
 [metrics]
-port = {free_port()}
+port = {metrics_port}
 [rules]
 warm_up = false
 [logging]
 level = "INFO"
-{extra}""")
+""")
     with Registry(tmp / "registry.sqlite") as reg:
         for d in FLEET:
             reg.add(d, by="test")
@@ -111,7 +112,8 @@ def _alive(pid: int) -> bool:
 @pytest.mark.timeout(300)
 def test_two_ingest_workers_share_the_stream_and_a_sigkilled_one_loses_nothing(
         tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, watcher: BusWatcher) -> None:
-    config = _config(tmp_path, mosquitto, influxd, influx_db)
+    metrics_port = free_port()
+    config = _config(tmp_path, mosquitto, influxd, influx_db, metrics_port)
     log = tmp_path / "run.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen([URBANSENSE, "--config", str(config), "run", "--workers", "2", "--ingest-id", "t"],
@@ -146,6 +148,12 @@ def test_two_ingest_workers_share_the_stream_and_a_sigkilled_one_loses_nothing(
         assert all(len(times) > 0 for times in by_worker.values())  # each worker took a share
         assert set.union(*by_worker.values()) == {u.time_ns for u in uplinks}  # together: all, to the leader
 
+        deadline = time.monotonic() + 30  # the leader (this process) got every reading from the bus, once
+        while (handed := _metric(metrics_port, "urbansense_bus_readings_total")) < N and time.monotonic() < deadline:
+            time.sleep(0.5)
+        late = _metric(metrics_port, "urbansense_bus_late_readings_total")  # a redelivery after the SIGKILL
+        assert N <= handed <= N + late
+
         children = [int(p) for p in re.findall(r"ingest worker t-w\d started \(pid (\d+)\)", log.read_text())]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(90) == 0, log.read_text()[-4000:]
@@ -155,6 +163,11 @@ def test_two_ingest_workers_share_the_stream_and_a_sigkilled_one_loses_nothing(
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def _metric(port: int, name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
 def _noise_times(influxd: Daemon, db: str, since_ns: int) -> list[int]:
