@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +25,9 @@ from service.cluster import Role
 from service.config import CONFIG_ENV, DEFAULT_PATH, ConfigError, load_config
 from service.logs import setup_logging
 from service.workers import WorkersRefused, run_with_workers, workers_config
+
+INGEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What `run --ingest-id` accepts: one MQTT topic level, also part of client ids and a spool folder name."""
 
 CONVENTIONS = (
     "Configuration comes from ./config.toml, --config FILE or $URBANSENSE_CONFIG.",
@@ -87,8 +91,11 @@ def run(ctx: typer.Context,
 
     Example: [bold]urbansense --config /etc/urbansense/config.toml run --workers 2[/bold]
     """
+    if ingest_id and not INGEST_ID.fullmatch(ingest_id):
+        raise typer.BadParameter(f"{ingest_id!r}: letters, digits, '-' and '_' only (it becomes an MQTT client id "
+                                 "suffix and a topic level)", param_hint="--ingest-id")
     cfg = state(ctx).config
-    setup_logging(cfg.logging.level)
+    setup_logging(cfg.logging.level, process=ingest_id if role == "ingest" else "leader" if workers else "")
     if metrics_port is not None:
         cfg = cfg.model_copy(update={"metrics": cfg.metrics.model_copy(update={"port": metrics_port})})
     if role is not None:

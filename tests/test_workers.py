@@ -119,7 +119,7 @@ def test_two_ingest_workers_share_the_stream_and_a_sigkilled_one_loses_nothing(
         proc = subprocess.Popen([URBANSENSE, "--config", str(config), "run", "--workers", "2", "--ingest-id", "t"],
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
-        _log_wait(log, r"mqtt: subscribed to \$share/urbansense/", 2, proc)
+        _log_wait(log, r"\[t-w[12]\] mqtt: subscribed to \$share/urbansense/", 2, proc)  # each line says whose
         pids = dict(re.findall(r"ingest worker (t-w\d) started \(pid (\d+)\)", log.read_text()))
         assert set(pids) == {"t-w1", "t-w2"}
 
@@ -186,3 +186,5 @@ def test_workers_refuse_a_transport_that_only_one_process_can_bind(tmp_path: Pat
     out = runner.invoke(app, ["--config", str(config), "run", "--workers", "2", "--role", "ingest"],
                         terminal_width=300)
     assert out.exit_code == 2 and "cannot also be --role ingest" in " ".join(out.output.replace("│", " ").split())
+    out = runner.invoke(app, ["--config", str(config), "run", "--ingest-id", "a/b"])
+    assert out.exit_code == 2 and "letters, digits" in out.output
