@@ -8,11 +8,12 @@ before the backlog is published, so the broker queues the whole backlog for each
 1-worker run (share group `g1`, one member), for the 2-worker run (share group `g2`, two
 members: the broker deals the backlog between their two sessions) and for the raw pipe.
 
-Each worker is a real `urbansense run --role ingest --ingest-id wK` process (cluster on): it
-parses, decodes, writes to InfluxDB, then publishes each chunk's readings to the readings
-topic and acknowledges the uplinks after the broker's PUBACK. No leader runs (nothing reads
-the readings topic). A run is timed from the first worker's "connected" log line to the poll
-of InfluxDB that first counts all N points; the raw pipe as in `e2e_bench.py`. The machine's
+Each run is the real `urbansense run --workers N` (N = 1, 2): the parent leads (it reads the
+readings topic and runs the rules and alerts) and N child processes ingest: parse, decode,
+write to InfluxDB, publish each chunk's readings to the readings topic, acknowledge the
+uplinks after the broker's PUBACK. A run is timed from the first worker's "connected" log
+line to the poll of InfluxDB that first counts all N points (and, separately, to the leader's
+`urbansense_bus_readings_total` reaching N); the raw pipe as in `e2e_bench.py`. The machine's
 load average is printed before and after: on a shared machine the figures move with it.
 """
 
@@ -28,6 +29,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -61,7 +63,7 @@ def create_shared_session(port: int, client_id: str, group: str) -> None:
     c.loop_stop()
 
 
-def write_config(tmp: Path, broker: Daemon, influxd: Daemon, run: str) -> Path:
+def write_config(tmp: Path, broker: Daemon, influxd: Daemon, run: str, metrics_port: int) -> Path:
     path = tmp / f"{run}.toml"
     path.write_text(f"""
 [mqtt]
@@ -77,48 +79,60 @@ dead_letter_path = "deadletter-{run}.sqlite"
 [spool]
 path = "spool-{run}"
 [metrics]
-enabled = false
+port = {metrics_port}
+[alerts]
+db_path = "alerts-{run}.sqlite"
 [rules]
 warm_up = false
 [logging]
 level = "INFO"
 [cluster]
-enabled = true
-role = "ingest"
 share_group = "{run}"
+leader_client_id = "leader-{run}"
 """)
     return path
 
 
+def leader_readings(port: int) -> float:
+    """`urbansense_bus_readings_total` of the leader: readings the bus handed to its rules."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return 0.0
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("urbansense_bus_readings_total "))
+
+
 def run_workers(tmp: Path, broker: Daemon, influxd: Daemon, run: str, workers: int, n: int,
-                fields: dict[str, str]) -> float:
-    """Start `workers` ingest processes; seconds from the first one's connect to all N points counted."""
-    config = write_config(tmp, broker, influxd, run)
-    exe = str(Path(sys.executable).parent / "urbansense")
-    procs, logs = [], []
-    for k in range(1, workers + 1):
-        log = tmp / f"{run}-w{k}.log"
-        logs.append(log)
-        with open(log, "ab") as out:
-            procs.append(subprocess.Popen([exe, "--config", str(config), "run", "--role", "ingest", "--ingest-id",
-                                           f"w{k}", "--metrics-port", str(free_port())],
-                                          stdout=out, stderr=subprocess.STDOUT))
+                fields: dict[str, str]) -> tuple[float, float]:
+    """`urbansense run --workers N`: seconds from the first worker's connect to all N points counted in InfluxDB,
+    and to the leader having handed all N readings to its rules."""
+    port = free_port()
+    config = write_config(tmp, broker, influxd, run, port)
+    log = tmp / f"{run}.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "urbansense"), "--config", str(config), "run",
+                                 "--workers", str(workers), "--ingest-id", run], stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
-        while not any("mqtt: connected" in log.read_text() for log in logs):
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                raise SystemExit(f"{run}: no worker connected:\n" + "\n".join(log.read_text()[-2000:] for log in logs))
+        while not re.search(r"\[[-\w]+\] mqtt: connected", log.read_text()):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"{run}: no worker connected:\n{log.read_text()[-3000:]}")
             time.sleep(0.02)
         t0 = time.perf_counter()
-        return Counter(influxd.url, run, fields).wait_for(n, 900, t0)
+        stored = Counter(influxd.url, run, fields).wait_for(n, 900, t0)
+        deadline = time.monotonic() + 300
+        while leader_readings(port) < n:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{run}: the leader got {leader_readings(port):,.0f} of {n:,} readings")
+            time.sleep(0.1)
+        return stored, time.perf_counter() - t0
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(60)
-        shared = [len(re.findall(r"subscribed to \$share", log.read_text())) for log in logs]
-        if not all(shared):
-            raise SystemExit(f"{run}: a worker never subscribed to the shared subscription")
+        proc.terminate()
+        proc.wait(120)
+        text = log.read_text()
+        if len(re.findall(r"subscribed to \$share", text)) < workers:
+            raise SystemExit(f"{run}: not every worker subscribed to the shared subscription:\n{text[-3000:]}")
 
 
 def load() -> str:
@@ -144,9 +158,9 @@ def main() -> None:
         broker = start_mosquitto(tmp, autosave_interval=86_400)
         influxd = start_influxd(tmp)
         try:
-            create_shared_session(broker.port, f"{CLIENT_ID}-g1-w1", "g1")
+            create_shared_session(broker.port, f"{CLIENT_ID}-g1-g1-w1", "g1")  # <client_id>-<ingest id>
             for k in (1, 2):
-                create_shared_session(broker.port, f"{CLIENT_ID}-g2-w{k}", "g2")
+                create_shared_session(broker.port, f"{CLIENT_ID}-g2-g2-w{k}", "g2")
             create_raw_session(broker.port, RAW_ID)
             t = time.perf_counter()
             pub = Publisher("127.0.0.1", broker.port)
@@ -156,10 +170,10 @@ def main() -> None:
             print(f"published {n:,} uplinks in {time.perf_counter() - t:.1f} s (queued for g1, g2 and the raw pipe)")
             results = {}
             for run, workers in (("g1", 1), ("g2", 2)):
-                wall = run_workers(tmp, broker, influxd, run, workers, n, fields)
+                wall, leader = run_workers(tmp, broker, influxd, run, workers, n, fields)
                 results[workers] = n / wall
-                print(f"{workers} worker(s): {n:,} uplinks in {wall:.2f} s = {n / wall:,.0f} uplinks/s "
-                      f"(load average now {load()})")
+                print(f"--workers {workers}: {n:,} uplinks stored in {wall:.2f} s = {n / wall:,.0f} uplinks/s; the "
+                      f"leader had all their readings after {leader:.2f} s (load average now {load()})")
             raw_wall, _ = run_raw_pipe(broker, influxd, devices, n, fields)
             raw = n / raw_wall
             print(f"raw pipe: {n:,} uplinks in {raw_wall:.2f} s = {raw:,.0f} uplinks/s")
