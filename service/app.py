@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,7 @@ from prometheus_client.registry import Collector as Collector_
 
 from alerts.metrics import AlertsCollector
 from alerts.outbox import OutboxStats
-from collectors.plugin import Collector
+from collectors.plugin import Collector, MetricsSource
 from core.reading import Reading
 from core.secrets import reveal
 from core.timing import backoff_s
@@ -72,10 +71,13 @@ class Service:
     only while they lead.
     """
 
-    def __init__(self, cfg: Config, *, ingest_id: str = "") -> None:
+    def __init__(self, cfg: Config, *, ingest_id: str = "", extra_metrics: Sequence[MetricsSource] = ()) -> None:
         self.cfg = cfg
-        self.ingest_id = ingest_id or f"{socket.gethostname()}-{os.getpid()}"
-        """This process's name on the readings bus (`<readings_topic>/<ingest_id>`) and in client ids."""
+        self.extra_metrics = list(extra_metrics)
+        self.ingest_id = ingest_id or default_ingest_id()
+        """This process's name on the readings bus (`<readings_topic>/<ingest_id>`) and in client ids. Stable
+        across restarts (the host name by default): its persistent MQTT session, and whatever the broker holds
+        in it unacknowledged, is resumed by the next start with the same id."""
         self.metrics = Metrics()
         self.stopping = asyncio.Event()
         self.started = asyncio.Event()
@@ -128,6 +130,8 @@ class Service:
             self.metrics_server = MetricsServer(self.metrics.registry, cfg.metrics.host, cfg.metrics.port,
                                                 ready=self.readiness, token=reveal(cfg.metrics.token))
             self.metrics_server.start()
+        for source in self.extra_metrics:
+            self.metrics.registry.register(source)
         ic = cfg.influxdb
         self.influx = influx_client(cfg)
         database_task: asyncio.Task[None] | None = None
@@ -146,7 +150,9 @@ class Service:
 
         sc = cfg.spool
         if sc.enabled:
-            self.spool = open_spool(cfg.path(sc.path), max_bytes=sc.max_bytes, segment_bytes=sc.segment_bytes)
+            # a cluster's processes on one machine (`run --workers`) keep a spool folder each
+            spool_path = cfg.path(sc.path) / self.ingest_id if cl.enabled else cfg.path(sc.path)
+            self.spool = open_spool(spool_path, max_bytes=sc.max_bytes, segment_bytes=sc.segment_bytes)
         if self.spool is not None:
             self.metrics.spool_bytes.set_function(lambda: max(0, self.spool.pending_bytes) if self.spool else 0)
             self.metrics.spool_oldest_age.set_function(lambda: self.spool.oldest_age_s() if self.spool else 0.0)
@@ -195,6 +201,8 @@ class Service:
             assert self.pipeline is not None
             self.pipeline.publish = self.publisher.publish
             self.metrics.registry.register(BusMetrics(publisher=self.publisher))
+        if cl.enabled and cl.campaigns:
+            self.metrics.registry.register(BusMetrics(consumer=lambda: self.consumer))
         stats = self.pipeline.stats if self.pipeline is not None else None
 
         def catching_up() -> bool:
@@ -377,6 +385,12 @@ class Service:
                 continue
             if changed and self.writer is not None:
                 await write_device_info(self.writer, view.by_id.values())
+
+
+def default_ingest_id() -> str:
+    """This machine's short host name as one MQTT topic level: a stable ingest id (its session is resumed)."""
+    name = socket.gethostname().split(".")[0] or "ingest"
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
 
 
 def influx_client(cfg: Config) -> InfluxClient:

@@ -528,9 +528,12 @@ class ReadingsConsumer:
 
 
 class BusMetrics:
-    """prometheus_client custom collector over a `ReadingsConsumer` and/or a `ReadingsPublisher`."""
+    """prometheus_client custom collector over a `ReadingsConsumer` and/or a `ReadingsPublisher`.
 
-    def __init__(self, consumer: ReadingsConsumer | None = None, publisher: ReadingsPublisher | None = None) -> None:
+    `consumer` may be a function giving the current one (a leader has one per term, None between terms)."""
+
+    def __init__(self, consumer: ReadingsConsumer | Callable[[], ReadingsConsumer | None] | None = None,
+                 publisher: ReadingsPublisher | None = None) -> None:
         self.consumer = consumer
         self.publisher = publisher
 
@@ -544,8 +547,9 @@ class BusMetrics:
                 yield CounterMetricFamily(f"urbansense_bus_{name}", doc, value=value)
             yield GaugeMetricFamily("urbansense_bus_unacknowledged", "readings messages awaiting the broker's PUBACK",
                                     value=self.publisher.unacknowledged)
-        if self.consumer is not None:
-            c = self.consumer.stats
+        consumer = self.consumer() if callable(self.consumer) else self.consumer
+        if consumer is not None:
+            c = consumer.stats
             for name, value, doc in (("messages", c.messages, "readings messages received by the leader"),
                                      ("readings", c.readings, "readings handed to the rules"),
                                      ("malformed", c.malformed, "malformed readings messages (dead-lettered)"),
