@@ -1,0 +1,290 @@
+"""Node-RED's loss-free rate beside urbansense's (one process), on this machine, in one run.
+
+    sh benchmarks/nodered/install.sh                       # once: npm installs Node-RED 4 into var/nodered
+    python benchmarks/nodered/nodered_bench.py [--rates 250,500,1000,2000,3000] [--seconds 20] [--grace 10]
+
+Starts a private Mosquitto and influxd on loopback (data in a temporary folder) and the same
+ChirpStack v4 uplinks as benchmarks/e2e_bench.py (`sim.simulator.FleetSimulator`: ~1.35 KB
+events, 2 gateways in rxInfo), here from a fleet of Dragino LDDS75 water-level gauges so that
+Node-RED's function node can decode them as Dragino's own decoder does. For each system in turn:
+
+- Node-RED 4 (`flow.json` built here: mqtt in QoS 1 → function `decode.js` → join 1,000 lines
+  or 0.2 s → http request POST /write; editor and admin API off, loopback only, no telemetry);
+- urbansense: `urbansense run`, one process, default settings (rules, quality judge, dead
+  letters, acknowledgement after the write);
+
+it publishes at each rate for `--seconds` (QoS 1, paced), then waits up to `--grace` seconds
+and counts the points stored (`count(depth_mm)` over the step's own time window). A rate is
+loss-free when every published uplink is stored by then. The highest loss-free rate of each is
+printed, with the load average (the machine is shared). Never leaves loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from provisioning.registry import Registry
+from sim.daemons import Daemon, free_port, start_influxd, start_mosquitto
+from sim.simulator import FleetSimulator, Publisher, Scenario, SimUplink, demo_fleet
+from storage.lineprotocol import tag_string
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+TOPIC = "application/+/device/+/event/up"
+MODEL = "dragino-ldds75"
+STEP_GAP_NS = 3600 * 10**9
+"""Each step's uplinks carry times in an hour of their own, so a step's points are counted alone."""
+
+
+def fleet(n: int) -> list:
+    """`n` LDDS75 water-level gauges (2 m mount height) of the demo fleet's shape."""
+    return [dataclasses.replace(d, model=MODEL) for d in demo_fleet({"water_level": n})]
+
+
+def step_uplinks(devices: list, rate: int, seconds: float, base_ns: int, seed: int) -> list[SimUplink]:
+    """rate × seconds uplinks: rounds of the fleet one second apart in event time from `base_ns`."""
+    sim = FleetSimulator(devices, Scenario("rainstorm", ("朝阳",), ramp_s=600), seed=seed)
+    n = int(rate * seconds)
+    out: list[SimUplink] = []
+    r = 0
+    while len(out) < n:
+        out.extend(sim.round(float(r), base_ns + r * 10**9))
+        r += 1
+    return out[:n]
+
+
+def publish_paced(port: int, uplinks: list[SimUplink], rate: int) -> tuple[int, float]:
+    """Publish at `rate` per second (QoS 1); returns (published, seconds taken)."""
+    pub = Publisher("127.0.0.1", port, max_outstanding=5000)
+    start = time.monotonic()
+    for i, u in enumerate(uplinks):
+        pub.publish(u.topic, u.event)
+        ahead = (i + 1) / rate - (time.monotonic() - start)
+        if ahead > 0:
+            time.sleep(ahead)
+    took = time.monotonic() - start
+    pub.close()
+    return len(uplinks), took
+
+
+class Points:
+    """Counts stored points (`count(depth_mm)` of `water_level`) in a time window of one database."""
+
+    def __init__(self, url: str, db: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=30)
+        self.db = db
+        self.http.post("/query", params={"q": f'CREATE DATABASE "{db}"'}).raise_for_status()
+
+    def count(self, lo_ns: int, hi_ns: int) -> int:
+        q = f'SELECT count("depth_mm") FROM "water_level" WHERE time >= {lo_ns} AND time < {hi_ns}'
+        r = self.http.get("/query", params={"db": self.db, "q": q})
+        r.raise_for_status()
+        series = r.json()["results"][0].get("series") or []
+        return int(series[0]["values"][0][1]) if series else 0
+
+
+def node_red_flow(devices: list, broker_port: int, influx_url: str, db: str) -> list[dict]:
+    """The flow: mqtt in → decode.js → join (1,000 lines or 0.2 s) → http request POST /write."""
+    table = {d.key: {"head": f"water_level{tag_string(d.tags())}", "mount": d.install["mount_height_mm"]}
+             for d in devices}
+    return [
+        {"id": "tab", "type": "tab", "label": "ChirpStack → InfluxDB"},
+        {"id": "broker", "type": "mqtt-broker", "name": "bench broker", "broker": "127.0.0.1",
+         "port": str(broker_port), "clientid": "nodered-bench", "autoConnect": True, "usetls": False,
+         "protocolVersion": "4", "keepalive": "30", "cleansession": True, "birthTopic": "", "closeTopic": "",
+         "willTopic": ""},
+        {"id": "in", "type": "mqtt in", "z": "tab", "name": "uplinks", "topic": TOPIC, "qos": "1",
+         "datatype": "json", "broker": "broker", "nl": False, "rap": True, "rh": 0, "inputs": 0,
+         "wires": [["decode"]]},
+        {"id": "decode", "type": "function", "z": "tab", "name": "LDDS75 → line protocol",
+         "func": (HERE / "decode.js").read_text(encoding="utf-8"), "outputs": 1, "timeout": 0, "noerr": 0,
+         "initialize": f"context.set('devices', {json.dumps(table, ensure_ascii=False)});", "finalize": "",
+         "libs": [], "wires": [["join"]]},
+        {"id": "join", "type": "join", "z": "tab", "name": "batch", "mode": "custom", "build": "string",
+         "property": "payload", "propertyType": "msg", "key": "topic", "joiner": "\\n", "joinerType": "str",
+         "accumulate": False, "timeout": "0.2", "count": "1000", "reduceRight": False, "wires": [["write"]]},
+        {"id": "write", "type": "http request", "z": "tab", "name": "InfluxDB /write", "method": "POST",
+         "ret": "txt", "paytoqs": "ignore", "url": f"{influx_url}/write?db={db}&precision=ns", "tls": "",
+         "persist": True, "proxy": "", "insecureHTTPParser": False, "authType": "", "senderr": False,
+         "headers": [], "wires": [["check"]]},
+        {"id": "check", "type": "function", "z": "tab", "name": "write refused?", "outputs": 0,
+         "func": "if (msg.statusCode !== 204) { node.error('InfluxDB write ' + msg.statusCode + ': ' + "
+                 "msg.payload, msg); }\nreturn null;", "wires": []},
+    ]
+
+
+def wait_for_line(log: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"exited {proc.returncode} before {text!r}:\n{log.read_text()[-3000:]}")
+        if text in log.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"no {text!r} after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def start_node_red(tmp: Path, home: Path, devices: list, broker: Daemon, influxd: Daemon) -> subprocess.Popen:
+    red = home / "node_modules" / "node-red" / "red.js"
+    if not red.exists():
+        raise SystemExit(f"{red} not found: run `sh benchmarks/nodered/install.sh` first")
+    user_dir = tmp / "node-red"
+    user_dir.mkdir()
+    (user_dir / "flows.json").write_text(json.dumps(node_red_flow(devices, broker.port, influxd.url, "nodered"),
+                                                    ensure_ascii=False, indent=1))
+    log = tmp / "node-red.log"
+    env = {**os.environ, "NODE_RED_BENCH_PORT": str(free_port()), "NODE_RED_DISABLE_TELEMETRY": "1"}
+    proc = subprocess.Popen(["node", str(red), "--settings", str(HERE / "settings.js"), "--userDir", str(user_dir),
+                             "--no-telemetry"], stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    wait_for_line(log, "Connected to broker", proc, 60)
+    proc.log = log  # type: ignore[attr-defined]
+    return proc
+
+
+def start_urbansense(tmp: Path, devices: list, broker: Daemon, influxd: Daemon) -> subprocess.Popen:
+    with Registry(tmp / "registry.sqlite") as reg:
+        for d in devices:
+            reg.add(d, by="bench")
+    port = free_port()
+    cfg = tmp / "urbansense.toml"
+    cfg.write_text(f"""[mqtt]
+port = {broker.port}
+client_id = "urbansense-nodered-bench"
+[influxdb]
+url = "{influxd.url}"
+database = "urbansense"
+[metrics]
+port = {port}
+[logging]
+level = "WARNING"
+[registry]
+path = "registry.sqlite"
+[pipeline]
+dead_letter_path = "deadletter.sqlite"
+[alerts]
+db_path = "alerts.sqlite"
+[spool]
+path = "spool"
+""")
+    log = tmp / "urbansense.log"
+    exe = Path(sys.executable).parent / "urbansense"
+    proc = subprocess.Popen([str(exe), "--config", str(cfg), "run"], stdout=open(log, "wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"urbansense exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                proc.log = log  # type: ignore[attr-defined]
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"urbansense not ready after 90 s:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def ramp(name: str, proc: subprocess.Popen, points: Points, broker: Daemon, devices: list, rates: list[int],
+         seconds: float, grace: float, base_ns: int) -> int:
+    """Steps of increasing rate until one loses; returns the highest loss-free rate (0: none)."""
+    best = 0
+    for k, rate in enumerate(rates):
+        lo = base_ns + k * STEP_GAP_NS
+        uplinks = step_uplinks(devices, rate, seconds, lo, seed=k)
+        hi = uplinks[-1].time_ns + 1
+        load = os.getloadavg()[0]
+        sent, took = publish_paced(broker.port, uplinks, rate)
+        end = time.monotonic()
+        stored = points.count(lo, hi)
+        while stored < sent and time.monotonic() - end < grace and proc.poll() is None:
+            time.sleep(0.5)
+            stored = points.count(lo, hi)
+        drained = time.monotonic() - end
+        lost = sent - stored
+        ok = lost == 0
+        print(f"  {name:<10} {rate:>6,}/s  published {sent:>7,} in {took:5.1f} s ({sent / took:>6,.0f}/s)  "
+              f"stored {stored:>7,}  {'all, ' + format(drained, '.1f') + ' s after the last' if ok else f'MISSING {lost:,}'}"
+              f"  load {load:.1f}", flush=True)
+        if proc.poll() is not None:
+            print(f"  {name} exited {proc.returncode}: {proc.log.read_text()[-2000:]}")  # type: ignore[attr-defined]
+            break
+        if not ok:
+            time.sleep(grace)
+            late = points.count(lo, hi)
+            print(f"  {name:<10} … {late - stored:,} more arrived in the next {grace:.0f} s; "
+                  f"{sent - late:,} still missing", flush=True)
+            break
+        best = rate
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 epilog="example: python benchmarks/nodered/nodered_bench.py --rates 500,1000,2000")
+    ap.add_argument("--rates", default="250,500,1000,1500,2000,3000,4000", help="uplinks/s per step, increasing")
+    ap.add_argument("--seconds", type=float, default=20.0, help="publishing time per step (default 20)")
+    ap.add_argument("--grace", type=float, default=10.0, help="seconds after a step for the last points (default 10)")
+    ap.add_argument("--devices", type=int, default=200, help="LDDS75 gauges in the fleet (default 200)")
+    ap.add_argument("--nodered-home", type=Path, default=ROOT / "var" / "nodered",
+                    help="where install.sh put node_modules/node-red (default var/nodered)")
+    ap.add_argument("--only", choices=("node-red", "urbansense"), help="run one system only")
+    args = ap.parse_args()
+    rates = [int(r) for r in args.rates.split(",")]
+    devices = fleet(args.devices)
+    node_version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    red_pkg = args.nodered_home / "node_modules" / "node-red" / "package.json"
+    red_version = json.loads(red_pkg.read_text())["version"] if red_pkg.exists() else "?"
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()} at start (shared machine); "
+          f"Node-RED {red_version} on node {node_version}; {len(devices)} {MODEL} gauges; "
+          f"{args.seconds:.0f} s per step, {args.grace:.0f} s grace", flush=True)
+    base_ns = (time.time_ns() // 10**9 - 5 * 86400) * 10**9
+    results: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="nodered-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        broker = start_mosquitto(tmp, autosave_interval=86_400)
+        influxd = start_influxd(tmp)
+        try:
+            for name in ("node-red", "urbansense"):
+                if args.only and args.only != name:
+                    continue
+                points = Points(influxd.url, "nodered" if name == "node-red" else "urbansense")
+                proc = (start_node_red(tmp, args.nodered_home, devices, broker, influxd) if name == "node-red"
+                        else start_urbansense(tmp, devices, broker, influxd))
+                try:
+                    results[name] = ramp(name, proc, points, broker, devices, rates, args.seconds, args.grace,
+                                         base_ns)
+                finally:
+                    stop(proc)
+                base_ns += len(rates) * STEP_GAP_NS
+        finally:
+            broker.stop()
+            influxd.stop()
+    for name, best in results.items():
+        print(f"{name}: highest loss-free rate {best:,} uplinks/s" if best else f"{name}: lost at the lowest rate")
+    print(f"load average at the end {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
