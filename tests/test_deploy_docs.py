@@ -6,6 +6,8 @@ the services it claims. No container runtime runs here: the compose file is chec
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -29,14 +31,15 @@ UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
 CONFIGS = [DEPLOY / "systemd" / "config.toml", DEPLOY / "compose" / "urbansense.toml"]
 COMPOSE = DEPLOY / "compose.yaml"
 MOSQUITTO_CONF = DEPLOY / "compose" / "mosquitto" / "mosquitto.conf"
-SERVICES = {"mosquitto", "influxdb", "postgres", "grafana", "leader-a", "leader-b", "ingest"}
+SERVICES = {"mosquitto", "influxdb", "postgres", "grafana", "leader-a", "leader-b", "ingest-1", "ingest-2"}
 """The services docs/deploy.md says the compose file starts."""
 
 
 def deploy_texts() -> dict[str, str]:
     """Every file of the deployment a reader follows, by its path relative to the repository."""
     files = [DOC, COMPOSE, MOSQUITTO_CONF, *UNITS, *CONFIGS, *sorted((DEPLOY / "systemd").glob("*.example")),
-             DEPLOY / "Containerfile", DEPLOY / "systemd" / "urbansense.target"]
+             DEPLOY / "Containerfile", DEPLOY / "systemd" / "urbansense.target",
+             DEPLOY / "compose" / "secrets" / "README.md"]
     return {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in files}
 
 
@@ -183,7 +186,8 @@ def test_compose_parses_names_its_services_and_publishes_only_on_loopback() -> N
                 target = DEPLOY / source
                 assert target.exists() or (name == "grafana"), f"{name} mounts {source}, which is not shipped"
     assert compose["networks"]["backend"]["internal"] is True
-    assert compose["services"]["ingest"]["deploy"]["replicas"] >= 2
+    for name in ("ingest-1", "ingest-2"):  # a stable ingest id each: its MQTT session is resumed after a restart
+        assert compose["services"][name]["command"][-2:] == ["--ingest-id", name]
     conf = dict(line.split(None, 1) for line in MOSQUITTO_CONF.read_text().splitlines()
                 if line.strip() and not line.startswith("#"))
     assert conf["persistence"] == "true" and int(conf["max_queued_messages"]) >= 1_000_000
@@ -208,6 +212,22 @@ def test_units_are_hardened_and_keep_secrets_off_the_command_line(unit: str) -> 
     (exec_start,) = s["ExecStart"]
     assert not re.search(r"password|token|secret|://[^/\s]*@", exec_start, re.I), exec_start
     assert "--config /etc/urbansense/config.toml run" in exec_start
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_accepts_the_units_and_rates_their_exposure_ok(tmp_path: Path) -> None:
+    for unit in UNITS:  # a template is verified as one of its instances
+        copy = tmp_path / unit.name.replace("@.", "@1.")
+        copy.write_text(unit.read_text(encoding="utf-8"))
+        r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(copy)], capture_output=True, text=True,
+                           timeout=60)
+        complaints = [line for line in (r.stdout + r.stderr).splitlines()
+                      if line.strip() and "/opt/urbansense/venv/bin/urbansense is not executable" not in line]
+        assert not complaints, f"{unit.name}: {complaints}"
+        r = subprocess.run(["systemd-analyze", "security", "--offline=true", str(copy)], capture_output=True,
+                           text=True, timeout=60)
+        level = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout)
+        assert level and float(level.group(1)) <= 2.0, f"{unit.name}: {r.stdout[-400:]}{r.stderr[-400:]}"
 
 
 def test_template_unit_for_ingest_workers_and_the_leader_unit_exist() -> None:
@@ -239,6 +259,7 @@ def test_every_metric_named_is_exported_by_a_running_service(tmp_path: Path, mos
     assert len(named) >= 10
     cfg = make_config(tmp_path, mosquitto, influxd, influx_db)
     with running(cfg) as svc:
+        assert svc.metrics_server is not None
         text = httpx.get(f"http://127.0.0.1:{svc.metrics_server.port}/metrics", timeout=10).text
     exported = exported_names(text)
     assert "urbansense_uplinks_received_total" in exported

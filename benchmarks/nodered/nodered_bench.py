@@ -43,13 +43,17 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 TOPIC = "application/+/device/+/event/up"
 MODEL = "dragino-ldds75"
+ID = {name: f"7b1f0c1d2e3a4b{i:02x}" for i, name in enumerate(("tab", "broker", "in", "decode", "join", "write",
+                                                                 "check"), 1)}
+"""Node ids of the flow in Node-RED's own shape (16 hex digits; a short word may clash with a type's name)."""
 STEP_GAP_NS = 3600 * 10**9
 """Each step's uplinks carry times in an hour of their own, so a step's points are counted alone."""
 
 
 def fleet(n: int) -> list:
     """`n` LDDS75 water-level gauges (2 m mount height) of the demo fleet's shape."""
-    return [dataclasses.replace(d, model=MODEL) for d in demo_fleet({"water_level": n})]
+    return [dataclasses.replace(d, model=MODEL, install={"mount_height_mm": 2000.0})
+            for d in demo_fleet({"water_level": n})]
 
 
 def step_uplinks(devices: list, rate: int, seconds: float, base_ns: int, seed: int) -> list[SimUplink]:
@@ -99,26 +103,26 @@ def node_red_flow(devices: list, broker_port: int, influx_url: str, db: str) -> 
     table = {d.key: {"head": f"water_level{tag_string(d.tags())}", "mount": d.install["mount_height_mm"]}
              for d in devices}
     return [
-        {"id": "tab", "type": "tab", "label": "ChirpStack → InfluxDB"},
-        {"id": "broker", "type": "mqtt-broker", "name": "bench broker", "broker": "127.0.0.1",
+        {"id": ID["tab"], "type": "tab", "label": "ChirpStack → InfluxDB"},
+        {"id": ID["broker"], "type": "mqtt-broker", "name": "bench broker", "broker": "127.0.0.1",
          "port": str(broker_port), "clientid": "nodered-bench", "autoConnect": True, "usetls": False,
          "protocolVersion": "4", "keepalive": "30", "cleansession": True, "birthTopic": "", "closeTopic": "",
          "willTopic": ""},
-        {"id": "in", "type": "mqtt in", "z": "tab", "name": "uplinks", "topic": TOPIC, "qos": "1",
-         "datatype": "json", "broker": "broker", "nl": False, "rap": True, "rh": 0, "inputs": 0,
-         "wires": [["decode"]]},
-        {"id": "decode", "type": "function", "z": "tab", "name": "LDDS75 → line protocol",
+        {"id": ID["in"], "type": "mqtt in", "z": ID["tab"], "name": "uplinks", "topic": TOPIC, "qos": "1",
+         "datatype": "json", "broker": ID["broker"], "nl": False, "rap": True, "rh": 0, "inputs": 0,
+         "wires": [[ID["decode"]]]},
+        {"id": ID["decode"], "type": "function", "z": ID["tab"], "name": "LDDS75 → line protocol",
          "func": (HERE / "decode.js").read_text(encoding="utf-8"), "outputs": 1, "timeout": 0, "noerr": 0,
          "initialize": f"context.set('devices', {json.dumps(table, ensure_ascii=False)});", "finalize": "",
-         "libs": [], "wires": [["join"]]},
-        {"id": "join", "type": "join", "z": "tab", "name": "batch", "mode": "custom", "build": "string",
+         "libs": [], "wires": [[ID["join"]]]},
+        {"id": ID["join"], "type": "join", "z": ID["tab"], "name": "batch", "mode": "custom", "build": "string",
          "property": "payload", "propertyType": "msg", "key": "topic", "joiner": "\\n", "joinerType": "str",
-         "accumulate": False, "timeout": "0.2", "count": "1000", "reduceRight": False, "wires": [["write"]]},
-        {"id": "write", "type": "http request", "z": "tab", "name": "InfluxDB /write", "method": "POST",
+         "accumulate": False, "timeout": "0.2", "count": "1000", "reduceRight": False, "wires": [[ID["write"]]]},
+        {"id": ID["write"], "type": "http request", "z": ID["tab"], "name": "InfluxDB /write", "method": "POST",
          "ret": "txt", "paytoqs": "ignore", "url": f"{influx_url}/write?db={db}&precision=ns", "tls": "",
          "persist": True, "proxy": "", "insecureHTTPParser": False, "authType": "", "senderr": False,
-         "headers": [], "wires": [["check"]]},
-        {"id": "check", "type": "function", "z": "tab", "name": "write refused?", "outputs": 0,
+         "headers": [], "wires": [[ID["check"]]]},
+        {"id": ID["check"], "type": "function", "z": ID["tab"], "name": "write refused?", "outputs": 0,
          "func": "if (msg.statusCode !== 204) { node.error('InfluxDB write ' + msg.statusCode + ': ' + "
                  "msg.payload, msg); }\nreturn null;", "wires": []},
     ]
@@ -145,9 +149,10 @@ def start_node_red(tmp: Path, home: Path, devices: list, broker: Daemon, influxd
                                                     ensure_ascii=False, indent=1))
     log = tmp / "node-red.log"
     env = {**os.environ, "NODE_RED_BENCH_PORT": str(free_port()), "NODE_RED_DISABLE_TELEMETRY": "1"}
-    proc = subprocess.Popen(["node", str(red), "--settings", str(HERE / "settings.js"), "--userDir", str(user_dir),
-                             "--no-telemetry"], stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(["node", str(red), "--settings", str(HERE / "settings.js"), "--userDir",
+                                 str(user_dir), "--no-telemetry"], stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
     wait_for_line(log, "Connected to broker", proc, 60)
     proc.log = log  # type: ignore[attr-defined]
     return proc
@@ -180,8 +185,9 @@ path = "spool"
 """)
     log = tmp / "urbansense.log"
     exe = Path(sys.executable).parent / "urbansense"
-    proc = subprocess.Popen([str(exe), "--config", str(cfg), "run"], stdout=open(log, "wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(exe), "--config", str(cfg), "run"], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd=tmp)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -224,9 +230,9 @@ def ramp(name: str, proc: subprocess.Popen, points: Points, broker: Daemon, devi
         drained = time.monotonic() - end
         lost = sent - stored
         ok = lost == 0
+        outcome = f"all, {drained:.1f} s after the last" if ok else f"MISSING {lost:,}"
         print(f"  {name:<10} {rate:>6,}/s  published {sent:>7,} in {took:5.1f} s ({sent / took:>6,.0f}/s)  "
-              f"stored {stored:>7,}  {'all, ' + format(drained, '.1f') + ' s after the last' if ok else f'MISSING {lost:,}'}"
-              f"  load {load:.1f}", flush=True)
+              f"stored {stored:>7,}  {outcome}  load {load:.1f}", flush=True)
         if proc.poll() is not None:
             print(f"  {name} exited {proc.returncode}: {proc.log.read_text()[-2000:]}")  # type: ignore[attr-defined]
             break
@@ -235,6 +241,8 @@ def ramp(name: str, proc: subprocess.Popen, points: Points, broker: Daemon, devi
             late = points.count(lo, hi)
             print(f"  {name:<10} … {late - stored:,} more arrived in the next {grace:.0f} s; "
                   f"{sent - late:,} still missing", flush=True)
+            tail = proc.log.read_text(errors="replace").splitlines()[-8:]  # type: ignore[attr-defined]
+            print("  its log ends:\n    " + "\n    ".join(tail), flush=True)
             break
         best = rate
     return best
