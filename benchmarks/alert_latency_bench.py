@@ -3,21 +3,36 @@
     python benchmarks/alert_latency_bench.py [--rate 5000] [--duration 20] [--gauges 200] [--floods-per-s 10]
 
 Starts a private Mosquitto and influxd on loopback, provisions background devices (noise, dust,
-bins, parking) and `--gauges` water-level gauges, and runs the real `Service` in this process with
-a webhook receiver (the emergency desk, route `emergency`) and the desk console enabled. One
-publisher keeps `--rate` background uplinks/s flowing (pre-built ChirpStack events, one per device
-per round); another floods one fresh gauge at a time to 32 cm (the `water.depth` rule's critical
-level), `--floods-per-s` times a second. For each flood it records the time from just before its
+bins, parking) and `--gauges` water-level gauges, and runs the real `Service` with a webhook
+receiver (the emergency desk, route `emergency`) and the desk console enabled. Every part that
+is not the service runs in a process of its own, so that none of them shares the service's GIL
+(the first version ran the publishers in the service's process: they reached 1,461 uplinks/s):
+
+* the service: one process, as `urbansense run` would be;
+* background publishers (`--publishers`, default 1): pre-built ChirpStack events, one per device
+  per round, `--rate` uplinks/s in total;
+* the flood publisher: floods one fresh gauge at a time to 32 cm (the `water.depth` rule's
+  critical level), `--floods-per-s` times a second;
+* this process: the desk's webhook receiver and a logged-in console client reading the
+  server-sent events.
+
+Times are read from CLOCK_MONOTONIC (`time.clock_gettime_ns`), which Linux keeps system-wide, so
+a flood publisher's "just before publish" and this process's "received" are on one clock and
+no wall-clock step (NTP) can bend them. For each flood it prints p50/p95/p99/max from that
 publish to (a) the webhook's receipt of the critical notification and (b) the first console
-`state` event (server-sent events, read by a logged-in client) that shows the alert; then prints
-p50/p95/p99/max of both, the background rate actually achieved, and the machine.
+`state` event that shows the alert; also the background rate published and ingested, the
+processes' CPU use and the load average. `--stages` also times the service's own stages
+(reading decoded, transition, committed, send started; wrappers installed in the service process).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing as mp
 import os
+import resource
+import signal
 import statistics
 import sys
 import tempfile
@@ -25,6 +40,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -42,6 +58,11 @@ from sim.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
 PASSWORD = "bench-password-1"
 
 
+def now_ns() -> int:
+    """CLOCK_MONOTONIC: one system-wide clock for every process of the bench (Linux)."""
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
 def gauges(n: int) -> list[Device]:
     return [Device(f"WL-B{i:04d}", f"{0x24E1250000000000 + i:016x}", "milesight-em500-udl", "water_level",
                    39.80 + (i % 20) * 0.01, 116.30 + (i // 20) * 0.01, f"下穿通道 {i}", "朝阳", "建外街道",
@@ -53,18 +74,153 @@ def background_fleet(n: int) -> list[Device]:
     return demo_fleet({"noise": per, "dust": per, "bin_fill": per, "parking": n - 3 * per})
 
 
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+# ---- the processes ------------------------------------------------------------------------------------
+
+
+def wait_start(go: Any, start: Any, out: Any, name: str) -> int:
+    """Say `name` is ready, wait for the common start, return its CLOCK_MONOTONIC ns."""
+    out.put(("ready", name))
+    go.wait()
+    while now_ns() < start.value:
+        time.sleep(0.0005)
+    return int(start.value)
+
+
+def background_process(port: int, fleet: list[Device], rate: float, duration: float, go: Any, start: Any,
+                       stop: Any, out: Any) -> None:
+    """Publish pre-built uplinks of `fleet` at `rate`/s from the start until `stop` or the backlog ends."""
+    rounds = max(1, int(rate * duration / len(fleet)) + 1)
+    sim = FleetSimulator(fleet, Scenario("calm"), gateways=1)
+    t0_ns = time.time_ns() - rounds * 1_000_000_000
+    backlog = [u for r in range(rounds) for u in sim.round(float(r), t0_ns + r * 1_000_000_000)]
+    pub = Publisher("127.0.0.1", port, max_outstanding=5000)
+    start_ns = wait_start(go, start, out, "background")
+    cpu0 = cpu_s()
+    interval_ns = 1e9 / rate
+    sent = 0
+    for i, u in enumerate(backlog):
+        if stop.is_set():
+            break
+        delay = (start_ns + i * interval_ns - now_ns()) / 1e9
+        if delay > 0:
+            time.sleep(delay)
+        pub.publish(u.topic, u.event)
+        sent += 1
+    elapsed = (now_ns() - start_ns) / 1e9
+    pub.close()
+    out.put(("background", {"sent": sent, "elapsed_s": elapsed, "cpu_s": cpu_s() - cpu0}))
+
+
+def flood_process(port: int, flood_gauges: list[Device], floods_per_s: float, settle_s: float, floods_s: float,
+                  go: Any, start: Any, out: Any) -> None:
+    """Flood one gauge at a time to 32 cm; report the CLOCK_MONOTONIC time just before each publish."""
+    sim = FleetSimulator(flood_gauges, Scenario("calm"), gateways=1)
+    pub = Publisher("127.0.0.1", port)
+    published: dict[str, int] = {}
+    start_ns = wait_start(go, start, out, "flood") + int(settle_s * 1e9)
+    end_ns = start_ns + int(floods_s * 1e9)
+    while now_ns() < start_ns:
+        time.sleep(0.001)
+    for g in flood_gauges:
+        if now_ns() > end_ns:
+            break
+        fields = sim.fields_for(g, 0.0)
+        fields["distance_mm"] = 2000.0 - 320.0
+        payload, fport = sim.model(g).codec.encode(fields)
+        topic, event = build_chirpstack_event(g.key, payload, fport, 1, time.time_ns(),
+                                              [("a840410000000001", -90.0, 6.5)], os.urandom(16).hex())
+        published[g.id] = now_ns()
+        pub.publish(topic, event)
+        time.sleep(1.0 / floods_per_s)
+    pub.close()
+    out.put(("floods", published))
+
+
+STAGES: dict[str, dict[str, int]] = {"received": {}, "rule": {}, "stored": {}, "sending": {}}
+
+
+def trace_stages() -> None:
+    """Wrap the service's own methods to time the stages of a flood uplink (bench only, service process)."""
+    from alerts.notifiers.webhook import WebhookNotifier
+    from service.alerting import RulesAndAlerts
+    from service.pipeline import Pipeline
+
+    to_readings, send = Pipeline.to_readings, WebhookNotifier.send
+    collect, flush = RulesAndAlerts._collect, RulesAndAlerts.flush
+
+    def to_readings_(self, msg):  # type: ignore[no-untyped-def]
+        rs = to_readings(self, msg)
+        for r in rs:
+            if r.device_id.startswith("WL-B"):
+                STAGES["received"].setdefault(r.device_id, now_ns())
+        return rs
+
+    def collect_(self, transitions):  # type: ignore[no-untyped-def]
+        transitions = list(transitions)
+        for t in transitions:
+            STAGES["rule"].setdefault(t.device_id, now_ns())
+        return collect(self, transitions)
+
+    def flush_(self):  # type: ignore[no-untyped-def]
+        devices = [t.device_id for t in self._pending]
+        flush(self)
+        for d in devices:
+            STAGES["stored"].setdefault(d, now_ns())
+
+    async def send_(self, delivery):  # type: ignore[no-untyped-def]
+        STAGES["sending"].setdefault(delivery.body.get("device_id", ""), now_ns())
+        return await send(self, delivery)
+
+    Pipeline.to_readings, RulesAndAlerts._collect, RulesAndAlerts.flush = to_readings_, collect_, flush_  # type: ignore[method-assign]
+    WebhookNotifier.send = send_  # type: ignore[method-assign]
+
+
+def service_process(raw_cfg: dict, base_dir: str, stages: bool, chunk_size: int, stop: Any, out: Any) -> None:
+    """Run the real `Service` until `stop` is set; report its desk URL, then its counts, CPU and stages."""
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if stages:
+        trace_stages()
+    cfg = parse_config(raw_cfg, base_dir=Path(base_dir), environ={})
+
+    async def go() -> None:
+        svc = Service(cfg)
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(svc.run())
+        await svc.started.wait()
+        assert svc.desk is not None and svc.pipeline is not None
+        if chunk_size:
+            svc.pipeline.chunk_size = chunk_size
+        out.put(("started", svc.desk.url))
+        threading.Thread(target=lambda: (stop.wait(), loop.call_soon_threadsafe(svc.stop)), daemon=True).start()
+        cpu0, received0, t0 = cpu_s(), svc.pipeline.stats.received, now_ns()
+        await task
+        out.put(("service", {"received": svc.pipeline.stats.received - received0, "cpu_s": cpu_s() - cpu0,
+                             "elapsed_s": (now_ns() - t0) / 1e9, "stages": STAGES}))
+    asyncio.run(go())
+
+
+# ---- the receivers (this process) ---------------------------------------------------------------------
+
+
 class Desk:
-    """The emergency desk's webhook: the monotonic time each critical `water.depth` firing arrived."""
+    """The emergency desk's webhook: when each critical `water.depth` firing arrived (CLOCK_MONOTONIC ns)."""
 
     def __init__(self) -> None:
-        self.received: dict[str, float] = {}
+        self.received: dict[str, int] = {}
         desk = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as a desk's web server would
 
             def do_POST(self) -> None:
-                t = time.perf_counter()
+                t = now_ns()
                 body = orjson.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 if body.get("rule_id") == "water.depth" and body.get("severity") == "critical":
                     desk.received.setdefault(body["device_id"], t)
@@ -84,7 +240,7 @@ class Console:
     """A logged-in console client reading the server-sent events: when each flooded gauge first shows."""
 
     def __init__(self, url: str) -> None:
-        self.seen: dict[str, float] = {}
+        self.seen: dict[str, int] = {}
         self.events = 0
         self.stop = threading.Event()
         self.client = httpx.Client(base_url=url, timeout=None)
@@ -95,17 +251,20 @@ class Console:
         assert self.connected.wait(10)
 
     def _read(self) -> None:
-        with self.client.stream("GET", "/events") as r:
-            self.connected.set()
-            for line in r.iter_lines():
-                if self.stop.is_set():
-                    return
-                if line.startswith("data: "):
-                    t = time.perf_counter()
-                    self.events += 1
-                    for a in orjson.loads(line[6:])["alerts"]:
-                        if a["rule_id"] == "water.depth" and a["severity"] == "critical":
-                            self.seen.setdefault(a["device_id"], t)
+        try:
+            with self.client.stream("GET", "/events") as r:
+                self.connected.set()
+                for line in r.iter_lines():
+                    if self.stop.is_set():
+                        return
+                    if line.startswith("data: "):
+                        t = now_ns()
+                        self.events += 1
+                        for a in orjson.loads(line[6:])["alerts"]:
+                            if a["rule_id"] == "water.depth" and a["severity"] == "critical":
+                                self.seen.setdefault(a["device_id"], t)
+        except httpx.HTTPError:
+            pass  # the service stopped
 
 
 def pct(values: list[float], p: float) -> float:
@@ -113,158 +272,117 @@ def pct(values: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
-STAGES: dict[str, dict[str, float]] = {"received": {}, "rule": {}, "stored": {}, "sending": {}}
-
-
-def trace_stages() -> None:
-    """Wrap the service's own methods to time the stages of a flood uplink (bench only)."""
-    from alerts.notifiers.webhook import WebhookNotifier
-    from service.alerting import RulesAndAlerts
-    from service.pipeline import Pipeline
-
-    to_reading, send = Pipeline.to_reading, WebhookNotifier.send
-    collect, flush = RulesAndAlerts._collect, RulesAndAlerts.flush
-
-    def to_reading_(self, msg):  # type: ignore[no-untyped-def]
-        r = to_reading(self, msg)
-        if r.device_id.startswith("WL-B"):
-            STAGES["received"].setdefault(r.device_id, time.perf_counter())
-        return r
-
-    def collect_(self, transitions):  # type: ignore[no-untyped-def]
-        transitions = list(transitions)
-        for t in transitions:
-            STAGES["rule"].setdefault(t.device_id, time.perf_counter())
-        return collect(self, transitions)
-
-    def flush_(self):  # type: ignore[no-untyped-def]
-        devices = [t.device_id for t in self._pending]
-        flush(self)
-        for d in devices:
-            STAGES["stored"].setdefault(d, time.perf_counter())
-
-    async def send_(self, delivery):  # type: ignore[no-untyped-def]
-        STAGES["sending"].setdefault(delivery.body.get("device_id", ""), time.perf_counter())
-        return await send(self, delivery)
-
-    Pipeline.to_reading, RulesAndAlerts._collect, RulesAndAlerts.flush = to_reading_, collect_, flush_  # type: ignore[method-assign]
-    WebhookNotifier.send = send_  # type: ignore[method-assign]
+def config(args: argparse.Namespace, tmp: Path, mosq: Daemon, influx: Daemon, desk: Desk) -> dict:
+    return {
+        "mqtt": {"port": mosq.port, "client_id": "bench-latency"},
+        "influxdb": {"url": influx.url, "database": "bench"},
+        "registry": {"path": str(tmp / "registry.sqlite")},
+        "pipeline": {"dead_letter_path": str(tmp / "deadletter.sqlite")},
+        "spool": {"path": str(tmp / "spool")},
+        "metrics": {"port": 0}, "logging": {"level": "WARNING"},
+        "rules": {"warm_up": False},
+        "alerts": {"db_path": str(tmp / "alerts.sqlite"),
+                   "receivers": {"desk": {"type": "webhook", "url": desk.url}},
+                   "routes": [{"route": "emergency", "receivers": ["desk"]}]},
+        "desk": {"enabled": True, "port": 0, "users": {"bench": hash_password(PASSWORD)}},
+    }
 
 
 def run(args: argparse.Namespace, tmp: Path) -> None:
+    ctx = mp.get_context("spawn")
     mosq: Daemon = start_mosquitto(tmp, port=free_port())
     influx: Daemon = start_influxd(tmp, port=free_port())
+    procs: list[Any] = []
+    stop_service, stop_background = ctx.Event(), ctx.Event()
     try:
         flood_gauges = gauges(args.gauges)
         fleet = background_fleet(args.devices)
         desk = Desk()
-        cfg = parse_config({
-            "mqtt": {"port": mosq.port, "client_id": "bench-latency"},
-            "influxdb": {"url": influx.url, "database": "bench"},
-            "registry": {"path": str(tmp / "registry.sqlite")},
-            "pipeline": {"dead_letter_path": str(tmp / "deadletter.sqlite")},
-            "spool": {"path": str(tmp / "spool")},
-            "metrics": {"port": 0}, "logging": {"level": "WARNING"},
-            "rules": {"warm_up": False},
-            "alerts": {"db_path": str(tmp / "alerts.sqlite"),
-                       "receivers": {"desk": {"type": "webhook", "url": desk.url}},
-                       "routes": [{"route": "emergency", "receivers": ["desk"]}]},
-            "desk": {"enabled": True, "port": 0, "users": {"bench": hash_password(PASSWORD)}},
-        }, base_dir=tmp, environ={})
+        raw = config(args, tmp, mosq, influx, desk)
+        cfg = parse_config(raw, base_dir=tmp, environ={})
         with Registry(cfg.path(cfg.registry.path)) as reg:
             for d in (*fleet, *flood_gauges):
                 reg.add(d, by="bench")
-        rounds = max(1, int(args.rate * args.duration / len(fleet)) + 1)
-        print(f"pre-building {rounds} rounds × {len(fleet)} background uplinks …", flush=True)
-        sim = FleetSimulator(fleet, Scenario("calm"), gateways=1)
-        t0_ns = time.time_ns() - rounds * 1_000_000_000
-        backlog = [u for r in range(rounds) for u in sim.round(float(r), t0_ns + r * 1_000_000_000)]
-        flood_sim = FleetSimulator(flood_gauges, Scenario("calm"), gateways=1)
+        out = ctx.Queue()
+        service = ctx.Process(target=service_process, name="service",
+                              args=(raw, str(tmp), args.stages, args.chunk_size, stop_service, out))
+        service.start()
+        procs.append(service)
+        kind, url = out.get(timeout=120)
+        assert kind == "started", kind
+        console = Console(url)
 
-        holder: dict = {}
-        started = threading.Event()
+        n = args.publishers
+        go, start = ctx.Event(), ctx.Value("q", 0)
+        for i in range(n):
+            p = ctx.Process(target=background_process, name=f"background-{i}",
+                            args=(mosq.port, fleet[i::n], args.rate / n, args.duration, go, start, stop_background,
+                                  out))
+            p.start()
+            procs.append(p)
+        flood = ctx.Process(target=flood_process, name="flood",
+                            args=(mosq.port, flood_gauges, args.floods_per_s, args.settle,
+                                  args.duration - args.settle - 3, go, start, out))
+        flood.start()
+        procs.append(flood)
+        print(f"{n} background publisher(s) pre-building …", flush=True)
+        for _ in range(n + 1):
+            kind, _name = out.get(timeout=300)
+            assert kind == "ready", kind
+        start.value = now_ns() + 200_000_000
+        go.set()
 
-        def service() -> None:
-            async def go() -> None:
-                svc = Service(cfg)
-                holder["svc"], holder["loop"] = svc, asyncio.get_running_loop()
-                task = asyncio.create_task(svc.run())
-                await svc.started.wait()
-                started.set()
-                await task
-            asyncio.run(go())
-
-        th = threading.Thread(target=service, daemon=True)
-        th.start()
-        assert started.wait(60), "service did not start"
-        svc: Service = holder["svc"]
-        assert svc.desk is not None
-        console = Console(svc.desk.url)
-
-        bg = Publisher("127.0.0.1", mosq.port, max_outstanding=5000)
-        flood_pub = Publisher("127.0.0.1", mosq.port)
-        stop = threading.Event()
-        sent = [0]
-
-        def background() -> None:
-            interval = 1.0 / args.rate
-            start = time.perf_counter()
-            for i, u in enumerate(backlog):
-                if stop.is_set():
-                    break
-                due = start + i * interval
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                bg.publish(u.topic, u.event)
-                sent[0] += 1
-
-        bg_thread = threading.Thread(target=background, daemon=True)
-        bg_t0 = time.perf_counter()
-        received0 = svc.pipeline.stats.received if svc.pipeline else 0
-        bg_thread.start()
-        time.sleep(2.0)  # let the load settle
-        published: dict[str, float] = {}
-        deadline = time.perf_counter() + args.duration - 4
-        for g in flood_gauges:
-            if time.perf_counter() > deadline:
-                break
-            fields = flood_sim.fields_for(g, 0.0)
-            fields["distance_mm"] = 2000.0 - 320.0
-            info = flood_sim.model(g)
-            payload, port = info.codec.encode(fields)
-            topic, event = build_chirpstack_event(g.key, payload, port, 1, time.time_ns(),
-                                                  [("a840410000000001", -90.0, 6.5)], os.urandom(16).hex())
-            published[g.id] = time.perf_counter()
-            flood_pub.publish(topic, event)
-            time.sleep(1.0 / args.floods_per_s)
-        time.sleep(3.0)
-        stop.set()
-        bg_thread.join(10)
-        bg_elapsed = time.perf_counter() - bg_t0
-        received = (svc.pipeline.stats.received if svc.pipeline else 0) - received0
+        results: dict[str, Any] = {"background": []}
+        while len(results["background"]) < n or "floods" not in results:
+            kind, value = out.get(timeout=args.duration + 120)
+            if kind == "background":
+                results["background"].append(value)
+            else:
+                results[kind] = value
+            if "floods" in results and not stop_background.is_set():
+                time.sleep(3.0)  # the last floods' notifications
+                stop_background.set()
         console.stop.set()
-        holder["loop"].call_soon_threadsafe(svc.stop)
-        th.join(60)
-        bg.close()
-        flood_pub.close()
-
-        hook = [(desk.received[d] - t) * 1000 for d, t in published.items() if d in desk.received]
-        seen = [(console.seen[d] - t) * 1000 for d, t in published.items() if d in console.seen]
-        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (shared)")
-        print(f"background: {sent[0]} uplinks published in {bg_elapsed:.1f} s = {sent[0] / bg_elapsed:.0f}/s; "
-              f"service received {received} ({received / bg_elapsed:.0f}/s)")
-        print(f"floods: {len(published)} gauges; webhook got {len(hook)}, console showed {len(seen)}; "
-              f"{console.events} console events")
-        stages = [(f"publish → {k}", [(STAGES[k][d] - t) * 1000 for d, t in published.items() if d in STAGES[k]])
-                  for k in STAGES] if args.stages else []
-        for name, xs in (*stages, ("publish → desk webhook", hook), ("publish → console event", seen)):
-            if xs:
-                print(f"{name:26s} p50 {pct(xs, 50):6.1f} ms  p95 {pct(xs, 95):6.1f} ms  "
-                      f"p99 {pct(xs, 99):6.1f} ms  max {max(xs):6.1f} ms  mean {statistics.mean(xs):6.1f} ms")
+        stop_service.set()
+        kind, svc_stats = out.get(timeout=120)
+        assert kind == "service", kind
+        load = os.getloadavg()
+        report(args, results, svc_stats, desk, console, load)
     finally:
+        stop_background.set()
+        stop_service.set()
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.terminate()
         influx.stop()
         mosq.stop()
+
+
+def report(args: argparse.Namespace, results: dict[str, Any], svc: dict[str, Any], desk: Desk, console: Console,
+           load: tuple[float, float, float]) -> None:
+    published: dict[str, int] = results["floods"]
+    bg = results["background"]
+    sent = sum(b["sent"] for b in bg)
+    elapsed = max(b["elapsed_s"] for b in bg)
+    pub_cpu = sum(b["cpu_s"] for b in bg)
+    hook = [(desk.received[d] - t) / 1e6 for d, t in published.items() if d in desk.received]
+    seen = [(console.seen[d] - t) / 1e6 for d, t in published.items() if d in console.seen]
+    print(f"machine: {os.cpu_count()} CPUs (shared), load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+          f"(1 / 5 / 15 min)")
+    print(f"background: {sent} uplinks published in {elapsed:.1f} s = {sent / elapsed:.0f}/s "
+          f"({len(bg)} process(es), {pub_cpu / elapsed:.0%} of a core); service received {svc['received']} "
+          f"({svc['received'] / svc['elapsed_s']:.0f}/s over its {svc['elapsed_s']:.1f} s, "
+          f"{svc['cpu_s'] / svc['elapsed_s']:.0%} of a core)")
+    print(f"floods: {len(published)} gauges; webhook got {len(hook)}, console showed {len(seen)}; "
+          f"{console.events} console events")
+    stages = svc["stages"]
+    rows = [(f"publish → {k}", [(stages[k][d] - t) / 1e6 for d, t in published.items() if d in stages[k]])
+            for k in stages] if args.stages else []
+    for name, xs in (*rows, ("publish → desk webhook", hook), ("publish → console event", seen)):
+        if xs:
+            print(f"{name:26s} p50 {pct(xs, 50):6.1f} ms  p95 {pct(xs, 95):6.1f} ms  "
+                  f"p99 {pct(xs, 99):6.1f} ms  max {max(xs):6.1f} ms  mean {statistics.mean(xs):6.1f} ms")
 
 
 def main() -> None:
@@ -272,12 +390,13 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=5000.0, help="background uplinks per second")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of background load")
     p.add_argument("--devices", type=int, default=2000, help="background devices")
+    p.add_argument("--publishers", type=int, default=1, help="background publisher processes")
     p.add_argument("--gauges", type=int, default=200, help="gauges available to flood (one flood each)")
     p.add_argument("--floods-per-s", type=float, default=10.0, help="floods per second")
+    p.add_argument("--settle", type=float, default=2.0, help="seconds of background load before the first flood")
+    p.add_argument("--chunk-size", type=int, default=0, help="the pipeline's chunk size (0 = the service's own)")
     p.add_argument("--stages", action="store_true", help="also time the stages in between (wraps service methods)")
     args = p.parse_args()
-    if args.stages:
-        trace_stages()
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     with tempfile.TemporaryDirectory(prefix="urbansense-latency-") as tmp:

@@ -64,6 +64,15 @@ def pg_dsn(postgres: PostgresDaemon, request: pytest.FixtureRequest) -> str:
     return postgres.dsn(name)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store keeps its shared state, once per backend: a SQLite file path (the embedded default),
+    then a fresh PostgreSQL database's URL (`pg_dsn`). Pass it to `core.database.open_engine` or a store."""
+    if request.param == "sqlite":
+        return str(tmp_path / "state.sqlite")
+    return str(request.getfixturevalue("pg_dsn"))
+
+
 def influx_query(influxd: Daemon, db: str, q: str) -> list[dict]:
     """Run InfluxQL; return the series of the first statement (empty list when none)."""
     r = httpx.get(f"{influxd.url}/query", params={"db": db, "q": q, "epoch": "ns"}, timeout=30)
@@ -81,5 +90,7 @@ DAEMON_FIXTURES = frozenset({"influxd", "influx_db", "mosquitto", "own_broker", 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that starts a daemon `integration`, so `pytest -m "not integration"` needs none."""
     for item in items:
-        if DAEMON_FIXTURES & set(getattr(item, "fixturenames", ())):
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("database") == "postgresql"
+        if on_postgres or DAEMON_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
