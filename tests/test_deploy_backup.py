@@ -12,8 +12,12 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import influx_query
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
+from core.database import open_engine
 from sim.daemons import PG_BIN_DIRS, Daemon
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "deploy.md").read_text(encoding="utf-8")
@@ -75,3 +79,20 @@ def test_influxdb_backup_and_restore_as_documented(tmp_path: Path, influxd: Daem
     assert r.returncode == 0, r.stdout + r.stderr
     assert influx_query(influxd, "urbansense", query) == before
     http.post("/query", params={"q": 'DROP DATABASE "urbansense"'}).raise_for_status()
+
+
+def test_the_database_password_comes_from_pgpassword_not_the_url(pg_dsn: str, monkeypatch) -> None:
+    """docs/deploy.md, "Secrets": `[database] url` carries no password; libpq reads PGPASSWORD."""
+    assert "PGPASSWORD" in DOC
+    m = re.match(r"postgresql://([^:]+):([^@]+)@(.+)$", pg_dsn)
+    assert m is not None
+    user, password, rest = m.groups()
+    bare = f"postgresql://{user}@{rest}"
+    monkeypatch.setenv("PGPASSWORD", "wrong")
+    with pytest.raises(OperationalError), open_engine(bare).connect() as conn:
+        conn.execute(text("SELECT 1"))
+    monkeypatch.setenv("PGPASSWORD", password)
+    engine = open_engine(bare)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT current_user")).scalar() == user
+    engine.dispose()
