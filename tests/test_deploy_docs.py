@@ -72,6 +72,8 @@ def test_the_shipped_config_files_and_the_docs_toml_blocks_are_valid_configs() -
         validate_config(tomllib.loads(path.read_text(encoding="utf-8")), str(path.relative_to(ROOT)))
     blocks = re.findall(r"```toml\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
     assert blocks, "docs/deploy.md shows the cluster's config.toml"
+    assert tomllib.loads(blocks[0]) == tomllib.loads(CONFIGS[0].read_text(encoding="utf-8")), \
+        "docs/deploy.md's config.toml and deploy/systemd/config.toml differ"
     for i, block in enumerate(blocks):
         validate_config(tomllib.loads(block), f"docs/deploy.md toml block {i + 1}")
 
