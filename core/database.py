@@ -48,7 +48,8 @@ from sqlalchemy.pool import StaticPool
 
 __all__ = [
     "BUSY_TIMEOUT_S", "DatabaseError", "Migration", "MigrationError", "applied_versions", "current_version",
-    "describe_url", "is_postgres", "migrate", "open_engine", "pending", "read_connection", "schema_versions",
+    "describe_url", "is_postgres", "is_postgres_url", "migrate", "open_engine", "pending", "read_connection",
+    "schema_versions",
 ]
 
 BUSY_TIMEOUT_S = 10.0
