@@ -8,8 +8,9 @@ ChirpStack v4 uplinks as benchmarks/e2e_bench.py (`sim.simulator.FleetSimulator`
 events, 2 gateways in rxInfo), here from a fleet of Dragino LDDS75 water-level gauges so that
 Node-RED's function node can decode them as Dragino's own decoder does. For each system in turn:
 
-- Node-RED 4 (`flow.json` built here: mqtt in QoS 1 → function `decode.js` → join 1,000 lines
-  or 0.2 s → http request POST /write; editor and admin API off, loopback only, no telemetry);
+- Node-RED 4 (the flow is built here: mqtt in QoS 1 on a persistent session → function
+  `decode.js` → join 1,000 lines or 0.2 s → http request POST /write; editor and admin API off,
+  loopback only, no telemetry; `--nodered-clean-session` for the mqtt node's default session);
 - urbansense: `urbansense run`, one process, default settings (rules, quality judge, dead
   letters, acknowledgement after the write);
 
@@ -167,15 +168,17 @@ class Points:
         return int(series[0]["values"][0][1]) if series else 0
 
 
-def node_red_flow(devices: list, broker_port: int, influx_url: str, db: str) -> list[dict]:
-    """The flow: mqtt in → decode.js → join (1,000 lines or 0.2 s) → http request POST /write."""
+def node_red_flow(devices: list, broker_port: int, influx_url: str, db: str, *, clean_session: bool) -> list[dict]:
+    """The flow: mqtt in → decode.js → join (1,000 lines or 0.2 s) → http request POST /write.
+    `clean_session=False` (a fixed client id and a persistent session, as urbansense keeps) is the careful
+    setting; True is the mqtt-broker node's default."""
     table = {d.key: {"head": f"water_level{tag_string(d.tags())}", "mount": d.install["mount_height_mm"]}
              for d in devices}
     return [
         {"id": ID["tab"], "type": "tab", "label": "ChirpStack → InfluxDB"},
         {"id": ID["broker"], "type": "mqtt-broker", "name": "bench broker", "broker": "127.0.0.1",
          "port": str(broker_port), "clientid": "nodered-bench", "autoConnect": True, "usetls": False,
-         "protocolVersion": "4", "keepalive": "30", "cleansession": True, "birthTopic": "", "closeTopic": "",
+         "protocolVersion": "4", "keepalive": "30", "cleansession": clean_session, "birthTopic": "", "closeTopic": "",
          "willTopic": ""},
         {"id": ID["in"], "type": "mqtt in", "z": ID["tab"], "name": "uplinks", "topic": TOPIC, "qos": "1",
          "datatype": "json", "broker": ID["broker"], "nl": False, "rap": True, "rh": 0, "inputs": 0,
@@ -208,13 +211,15 @@ def wait_for_line(log: Path, text: str, proc: subprocess.Popen, timeout: float) 
     raise SystemExit(f"no {text!r} after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-def start_node_red(tmp: Path, home: Path, devices: list, broker: Daemon, influxd: Daemon) -> subprocess.Popen:
+def start_node_red(tmp: Path, home: Path, devices: list, broker: Daemon, influxd: Daemon, *,
+                   clean_session: bool) -> subprocess.Popen:
     red = home / "node_modules" / "node-red" / "red.js"
     if not red.exists():
         raise SystemExit(f"{red} not found: run `sh benchmarks/nodered/install.sh` first")
     user_dir = tmp / "node-red"
     user_dir.mkdir()
-    (user_dir / "flows.json").write_text(json.dumps(node_red_flow(devices, broker.port, influxd.url, "nodered"),
+    (user_dir / "flows.json").write_text(json.dumps(node_red_flow(devices, broker.port, influxd.url, "nodered",
+                                                                  clean_session=clean_session),
                                                     ensure_ascii=False, indent=1))
     log = tmp / "node-red.log"
     env = {**os.environ, "NODE_RED_BENCH_PORT": str(free_port()), "NODE_RED_DISABLE_TELEMETRY": "1"}
@@ -346,6 +351,8 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=200, help="LDDS75 gauges in the fleet (default 200)")
     ap.add_argument("--nodered-home", type=Path, default=ROOT / "var" / "nodered",
                     help="where install.sh put node_modules/node-red (default var/nodered)")
+    ap.add_argument("--nodered-clean-session", action="store_true",
+                    help="Node-RED's mqtt-broker default (clean session) instead of a persistent session")
     ap.add_argument("--only", choices=("node-red", "urbansense"), help="run one system only")
     args = ap.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
@@ -367,7 +374,8 @@ def main() -> None:
                 if args.only and args.only != name:
                     continue
                 points = Points(influxd.url, "nodered" if name == "node-red" else "urbansense")
-                proc = (start_node_red(tmp, args.nodered_home, devices, broker, influxd) if name == "node-red"
+                proc = (start_node_red(tmp, args.nodered_home, devices, broker, influxd,
+                                       clean_session=args.nodered_clean_session) if name == "node-red"
                         else start_urbansense(tmp, devices, broker, influxd))
                 try:
                     results[name] = ramp(name, proc, points, broker, devices, rates, args.seconds, args.grace,
