@@ -17,8 +17,9 @@ Node-RED's function node can decode them as Dragino's own decoder does. For each
 it publishes at each rate for `--seconds` (QoS 1, paced, from a raw-socket publisher whose
 packets are built before the clock runs), then counts the points stored (`count(depth_mm)` over
 the step's own time window) until all are there, `--grace` seconds have passed (a system that
-stored them all by then *kept up*), or a further `--drain` seconds have passed (what is still
-missing then is *lost*). The ramp stops at the first step with a loss. Printed per step: the
+stored them all by then *kept up*), or a further `--drain` seconds have passed and the count
+has stopped growing for 20 s (what is still missing then is *lost*; a backlog still draining
+is waited for up to 10 minutes). The ramp stops at the first step with a loss. Printed per step: the
 rate reached, points stored, resident memory, load average (the machine is shared). Never
 leaves loopback.
 """
@@ -55,6 +56,9 @@ ID = {name: f"7b1f0c1d2e3a4b{i:02x}" for i, name in enumerate(("tab", "broker", 
 """Node ids of the flow in Node-RED's own shape (16 hex digits; a short word may clash with a type's name)."""
 STEP_GAP_NS = 3600 * 10**9
 """Each step's uplinks carry times in an hour of their own, so a step's points are counted alone."""
+STALL_S = 20.0
+"""After the drain time, a count that has not grown for this long means the missing points are lost."""
+MAX_WAIT_S = 600.0
 
 
 def fleet(n: int) -> list:
@@ -317,15 +321,23 @@ def ramp(name: str, proc: subprocess.Popen, points: Points, broker: Daemon, devi
         sent = len(packets)
         end = time.monotonic()
         stored = points.count(lo, hi)
-        while stored < sent and time.monotonic() - end < grace + drain and proc.poll() is None:
+        progress = end
+        while stored < sent and proc.poll() is None:
+            now = time.monotonic()
+            if now - end > grace + drain and (now - progress > STALL_S or now - end > MAX_WAIT_S):
+                break  # past the drain time and stalled (or out of patience): the rest is lost
             time.sleep(0.5)
-            stored = points.count(lo, hi)
+            before, stored = stored, points.count(lo, hi)
+            if stored > before:
+                progress = time.monotonic()
         waited = time.monotonic() - end
         rss, peak = rss_mib(proc.pid) if proc.poll() is None else (0.0, 0.0)
         in_grace = stored == sent and waited <= grace + 0.5
         outcome = (f"all within {waited:.1f} s" if in_grace else
                    f"all, but only {waited:.0f} s after the last (late)" if stored == sent else
-                   f"LOST {sent - stored:,} (not stored {waited:.0f} s after the last)")
+                   f"LOST {sent - stored:,} (none more stored in the {STALL_S:.0f} s before {waited:.0f} s "
+                   f"after the last)" if waited < MAX_WAIT_S else
+                   f"{sent - stored:,} still missing {waited:.0f} s after the last (still arriving)")
         print(f"  {name:<10} {rate:>6,}/s  published {sent:>7,} in {took:5.1f} s ({sent / took:>6,.0f}/s)  "
               f"stored {stored:>7,}: {outcome}  RSS {rss:,.0f} MiB (peak {peak:,.0f})  load {load:.1f}", flush=True)
         if proc.poll() is not None:
@@ -346,7 +358,7 @@ def main() -> None:
     ap.add_argument("--rates", default="500,1000,2000,3000,4000,6000,8000", help="uplinks/s per step, increasing")
     ap.add_argument("--seconds", type=float, default=20.0, help="publishing time per step (default 20)")
     ap.add_argument("--grace", type=float, default=10.0, help="seconds after a step for the last points (default 10)")
-    ap.add_argument("--drain", type=float, default=120.0,
+    ap.add_argument("--drain", type=float, default=60.0,
                     help="after the grace, how long a backlog may still drain before its points count as lost")
     ap.add_argument("--devices", type=int, default=200, help="LDDS75 gauges in the fleet (default 200)")
     ap.add_argument("--nodered-home", type=Path, default=ROOT / "var" / "nodered",
