@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -221,7 +222,7 @@ def start_node_red(tmp: Path, home: Path, devices: list, broker: Daemon, influxd
     if not red.exists():
         raise SystemExit(f"{red} not found: run `sh benchmarks/nodered/install.sh` first")
     user_dir = tmp / "node-red"
-    user_dir.mkdir()
+    user_dir.mkdir(exist_ok=True)  # a restart (--crash) keeps the flow and its session
     (user_dir / "flows.json").write_text(json.dumps(node_red_flow(devices, broker.port, influxd.url, "nodered",
                                                                   clean_session=clean_session),
                                                     ensure_ascii=False, indent=1))
@@ -237,9 +238,10 @@ def start_node_red(tmp: Path, home: Path, devices: list, broker: Daemon, influxd
 
 
 def start_urbansense(tmp: Path, devices: list, broker: Daemon, influxd: Daemon) -> subprocess.Popen:
-    with Registry(tmp / "registry.sqlite") as reg:
-        for d in devices:
-            reg.add(d, by="bench")
+    if not (tmp / "registry.sqlite").exists():  # a restart (--crash) keeps the registry
+        with Registry(tmp / "registry.sqlite") as reg:
+            for d in devices:
+                reg.add(d, by="bench")
     port = free_port()
     cfg = tmp / "urbansense.toml"
     cfg.write_text(f"""[mqtt]
@@ -352,6 +354,43 @@ def ramp(name: str, proc: subprocess.Popen, points: Points, broker: Daemon, devi
     return verdict
 
 
+def crash_step(name: str, start: Callable[[], subprocess.Popen], points: Points, broker: Daemon, devices: list,
+               rate: int, seconds: float, drain: float, base_ns: int) -> None:
+    """Publish at `rate` for `seconds`; halfway through SIGKILL the system and start it again at once (same
+    config, same MQTT session); then count what was stored. What a process had taken from the broker but
+    not yet written is lost only if it acknowledged it first."""
+    uplinks = step_uplinks(devices, rate, seconds, base_ns, seed=99)
+    hi = uplinks[-1].time_ns + 1
+    packets = RawPublisher.packets(uplinks)
+    del uplinks
+    proc = start()
+    pub = RawPublisher(broker.port)
+    publisher = threading.Thread(target=pub.publish_paced, args=(packets, rate), daemon=True)
+    publisher.start()
+    time.sleep(seconds / 2)
+    before = points.count(base_ns, hi)
+    proc.kill()
+    proc.wait(30)
+    proc = start()
+    publisher.join()
+    pub.close()
+    end = time.monotonic()
+    stored, progress, progress_at = 0, end, 0.0
+    while stored < len(packets) and time.monotonic() - end < MAX_WAIT_S:
+        now = time.monotonic()
+        if now - end > drain and now - progress > STALL_S:
+            break
+        time.sleep(0.5)
+        count = points.count(base_ns, hi)
+        if count > stored:
+            stored, progress, progress_at = count, time.monotonic(), time.monotonic() - end
+    stop(proc)
+    lost = len(packets) - stored
+    print(f"  {name:<10} kill -9 halfway through {len(packets):,} uplinks at {rate:,}/s ({before:,} stored before "
+          f"the kill), restarted: stored {stored:,} (the last {progress_at:.0f} s after publishing ended): "
+          f"{'none lost' if not lost else f'LOST {lost:,}'}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  epilog="example: python benchmarks/nodered/nodered_bench.py --rates 500,1000,2000")
@@ -365,6 +404,8 @@ def main() -> None:
                     help="where install.sh put node_modules/node-red (default var/nodered)")
     ap.add_argument("--nodered-clean-session", action="store_true",
                     help="Node-RED's mqtt-broker default (clean session) instead of a persistent session")
+    ap.add_argument("--crash", type=int, default=1000, metavar="RATE",
+                    help="after the ramp, kill -9 each system halfway through a step at RATE/s (0 = skip)")
     ap.add_argument("--only", choices=("node-red", "urbansense"), help="run one system only")
     args = ap.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
@@ -386,15 +427,23 @@ def main() -> None:
                 if args.only and args.only != name:
                     continue
                 points = Points(influxd.url, "nodered" if name == "node-red" else "urbansense")
-                proc = (start_node_red(tmp, args.nodered_home, devices, broker, influxd,
-                                       clean_session=args.nodered_clean_session) if name == "node-red"
-                        else start_urbansense(tmp, devices, broker, influxd))
+
+                def start(name: str = name) -> subprocess.Popen:
+                    if name == "node-red":
+                        return start_node_red(tmp, args.nodered_home, devices, broker, influxd,
+                                              clean_session=args.nodered_clean_session)
+                    return start_urbansense(tmp, devices, broker, influxd)
+
+                proc = start()
                 try:
                     results[name] = ramp(name, proc, points, broker, devices, rates, args.seconds, args.grace,
                                          args.drain, base_ns)
                 finally:
                     stop(proc)
                 base_ns += len(rates) * STEP_GAP_NS
+                if args.crash:
+                    crash_step(name, start, points, broker, devices, args.crash, args.seconds, args.drain, base_ns)
+                    base_ns += STEP_GAP_NS
         finally:
             broker.stop()
             influxd.stop()
