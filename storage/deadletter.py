@@ -336,3 +336,20 @@ class DeadLetterStore:
 def _row(r: Any) -> DeadLetter:
     return DeadLetter(id=r[0], time_ns=r[1], source=r[2], topic=r[3], payload=bytes(r[4]), reason=r[5],
                       detail=r[6], device_key=r[7], replayed_ns=r[8])
+
+
+def copy_dead_letters(source: DeadLetterStore, target: DeadLetterStore, batch: int = 1000) -> int:
+    """Copy every dead letter of `source` into `target` (e.g. a SQLite file into the shared PostgreSQL),
+    oldest first, bytes and texts as stored, replay marks kept; ids are the target's own. Returns the count."""
+    copied, last_id = 0, 0
+    columns = [c for c in _COLUMNS if c.name != "id"]
+    while True:
+        with read_connection(source.engine) as conn:
+            rows = conn.execute(select(*_COLUMNS).where(dead_letters.c.id > last_id)
+                                .order_by(dead_letters.c.id).limit(batch)).all()
+        if not rows:
+            return copied
+        with target._lock, target.engine.begin() as conn:
+            conn.execute(dead_letters.insert(), [{c.name: r[i + 1] for i, c in enumerate(columns)} for r in rows])
+        copied += len(rows)
+        last_id = int(rows[-1][0])
