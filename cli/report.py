@@ -66,7 +66,7 @@ async def run_report(cfg: Config, from_ns: int, to_ns: int, district: str | None
                             password=reveal(ic.password) or None, token=reveal(ic.token) or None,
                             retention_policy=ic.retention_policy or None, timeout=ic.timeout_s,
                             verify=cfg.influx_verify()) as client:
-        return await gather(client, devices, cfg.path(cfg.alerts.db_path), from_ns, to_ns,
+        return await gather(client, devices, cfg.alerts_database(), from_ns, to_ns,
                             district=district, kind=kind)
 
 

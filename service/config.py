@@ -29,6 +29,7 @@ from core.validation import describe_errors
 from decoders.config import DecodersConfig
 from decoders.quality.config import QualityConfig
 from grafana.config import GRAFANA_TOKEN_ENV, GrafanaConfig
+from service.cluster import ClusterConfig
 from storage.config import INFLUXDB_PASSWORD_ENV, INFLUXDB_TOKEN_ENV, InfluxConfig
 
 DEFAULT_PATH = "config.toml"
@@ -215,6 +216,7 @@ class BaseConfig(_Section):
     grafana: GrafanaConfig = GrafanaConfig()
     alerts: AlertsConfig = AlertsConfig()
     desk: DeskConfig = DeskConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     base_dir: Path = Field(Path("."), exclude=True, description="folder relative paths resolve against")
 
@@ -235,6 +237,11 @@ class BaseConfig(_Section):
         """Where the dead letters live: the [database] PostgreSQL URL, else the SQLite file
         `pipeline.dead_letter_path`."""
         return self.database.url.get_secret_value().strip() or self.path(self.pipeline.dead_letter_path)
+
+    def leader_database(self) -> str | Path:
+        """Where a cluster leader keeps its warm-up watermark (`service.progress`): the [database] PostgreSQL
+        URL, else the SQLite file `leader.sqlite` beside the alert store."""
+        return self.database.url.get_secret_value().strip() or self.path(self.alerts.db_path).parent / "leader.sqlite"
 
     def mqtt_tls(self) -> ssl.SSLContext | None:
         """The broker connection's TLS context (collector, `device watch`, simulator, replay), None without TLS."""
