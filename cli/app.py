@@ -84,11 +84,15 @@ def run(ctx: typer.Context,
     """Run the service until Ctrl-C or SIGTERM (then it flushes, acknowledges and exits 0).
 
     If one of its tasks dies, it logs why, answers 503 on /readyz, flushes and exits 1, for
-    systemd (Restart=on-failure) or the container runtime to restart it.
+    systemd (Restart=on-failure) or the container runtime to restart it. In a cluster
+    (\\[cluster] enabled, or --role) one instance leads the rules and alerts; the others stand by
+    and take over within \\[cluster] takeover_s (docs/deploy.md).
 
     With --workers N this process leads (rules, alerts, outbox) and N child processes ingest
     through MQTT 5 shared subscriptions, each restarted if it dies; SIGTERM stops them all.
 
+    Example: [bold]urbansense --config /etc/urbansense/config.toml run[/bold]
+    Example: [bold]urbansense --config /etc/urbansense/config.toml run --role ingest[/bold]
     Example: [bold]urbansense --config /etc/urbansense/config.toml run --workers 2[/bold]
     """
     if ingest_id and not INGEST_ID.fullmatch(ingest_id):

@@ -87,11 +87,12 @@ class RulesAndAlerts:
             logger.info("rules: {} firing or pending alerts restored from the alert store", n)
         return n
 
-    async def warm_up(self, influx: InfluxClient) -> None:
+    async def warm_up(self, influx: InfluxClient, keep: Callable[[Reading], bool] | None = None) -> None:
         """Restore alert state from the store, then replay recent history into the rule windows.
 
         Nothing is notified for history, except what moved a restored alert on (a resolution
-        the store has not seen): that is handled now, so its case closes.
+        the store has not seen): that is handled now, so its case closes. `keep` (a cluster's
+        leader) selects the stored readings to replay; the others reach the rules later, live.
         """
         self.restore()
         if not self.cfg.rules.warm_up:
@@ -106,6 +107,8 @@ class RulesAndAlerts:
                 continue
             for result in results:
                 readings = readings_from_series(result.get("series", []))
+                if keep is not None:
+                    readings = [r for r in readings if keep(r)]
                 n += len(readings)
                 moved.extend(self.engine.warm_up(readings))
         logger.info("rules warmed up from {} stored readings", n)

@@ -8,6 +8,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loguru import logger
@@ -38,6 +39,7 @@ from service.leadership import FileLock, Leadership, LockBackend, PostgresLock
 from service.metrics import KeptStats, Metrics
 from service.model_watch import report, watch_models
 from service.pipeline import Pipeline
+from service.progress import LeaderProgress
 from service.quality_count import QualityCount
 from service.supervise import Readiness, ReadyCheck, Supervisor
 from storage.deadletter import DeadLetter, DeadLetterStore
@@ -303,9 +305,12 @@ class Service:
 
     async def _lead(self) -> None:
         """The leader part on gaining leadership: warm up from InfluxDB, then consume the readings bus."""
-        assert self.view is not None and self.influx is not None and self.writer is not None
+        view = self.view
+        assert view is not None and self.influx is not None and self.writer is not None
         try:
-            leader = await asyncio.to_thread(LeaderPart, self.cfg, self.view, self.metrics, self.supervisor)
+            progress = await asyncio.to_thread(LeaderProgress, shared_database(self.cfg))
+            leader = await asyncio.to_thread(lambda: LeaderPart(self.cfg, view, self.metrics, self.supervisor,
+                                                                progress=progress))
             self.leader = leader
             await leader.start(self.influx, self.writer, self._catching_up)
             writer = self.writer
@@ -414,11 +419,17 @@ def make_pipeline(cfg: Config, *, view: RegistryView, writer: BatchWriter, deadl
                     fault=faults.from_env())
 
 
+def shared_database(cfg: Config) -> str | Path:
+    """`[database] url` when set (PostgreSQL), else the leader's SQLite file beside the alert store."""
+    database = getattr(cfg, "database", None)  # [database] (i19db's section) may not be merged yet
+    url = reveal(database.url) if database is not None else ""
+    return url or cfg.path(cfg.alerts.db_path).parent / "leader.sqlite"
+
+
 def leader_lock(cfg: Config) -> LockBackend:
     """The lock leadership is held by: a PostgreSQL advisory lock when `[database] url` is PostgreSQL,
     else a file lock beside the alert store (the SQLite set-up: every process on one machine)."""
-    database = getattr(cfg, "database", None)  # [database] (i19db's section) may not be merged yet
-    url = reveal(database.url) if database is not None else ""
+    url = str(shared_database(cfg))
     if url.startswith("postgres"):
         return PostgresLock(url, cfg.cluster.lock_key, timeout_s=max(1.0, cfg.cluster.takeover_s / 5))
     return FileLock(cfg.path(cfg.alerts.db_path).parent / "leader.lock")

@@ -20,6 +20,7 @@ from core.tls import server_context
 from provisioning.view import RegistryView
 from service.alerting import RulesAndAlerts
 from service.metrics import Metrics
+from service.progress import LeaderProgress
 from service.supervise import Supervisor
 from storage.influx import InfluxClient
 from storage.writer import BatchWriter
@@ -33,10 +34,13 @@ TASKS = ("rules", "outbox")
 class LeaderPart:
     """Builds `RulesAndAlerts` (rules loaded, alert store opened); `start` warms up and spawns its tasks."""
 
-    def __init__(self, cfg: Any, view: RegistryView, metrics: Metrics, supervisor: Supervisor) -> None:
+    def __init__(self, cfg: Any, view: RegistryView, metrics: Metrics, supervisor: Supervisor, *,
+                 progress: LeaderProgress | None = None) -> None:
+        """`progress` (a cluster's leader): the watermark that bounds warm-up and follows the bus (service.progress)."""
         self.cfg = cfg
         self.view = view
         self.supervisor = supervisor
+        self.progress = progress
         self.alerting = RulesAndAlerts(cfg, view, on_state=metrics.observe_rule_state)
         self.desk: DeskServer | None = None
         self.stopping = asyncio.Event()
@@ -56,7 +60,15 @@ class LeaderPart:
             await self.desk.start()
             alerting.on_change.append(self.desk.changed)
             alerting.alerts.worker.on_change = self.desk.changed
-        await alerting.warm_up(influx)
+        keep = None
+        if self.progress is not None:
+            marks = await asyncio.to_thread(self.progress.load)
+
+            def keep(r: Reading) -> bool:  # what a leader committed; the rest waits on the bus
+                mark = marks.get(r.device_id)
+                return mark is None or r.time_ns <= mark
+
+        await alerting.warm_up(influx, keep)
         sup = self.supervisor
         self.tasks["rules"] = sup.spawn("rules", alerting.run(writer, self.stopping, catching_up))
         self.tasks["outbox"] = sup.spawn("outbox", alerting.deliver())
@@ -67,6 +79,8 @@ class LeaderPart:
         alerting = self.alerting
         lines = [got for r in readings if (got := alerting.on_reading(r))]
         alerting.flush(strict=True)
+        if self.progress is not None:
+            self.progress.advance(readings)
         if lines:
             await writer.add(b"".join(lines))
 
@@ -91,3 +105,6 @@ class LeaderPart:
             if not lost:
                 raise
             logger.warning("leader part: closing the alert store failed ({}: {})", type(exc).__name__, exc)
+        finally:
+            if self.progress is not None:
+                self.progress.close()
