@@ -183,7 +183,7 @@ class OutboxWorker:
             else:
                 # marked at once, on the loop: a thread hop here would widen the window in which a kill -9
                 # after the receiver's acceptance makes the message go out again (same Idempotency-Key)
-                self.store.mark_delivered(d, self.clock(), ref)
+                await self._record_delivered(d, ref)
                 self.stats.delivered += 1
                 self.stats.by_receiver[(d.receiver, "delivered")] += 1
                 logger.info("notification {} ({}) delivered to {} after {} attempt(s)", d.idempotency_key,
@@ -194,6 +194,21 @@ class OutboxWorker:
                 self._wake.set()
             if self.on_change is not None:
                 self.on_change()
+
+    async def _record_delivered(self, d: Delivery, ref: str | None) -> None:
+        """Mark `d` delivered; while the database is unreachable (PostgreSQL restarting) keep trying for
+        `claim_s`, the time no other instance may take the row, so the accepted message is not sent again."""
+        deadline = time.monotonic() + self.cfg.claim_s
+        while True:
+            try:
+                self.store.mark_delivered(d, self.clock(), ref)
+                return
+            except SQLAlchemyError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                logger.warning("outbox: delivery {} accepted but not yet recorded ({}); retrying",
+                               d.idempotency_key, type(exc).__name__)
+                await asyncio.sleep(0.5)
 
     async def _retry(self, d: Delivery, error: str, retry_after_s: float | None) -> None:
         delay = backoff_s(d.attempts + 1, self.cfg, self.rng.random(), retry_after_s)

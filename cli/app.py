@@ -143,8 +143,9 @@ def _configured_manager(ctx: typer.Context, store: AlertStore) -> AlertLifecycle
     cfg = state(ctx).config
     ac = cfg.alerts
     devices: dict = {}
-    if cfg.path(cfg.registry.path).exists():
-        view = RegistryView(cfg.path(cfg.registry.path))
+    where = cfg.registry_database()
+    if isinstance(where, str) or where.exists():  # a PostgreSQL URL, or a SQLite file already made
+        view = RegistryView(where, migrate_schema=cfg.database.migrate_on_start)
         devices = dict(view.by_id)
         view.close()
     return AlertLifecycle(store, Router(ac.routes, ac.default_receivers), build_notifiers(ac, base_dir=cfg.base_dir),

@@ -95,6 +95,12 @@ class WindowStore(ABC):
             return None
         return self.value(row)
 
+    def update(self, row: int, time_ns: int, value: float, weight_s: float, min_samples: int,
+               min_coverage_s: float) -> float | None:
+        """`add` then `ready_value`, in one call (the engine's hot path)."""
+        self.add(row, time_ns, value, weight_s)
+        return self.ready_value(row, min_samples, min_coverage_s)
+
     @abstractmethod
     def _columns(self) -> tuple:
         """Every per-row column (arrays, and lists of row arrays)."""
@@ -150,6 +156,12 @@ class LatestStore(WindowStore):
         if v != v or min_samples > 1 or self._cov[row] < min_coverage_s:
             return None
         return v
+
+    def update(self, row: int, time_ns: int, value: float, weight_s: float, min_samples: int,
+               min_coverage_s: float) -> float | None:
+        self._v[row] = value
+        self._cov[row] = weight_s
+        return None if min_samples > 1 or weight_s < min_coverage_s else value
 
 
 class _Series(WindowStore):
@@ -358,8 +370,18 @@ class MeanStore(_Buckets):
         return (*super()._columns(), self._sum, self._since)
 
     def add(self, row: int, time_ns: int, value: float, weight_s: float) -> None:
+        self.update(row, time_ns, value, weight_s, 0, 0.0)
+
+    def update(self, row: int, time_ns: int, value: float, weight_s: float, min_samples: int,
+               min_coverage_s: float) -> float | None:
         wx = weight_s * (10.0 ** (value / 10.0) if self._energy else value)
-        a, off = self._offset(row, time_ns)
+        a = self._rows[row]
+        if a is None:
+            a, off = self._offset(row, time_ns)
+        else:
+            off = time_ns - self._base[row]
+            if off >= _REBASE_AT:
+                a, off = self._offset(row, time_ns)
         key = time_ns // self._res_ns
         if key == self._key[row]:
             a[-4] = off
@@ -395,6 +417,12 @@ class MeanStore(_Buckets):
         self._n[row] = n
         self._cov[row] = cov
         self._sum[row] = total
+        if n < min_samples or cov < min_coverage_s or not n or cov <= 0:
+            return None
+        if self._energy:
+            mean_energy = total / cov
+            return 10.0 * math.log10(mean_energy) if mean_energy > 0 else None
+        return total / cov
 
     def value(self, row: int) -> float | None:
         cov = self._cov[row]
@@ -516,7 +544,13 @@ class PointStore(_Series):
         return 0 if a is None else len(a) // 3
 
     def add(self, row: int, time_ns: int, value: float, weight_s: float) -> None:
-        a, off = self._offset(row, time_ns)
+        a = self._rows[row]
+        if a is None:
+            a, off = self._offset(row, time_ns)
+        else:
+            off = time_ns - self._base[row]
+            if off >= _REBASE_AT:
+                a, off = self._offset(row, time_ns)
         flat = self._flat[row]
         if flat and _same(a[-1], value):
             self._flat[row] = flat + 1

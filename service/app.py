@@ -8,7 +8,6 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loguru import logger
@@ -18,6 +17,7 @@ from prometheus_client.registry import Collector as Collector_
 from alerts.metrics import AlertsCollector
 from alerts.outbox import OutboxStats
 from collectors.plugin import Collector, MetricsSource
+from core.database import is_postgres_url
 from core.reading import Reading
 from core.secrets import reveal
 from core.timing import backoff_s
@@ -138,7 +138,7 @@ class Service:
         if ic.create_database and not await self._try_ensure_database():
             database_task = asyncio.create_task(self._ensure_database(), name="influx-create-database")
         pc = cfg.pipeline
-        deadletters = DeadLetterStore(cfg.path(pc.dead_letter_path), max_bytes=pc.dead_letter_max_bytes,
+        deadletters = DeadLetterStore(cfg.dead_letter_database(), max_bytes=pc.dead_letter_max_bytes,
                                       max_age_s=pc.dead_letter_max_age_days * 86400,
                                       on_pruned=lambda why, n: self.metrics.dead_letters_pruned.labels(why).inc(n))
         self._deadletters = deadletters
@@ -169,7 +169,7 @@ class Service:
             report(self.model_folders, self.metrics.model_problems)
             models_task = asyncio.create_task(watch_models(self.model_folders, cfg.decoders.reload_interval_s,
                                                            self.metrics.model_problems), name="model-folders")
-        view = RegistryView(cfg.path(cfg.registry.path))
+        view = RegistryView(cfg.registry_database(), migrate_schema=cfg.database.migrate_on_start)
         self.view = view
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
@@ -308,7 +308,8 @@ class Service:
         view = self.view
         assert view is not None and self.influx is not None and self.writer is not None
         try:
-            progress = await asyncio.to_thread(LeaderProgress, shared_database(self.cfg))
+            progress = await asyncio.to_thread(LeaderProgress, self.cfg.leader_database(),
+                                               migrate_schema=self.cfg.database.migrate_on_start)
             leader = await asyncio.to_thread(lambda: LeaderPart(self.cfg, view, self.metrics, self.supervisor,
                                                                 progress=progress))
             self.leader = leader
@@ -327,8 +328,12 @@ class Service:
             self.supervisor.adopt("readings", await self.consumer.start())
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # cannot lead now (e.g. the alert store's database is gone): stop, be restarted
-            self.supervisor.task_failed("leader-start", exc)
+        except Exception as exc:  # cannot lead now (e.g. the alert store's database is gone): let another try
+            logger.opt(exception=exc).error("the leader part could not start ({}: {}); stepping down",
+                                            type(exc).__name__, exc)
+            self.metrics.task_failures.labels("leader-start").inc()
+            if self.leadership is not None:
+                self.leadership.resign()
 
     def _leadership_check(self) -> str | None:
         """While leading, the readings bus must be connected; a standby is ready."""
@@ -419,18 +424,11 @@ def make_pipeline(cfg: Config, *, view: RegistryView, writer: BatchWriter, deadl
                     fault=faults.from_env())
 
 
-def shared_database(cfg: Config) -> str | Path:
-    """`[database] url` when set (PostgreSQL), else the leader's SQLite file beside the alert store."""
-    database = getattr(cfg, "database", None)  # [database] (i19db's section) may not be merged yet
-    url = reveal(database.url) if database is not None else ""
-    return url or cfg.path(cfg.alerts.db_path).parent / "leader.sqlite"
-
-
 def leader_lock(cfg: Config) -> LockBackend:
     """The lock leadership is held by: a PostgreSQL advisory lock when `[database] url` is PostgreSQL,
     else a file lock beside the alert store (the SQLite set-up: every process on one machine)."""
-    url = str(shared_database(cfg))
-    if url.startswith("postgres"):
+    url = str(cfg.leader_database())
+    if is_postgres_url(url):
         return PostgresLock(url, cfg.cluster.lock_key, timeout_s=max(1.0, cfg.cluster.takeover_s / 5))
     return FileLock(cfg.path(cfg.alerts.db_path).parent / "leader.lock")
 

@@ -226,6 +226,20 @@ class BaseConfig(_Section):
         """Where the alert store lives: the [database] PostgreSQL URL, else the SQLite file `alerts.db_path`."""
         return self.database.url.get_secret_value().strip() or self.path(self.alerts.db_path)
 
+    def registry_database(self) -> str | Path:
+        """Where the device registry lives: the [database] PostgreSQL URL, else the SQLite file `registry.path`."""
+        return self.database.url.get_secret_value().strip() or self.path(self.registry.path)
+
+    def dead_letter_database(self) -> str | Path:
+        """Where the dead letters live: the [database] PostgreSQL URL, else the SQLite file
+        `pipeline.dead_letter_path`."""
+        return self.database.url.get_secret_value().strip() or self.path(self.pipeline.dead_letter_path)
+
+    def leader_database(self) -> str | Path:
+        """Where a cluster leader keeps its warm-up watermark (`service.progress`): the [database] PostgreSQL
+        URL, else the SQLite file `leader.sqlite` beside the alert store."""
+        return self.database.url.get_secret_value().strip() or self.path(self.alerts.db_path).parent / "leader.sqlite"
+
     def mqtt_tls(self) -> ssl.SSLContext | None:
         """The broker connection's TLS context (collector, `device watch`, simulator, replay), None without TLS."""
         mqtt: MqttConfig = getattr(self, "mqtt")  # noqa: B009 - a section of the LoRaWAN plug-in

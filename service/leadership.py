@@ -213,6 +213,12 @@ class Leadership:
         self.since = time.time()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadership")
         self._last_error = ""
+        self._resigning = False
+
+    def resign(self) -> None:
+        """Step down now and campaign again after one interval (the leader part could not start)."""
+        self._resigning = True
+        self.lock.wake()
 
     def describe(self) -> str:
         """"leader" or "standby" with how long, for `/readyz` (a standby is ready: it stands by)."""
@@ -267,10 +273,18 @@ class Leadership:
                 # a former leader whose connection broke notices within one interval: let it step down first
                 if not await self._watch(stop, self.interval_s * 1.5) or stop.is_set():
                     continue
+                self._resigning = False
                 await self._set(True, "lock taken")
-                while not stop.is_set() and await self._call(self.lock.holds, self.interval_s):
+                while (not stop.is_set() and not self._resigning
+                       and await self._call(self.lock.holds, self.interval_s)):
                     pass
-                await self._set(False, "stopping" if stop.is_set() else "lock connection lost")
+                why = "stopping" if stop.is_set() else "resigned" if self._resigning else "lock connection lost"
+                await self._set(False, why)
+                if self._resigning and not stop.is_set():
+                    await self._call(self.lock.release)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self.interval_s)
+                self._resigning = False
         finally:
             waking.cancel()
             await self._call(self.lock.release)

@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import BigInteger, Column, Connection, Engine, MetaData, Table, Text, case, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from core.database import Migration, is_postgres, migrate, open_engine, read_connection
+from core.database import Migration, MigrationError, is_postgres, migrate, open_engine, pending, read_connection
 from core.reading import Reading
 
 _META = MetaData()
@@ -33,15 +33,23 @@ def _create(conn: Connection) -> None:
     leader_progress.create(conn)
 
 
+COMPONENT = "leader"
 MIGRATIONS = [Migration(1, "leader_progress: per device, the newest reading the leader committed", _create)]
 
 
 class LeaderProgress:
     """`load()` the watermarks; `advance(readings)` after their transitions are committed."""
 
-    def __init__(self, url_or_path: str | Path) -> None:
+    def __init__(self, url_or_path: str | Path, *, migrate_schema: bool = True) -> None:
+        """Opens the database and applies the pending migrations (`migrate_schema=False`: refuses with
+        `MigrationError` while the schema is behind, as `[database] migrate_on_start = false` asks)."""
         self.engine: Engine = open_engine(url_or_path, pool_size=1)
-        migrate(self.engine, "leader", MIGRATIONS)
+        if migrate_schema:
+            migrate(self.engine, COMPONENT, MIGRATIONS)
+        elif todo := pending(self.engine, COMPONENT, MIGRATIONS):
+            self.engine.dispose()
+            raise MigrationError(f"the {COMPONENT} schema is {len(todo)} migration(s) behind; run "
+                                 "`urbansense db migrate`")
 
     def load(self) -> dict[str, int]:
         """Device id → newest committed reading time (ns)."""

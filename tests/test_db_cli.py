@@ -39,8 +39,10 @@ def test_status_and_migrate_bring_the_alert_store_up_to_date(tmp_path: Path, dat
     assert "alerts:" in out and "version 1 of 2, 1 migration(s) pending" in out and MIGRATIONS[1].description in out
     assert f"alerts: applied 2: {MIGRATIONS[1].description}" in db(cfg, "migrate")
     assert "alerts: up to date" in db(cfg, "migrate")
-    [row] = [json.loads(line) for line in db(cfg, "status", "--json").splitlines()]
+    rows = {r["component"]: r for r in map(json.loads, db(cfg, "status", "--json").splitlines())}
+    row = rows["alerts"]
     assert (row["component"], row["version"], row["latest"], row["pending"]) == ("alerts", 2, 2, [])
+    assert [(rows[c]["version"], rows[c]["pending"]) for c in ("registry", "deadletters")] == [(2, []), (1, [])]
     if "://" in database:  # the password never shows
         password = database.split(":")[2].split("@")[0]
         assert password not in out and password not in row["where"] and "***" in row["where"]
