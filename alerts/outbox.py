@@ -4,7 +4,8 @@ A retryable failure (network error, timeout, 5xx, 429, robot rate limit) resched
 with exponential backoff and jitter, for as long as it takes; a permanent refusal (other 4xx)
 marks it failed with the receiver's words, logged and counted, never silently dropped. Only the
 oldest undelivered row of each (fingerprint, receiver) is sent, so a close never overtakes its
-open. A row is marked delivered only after the receiver accepted it; every HTTP request carries
+open. Rows are claimed before they are sent (`AlertStore.claim_due`), so two instances never send
+the same one. A row is marked delivered only after the receiver accepted it; every HTTP request carries
 `Idempotency-Key: <fingerprint>:<seq>` so a resend after a crash can be recognised.
 """
 
@@ -19,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from loguru import logger
+from sqlalchemy.exc import SQLAlchemyError
 
 from alerts.config import OutboxConfig
 from alerts.errors import PermanentError, RetryableError
@@ -53,8 +55,9 @@ class OutboxWorker:
 
     def __init__(self, store: AlertStore, notifiers: Mapping[str, Notifier], *,
                  config: OutboxConfig | None = None, clock: Callable[[], int] = time.time_ns,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, take_over_claims: bool = True) -> None:
         self.store = store
+        self.take_over_claims = take_over_claims
         self.notifiers = notifiers
         self.cfg = config or OutboxConfig()
         self.clock = clock
@@ -64,6 +67,7 @@ class OutboxWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
+        self._db_errors = 0
         self.on_change: Callable[[], None] | None = None  # after every attempt (the desk console listens)
 
     def wake(self) -> None:
@@ -80,16 +84,36 @@ class OutboxWorker:
         loop.call_soon_threadsafe(event.set)
 
     async def run(self) -> None:
+        """Deliver until `stop()`. One worker runs per database (the leader's), so with `take_over_claims`
+        the claims found at start belong to a predecessor that died or stepped down and are taken over at
+        once rather than after `claim_s`. A database error (PostgreSQL restarting) is logged and the look
+        is repeated after the poll interval."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         try:
+            if self.take_over_claims and (released := await asyncio.to_thread(self.store.release_claims)):
+                logger.info("outbox: took over {} notification(s) claimed by a previous instance", released)
             while not self._stopping:
                 self._wake.clear()
-                self._start_due()
+                idle_s = self.cfg.poll_interval_s
+                try:
+                    self._start_due()
+                    idle_s = self._idle_s()
+                except SQLAlchemyError as exc:
+                    self._db_errors += 1
+                    if self._db_errors == 1 or self._db_errors % 60 == 0:
+                        logger.warning("outbox: the alert store is unreachable ({} time(s)); retrying: {}",
+                                       self._db_errors, type(exc).__name__)
+                else:
+                    if self._db_errors:
+                        logger.info("outbox: the alert store is reachable again")
+                    self._db_errors = 0
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._idle_s())
+                    await asyncio.wait_for(self._wake.wait(), idle_s)
         finally:
             await self._finish_inflight()
+            with contextlib.suppress(SQLAlchemyError):
+                await asyncio.to_thread(self.store.release_claims, self.store.owner)  # cut-short rows: next instance
             await self.aclose()
 
     async def stop(self) -> None:
@@ -123,7 +147,8 @@ class OutboxWorker:
         room = self.cfg.max_in_flight - len(self._inflight)
         if room <= 0:
             return 0
-        rows = self.store.due(self.clock(), room, busy=self._inflight.keys())
+        rows = self.store.claim_due(self.clock(), room, busy=self._inflight.keys(),
+                                    claim_ns=int(self.cfg.claim_s * 1e9))
         for d in rows:
             key = d.queue_key
             self._inflight[key] = asyncio.create_task(self._deliver(d, key), name=f"deliver-{d.id}")
@@ -158,7 +183,7 @@ class OutboxWorker:
             else:
                 # marked at once, on the loop: a thread hop here would widen the window in which a kill -9
                 # after the receiver's acceptance makes the message go out again (same Idempotency-Key)
-                self.store.mark_delivered(d, self.clock(), ref)
+                await self._record_delivered(d, ref)
                 self.stats.delivered += 1
                 self.stats.by_receiver[(d.receiver, "delivered")] += 1
                 logger.info("notification {} ({}) delivered to {} after {} attempt(s)", d.idempotency_key,
@@ -169,6 +194,21 @@ class OutboxWorker:
                 self._wake.set()
             if self.on_change is not None:
                 self.on_change()
+
+    async def _record_delivered(self, d: Delivery, ref: str | None) -> None:
+        """Mark `d` delivered; while the database is unreachable (PostgreSQL restarting) keep trying for
+        `claim_s`, the time no other instance may take the row, so the accepted message is not sent again."""
+        deadline = time.monotonic() + self.cfg.claim_s
+        while True:
+            try:
+                self.store.mark_delivered(d, self.clock(), ref)
+                return
+            except SQLAlchemyError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                logger.warning("outbox: delivery {} accepted but not yet recorded ({}); retrying",
+                               d.idempotency_key, type(exc).__name__)
+                await asyncio.sleep(0.5)
 
     async def _retry(self, d: Delivery, error: str, retry_after_s: float | None) -> None:
         delay = backoff_s(d.attempts + 1, self.cfg, self.rng.random(), retry_after_s)

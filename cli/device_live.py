@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -135,10 +136,10 @@ def _last_refusal(ctx: typer.Context, device: Device) -> DeadLetter | None:
     cfg = config(ctx, required=False)
     if cfg is None:
         return None
-    path = cfg.path(cfg.pipeline.dead_letter_path)
-    if not path.exists():
+    where = cfg.dead_letter_database()
+    if isinstance(where, Path) and not where.exists():
         return None
-    with DeadLetterStore(path) as store:
+    with DeadLetterStore(where, migrate_schema=cfg.database.migrate_on_start) as store:
         return store.last_for_key(device.key)
 
 

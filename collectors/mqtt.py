@@ -90,6 +90,14 @@ def _use_publish_properties() -> None:
         _packet.Properties = _PublishProperties  # type: ignore[misc]
 
 
+def shared_filter(group: str, topic_filter: str) -> str:
+    """The MQTT 5 shared subscription `$share/<group>/<filter>`: the broker hands each message to one member
+    of the group (Mosquitto 2, EMQX, HiveMQ, VerneMQ). A `ValueError` for a group that is not one topic level."""
+    if not group or any(c in group for c in "/+#\x00"):
+        raise ValueError(f"share group {group!r}: expected a non-empty name without '/', '+', '#'")
+    return f"$share/{group}/{topic_filter}"
+
+
 @dataclass(slots=True)
 class MqttDelivery:
     """One received message, with what `MqttConsumer.ack` needs to acknowledge it."""

@@ -1,4 +1,4 @@
-"""The service's in-memory view of the registry: lookups by key without touching SQLite."""
+"""The service's in-memory view of the registry: lookups by key without touching the database."""
 
 from __future__ import annotations
 
@@ -12,36 +12,37 @@ from provisioning.registry import Registry
 
 
 class RegistryView:
-    """Devices by key and by id, reloaded when the registry file changes (no restart needed).
+    """Devices by key and by id, reloaded when the registry changes (no restart needed).
 
-    `refresh()` costs one `PRAGMA data_version` when nothing changed, so the service can
-    call it every couple of seconds.
+    `refresh()` costs one read of the registry's change counter (`Registry.data_version`) when
+    nothing changed, so the service can call it every couple of seconds; a change made by another
+    process or machine, or behind urbansense's back, moves the counter (triggers bump it).
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self._registry = Registry(path)
+    def __init__(self, path: str | Path, *, migrate_schema: bool = True) -> None:
+        """`path`: the registry's SQLite file or the shared database's `postgresql://` URL."""
+        self._registry = Registry(path, migrate_schema=migrate_schema)
         self._version = -1
         self.by_key: dict[str, Device] = {}
         self.by_id: dict[str, Device] = {}
         self.loaded_at = 0.0
         self.tampered: dict[str, str] = {}
+        """Devices whose registry row was changed outside urbansense (not applied): id → why."""
         self.mac_keys: dict[str, bytes] = {}
         """NB-IoT frame MAC keys by IMEI (see `collectors/nbiot/frame.py`)."""
-        """Devices whose registry row was changed outside urbansense (not applied): id → why."""
         self._reported: set[tuple[str, str]] = set()
         self.refresh()
 
     def refresh(self) -> bool:
         """Reload if anything changed since the last load; True when it reloaded."""
-        version = self._registry.data_version()
-        if version == self._version and self.by_key:
+        if self._registry.data_version() == self._version and self.by_key:
             return False
-        devices = self._registry.all()
-        tampered = self._registry.unsealed()
+        snap = self._registry.load()  # counter, devices, seals and keys of one snapshot: no change falls between
+        devices, tampered, version = snap.devices, snap.unsealed, snap.version
         if tampered:
             devices = self._keep_verified(devices, tampered)
         self.tampered = tampered
-        self.mac_keys = self._registry.mac_keys()
+        self.mac_keys = snap.mac_keys
         self.by_key = {d.key: d for d in devices}
         self.by_id = {d.id: d for d in devices}
         changed = self._version != -1

@@ -19,6 +19,7 @@ from loguru import logger
 from alerts.notifiers import category_warnings
 from alerts.points import transition_point
 from alerts.runtime import AlertsRuntime
+from core.database import describe_url
 from core.reading import Reading
 from core.transition import AlertState, AlertTransition, Severity
 from provisioning.view import RegistryView
@@ -58,7 +59,9 @@ class RulesAndAlerts:
         self.engine.set_devices(view.by_id.values())
         self._devices_loaded_at = view.loaded_at
         self.alerts = AlertsRuntime(cfg.alerts, lambda device_id: self.view.by_id.get(device_id),
-                                    db_path=cfg.path(cfg.alerts.db_path), base_dir=cfg.base_dir)
+                                    db_path=cfg.alerts_database(), base_dir=cfg.base_dir,
+                                    migrate_schema=cfg.database.migrate_on_start)
+        logger.info("alerts: state in {}", describe_url(cfg.alerts_database()))
         self.transitions = 0
         self.recent: deque[AlertTransition] = deque(maxlen=50)
         self._pending: list[AlertTransition] = []
@@ -84,11 +87,12 @@ class RulesAndAlerts:
             logger.info("rules: {} firing or pending alerts restored from the alert store", n)
         return n
 
-    async def warm_up(self, influx: InfluxClient) -> None:
+    async def warm_up(self, influx: InfluxClient, keep: Callable[[Reading], bool] | None = None) -> None:
         """Restore alert state from the store, then replay recent history into the rule windows.
 
         Nothing is notified for history, except what moved a restored alert on (a resolution
-        the store has not seen): that is handled now, so its case closes.
+        the store has not seen): that is handled now, so its case closes. `keep` (a cluster's
+        leader) selects the stored readings to replay; the others reach the rules later, live.
         """
         self.restore()
         if not self.cfg.rules.warm_up:
@@ -103,6 +107,8 @@ class RulesAndAlerts:
                 continue
             for result in results:
                 readings = readings_from_series(result.get("series", []))
+                if keep is not None:
+                    readings = [r for r in readings if keep(r)]
                 n += len(readings)
                 moved.extend(self.engine.warm_up(readings))
         logger.info("rules warmed up from {} stored readings", n)
@@ -119,14 +125,21 @@ class RulesAndAlerts:
             points.append(transition_point(t))
         return encode_points(points)
 
-    def flush(self) -> None:
-        """Hand the queued transitions to the alert store in one SQLite commit (one fsync, not one each)."""
+    def flush(self, *, strict: bool = False) -> None:
+        """Hand the queued transitions to the alert store in one commit (one fsync, not one each).
+
+        A failed commit is logged and must not stop ingest; with `strict` (the cluster leader, whose
+        readings wait at the broker until this returns) the transitions stay queued and it raises.
+        """
         if not self._pending:
             return
         pending, self._pending = self._pending, []
         try:
             results = self.alerts.handle_many(pending)
-        except Exception:  # a failed commit must not stop ingest; it is logged with its cause
+        except Exception:
+            if strict:
+                self._pending = pending + self._pending
+                raise
             logger.exception("alerts: could not store {} transitions", len(pending))
             return
         for t, result in zip(pending, results, strict=True):

@@ -75,6 +75,8 @@ class Metrics:
                                  registry=r)
         self.spool_oldest_age = Gauge("urbansense_spool_oldest_age_seconds",
                                       "Age of the oldest spooled batch (0 when the spool is empty)", registry=r)
+        self.leader = Gauge("urbansense_leader", "1 while this instance runs the stateful work (rules, alert "
+                            "state, outbox); 0 on a cluster's standby or ingest-only process", registry=r)
 
     def observe_rule_state(self, stats: Iterable[RuleStateStats], due_entries: int) -> None:
         """Set the rule-state gauges from `Engine.state_stats()` and `Engine.due_entries`."""

@@ -1,0 +1,80 @@
+"""The role split in a cluster (issue 19), two real services on one machine (SQLite + file lock):
+exactly one leads and says so on /readyz, /metrics and in the log; readings reach the leader's
+rules through the readings bus; when the leader stops, the standby leads and carries on."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import httpx
+from servicekit import make_config, running, wait_until
+from test_alerting_e2e import MIN, RISE, WATER, Fleet
+
+from alerts.store import AlertStore
+from provisioning.registry import Registry
+from service.app import Service
+from sim.daemons import Daemon
+
+
+def probe(svc: Service) -> tuple[int, str, float]:
+    """(/readyz status, its text, the urbansense_leader gauge)."""
+    assert svc.metrics_server is not None
+    base = f"http://127.0.0.1:{svc.metrics_server.port}"
+    ready = httpx.get(f"{base}/readyz", timeout=5)
+    m = re.search(r"^urbansense_leader (\S+)$", httpx.get(f"{base}/metrics", timeout=5).text, re.M)
+    assert m, "urbansense_leader is not exported"
+    return ready.status_code, ready.text, float(m.group(1))
+
+
+def test_one_leads_the_readings_reach_its_rules_and_the_standby_takes_over(
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+    def config(name: str):
+        return make_config(tmp_path, mosquitto, influxd, influx_db,
+                           mqtt={"client_id": f"{name}-{influx_db}"[:60]},
+                           cluster={"enabled": True, "takeover_s": 2.0, "readings_topic": f"t/{influx_db}/readings",
+                                    "leader_client_id": f"leader-{influx_db}"[:60],
+                                    "share_group": f"g{influx_db}"[:60]},
+                           rules={"tick_interval_s": 0.5},
+                           alerts={"db_path": str(tmp_path / "alerts.sqlite")})
+
+    cfg_a, cfg_b = config("a"), config("b")
+    with Registry(cfg_a.path(cfg_a.registry.path)) as reg:
+        for d in WATER:
+            reg.add(d, by="test")
+    base = time.time_ns() - 60 * MIN
+    fleet = Fleet(mosquitto.port)
+    ctx = {name: running(cfg) for name, cfg in (("a", cfg_a), ("b", cfg_b))}
+    svc = {name: c.__enter__() for name, c in ctx.items()}
+    try:
+        wait_until(lambda: sum(probe(s)[2] for s in svc.values()) == 1, 15, "one leader")
+        lead = next(name for name, s in svc.items() if probe(s)[2] == 1)
+        leader, standby = svc[lead], next(s for name, s in svc.items() if name != lead)
+        status, text, _ = probe(leader)
+        assert status == 200 and text.startswith("ok; leadership: leader"), text
+        status, text, _ = probe(standby)
+        assert status == 200 and text.startswith("ok; leadership: standby"), text
+        assert standby.alerting is None and leader.alerting is not None
+
+        fleet.water(0, RISE, base)  # readings reach either ingest; the leader's rules see them all
+        wait_until(lambda: leader.alerting is not None and
+                   {t.device_id for t in leader.alerting.recent if t.rule_id == "water.rising"} ==
+                   {d.id for d in WATER}, 30, "water.rising for the 3 gauges at the leader")
+        assert standby.alerting is None
+        ctx.pop(lead).__exit__(None, None, None)  # the leader stops: it releases the lock, the standby leads
+        wait_until(lambda: probe(standby)[2] == 1, 2 * 2.0, "the standby to lead")
+        assert probe(standby)[1].startswith("ok; leadership: leader")
+        fleet.water(12, [300, 320], base)  # 32 cm: over the 27 cm closure depth
+        wait_until(lambda: standby.alerting is not None and
+                   any(t.rule_id == "water.depth" and str(t.severity) == "critical"
+                       for t in standby.alerting.recent), 30, "the new leader escalating to critical")
+    finally:
+        for c in ctx.values():
+            c.__exit__(None, None, None)
+    fleet.pub.close()
+    store = AlertStore(cfg_a.path(cfg_a.alerts.db_path))
+    firing = store.list_alerts(states=("firing",), limit=100)
+    store.close()
+    assert {(a.rule_id, a.device_id) for a in firing if a.rule_id == "water.depth"} == {
+        ("water.depth", d.id) for d in WATER}
