@@ -103,14 +103,14 @@ def test_every_environment_variable_named_is_one_urbansense_reads() -> None:
 
 def urbansense_invocations(text: str) -> list[list[str]]:
     """The arguments of every `urbansense …` command line in a text (code blocks, inline code, ExecStart=):
-    a word `urbansense` (or a path ending in /urbansense) followed by a global option or a command."""
+    a word `urbansense` (or a path ending in /bin/urbansense) followed by a global option or a command."""
     commands = set(getattr(typer.main.get_command(app), "commands", {}))
     stops = {"`", "|", "||", "&&", ";", "\\"}
     out = []
     for line in text.replace("\\\n", " ").splitlines():
         tokens = [t.strip("\"'") for t in re.findall(r'"[^"]*"|\'[^\']*\'|`|[^\s`]+', line)]
         for i, tok in enumerate(tokens):
-            if tok != "urbansense" and not tok.endswith("/urbansense"):
+            if tok != "urbansense" and not tok.endswith("/bin/urbansense"):
                 continue
             args = []
             for t in tokens[i + 1:]:
