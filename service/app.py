@@ -329,8 +329,7 @@ class Service:
             consumer = ReadingsConsumer.from_config(self.cfg, on_readings, on_malformed=on_malformed)
             self.consumer = consumer
             self.supervisor.adopt("readings", await consumer.start())
-            deadline = time.monotonic() + self.cfg.cluster.takeover_s
-            while not consumer.ready()[0] and time.monotonic() < deadline:
+            while not consumer.ready()[0]:  # subscribed: from now on the broker keeps the session's messages
                 await asyncio.sleep(0.05)
             self._leader_running = True
             logger.info("leader part running: rules warm, {}", consumer.ready()[1])
@@ -345,11 +344,12 @@ class Service:
 
     def _leadership_check(self) -> str | None:
         """A standby is ready; a leader once its leader part runs (warmed up) and its readings bus is connected."""
-        if self.leadership is not None and self.leadership.is_leader and not self._leader_running:
-            return "leader part starting (alert state restored, rule windows warming up from InfluxDB)"
         if self.consumer is not None:
             ok, why = self.consumer.ready()
-            return None if ok else why
+            if not ok:
+                return why
+        if self.leadership is not None and self.leadership.is_leader and not self._leader_running:
+            return "leader part starting (alert state restored, rule windows warming up from InfluxDB)"
         return None
 
     def _outbox_stats(self) -> OutboxStats | None:
