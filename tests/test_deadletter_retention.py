@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
+import psycopg
+import pytest
 from sqlalchemy import text
 
-from storage.deadletter import DeadLetter, DeadLetterStore
+from sim.daemons import start_postgres
+from storage.deadletter import PRUNE_LOCK, DeadLetter, DeadLetterStore
 
 MB = 1 << 20
 
@@ -84,4 +88,46 @@ def test_dead_letters_older_than_the_age_bound_are_pruned_and_counted(database: 
     store.add_many([DeadLetter(time.time_ns(), "mqtt", "t", b"y", "bad_json", "")])
     store.prune()
     assert pruned == [("age", 5)] and store.count_by_reason() == {"bad_json": 1}
+    store.close()
+
+
+@pytest.mark.slow
+def test_a_dead_letter_waits_for_a_restarting_postgresql_and_is_stored_once(tmp_path: Path) -> None:
+    """PostgreSQL goes down (a restart, a failover): `add_many` holds the batch (its messages stay
+    unacknowledged) and stores it when the server is back, instead of failing the pipeline."""
+    server = start_postgres(tmp_path)
+    try:
+        store = DeadLetterStore(server.dsn())
+        store.add(DeadLetter(1, "mqtt", "t", b"before", "bad_json", "before the restart"))
+        server.stop()
+        done: list[list[int]] = []
+        adding = threading.Thread(target=lambda: done.append(store.add_many(_junk(0)[:3])))
+        adding.start()
+        time.sleep(2.0)
+        assert not done, "nothing can be stored while the server is down"
+        server.restart()
+        adding.join(60)
+        assert done and len(done[0]) == 3
+        assert store.count_by_reason() == {"bad_json": 4}
+        store.close()
+    finally:
+        server.stop()
+
+
+def test_one_instance_at_a_time_prunes_the_shared_dead_letters(pg_dsn: str) -> None:
+    """Ingest workers on several machines share the table: while one prunes by size (it holds the advisory
+    lock), another does not prune the same oldest rows a second time."""
+    pruned: list[tuple[str, int]] = []
+    store = DeadLetterStore(pg_dsn, on_pruned=lambda why, n: pruned.append((why, n)))
+    for n in range(0, 1000, 200):
+        store.add_many(_junk(n))
+    store.max_bytes = store.used_bytes()  # now 25 % over 80 % of the bound
+    other = psycopg.connect(pg_dsn, autocommit=True)
+    other.execute("SELECT pg_advisory_lock(%s)", (PRUNE_LOCK,))  # another worker is pruning
+    store.prune()
+    assert pruned == [] and sum(store.count_by_reason().values()) == 1000
+    other.close()
+    store.prune()
+    kept = sum(store.count_by_reason().values())
+    assert pruned == [("size", 1000 - kept)] and 600 <= kept <= 750
     store.close()
