@@ -102,6 +102,7 @@ class Service:
         self.consumer: ReadingsConsumer | None = None
         self._deadletters: DeadLetterStore | None = None
         self._leading: asyncio.Task[None] | None = None
+        self._leader_running = False
         self.model_folders = ModelFolders(cfg.path(p) for p in cfg.decoders.paths)
 
     @property
@@ -288,6 +289,7 @@ class Service:
     async def _leadership(self, leading: bool) -> None:
         """`Leadership`'s callback: start the leader part in the background on gain, stop it on loss."""
         self.metrics.leader.set(1 if leading else 0)
+        self._leader_running = False
         if leading:
             self._leading = asyncio.create_task(self._lead(), name="leader-start")
             return
@@ -332,8 +334,13 @@ class Service:
                 if deadletters is not None:
                     deadletters.add_many([letter])
 
-            self.consumer = ReadingsConsumer.from_config(self.cfg, on_readings, on_malformed=on_malformed)
-            self.supervisor.adopt("readings", await self.consumer.start())
+            consumer = ReadingsConsumer.from_config(self.cfg, on_readings, on_malformed=on_malformed)
+            self.consumer = consumer
+            self.supervisor.adopt("readings", await consumer.start())
+            while not consumer.ready()[0]:  # subscribed: from now on the broker keeps the session's messages
+                await asyncio.sleep(0.05)
+            self._leader_running = True
+            logger.info("leader part running: rules warm, {}", consumer.ready()[1])
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # cannot lead now (e.g. the alert store's database is gone): let another try
@@ -344,10 +351,13 @@ class Service:
                 self.leadership.resign()
 
     def _leadership_check(self) -> str | None:
-        """While leading, the readings bus must be connected; a standby is ready."""
+        """A standby is ready; a leader once its leader part runs (warmed up) and its readings bus is connected."""
         if self.consumer is not None:
             ok, why = self.consumer.ready()
-            return None if ok else why
+            if not ok:
+                return why
+        if self.leadership is not None and self.leadership.is_leader and not self._leader_running:
+            return "leader part starting (alert state restored, rule windows warming up from InfluxDB)"
         return None
 
     def _outbox_stats(self) -> OutboxStats | None:
