@@ -56,7 +56,7 @@ def test_nbiot_devices_without_rssi_are_heard_on_the_map_and_in_the_online_rate(
                Device("LW-HD-1", "24e124713c210002", "milesight-em500-udl", "water_level", 39.96, 116.3,
                       district="海淀", install={"mount_height_mm": 2000.0})]
     devices = nb + lorawan
-    provision(cfg.path(cfg.registry.path), devices)
+    provision(cfg.registry_database(), devices)
     sending = {"NB-000", "NB-001", "NB-002", "LW-CY-1"}          # NB-003 and LW-HD-1 stay silent
     info = get_model("milesight-em500-udl")
     payload, port = info.codec.encode({**info.sample(random.Random(1)), "distance_mm": 1900.0})

@@ -150,9 +150,9 @@ def test_watch_prints_the_devices_uplink_published_to_the_broker(tmp_path: Path,
 
 
 def test_running_service_stores_a_new_devices_uplink_and_dead_letters_a_retired_ones(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
-    cfg = make_config(tmp_path, mosquitto, influxd, influx_db)
-    reg = ["--registry", str(cfg.path(cfg.registry.path))]
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, database=database)
+    reg = ["--registry", str(cfg.registry_database())]
     info = get_model("milesight-em500-udl")
     payload, port = info.codec.encode({**info.sample(random.Random(5)), "distance_mm": 1500.0})
     fcnt = iter(range(1000))
@@ -181,9 +181,9 @@ def test_running_service_stores_a_new_devices_uplink_and_dead_letters_a_retired_
 
         def retired_dead_lettered() -> bool:
             publish_one(pub)
-            with DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path)) as store:
+            with DeadLetterStore(cfg.dead_letter_database()) as store:
                 return store.count_by_reason().get("retired_device", 0) > 0
         wait_until(retired_dead_lettered, 10, "a retired device's uplink in the dead-letter store")
         pub.close()
-    with DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path)) as store:
+    with DeadLetterStore(cfg.dead_letter_database()) as store:
         assert store.list(reason="retired_device")[0].device_key == KEY
