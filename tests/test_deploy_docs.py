@@ -16,12 +16,15 @@ import httpx
 import pytest
 import typer
 import yaml
+from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import BaseModel, ValidationError
-from servicekit import make_config, running
+from servicekit import make_config, running, wait_until
 
 from cli.app import app
 from core.validation import describe_errors
+from service.app import Service
 from service.config import CONFIG_ENV, SECRET_ENV, config_model
+from service.workers import Worker, WorkerMetrics, WorkerPool
 from sim.daemons import Daemon
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,14 +106,14 @@ def test_every_environment_variable_named_is_one_urbansense_reads() -> None:
 
 def urbansense_invocations(text: str) -> list[list[str]]:
     """The arguments of every `urbansense …` command line in a text (code blocks, inline code, ExecStart=):
-    a word `urbansense` (or a path ending in /urbansense) followed by a global option or a command."""
+    a word `urbansense` (or a path ending in /bin/urbansense) followed by a global option or a command."""
     commands = set(getattr(typer.main.get_command(app), "commands", {}))
     stops = {"`", "|", "||", "&&", ";", "\\"}
     out = []
     for line in text.replace("\\\n", " ").splitlines():
         tokens = [t.strip("\"'") for t in re.findall(r'"[^"]*"|\'[^\']*\'|`|[^\s`]+', line)]
         for i, tok in enumerate(tokens):
-            if tok != "urbansense" and not tok.endswith("/urbansense"):
+            if tok != "urbansense" and not tok.endswith("/bin/urbansense"):
                 continue
             args = []
             for t in tokens[i + 1:]:
@@ -255,14 +258,30 @@ def exported_names(text: str) -> set[str]:
     return names
 
 
+def scrape(svc: Service) -> str:
+    assert svc.metrics_server is not None
+    return httpx.get(f"http://127.0.0.1:{svc.metrics_server.port}/metrics", timeout=10).text
+
+
 def test_every_metric_named_is_exported_by_a_running_service(tmp_path: Path, mosquitto: Daemon,
                                                              influxd: Daemon, influx_db: str) -> None:
+    """One process as today, then one cluster process (ingest + leader, SQLite: the leader lock is a file
+    lock), and the --workers pool's collector: together they export every metric the deployment names."""
     named = {m for text in deploy_texts().values() for m in re.findall(r"\burbansense_[a-z0-9_]+", text)}
-    assert len(named) >= 10
-    cfg = make_config(tmp_path, mosquitto, influxd, influx_db)
-    with running(cfg) as svc:
-        assert svc.metrics_server is not None
-        text = httpx.get(f"http://127.0.0.1:{svc.metrics_server.port}/metrics", timeout=10).text
-    exported = exported_names(text)
+    assert len(named) >= 15
+    with running(make_config(tmp_path / "single", mosquitto, influxd, influx_db)) as svc:
+        exported = exported_names(scrape(svc))
     assert "urbansense_uplinks_received_total" in exported
+    cluster = make_config(tmp_path / "cluster", mosquitto, influxd, influx_db,
+                          cluster={"enabled": True, "role": "both", "takeover_s": 2.0})
+    with running(cluster) as svc:
+        wait_until(lambda: "urbansense_leader 1.0" in scrape(svc), 30, "leadership")
+        wait_until(lambda: "urbansense_bus_held" in scrape(svc), 30, "the leader's readings consumer")
+        exported |= exported_names(scrape(svc))
+        assert svc.metrics_server is not None
+        ready = httpx.get(f"http://127.0.0.1:{svc.metrics_server.port}/readyz", timeout=10)
+    assert ready.status_code == 200 and "leadership: leader" in ready.text, ready.text  # docs: "What to monitor"
+    pool = CollectorRegistry()
+    pool.register(WorkerMetrics(WorkerPool(workers=[Worker("ingest-w1", [])])))
+    exported |= exported_names(generate_latest(pool).decode())
     assert not named - exported, f"named in the deployment docs but not exported: {sorted(named - exported)}"
