@@ -97,7 +97,8 @@ def test_healthz_answers_within_a_second_of_start_while_influxdb_is_down(tmp_pat
 def test_start_with_influxdb_down_ingests_into_the_spool_and_stores_everything_later(
         tmp_path: Path, mosquitto: Daemon, database: str) -> None:
     port = free_port()
-    cfg = make_config(tmp_path, mosquitto, mosquitto, DB, database=database, influxdb={"url": f"http://127.0.0.1:{port}",
+    cfg = make_config(tmp_path, mosquitto, mosquitto, DB, database=database,
+                      influxdb={"url": f"http://127.0.0.1:{port}",
                                                                    "timeout_s": 2.0},
                       spool={"path": str(tmp_path / "spool"), "probe_max_s": 0.5})
     provision(cfg.registry_database())
