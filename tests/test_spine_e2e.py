@@ -23,6 +23,7 @@ from collectors.lorawan.chirpstack import build_chirpstack_event
 from collectors.lorawan.tts import build_tts_uplink
 from core.device import Device
 from provisioning.registry import Registry
+from service.config import load_config
 from sim.daemons import Daemon, start_influxd
 from sim.simulator import FleetSimulator, Publisher, Scenario, SimUplink, demo_fleet
 from storage.deadletter import DeadLetterStore
@@ -173,9 +174,11 @@ def test_the_things_stack_uplinks_are_stored(tmp_path: Path, mosquitto: Daemon, 
 
 
 def test_run_command_stops_cleanly_on_sigterm(tmp_path: Path, mosquitto: Daemon, influxd: Daemon,
-                                              influx_db: str) -> None:
+                                              influx_db: str, database: str) -> None:
     cfg_file = tmp_path / "config.toml"
     cfg_file.write_text(f"""
+[database]
+url = "{database if "://" in database else ""}"
 [mqtt]
 port = {mosquitto.port}
 [influxdb]
@@ -189,7 +192,7 @@ dead_letter_path = "dl.sqlite"
 port = 0
 """)
     devices = demo_fleet({"dust": 2})
-    provision(tmp_path / "registry.sqlite", devices)
+    provision(load_config(cfg_file, environ={}).registry_database(), devices)
     exe = Path(sys.executable).parent / "urbansense"
     proc = subprocess.Popen([str(exe), "--config", str(cfg_file), "run"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
