@@ -59,9 +59,10 @@ def test_an_idle_connection_is_closed_after_the_timeout() -> None:
         server.stop()
 
 
-def test_healthz_answers_within_a_second_of_start_while_influxdb_is_down(tmp_path: Path, mosquitto: Daemon) -> None:
+def test_healthz_answers_within_a_second_of_start_while_influxdb_is_down(tmp_path: Path, mosquitto: Daemon,
+        database: str) -> None:
     metrics_port = free_port()
-    cfg = make_config(tmp_path, mosquitto, mosquitto, "nothing", metrics={"port": metrics_port},
+    cfg = make_config(tmp_path, mosquitto, mosquitto, "nothing", database=database, metrics={"port": metrics_port},
                       influxdb={"url": f"http://127.0.0.1:{free_port()}"},  # nothing listens there
                       spool={"path": str(tmp_path / "spool")}, rules={"warm_up": False})
     first: list[float] = []

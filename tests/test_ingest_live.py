@@ -145,8 +145,8 @@ def test_zero_time_and_poison_among_1000_good_then_poison_at_the_head_after_a_re
 
 
 def test_a_task_that_dies_turns_readyz_503_within_a_second_and_exits_non_zero(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
-    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, logging={"level": "ERROR"})
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, database=database, logging={"level": "ERROR"})
     provision(cfg, DEVICES)
     holder: dict = {}
     started = threading.Event()

@@ -62,9 +62,9 @@ def test_udp_frames_from_200_devices_are_all_stored_and_acked(
 
 
 def test_coap_post_is_stored_and_answered_with_the_ack(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
     port = free_port()
-    cfg = _config(tmp_path, mosquitto, influxd, influx_db, coap=True, coap_port=port)
+    cfg = _config(tmp_path, mosquitto, influxd, influx_db, database, coap=True, coap_port=port)
     devices = nb_fleet(2)
     provision(cfg.registry_database(), devices)
     f = NbiotSimulator(devices, Scenario(), seed=2).frame(devices[0], 0, T0)
@@ -186,10 +186,10 @@ pytestmark = pytest.mark.timeout(180)
 
 
 def test_simulate_plays_nbiot_devices_over_udp_and_ctwing(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
     from sim.nbiot import run_nbiot
 
-    cfg = _config(tmp_path, mosquitto, influxd, influx_db, udp=True, udp_port=free_port(), push=True,
+    cfg = _config(tmp_path, mosquitto, influxd, influx_db, database, udp=True, udp_port=free_port(), push=True,
                   push_port=free_port(), ctwing_token="tok-1")
     devices = nb_fleet(10)
     provision(cfg.registry_database(), devices)
