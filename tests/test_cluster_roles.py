@@ -30,9 +30,9 @@ def probe(svc: Service) -> tuple[int, str, float]:
 
 
 def test_one_leads_the_readings_reach_its_rules_and_the_standby_takes_over(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
     def config(name: str):
-        return make_config(tmp_path, mosquitto, influxd, influx_db,
+        return make_config(tmp_path, mosquitto, influxd, influx_db, database=database,
                            mqtt={"client_id": f"{name}-{influx_db}"[:60]},
                            cluster={"enabled": True, "takeover_s": 2.0, "readings_topic": f"t/{influx_db}/readings",
                                     "leader_client_id": f"leader-{influx_db}"[:60],
@@ -41,7 +41,7 @@ def test_one_leads_the_readings_reach_its_rules_and_the_standby_takes_over(
                            alerts={"db_path": str(tmp_path / "alerts.sqlite")})
 
     cfg_a, cfg_b = config("a"), config("b")
-    with Registry(cfg_a.path(cfg_a.registry.path)) as reg:
+    with Registry(cfg_a.registry_database()) as reg:
         for d in WATER:
             reg.add(d, by="test")
     base = time.time_ns() - 60 * MIN
@@ -74,7 +74,7 @@ def test_one_leads_the_readings_reach_its_rules_and_the_standby_takes_over(
         for c in ctx.values():
             c.__exit__(None, None, None)
     fleet.pub.close()
-    store = AlertStore(cfg_a.path(cfg_a.alerts.db_path))
+    store = AlertStore(cfg_a.alerts_database())
     firing = store.list_alerts(states=("firing",), limit=100)
     store.close()
     assert {(a.rule_id, a.device_id) for a in firing if a.rule_id == "water.depth"} == {
