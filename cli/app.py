@@ -20,7 +20,7 @@ from cli.state import State, state
 from provisioning.view import RegistryView
 from rules.loader import load_rules
 from service.alerting import case_code_warnings
-from service.app import run_service
+from service.app import file_lock_cluster, run_service
 from service.cluster import Role
 from service.config import CONFIG_ENV, DEFAULT_PATH, ConfigError, load_config
 from service.logs import setup_logging
@@ -89,7 +89,10 @@ def run(ctx: typer.Context,
     If one of its tasks dies, it logs why, answers 503 on /readyz, flushes and exits 1, for
     systemd (Restart=on-failure) or the container runtime to restart it. In a cluster
     (\\[cluster] enabled, or --role) one instance leads the rules and alerts; the others stand by
-    and take over within \\[cluster] takeover_s (docs/deploy.md).
+    and take over within \\[cluster] takeover_s (docs/deploy.md). A cluster needs \\[database] url
+    on PostgreSQL (its advisory lock is the one leader lock all machines see); on SQLite files
+    run refuses \\[cluster] enabled or --role leader/both, and only --workers N (one machine,
+    a file lock) runs a cluster.
 
     With --workers N this process leads (rules, alerts, outbox) and N child processes ingest
     through MQTT 5 shared subscriptions, each restarted if it dies; SIGTERM stops them all.
@@ -107,6 +110,9 @@ def run(ctx: typer.Context,
         cfg = cfg.model_copy(update={"metrics": cfg.metrics.model_copy(update={"port": metrics_port})})
     if role is not None:
         cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"enabled": True, "role": role})})
+    if not workers and cfg.cluster.campaigns and (problem := file_lock_cluster(cfg)):
+        typer.echo(f"error: refused: {problem}", err=True)
+        raise typer.Exit(2)
     if workers:
         if role not in (None, "leader"):
             raise typer.BadParameter(f"--workers makes this process the leader; it cannot also be --role {role}")
@@ -139,6 +145,8 @@ def check_config(ctx: typer.Context) -> None:
         typer.echo(f"[{name}] {section}")
     rules = load_rules([cfg.path(f) for f in cfg.rules.files], include_presets=cfg.rules.presets,
                        tz=cfg.rules.timezone)
+    if problem := file_lock_cluster(cfg):
+        typer.echo(f"warning: {problem}", err=True)
     for warning in case_code_warnings(cfg, rules):
         typer.echo(f"warning: {warning}", err=True)
 
