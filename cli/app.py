@@ -23,6 +23,7 @@ from service.alerting import case_code_warnings
 from service.app import file_lock_cluster, run_service
 from service.cluster import Role
 from service.config import CONFIG_ENV, DEFAULT_PATH, ConfigError, load_config
+from service.httpserver import ListenError
 from service.logs import setup_logging
 from service.workers import WorkersRefused, run_with_workers, workers_config
 
@@ -122,12 +123,16 @@ def run(ctx: typer.Context,
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
         path = state(ctx).config_path
-        code = asyncio.run(run_with_workers(cfg, workers, config_path=str(path) if path else None,
-                                            ingest_base=ingest_id))
+        service = run_with_workers(cfg, workers, config_path=str(path) if path else None, ingest_base=ingest_id)
     else:
         if retire and not (cfg.cluster.enabled and cfg.cluster.role == "ingest" and ingest_id):
             raise typer.BadParameter("--retire needs --role ingest and the --ingest-id of the worker to retire")
-        code = asyncio.run(run_service(cfg, ingest_id=ingest_id, retiring=retire))
+        service = run_service(cfg, ingest_id=ingest_id, retiring=retire)
+    try:
+        code = asyncio.run(service)
+    except ListenError as exc:  # one line naming the address and the setting, not a traceback
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     if code:
         raise typer.Exit(code)
 
