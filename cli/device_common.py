@@ -61,7 +61,7 @@ def bbox(ctx: typer.Context) -> list[float]:
 
 
 def open_registry(ctx: typer.Context, path: str | None) -> Registry:
-    """The registry `--registry` names, else the config's (its `[database] url` when set); exits 2 with the
+    """The registry `--registry` names, else the config's (its `[database] url` when set); exits 1 with the
     driver's words (never the URL's password) when it cannot be opened."""
     where: str | Path = path or ""
     migrate_schema = True
@@ -72,7 +72,8 @@ def open_registry(ctx: typer.Context, path: str | None) -> Registry:
     try:
         return Registry(where, migrate_schema=migrate_schema)
     except (SQLAlchemyError, DatabaseError) as exc:
-        raise fail(f"cannot open the registry in {describe_url(where)}: {getattr(exc, 'orig', None) or exc}") from None
+        detail = getattr(exc, "orig", None) or exc  # the driver's words, never the URL's password
+        raise fail(f"cannot open the registry in {describe_url(where)}: {detail}", 1) from None
 
 
 def get_device(reg: Registry, text: str, *, prefix: bool = True) -> Device:
