@@ -13,8 +13,8 @@ from core.database import DatabaseError, Migration
 from service.databases import migrate_all, status
 
 db_app = typer.Typer(
-    help="The shared state's database ([database] url: PostgreSQL; empty: the SQLite files): schema versions "
-         "and migrations. Migrations also run at `urbansense run` unless [database] migrate_on_start = false.\n\n"
+    help="The shared state's database (\\[database] url: PostgreSQL; empty: the SQLite files): schema versions "
+         "and migrations. Migrations also run at `urbansense run` unless \\[database] migrate_on_start = false.\n\n"
          "Example: [bold]urbansense --config /etc/urbansense/config.toml db status[/bold]",
     no_args_is_help=True, rich_markup_mode="rich")
 
