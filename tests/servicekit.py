@@ -35,14 +35,15 @@ def make_config(tmp: Path, mosquitto: Daemon, influxd: Daemon, db: str, database
 
 
 @contextmanager
-def running(cfg: Config) -> Iterator[Service]:
-    """The service in its own thread and event loop; stopped (flush, ack) on exit."""
+def running(cfg: Config, *, ingest_id: str = "") -> Iterator[Service]:
+    """The service in its own thread and event loop; stopped (flush, ack) on exit. Give each clustered
+    service of one test its own `ingest_id` (the default, the host name, is one per machine)."""
     holder: dict = {}
     ready = threading.Event()
 
     def main() -> None:
         async def go() -> None:
-            svc = Service(cfg)
+            svc = Service(cfg, ingest_id=ingest_id)
             holder["svc"] = svc
             holder["loop"] = asyncio.get_running_loop()
             task = asyncio.create_task(svc.run())
