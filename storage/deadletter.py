@@ -10,6 +10,7 @@ message. Callers on the event loop run it in a thread (`asyncio.to_thread`) and 
 
 from __future__ import annotations
 
+import fcntl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -243,10 +244,23 @@ class DeadLetterStore:
 
     @contextmanager
     def _only_pruner(self) -> Iterator[bool]:
-        """True when this instance may prune by size now: on PostgreSQL one instance at a time (a session
-        advisory lock; workers sharing the table would each delete the oldest rows and prune twice as much)."""
+        """True when this instance may prune by size now: one process at a time (`run --workers N` share a
+        SQLite file, instances on several machines the PostgreSQL table; each would delete the oldest rows
+        and prune twice as much). SQLite: an flock beside the file; PostgreSQL: a session advisory lock."""
         if not self.postgres:
-            yield True
+            if self.path is None or str(self.path) == ":memory:":
+                yield True
+                return
+            with open(f"{self.path}-prune.lock", "a+b") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    yield False
+                    return
+                try:
+                    yield True
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
             return
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             got = bool(conn.execute(select(func.pg_try_advisory_lock(PRUNE_LOCK))).scalar_one())
