@@ -145,7 +145,9 @@ class Service:
         deadletters = DeadLetterStore(cfg.dead_letter_database(), max_bytes=pc.dead_letter_max_bytes,
                                       max_age_s=pc.dead_letter_max_age_days * 86400,
                                       on_pruned=lambda why, n: self.metrics.dead_letters_pruned.labels(why).inc(n),
-                                      migrate_schema=cfg.database.migrate_on_start)
+                                      migrate_schema=cfg.database.migrate_on_start,
+                                      fallback=cfg.path(pc.dead_letter_path) if cfg.database.shared else None,
+                                      on_fallback=self.metrics.dead_letters_fallback.inc)
         self._deadletters = deadletters
 
         def rejected(lines: bytes, reason: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from sim.daemons import start_postgres
 from storage.deadletter import PRUNE_LOCK, DeadLetter, DeadLetterStore
@@ -94,25 +96,54 @@ def test_dead_letters_older_than_the_age_bound_are_pruned_and_counted(database: 
     store.close()
 
 
+def wait_for_rows(store: DeadLetterStore, n: int) -> dict[str, int]:
+    """The store's counts once it holds `n` rows (PostgreSQL may still be starting up), or after 30 s."""
+    deadline, counts = time.monotonic() + 30, {}
+    while time.monotonic() < deadline:
+        with contextlib.suppress(SQLAlchemyError):  # still starting, or the table not made yet
+            counts = store.count_by_reason()
+            if sum(counts.values()) >= n:
+                break
+        time.sleep(0.2)
+    time.sleep(0.5)  # nothing more arrives
+    return store.count_by_reason()
+
+
 @pytest.mark.slow
-def test_a_dead_letter_waits_for_a_restarting_postgresql_and_is_stored_once(tmp_path: Path) -> None:
-    """PostgreSQL goes down (a restart, a failover): `add_many` holds the batch (its messages stay
-    unacknowledged) and stores it when the server is back, instead of failing the pipeline."""
+def test_while_postgresql_is_down_dead_letters_go_to_the_local_file_at_once_and_move_back(tmp_path: Path) -> None:
+    """PostgreSQL down at start and again mid-run (a restart, a failover): with a fallback file, `add_many`
+    never waits on it. The rows are durable in the local SQLite file, counted, and moved to PostgreSQL
+    once it answers, each exactly once. Without a fallback (the CLI) a batch waits for the server."""
     server = start_postgres(tmp_path)
+    fallback = tmp_path / "deadletter.sqlite"
+    sent: list[int] = []
     try:
-        store = DeadLetterStore(server.dsn())
-        store.add(DeadLetter(1, "mqtt", "t", b"before", "bad_json", "before the restart"))
         server.stop()
+        store = DeadLetterStore(server.dsn(), fallback=fallback, on_fallback=sent.append, fallback_retry_s=0.3)
+        t = time.monotonic()
+        store.add_many(_junk(0)[:3])  # down at start: no exception, no wait
+        assert time.monotonic() - t < 2 and sent == [3]
+        with DeadLetterStore(fallback) as local:
+            assert local.count_by_reason() == {"bad_json": 3}
+        server.restart()
+        assert wait_for_rows(store, 3) == {"bad_json": 3}
+        waiting = DeadLetterStore(server.dsn())  # no fallback (as the CLI): waits for the server
+        server.stop()  # down again mid-run
+        t = time.monotonic()
+        store.add_many(_junk(3)[:2])
+        assert time.monotonic() - t < 5 and sent == [3, 2]
         done: list[list[int]] = []
-        adding = threading.Thread(target=lambda: done.append(store.add_many(_junk(0)[:3])))
+        adding = threading.Thread(target=lambda: done.append(waiting.add_many(_junk(5)[:1])))
         adding.start()
-        time.sleep(2.0)
-        assert not done, "nothing can be stored while the server is down"
+        time.sleep(1.0)
+        assert not done
         server.restart()
         adding.join(60)
-        assert done and len(done[0]) == 3
-        assert store.count_by_reason() == {"bad_json": 4}
+        assert wait_for_rows(store, 6) == {"bad_json": 6} and done, "each dead letter exactly once"
+        with DeadLetterStore(fallback) as local:
+            assert local.count_by_reason() == {}
         store.close()
+        waiting.close()
     finally:
         server.stop()
 
