@@ -176,7 +176,9 @@ class Service:
             report(self.model_folders, self.metrics.model_problems)
             models_task = asyncio.create_task(watch_models(self.model_folders, cfg.decoders.reload_interval_s,
                                                            self.metrics.model_problems), name="model-folders")
-        view = RegistryView(cfg.registry_database(), migrate_schema=cfg.database.migrate_on_start)
+        view = RegistryView(cfg.registry_database(), migrate_schema=cfg.database.migrate_on_start,
+                            cache=cfg.path(cfg.registry.path).with_suffix(".cache.json") if cfg.database.shared
+                            else None)
         self.view = view
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
