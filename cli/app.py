@@ -91,8 +91,9 @@ def run(ctx: typer.Context,
     With --workers N this process leads (rules, alerts, outbox) and N child processes ingest
     through MQTT 5 shared subscriptions, each restarted if it dies; SIGTERM stops them all.
 
-    Example: [bold]urbansense --config /etc/urbansense/config.toml run --workers 2[/bold]
+    Example: [bold]urbansense --config /etc/urbansense/config.toml run[/bold]
     Example: [bold]urbansense --config /etc/urbansense/config.toml run --role ingest[/bold]
+    Example: [bold]urbansense --config /etc/urbansense/config.toml run --workers 2[/bold]
     """
     if ingest_id and not INGEST_ID.fullmatch(ingest_id):
         raise typer.BadParameter(f"{ingest_id!r}: letters, digits, '-' and '_' only (it becomes an MQTT client id "

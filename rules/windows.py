@@ -258,7 +258,13 @@ class _Buckets(_Series):
 
     def _add_counted(self, row: int, time_ns: int, weight_s: float) -> tuple[array, int, bool]:
         """Count a sample and its weight into the row's newest bucket or a new one; (entries, offset, merged)."""
-        a, off = self._offset(row, time_ns)
+        a = self._rows[row]
+        if a is None:
+            a, off = self._offset(row, time_ns)
+        else:
+            off = time_ns - self._base[row]
+            if off >= _REBASE_AT:
+                a, off = self._offset(row, time_ns)
         key = time_ns // self._res_ns
         if key == self._key[row]:
             a[-3] = off
@@ -323,6 +329,13 @@ class LastStore(_Buckets):
         a, off, _ = self._add_counted(row, time_ns, weight_s)
         self._expire(row, a, off)
 
+    def update(self, row: int, time_ns: int, value: float, weight_s: float, min_samples: int,
+               min_coverage_s: float) -> float | None:
+        self._last[row] = value
+        a, off, _ = self._add_counted(row, time_ns, weight_s)
+        self._expire(row, a, off)
+        return None if self._n[row] < min_samples or self._cov[row] < min_coverage_s else value
+
     def value(self, row: int) -> float | None:
         v = self._last[row]
         return None if v != v else v
@@ -347,12 +360,13 @@ class MeanStore(_Buckets):
     Entries [time, count, Σw, Σw·x].
     """
 
-    __slots__ = ("_since", "_sum")
+    __slots__ = ("_limit", "_since", "_sum")
     _S = 4
     _energy = False  # LaeqStore: average 10^(L/10) instead of the value
 
     def __init__(self, window_s: float, max_samples: int, resolution_s: float = 0.0) -> None:
         super().__init__(window_s, max_samples, resolution_s)
+        self._limit = max_samples * 4  # fields of the most entries a row keeps
         self._sum = array("d")
         self._since = array("i")  # samples since the last exact re-summing
 
@@ -404,9 +418,9 @@ class MeanStore(_Buckets):
             cov = math.fsum(a[2::4])
         self._since[row] = since
         cutoff = off - self._span_ns
-        if a[0] <= cutoff or len(a) > self._max * 4:  # the expiry, inlined: this runs for most readings
+        limit = self._limit
+        if a[0] <= cutoff or len(a) > limit:  # the expiry, inlined: this runs for most readings
             last = len(a) - 4
-            limit = self._max * 4
             k = 0
             while k < last and (a[k] <= cutoff or len(a) - k > limit):
                 n -= a[k + 1]

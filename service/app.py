@@ -140,7 +140,8 @@ class Service:
         pc = cfg.pipeline
         deadletters = DeadLetterStore(cfg.dead_letter_database(), max_bytes=pc.dead_letter_max_bytes,
                                       max_age_s=pc.dead_letter_max_age_days * 86400,
-                                      on_pruned=lambda why, n: self.metrics.dead_letters_pruned.labels(why).inc(n))
+                                      on_pruned=lambda why, n: self.metrics.dead_letters_pruned.labels(why).inc(n),
+                                      migrate_schema=cfg.database.migrate_on_start)
         self._deadletters = deadletters
 
         def rejected(lines: bytes, reason: str) -> None:

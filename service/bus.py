@@ -326,13 +326,19 @@ class DeviceOrder:
     """Per device, the newest reading time handed to the rules; puts a released batch in order.
 
     `arrange` sorts by reading time, skips a reading at exactly its device's newest time (a
-    redelivery, or a reading the warm-up already replayed) and marks one before it `history`:
-    the rules put it in their windows only if it still fits, never restart a window for it,
-    and raise nothing fresh for old data (rules/engine.py).
+    redelivery, or a reading the warm-up already replayed) and marks one up to `late_bound_s`
+    before it `history`: the rules put it in their windows only if it still fits, never restart
+    a window for it, and raise nothing fresh for old data (rules/engine.py) — one worker lagging
+    another (a backlog drained by two) must not look like the device's clock going back. A
+    reading further back than that is passed on as it is, so that a device whose clock really
+    jumped back is handled as in one process (its windows restart) instead of being ignored.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, late_bound_s: float = 3600.0) -> None:
         self.newest: dict[str, int] = {}
+        self.late_bound_ns = int(late_bound_s * 1e9)
+        self.jumped_back = 0
+        """Readings passed on unchanged although older than their device's newest by more than the bound."""
 
     def seen(self, device_id: str, time_ns: int) -> None:
         """Record a reading the rules already have (e.g. replayed by the warm-up)."""
@@ -352,9 +358,12 @@ class DeviceOrder:
             elif r.time_ns == last:
                 duplicates += 1
                 continue
-            else:
+            elif last - r.time_ns <= self.late_bound_ns:
                 late += 1
                 r.history = True
+            else:
+                self.jumped_back += 1
+                newest[r.device_id] = r.time_ns
             out.append(r)
         return out, late, duplicates
 
@@ -555,6 +564,8 @@ class BusMetrics:
                                      ("malformed", c.malformed, "malformed readings messages (dead-lettered)"),
                                      ("late_readings", c.late, "readings older than their device's newest: history"),
                                      ("duplicate_readings", c.duplicates, "readings the rules already had"),
+                                     ("clock_jumps", consumer.order.jumped_back,
+                                      "readings far older than their device's newest, passed on as live"),
                                      ("callback_failures", c.callback_failures, "failed hand-offs to the rules")):
                 yield CounterMetricFamily(f"urbansense_bus_{name}", doc, value=value)
             yield GaugeMetricFamily("urbansense_bus_held", "readings messages held for reordering", value=c.held)

@@ -79,7 +79,8 @@ class DatabaseConfig(_Section):
 
 
 class RegistryConfig(_Section):
-    path: str = Field("var/registry.sqlite", description="the SQLite device registry shared with `urbansense device`")
+    path: str = Field("var/registry.sqlite", description=("the SQLite device registry shared with `urbansense "
+                                                          "device` (unused when [database] url is set)"))
     reload_interval_s: float = Field(2.0, gt=0, description=("how often the service picks up registry changes, "
                                                              "seconds"))
 
@@ -88,10 +89,12 @@ class PipelineConfig(_Section):
     queue_size: int = Field(20_000, ge=1, description=("uplinks buffered in memory before the collectors stop "
                                                        "reading (backpressure)"))
     dead_letter_path: str = Field("var/deadletter.sqlite", description=("refused messages (bad envelope, unknown "
-                                                                        "device, bad payload)"))
+                                                                        "device, bad payload); unused when "
+                                                                        "[database] url is set"))
     log_every_s: float = Field(60.0, ge=0, description="log one device's failure at most once per this many seconds")
     dead_letter_max_bytes: int = Field(256 << 20, ge=0, description=("bound of the dead-letter store on disk "
-                                                                      "(oldest pruned first, counted); 0 = none"))
+                                                                      "(PostgreSQL: of its rows; oldest pruned "
+                                                                      "first, counted); 0 = none"))
     dead_letter_max_age_days: float = Field(30.0, ge=0, description=("dead letters older than this are pruned "
                                                                       "(counted); 0 = kept forever"))
     time_max_future_s: float = Field(120.0, ge=0, description=("a gateway, network-server or device time more than "

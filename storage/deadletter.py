@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,9 @@ COMPONENT = "deadletters"
 UNREACHABLE_RETRY_S = 600.0
 """How long `add_many` keeps retrying while PostgreSQL is unreachable (restarting, failing over) before it
 raises; meanwhile the caller holds its messages unacknowledged (backpressure), so nothing is lost."""
+
+PRUNE_LOCK = 0x75646c70
+"""PostgreSQL advisory lock key held while one instance prunes the shared dead letters by size."""
 
 ROW_OVERHEAD = 300
 """Bytes a PostgreSQL row takes beyond its texts and payload (tuple header, item pointer, numbers, three
@@ -237,10 +241,30 @@ class DeadLetterStore:
             raw.execute("PRAGMA incremental_vacuum").fetchall()
             raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
+    @contextmanager
+    def _only_pruner(self) -> Iterator[bool]:
+        """True when this instance may prune by size now: on PostgreSQL one instance at a time (a session
+        advisory lock; workers sharing the table would each delete the oldest rows and prune twice as much)."""
+        if not self.postgres:
+            yield True
+            return
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            got = bool(conn.execute(select(func.pg_try_advisory_lock(PRUNE_LOCK))).scalar_one())
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(select(func.pg_advisory_unlock(PRUNE_LOCK)))
+
     def _prune_size(self) -> None:
         """Delete the oldest rows until the store is back under 70 % of `max_bytes` (caller holds the lock)."""
         if self._used_bytes() <= self.max_bytes * 0.8:
             return
+        with self._only_pruner() as mine:
+            if mine:
+                self._prune_size_now()
+
+    def _prune_size_now(self) -> None:
         target = self.max_bytes * 0.7
         removed = 0
         for _ in range(50):
@@ -336,3 +360,20 @@ class DeadLetterStore:
 def _row(r: Any) -> DeadLetter:
     return DeadLetter(id=r[0], time_ns=r[1], source=r[2], topic=r[3], payload=bytes(r[4]), reason=r[5],
                       detail=r[6], device_key=r[7], replayed_ns=r[8])
+
+
+def copy_dead_letters(source: DeadLetterStore, target: DeadLetterStore, batch: int = 1000) -> int:
+    """Copy every dead letter of `source` into `target` (e.g. a SQLite file into the shared PostgreSQL),
+    oldest first, bytes and texts as stored, replay marks kept; ids are the target's own. Returns the count."""
+    copied, last_id = 0, 0
+    columns = [c for c in _COLUMNS if c.name != "id"]
+    while True:
+        with read_connection(source.engine) as conn:
+            rows = conn.execute(select(*_COLUMNS).where(dead_letters.c.id > last_id)
+                                .order_by(dead_letters.c.id).limit(batch)).all()
+        if not rows:
+            return copied
+        with target._lock, target.engine.begin() as conn:
+            conn.execute(dead_letters.insert(), [{c.name: r[i + 1] for i, c in enumerate(columns)} for r in rows])
+        copied += len(rows)
+        last_id = int(rows[-1][0])

@@ -116,7 +116,7 @@ def test_rainstorm_bins_and_noise_become_the_right_notifications_exactly_once(
                        {"route": "case", "receivers": ["cases"]}],
             "outbox": {"base_delay_s": 0.2, "max_delay_s": 2.0, "poll_interval_s": 0.2, "jitter": 0.0},
         })
-    with Registry(cfg.path(cfg.registry.path)) as reg:
+    with Registry(cfg.registry_database()) as reg:
         for d in (*WATER, BIN, NOISE):
             reg.add(d, by="test")
     base = time.time_ns() - 60 * MIN

@@ -84,6 +84,11 @@ def test_device_order_sorts_skips_redeliveries_and_marks_late_readings_history()
     assert (late, dup) == (1, 1)
     out, late, dup = order.arrange([_water(4), _water(6)])  # minute 4 came again from a second worker
     assert [(r.time_ns, r.history) for r in out] == [(T0 + 4 * MIN, True), (T0 + 6 * MIN, False)]
+    jumped = _water(6 - 2 * 24 * 60)  # two days back: the device's clock, not a lagging worker
+    out, late, dup = order.arrange([jumped])
+    assert out == [jumped] and not jumped.history and order.jumped_back == 1  # the rules restart its windows
+    out, _, _ = order.arrange([_water(6 - 2 * 24 * 60 + 1)])
+    assert not out[0].history  # and its readings go on from there
 
 
 # --- on a real broker --------------------------------------------------------------------------

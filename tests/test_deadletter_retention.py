@@ -7,11 +7,12 @@ import threading
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import text
 
 from sim.daemons import start_postgres
-from storage.deadletter import DeadLetter, DeadLetterStore
+from storage.deadletter import PRUNE_LOCK, DeadLetter, DeadLetterStore
 
 MB = 1 << 20
 
@@ -111,3 +112,22 @@ def test_a_dead_letter_waits_for_a_restarting_postgresql_and_is_stored_once(tmp_
         store.close()
     finally:
         server.stop()
+
+
+def test_one_instance_at_a_time_prunes_the_shared_dead_letters(pg_dsn: str) -> None:
+    """Ingest workers on several machines share the table: while one prunes by size (it holds the advisory
+    lock), another does not prune the same oldest rows a second time."""
+    pruned: list[tuple[str, int]] = []
+    store = DeadLetterStore(pg_dsn, on_pruned=lambda why, n: pruned.append((why, n)))
+    for n in range(0, 1000, 200):
+        store.add_many(_junk(n))
+    store.max_bytes = store.used_bytes()  # now 25 % over 80 % of the bound
+    other = psycopg.connect(pg_dsn, autocommit=True)
+    other.execute("SELECT pg_advisory_lock(%s)", (PRUNE_LOCK,))  # another worker is pruning
+    store.prune()
+    assert pruned == [] and sum(store.count_by_reason().values()) == 1000
+    other.close()
+    store.prune()
+    kept = sum(store.count_by_reason().values())
+    assert pruned == [("size", 1000 - kept)] and 600 <= kept <= 750
+    store.close()

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from core.database import applied_versions, open_engine
 from core.device import Device
-from provisioning.registry import Registry, RegistryError
+from provisioning.registry import Registry, RegistryError, copy_registry
 from provisioning.view import RegistryView
 
 DATA = Path(__file__).parent / "data"
@@ -132,3 +132,23 @@ def test_a_registry_file_of_today_migrates_in_place(tmp_path: Path) -> None:
         reg.update("BIN-HD-7", status="active", by="back in service")
         assert reg.verify() == [] and reg.audit_rows() == 6
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_sqlite_registry_copied_into_postgresql_keeps_its_chain_and_seals(tmp_path: Path, pg_dsn: str) -> None:
+    """A city moving to hot standby carries its registry over: every value, hash and MAC key arrives exactly,
+    so `verify` finds the chain whole, and the copy goes on chaining from the last row."""
+    path = tmp_path / "registry.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript((DATA / "registry_issue18.sql").read_text())
+    with Registry(path) as source:
+        for i, text in enumerate(HOSTILE):
+            source.add(device(i, text), by=text[:30])
+        with Registry(pg_dsn) as target:
+            assert copy_registry(source, target) == 2 + len(HOSTILE)
+            assert target.verify() == [] and target.all() == source.all()
+            assert target.history("WL-CY-001") == source.history("WL-CY-001")
+            assert target.mac_keys() == source.mac_keys()
+            target.update("WL-CY-001", status="maintenance", by="after the move")
+            assert target.verify() == [] and target.audit_rows() == source.audit_rows() + 1
+            with pytest.raises(RegistryError, match="not empty"):
+                copy_registry(source, target)

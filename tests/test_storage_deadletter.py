@@ -3,10 +3,12 @@ in a SQLite file and in PostgreSQL (the `database` fixture runs each test on bot
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
+from pathlib import Path
 
-from storage.deadletter import DeadLetter, DeadLetterStore
+from storage.deadletter import DeadLetter, DeadLetterStore, copy_dead_letters
 
 RAW = bytes(range(256)) + b'{"devEui": "0011"}'
 
@@ -72,3 +74,13 @@ def test_many_threads_can_add_at_once(database: str) -> None:
         for t in threads:
             t.join()
         assert store.count_by_reason() == {"bad_json": 40}
+
+
+def test_dead_letters_copied_from_a_sqlite_file_into_postgresql_arrive_whole(tmp_path: Path, pg_dsn: str) -> None:
+    with DeadLetterStore(tmp_path / "dead.sqlite") as source, DeadLetterStore(pg_dsn) as target:
+        ids = source.add_many([letter(i, "unknown_device", device_key="24e1247100000201") for i in range(250)])
+        source.mark_replayed(ids[:3], when_ns=77)
+        assert copy_dead_letters(source, target, batch=100) == 250
+        mine = [dataclasses.replace(d, id=None) for d in source.list(limit=500)]
+        assert [dataclasses.replace(d, id=None) for d in target.list(limit=500)] == mine
+        assert target.count_by_reason(replayed=True) == {"unknown_device": 3}
