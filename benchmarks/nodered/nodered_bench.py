@@ -227,12 +227,21 @@ def start_node_red(tmp: Path, home: Path, devices: list, broker: Daemon, influxd
                                                                   clean_session=clean_session),
                                                     ensure_ascii=False, indent=1))
     log = tmp / "node-red.log"
-    env = {**os.environ, "NODE_RED_BENCH_PORT": str(free_port()), "NODE_RED_DISABLE_TELEMETRY": "1"}
+    ui_port = free_port()
+    env = {**os.environ, "NODE_RED_BENCH_PORT": str(ui_port), "NODE_RED_DISABLE_TELEMETRY": "1"}
     with open(log, "wb") as out:
         proc = subprocess.Popen(["node", str(red), "--settings", str(HERE / "settings.js"), "--userDir",
                                  str(user_dir), "--no-telemetry"], stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
     wait_for_line(log, "Connected to broker", proc, 60)
+    for path in ("/", "/flows", "/settings"):  # editor and admin API off (settings.js: httpAdminRoot false)
+        try:
+            status = httpx.get(f"http://127.0.0.1:{ui_port}{path}", timeout=10).status_code
+        except httpx.ConnectError:
+            continue  # no HTTP server at all: nothing to reach
+        if status != 404:
+            proc.kill()
+            raise SystemExit(f"Node-RED answers {path} with {status}: its editor or admin API is on")
     proc.log = log  # type: ignore[attr-defined]
     return proc
 
