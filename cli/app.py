@@ -78,6 +78,9 @@ def run(ctx: typer.Context,
         ingest_id: Annotated[str, typer.Option(
             "--ingest-id", help="this ingest process's name in the cluster (default: the host name); its MQTT "
                                 "session and readings topic end with it, so keep it stable")] = "",
+        retire: Annotated[bool, typer.Option(
+            "--retire", help="leave the cluster for good: drain this ingest id's broker sessions (taking nothing "
+                             "new), end them, exit 0; for scaling ingest down")] = False,
         metrics_port: Annotated[int | None, typer.Option(
             "--metrics-port", min=0, max=65535, help="override \\[metrics] port (0 = any free port)")] = None,
         ) -> None:
@@ -116,7 +119,9 @@ def run(ctx: typer.Context,
         code = asyncio.run(run_with_workers(cfg, workers, config_path=str(path) if path else None,
                                             ingest_base=ingest_id))
     else:
-        code = asyncio.run(run_service(cfg, ingest_id=ingest_id))
+        if retire and not (cfg.cluster.enabled and cfg.cluster.role == "ingest" and ingest_id):
+            raise typer.BadParameter("--retire needs --role ingest and the --ingest-id of the worker to retire")
+        code = asyncio.run(run_service(cfg, ingest_id=ingest_id, retiring=retire))
     if code:
         raise typer.Exit(code)
 

@@ -47,18 +47,20 @@ def test_version() -> None:
     assert r.exit_code == 0 and r.stdout.strip() == f"urbansense {version('urbansense')}"
 
 
-def test_alert_times_are_in_the_configured_city_zone_with_the_zone_shown(tmp_path, monkeypatch) -> None:
+def test_alert_times_are_in_the_configured_city_zone_with_the_zone_shown(tmp_path, monkeypatch, database) -> None:
     monkeypatch.setenv("TZ", "UTC")   # the machine's zone must not matter
     time.tzset()
     cfg = AlertsConfig.model_validate({"receivers": {}, "default_receivers": []})
-    store = AlertStore(tmp_path / "alerts.sqlite")
+    store = AlertStore(database)
     m = AlertLifecycle(store, Router(cfg.routes, cfg.default_receivers), build_notifiers(cfg), {}.get)
     started = 1_784_592_000 * 10**9  # 2026-07-21T00:00:00Z = 08:00 in Shanghai, 09:00 in Tokyo
     m.handle(AlertTransition("water.depth", "WL-1", AlertState.PENDING, AlertState.FIRING, Severity.CRITICAL,
                              started, 300.0, 270.0, "emergency"))
     store.close()
     config = tmp_path / "config.toml"
-    config.write_text(f'[alerts]\ndb_path = "{tmp_path / "alerts.sqlite"}"\ntimezone = "Asia/Tokyo"\n')
+    shared = "://" in database
+    where = f'[database]\nurl = "{database}"\n[alerts]\n' if shared else f'[alerts]\ndb_path = "{database}"\n'
+    config.write_text(where + 'timezone = "Asia/Tokyo"\n')
     r = runner.invoke(app, ["--config", str(config), "alerts", "list"], env=WIDE)
     assert r.exit_code == 0, r.output
     assert "SINCE (Asia/Tokyo)" in r.output and "07-21 09:00" in r.output

@@ -13,6 +13,7 @@ from prometheus_client import generate_latest
 from core.device import Device
 from core.reading import Reading
 from rules.engine import Engine
+from rules.gate import RuleSet
 from rules.loader import RuleError, load_rules
 from rules.model import DEFAULT_BUCKETS
 from rules.trend import theil_sen_slope
@@ -270,3 +271,24 @@ def test_windows_give_the_same_values_after_their_time_base_moves(aggregate):
         fresh2.add(t, v, 97.0)
     assert moved.value() == fresh2.value()
     assert moved.count == fresh2.count
+
+
+def test_state_that_is_usually_empty_holds_no_objects():
+    # alert machines exist only while pending or firing, quality runs only while failures count
+    rs = RuleSet(load_rules([]))
+    devices = fleet()
+    rs.set_devices(devices)
+    for i in range(24):
+        for d in devices:
+            f = {**fields(d.kind, 0.2), "quality": "good"}
+            if d.id == "dust-fast" and i == 3:
+                f.update(quality="bad", quality_check="spike")
+            rs.process(Reading(d.id, d.kind, T0 + i * 300 * S, f, d.tags(), {"battery_pct": 80.0}))
+    assert not any(c.active for c in rs.engine._compiled)
+    spikes = next(w for w in rs.watches if w.rule.id == "quality.spikes")
+    assert list(spikes._runs) == []  # the one spike left the hour: nothing counts any more
+    # one device's readings cross a limit: its machine, and only its, exists while it fires
+    t = T0 + 24 * 300 * S
+    rs.process(Reading("water_level-ok", "water_level", t, {"depth_mm": 300.0, "quality": "good"},
+                       (("device_id", "water_level-ok"),)))
+    assert [(c.rule.id, len(c.active)) for c in rs.engine._compiled if c.active] == [("water.depth", 1)]

@@ -17,6 +17,8 @@ import httpx
 import paho.mqtt.client as paho
 import pytest
 from conftest import influx_query
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from servicekit import recent_ns
 from test_ingest_process import publish
 from typer.testing import CliRunner
@@ -188,3 +190,62 @@ def test_workers_refuse_a_transport_that_only_one_process_can_bind(tmp_path: Pat
     assert out.exit_code == 2 and "cannot also be --role ingest" in " ".join(out.output.replace("│", " ").split())
     out = runner.invoke(app, ["--config", str(config), "run", "--ingest-id", "a/b"])
     assert out.exit_code == 2 and "letters, digits" in out.output
+
+
+class SharedMember:
+    """A plain MQTT 5 member of the shared subscription (persistent session) that acknowledges what it gets."""
+
+    def __init__(self, broker: Daemon, client_id: str, group: str = "urbansense") -> None:
+        self.got: list[bytes] = []
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+        self.client.on_message = lambda c, u, m: self.got.append(m.payload)
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.on_connect = lambda c, *a: c.subscribe(f"$share/{group}/application/+/device/+/event/up", qos=1)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+        self.client.loop_start()
+        assert subscribed.wait(10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_retired_ingest_worker_drains_its_share_exits_and_is_dealt_nothing_new(
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+    config = _config(tmp_path, mosquitto, influxd, influx_db, free_port())
+    client_id = f"w-{influx_db[:50]}"
+    SharedMember(mosquitto, f"{client_id}-r1").close()  # worker r1's persistent session, left offline
+    other = SharedMember(mosquitto, "other-member")
+    try:
+        sim = FleetSimulator(FLEET, Scenario("calm"), seed=23)
+        t1 = recent_ns(1)
+        first = [sim.uplink(FLEET[i % len(FLEET)], float(i), t1 + i * 1_000_000) for i in range(200)]
+        publish(mosquitto, [(u.topic, u.event) for u in first])  # about half is dealt to r1's offline session
+        deadline = time.monotonic() + 30
+        while len(other.got) < 50 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)
+        share = 200 - len(other.got)
+        assert 0 < share < 200
+        log = tmp_path / "retire.log"
+        with open(log, "ab") as out:
+            proc = subprocess.run([URBANSENSE, "--config", str(config), "run", "--role", "ingest", "--ingest-id",
+                                   "r1", "--retire"], stdout=out, stderr=subprocess.STDOUT, timeout=120)
+        assert proc.returncode == 0, log.read_text()[-3000:]
+        assert len(_noise_times(influxd, influx_db, t1)) == share  # its whole share was stored before it left
+        assert "session of" in log.read_text() and "ended at the broker (retired)" in log.read_text()
+
+        before = len(other.got)
+        second = [sim.uplink(FLEET[i % len(FLEET)], float(i), t1 + (1000 + i) * 1_000_000) for i in range(100)]
+        publish(mosquitto, [(u.topic, u.event) for u in second])
+        deadline = time.monotonic() + 30
+        while len(other.got) < before + 100 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(other.got) == before + 100  # nothing new waits in a retired worker's session
+    finally:
+        other.close()
