@@ -82,7 +82,7 @@ def toml(data: dict[str, dict[str, object]]) -> str:
 
 
 def test_the_units_command_lines_run_a_cluster(tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str,
-                                               pg_dsn: str) -> None:
+                                               pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
     m = re.match(r"postgresql://([^:]+):([^@]+)@(.+)$", pg_dsn)
     assert m is not None
     user, password, rest = m.groups()
@@ -97,13 +97,10 @@ def test_the_units_command_lines_run_a_cluster(tmp_path: Path, mosquitto: Daemon
     config.write_text(toml(data))
     env = {**os.environ, "PGPASSWORD": password}
     devices = demo_fleet({"water_level": 4, "noise": 4})
-    os.environ["PGPASSWORD"] = password
-    try:
-        with Registry(data["database"]["url"]) as reg:
-            for d in devices:
-                reg.add(d, by="test")
-    finally:
-        del os.environ["PGPASSWORD"]
+    monkeypatch.setenv("PGPASSWORD", password)  # `urbansense device add` as the operator runs it
+    with Registry(data["database"]["url"]) as reg:
+        for d in devices:
+            reg.add(d, by="test")
     ingest_port = free_port()
     leader_argv = exec_start("urbansense.service", config, leader_port)
     ingest_argv = exec_start("urbansense-ingest@.service", config, ingest_port)
