@@ -97,7 +97,7 @@ def test_the_units_command_lines_run_a_cluster(tmp_path: Path, mosquitto: Daemon
     config.write_text(toml(data))
     env = {**os.environ, "PGPASSWORD": password}
     devices = demo_fleet({"water_level": 4, "noise": 4})
-    monkeypatch.setenv("PGPASSWORD", password)  # `urbansense device add` as the operator runs it
+    monkeypatch.setenv("PGPASSWORD", password)  # provisioning, as an operator's shell with secrets.env has it
     with Registry(data["database"]["url"]) as reg:
         for d in devices:
             reg.add(d, by="test")
