@@ -145,7 +145,9 @@ class Service:
         deadletters = DeadLetterStore(cfg.dead_letter_database(), max_bytes=pc.dead_letter_max_bytes,
                                       max_age_s=pc.dead_letter_max_age_days * 86400,
                                       on_pruned=lambda why, n: self.metrics.dead_letters_pruned.labels(why).inc(n),
-                                      migrate_schema=cfg.database.migrate_on_start)
+                                      migrate_schema=cfg.database.migrate_on_start,
+                                      fallback=cfg.path(pc.dead_letter_path) if cfg.database.shared else None,
+                                      on_fallback=self.metrics.dead_letters_fallback.inc)
         self._deadletters = deadletters
 
         def rejected(lines: bytes, reason: str) -> None:
@@ -174,7 +176,9 @@ class Service:
             report(self.model_folders, self.metrics.model_problems)
             models_task = asyncio.create_task(watch_models(self.model_folders, cfg.decoders.reload_interval_s,
                                                            self.metrics.model_problems), name="model-folders")
-        view = RegistryView(cfg.registry_database(), migrate_schema=cfg.database.migrate_on_start)
+        view = RegistryView(cfg.registry_database(), migrate_schema=cfg.database.migrate_on_start,
+                            cache=cfg.path(cfg.registry.path).with_suffix(".cache.json") if cfg.database.shared
+                            else None)
         self.view = view
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
