@@ -98,7 +98,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 def fail_invalid(exc: InvalidDevice) -> typer.Exit:
     for problem in exc.problems:
-        err_console.print(f"[red]error:[/red] {escape(problem)}")
+        err_console.print(f"[red]error:[/red] {escape(str(problem))}")
     return typer.Exit(2)
 
 
