@@ -65,6 +65,7 @@ def _main(ctx: typer.Context,
           version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                 help="print the version and exit")] = False,
           ) -> None:
+    setup_logging("WARNING")  # a command's output is its own lines; `run`, `demo` and `trace` set their own level
     ctx.obj = State(config)
     ctx.obj.load_city_models()
 
