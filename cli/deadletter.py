@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cli.state import state
 from collectors.lorawan.collector import SOURCE as LORAWAN_SOURCE
-from core.database import DatabaseError, describe_url
+from core.database import DatabaseError, describe_url, holds_nothing
 from core.secrets import reveal
 from core.timing import parse_duration
 from sim.simulator import Publisher
@@ -58,7 +58,7 @@ def _store(ctx: typer.Context) -> DeadLetterStore:
         typer.secho(f"no dead-letter store at {where} (nothing refused yet, or another config)", fg="yellow", err=True)
         raise typer.Exit(1)
     try:
-        return DeadLetterStore(where, migrate_schema=cfg.database.migrate_on_start)
+        return DeadLetterStore(where, migrate_schema=holds_nothing(where, "dead_letters"))
     except (SQLAlchemyError, DatabaseError) as exc:
         detail = getattr(exc, "orig", None) or exc  # the driver's words, never the URL's password
         typer.secho(f"error: cannot open the dead letters in {describe_url(where)}: {detail}", fg="red", err=True)

@@ -14,6 +14,8 @@ from alerts.runtime import AlertsRuntime
 from alerts.schema import COMPONENT, MIGRATIONS
 from cli.app import app
 from core.database import migrate, open_engine
+from provisioning.schema import COMPONENT as REGISTRY
+from provisioning.schema import MIGRATIONS as REGISTRY_MIGRATIONS
 from service.config import ConfigError, load_config, parse_config
 
 
@@ -90,3 +92,28 @@ def test_the_database_url_is_postgresql_and_stays_secret(tmp_path: Path) -> None
     assert cfg.alerts_database() == "postgresql://u:pw-from-env@db:5432/city"
     assert "pw-from-env" not in str(cfg.model_dump(mode="json"))
     assert parse_config({}).alerts_database() == Path("var/alerts.sqlite")  # the embedded default
+
+
+def test_cli_commands_never_migrate_a_store_that_is_behind_only_db_migrate_does(tmp_path: Path, database: str) -> None:
+    """qa2 F3: `device list` silently upgraded an older registry (and, on a shared PostgreSQL, the schema under an
+    older urbansense still running elsewhere). CLI commands refuse a store that is behind, naming `urbansense db
+    migrate`, and leave it as it was; a store not made yet is still created (a first `device add`)."""
+    engine = open_engine(database)
+    migrate(engine, REGISTRY, REGISTRY_MIGRATIONS[:1])  # a registry an older urbansense left at version 1
+    engine.dispose()
+    cfg = tmp_path / "config.toml"
+    where = f'[database]\nurl = "{database}"\n' if "://" in database else f'[registry]\npath = "{database}"\n'
+    cfg.write_text(where, encoding="utf-8")
+    for args in (["device", "list"], ["device", "show", "WL-1"], ["audit", "verify"]):
+        result = CliRunner().invoke(app, ["--config", str(cfg), *args])
+        assert result.exit_code == 1, (args, result.output)
+        assert "registry schema is 1 version(s) behind" in result.output and "urbansense db migrate" in result.output
+    rows = {r["component"]: r for r in map(json.loads, db(cfg, "status", "--json", code=1).splitlines())}
+    assert rows["registry"]["version"] == 1  # untouched
+    assert "registry: applied 2" in db(cfg, "migrate")
+    assert CliRunner().invoke(app, ["--config", str(cfg), "device", "list"]).exit_code == 0
+
+    fresh = tmp_path / "new" / "registry.sqlite"  # not made yet: a first `device add` makes it
+    result = CliRunner().invoke(app, ["device", "add", "WL-1", "--key", "24e124713c210001", "--model",
+                                      "milesight-em500-udl", "--mount-height-mm", "2000", "--registry", str(fresh)])
+    assert result.exit_code == 0, result.output
