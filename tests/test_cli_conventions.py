@@ -71,8 +71,8 @@ def test_alert_times_are_in_the_configured_city_zone_with_the_zone_shown(tmp_pat
     time.tzset()
 
 
-def test_json_shapes_listings_are_json_lines_single_results_one_object(tmp_path) -> None:
-    reg = ["--registry", str(tmp_path / "r.sqlite")]
+def test_json_shapes_listings_are_json_lines_single_results_one_object(tmp_path, database) -> None:
+    reg = ["--registry", database]
     for n in (1, 2):
         assert runner.invoke(app, ["device", "add", f"WL-{n}", "--key", f"24e124713c21000{n}", "--model",
                                    "milesight-em500-udl", "--mount-height-mm", "2000", *reg]).exit_code == 0
@@ -84,7 +84,7 @@ def test_json_shapes_listings_are_json_lines_single_results_one_object(tmp_path)
     assert len(one.strip().splitlines()) == 1 and json.loads(one)["id"] == "WL-2"
     models = runner.invoke(app, ["models", "--json"]).stdout.splitlines()
     assert len(models) > 10 and all(isinstance(json.loads(line), dict) for line in models)
-    check = runner.invoke(app, ["rules", "check", "--json", "--registry", str(tmp_path / "r.sqlite")]).stdout
+    check = runner.invoke(app, ["rules", "check", "--json", *reg]).stdout
     doc = json.loads(check)
     assert doc["errors"] == [] and "water.depth" in [r["id"] for r in doc["rules"]]
 

@@ -82,12 +82,12 @@ def test_one_leads_the_readings_reach_its_rules_and_the_standby_takes_over(
 
 
 def test_readings_stored_while_no_leader_ran_are_notified_by_the_next_leader(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
     """The warm-up watermark (service/progress.py): readings an ingest-only process stored during a leaderless
     gap are in InfluxDB and on the bus; the next leader must not swallow them in its warm-up, or the
     alert they start would fire silently, never notified."""
     def config(name: str, role: str):
-        return make_config(tmp_path, mosquitto, influxd, influx_db,
+        return make_config(tmp_path, mosquitto, influxd, influx_db, database=database,
                            mqtt={"client_id": f"{name}-{influx_db}"[:60]},
                            cluster={"enabled": True, "role": role, "takeover_s": 2.0,
                                     "readings_topic": f"t/{influx_db}/readings",
@@ -103,7 +103,7 @@ def test_readings_stored_while_no_leader_ran_are_notified_by_the_next_leader(
                               f'SELECT count("depth_mm") FROM "water_level" WHERE time >= {base + minute * MIN}')
         return series[0]["values"][0][1] if series else 0
 
-    with Registry(tmp_path / "registry.sqlite") as reg:
+    with Registry(config("ingest", "ingest").registry_database()) as reg:
         for d in WATER:
             reg.add(d, by="test")
     fleet = Fleet(mosquitto.port)

@@ -199,6 +199,22 @@ def test_compose_parses_names_its_services_and_publishes_only_on_loopback() -> N
     assert conf["allow_anonymous"] == "false"
 
 
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="no docker-compose (./run installs it)")
+def test_docker_compose_parses_and_validates_the_compose_file(tmp_path: Path) -> None:
+    """Compose's own schema check (`docker-compose config`: parse, validate, resolve; no container starts).
+    The secret files and the broker's password file are the operator's: empty stand-ins here."""
+    deploy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, deploy)
+    for name in ("urbansense.env", "influxdb.env", "grafana.env", "postgres_password", "grafana_admin_password"):
+        (deploy / "compose" / "secrets" / name).write_text("")
+    (deploy / "compose" / "mosquitto" / "passwd").write_text("")
+    run = ["docker-compose", "--project-name", "urbansense", "--file", "compose.yaml", "config"]
+    r = subprocess.run([*run, "--quiet"], cwd=deploy, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run([*run, "--services"], cwd=deploy, capture_output=True, text=True, timeout=120)
+    assert set(r.stdout.split()) == SERVICES, r.stdout + r.stderr
+
+
 def unit_settings(path: Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():

@@ -52,8 +52,9 @@ def provision(path: Path, devices: list[Device]) -> None:
 
 
 def test_10000_uplinks_become_exactly_10000_points_and_replay_adds_none(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
-    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, database=database)
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+    """SQLite only: its PostgreSQL variant took 37 s and shows nothing more (the registry is only read)."""
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db)
     devices = demo_fleet({k: 20 for k in KINDS})
     assert len(devices) == 100
     provision(cfg.registry_database(), devices)
