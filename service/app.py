@@ -465,6 +465,18 @@ def leader_lock(cfg: Config) -> LockBackend:
     return FileLock(cfg.path(cfg.alerts.db_path).parent / "leader.lock")
 
 
+def file_lock_cluster(cfg: Config) -> str | None:
+    """Why `[cluster] enabled` on SQLite is one machine's set-up only, or None when the leader lock is PostgreSQL's
+    (or there is no cluster): a file lock cannot see a candidate on another machine, which would lead too."""
+    if not cfg.cluster.enabled or is_postgres_url(str(cfg.leader_database())):
+        return None
+    return ("[cluster] enabled (or run --role) with an empty [database] url: the leader lock is then a file on this "
+            "machine (leader.lock beside [alerts] db_path), so a leader candidate on another machine would lead too "
+            "and every notification would go out twice. Across machines set [database] url to PostgreSQL (also "
+            "through URBANSENSE_DATABASE_URL; docs/deploy.md); on one machine use `urbansense run --workers N` "
+            "(the only cluster form run allows on SQLite), or set [cluster] enabled = false.")
+
+
 class _CurrentAlerts(Collector_):
     """`AlertsCollector` of the leader part this process runs now (nothing on a standby)."""
 

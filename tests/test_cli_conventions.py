@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from importlib.metadata import version
 
@@ -15,7 +16,11 @@ from alerts.notifiers import build_notifiers
 from alerts.routing import Router
 from alerts.store import AlertStore
 from cli.app import app
+from core.database import migrate, open_engine
 from core.transition import AlertState, AlertTransition, Severity
+from provisioning.schema import COMPONENT as REGISTRY
+from provisioning.schema import MIGRATIONS as REGISTRY_MIGRATIONS
+from service.config import config_model
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "200", "NO_COLOR": "1"}
@@ -95,3 +100,30 @@ def test_usage_errors_exit_2_failures_exit_1(tmp_path) -> None:
     assert runner.invoke(app, ["device", "list", "--no-such-option"]).exit_code == 2
     assert runner.invoke(app, ["no-such-command"]).exit_code == 2
     assert runner.invoke(app, ["device", "show", "NOPE", "--no-live", *reg]).exit_code == 1
+
+
+def test_config_section_names_survive_in_every_help_and_in_error_text(tmp_path) -> None:
+    """qa2 F4: rich markup read `[database]` as a style tag and dropped it ("default:  url"). Every section name a
+    help text mentions is shown as written, and so is one in an error printed through rich."""
+    sections = set(config_model().model_fields) | {"desk.users", "alerts.receivers", "alerts.routes"}
+    token = re.compile(r"\[([a-z_.]+)\]")
+    eaten = []
+    for path in _walk(typer.main.get_command(app)):
+        command = typer.main.get_command(app)
+        for name in path:
+            command = command.commands[name]  # type: ignore[attr-defined]
+        raw = " ".join([command.help or ""] + [getattr(p, "help", None) or "" for p in command.params])
+        wanted = {m for m in token.findall(raw) if m in sections}
+        if wanted:
+            shown = runner.invoke(app, [*path, "--help"], env=WIDE).output
+            eaten += [f"{' '.join(path)}: [{m}]" for m in wanted if f"[{m}]" not in shown]
+    assert not eaten, f"section names eaten by rich markup: {eaten}"
+
+    registry = tmp_path / "registry.sqlite"
+    engine = open_engine(str(registry))
+    migrate(engine, REGISTRY, REGISTRY_MIGRATIONS[:1])  # a registry an older urbansense left behind
+    engine.dispose()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nmigrate_on_start = false\n[registry]\npath = "{registry}"\n')
+    r = runner.invoke(app, ["--config", str(config), "device", "list"], env=WIDE)
+    assert r.exit_code != 0 and "set [database] migrate_on_start = true" in r.output, r.output

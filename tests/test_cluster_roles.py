@@ -5,6 +5,8 @@ rules through the readings bus; when the leader stops, the standby leads and car
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from test_alerting_e2e import MIN, RISE, WATER, Fleet
 from alerts.store import AlertStore
 from provisioning.registry import Registry
 from service.app import Service
-from sim.daemons import Daemon
+from sim.daemons import Daemon, free_port
 
 
 def probe(svc: Service) -> tuple[int, str, float]:
@@ -122,3 +124,23 @@ def test_readings_stored_while_no_leader_ran_are_notified_by_the_next_leader(
                         and str(t.to_state) == "firing"} == {d.id for d in WATER},
                        30, "the new leader firing on what was stored while no leader ran")
     fleet.pub.close()
+
+
+def test_a_cluster_on_sqlite_is_refused_by_run_and_warned_by_check_config(tmp_path: Path) -> None:
+    """qa2 F16: `[cluster] enabled` with no `[database] url` used to lead through a file lock on each machine, so
+    two machines led at once and every notification went out twice. `run` refuses it (only `run --workers`,
+    one machine, runs a cluster on SQLite); `check-config` warns, naming the settings."""
+    exe = str(Path(sys.executable).parent / "urbansense")
+    config = tmp_path / "config.toml"
+    config.write_text(f"[mqtt]\nport = {free_port()}\n[metrics]\nport = 0\n[cluster]\nenabled = true\n")
+    for argv in (["run"], ["run", "--role", "leader"]):
+        out = subprocess.run([exe, "--config", str(config), *argv], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2, out.stderr[-2000:]
+        assert "refused: [cluster] enabled (or run --role) with an empty [database] url" in out.stderr
+        assert "another machine would lead too" in out.stderr and "urbansense run --workers N" in out.stderr
+    out = subprocess.run([exe, "--config", str(config), "check-config"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "warning: [cluster] enabled (or run --role) with an empty [database] url" \
+        in out.stderr, out.stderr
+    config.write_text(f"[mqtt]\nport = {free_port()}\n")  # no cluster: nothing to say
+    out = subprocess.run([exe, "--config", str(config), "check-config"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "[database] url" not in out.stderr, out.stderr

@@ -56,8 +56,20 @@ def test_status_of_a_file_not_created_yet_creates_nothing(tmp_path: Path) -> Non
 
 def test_an_unreachable_database_is_a_clear_error_without_the_password(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, "postgresql://city:s3cret-pw@127.0.0.1:1/urban")
-    out = db(cfg, "status", code=2)
+    out = db(cfg, "status", code=1)  # qa2 F2: a server unreachable is a failure (1), not a usage error (2)
     assert "database unreachable" in out and "s3cret-pw" not in out
+
+
+def test_a_refusing_database_exits_1_from_every_command_that_opens_it(tmp_path: Path, pg_dsn: str) -> None:
+    """qa2 F2: a wrong password (the server refuses) exits 1, as README "Exit codes" says of a server
+    unreachable, from `db`, `device` and `deadletter` alike; 2 stays for usage errors."""
+    wrong = pg_dsn.replace("://urbansense:", "://urbansense:not-the-password-x", 1)
+    assert wrong != pg_dsn
+    cfg = write_config(tmp_path, wrong)
+    for args in (["db", "status"], ["db", "migrate"], ["device", "list"], ["deadletter", "list"]):
+        result = CliRunner().invoke(app, ["--config", str(cfg), *args])
+        assert result.exit_code == 1, (args, result.output)
+        assert "not-the-password-x" not in result.output and "password authentication failed" in result.output
 
 
 def test_a_start_with_migrations_off_refuses_a_store_that_is_behind(tmp_path: Path, database: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -249,3 +250,35 @@ def test_a_retired_ingest_worker_drains_its_share_exits_and_is_dealt_nothing_new
         assert len(other.got) == before + 100  # nothing new waits in a retired worker's session
     finally:
         other.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_that_cannot_listen_says_which_port_and_the_parent_is_not_ready(
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+    """qa2 F15: a worker whose metrics port is taken used to die in a loop with a bare traceback while the
+    parent's /readyz said "ok"; now its one error line names the port and the setting, and the parent's
+    /readyz answers 503 naming the worker."""
+    metrics_port = free_port()
+    config = _config(tmp_path, mosquitto, influxd, influx_db, metrics_port)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", metrics_port + 1))  # worker k's port is the parent's + k
+    taken.listen()
+    log = tmp_path / "run.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([URBANSENSE, "--config", str(config), "run", "--workers", "1", "--ingest-id", "t"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _log_wait(log, r"ingest worker t-w1 \(pid \d+\) exited with code 1; restarting", 2, proc)
+        assert f"error: metrics: cannot listen on 127.0.0.1:{metrics_port + 1}: Address already in use (set " \
+               "[metrics] port or run --metrics-port" in log.read_text()
+        assert "Traceback" not in log.read_text()
+        deadline = time.monotonic() + 30
+        while (ready := httpx.get(f"http://127.0.0.1:{metrics_port}/readyz", timeout=5)).status_code == 200:
+            assert time.monotonic() < deadline, ready.text
+            time.sleep(0.2)
+        assert ready.status_code == 503 and "workers: 0 of 1 up; t-w1 " in ready.text, ready.text
+        assert _metric(metrics_port, "urbansense_workers_running") == 0
+    finally:
+        taken.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
