@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
-from cli.state import state
+from cli.state import database_exit_code, state
 from core.database import DatabaseError, describe_url, holds_nothing
 from core.device import Device
 from core.secrets import reveal
@@ -73,7 +73,7 @@ def open_registry(ctx: typer.Context, path: str | None) -> Registry:
         return Registry(where, migrate_schema=holds_nothing(where, "devices"))
     except (SQLAlchemyError, DatabaseError) as exc:
         detail = getattr(exc, "orig", None) or exc  # the driver's words, never the URL's password
-        raise fail(f"cannot open the registry in {describe_url(where)}: {detail}", 1) from None
+        raise fail(f"cannot open the registry in {describe_url(where)}: {detail}", database_exit_code(exc)) from None
 
 
 def get_device(reg: Registry, text: str, *, prefix: bool = True) -> Device:

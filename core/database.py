@@ -46,14 +46,15 @@ from sqlalchemy import (
     inspect,
     select,
 )
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
+from core.secrets import redact_url
+
 __all__ = [
-    "BUSY_TIMEOUT_S", "DatabaseError", "Migration", "MigrationError", "Rows", "applied_versions", "current_version",
-    "describe_url", "execute", "is_postgres", "is_postgres_url", "migrate", "open_engine", "pending",
-    "read_connection", "schema_versions",
+    "BUSY_TIMEOUT_S", "DatabaseError", "Migration", "MigrationError", "Rows", "applied_versions", "bare_at_problem",
+    "current_version", "describe_url", "execute", "is_postgres", "is_postgres_url", "migrate", "open_engine",
+    "pending", "read_connection", "schema_versions",
 ]
 
 BUSY_TIMEOUT_S = 10.0
@@ -91,15 +92,23 @@ def is_postgres_url(url_or_path: str | Path) -> bool:
     return isinstance(url_or_path, str) and url_or_path.strip().split("://", 1)[0].lower() in POSTGRES_SCHEMES
 
 
+def bare_at_problem(url: str) -> str | None:
+    """Why a URL cannot be used when its user or password holds a bare '@' (libpq would take the text after it
+    for the host and print it in its error), else None."""
+    netloc = url.split("://", 1)[-1].split("/", 1)[0]
+    if "@" in netloc.rpartition("@")[0]:
+        return ("the database URL's user or password holds a bare '@': percent-encode it as %40 "
+                "(postgresql://city:p%40ss@db.example:5432/urbansense)")
+    return None
+
+
 def describe_url(url_or_path: str | Path) -> str:
-    """What to show of a target in logs and `db status`: the path, or the URL with its password masked."""
+    """What to show of a target in logs and `db status`: the path, or the URL with its password (and
+    everything before the host's '@') masked."""
     path = _sqlite_path(url_or_path) if not is_postgres_url(url_or_path) else None
     if path is not None:
         return f"SQLite {path}"
-    try:
-        return "PostgreSQL " + make_url(str(url_or_path).strip()).render_as_string(hide_password=True)
-    except Exception:
-        return "PostgreSQL ***"
+    return "PostgreSQL " + redact_url(str(url_or_path).strip())
 
 
 def holds_nothing(url_or_path: str | Path, table: str) -> bool:
@@ -130,6 +139,8 @@ def open_engine(url_or_path: str | Path, *, pool_size: int = 5, keepalive_s: int
     if scheme.lower() not in POSTGRES_SCHEMES:
         raise DatabaseError(f"unsupported database URL scheme {scheme!r}: use postgresql://user:password@host:5432/db"
                             " or a SQLite file path")
+    if problem := bare_at_problem(url):
+        raise DatabaseError(problem)
     return create_engine(
         "postgresql+psycopg://" + rest, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size,
         pool_recycle=3600, hide_parameters=True,

@@ -13,7 +13,7 @@ from alerts.errors import AlertsError
 from alerts.runtime import AlertsRuntime
 from alerts.schema import COMPONENT, MIGRATIONS
 from cli.app import app
-from core.database import migrate, open_engine
+from core.database import DatabaseError, describe_url, migrate, open_engine
 from provisioning.schema import COMPONENT as REGISTRY
 from provisioning.schema import MIGRATIONS as REGISTRY_MIGRATIONS
 from service.config import ConfigError, load_config, parse_config
@@ -117,3 +117,19 @@ def test_cli_commands_never_migrate_a_store_that_is_behind_only_db_migrate_does(
     result = CliRunner().invoke(app, ["device", "add", "WL-1", "--key", "24e124713c210001", "--model",
                                       "milesight-em500-udl", "--mount-height-mm", "2000", "--registry", str(fresh)])
     assert result.exit_code == 0, result.output
+
+
+def test_a_password_with_a_bare_at_sign_is_refused_with_the_fix_and_never_shown(tmp_path: Path) -> None:
+    """QA F1: libpq reads 'postgresql://city:se@cret@db/x' as host 'cret@db' and prints it in its error;
+    such a URL is refused before any connection, in the config and on the command line, with the fix."""
+    url = "postgresql://city:se@cret-9@127.0.0.1:1/urban"
+    with pytest.raises(ConfigError, match="%40") as err:
+        parse_config({"database": {"url": url}})
+    assert "cret-9" not in str(err.value)
+    with pytest.raises(DatabaseError, match="percent-encode") as bad:
+        open_engine(url)
+    assert "cret-9" not in str(bad.value) and "cret-9" not in describe_url(url)
+    r = CliRunner().invoke(app, ["audit", "verify", "--registry", url])
+    assert r.exit_code == 2 and "%40" in r.output and "cret-9" not in r.output
+    encoded = "postgresql://city:se%40cret-9@127.0.0.1:1/urban"
+    assert parse_config({"database": {"url": encoded}}).registry_database() == encoded

@@ -5,6 +5,7 @@ the services it claims. No container runtime runs here: the compose file is chec
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -104,10 +105,16 @@ def test_every_environment_variable_named_is_one_urbansense_reads() -> None:
 # --- commands and flags --------------------------------------------------------------------------------
 
 
+@functools.cache
+def command_tree() -> Any:
+    """The `urbansense` click command (typer's own click: walked by its attributes); built once."""
+    return typer.main.get_command(app)
+
+
 def urbansense_invocations(text: str) -> list[list[str]]:
     """The arguments of every `urbansense …` command line in a text (code blocks, inline code, ExecStart=):
     a word `urbansense` (or a path ending in /bin/urbansense) followed by a global option or a command."""
-    commands = set(getattr(typer.main.get_command(app), "commands", {}))
+    commands = set(getattr(command_tree(), "commands", {}))
     stops = {"`", "|", "||", "&&", ";", "\\"}
     out = []
     for line in text.replace("\\\n", " ").splitlines():
@@ -127,7 +134,7 @@ def urbansense_invocations(text: str) -> list[list[str]]:
 
 def check_invocation(words: list[str], where: str) -> None:
     """Walk the click command tree: each subcommand and each `--option` must exist where it is used."""
-    command: Any = typer.main.get_command(app)  # typer's own click: walk it by its attributes
+    command = command_tree()
     path: list[str] = []
     i = 0
     while i < len(words):
