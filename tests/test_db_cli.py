@@ -4,6 +4,8 @@ and the service's start against a schema that is behind."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,19 @@ def test_a_password_with_a_bare_at_sign_is_refused_with_the_fix_and_never_shown(
     assert r.exit_code == 2 and "%40" in r.output and "cret-9" not in r.output
     encoded = "postgresql://city:se%40cret-9@127.0.0.1:1/urban"
     assert parse_config({"database": {"url": encoded}}).registry_database() == encoded
+
+
+def test_a_command_without_its_own_handler_says_the_store_is_behind_in_one_line(tmp_path: Path) -> None:
+    """qa2 F3, continued: `simulate` (like `report`, `rules check`) met a registry that is behind with a traceback;
+    the command's entry point turns it into one line naming `urbansense db migrate`, exit 1."""
+    registry = tmp_path / "registry.sqlite"
+    engine = open_engine(str(registry))
+    migrate(engine, REGISTRY, REGISTRY_MIGRATIONS[:1])
+    engine.dispose()
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[registry]\npath = "{registry}"\n', encoding="utf-8")
+    out = subprocess.run([str(Path(sys.executable).parent / "urbansense"), "--config", str(cfg), "simulate",
+                          "--duration", "1"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith("error: the registry schema is 1 version(s) behind") and "urbansense db migrate" \
+        in out.stderr and "Traceback" not in out.stderr, out.stderr
