@@ -9,6 +9,7 @@ cannot fill the disk with stack traces.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
@@ -64,16 +65,22 @@ class _ToLoguru(logging.Handler):
             level, "{}: {}", record.name, record.getMessage())
 
 
+_handler_id: int | None = None
+"""The sink `setup_logging` added last: replaced by the next call; sinks added by others (tests) are kept."""
+
+
 def setup_logging(level: str, sink: TextIO = sys.stderr, *, process: str = "") -> None:
     """Send loguru's (and the standard library's) records at `level` and above to `sink`, one line each.
     `process` (letters, digits, `-`, `_`; e.g. an ingest worker's id) prefixes every message, so that the
     interleaved lines of `urbansense run --workers` say whose they are."""
-    logger.remove()
+    global _handler_id
+    with contextlib.suppress(ValueError):  # ours from a call before, else loguru's default stderr sink
+        logger.remove(0 if _handler_id is None else _handler_id)
     fmt = _FORMAT
     if process:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", process):
             raise ValueError(f"process name {process!r}: letters, digits, '-' and '_' only")
         fmt = _FORMAT.replace("{message}", f"[{process}] {{message}}")
     # diagnose=False: a traceback must not print local variables, which may hold secrets
-    logger.add(sink, level=level, diagnose=False, format=fmt, filter=TracebackLimiter())
+    _handler_id = logger.add(sink, level=level, diagnose=False, format=fmt, filter=TracebackLimiter())
     logging.basicConfig(handlers=[_ToLoguru()], level=logging.WARNING, force=True)

@@ -166,6 +166,13 @@ class DiskSpool:
             if self._out is not None:
                 self._out.close()
                 self._out = None
+            if self.empty:  # all drained: the last segment read to its end need not outlive the process
+                for seq in list(self._sizes):
+                    try:
+                        self._path(seq).unlink(missing_ok=True)
+                    except OSError:  # a failing disk: the cursor already marks it drained
+                        continue
+                    del self._sizes[seq]
             self._lockfile.close()
 
     # ---- blocking work ----

@@ -123,6 +123,8 @@ def test_two_ingest_workers_share_the_stream_and_a_sigkilled_one_loses_nothing(
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         _log_wait(log, r"\[t-w[12]\] mqtt: subscribed to \$share/urbansense/", 2, proc)  # each line says whose
+        # the leader's readings session exists before the first reading (a cluster's first start: docs/deploy.md)
+        _log_wait(log, r"\[leader\] mqtt: subscribed to urbansense/readings/#", 1, proc)
         pids = dict(re.findall(r"ingest worker (t-w\d) started \(pid (\d+)\)", log.read_text()))
         assert set(pids) == {"t-w1", "t-w2"}
 
