@@ -54,6 +54,8 @@ def test_one_leads_the_readings_reach_its_rules_and_the_standby_takes_over(
         wait_until(lambda: sum(probe(s)[2] for s in svc.values()) == 1, 15, "one leader")
         lead = next(name for name, s in svc.items() if probe(s)[2] == 1)
         leader, standby = svc[lead], next(s for name, s in svc.items() if name != lead)
+        # the lock is taken first; /readyz turns 200 once the leader part is warm and reading the bus
+        wait_until(lambda: probe(leader)[1].startswith("ok; leadership: leader"), 10, "the leader ready")
         status, text, _ = probe(leader)
         assert status == 200 and text.startswith("ok; leadership: leader"), text
         status, text, _ = probe(standby)
@@ -67,7 +69,7 @@ def test_one_leads_the_readings_reach_its_rules_and_the_standby_takes_over(
         assert standby.alerting is None
         ctx.pop(lead).__exit__(None, None, None)  # the leader stops: it releases the lock, the standby leads
         wait_until(lambda: probe(standby)[2] == 1, 2 * 2.0, "the standby to lead")
-        assert probe(standby)[1].startswith("ok; leadership: leader")
+        wait_until(lambda: probe(standby)[1].startswith("ok; leadership: leader"), 10, "the new leader ready")
         fleet.water(12, [300, 320], base)  # 32 cm: over the 27 cm closure depth
         wait_until(lambda: standby.alerting is not None and
                    any(t.rule_id == "water.depth" and str(t.severity) == "critical"

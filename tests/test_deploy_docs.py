@@ -302,7 +302,9 @@ def test_every_metric_named_is_exported_by_a_running_service(tmp_path: Path, mos
         wait_until(lambda: "urbansense_bus_held" in scrape(svc), 30, "the leader's readings consumer")
         exported |= exported_names(scrape(svc))
         assert svc.metrics_server is not None
-        ready = httpx.get(f"http://127.0.0.1:{svc.metrics_server.port}/readyz", timeout=10)
+        url = f"http://127.0.0.1:{svc.metrics_server.port}/readyz"
+        wait_until(lambda: httpx.get(url, timeout=10).status_code == 200, 10, "the leader ready (warm, subscribed)")
+        ready = httpx.get(url, timeout=10)
     assert ready.status_code == 200 and "leadership: leader" in ready.text, ready.text  # docs: "What to monitor"
     pool = CollectorRegistry()
     pool.register(WorkerMetrics(WorkerPool(workers=[Worker("ingest-w1", [])])))
