@@ -16,7 +16,9 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Any
 
 from loguru import logger
 
@@ -53,8 +55,10 @@ class OutboxWorker:
 
     def __init__(self, store: AlertStore, notifiers: Mapping[str, Notifier], *,
                  config: OutboxConfig | None = None, clock: Callable[[], int] = time.time_ns,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, executor: Executor | None = None) -> None:
+        """`executor` runs the store's marks (a commit each) off the event loop; None = asyncio's default."""
         self.store = store
+        self.executor = executor
         self.notifiers = notifiers
         self.cfg = config or OutboxConfig()
         self.clock = clock
@@ -156,9 +160,9 @@ class OutboxWorker:
                 logger.exception("notifier {} raised unexpectedly for outbox row {}", d.receiver, d.id)
                 await self._retry(d, f"{type(exc).__name__}: {exc}", None)
             else:
-                # marked at once, on the loop: a thread hop here would widen the window in which a kill -9
-                # after the receiver's acceptance makes the message go out again (same Idempotency-Key)
-                self.store.mark_delivered(d, self.clock(), ref)
+                # marked before this queue's next row is looked at; a kill -9 before the mark is committed
+                # sends the message again, with the same Idempotency-Key (at least once)
+                await self._commit(self.store.mark_delivered, d, self.clock(), ref)
                 self.stats.delivered += 1
                 self.stats.by_receiver[(d.receiver, "delivered")] += 1
                 logger.info("notification {} ({}) delivered to {} after {} attempt(s)", d.idempotency_key,
@@ -170,16 +174,20 @@ class OutboxWorker:
             if self.on_change is not None:
                 self.on_change()
 
+    async def _commit(self, mark: Callable[..., None], *args: Any) -> None:
+        """A store mark in `executor`: its fsync does not hold the event loop (other deliveries, the desk)."""
+        await asyncio.get_running_loop().run_in_executor(self.executor, mark, *args)
+
     async def _retry(self, d: Delivery, error: str, retry_after_s: float | None) -> None:
         delay = backoff_s(d.attempts + 1, self.cfg, self.rng.random(), retry_after_s)
-        await asyncio.to_thread(self.store.mark_retry, d, self.clock() + int(delay * 1e9), error)
+        await self._commit(self.store.mark_retry, d, self.clock() + int(delay * 1e9), error)
         self.stats.retried += 1
         self.stats.by_receiver[(d.receiver, "retried")] += 1
         logger.warning("delivery {} to {} failed (attempt {}), retry in {:.1f} s: {}",
                        d.idempotency_key, d.receiver, d.attempts + 1, delay, error)
 
     async def _failed(self, d: Delivery, error: str) -> None:
-        await asyncio.to_thread(self.store.mark_failed, d, self.clock(), error)
+        await self._commit(self.store.mark_failed, d, self.clock(), error)
         self.stats.failed_permanently += 1
         self.stats.by_receiver[(d.receiver, "failed")] += 1
         logger.error("notification {} to {} given up (refused for good): {}", d.idempotency_key, d.receiver, error)

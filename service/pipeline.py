@@ -295,3 +295,7 @@ class Pipeline:
             self.metrics.queue_depth.set(len(inbox))
             if chunk:
                 await self.handle(chunk)
+                # `handle` need not suspend while a backlog lasts (the inbox has items, the writer has room):
+                # yield, so that the writer's batches, alert delivery and the desk console run between
+                # chunks rather than after the whole backlog
+                await asyncio.sleep(0)

@@ -17,7 +17,7 @@ import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -29,6 +29,8 @@ from core.device import Device
 from service.config import DeskConfig
 from service.desk.auth import Session, Sessions, Users
 from service.desk.state import DeskState
+
+T = TypeVar("T")
 
 STATIC = Path(__file__).with_name("static")
 COOKIE = "desk_session"
@@ -153,8 +155,12 @@ class DeskServer:
             raise web.HTTPForbidden(text="cross-origin request refused", content_type="text/plain")
         return session
 
-    def _audit(self, user: str, action: str, target: str = "", detail: str = "") -> None:
-        self.alerts.store.add_audit(time.time_ns(), user, action, target, detail)
+    async def _commit(self, fn: Callable[..., T], *args: Any) -> T:
+        """A write to the alert store in its commit thread: the fsync does not hold the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.alerts.committer, fn, *args)
+
+    async def _audit(self, user: str, action: str, target: str = "", detail: str = "") -> None:
+        await self._commit(self.alerts.store.add_audit, time.time_ns(), user, action, target, detail)
 
     # handlers
 
@@ -167,11 +173,11 @@ class DeskServer:
         password = str(form.get("password", ""))[:1000]
         ok = bool(user) and await asyncio.to_thread(self.users.verify, user, password)
         if not ok:
-            self._audit(user or "?", "login_failed", detail=f"from {request.remote}")
+            await self._audit(user or "?", "login_failed", detail=f"from {request.remote}")
             logger.warning("desk console: failed login for {!r} from {}", user, request.remote)
             return _login_html("用户名或密码错误 (wrong user name or password)", status=401)
         token, _ = self.sessions.create(user)
-        self._audit(user, "login", detail=f"from {request.remote}")
+        await self._audit(user, "login", detail=f"from {request.remote}")
         logger.info("desk console: {} logged in", user)
         response = web.HTTPSeeOther("/")
         response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/", secure=self.tls is not None,
@@ -181,7 +187,7 @@ class DeskServer:
     async def logout(self, request: web.Request) -> web.Response:
         session = self._require_action(request)
         self.sessions.end(request.cookies.get(COOKIE))
-        self._audit(session.user, "logout")
+        await self._audit(session.user, "logout")
         response = web.HTTPSeeOther("/login")
         response.del_cookie(COOKIE, path="/")
         raise response
@@ -244,10 +250,10 @@ class DeskServer:
         data = await self._action_body(request)
         ref = request.match_info["ref"]
         try:
-            a = self.alerts.manager.ack(ref, session.user, data["comment"])
+            a = await self._commit(self.alerts.manager.ack, ref, session.user, data["comment"])
         except AlertsError as exc:
             raise web.HTTPConflict(text=str(exc), content_type="text/plain") from None
-        self._audit(session.user, "ack", f"{a.rule_id} {a.device_id} ({a.fingerprint})", data["comment"])
+        await self._audit(session.user, "ack", f"{a.rule_id} {a.device_id} ({a.fingerprint})", data["comment"])
         self.changed()
         return web.json_response({"fingerprint": a.fingerprint, "acked_by": a.acked_by})
 
@@ -264,11 +270,12 @@ class DeskServer:
             raise web.HTTPBadRequest(text="minutes must be between 1 and 10080", content_type="text/plain")
         ref = request.match_info["ref"]
         try:
-            sid = self.alerts.manager.silence_alert(ref, session.user, data["comment"], minutes * 60)
+            sid = await self._commit(self.alerts.manager.silence_alert, ref, session.user, data["comment"],
+                                     minutes * 60)
             a = self.alerts.store.find(ref)
         except AlertsError as exc:
             raise web.HTTPConflict(text=str(exc), content_type="text/plain") from None
-        self._audit(session.user, "silence", f"{a.rule_id} {a.device_id} ({a.fingerprint})",
+        await self._audit(session.user, "silence", f"{a.rule_id} {a.device_id} ({a.fingerprint})",
                     f"{minutes:g} min: {data['comment']}")
         self.changed()
         return web.json_response({"fingerprint": a.fingerprint, "silence_id": sid})
