@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import multiprocessing as mp
 import os
 import resource
@@ -142,6 +143,7 @@ def flood_process(port: int, flood_gauges: list[Device], floods_per_s: float, se
 
 
 STAGES: dict[str, dict[str, int]] = {"received": {}, "rule": {}, "stored": {}, "sending": {}}
+GC_PAUSES_MS: dict[int, list[float]] = {}
 
 
 def trace_stages() -> None:
@@ -151,7 +153,7 @@ def trace_stages() -> None:
     from service.pipeline import Pipeline
 
     to_readings, send = Pipeline.to_readings, WebhookNotifier.send
-    collect, flush = RulesAndAlerts._collect, RulesAndAlerts.flush
+    collect, store = RulesAndAlerts._collect, RulesAndAlerts._store
 
     def to_readings_(self, msg):  # type: ignore[no-untyped-def]
         rs = to_readings(self, msg)
@@ -166,18 +168,27 @@ def trace_stages() -> None:
             STAGES["rule"].setdefault(t.device_id, now_ns())
         return collect(self, transitions)
 
-    def flush_(self):  # type: ignore[no-untyped-def]
-        devices = [t.device_id for t in self._pending]
-        flush(self)
-        for d in devices:
-            STAGES["stored"].setdefault(d, now_ns())
+    def store_(self, pending):  # type: ignore[no-untyped-def]
+        store(self, pending)
+        for t in pending:
+            STAGES["stored"].setdefault(t.device_id, now_ns())
 
     async def send_(self, delivery):  # type: ignore[no-untyped-def]
         STAGES["sending"].setdefault(delivery.body.get("device_id", ""), now_ns())
         return await send(self, delivery)
 
-    Pipeline.to_readings, RulesAndAlerts._collect, RulesAndAlerts.flush = to_readings_, collect_, flush_  # type: ignore[method-assign]
+    Pipeline.to_readings, RulesAndAlerts._collect, RulesAndAlerts._store = to_readings_, collect_, store_  # type: ignore[method-assign]
     WebhookNotifier.send = send_  # type: ignore[method-assign]
+
+    started: dict[int, int] = {}
+
+    def gc_pause(phase: str, info: dict) -> None:
+        gen = info["generation"]
+        if phase == "start":
+            started[gen] = now_ns()
+        elif gen in started:
+            GC_PAUSES_MS.setdefault(gen, []).append((now_ns() - started.pop(gen)) / 1e6)
+    gc.callbacks.append(gc_pause)
 
 
 def service_process(raw_cfg: dict, base_dir: str, stages: bool, chunk_size: int, stop: Any, out: Any) -> None:
@@ -201,8 +212,11 @@ def service_process(raw_cfg: dict, base_dir: str, stages: bool, chunk_size: int,
         threading.Thread(target=lambda: (stop.wait(), loop.call_soon_threadsafe(svc.stop)), daemon=True).start()
         cpu0, received0, t0 = cpu_s(), svc.pipeline.stats.received, now_ns()
         await task
+        assert svc.alerting is not None
         out.put(("service", {"received": svc.pipeline.stats.received - received0, "cpu_s": cpu_s() - cpu0,
-                             "elapsed_s": (now_ns() - t0) / 1e9, "stages": STAGES}))
+                             "elapsed_s": (now_ns() - t0) / 1e9, "stages": STAGES, "gc": GC_PAUSES_MS,
+                             "transitions": svc.alerting.transitions,
+                             "delivered": svc.alerting.alerts.worker.stats.delivered}))
     asyncio.run(go())
 
 
@@ -375,7 +389,11 @@ def report(args: argparse.Namespace, results: dict[str, Any], svc: dict[str, Any
           f"({svc['received'] / svc['elapsed_s']:.0f}/s over its {svc['elapsed_s']:.1f} s, "
           f"{svc['cpu_s'] / svc['elapsed_s']:.0%} of a core)")
     print(f"floods: {len(published)} gauges; webhook got {len(hook)}, console showed {len(seen)}; "
-          f"{console.events} console events")
+          f"{console.events} console events; {svc['transitions']} alert transitions in all, "
+          f"{svc['delivered']} notifications delivered")
+    for gen, pauses in sorted(svc["gc"].items()):
+        print(f"GC generation {gen}: {len(pauses)} collections, max {max(pauses):.1f} ms, "
+              f"total {sum(pauses):.0f} ms")
     stages = svc["stages"]
     rows = [(f"publish → {k}", [(stages[k][d] - t) / 1e6 for d, t in published.items() if d in stages[k]])
             for k in stages] if args.stages else []

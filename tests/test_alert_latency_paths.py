@@ -1,0 +1,102 @@
+"""Issue 15 item 5: what keeps a flood alert fast under load, as behaviour (the speed is in BENCHMARKS.md).
+
+The pipeline lets the rest of the event loop run between the chunks of a backlog; alert commits
+(whose fsync is the slow part) run in the alerts' one commit thread, in the order asked, so the
+loop runs on while another process holds the alert store's write lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from alerts.config import AlertsConfig
+from alerts.model import fingerprint
+from alerts.runtime import AlertsRuntime
+from core.rejected import Rejected
+from core.transition import AlertState, AlertTransition, Severity
+from core.uplink import Incoming
+from provisioning.registry import Registry
+from provisioning.view import RegistryView
+from service.inbox import Inbox
+from service.metrics import Metrics
+from service.pipeline import Pipeline
+from storage.deadletter import DeadLetterStore
+from storage.influx import InfluxClient
+from storage.writer import BatchWriter
+
+S = 10**9
+T0 = 1_784_600_000 * S
+CONFIG = AlertsConfig.model_validate({
+    "receivers": {"desk": {"type": "webhook", "url": "http://127.0.0.1:9/desk"}},
+    "default_receivers": ["desk"],
+})
+
+
+@pytest.mark.asyncio
+async def test_other_tasks_run_between_the_chunks_of_a_backlog(tmp_path: Path) -> None:
+    with Registry(tmp_path / "registry.sqlite"):
+        pass
+    writer = BatchWriter(InfluxClient("http://127.0.0.1:9", "never-written"))
+    deadletters = DeadLetterStore(tmp_path / "deadletter.sqlite")
+    pipeline = Pipeline(view=RegistryView(tmp_path / "registry.sqlite"), writer=writer, deadletters=deadletters,
+                        metrics=Metrics(), parsers={}, chunk_size=100)
+    inbox: Inbox[Incoming] = Inbox(10_000, asyncio.get_running_loop())
+    acked: list[int] = []
+    for i in range(1_000):  # a backlog of ten chunks (skipped frames: acknowledged, nothing to write)
+        inbox.put(Incoming("lorawan", "t", b"", T0, rejected=Rejected("mac_only", f"frame {i}"),
+                           ack=lambda i=i: acked.append(i)))
+    seen: list[int] = []
+    stop, done = asyncio.Event(), asyncio.Event()
+
+    async def another_task() -> None:  # alert delivery, the desk console, the writer's batches
+        while not done.is_set():
+            seen.append(pipeline.stats.received)
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(another_task())
+    stop.set()  # the pipeline stops once the inbox is empty
+    await pipeline.run(inbox, stop)
+    done.set()
+    await other
+    await writer.close(5)
+    deadletters.close()
+    assert acked == list(range(1_000))
+    between = sorted({n for n in seen if 0 < n < 1_000})
+    assert between == list(range(100, 1_000, 100)), seen  # a turn after every chunk, not after the backlog
+
+
+def firing(device: str, at_s: int, to: AlertState = AlertState.FIRING) -> AlertTransition:
+    return AlertTransition("water.depth", device, AlertState.PENDING, to, Severity.CRITICAL, T0 + at_s * S,
+                           320.0, 270.0, "emergency")
+
+
+@pytest.mark.asyncio
+async def test_commits_wait_for_a_locked_store_in_their_thread_while_the_loop_runs_on_in_order(
+        tmp_path: Path) -> None:
+    db = tmp_path / "alerts.sqlite"
+    alerts = AlertsRuntime(CONFIG, lambda _id: None, db_path=db, clock=lambda: T0)
+    other = sqlite3.connect(db, isolation_level=None)  # another process (the CLI) holding the write lock
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        fired = alerts.handle_many_soon([firing("WL-1", 0)])
+        resolved = alerts.handle_many_soon([firing("WL-1", 60, AlertState.RESOLVED)])
+        ticks = 0
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks == 20 and not fired.done() and not resolved.done()  # the loop ran; nothing committed
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    first, second = await fired, await resolved
+    alerts.close()
+    assert [o.enqueued for o in first + second] == [1, 1]  # type: ignore[union-attr]
+    store = AlertsRuntime(CONFIG, lambda _id: None, db_path=db).store
+    fp = fingerprint("water.depth", "WL-1")
+    assert store.get(fp).state == AlertState.RESOLVED  # type: ignore[union-attr]
+    assert [(h.to_state, h.event) for h in store.history(fp)] == [("firing", "firing"), ("resolved", "resolved")]
+    assert [o.event for o in store.outbox(fp)] == ["firing", "resolved"]
