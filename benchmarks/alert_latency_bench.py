@@ -13,8 +13,8 @@ is not the service runs in a process of its own, so that none of them shares the
   per round, `--rate` uplinks/s in total;
 * the flood publisher: floods one fresh gauge at a time to 32 cm (the `water.depth` rule's
   critical level), `--floods-per-s` times a second;
-* this process: the desk's webhook receiver and a logged-in console client reading the
-  server-sent events.
+* the console client: logged in, reading the server-sent events;
+* this process: the desk's webhook receiver.
 
 Times are read from CLOCK_MONOTONIC (`time.clock_gettime_ns`), which Linux keeps system-wide, so
 a flood publisher's "just before publish" and this process's "received" are on one clock and
@@ -152,8 +152,9 @@ def trace_stages() -> None:
     from service.alerting import RulesAndAlerts
     from service.pipeline import Pipeline
 
-    to_readings, send = Pipeline.to_readings, WebhookNotifier.send
-    collect, store = RulesAndAlerts._collect, RulesAndAlerts._store
+    to_readings, send, collect = Pipeline.to_readings, WebhookNotifier.send, RulesAndAlerts._collect
+    threaded = hasattr(RulesAndAlerts, "_store")  # (before the commit thread: `flush` on the loop)
+    store = RulesAndAlerts._store if threaded else RulesAndAlerts.flush  # type: ignore[attr-defined]
 
     def to_readings_(self, msg):  # type: ignore[no-untyped-def]
         rs = to_readings(self, msg)
@@ -168,8 +169,12 @@ def trace_stages() -> None:
             STAGES["rule"].setdefault(t.device_id, now_ns())
         return collect(self, transitions)
 
-    def store_(self, pending):  # type: ignore[no-untyped-def]
-        store(self, pending)
+    def store_(self, pending=None):  # type: ignore[no-untyped-def]
+        if pending is None:
+            pending = list(self._pending)
+            store(self)
+        else:
+            store(self, pending)
         for t in pending:
             STAGES["stored"].setdefault(t.device_id, now_ns())
 
@@ -177,7 +182,8 @@ def trace_stages() -> None:
         STAGES["sending"].setdefault(delivery.body.get("device_id", ""), now_ns())
         return await send(self, delivery)
 
-    Pipeline.to_readings, RulesAndAlerts._collect, RulesAndAlerts._store = to_readings_, collect_, store_  # type: ignore[method-assign]
+    Pipeline.to_readings, RulesAndAlerts._collect = to_readings_, collect_  # type: ignore[method-assign]
+    setattr(RulesAndAlerts, "_store" if threaded else "flush", store_)
     WebhookNotifier.send = send_  # type: ignore[method-assign]
 
     started: dict[int, int] = {}
@@ -250,35 +256,28 @@ class Desk:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-class Console:
-    """A logged-in console client reading the server-sent events: when each flooded gauge first shows."""
-
-    def __init__(self, url: str) -> None:
-        self.seen: dict[str, int] = {}
-        self.events = 0
-        self.stop = threading.Event()
-        self.client = httpx.Client(base_url=url, timeout=None)
-        r = self.client.post("/login", data={"user": "bench", "password": PASSWORD}, follow_redirects=False)
-        assert r.status_code == 303, r.text
-        self.connected = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-        assert self.connected.wait(10)
-
-    def _read(self) -> None:
-        try:
-            with self.client.stream("GET", "/events") as r:
-                self.connected.set()
-                for line in r.iter_lines():
-                    if self.stop.is_set():
-                        return
-                    if line.startswith("data: "):
-                        t = now_ns()
-                        self.events += 1
-                        for a in orjson.loads(line[6:])["alerts"]:
-                            if a["rule_id"] == "water.depth" and a["severity"] == "critical":
-                                self.seen.setdefault(a["device_id"], t)
-        except httpx.HTTPError:
-            pass  # the service stopped
+def console_process(url: str, out: Any) -> None:
+    """A logged-in console client reading the server-sent events until the service ends them: when each
+    flooded gauge first shows. A process of its own: parsing a storm's snapshots must not hold the GIL of
+    the desk's webhook receiver."""
+    seen: dict[str, int] = {}
+    events = 0
+    client = httpx.Client(base_url=url, timeout=None)
+    r = client.post("/login", data={"user": "bench", "password": PASSWORD}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    try:
+        with client.stream("GET", "/events") as r:
+            out.put(("ready", "console"))
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    t = now_ns()
+                    events += 1
+                    for a in orjson.loads(line[6:])["alerts"]:
+                        if a["rule_id"] == "water.depth" and a["severity"] == "critical":
+                            seen.setdefault(a["device_id"], t)
+    except httpx.HTTPError:
+        pass  # the service stopped
+    out.put(("console", {"seen": seen, "events": events}))
 
 
 def pct(values: list[float], p: float) -> float:
@@ -324,7 +323,11 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         procs.append(service)
         kind, url = out.get(timeout=120)
         assert kind == "started", kind
-        console = Console(url)
+        console = ctx.Process(target=console_process, args=(url, out), name="console", daemon=True)
+        console.start()
+        procs.append(console)
+        kind, _name = out.get(timeout=60)
+        assert kind == "ready", kind
 
         n = args.publishers
         go, start = ctx.Event(), ctx.Value("q", 0)
@@ -356,12 +359,12 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
             if "floods" in results and not stop_background.is_set():
                 time.sleep(3.0)  # the last floods' notifications
                 stop_background.set()
-        console.stop.set()
-        stop_service.set()
-        kind, svc_stats = out.get(timeout=120)
-        assert kind == "service", kind
         load = os.getloadavg()
-        report(args, results, svc_stats, desk, console, load)
+        stop_service.set()
+        while "service" not in results or "console" not in results:
+            kind, value = out.get(timeout=120)
+            results[kind] = value
+        report(args, results, desk, load)
     finally:
         stop_background.set()
         stop_service.set()
@@ -373,15 +376,15 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         mosq.stop()
 
 
-def report(args: argparse.Namespace, results: dict[str, Any], svc: dict[str, Any], desk: Desk, console: Console,
-           load: tuple[float, float, float]) -> None:
+def report(args: argparse.Namespace, results: dict[str, Any], desk: Desk, load: tuple[float, float, float]) -> None:
     published: dict[str, int] = results["floods"]
+    svc, console = results["service"], results["console"]
     bg = results["background"]
     sent = sum(b["sent"] for b in bg)
     elapsed = max(b["elapsed_s"] for b in bg)
     pub_cpu = sum(b["cpu_s"] for b in bg)
     hook = [(desk.received[d] - t) / 1e6 for d, t in published.items() if d in desk.received]
-    seen = [(console.seen[d] - t) / 1e6 for d, t in published.items() if d in console.seen]
+    seen = [(console["seen"][d] - t) / 1e6 for d, t in published.items() if d in console["seen"]]
     print(f"machine: {os.cpu_count()} CPUs (shared), load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
           f"(1 / 5 / 15 min)")
     print(f"background: {sent} uplinks published in {elapsed:.1f} s = {sent / elapsed:.0f}/s "
@@ -389,7 +392,7 @@ def report(args: argparse.Namespace, results: dict[str, Any], svc: dict[str, Any
           f"({svc['received'] / svc['elapsed_s']:.0f}/s over its {svc['elapsed_s']:.1f} s, "
           f"{svc['cpu_s'] / svc['elapsed_s']:.0%} of a core)")
     print(f"floods: {len(published)} gauges; webhook got {len(hook)}, console showed {len(seen)}; "
-          f"{console.events} console events; {svc['transitions']} alert transitions in all, "
+          f"{console['events']} console events; {svc['transitions']} alert transitions in all, "
           f"{svc['delivered']} notifications delivered")
     for gen, pauses in sorted(svc["gc"].items()):
         print(f"GC generation {gen}: {len(pauses)} collections, max {max(pauses):.1f} ms, "
