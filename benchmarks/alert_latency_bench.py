@@ -154,7 +154,7 @@ def trace_stages() -> None:
 
     to_readings, send, collect = Pipeline.to_readings, WebhookNotifier.send, RulesAndAlerts._collect
     threaded = hasattr(RulesAndAlerts, "_store")  # (before the commit thread: `flush` on the loop)
-    store = RulesAndAlerts._store if threaded else RulesAndAlerts.flush  # type: ignore[attr-defined]
+    store: Any = RulesAndAlerts._store if threaded else RulesAndAlerts.flush
 
     def to_readings_(self, msg):  # type: ignore[no-untyped-def]
         rs = to_readings(self, msg)
