@@ -197,13 +197,16 @@ def trace_stages() -> None:
     gc.callbacks.append(gc_pause)
 
 
-def service_process(raw_cfg: dict, base_dir: str, stages: bool, chunk_size: int, stop: Any, out: Any) -> None:
-    """Run the real `Service` until `stop` is set; report its desk URL, then its counts, CPU and stages."""
+def service_process(raw_cfg: dict, base_dir: str, knobs: dict[str, Any], stop: Any, out: Any) -> None:
+    """Run the real `Service` until `stop` is set; report its desk URL, then its counts, CPU and stages.
+    `knobs` are the experiments of the command line (chunk size, switch interval, gc.freeze)."""
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if stages:
+    if knobs["stages"]:
         trace_stages()
+    if knobs["switch_interval_ms"]:
+        sys.setswitchinterval(knobs["switch_interval_ms"] / 1000)
     cfg = parse_config(raw_cfg, base_dir=Path(base_dir), environ={})
 
     async def go() -> None:
@@ -212,8 +215,13 @@ def service_process(raw_cfg: dict, base_dir: str, stages: bool, chunk_size: int,
         task = asyncio.create_task(svc.run())
         await svc.started.wait()
         assert svc.desk is not None and svc.pipeline is not None
-        if chunk_size:
-            svc.pipeline.chunk_size = chunk_size
+        if knobs["chunk_size"]:
+            svc.pipeline.chunk_size = knobs["chunk_size"]
+        if knobs["gc_freeze"] == "on":
+            gc.collect()
+            gc.freeze()
+        elif knobs["gc_freeze"] == "off":
+            gc.unfreeze()
         out.put(("started", svc.desk.url))
         threading.Thread(target=lambda: (stop.wait(), loop.call_soon_threadsafe(svc.stop)), daemon=True).start()
         cpu0, received0, t0 = cpu_s(), svc.pipeline.stats.received, now_ns()
@@ -318,7 +326,9 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
                 reg.add(d, by="bench")
         out = ctx.Queue()
         service = ctx.Process(target=service_process, name="service",
-                              args=(raw, str(tmp), args.stages, args.chunk_size, stop_service, out))
+                              args=(raw, str(tmp), {"stages": args.stages, "chunk_size": args.chunk_size,
+                                                    "switch_interval_ms": args.switch_interval_ms,
+                                                    "gc_freeze": args.gc_freeze}, stop_service, out))
         service.start()
         procs.append(service)
         kind, url = out.get(timeout=120)
@@ -385,6 +395,10 @@ def report(args: argparse.Namespace, results: dict[str, Any], desk: Desk, load: 
     pub_cpu = sum(b["cpu_s"] for b in bg)
     hook = [(desk.received[d] - t) / 1e6 for d, t in published.items() if d in desk.received]
     seen = [(console["seen"][d] - t) / 1e6 for d, t in published.items() if d in console["seen"]]
+    knobs = {k: v for k in ("chunk_size", "switch_interval_ms", "gc_freeze")
+             if (v := getattr(args, k)) not in (0, "as-is")}
+    print(f"rate {args.rate:g}/s, {args.devices} background devices, {args.floods_per_s:g} floods/s"
+          + (f"; {knobs}" if knobs else ""))
     print(f"machine: {os.cpu_count()} CPUs (shared), load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
           f"(1 / 5 / 15 min)")
     print(f"background: {sent} uplinks published in {elapsed:.1f} s = {sent / elapsed:.0f}/s "
@@ -416,6 +430,10 @@ def main() -> None:
     p.add_argument("--floods-per-s", type=float, default=10.0, help="floods per second")
     p.add_argument("--settle", type=float, default=2.0, help="seconds of background load before the first flood")
     p.add_argument("--chunk-size", type=int, default=0, help="the pipeline's chunk size (0 = the service's own)")
+    p.add_argument("--switch-interval-ms", type=float, default=0.0,
+                   help="the service's sys.setswitchinterval, ms (0 = as it is)")
+    p.add_argument("--gc-freeze", choices=("on", "off", "as-is"), default="as-is",
+                   help="gc.freeze() the service's start-up heap, or gc.unfreeze() it")
     p.add_argument("--stages", action="store_true", help="also time the stages in between (wraps service methods)")
     args = p.parse_args()
     logger.remove()
