@@ -50,6 +50,7 @@ from loguru import logger
 from collectors.lorawan.chirpstack import build_chirpstack_event
 from core.device import Device
 from provisioning.registry import Registry
+from service import app
 from service.app import Service
 from service.config import parse_config
 from service.desk.auth import hash_password
@@ -205,6 +206,8 @@ def service_process(raw_cfg: dict, base_dir: str, knobs: dict[str, Any], stop: A
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if knobs["stages"]:
         trace_stages()
+    if hasattr(app, "tune_process"):  # as `urbansense run` does
+        app.tune_process()
     if knobs["switch_interval_ms"]:
         sys.setswitchinterval(knobs["switch_interval_ms"] / 1000)
     cfg = parse_config(raw_cfg, base_dir=Path(base_dir), environ={})
@@ -217,11 +220,9 @@ def service_process(raw_cfg: dict, base_dir: str, knobs: dict[str, Any], stop: A
         assert svc.desk is not None and svc.pipeline is not None
         if knobs["chunk_size"]:
             svc.pipeline.chunk_size = knobs["chunk_size"]
-        if knobs["gc_freeze"] == "on":
-            gc.collect()
+        if knobs["gc_freeze"] == "on" or (knobs["gc_freeze"] == "as-is" and hasattr(app, "freeze_startup_heap")):
+            gc.collect()  # as `urbansense run` does after start-up
             gc.freeze()
-        elif knobs["gc_freeze"] == "off":
-            gc.unfreeze()
         out.put(("started", svc.desk.url))
         threading.Thread(target=lambda: (stop.wait(), loop.call_soon_threadsafe(svc.stop)), daemon=True).start()
         cpu0, received0, t0 = cpu_s(), svc.pipeline.stats.received, now_ns()
@@ -431,9 +432,9 @@ def main() -> None:
     p.add_argument("--settle", type=float, default=2.0, help="seconds of background load before the first flood")
     p.add_argument("--chunk-size", type=int, default=0, help="the pipeline's chunk size (0 = the service's own)")
     p.add_argument("--switch-interval-ms", type=float, default=0.0,
-                   help="the service's sys.setswitchinterval, ms (0 = as it is)")
+                   help="the service's sys.setswitchinterval, ms (0 = as `urbansense run` sets it)")
     p.add_argument("--gc-freeze", choices=("on", "off", "as-is"), default="as-is",
-                   help="gc.freeze() the service's start-up heap, or gc.unfreeze() it")
+                   help="gc.freeze() the service's start-up heap or not (as-is: as `urbansense run` does)")
     p.add_argument("--stages", action="store_true", help="also time the stages in between (wraps service methods)")
     args = p.parse_args()
     logger.remove()
