@@ -63,7 +63,8 @@ class RulesAndAlerts:
         self.transitions = 0
         self.recent: deque[AlertTransition] = deque(maxlen=50)
         self._pending: list[AlertTransition] = []
-        self.on_change: list[Callable[[], None]] = []  # after transitions are stored, in the commit thread
+        self.on_change: list[Callable[[list[AlertTransition]], None]] = []
+        """Called with the transitions of each commit, after it (in the commit thread): the desk console."""
         self._on_state = on_state
         self._state_seen_at = -math.inf
         self._warm_lines = b""
@@ -146,7 +147,7 @@ class RulesAndAlerts:
                 logger.opt(exception=result).error("alerts: could not handle {} {} → {}",
                                                    t.rule_id, t.device_id, t.to_state)
         for callback in self.on_change:
-            callback()
+            callback(pending)
 
     def _handle(self, transitions: Iterable[AlertTransition]) -> bytes:
         lines = self._collect(transitions)

@@ -158,8 +158,9 @@ class Service:
             self.desk = DeskServer(cfg.desk, alerting.alerts, lambda: view.by_id, timezone=cfg.alerts.timezone,
                                    tls=tls)
             await self.desk.start()
-            alerting.on_change.append(self.desk.changed)
-            alerting.alerts.worker.on_change = self.desk.changed
+            alerting.on_change.append(self.desk.transitions_stored)
+            desk = self.desk
+            alerting.alerts.worker.on_change = lambda: desk.changed(urgent=False)  # a delivery's outcome
         await self.alerting.warm_up(self.influx)
         self.pipeline.on_reading.append(self.alerting.on_reading)
         self.pipeline.on_chunk_end.append(self.alerting.on_chunk_end)

@@ -2,7 +2,8 @@
 
 The pipeline lets the rest of the event loop run between the chunks of a backlog; alert commits
 (whose fsync is the slow part) run in the alerts' one commit thread, in the order asked, so the
-loop runs on while another process holds the alert store's write lock; `urbansense run` lets
+loop runs on while another process holds the alert store's write lock; the desk console pushes a
+flood alert at once and routine changes at most every `ROUTINE_EVERY_S`; `urbansense run` lets
 threads take turns within 1 ms and keeps its start-up heap out of full garbage collections.
 """
 
@@ -14,17 +15,24 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import httpx
+import orjson
 import pytest
 
 from alerts.config import AlertsConfig
 from alerts.model import fingerprint
 from alerts.runtime import AlertsRuntime
+from core.device import Device
 from core.rejected import Rejected
 from core.transition import AlertState, AlertTransition, Severity
 from core.uplink import Incoming
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
 from service.app import freeze_startup_heap, tune_process
+from service.config import parse_config
+from service.desk import server
+from service.desk.auth import hash_password
+from service.desk.server import DeskServer
 from service.inbox import Inbox
 from service.metrics import Metrics
 from service.pipeline import Pipeline
@@ -117,3 +125,58 @@ def test_urbansense_run_lets_threads_cross_within_1_ms_and_freezes_its_start_up_
     finally:
         gc.unfreeze()
         sys.setswitchinterval(interval)
+
+
+@pytest.mark.asyncio
+async def test_the_console_pushes_a_flood_alert_at_once_and_coalesces_routine_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server, "ROUTINE_EVERY_S", 3.0)  # a window no slow machine can mistake
+    noise = Device("N-1", "a84041000000aa01", "elsys-ers-sound", "noise", 39.9, 116.3, "工地", "朝阳", "建外街道")
+    gauge = Device("W-1", "24e1250000000001", "milesight-em500-udl", "water_level", 39.8, 116.3, "下穿通道",
+                   "朝阳", "建外街道")
+    devices = {d.id: d for d in (noise, gauge)}
+    alerts = AlertsRuntime(CONFIG, devices.get, db_path=tmp_path / "alerts.sqlite", clock=lambda: T0)
+    cfg = parse_config({"desk": {"enabled": True, "port": 0, "users": {"wang": hash_password("pw-123456")}}},
+                       environ={}).desk
+    desk = DeskServer(cfg, alerts, lambda: devices)
+    await desk.start()
+    events: list[list[str]] = []
+    got = asyncio.Event()
+
+    async def read(client: httpx.AsyncClient) -> None:
+        async with client.stream("GET", "/events") as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data: "):
+                    events.append(sorted(a["device_id"] for a in orjson.loads(line[6:])["alerts"]))
+                    got.set()
+
+    async def next_event() -> list[str]:
+        await asyncio.wait_for(got.wait(), 10)
+        got.clear()
+        return events[-1]
+
+    def store(t: AlertTransition) -> None:
+        alerts.handle_many([t])
+        desk.transitions_stored([t])
+
+    async with httpx.AsyncClient(base_url=desk.url) as client:
+        assert (await client.post("/login", data={"user": "wang", "password": "pw-123456"})).status_code == 303
+        reader = asyncio.create_task(read(client))
+        try:
+            assert await next_event() == []  # the snapshot at connect
+            for n in range(5):  # routine changes (a noise warning and its updates): one push for all
+                store(AlertTransition("noise.night", "N-1", AlertState.PENDING, AlertState.FIRING, Severity.WARNING,
+                                      T0 + n * S, 60.0 + n, 55.0, "case"))
+            assert await next_event() == ["N-1"]
+            store(AlertTransition("noise.night", "N-1", AlertState.FIRING, AlertState.RESOLVED, Severity.WARNING,
+                                  T0 + 10 * S, 50.0, 55.0, "case"))  # routine, within the window: waits
+            await asyncio.sleep(0.5)
+            assert len(events) == 2
+            store(firing("W-1", 11))  # a flood gauge's critical alert: pushed at once, with what waited
+            assert await next_event() == ["W-1"]
+            await asyncio.sleep(server.ROUTINE_EVERY_S + 0.5)
+            assert len(events) == 3  # nothing left waiting: the routine change went out with the flood alert
+        finally:
+            reader.cancel()
+            await desk.stop()
+            alerts.close()

@@ -15,7 +15,7 @@ import contextlib
 import html
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,15 +26,20 @@ from loguru import logger
 from alerts.errors import AlertsError
 from alerts.runtime import AlertsRuntime
 from core.device import Device
+from core.transition import AlertTransition, Severity
 from service.config import DeskConfig
 from service.desk.auth import Session, Sessions, Users
-from service.desk.state import DeskState
+from service.desk.state import FLOOD_KIND, DeskState
 
 T = TypeVar("T")
 
 STATIC = Path(__file__).with_name("static")
 COOKIE = "desk_session"
 HEARTBEAT_S = 15.0
+ROUTINE_EVERY_S = 0.25
+"""Routine changes (a warning on a bin, a delivery's outcome) reach the page at most this often: each push
+is a snapshot of every active alert, and a night of noise alerts makes one cost milliseconds of the event
+loop that carries the flood alerts. A flood gauge's or any critical alert's change is pushed at once."""
 MAX_COMMENT = 500
 
 
@@ -54,6 +59,8 @@ class DeskServer:
         self._clients: set[asyncio.Queue[bytes | None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
+        self._routine: asyncio.TimerHandle | None = None
+        self._pushed_at = -ROUTINE_EVERY_S
         self._runner: web.AppRunner | None = None
         self.events_sent = 0
         self._state = DeskState(alerts.store, devices, tz=timezone, recent=cfg.recent_notifications)
@@ -97,9 +104,10 @@ class DeskServer:
 
     # live updates
 
-    def changed(self) -> None:
-        """Something the page shows changed: push one fresh snapshot to every open page, soon (changes
-        within one turn of the event loop are sent as one). Safe from any thread."""
+    def changed(self, urgent: bool = True) -> None:
+        """Something the page shows changed: push one fresh snapshot to every open page, at the next turn
+        of the event loop when `urgent`, else within `ROUTINE_EVERY_S` (changes in between are sent as
+        one). Safe from any thread."""
         loop = self._loop
         if loop is None or loop.is_closed() or not self._clients:
             return
@@ -108,19 +116,35 @@ class DeskServer:
         except RuntimeError:
             same = False
         if same:
-            self._schedule()
+            self._schedule(urgent)
         else:
-            loop.call_soon_threadsafe(self._schedule)
+            loop.call_soon_threadsafe(self._schedule, urgent)
 
-    def _schedule(self) -> None:
-        if not self._scheduled:
+    def transitions_stored(self, transitions: Iterable[AlertTransition]) -> None:
+        """Alert transitions were committed: urgent when one is critical or on a flood gauge."""
+        devices = self.devices()
+        self.changed(any(t.severity == Severity.CRITICAL or getattr(devices.get(t.device_id), "kind", "") == FLOOD_KIND
+                         for t in transitions))
+
+    def _schedule(self, urgent: bool) -> None:
+        if self._scheduled:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._pushed_at + ROUTINE_EVERY_S - loop.time()
+        if urgent or wait <= 0:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._broadcast)
+            loop.call_soon(self._broadcast)
+        elif self._routine is None:
+            self._routine = loop.call_later(wait, self._broadcast)
 
     def _broadcast(self) -> None:
         self._scheduled = False
+        if self._routine is not None:
+            self._routine.cancel()
+            self._routine = None
         if not self._clients:
             return
+        self._pushed_at = asyncio.get_running_loop().time()
         try:
             data = self._event_bytes("state", self._state.snapshot_json())
         except Exception:  # a failed read must not end the stream; the next change tries again
