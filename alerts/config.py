@@ -136,6 +136,9 @@ class OutboxConfig(_Model):
     stop_timeout_s: float = Field(10.0, ge=0, description=("on stop, how long deliveries under way may finish, "
                                                            "seconds"))
     retention_days: float = Field(30.0, gt=0, description="delivered rows are kept this long (failed ones stay)")
+    claim_s: float = Field(30.0, gt=0, description=(
+        "a row taken for sending is this instance's alone for this long (another instance sends it after that, "
+        "with the same Idempotency-Key, only if this one died mid-send); keep above the notifiers' timeout_s"))
 
 
 def _default_inhibit_rules() -> list[InhibitRuleConfig]:

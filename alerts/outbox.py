@@ -4,7 +4,8 @@ A retryable failure (network error, timeout, 5xx, 429, robot rate limit) resched
 with exponential backoff and jitter, for as long as it takes; a permanent refusal (other 4xx)
 marks it failed with the receiver's words, logged and counted, never silently dropped. Only the
 oldest undelivered row of each (fingerprint, receiver) is sent, so a close never overtakes its
-open. A row is marked delivered only after the receiver accepted it; every HTTP request carries
+open. Rows are claimed before they are sent (`AlertStore.claim_due`), so two instances never send
+the same one. A row is marked delivered only after the receiver accepted it; every HTTP request carries
 `Idempotency-Key: <fingerprint>:<seq>` so a resend after a crash can be recognised.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections import Counter
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
+from sqlalchemy.exc import SQLAlchemyError
 
 from alerts.config import OutboxConfig
 from alerts.errors import PermanentError, RetryableError
@@ -55,9 +58,11 @@ class OutboxWorker:
 
     def __init__(self, store: AlertStore, notifiers: Mapping[str, Notifier], *,
                  config: OutboxConfig | None = None, clock: Callable[[], int] = time.time_ns,
-                 rng: random.Random | None = None, executor: Executor | None = None) -> None:
+                 rng: random.Random | None = None, take_over_claims: bool = True,
+                 executor: Executor | None = None) -> None:
         """`executor` runs the store's marks (a commit each) off the event loop; None = asyncio's default."""
         self.store = store
+        self.take_over_claims = take_over_claims
         self.executor = executor
         self.notifiers = notifiers
         self.cfg = config or OutboxConfig()
@@ -68,6 +73,7 @@ class OutboxWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
+        self._db_errors = 0
         self.on_change: Callable[[], None] | None = None  # after every attempt (the desk console listens)
 
     def wake(self) -> None:
@@ -84,16 +90,36 @@ class OutboxWorker:
         loop.call_soon_threadsafe(event.set)
 
     async def run(self) -> None:
+        """Deliver until `stop()`. One worker runs per database (the leader's), so with `take_over_claims`
+        the claims found at start belong to a predecessor that died or stepped down and are taken over at
+        once rather than after `claim_s`. A database error (PostgreSQL restarting) is logged and the look
+        is repeated after the poll interval."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         try:
+            if self.take_over_claims and (released := await asyncio.to_thread(self.store.release_claims)):
+                logger.info("outbox: took over {} notification(s) claimed by a previous instance", released)
             while not self._stopping:
                 self._wake.clear()
-                self._start_due()
+                idle_s = self.cfg.poll_interval_s
+                try:
+                    await self._start_due()
+                    idle_s = self._idle_s()
+                except SQLAlchemyError as exc:
+                    self._db_errors += 1
+                    if self._db_errors == 1 or self._db_errors % 60 == 0:
+                        logger.warning("outbox: the alert store is unreachable ({} time(s)); retrying: {}",
+                                       self._db_errors, type(exc).__name__)
+                else:
+                    if self._db_errors:
+                        logger.info("outbox: the alert store is reachable again")
+                    self._db_errors = 0
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._idle_s())
+                    await asyncio.wait_for(self._wake.wait(), idle_s)
         finally:
             await self._finish_inflight()
+            with contextlib.suppress(SQLAlchemyError):
+                await asyncio.to_thread(self.store.release_claims, self.store.owner)  # cut-short rows: next instance
             await self.aclose()
 
     async def stop(self) -> None:
@@ -106,7 +132,7 @@ class OutboxWorker:
         """One pass without `run`: send every row due now (heads only) and wait; returns rows attempted."""
         self._loop = asyncio.get_running_loop()
         self._wake = self._wake or asyncio.Event()
-        started = self._start_due()
+        started = await self._start_due()
         await asyncio.gather(*self._inflight.values(), return_exceptions=True)
         return started
 
@@ -123,11 +149,14 @@ class OutboxWorker:
             return self.cfg.poll_interval_s
         return max(0.0, min(self.cfg.poll_interval_s, (next_ns - self.clock()) / 1e9))
 
-    def _start_due(self) -> int:
+    async def _start_due(self) -> int:
+        """Claim the due rows there is room for (a write: in `executor`) and start sending them."""
         room = self.cfg.max_in_flight - len(self._inflight)
         if room <= 0:
             return 0
-        rows = self.store.due(self.clock(), room, busy=self._inflight.keys())
+        claim = functools.partial(self.store.claim_due, self.clock(), room, busy=list(self._inflight.keys()),
+                                  claim_ns=int(self.cfg.claim_s * 1e9))
+        rows = await asyncio.get_running_loop().run_in_executor(self.executor, claim)
         for d in rows:
             key = d.queue_key
             self._inflight[key] = asyncio.create_task(self._deliver(d, key), name=f"deliver-{d.id}")

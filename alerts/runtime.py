@@ -17,6 +17,7 @@ from alerts.notifiers import build_notifiers
 from alerts.outbox import OutboxWorker
 from alerts.routing import Router
 from alerts.store import AlertStore
+from core.database import is_postgres_url
 from core.device import Device
 from core.transition import AlertTransition
 
@@ -28,17 +29,23 @@ class AlertsRuntime:
 
     def __init__(self, config: AlertsConfig, devices: Callable[[str], Device | None], *,
                  db_path: str | Path | None = None, base_dir: Path = Path("."),
-                 clock: Callable[[], int] = time.time_ns) -> None:
-        path = Path(db_path or config.db_path)
+                 clock: Callable[[], int] = time.time_ns, migrate_schema: bool = True,
+                 take_over_claims: bool = True) -> None:
+        """`db_path`: the store's SQLite file (relative to `base_dir`) or a PostgreSQL URL; default `config.db_path`.
+        `take_over_claims`: see `OutboxWorker.run` (False only where two workers share a database on purpose)."""
+        target: str | Path = db_path or config.db_path
+        if not is_postgres_url(target):
+            path = Path(target)
+            target = path if path.is_absolute() else base_dir / path
         self.config = config
         self.clock = clock
-        self.store = AlertStore(path if path.is_absolute() else base_dir / path)
+        self.store = AlertStore(target, migrate_schema=migrate_schema)
         self.notifiers = build_notifiers(config, base_dir=base_dir)
         self.committer = ThreadPoolExecutor(1, thread_name_prefix="alerts-commit")
         """The one thread that commits for the event loop (transitions, delivery marks, repeats): a commit's
         fsync (synchronous=FULL) then holds only this thread, and commits keep the order they were asked in."""
         self.worker = OutboxWorker(self.store, self.notifiers, config=config.outbox, clock=clock,
-                                   executor=self.committer)
+                                   take_over_claims=take_over_claims, executor=self.committer)
         self.manager = AlertLifecycle(
             self.store, Router(config.routes, config.default_receivers), self.notifiers, devices,
             repeat_interval_s=config.repeat_interval_s, inhibit_rules=config.inhibit_rules,

@@ -1,96 +1,48 @@
-"""SQLite persistence of alerts, their history, silences, cases and the notification outbox.
+"""Persistence of alerts, their history, silences, cases, the notification outbox and the operators'
+audit trail: a SQLite file (the embedded default) or a shared PostgreSQL database, one code path
+(SQLAlchemy Core, `core.database`).
 
-WAL with synchronous=FULL: a committed transition survives a kill -9 or a power cut. A
-transition's alert row, its history line and its outbox rows are written in one transaction,
-and outbox rows are unique on (fingerprint, seq, receiver), so re-processing enqueues nothing.
-The CLI opens the same file from another process; every read goes to the database.
+On SQLite: WAL with synchronous=FULL, so a committed transition survives a kill -9 or a power
+cut. A transition's alert row, its history line and its outbox rows are written in one
+transaction, and outbox rows are unique on (fingerprint, seq, receiver), so re-processing
+enqueues nothing. The CLI opens the same database from another process; every read goes to it.
+Outbox rows are claimed (`claimed_by`, `claimed_until`; `FOR UPDATE SKIP LOCKED` on PostgreSQL)
+before they are sent, so two instances never send the same notification.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import os
+import socket
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy import Connection, RowMapping, text
+from sqlalchemy.exc import OperationalError
 
 from alerts.errors import AlertsError
 from alerts.matchers import Matcher, matchers_from_json
 from alerts.model import AlertRecord, Delivery, Measured
+from alerts.schema import COMPONENT, MIGRATIONS
+from core.database import (
+    MigrationError,
+    describe_url,
+    is_postgres,
+    is_postgres_url,
+    migrate,
+    open_engine,
+    pending,
+    read_connection,
+)
 from core.transition import AlertState, Severity
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY,
-    fingerprint TEXT NOT NULL UNIQUE,
-    rule_id TEXT NOT NULL,
-    device_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    route TEXT NOT NULL DEFAULT '',
-    labels_json TEXT NOT NULL DEFAULT '{}',
-    summary TEXT NOT NULL DEFAULT '',
-    value REAL, threshold REAL, eta_s REAL,
-    started_ns INTEGER, updated_ns INTEGER NOT NULL, resolved_ns INTEGER,
-    acked_by TEXT, acked_ns INTEGER, ack_comment TEXT,
-    seq INTEGER NOT NULL DEFAULT 0,
-    episode INTEGER NOT NULL DEFAULT 0,
-    notified INTEGER NOT NULL DEFAULT 0,
-    receivers_json TEXT NOT NULL DEFAULT '[]',
-    last_notified_ns INTEGER,
-    suppressed_by TEXT,
-    case_key TEXT, case_id TEXT,
-    measured_json TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS alerts_state ON alerts(state);
-CREATE TABLE IF NOT EXISTS history (
-    id INTEGER PRIMARY KEY,
-    fingerprint TEXT NOT NULL,
-    time_ns INTEGER NOT NULL,
-    from_state TEXT NOT NULL, to_state TEXT NOT NULL, severity TEXT NOT NULL,
-    value REAL, threshold REAL,
-    event TEXT, seq INTEGER, receivers_json TEXT NOT NULL DEFAULT '[]', note TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS history_fp ON history(fingerprint, id);
-CREATE TABLE IF NOT EXISTS silences (
-    id INTEGER PRIMARY KEY,
-    matchers_json TEXT NOT NULL,
-    starts_ns INTEGER NOT NULL, ends_ns INTEGER NOT NULL,
-    comment TEXT NOT NULL, created_by TEXT NOT NULL, created_ns INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS cases (
-    receiver TEXT NOT NULL, case_key TEXT NOT NULL,
-    fingerprint TEXT NOT NULL, case_id TEXT,
-    opened_ns INTEGER, closed_ns INTEGER,
-    PRIMARY KEY (receiver, case_key)
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
-    fingerprint TEXT NOT NULL, seq INTEGER NOT NULL, receiver TEXT NOT NULL,
-    event TEXT NOT NULL, case_key TEXT,
-    body_json TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_ns INTEGER NOT NULL, next_attempt_ns INTEGER NOT NULL,
-    delivered_ns INTEGER, failed_ns INTEGER, last_error TEXT,
-    UNIQUE (fingerprint, seq, receiver)
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(fingerprint, receiver, id)
-    WHERE delivered_ns IS NULL AND failed_ns IS NULL;
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_ns, id)
-    WHERE delivered_ns IS NULL AND failed_ns IS NULL;
-CREATE INDEX IF NOT EXISTS outbox_queue ON outbox(COALESCE(case_key, fingerprint), receiver, id)
-    WHERE delivered_ns IS NULL AND failed_ns IS NULL;
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY,
-    time_ns INTEGER NOT NULL, user TEXT NOT NULL, action TEXT NOT NULL,
-    target TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT ''
-);
-PRAGMA user_version = 1;
-"""
+Row = RowMapping
 
 _ALERT_COLS = (
     "fingerprint", "rule_id", "device_id", "state", "severity", "route", "labels_json", "summary",
@@ -167,7 +119,7 @@ def _dumps(v: Any) -> str:
     return orjson.dumps(v).decode()
 
 
-def _to_record(row: sqlite3.Row) -> AlertRecord:
+def _to_record(row: Row) -> AlertRecord:
     d = dict(row)
     return AlertRecord(
         id=d["id"], fingerprint=d["fingerprint"], rule_id=d["rule_id"], device_id=d["device_id"],
@@ -182,58 +134,90 @@ def _to_record(row: sqlite3.Row) -> AlertRecord:
     )
 
 
-def _alert_values(a: AlertRecord) -> tuple[Any, ...]:
-    return (
-        a.fingerprint, a.rule_id, a.device_id, a.state, a.severity, a.route, _dumps(a.labels), a.summary,
+def _alert_values(a: AlertRecord) -> dict[str, Any]:
+    values = (
+        a.fingerprint, a.rule_id, a.device_id, str(a.state), str(a.severity), a.route, _dumps(a.labels), a.summary,
         a.value, a.threshold, a.eta_s, a.started_ns, a.updated_ns, a.resolved_ns, a.acked_by, a.acked_ns,
         a.ack_comment, a.seq, a.episode, int(a.notified), _dumps(a.receivers), a.last_notified_ns,
         a.suppressed_by, a.case_key, a.case_id, _dumps(a.measured.to_json()),
     )
+    return dict(zip(_ALERT_COLS, values, strict=True))
+
+
+def _outbox_row(r: Row) -> OutboxRow:
+    return OutboxRow(r["id"], r["fingerprint"], r["seq"], r["receiver"], r["event"], r["attempts"],
+                     r["created_ns"], r["next_attempt_ns"], r["delivered_ns"], r["failed_ns"],
+                     r["last_error"], orjson.loads(r["body_json"]))
+
+
+def _delivery(r: Row) -> Delivery:
+    return Delivery(r["id"], r["fingerprint"], r["seq"], r["receiver"], orjson.loads(r["body_json"]),
+                    r["attempts"], r["case_key"], r["case_id"])
+
+
+def _queue_key(r: Row) -> tuple[str, str]:
+    return (r["case_key"] or r["fingerprint"], r["receiver"])
+
+
+_WAITING = "delivered_ns IS NULL AND failed_ns IS NULL"
+_HEAD = ("o.id = (SELECT MIN(p.id) FROM outbox p"
+         " WHERE COALESCE(p.case_key, p.fingerprint) = COALESCE(o.case_key, o.fingerprint)"
+         " AND p.receiver = o.receiver AND p.delivered_ns IS NULL AND p.failed_ns IS NULL)")
+"""The oldest undelivered row of its (case key or fingerprint, receiver) queue."""
+_UNCLAIMED = "(o.claimed_until IS NULL OR o.claimed_until <= :now)"
+DEFAULT_CLAIM_S = 120.0
+
+
+def instance_id() -> str:
+    """Who claims outbox rows: host, process and a random part (a restarted process is another claimant)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
 
 
 class AlertStore:
-    """One SQLite file; safe to share between the event loop and threads (one lock, one connection)."""
+    """A SQLite file or a PostgreSQL URL; safe to share between the event loop and threads.
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+    Writes and the reads that must see them go through one lock (one open transaction at a time per
+    store, as before); `_read` takes a pooled connection of its own and sees committed rows only, so
+    the outbox worker, the desk console and the metrics never wait for a writer's commit (its fsync).
+    Pending migrations run on open unless `migrate_schema=False`, which refuses a database that is
+    behind instead (`AlertsError`).
+    """
+
+    def __init__(self, target: str | Path, *, migrate_schema: bool = True, owner: str | None = None) -> None:
+        self.target = target
+        self.postgres = is_postgres_url(target)
+        self.path = Path(target) if not self.postgres else None
+        self.engine = open_engine(target)
+        self.owner = owner or instance_id()
         self._lock = threading.RLock()
+        self._conn: Connection | None = None
         self._depth = 0
         self._batch_depth = 0
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        with self._lock:
-            self._migrate()
-            self._db.executescript(_SCHEMA)
-        # Reads that need only committed rows (the outbox worker's scans, the desk console, metrics) use a
-        # connection of their own: in WAL mode they never wait for a writer's commit (its fsync).
-        self._read_lock = threading.Lock() if str(path) != ":memory:" else self._lock
-        self._reader = self._db
-        if str(path) != ":memory:":
-            self._reader = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
-            self._reader.row_factory = sqlite3.Row
-            self._reader.execute("PRAGMA busy_timeout=10000")
-
-    def _migrate(self) -> None:
-        """Add columns a file written by an older version lacks (CREATE TABLE IF NOT EXISTS keeps its shape)."""
-        cols = {r[1] for r in self._db.execute("PRAGMA table_info(alerts)")}
-        if cols and "measured_json" not in cols:
-            self._db.execute("ALTER TABLE alerts ADD COLUMN measured_json TEXT NOT NULL DEFAULT '{}'")
+        self._shared_conn = str(target) == ":memory:"
+        try:
+            if migrate_schema:
+                migrate(self.engine, COMPONENT, MIGRATIONS)
+            elif behind := pending(self.engine, COMPONENT, MIGRATIONS):
+                raise AlertsError(f"the alert store's schema is {len(behind)} migration(s) behind "
+                                  "(database.migrate_on_start is off): run `urbansense db migrate`")
+        except MigrationError as exc:
+            self.engine.dispose()
+            raise AlertsError(f"alert store {describe_url(target)}: {exc}") from None
+        except OperationalError as exc:
+            self.engine.dispose()
+            raise AlertsError(f"cannot open the alert store {describe_url(target)}: {exc.orig}") from None
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
-        if self._reader is not self._db:
-            with self._read_lock:
-                self._reader.close()
+            self.engine.dispose()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE); calls nested inside it join it.
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction (BEGIN IMMEDIATE on SQLite); calls nested inside it join it.
 
         The manager reads, decides and writes an alert inside one, so an operator's ack from
         the CLI in another process cannot be lost between the read and the write.
@@ -243,36 +227,39 @@ class AlertStore:
                 yield from self._savepoint()
                 return
             if self._depth:
+                assert self._conn is not None
                 self._depth += 1
                 try:
-                    yield self._db
+                    yield self._conn
                 finally:
                     self._depth -= 1
                 return
-            self._db.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield self._db
-            except BaseException:
-                self._depth = 0
-                self._db.execute("ROLLBACK")
-                raise
-            self._depth = 0
-            self._db.execute("COMMIT")
+            with self.engine.connect() as conn:
+                tx = conn.begin()
+                self._conn, self._depth = conn, 1
+                try:
+                    yield conn
+                except BaseException:
+                    self._conn, self._depth = None, 0
+                    tx.rollback()
+                    raise
+                self._conn, self._depth = None, 0
+                tx.commit()
 
-    def _savepoint(self) -> Iterator[sqlite3.Connection]:
+    def _savepoint(self) -> Iterator[Connection]:
         """A transaction directly inside `batch()`: rolled back alone when it fails, committed with the batch."""
+        conn = self._conn
+        assert conn is not None
         self._depth += 1
-        self._db.execute("SAVEPOINT tx")
+        sp = conn.begin_nested()
         try:
-            yield self._db
+            yield conn
         except BaseException:
-            self._db.execute("ROLLBACK TO tx")
-            self._db.execute("RELEASE tx")
+            sp.rollback()
             raise
         finally:
             self._depth -= 1
-        self._db.execute("RELEASE tx")
+        sp.commit()
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -300,29 +287,37 @@ class AlertStore:
         """True inside `transaction()` or `batch()` (of the thread holding the lock): not yet committed."""
         return self._depth > 0
 
-    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, params: Mapping[str, Any] | None = None) -> Sequence[Row]:
+        """A query that sees this store's open transaction (when the calling thread holds one)."""
         with self._lock:
-            return self._db.execute(sql, tuple(params)).fetchall()
+            if self._conn is not None:
+                return self._conn.execute(text(sql), dict(params or {})).mappings().all()
+            with read_connection(self.engine) as conn:
+                return conn.execute(text(sql), dict(params or {})).mappings().all()
 
-    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        """A query of committed rows only, on the reader connection (never waits for a commit)."""
-        with self._read_lock:
-            return self._reader.execute(sql, tuple(params)).fetchall()
+    def _read(self, sql: str, params: Mapping[str, Any] | None = None) -> Sequence[Row]:
+        """A query of committed rows only, on a connection of its own (never waits for a commit)."""
+        if self._shared_conn:
+            return self._query(sql, params)
+        with read_connection(self.engine) as conn:
+            return conn.execute(text(sql), dict(params or {})).mappings().all()
 
     # alerts
 
     def get(self, fingerprint: str) -> AlertRecord | None:
-        rows = self._query("SELECT * FROM alerts WHERE fingerprint = ?", (fingerprint,))
+        rows = self._query("SELECT * FROM alerts WHERE fingerprint = :fp", {"fp": fingerprint})
         return _to_record(rows[0]) if rows else None
 
     def find(self, ref: str) -> AlertRecord:
         """An alert by its numeric id, its fingerprint or a unique fingerprint prefix (≥ 4 digits)."""
         ref = ref.strip()
-        rows: list[sqlite3.Row] = []
-        if ref.isdigit():
-            rows = self._query("SELECT * FROM alerts WHERE id = ?", (int(ref),))
+        rows: Sequence[Row] = []
+        if ref.isdigit() and int(ref) < 1 << 63:
+            rows = self._query("SELECT * FROM alerts WHERE id = :id", {"id": int(ref)})
         if not rows and len(ref) >= 4:
-            rows = self._query("SELECT * FROM alerts WHERE fingerprint LIKE ? LIMIT 2", (ref.lower() + "%",))
+            prefix = ref.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            rows = self._query("SELECT * FROM alerts WHERE fingerprint LIKE :p ESCAPE '\\' LIMIT 2",
+                               {"p": prefix + "%"})
         if not rows:
             raise AlertsError(f"no alert with id or fingerprint {ref!r}")
         if len(rows) > 1:
@@ -332,33 +327,31 @@ class AlertStore:
     def list_alerts(self, states: Iterable[str] | None = None, limit: int = 1000) -> list[AlertRecord]:
         """Alerts by state (firing, pending, resolved, inactive, acknowledged), most recently changed first."""
         wanted = set(states or ())
-        clauses, params = [], []
-        base = [s for s in wanted if s != "acknowledged"]
+        clauses: list[str] = []
+        params: dict[str, Any] = {"limit": min(limit, (1 << 63) - 1)}
+        base = sorted(s for s in wanted if s != "acknowledged")
         if base:
-            clauses.append(f"state IN ({','.join('?' * len(base))})")
-            params.extend(base)
+            clauses.append(f"state IN ({','.join(f':s{i}' for i in range(len(base)))})")
+            params.update({f"s{i}": s for i, s in enumerate(base)})
         if "acknowledged" in wanted:
             clauses.append("(state = 'firing' AND acked_by IS NOT NULL)")
         where = f"WHERE {' OR '.join(clauses)}" if clauses else ""
-        rows = self._query(f"SELECT * FROM alerts {where} ORDER BY updated_ns DESC, id DESC LIMIT ?",
-                           (*params, limit))
+        rows = self._query(f"SELECT * FROM alerts {where} ORDER BY updated_ns DESC, id DESC LIMIT :limit", params)
         return [_to_record(r) for r in rows]
 
     def firing_matching(self, match: Mapping[str, str], exclude: str) -> list[AlertRecord]:
         """Firing alerts whose labels carry all of `match` (the sources of an inhibit rule)."""
-        clauses = ["state = 'firing'", "fingerprint != ?"]
-        params: list[Any] = [exclude]
-        for k, v in match.items():
-            clauses.append("json_extract(labels_json, ?) = ?")
-            params += [f'$."{k}"', v]
-        rows = self._query(f"SELECT * FROM alerts WHERE {' AND '.join(clauses)}", params)
-        return [_to_record(r) for r in rows]
+        rows = self._query("SELECT * FROM alerts WHERE state = 'firing' AND fingerprint != :fp ORDER BY id",
+                           {"fp": exclude})
+        out = [_to_record(r) for r in rows]
+        return [a for a in out if all(a.labels.get(k) == v for k, v in match.items())]
 
     def firing_versions(self) -> dict[str, tuple[Any, ...]]:
         """Firing alerts' fingerprints → what changes when the alert does (for views cached by a reader)."""
         rows = self._read("SELECT fingerprint, updated_ns, acked_ns, suppressed_by, case_id, seq, severity"
                           " FROM alerts WHERE state = 'firing'")
-        return {r[0]: tuple(r[1:]) for r in rows}
+        return {r["fingerprint"]: (r["updated_ns"], r["acked_ns"], r["suppressed_by"], r["case_id"], r["seq"],
+                                   r["severity"]) for r in rows}
 
     def get_committed(self, fingerprints: Iterable[str]) -> list[AlertRecord]:
         """Alerts by fingerprint, as committed (reader connection)."""
@@ -366,14 +359,16 @@ class AlertStore:
         out: list[AlertRecord] = []
         for i in range(0, len(fps), 500):
             part = fps[i:i + 500]
-            rows = self._read(f"SELECT * FROM alerts WHERE fingerprint IN ({','.join('?' * len(part))})", part)
+            names = ",".join(f":f{j}" for j in range(len(part)))
+            rows = self._read(f"SELECT * FROM alerts WHERE fingerprint IN ({names})",
+                              {f"f{j}": fp for j, fp in enumerate(part)})
             out += [_to_record(r) for r in rows]
         return out
 
     def firing_on_device(self, device_id: str, exclude: str = "") -> list[AlertRecord]:
         """Firing alerts of one device, oldest episode first."""
-        rows = self._query("SELECT * FROM alerts WHERE state = 'firing' AND device_id = ? AND fingerprint != ?"
-                           " ORDER BY started_ns, id", (device_id, exclude))
+        rows = self._query("SELECT * FROM alerts WHERE state = 'firing' AND device_id = :d AND fingerprint != :fp"
+                           " ORDER BY started_ns, id", {"d": device_id, "fp": exclude})
         return [_to_record(r) for r in rows]
 
     def firing(self) -> list[AlertRecord]:
@@ -383,35 +378,38 @@ class AlertStore:
         """Firing alerts whose firing was held back, or (when `repeat_before_ns` is given) that are
         unacknowledged and were last notified before it: the candidates for `repeat_due`."""
         sql = "SELECT * FROM alerts WHERE state = 'firing' AND (notified = 0"
-        params: list[Any] = []
+        params: dict[str, Any] = {}
         if repeat_before_ns is not None:
-            sql += " OR (acked_by IS NULL AND COALESCE(last_notified_ns, 0) <= ?)"
-            params.append(repeat_before_ns)
+            sql += " OR (acked_by IS NULL AND COALESCE(last_notified_ns, 0) <= :before)"
+            params["before"] = repeat_before_ns
         return [_to_record(r) for r in self._query(sql + ") ORDER BY id", params)]
 
     def save(self, alert: AlertRecord, history: HistoryEntry | None = None,
              enqueue: Iterable[Enqueue] = (), *, now_ns: int = 0) -> int:
         """Write an alert, its history line and its outbox rows atomically; returns rows enqueued."""
-        placeholders = ",".join("?" * len(_ALERT_COLS))
+        names = ",".join(f":{c}" for c in _ALERT_COLS)
         updates = ",".join(f"{c}=excluded.{c}" for c in _ALERT_COLS[1:])
         added = 0
         with self._tx() as db:
-            db.execute(f"INSERT INTO alerts ({','.join(_ALERT_COLS)}) VALUES ({placeholders}) "
-                       f"ON CONFLICT(fingerprint) DO UPDATE SET {updates}", _alert_values(alert))
+            db.execute(text(f"INSERT INTO alerts ({','.join(_ALERT_COLS)}) VALUES ({names}) "
+                            f"ON CONFLICT(fingerprint) DO UPDATE SET {updates}"), _alert_values(alert))
             if history is not None:
-                db.execute(
+                db.execute(text(
                     "INSERT INTO history (fingerprint, time_ns, from_state, to_state, severity, value, threshold,"
-                    " event, seq, receivers_json, note) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (alert.fingerprint, history.time_ns, history.from_state, history.to_state, history.severity,
-                     history.value, history.threshold, history.event, history.seq, _dumps(list(history.receivers)),
-                     history.note))
+                    " event, seq, receivers_json, note) VALUES (:fp, :t, :fr, :to, :sev, :v, :th, :ev, :seq, :rc, :n)"),
+                    {"fp": alert.fingerprint, "t": history.time_ns, "fr": str(history.from_state),
+                     "to": str(history.to_state), "sev": str(history.severity), "v": history.value,
+                     "th": history.threshold, "ev": history.event, "seq": history.seq,
+                     "rc": _dumps(list(history.receivers)), "n": history.note})
             for e in enqueue:
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO outbox (fingerprint, seq, receiver, event, case_key, body_json,"
-                    " created_ns, next_attempt_ns, failed_ns, last_error) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (alert.fingerprint, alert.seq, e.receiver, e.event, e.case_key, _dumps(e.body), now_ns, now_ns,
-                     now_ns if e.error else None, e.error))
-                added += cur.rowcount
+                cur = db.execute(text(
+                    "INSERT INTO outbox (fingerprint, seq, receiver, event, case_key, body_json,"
+                    " created_ns, next_attempt_ns, failed_ns, last_error)"
+                    " VALUES (:fp, :seq, :r, :ev, :ck, :body, :now, :now, :failed, :err)"
+                    " ON CONFLICT (fingerprint, seq, receiver) DO NOTHING"),
+                    {"fp": alert.fingerprint, "seq": alert.seq, "r": e.receiver, "ev": e.event, "ck": e.case_key,
+                     "body": _dumps(e.body), "now": now_ns, "failed": now_ns if e.error else None, "err": e.error})
+                added += max(cur.rowcount, 0)
         return added
 
     def ack(self, ref: str, by: str, comment: str, now_ns: int) -> AlertRecord:
@@ -421,17 +419,19 @@ class AlertStore:
             raise AlertsError(f"alert {alert.id} ({alert.rule_id} on {alert.device_id}) is {alert.state}; "
                               "only a firing alert can be acknowledged")
         with self._tx() as db:
-            db.execute("UPDATE alerts SET acked_by=?, acked_ns=?, ack_comment=? WHERE fingerprint=?",
-                       (by, now_ns, comment, alert.fingerprint))
-            db.execute("INSERT INTO history (fingerprint, time_ns, from_state, to_state, severity, note)"
-                       " VALUES (?,?,?,?,?,?)", (alert.fingerprint, now_ns, "firing", "firing", alert.severity,
-                                                 f"acknowledged by {by}: {comment}"))
+            db.execute(text("UPDATE alerts SET acked_by = :by, acked_ns = :now, ack_comment = :c"
+                            " WHERE fingerprint = :fp"),
+                       {"by": by, "now": now_ns, "c": comment, "fp": alert.fingerprint})
+            db.execute(text("INSERT INTO history (fingerprint, time_ns, from_state, to_state, severity, note)"
+                            " VALUES (:fp, :now, 'firing', 'firing', :sev, :note)"),
+                       {"fp": alert.fingerprint, "now": now_ns, "sev": str(alert.severity),
+                        "note": f"acknowledged by {by}: {comment}"})
         result = self.get(alert.fingerprint)
         assert result is not None
         return result
 
     def history(self, fingerprint: str) -> list[HistoryEntry]:
-        rows = self._query("SELECT * FROM history WHERE fingerprint = ? ORDER BY id", (fingerprint,))
+        rows = self._query("SELECT * FROM history WHERE fingerprint = :fp ORDER BY id", {"fp": fingerprint})
         return [HistoryEntry(r["time_ns"], AlertState(r["from_state"]), AlertState(r["to_state"]),
                              Severity(r["severity"]), r["value"], r["threshold"], r["event"], r["seq"],
                              tuple(orjson.loads(r["receivers_json"])), r["note"]) for r in rows]
@@ -448,33 +448,36 @@ class AlertStore:
         if not comment.strip():
             raise AlertsError("a silence needs a comment saying why")
         with self._tx() as db:
-            cur = db.execute("INSERT INTO silences (matchers_json, starts_ns, ends_ns, comment, created_by,"
-                             " created_ns) VALUES (?,?,?,?,?,?)", (_dumps(ms), starts_ns, ends_ns, comment, by, now_ns))
-            return int(cur.lastrowid or 0)
+            return int(db.execute(text(
+                "INSERT INTO silences (matchers_json, starts_ns, ends_ns, comment, created_by, created_ns)"
+                " VALUES (:m, :s, :e, :c, :by, :now) RETURNING id"),
+                {"m": _dumps(ms), "s": starts_ns, "e": ends_ns, "c": comment, "by": by, "now": now_ns}).scalar_one())
 
     def silences(self, active_at_ns: int | None = None) -> list[Silence]:
         """All silences, or those active at `active_at_ns`."""
         if active_at_ns is None:
             rows = self._query("SELECT * FROM silences ORDER BY id")
         else:
-            rows = self._query("SELECT * FROM silences WHERE starts_ns <= ? AND ends_ns > ? ORDER BY id",
-                               (active_at_ns, active_at_ns))
+            rows = self._query("SELECT * FROM silences WHERE starts_ns <= :t AND ends_ns > :t ORDER BY id",
+                               {"t": active_at_ns})
         return [Silence(r["id"], matchers_from_json(orjson.loads(r["matchers_json"])), r["starts_ns"],
                         r["ends_ns"], r["comment"], r["created_by"], r["created_ns"]) for r in rows]
 
     def expire_silence(self, silence_id: int, now_ns: int) -> None:
         with self._tx() as db:
-            row = db.execute("SELECT ends_ns FROM silences WHERE id = ?", (silence_id,)).fetchone()
+            row = db.execute(text("SELECT ends_ns FROM silences WHERE id = :id"), {"id": silence_id}).first()
             if row is None:
                 raise AlertsError(f"no silence with id {silence_id}")
-            if row["ends_ns"] > now_ns:
-                db.execute("UPDATE silences SET ends_ns = ?, starts_ns = MIN(starts_ns, ?) WHERE id = ?",
-                           (now_ns, now_ns, silence_id))
+            if row[0] > now_ns:
+                db.execute(text("UPDATE silences SET ends_ns = :now,"
+                                " starts_ns = CASE WHEN starts_ns < :now THEN starts_ns ELSE :now END WHERE id = :id"),
+                           {"now": now_ns, "id": silence_id})
 
     # outbox
 
     def due(self, now_ns: int, limit: int, busy: Iterable[tuple[str, str]] = ()) -> list[Delivery]:
-        """The oldest undelivered row of each (case, receiver) whose retry time has come.
+        """The oldest undelivered row of each (case, receiver) whose retry time has come and that no
+        instance has claimed: what `claim_due` would take, without taking it (committed rows).
 
         Only the head of each (case key, receiver) queue is ever due, so a close never overtakes its
         open, nor one rule's update of a shared case the other rule's open. `busy` holds queue keys
@@ -484,80 +487,110 @@ class AlertStore:
         rows = self._read(
             "SELECT o.*, c.case_id FROM outbox o LEFT JOIN cases c"
             " ON c.receiver = o.receiver AND c.case_key = o.case_key"
-            " WHERE o.delivered_ns IS NULL AND o.failed_ns IS NULL AND o.next_attempt_ns <= ?"
-            " AND o.id = (SELECT MIN(p.id) FROM outbox p"
-            "   WHERE COALESCE(p.case_key, p.fingerprint) = COALESCE(o.case_key, o.fingerprint)"
-            "   AND p.receiver = o.receiver AND p.delivered_ns IS NULL AND p.failed_ns IS NULL)"
-            " ORDER BY o.next_attempt_ns, o.id LIMIT ?", (now_ns, limit + len(skip)))
-        out = [Delivery(r["id"], r["fingerprint"], r["seq"], r["receiver"], orjson.loads(r["body_json"]),
-                        r["attempts"], r["case_key"], r["case_id"])
-               for r in rows if (r["case_key"] or r["fingerprint"], r["receiver"]) not in skip]
-        return out[:limit]
+            f" WHERE o.delivered_ns IS NULL AND o.failed_ns IS NULL AND o.next_attempt_ns <= :now AND {_UNCLAIMED}"
+            f" AND {_HEAD} ORDER BY o.next_attempt_ns, o.id LIMIT :n", {"now": now_ns, "n": limit + len(skip)})
+        return [_delivery(r) for r in rows if _queue_key(r) not in skip][:limit]
+
+    def claim_due(self, now_ns: int, limit: int, busy: Iterable[tuple[str, str]] = (), *,
+                  claim_ns: int = int(DEFAULT_CLAIM_S * 1e9)) -> list[Delivery]:
+        """Take the rows `due` would list for this store's `owner` until `now_ns + claim_ns`, and return them.
+
+        The rows are locked while they are claimed (`FOR UPDATE OF o SKIP LOCKED` on PostgreSQL, the
+        write lock on SQLite), so two instances claiming at once never get the same row; a claim that
+        outlives its holder (killed mid-send) lapses at `claimed_until` and the row is sent again (same
+        Idempotency-Key). Marking a row delivered, retried or failed ends its claim.
+        """
+        if limit <= 0 or not self.due(now_ns, limit, busy):  # a read first: no write transaction when idle
+            return []
+        skip = set(busy)
+        lock = " FOR UPDATE OF o SKIP LOCKED" if is_postgres(self.engine) else ""
+        with self._tx() as db:
+            rows = db.execute(text(
+                "SELECT o.*, c.case_id FROM outbox o LEFT JOIN cases c"
+                " ON c.receiver = o.receiver AND c.case_key = o.case_key"
+                f" WHERE o.delivered_ns IS NULL AND o.failed_ns IS NULL AND o.next_attempt_ns <= :now"
+                f" AND {_UNCLAIMED} AND {_HEAD} ORDER BY o.next_attempt_ns, o.id LIMIT :n{lock}"),
+                {"now": now_ns, "n": limit + len(skip)}).mappings().all()
+            out = [_delivery(r) for r in rows if _queue_key(r) not in skip][:limit]
+            if out:
+                names = ",".join(f":i{j}" for j in range(len(out)))
+                db.execute(text(f"UPDATE outbox SET claimed_by = :me, claimed_until = :until WHERE id IN ({names})"),
+                           {"me": self.owner, "until": now_ns + claim_ns, **{f"i{j}": d.id for j, d in enumerate(out)}})
+        return out
+
+    def release_claims(self, owner: str | None = None) -> int:
+        """End claims at once: those of `owner`, or (None) every claim, e.g. a new leader taking over the
+        outbox of one that died. Returns rows released."""
+        with self._tx() as db:
+            sql = "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_until IS NOT NULL"
+            params: dict[str, Any] = {}
+            if owner is not None:
+                sql += " AND claimed_by = :owner"
+                params["owner"] = owner
+            return max(db.execute(text(sql), params).rowcount, 0)
 
     def next_due_ns(self, busy: Iterable[tuple[str, str]] = ()) -> int | None:
-        """When the next head row not in `busy` becomes due (None when there is none)."""
+        """When the next head row not in `busy` becomes due or its claim lapses (None when there is none)."""
         skip = set(busy)
         rows = self._read(
-            "SELECT o.fingerprint, o.case_key, o.receiver, o.next_attempt_ns FROM outbox o"
-            " WHERE o.delivered_ns IS NULL AND o.failed_ns IS NULL"
-            " AND o.id = (SELECT MIN(p.id) FROM outbox p"
-            "   WHERE COALESCE(p.case_key, p.fingerprint) = COALESCE(o.case_key, o.fingerprint)"
-            "   AND p.receiver = o.receiver AND p.delivered_ns IS NULL AND p.failed_ns IS NULL)"
-            " ORDER BY o.next_attempt_ns LIMIT ?", (len(skip) + 1,))
-        for r in rows:
-            if (r["case_key"] or r["fingerprint"], r["receiver"]) not in skip:
-                return int(r["next_attempt_ns"])
-        return None
+            "SELECT o.fingerprint, o.case_key, o.receiver, o.next_attempt_ns, o.claimed_until FROM outbox o"
+            f" WHERE o.delivered_ns IS NULL AND o.failed_ns IS NULL AND {_HEAD}"
+            " ORDER BY o.next_attempt_ns LIMIT :n", {"n": len(skip) + 1})
+        times = [max(int(r["next_attempt_ns"]), int(r["claimed_until"] or 0))
+                 for r in rows if _queue_key(r) not in skip]
+        return min(times) if times else None
 
     def mark_delivered(self, d: Delivery, now_ns: int, case_id: str | None = None) -> None:
         with self._tx() as db:
-            db.execute("UPDATE outbox SET delivered_ns = ?, attempts = attempts + 1, last_error = NULL"
-                       " WHERE id = ?", (now_ns, d.id))
+            db.execute(text("UPDATE outbox SET delivered_ns = :now, attempts = attempts + 1, last_error = NULL,"
+                            " claimed_by = NULL, claimed_until = NULL WHERE id = :id"), {"now": now_ns, "id": d.id})
             if d.case_key is None:
                 return
-            event = db.execute("SELECT event FROM outbox WHERE id = ?", (d.id,)).fetchone()["event"]
-            db.execute("INSERT INTO cases (receiver, case_key, fingerprint, case_id, opened_ns) VALUES (?,?,?,?,?)"
-                       " ON CONFLICT(receiver, case_key) DO UPDATE SET case_id = COALESCE(excluded.case_id,"
-                       " cases.case_id)", (d.receiver, d.case_key, d.fingerprint, case_id, now_ns))
+            event = db.execute(text("SELECT event FROM outbox WHERE id = :id"), {"id": d.id}).scalar_one()
+            db.execute(text("INSERT INTO cases (receiver, case_key, fingerprint, case_id, opened_ns)"
+                            " VALUES (:r, :ck, :fp, :cid, :now) ON CONFLICT (receiver, case_key)"
+                            " DO UPDATE SET case_id = COALESCE(excluded.case_id, cases.case_id)"),
+                       {"r": d.receiver, "ck": d.case_key, "fp": d.fingerprint, "cid": case_id, "now": now_ns})
             if event == "resolved":
-                db.execute("UPDATE cases SET closed_ns = ? WHERE receiver = ? AND case_key = ?",
-                           (now_ns, d.receiver, d.case_key))
+                db.execute(text("UPDATE cases SET closed_ns = :now WHERE receiver = :r AND case_key = :ck"),
+                           {"now": now_ns, "r": d.receiver, "ck": d.case_key})
             if case_id:
-                db.execute("UPDATE alerts SET case_id = ? WHERE case_key = ?", (case_id, d.case_key))
+                db.execute(text("UPDATE alerts SET case_id = :cid WHERE case_key = :ck"),
+                           {"cid": case_id, "ck": d.case_key})
 
     def mark_retry(self, d: Delivery, next_attempt_ns: int, error: str) -> None:
         with self._tx() as db:
-            db.execute("UPDATE outbox SET attempts = attempts + 1, next_attempt_ns = ?, last_error = ?"
-                       " WHERE id = ?", (next_attempt_ns, error[:2000], d.id))
+            db.execute(text("UPDATE outbox SET attempts = attempts + 1, next_attempt_ns = :t, last_error = :err,"
+                            " claimed_by = NULL, claimed_until = NULL WHERE id = :id"),
+                       {"t": next_attempt_ns, "err": error[:2000], "id": d.id})
 
     def mark_failed(self, d: Delivery, now_ns: int, error: str) -> None:
         with self._tx() as db:
-            db.execute("UPDATE outbox SET attempts = attempts + 1, failed_ns = ?, last_error = ? WHERE id = ?",
-                       (now_ns, error[:2000], d.id))
+            db.execute(text("UPDATE outbox SET attempts = attempts + 1, failed_ns = :now, last_error = :err,"
+                            " claimed_by = NULL, claimed_until = NULL WHERE id = :id"),
+                       {"now": now_ns, "err": error[:2000], "id": d.id})
 
     def outbox(self, fingerprint: str | None = None, *, status: str | None = None,
                limit: int = 1000) -> list[OutboxRow]:
         """Outbox rows, oldest first; `status` is queued (incl. retrying), delivered or failed."""
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: dict[str, Any] = {"limit": limit}
         if fingerprint:
-            clauses.append("fingerprint = ?")
-            params.append(fingerprint)
+            clauses.append("fingerprint = :fp")
+            params["fp"] = fingerprint
         if status == "queued":
-            clauses.append("delivered_ns IS NULL AND failed_ns IS NULL")
+            clauses.append(_WAITING)
         elif status == "delivered":
             clauses.append("delivered_ns IS NOT NULL")
         elif status == "failed":
             clauses.append("failed_ns IS NOT NULL")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._query(f"SELECT * FROM outbox {where} ORDER BY id LIMIT ?", (*params, limit))
-        return [OutboxRow(r["id"], r["fingerprint"], r["seq"], r["receiver"], r["event"], r["attempts"],
-                          r["created_ns"], r["next_attempt_ns"], r["delivered_ns"], r["failed_ns"],
-                          r["last_error"], orjson.loads(r["body_json"])) for r in rows]
+        return [_outbox_row(r) for r in self._query(f"SELECT * FROM outbox {where} ORDER BY id LIMIT :limit", params)]
 
     def deliveries(self, fingerprint: str, since_ns: int | None = None) -> dict[str, list[str]]:
         """Receivers by delivery status (delivered, queued, failed) of one alert's rows since `since_ns`."""
-        rows = self._query("SELECT receiver, delivered_ns, failed_ns FROM outbox WHERE fingerprint = ?"
-                           " AND created_ns >= ? ORDER BY id", (fingerprint, since_ns or 0))
+        rows = self._query("SELECT receiver, delivered_ns, failed_ns FROM outbox WHERE fingerprint = :fp"
+                           " AND created_ns >= :since ORDER BY id", {"fp": fingerprint, "since": since_ns or 0})
         out: dict[str, list[str]] = {"delivered": [], "queued": [], "failed": []}
         for r in rows:
             status = "delivered" if r["delivered_ns"] is not None else "failed" if r["failed_ns"] else "queued"
@@ -567,49 +600,47 @@ class AlertStore:
 
     def outbox_backlog(self) -> tuple[int, int | None]:
         """(rows waiting for delivery, creation time of the oldest of them or None)."""
-        row = self._read("SELECT COUNT(*) AS n, MIN(created_ns) AS oldest FROM outbox"
-                          " WHERE delivered_ns IS NULL AND failed_ns IS NULL")[0]
+        row = self._read(f"SELECT COUNT(*) AS n, MIN(created_ns) AS oldest FROM outbox WHERE {_WAITING}")[0]
         return int(row["n"]), row["oldest"]
 
     def alert_counts(self) -> list[tuple[str, str, str, int]]:
         """(rule, severity, state, count) over all alerts; acknowledged counts as its own state."""
-        rows = self._read("SELECT rule_id, severity, CASE WHEN state = 'firing' AND acked_by IS NOT NULL"
-                           " THEN 'acknowledged' ELSE state END AS st, COUNT(*) AS n FROM alerts"
-                           " GROUP BY rule_id, severity, st")
+        rows = self._read("SELECT rule_id, severity, st, COUNT(*) AS n FROM (SELECT rule_id, severity,"
+                          " CASE WHEN state = 'firing' AND acked_by IS NOT NULL THEN 'acknowledged' ELSE state END"
+                          " AS st FROM alerts) a GROUP BY rule_id, severity, st")
         return [(r["rule_id"], r["severity"], r["st"], int(r["n"])) for r in rows]
 
     def recent_outbox(self, limit: int) -> list[OutboxRow]:
         """The newest outbox rows, newest first."""
-        rows = self._read("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
-        return [OutboxRow(r["id"], r["fingerprint"], r["seq"], r["receiver"], r["event"], r["attempts"],
-                          r["created_ns"], r["next_attempt_ns"], r["delivered_ns"], r["failed_ns"],
-                          r["last_error"], orjson.loads(r["body_json"])) for r in rows]
+        return [_outbox_row(r) for r in self._read("SELECT * FROM outbox ORDER BY id DESC LIMIT :n", {"n": limit})]
 
     # audit
 
     def add_audit(self, time_ns: int, user: str, action: str, target: str = "", detail: str = "") -> int:
         """One line of the operators' audit trail (desk logins, acks, silences), with the user's name."""
         with self._tx() as db:
-            cur = db.execute("INSERT INTO audit (time_ns, user, action, target, detail) VALUES (?,?,?,?,?)",
-                             (time_ns, user, action, target, detail))
-            return int(cur.lastrowid or 0)
+            return int(db.execute(text(
+                'INSERT INTO alert_audit (time_ns, "user", action, target, detail)'
+                " VALUES (:t, :u, :a, :tg, :d) RETURNING id"),
+                {"t": time_ns, "u": user, "a": action, "tg": target, "d": detail}).scalar_one())
 
     def audit(self, limit: int = 1000) -> list[dict[str, Any]]:
         """The audit trail, newest first."""
-        return [dict(r) for r in self._query("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,))]
+        return [dict(r) for r in self._query("SELECT * FROM alert_audit ORDER BY id DESC LIMIT :n", {"n": limit})]
 
     def outbox_counts(self) -> dict[str, int]:
         row = self._query(
-            "SELECT SUM(delivered_ns IS NULL AND failed_ns IS NULL) AS queued,"
-            " SUM(delivered_ns IS NOT NULL) AS delivered, SUM(failed_ns IS NOT NULL) AS failed FROM outbox")[0]
+            f"SELECT SUM(CASE WHEN {_WAITING} THEN 1 ELSE 0 END) AS queued,"
+            " SUM(CASE WHEN delivered_ns IS NOT NULL THEN 1 ELSE 0 END) AS delivered,"
+            " SUM(CASE WHEN failed_ns IS NOT NULL THEN 1 ELSE 0 END) AS failed FROM outbox")[0]
         return {k: int(row[k] or 0) for k in ("queued", "delivered", "failed")}
 
     def purge_delivered(self, before_ns: int) -> int:
         """Forget delivered rows older than `before_ns` (failed ones stay for the operator)."""
         with self._tx() as db:
-            return db.execute("DELETE FROM outbox WHERE delivered_ns IS NOT NULL AND delivered_ns < ?",
-                              (before_ns,)).rowcount
+            return max(db.execute(text("DELETE FROM outbox WHERE delivered_ns IS NOT NULL AND delivered_ns < :t"),
+                                  {"t": before_ns}).rowcount, 0)
 
     def cases(self, fingerprint: str) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._query("SELECT * FROM cases WHERE fingerprint = ? ORDER BY opened_ns",
-                                             (fingerprint,))]
+        return [dict(r) for r in self._query("SELECT * FROM cases WHERE fingerprint = :fp ORDER BY opened_ns",
+                                             {"fp": fingerprint})]

@@ -1,4 +1,4 @@
-"""Rule state at city scale: N registered devices of the five kinds through the rules engine, every preset on.
+"""Rule state at city scale: N registered devices of the five kinds through the rules, every preset on.
 
     python benchmarks/rules_scale_bench.py --devices 100000 --hours 26
     python benchmarks/rules_scale_bench.py --devices 1000000 --hours 3 --every 30m
@@ -6,11 +6,13 @@
 Every device reports once per `--interval` (default 5 minutes, the cadence cities use) at its
 own phase within the round, a battery level in every reading; noise, dust, bin-fill, parking
 and water-level sensors in equal shares (20 % site-tagged, so the construction-site and
-no-parking rules select some). Event time is compressed: the readings of a round are made
-and processed as fast as the engine takes them, `Engine.tick` runs once per simulated
-minute. Nothing is pre-generated, so the process holds only what the engine (and the
+no-parking rules select some), each reading judged `good` as the quality judge would. The
+readings go through `RuleSet` (rules/gate.py), what the service runs: the engine with every
+preset, the quality gate and the quality rules. Event time is compressed: the readings of a
+round are made and processed as fast as the engine takes them, `tick` runs once per
+simulated minute. Nothing is pre-generated, so the process holds only what the engine (and the
 registry it is given) holds. Every `--every` of event time it prints RSS, µs per
-`Engine.process` call over that stretch (process CPU time, not wall time: the machine may
+`process` call over that stretch (process CPU time, not wall time: the machine may
 be shared) and, where the engine reports it, its rule-state entries and bytes; at the end
 µs per reading by kind.
 
@@ -24,12 +26,13 @@ import gc
 import random
 import sys
 import time
+from array import array
 from collections import defaultdict
 
 from core.device import ZONE_CLASSES, Device
 from core.reading import Reading
 from core.timing import parse_duration
-from rules.engine import Engine
+from rules.gate import RuleSet
 from rules.loader import load_rules
 
 S = 1_000_000_000
@@ -73,7 +76,7 @@ def fields_for(kind: str, v: float) -> dict:
     return {"depth_mm": max(0.0, 400 * v - 100)}
 
 
-def state_summary(engine: Engine) -> str:
+def state_summary(engine: RuleSet) -> str:
     stats = getattr(engine, "state_stats", None)
     if stats is None:
         return ""
@@ -98,7 +101,7 @@ def main() -> None:
     rss0 = rss_mb()
     rules = load_rules([])
     devices = make_fleet(args.devices, interval_s, rng)
-    engine = Engine(rules)
+    engine = RuleSet(rules)
     engine.set_devices(devices)
     gc.collect()
     rss_fleet = rss_mb()
@@ -106,12 +109,14 @@ def main() -> None:
           f"{args.hours:g} h of event time; python {sys.version.split()[0]}")
     print(f"RSS at start {rss0:.0f} MiB; with the registry loaded {rss_fleet:.0f} MiB")
 
-    # devices in phase order, so that a round's readings come (almost) in time order without a sort
-    phases = sorted((rng.uniform(0, interval_s), d) for d in devices)
-    plan = [(int(p * S), d.id, d.kind, d.tags(), rng.random()) for p, d in phases]
-    del phases
-    level = [p[4] for p in plan]
-    fast = {i for i in range(0, len(plan), 1000)} if args.misbehave > 1 else set()
+    # devices in phase order, so that a round's readings come (almost) in time order without a sort; the plan
+    # is three flat columns (24 bytes a device), so that RSS is what the rules and the registry hold
+    phased = sorted((rng.uniform(0, interval_s), i) for i in range(len(devices)))
+    phase = array("q", (int(p * S) for p, _ in phased))
+    order = [devices[i] for _, i in phased]
+    del phased
+    level = array("d", (rng.random() for _ in order))
+    fast = {i for i in range(0, len(order), 1000)} if args.misbehave > 1 else set()
 
     process = engine.process
     perf = time.perf_counter
@@ -131,8 +136,9 @@ def main() -> None:
     round_start = T0
     gauss = rng.gauss
     while round_start < end:
-        for i, (phase, device_id, kind, tags, _) in enumerate(plan):
-            t = round_start + phase
+        for i, device in enumerate(order):
+            t = round_start + phase[i]
+            device_id, kind = device.id, device.kind
             v = min(1.0, max(0.0, level[i] + gauss(0, 0.05)))
             level[i] = v
             times = [t]
@@ -152,7 +158,9 @@ def main() -> None:
                           f"{cost:10.2f}{state_summary(engine)}", flush=True)
                     n_mark, busy_mark = n, busy
                     next_print += every_ns
-                reading = Reading(device_id, kind, tt, fields_for(kind, v), tags,
+                fields = fields_for(kind, v)
+                fields["quality"] = "good"
+                reading = Reading(device_id, kind, tt, fields, device.tags(),  # a new tuple a reading, as decoded
                                   {"battery_pct": 95.0 - 80 * (tt - T0) / (end - T0), "rssi_dbm": -100.0})
                 t0 = cpu()
                 transitions += len(process(reading))
@@ -170,6 +178,11 @@ def main() -> None:
     for kind in KINDS:
         if count[kind]:
             print(f"  {kind:12s} {per_kind[kind] / count[kind] * 1e6:7.2f} µs per reading  ({count[kind]:,} readings)")
+    print("rule state by rule (state_stats): states, entries per state, bytes per state")
+    for row in engine.state_stats():
+        if row.states:
+            n = row.states
+            print(f"  {row.rule_id:28s} {n:>10,} {row.entries / n:8.1f} {row.bytes / n:8.0f}")
 
 
 if __name__ == "__main__":

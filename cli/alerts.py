@@ -25,6 +25,7 @@ from alerts.manager import AlertLifecycle
 from alerts.matchers import parse_matcher
 from alerts.model import AlertRecord
 from alerts.store import AlertStore, OutboxRow, Silence
+from core.database import is_postgres_url
 from core.timing import parse_duration
 
 DB_ENV = "URBANSENSE_ALERTS_DB"
@@ -155,7 +156,7 @@ def _print_json_lines(rows: list[dict[str, Any]]) -> None:
         typer.echo(orjson.dumps(row).decode())
 
 
-def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | None = None,
+def register(app: typer.Typer, *, db_path: Callable[[typer.Context], str | Path] | None = None,
              manager: Callable[[typer.Context, AlertStore], AlertLifecycle] | None = None,
              timezone: Callable[[typer.Context], str] | None = None) -> None:
     """Add the `alerts` command group to `app`. `db_path` gives the configured database when no
@@ -172,7 +173,9 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
     @sub.callback()
     def _options(
         ctx: typer.Context,
-        db: Annotated[Path | None, typer.Option(envvar=DB_ENV, help="alerts SQLite database")] = None,
+        db: Annotated[str | None, typer.Option(
+            envvar=DB_ENV, help="the alert store: a SQLite file, or a postgresql:// URL (best in the environment "
+                                "variable, where `ps` does not show its password); default: the config's")] = None,
     ) -> None:
         state["db"] = db
         state["ctx"] = ctx
@@ -181,7 +184,7 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], Path] | Non
 
     def open_store() -> AlertStore:
         path = state["db"] or (db_path(state["ctx"]) if db_path else DEFAULT_DB)
-        if not Path(path).exists():
+        if not is_postgres_url(path) and not Path(path).exists():
             raise AlertsError(f"no alerts database at {path} (give --db or set {DB_ENV})")
         return AlertStore(path)
 

@@ -14,7 +14,7 @@ from alerts.manager import AlertLifecycle
 from alerts.notifiers import build_notifiers
 from alerts.routing import Router
 from alerts.store import AlertStore
-from cli import alerts, audit, deadletter, decoders, demo, desk, device, grafana, report, rules, simulate, trace
+from cli import alerts, audit, db, deadletter, decoders, demo, desk, device, grafana, report, rules, simulate, trace
 from cli.state import State, state
 from provisioning.view import RegistryView
 from rules.loader import load_rules
@@ -120,14 +120,15 @@ def _configured_timezone(ctx: typer.Context) -> str:
         return "Asia/Shanghai"
 
 
-def _configured_alerts_db(ctx: typer.Context) -> Path:
-    """The alerts database of the config that `--config` (or $URBANSENSE_CONFIG) names."""
-    cfg = state(ctx).config
-    return cfg.path(cfg.alerts.db_path)
+def _configured_alerts_db(ctx: typer.Context) -> str | Path:
+    """The alert store of the config that `--config` (or $URBANSENSE_CONFIG) names: its [database] PostgreSQL
+    URL, else its SQLite file."""
+    return state(ctx).config.alerts_database()
 
 
 COMMANDS = (device.register, decoders.register, rules.register, deadletter.register, grafana.register,
-            simulate.register, demo.register, audit.register, report.register, trace.register, desk.register)
+            simulate.register, demo.register, audit.register, report.register, trace.register, desk.register,
+            db.register)
 """The command table: each module adds its commands to `app`, in this order (the order `--help` lists them)."""
 
 for _register in COMMANDS:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import heapq
 import math
 import sys
+from array import array
 from collections.abc import Callable, Iterable
 from math import isfinite
 
@@ -30,52 +31,58 @@ from core.device import Device
 from core.reading import Reading
 from core.timing import format_duration
 from core.transition import AlertState, AlertTransition
-from rules.footprint import RuleStateStats, measure
-from rules.machine import FIRING, PENDING, AlertMachine, Change, RestoredAlert, RuleState, Timing
+from rules.footprint import RuleStateStats, sampled
+from rules.machine import FIRING, INACTIVE, PENDING, RESOLVED, AlertMachine, Change, RestoredAlert, RuleState, Timing
 from rules.model import ANY, OP_SYMBOLS, OPS, Rule
 from rules.nodata import SilenceWatcher
 from rules.schedule import LocalClock, period_at
 from rules.trend import time_to_threshold
 from rules.warmup import warm_up_queries
-from rules.windows import TrendWindow, Window, make_window
+from rules.windows import PointStore, Window, WindowStore, make_store
+
+BAD = "bad"
+"""The `quality` field value that keeps a reading from rules with `ignore_bad` (docs/schema.md)."""
 
 _NS = 1_000_000_000
-_DICT_SLOT = 3 * 8 + 8  # a dict entry (hash, key, value) and its index slot, amortised
+_NAN = math.nan
 _COMPACT_AT = 256  # superseded due-heap entries tolerated before a compaction is considered
 _TAG_KEYS_FROM_REGISTRY = ("district", "zone_class", "model", "site")
 _ETA_MAX_SAMPLES = 64  # bounds the O(n²) Theil–Sen of an `eta` annotation
+_STATES = (INACTIVE, PENDING, FIRING, RESOLVED)  # an alert state's code is its index here
+_CODE = {s: i for i, s in enumerate(_STATES)}
+_LIVE = (1, 2)  # the codes of PENDING and FIRING: the states with a machine object
 
 
-class _DeviceState(AlertMachine):
-    """What one (rule, device) keeps: its window(s), its machine, and what the last evaluation saw.
+class _Active(AlertMachine):
+    """The alert machine of a (rule, device) while it is pending or firing, with what its transitions need.
 
-    It *is* its alert machine (`machine` is itself): one object per (rule, device), not two,
-    saves ~90 bytes each, which a million devices times their rules multiply.
+    Only these few have an object: every other (rule, device) is its state code and level in
+    the rule's columns (`_Compiled.codes`, `.levels`).
     """
 
-    __slots__ = ("clear_thr", "due_ns", "hold_ns", "last_ns", "level_thr", "machine", "tags", "trend", "value",
-                 "window")
+    __slots__ = ("clear_thr", "due_ns", "level_thr", "tags")
 
-    def __init__(self, window: Window, trend: TrendWindow | None) -> None:
+    def __init__(self, state: AlertState, tags: tuple[tuple[str, str], ...]) -> None:
         super().__init__()
-        self.window = window
-        self.trend = trend
-        self.machine: AlertMachine = self
-        self.last_ns = -1
-        self.value: float | None = None
+        self.state = state
+        self.tags = tags
+        self.due_ns: int | None = None
         self.level_thr: float | None = None
         self.clear_thr: float | None = None
-        self.tags: tuple[tuple[str, str], ...] = ()
-        self.due_ns: int | None = None
-        self.hold_ns = -1
-        """Restored from the alert store as of this time: older readings fill the window, not the machine."""
 
 
 class _Compiled:
-    """A rule with what the hot path needs precomputed."""
+    """A rule with what the hot path needs precomputed, and its state for every device it has seen.
 
-    __slots__ = ("_thresholds", "aggregate", "clock", "field", "horizon_ns", "index", "late_ns", "min_coverage_s",
-                 "min_samples", "needs_tags", "op", "period_of_minute", "plain", "rule", "states", "timing")
+    State is kept as columns indexed by a row per device (`row_of[slot]`, the device's slot
+    in the engine): the newest reading time taken, the last evaluated value (NaN: none), the
+    alert state's code and level, and the window store's rows. Pending and firing machines
+    live in `active`; `hold` has the rows `restore` put back (see `Engine.restore`).
+    """
+
+    __slots__ = ("_thresholds", "active", "aggregate", "clock", "codes", "field", "hold", "horizon_ns", "ignore_bad",
+                 "index", "last_ns", "late_ns", "levels", "min_coverage_s", "min_samples", "needs_tags", "op",
+                 "period_of_minute", "plain", "row_of", "rule", "timing", "trend", "values", "window")
 
     def __init__(self, index: int, rule: Rule, clock: LocalClock, late_tolerance_s: float = 120.0) -> None:
         self.index = index
@@ -85,6 +92,7 @@ class _Compiled:
         self.plain = rule.aggregate not in ("slope", "eta")  # the window's value is the rule's value
         self.min_samples = rule.min_samples
         self.min_coverage_s = rule.min_coverage_s
+        self.ignore_bad = rule.ignore_bad
         self.op = OPS[rule.op]
         self.clock = clock if rule.schedule else None
         # the schedule as a table of 1,440 local minutes -> period name (None: uncovered)
@@ -93,8 +101,17 @@ class _Compiled:
         self.late_ns = int(max(rule.window_s, late_tolerance_s) * _NS)
         self.horizon_ns = int((max(rule.window_s, rule.for_s) + late_tolerance_s) * _NS)
         self.needs_tags = rule.select.needs_tags
-        self.states: dict[str, _DeviceState] = {}
         self._thresholds: dict[tuple[str, str], _Limits] = {}
+        self.row_of = array("i")  # by device slot: the device's row, -1 for none
+        self.last_ns = array("q")
+        self.values = array("d")
+        self.codes = bytearray()
+        self.levels = array("b")
+        self.active: dict[int, _Active] = {}
+        self.hold: dict[int, int] = {}
+        self.window: WindowStore = make_store(rule.aggregate, rule.window_s, rule.max_samples, rule.per_s,
+                                              rule.resolution_s)
+        self.trend = PointStore(rule.eta.window_s, _ETA_MAX_SAMPLES) if rule.eta else None
 
     def thresholds(self, period: str, zone: str) -> _Limits:
         """Each level's limit and the clear limit in (period, zone class).
@@ -111,40 +128,70 @@ class _Compiled:
             found = self._thresholds[key] = (levels, clear)
         return found
 
-    def new_window(self) -> tuple[Window, TrendWindow | None]:
-        r = self.rule
-        window = make_window(r.aggregate, r.window_s, r.max_samples, r.per_s, r.resolution_s)
-        trend = TrendWindow(r.eta.window_s, _ETA_MAX_SAMPLES) if r.eta else None
-        return window, trend
+    def row(self, slot: int) -> int:
+        """The device's row, -1 when the rule has none for it."""
+        return self.row_of[slot] if slot < len(self.row_of) else -1
 
-    def new_state(self) -> _DeviceState:
-        return _DeviceState(*self.new_window())
+    def make_row(self, slot: int) -> int:
+        """The device's row, created (empty) when it has none."""
+        row_of = self.row_of
+        if slot >= len(row_of):
+            row_of.extend(array("i", [-1]) * (slot + 1 - len(row_of)))
+        row = row_of[slot]
+        if row < 0:
+            row = row_of[slot] = self.window.new_row()
+            if self.trend is not None:
+                self.trend.new_row()
+            self.last_ns.append(-1)
+            self.values.append(_NAN)
+            self.codes.append(0)
+            self.levels.append(-1)
+        return row
+
+    def footprint(self) -> RuleStateStats:
+        """States (rows), window entries and bytes of this rule (see rules/footprint.py)."""
+        window, trend = self.window, self.trend
+
+        def row_cost(row: int) -> tuple[int, int]:
+            entries, size = window.entries(row), window.row_array_bytes(row)
+            if trend is not None:
+                entries += trend.entries(row)
+                size += trend.row_array_bytes(row)
+            return entries, size
+
+        columns = (window.column_bytes() + (trend.column_bytes() if trend is not None else 0)
+                   + sum(sys.getsizeof(c) for c in (self.row_of, self.last_ns, self.values, self.codes, self.levels))
+                   + sys.getsizeof(self.active) + sys.getsizeof(self.hold) + len(self.active) * _ACTIVE_BYTES)
+        return sampled(self.rule.id, window.rows, row_cost, columns)
 
 
 _Limits = tuple[tuple[float | None, ...], float | None]  # each level's limit, and the clear limit
+_ACTIVE_BYTES = sys.getsizeof(_Active(INACTIVE, ()))
 
 
 class _Route:
-    """What one device's readings go through: its matching rules, zone class and report interval.
+    """One device: its slot in the rules' columns, and what its readings go through.
 
-    `rules` pairs each rule with its (level limits, clear limit) for the device's zone class when
-    the rule has no schedule (None otherwise: the limits then depend on the local time).
+    `rules` pairs each matching rule with its (level limits, clear limit) for the device's
+    zone class when the rule has no schedule (None otherwise: the limits then depend on the
+    local time); `zone` and `interval_s` come from the registry.
 
-    Cached per device because selection (kind, device list, tags completed from the registry)
+    Kept per device because selection (kind, device list, tags completed from the registry)
     and the registry lookups give the same answer for every reading of a device; it is
-    rebuilt when a reading comes with another kind or other tags, and all are dropped by
-    `Engine.set_devices` (the registry is what they were computed from).
+    rebuilt when a reading comes with another kind or other tags, or the registry changed
+    (`gen`), keeping its `slot`.
     """
 
-    __slots__ = ("interval_s", "kind", "reading_tags", "rules", "zone")
+    __slots__ = ("gen", "interval_s", "kind", "reading_tags", "rules", "slot", "zone")
 
-    def __init__(self, kind: str, reading_tags: tuple[tuple[str, str], ...],
-                 rules: tuple[tuple[_Compiled, _Limits | None], ...], zone: str, interval_s: float) -> None:
-        self.kind = kind
-        self.reading_tags = reading_tags
-        self.rules = rules
-        self.zone = zone
-        self.interval_s = interval_s
+    def __init__(self, slot: int) -> None:
+        self.slot = slot
+        self.gen = -1  # never built
+        self.kind = ""
+        self.reading_tags: tuple[tuple[str, str], ...] = ()
+        self.rules: tuple[tuple[_Compiled, _Limits | None], ...] = ()
+        self.zone = ANY
+        self.interval_s = 0.0
 
 
 class Engine:
@@ -155,30 +202,36 @@ class Engine:
     is the no-data factor for rules that do not set one; `default_interval_s` stands in
     for the expected report interval of a device the registry does not know;
     `late_tolerance_s` is how far back a reading may come and still be a mere reordering
-    (see the module docstring).
+    (see the module docstring). With `gate_bad`, a reading whose `quality` field is "bad"
+    reaches only the rules with `ignore_bad = false` (rules/gate.py); no-data rules see it.
     """
 
     def __init__(self, rules: Iterable[Rule], *, tz: str = "Asia/Shanghai", silent_factor: float = 3.0,
-                 default_interval_s: float = 300.0, late_tolerance_s: float = 120.0) -> None:
+                 default_interval_s: float = 300.0, late_tolerance_s: float = 120.0, gate_bad: bool = False) -> None:
         self.rules = [r for r in rules if r.enabled]
+        self._gate_bad = gate_bad
         self._clocks: dict[str, LocalClock] = {}
         self._late_ns = int(late_tolerance_s * _NS)
         self._newest_ns = -1  # the newest live reading time or tick: "now" for the history horizon
+        value_rules = [r for r in self.rules if not r.is_no_data and not r.is_quality]  # (quality: RuleSet)
+        if gate_bad:  # the rules that take every reading first, as when they ran in an engine of their own
+            value_rules.sort(key=lambda r: r.ignore_bad)
         self._compiled = [_Compiled(i, r, self._clock(r.timezone or tz), late_tolerance_s)
-                          for i, r in enumerate(r for r in self.rules if not r.is_no_data)]
+                          for i, r in enumerate(value_rules)]
         self._by_id = {c.rule.id: c for c in self._compiled}
         self._watchers = [SilenceWatcher(r, r.no_data.factor or silent_factor,  # type: ignore[union-attr]
-                                         self._interval_of) for r in self.rules if r.is_no_data]
+                                         self._interval_of, self._labels_of) for r in self.rules if r.is_no_data]
         self._watchers_by_id = {w.rule.id: w for w in self._watchers}
         self._by_kind: dict[str, tuple[_Compiled, ...]] = {}
-        self._due: list[tuple[int, int, str]] = []  # heap of (due_ns, rule index, device id)
+        self._due: list[tuple[int, int, int, str]] = []  # heap of (due_ns, rule index, row, device id)
         self._due_stale = 0  # entries of `_due` superseded since the last compaction (an upper bound)
         self._devices: dict[str, Device] = {}
-        self._device_tags: dict[str, dict[str, str]] = {}
         self._routes: dict[str, _Route] = {}
+        self._gen = 0  # the registry's generation: routes built from an older one are rebuilt
+        self._seen = array("q")  # by slot: the device's newest reading time (-1: none yet)
         self._selections: dict[tuple, tuple] = {}  # one copy of each distinct rule selection, shared by routes
+        self._intervals: dict[float, float] = {}  # one float object per distinct report interval
         self._default_interval_s = default_interval_s
-        self._last_seen: dict[str, int] = {}
         self._emitting = True
         self._restored: set[tuple[str, str]] = set()  # (rule id, device id) put back by `restore`
         self._warm_out: list[AlertTransition] = []
@@ -188,11 +241,14 @@ class Engine:
     def set_devices(self, devices: Iterable[Device]) -> None:
         """Give the engine the registry: zone class, district and expected interval per device."""
         self._devices = {d.id: d for d in devices}
-        self._device_tags = {d.id: dict(d.tags()) for d in self._devices.values()}
-        self._routes.clear()
+        self._gen += 1
         self._selections.clear()
         for w in self._watchers:
-            w.set_devices(self._devices, self._device_tags)
+            w.set_devices(self._devices)
+
+    def device(self, device_id: str) -> Device | None:
+        """The registry's device of that id (None when unknown)."""
+        return self._devices.get(device_id)
 
     def warm_up_queries(self, now_ns: int) -> list[str]:
         """The InfluxQL to run at start, one per kind, each bounded by the longest look-back its rules need."""
@@ -219,14 +275,14 @@ class Engine:
                 continue
             levels = [str(level.severity) for level in comp.rule.levels]
             level = levels.index(str(a.severity)) if str(a.severity) in levels else 0
-            st = comp.states.get(a.device_id)
-            if st is None:
-                st = comp.states[a.device_id] = comp.new_state()
-            m = st.machine
+            row = comp.make_row(self._slot(a.device_id))
+            m = comp.active.get(row)
+            if m is None:
+                m = comp.active[row] = _Active(INACTIVE, ())
             m.state, m.level, m.since_ns, m.clear_since_ns = a.state, level, a.since_ns, None
             m.samples = max(1, comp.timing.for_samples if a.state is FIRING else 1)
-            st.hold_ns = a.updated_ns
-            self._track(comp, st, a.device_id)
+            comp.hold[row] = a.updated_ns
+            self._track(comp, row, m, a.device_id)
             self._restored.add((a.rule_id, a.device_id))
             n += 1
         return n
@@ -255,19 +311,38 @@ class Engine:
         comp = self._by_id.get(rule_id)
         if comp is None:
             raise KeyError(f"no rule {rule_id!r}")
-        st = comp.states.get(device_id)
-        if st is None:
+        route = self._routes.get(device_id)
+        row = comp.row(route.slot) if route is not None else -1
+        if row < 0:
             return None
-        m = st.machine
-        sev = comp.rule.levels[m.level].severity if m.level >= 0 else None
-        return RuleState(m.state, sev, st.value, m.samples,
-                         m.since_ns if m.state is PENDING else None, m.clear_since_ns,
-                         st.last_ns if st.last_ns >= 0 else None, st.window.count, st.window.coverage_s)
+        m = comp.active.get(row)
+        if m is not None:
+            state, level, samples, clear_since = m.state, m.level, m.samples, m.clear_since_ns
+        else:
+            state, level, samples, clear_since = _STATES[comp.codes[row]], comp.levels[row], 0, None
+        sev = comp.rule.levels[level].severity if level >= 0 else None
+        value = comp.values[row]
+        last_ns = comp.last_ns[row]
+        return RuleState(state, sev, None if value != value else value, samples,
+                         m.since_ns if m is not None and state is PENDING else None, clear_since,
+                         last_ns if last_ns >= 0 else None, comp.window.count(row), comp.window.coverage(row))
+
+    def window_of(self, rule_id: str, device_id: str) -> Window | None:
+        """A view of one (rule, device)'s window (None when the rule has not seen the device): for tests and tools."""
+        comp = self._by_id[rule_id]
+        route = self._routes.get(device_id)
+        row = comp.row(route.slot) if route is not None else -1
+        return None if row < 0 else Window(comp.window, row)
 
     def state_stats(self) -> list[RuleStateStats]:
-        """Memory of the rule state by rule (sampled above footprint.SAMPLE states): for `/metrics` and benchmarks."""
-        out = [measure(c.rule.id, c.states, _state_size) for c in self._compiled]
+        """Memory of the rule state by rule (sampled above footprint.SAMPLE states): for `/metrics` and benchmarks.
+
+        The engine's per-device bookkeeping (routes, slots, last reading times) is reported as
+        the rule "(devices)".
+        """
+        out = [c.footprint() for c in self._compiled]
         out.extend(w.footprint() for w in self._watchers)
+        out.append(self._devices_footprint())
         return out
 
     # -- the hot path --------------------------------------------------------------------------
@@ -278,23 +353,29 @@ class Engine:
         device_id = reading.device_id
         time_ns = reading.time_ns
         history = reading.history
-        previous = self._last_seen.get(device_id)
+        reading_tags = reading.tags
+        route = self._routes.get(device_id)
+        if route is None or route.gen != self._gen or route.kind != reading.kind or (
+                route.reading_tags is not reading_tags and route.reading_tags != reading_tags):
+            route = self._route(device_id, reading.kind, reading_tags, route)
+        slot = route.slot
+        seen = self._seen
+        last_seen = seen[slot]
+        previous = last_seen if last_seen >= 0 else None
         if previous is None or time_ns > previous or (not history and previous - time_ns > self._late_ns):
-            self._last_seen[device_id] = time_ns
+            seen[slot] = time_ns
         if not history and time_ns > self._newest_ns:
             self._newest_ns = time_ns
         for watcher in self._watchers:
-            resolved = watcher.seen(device_id, reading.kind, time_ns, previous, reading.tags, self._tags_of)
+            resolved = watcher.seen(device_id, reading.kind, time_ns, previous, reading_tags, self.tags_of)
             if resolved is not None and (self._emitting or (resolved.rule_id, device_id) in self._restored):
                 (out if self._emitting else self._warm_out).append(resolved)
-        route = self._routes.get(device_id)
-        reading_tags = reading.tags
-        if route is None or route.kind != reading.kind or (
-                route.reading_tags is not reading_tags and route.reading_tags != reading_tags):
-            route = self._route(device_id, reading.kind, reading_tags)
         fields = reading.fields
         health = reading.health
+        bad = self._gate_bad and fields.get("quality") == BAD
         for comp, limits in route.rules:
+            if bad and comp.ignore_bad:
+                continue
             raw = fields.get(comp.field)
             if raw is None:
                 raw = health.get(comp.field)
@@ -305,52 +386,64 @@ class Engine:
             value = float(raw)
             if not isfinite(value):
                 continue
-            st = comp.states.get(device_id)
-            if st is None:
-                st = comp.states[device_id] = comp.new_state()
-            last_ns = st.last_ns
+            row = comp.row_of[slot]
+            if row < 0:
+                row = comp.make_row(slot)
+            last_ns = comp.last_ns[row]
+            window = comp.window
             if time_ns <= last_ns:
                 if history or last_ns - time_ns <= comp.late_ns:
                     continue  # a late or redelivered reading: the window has moved on
-                st.window, st.trend = comp.new_window()  # the clock jumped back: restart the window here
+                window.clear(row)  # the clock jumped back: restart the window here
+                if comp.trend is not None:
+                    comp.trend.clear(row)
                 last_ns = -1
             quiet = history and time_ns < self._newest_ns - comp.horizon_ns  # old data: fills windows only
-            st.tags = reading_tags
-            machine = st.machine
+            code = comp.codes[row]
+            machine = comp.active.get(row) if code in _LIVE else None
             moved = False
-            due_ns = st.due_ns  # == machine.due_at(timing) here: `advance` can only act once it has passed
-            if due_ns is not None and time_ns >= due_ns and not quiet:
-                moved = True
-                change = machine.advance(comp.timing, time_ns)
-                if change is not None:
-                    self._emit(comp, st, device_id, change, out)
+            if machine is not None:
+                machine.tags = reading_tags
+                due_ns = machine.due_ns  # == machine.due_at(timing): `advance` can only act once it has passed
+                if due_ns is not None and time_ns >= due_ns and not quiet:
+                    moved = True
+                    change = machine.advance(comp.timing, time_ns)
+                    if change is not None:
+                        self._emit(comp, row, machine, device_id, change, out)
             cap = route.interval_s
             gap = (time_ns - last_ns) / _NS
             weight = cap if last_ns < 0 or cap < gap else gap  # min(gap, cap) without the call
-            st.window.add(time_ns, value, weight)
-            if st.trend is not None:
-                st.trend.add(time_ns, value, weight)
-            st.last_ns = time_ns
-            if time_ns <= st.hold_ns:
+            window.add(row, time_ns, value, weight)
+            if comp.trend is not None:
+                comp.trend.add(row, time_ns, value, weight)
+            comp.last_ns[row] = time_ns
+            if comp.hold and time_ns <= comp.hold.get(row, -1):
+                if moved:
+                    self._track(comp, row, machine, device_id)  # type: ignore[arg-type]
                 continue  # history the restored state already reflects
-            window = st.window
-            if window.count < comp.min_samples or window.coverage_s < comp.min_coverage_s:
+            if comp.plain:
+                result = window.ready_value(row, comp.min_samples, comp.min_coverage_s)
+            elif window.count(row) < comp.min_samples or window.coverage(row) < comp.min_coverage_s:
                 result = None
             else:
-                result = window.value() if comp.plain else self._trend_value(comp, window)
+                result = self._trend_value(comp, row)
             if result is not None and not quiet:
-                st.value = result
+                comp.values[row] = result
                 if limits is None:
                     limits = self._scheduled_limits(comp, time_ns, route.zone)
-                met, holds = _compare(comp.op, limits, st, result)
-                if met >= 0 or machine.state is PENDING or machine.state is FIRING:
+                met, holds, level_thr = _compare(comp.op, limits, result)
+                if met >= 0 or machine is not None:
                     # (inactive or resolved with no level met, `observe` changes nothing)
+                    if machine is None:
+                        machine = comp.active[row] = _Active(_STATES[code], reading_tags)
+                    machine.level_thr = level_thr
+                    machine.clear_thr = limits[1]
                     moved = True
                     change = machine.observe(comp.timing, time_ns, met, holds)
                     if change is not None:
-                        self._emit(comp, st, device_id, change, out)
+                        self._emit(comp, row, machine, device_id, change, out)
             if moved:
-                self._track(comp, st, device_id)
+                self._track(comp, row, machine, device_id)  # type: ignore[arg-type]
         return out
 
     def tick(self, now_ns: int) -> list[AlertTransition]:
@@ -359,17 +452,17 @@ class Engine:
         self._newest_ns = max(self._newest_ns, now_ns)
         due = self._due
         while due and due[0][0] <= now_ns:
-            due_ns, index, device_id = heapq.heappop(due)
+            due_ns, index, row, device_id = heapq.heappop(due)
             comp = self._compiled[index]
-            st = comp.states[device_id]
-            if st.due_ns != due_ns:
+            m = comp.active.get(row)
+            if m is None or m.due_ns != due_ns:
                 self._due_stale = max(0, self._due_stale - 1)
                 continue  # superseded: the state moved on since this entry was queued
-            st.due_ns = None
-            change = st.machine.advance(comp.timing, now_ns)
+            m.due_ns = None
+            change = m.advance(comp.timing, now_ns)
             if change is not None:
-                self._emit(comp, st, device_id, change, out)
-            self._track(comp, st, device_id)
+                self._emit(comp, row, m, device_id, change, out)
+            self._track(comp, row, m, device_id)
         for watcher in self._watchers:
             out.extend(watcher.tick(now_ns, self._last_seen))
         out.sort(key=lambda t: t.time_ns)
@@ -377,14 +470,14 @@ class Engine:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _trend_value(comp: _Compiled, window: Window) -> float | None:
+    def _trend_value(self, comp: _Compiled, row: int) -> float | None:
         """The value of a slope or eta rule from its (ready) window."""
         rule = comp.rule
+        window: PointStore = comp.window  # type: ignore[assignment]
         if comp.aggregate == "slope":
-            slope = window.value()
+            slope = window.slope_per_s(row)
             return None if slope is None else slope * rule.per_s
-        return _eta(window, rule.target, rule.rising, rule.min_samples)  # type: ignore[arg-type]
+        return _eta(window, row, rule.target, rule.rising, rule.min_samples)  # type: ignore[arg-type]
 
     @staticmethod
     def _scheduled_limits(comp: _Compiled, time_ns: int, zone: str) -> _Limits:
@@ -392,17 +485,23 @@ class Engine:
         period = comp.period_of_minute[comp.clock.minute_of_day(time_ns)]  # type: ignore[index,union-attr]
         return _NO_LIMITS if period is None else comp.thresholds(period, zone)
 
-    def _track(self, comp: _Compiled, st: _DeviceState, device_id: str) -> None:
-        """Queue the state for `tick` when only time can move it next (lazy: stale entries are skipped)."""
-        due = st.machine.due_at(comp.timing)
-        if due != st.due_ns:
-            if st.due_ns is not None:
+    def _track(self, comp: _Compiled, row: int, m: _Active, device_id: str) -> None:
+        """Queue the machine for `tick` when only time can move it next (lazy: stale entries are skipped);
+        note its state in the rule's columns, and let it go once it is neither pending nor firing."""
+        due = m.due_at(comp.timing)
+        if due != m.due_ns:
+            if m.due_ns is not None:
                 self._due_stale += 1
-            st.due_ns = due
+            m.due_ns = due
             if due is not None:
-                heapq.heappush(self._due, (due, comp.index, device_id))
+                heapq.heappush(self._due, (due, comp.index, row, device_id))
             if self._due_stale > _COMPACT_AT and 2 * self._due_stale > len(self._due):
                 self._compact_due()
+        code = _CODE[m.state]
+        comp.codes[row] = code
+        comp.levels[row] = m.level
+        if code not in _LIVE and comp.active.get(row) is m:
+            del comp.active[row]
 
     def _compact_due(self) -> None:
         """Drop superseded entries from the due-heap: at most one live entry per (rule, device) stays.
@@ -411,7 +510,11 @@ class Engine:
         for by the pushes that superseded them, and the heap stays within 2 × live + _COMPACT_AT.
         """
         compiled = self._compiled
-        live = {e for e in self._due if compiled[e[1]].states[e[2]].due_ns == e[0]}
+        live = set()
+        for e in self._due:
+            m = compiled[e[1]].active.get(e[2])
+            if m is not None and m.due_ns == e[0]:
+                live.add(e)
         self._due[:] = live  # in place: `tick` may be iterating this very list
         heapq.heapify(self._due)
         self._due_stale = 0
@@ -421,7 +524,7 @@ class Engine:
         """Entries in the due-heap (live ones and superseded ones not yet compacted away)."""
         return len(self._due)
 
-    def _emit(self, comp: _Compiled, st: _DeviceState, device_id: str, change: Change,
+    def _emit(self, comp: _Compiled, row: int, m: _Active, device_id: str, change: Change,
               out: list[AlertTransition]) -> None:
         if not self._emitting:
             if (comp.rule.id, device_id) not in self._restored:
@@ -430,12 +533,14 @@ class Engine:
         rule = comp.rule
         level = rule.levels[max(change.level, 0)]
         resolving = change.to_state is AlertState.RESOLVED
-        threshold = st.clear_thr if resolving else st.level_thr
-        value = st.value if st.value is None or math.isfinite(st.value) else None
-        eta = self._eta_of(comp, st)
-        trend = st.window if isinstance(st.window, TrendWindow) else st.trend
-        current = trend.last if trend is not None else (value if rule.aggregate == "last" else None)
-        rate = trend.slope_per_s() if trend is not None else None
+        threshold = m.clear_thr if resolving else m.level_thr
+        value: float | None = comp.values[row]
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            value = None
+        eta = self._eta_of(comp, row)
+        trend = comp.window if not comp.plain else comp.trend
+        current = trend.last(row) if isinstance(trend, PointStore) else (value if rule.aggregate == "last" else None)
+        rate = trend.slope_per_s(row) if isinstance(trend, PointStore) else None
         firing = change.to_state is AlertState.FIRING
         out.append(AlertTransition(
             rule_id=rule.id,
@@ -449,29 +554,43 @@ class Engine:
             route=level.route,
             summary=_summary(rule, change, value, threshold, eta),
             eta_s=eta,
-            labels=_labels(st.tags, rule.labels),
+            labels=_labels(m.tags, rule.labels),
             field_name=rule.field,
             aggregate=rule.aggregate,
             target=rule.target if rule.target is not None else (rule.eta.target if rule.eta else None),
             current=current,
             rate_per_s=rate if rate is not None and math.isfinite(rate) else None,
-            held_s=(change.time_ns - st.machine.since_ns) / _NS if firing else None,
+            held_s=(change.time_ns - m.since_ns) / _NS if firing else None,
         ))
 
     @staticmethod
-    def _eta_of(comp: _Compiled, st: _DeviceState) -> float | None:
+    def _eta_of(comp: _Compiled, row: int) -> float | None:
         rule = comp.rule
         if rule.aggregate == "eta":
-            eta = st.value
-        elif rule.eta is not None and st.trend is not None:
-            eta = _eta(st.trend, rule.eta.target, rule.rising, rule.eta.min_samples)
+            eta: float | None = comp.values[row]
+            if eta != eta:
+                eta = None
+        elif rule.eta is not None and comp.trend is not None:
+            eta = _eta(comp.trend, row, rule.eta.target, rule.rising, rule.eta.min_samples)
         else:
             return None
         return eta if eta is not None and math.isfinite(eta) else None
 
-    def _route(self, device_id: str, kind: str, reading_tags: tuple[tuple[str, str], ...]) -> _Route:
+    def _slot(self, device_id: str) -> int:
+        """The device's slot in the rules' columns (a route, not yet built, is made for a new device)."""
+        route = self._routes.get(device_id)
+        if route is None:
+            route = self._routes[device_id] = _Route(len(self._seen))
+            self._seen.append(-1)
+        return route.slot
+
+    def _route(self, device_id: str, kind: str, reading_tags: tuple[tuple[str, str], ...],
+               route: _Route | None) -> _Route:
         """Select the rules for a device's readings once (see `_Route` for when it is rebuilt)."""
-        tags = self._tags_of(device_id, reading_tags)
+        if route is None:
+            route = self._routes[device_id] = _Route(len(self._seen))
+            self._seen.append(-1)
+        tags = self.tags_of(device_id, reading_tags)
         rules = self._by_kind.get(kind)
         if rules is None:
             rules = self._rules_for_kind(kind)
@@ -480,8 +599,15 @@ class Engine:
                          if (c.rule.select.devices is None or device_id in c.rule.select.devices)
                          and (not c.needs_tags or c.rule.select.matches(device_id, tags)))
         selected = self._selections.setdefault(selected, selected)  # ~60 B a rule, per device otherwise
-        route = _Route(kind, reading_tags, selected, zone, self._interval_of(device_id))
-        self._routes[device_id] = route
+        for comp, _ in selected:  # every selected rule's row index reaches this slot (rows themselves come later)
+            if route.slot >= len(comp.row_of):
+                comp.row_of.extend(array("i", [-1]) * (route.slot + 1 - len(comp.row_of)))
+        route.kind = kind
+        route.reading_tags = reading_tags
+        route.rules = selected
+        route.zone = zone
+        route.interval_s = self._interval_of(device_id)
+        route.gen = self._gen
         return route
 
     def _rules_for_kind(self, kind: str) -> tuple[_Compiled, ...]:
@@ -489,23 +615,48 @@ class Engine:
         self._by_kind[kind] = found
         return found
 
-    def _tags_of(self, device_id: str, reading_tags: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    def tags_of(self, device_id: str, reading_tags: tuple[tuple[str, str], ...]) -> dict[str, str]:
         """The reading's tags, completed from the registry where the reading lacks one.
 
         Not cached: it runs when a device's route is (re)built and when a no-data rule first
         sees it, and a cached dict per device would cost ~400 bytes each at city scale.
         """
         tags = dict(reading_tags)
-        registry = self._device_tags.get(device_id)
-        if registry:
+        device = self._devices.get(device_id)
+        if device is not None:
             for key in _TAG_KEYS_FROM_REGISTRY:
-                if not tags.get(key) and registry.get(key):
-                    tags[key] = registry[key]
+                if not tags.get(key):
+                    value = getattr(device, key)
+                    if value:
+                        tags[key] = value
         return tags
+
+    def _labels_of(self, device_id: str) -> tuple[tuple[str, str], ...]:
+        """The tags of the device's newest reading, else the registry's (a no-data alert's labels)."""
+        route = self._routes.get(device_id)
+        if route is not None and route.reading_tags:
+            return route.reading_tags
+        device = self._devices.get(device_id)
+        return device.tags() if device is not None else ()
+
+    def _last_seen(self, device_id: str) -> int | None:
+        """The device's newest reading time (ns), None when it has not reported."""
+        route = self._routes.get(device_id)
+        if route is None:
+            return None
+        t = self._seen[route.slot]
+        return t if t >= 0 else None
 
     def _interval_of(self, device_id: str) -> float:
         device = self._devices.get(device_id)
-        return float(device.expected_interval_s) if device is not None else self._default_interval_s
+        interval = float(device.expected_interval_s) if device is not None else self._default_interval_s
+        return self._intervals.setdefault(interval, interval)
+
+    def _devices_footprint(self) -> RuleStateStats:
+        """The engine's per-device bookkeeping: routes (one per device), their dict and the slots' columns."""
+        n = len(self._routes)
+        route_bytes = sys.getsizeof(_Route(0)) * n + sys.getsizeof(self._routes) + sys.getsizeof(self._seen)
+        return RuleStateStats("(devices)", n, 0, route_bytes)
 
     def _clock(self, tz: str) -> LocalClock:
         clock = self._clocks.get(tz)
@@ -517,36 +668,26 @@ class Engine:
 _NO_LIMITS: _Limits = ((), None)
 
 
-def _state_size(st: _DeviceState) -> tuple[int, int]:
-    """(window entries, bytes) of one (rule, device) state, its alert machine and windows included."""
-    entries = st.window.entries
-    size = sys.getsizeof(st) + st.window.nbytes() + _DICT_SLOT
-    if st.trend is not None:
-        entries += st.trend.entries
-        size += st.trend.nbytes()
-    return entries, size
-
-
-def _compare(op: Callable[[float, float], bool], limits: _Limits, st: _DeviceState,
-             value: float) -> tuple[int, bool]:
-    """(index of the highest level met or -1, whether the value holds a firing alert); notes the limits in `st`."""
+def _compare(op: Callable[[float, float], bool], limits: _Limits, value: float) -> tuple[int, bool, float | None]:
+    """(index of the highest level met or -1, whether the value holds a firing alert, the limit it is held to):
+    the limit of the highest level met, else the first level's."""
     levels, clear = limits
     met = -1
+    level_thr = None
     for i, thr in enumerate(levels):
         if thr is not None and op(value, thr):
             met = i
-            st.level_thr = thr
+            level_thr = thr
     if met < 0:
-        st.level_thr = levels[0] if levels else None
-    st.clear_thr = clear
-    return met, clear is not None and op(value, clear)
+        level_thr = levels[0] if levels else None
+    return met, clear is not None and op(value, clear), level_thr
 
 
-def _eta(window: Window, target: float, rising: bool, min_samples: int) -> float | None:
-    if not isinstance(window, TrendWindow) or window.count < min_samples:
+def _eta(store: PointStore, row: int, target: float, rising: bool, min_samples: int) -> float | None:
+    if store.count(row) < min_samples:
         return None
-    slope = window.slope_per_s()
-    last = window.last
+    slope = store.slope_per_s(row)
+    last = store.last(row)
     if slope is None or last is None:
         return None
     return time_to_threshold(last, slope, target, rising=rising)

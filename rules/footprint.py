@@ -1,18 +1,16 @@
 """What the rule state costs in memory, by rule: states held, window entries and bytes (for `/metrics`).
 
-Bytes are `sys.getsizeof` of each (rule, device) state's objects (the state with its alert
-machine, its windows and their arrays) plus its share of the rule's dict; for a rule with
-more than `SAMPLE` states they are measured on the first `SAMPLE` and scaled, so that a
-scrape costs the same for a thousand devices as for a million.
+A rule's state is columns (arrays with a row per device it has seen: rules/engine.py,
+rules/windows.py) plus, per row, the array of its window entries. Bytes are the columns'
+allocated size (`sys.getsizeof`) plus the rows' entry arrays; for a rule with more than
+`SAMPLE` rows those are measured on the first `SAMPLE` and scaled, so that a scrape costs
+the same for a thousand devices as for a million.
 """
 
 from __future__ import annotations
 
-import itertools
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 SAMPLE = 1000
 
@@ -27,16 +25,16 @@ class RuleStateStats:
     bytes: int
 
 
-def measure(rule_id: str, states: Mapping[str, Any], sizeof: Callable[[Any], tuple[int, int]]) -> RuleStateStats:
-    """Totals over `states`, where `sizeof(state)` gives one state's (entries, bytes); sampled above SAMPLE."""
-    n = len(states)
-    if not n:
-        return RuleStateStats(rule_id, 0, 0, sys.getsizeof(states))
-    sample = list(itertools.islice(states.values(), SAMPLE))
+def sampled(rule_id: str, rows: int, row_cost: Callable[[int], tuple[int, int]], fixed_bytes: int) -> RuleStateStats:
+    """Totals over `rows` rows, where `row_cost(row)` gives one row's (entries, bytes of its own arrays) and
+    `fixed_bytes` is what the columns hold; sampled above SAMPLE rows."""
+    if not rows:
+        return RuleStateStats(rule_id, 0, 0, fixed_bytes)
+    n = min(rows, SAMPLE)
     entries = size = 0
-    for state in sample:
-        e, b = sizeof(state)
+    for row in range(n):
+        e, b = row_cost(row)
         entries += e
         size += b
-    scale = n / len(sample)
-    return RuleStateStats(rule_id, n, round(entries * scale), round(size * scale) + sys.getsizeof(states))
+    scale = rows / n
+    return RuleStateStats(rule_id, rows, round(entries * scale), round(size * scale) + fixed_bytes)

@@ -20,29 +20,30 @@ from rules.model import Rule
 
 _NS = 1_000_000_000
 TagsOf = Callable[[str, tuple[tuple[str, str], ...]], dict[str, str]]
+LabelsOf = Callable[[str], tuple[tuple[str, str], ...]]
+LastSeen = Callable[[str], "int | None"]
 
 
 class SilenceWatcher:
     """One no-data rule's watch over the devices it selects."""
 
-    def __init__(self, rule: Rule, factor: float, interval_of: Callable[[str], float]) -> None:
+    def __init__(self, rule: Rule, factor: float, interval_of: Callable[[str], float], labels_of: LabelsOf) -> None:
+        """`labels_of(device_id)`: the tags of the device's newest reading (an alert's labels)."""
         self.rule = rule
         self.factor = factor
         self._interval_of = interval_of
+        self._labels_of = labels_of
         self._heap: list[tuple[int, str]] = []
         self._queued: set[str] = set()
         self._ignored: set[str] = set()
         self._firing: dict[str, int] = {}
         self._resolved: set[str] = set()
-        self._labels: dict[str, tuple[tuple[str, str], ...]] = {}
         self._devices: Mapping[str, Device] = {}
-        self._device_tags: Mapping[str, dict[str, str]] = {}
         self._baseline_ns: int | None = None
         self._registry_dirty = False
 
-    def set_devices(self, devices: Mapping[str, Device], device_tags: Mapping[str, dict[str, str]]) -> None:
+    def set_devices(self, devices: Mapping[str, Device]) -> None:
         self._devices = devices
-        self._device_tags = device_tags
         self._ignored.clear()
         self._registry_dirty = True
 
@@ -61,7 +62,6 @@ class SilenceWatcher:
         if fired is None and not self._selects(device_id, kind, tags_of(device_id, tags)):
             self._ignored.add(device_id)
             return None
-        self._labels[device_id] = tags
         self._push(time_ns + self.span_ns(device_id), device_id)
         if fired is None:
             return None
@@ -75,7 +75,7 @@ class SilenceWatcher:
         """The alert store says this device's silent alert fires (since `fired_ns`): the next reading resolves it."""
         self._firing[device_id] = fired_ns
 
-    def tick(self, now_ns: int, last_seen: Mapping[str, int]) -> list[AlertTransition]:
+    def tick(self, now_ns: int, last_seen: LastSeen) -> list[AlertTransition]:
         """Fire for every selected device whose deadline has passed by `now_ns`."""
         if self._baseline_ns is None:
             self._baseline_ns = now_ns
@@ -83,8 +83,9 @@ class SilenceWatcher:
             self._registry_dirty = False
             for device_id, device in self._devices.items():
                 if device_id not in self._queued and device_id not in self._firing:
-                    base = last_seen.get(device_id, now_ns)
-                    if self._selects(device_id, device.kind, self._device_tags.get(device_id, {})):
+                    seen = last_seen(device_id)
+                    base = now_ns if seen is None else seen
+                    if self._selects(device_id, device.kind, dict(device.tags())):
                         self._push(base + self.span_ns(device_id), device_id)
         out = []
         heap = self._heap
@@ -94,7 +95,8 @@ class SilenceWatcher:
             device = self._devices.get(device_id)
             if device is not None and device.status != "active":
                 continue
-            base = last_seen.get(device_id, self._baseline_ns)
+            seen = last_seen(device_id)
+            base = self._baseline_ns if seen is None else seen
             due = base + self.span_ns(device_id)
             if due > now_ns:
                 self._push(due, device_id)
@@ -113,7 +115,7 @@ class SilenceWatcher:
         """This rule's bookkeeping: one heap entry per watched device, and the sets and dicts beside it."""
         heap = self._heap
         size = sys.getsizeof(heap) + sum(sys.getsizeof(x) for x in (
-            self._queued, self._ignored, self._firing, self._resolved, self._labels))
+            self._queued, self._ignored, self._firing, self._resolved))
         if heap:
             size += len(heap) * sys.getsizeof(heap[0])
         return RuleStateStats(self.rule.id, len(self._queued) + len(self._firing), len(heap), size)
@@ -141,7 +143,7 @@ class SilenceWatcher:
     def _transition(self, device_id: str, from_state: AlertState, to_state: AlertState, time_ns: int,
                     value: float | None, summary: str) -> AlertTransition:
         level = self.rule.levels[0]
-        labels = dict(self._labels.get(device_id) or self._device_tags.get(device_id, {}).items())
+        labels = dict(self._labels_of(device_id))
         labels.update(self.rule.labels)
         return AlertTransition(
             rule_id=self.rule.id, device_id=device_id, from_state=from_state, to_state=to_state,

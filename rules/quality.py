@@ -3,15 +3,15 @@
 A reading's `quality_check` field (written by decoders/quality) names the checks it failed.
 A rule fires when a device's readings fail one of its `checks` without a break for `for`
 (a stuck sensor, a depth gauge set up wrong), or `count` times within `within` (repeated
-spikes). Per device it keeps when the current failing run began, the times of the last `count`
-failures (a handful of integers, not a window of readings) and whether the alert fires. It
-resolves on a reading that passes once no failure is left within `within`. Time comes from the
-readings only.
+spikes). Per device with failures it keeps when the current failing run began, the times of
+the last `count` failures (a handful of integers, not a window of readings) and whether the
+alert fires; a device whose readings pass holds nothing. It resolves on a reading that passes
+once no failure is left within `within`. Time comes from the readings only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from core.reading import Reading
 from core.timing import format_duration
@@ -41,35 +41,47 @@ class QualityWatch:
         self.spec = rule.quality
         self._for_ns = int(self.spec.for_s * _NS)
         self._within_ns = int(self.spec.within_s * _NS)
-        self._runs: dict[str, _Run] = {}
-        self._selected: dict[str, bool] = {}
+        self._runs: dict[str, _Run] = {}  # only devices with a failure still counting, firing or once resolved
+        self._selected: dict[str, bool] = {}  # (only for rules that select by device or tags)
+        select = rule.select
+        self._by_kind_only = select.devices is None and not select.needs_tags
 
     def reset_selection(self) -> None:
         """Forget which devices the rule selects (the registry changed)."""
         self._selected.clear()
 
-    def seen(self, reading: Reading, tags: Mapping[str, str]) -> AlertTransition | None:
-        """Note one judged reading; returns the FIRING or RESOLVED transition it causes, if any."""
+    def seen(self, reading: Reading, tags_of: Callable[[Reading], Mapping[str, str]]) -> AlertTransition | None:
+        """Note one judged reading; returns the FIRING or RESOLVED transition it causes, if any.
+
+        `tags_of(reading)`: its tags completed from the registry, asked for only when the rule
+        selects by tags or devices and has not yet seen the device.
+        """
         quality = reading.fields.get("quality")
         if quality is None:
             return None  # not judged (quality switched off): nothing to say
         device_id = reading.device_id
-        selected = self._selected.get(device_id)
-        if selected is None:
-            kinds = self.rule.select.kinds
-            selected = self._selected[device_id] = ((kinds is None or reading.kind in kinds)
-                                                     and self.rule.select.matches(device_id, tags))
-        if not selected:
-            return None
+        kinds = self.rule.select.kinds
+        if self._by_kind_only:
+            if kinds is not None and reading.kind not in kinds:
+                return None
+        else:
+            selected = self._selected.get(device_id)
+            if selected is None:
+                selected = self._selected[device_id] = ((kinds is None or reading.kind in kinds)
+                                                         and self.rule.select.matches(device_id, tags_of(reading)))
+            if not selected:
+                return None
+        failed_checks = reading.fields.get("quality_check")
+        failed = isinstance(failed_checks, str) and any(c in self.spec.checks for c in failed_checks.split(","))
         run = self._runs.get(device_id)
         if run is None:
+            if not failed:
+                return None  # nothing counting: a passing reading changes nothing
             run = self._runs[device_id] = _Run()
         t = reading.time_ns
         if t <= run.last_ns:
             return None
         run.last_ns = t
-        failed_checks = reading.fields.get("quality_check")
-        failed = isinstance(failed_checks, str) and any(c in self.spec.checks for c in failed_checks.split(","))
         count = self.spec.count
         if failed:
             if run.start_ns < 0:
@@ -84,14 +96,17 @@ class QualityWatch:
                 checks = "/".join(sorted(self.spec.checks))
                 what = (f"failing {checks} for {format_duration(round((t - run.start_ns) / _NS))}" if long_run
                         else f"{self.spec.count} × {checks} within {format_duration(round(self.spec.within_s))}")
-                return self._transition(reading, tags, run, AlertState.FIRING, f"{self.rule.id} firing: {what}"
+                return self._transition(reading, run, AlertState.FIRING, f"{self.rule.id} firing: {what}"
                                         f" (last: {failed_checks}); check the sensor on site")
             return None
         run.start_ns = -1
-        if run.firing and not (run.recent and t - run.recent[-1] <= self._within_ns):
+        recent = bool(run.recent) and t - run.recent[-1] <= self._within_ns
+        if run.firing and not recent:
             run.firing = False
-            return self._transition(reading, tags, run, AlertState.RESOLVED,
+            return self._transition(reading, run, AlertState.RESOLVED,
                                     f"{self.rule.id} resolved: readings pass the checks again")
+        if not (run.firing or run.resolved or recent):
+            del self._runs[device_id]  # back to nothing counting
         return None
 
     def restore(self, device_id: str) -> None:
@@ -105,8 +120,7 @@ class QualityWatch:
         run = self._runs.get(device_id)
         return run is not None and run.firing
 
-    def _transition(self, reading: Reading, tags: Mapping[str, str], run: _Run, to: AlertState,
-                    summary: str) -> AlertTransition:
+    def _transition(self, reading: Reading, run: _Run, to: AlertState, summary: str) -> AlertTransition:
         level = self.rule.levels[0]
         if to is AlertState.FIRING:
             from_state = AlertState.RESOLVED if run.resolved else AlertState.INACTIVE

@@ -50,6 +50,23 @@ def theil_sen_slope_ns(times_ns: Sequence[int], values: Sequence[float]) -> floa
     return slope if slope is not None and math.isfinite(slope) else None
 
 
+def theil_sen_slope_offsets(times_ns: Sequence[float], values: Sequence[float]) -> float | None:
+    """`theil_sen_slope_ns` of times given as float64 nanosecond offsets from some base (exact integers).
+
+    The differences to the newest time are the same integers as with int64 times, so the result is
+    identical; this is how `rules.windows.PointStore` keeps its times.
+    """
+    n = len(times_ns)
+    if n < 2:
+        return None
+    t_last = times_ns[-1]
+    if n < _PURE_PYTHON_BELOW:
+        return theil_sen_slope([(t - t_last) / _NS for t in times_ns], values)
+    times_s = (np.asarray(times_ns, dtype=float) - t_last) / _NS
+    slope = _median_slope_numpy(times_s, np.asarray(values, dtype=float))
+    return slope if slope is not None and math.isfinite(slope) else None
+
+
 def _median_slope_loop(times_s: Sequence[float], values: Sequence[float]) -> float | None:
     n = len(times_s)
     slopes = []

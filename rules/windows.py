@@ -1,12 +1,15 @@
-"""Per-(rule, device) sliding windows with incremental aggregates, in compact arrays of bounded size.
+"""Sliding windows of one rule for all its devices, as columns: a row per (rule, device), no object per window.
 
 Every window holds the samples with time > newest − window (never fewer than the newest
 one). Each sample carries a weight in seconds, the length of the interval it stands for
 (time since the device's previous sample, capped at the device's expected interval; see
-rules/README.md): mean and LAeq are weighted by it, `coverage_s` sums it, so "an hourly
-mean needs 45 minutes of data" is `coverage_s >= 2700`.
+rules/README.md): mean and LAeq are weighted by it, `coverage` sums it, so "an hourly
+mean needs 45 minutes of data" is `coverage >= 2700`.
 
-Two layouts, neither holding a Python object per sample:
+A `WindowStore` keeps a rule's windows row by row: per-row scalars (sample count, Σ
+weights, running sums, the newest bucket's number, a time base) in `array` columns of 8
+bytes a row, and a row's entries in one `array('d')` of its own, created at its first
+sample. Two layouts of entries, neither holding a Python object per sample:
 
 * **Buckets** (last, count, mean, laeq, min, max): one entry per `resolution_s` time bucket
   that has samples, a running aggregate of them (count, Σw, Σw·x — energy for LAeq — and
@@ -17,8 +20,11 @@ Two layouts, neither holding a Python object per sample:
   5-minute reports into 2.5-minute buckets — and always with `resolution_s = 0`).
 * **Points** (rate, slope, eta): every sample (time, weight, value), at most `max_samples`.
 
-Time in int64 nanoseconds (`array('q')`), numbers in float64 (`array('d')`): an entry costs
-8 bytes per column.
+Times in an entry are float64 nanoseconds relative to the row's base time (an int64
+column): exact integers while under 2⁵³ ns (104 days); the base moves to the newest sample
+when an offset reaches 2⁵² ns. So an entry costs 8 bytes per field, time included.
+
+`make_window` gives one window on its own (a one-row store): what tests and tools use.
 """
 
 from __future__ import annotations
@@ -29,444 +35,529 @@ from abc import ABC, abstractmethod
 from array import array
 
 from rules.model import BUCKETED_AGGREGATES
-from rules.trend import theil_sen_slope_ns
+from rules.trend import theil_sen_slope_offsets
 
 _NS = 1_000_000_000
 _RESUM_EVERY = 4096
+_REBASE_AT = 1 << 52
+_NAN = math.nan
+_ARRAY = sys.getsizeof(array("d"))  # an empty array object
 
 
-class Window(ABC):
-    """A window's contract: `add` a sample, read `value()`, `count` (samples), `coverage_s` (Σ weights)."""
+class WindowStore(ABC):
+    """One rule's windows, a row each: `add` a sample to a row, read its `value`, `count` and `coverage`."""
 
-    __slots__ = ("coverage_s",)
+    __slots__ = ("_cov",)
+
+    def __init__(self) -> None:
+        self._cov = array("d")  # per row: Σ weights of the samples in the window
 
     @property
-    @abstractmethod
-    def entries(self) -> int:
-        """Entries held (buckets or points): what memory follows."""
+    def rows(self) -> int:
+        return len(self._cov)
 
-    @property
-    @abstractmethod
-    def count(self) -> int:
-        """Samples in the window."""
-
-    @abstractmethod
-    def add(self, time_ns: int, value: float, weight_s: float) -> None:
-        """Take a sample newer than every earlier one (the engine drops late ones first)."""
+    def new_row(self) -> int:
+        """A fresh, empty row's index."""
+        self._cov.append(0.0)
+        self._grow()
+        return len(self._cov) - 1
 
     @abstractmethod
-    def value(self) -> float | None:
-        """The aggregate over the samples in the window, or None when it has none."""
+    def _grow(self) -> None:
+        """Append one empty row to every column but `_cov`."""
 
-    def nbytes(self) -> int:
-        """Bytes held: the object and its arrays."""
-        return sys.getsizeof(self)
+    @abstractmethod
+    def clear(self, row: int) -> None:
+        """Empty the row (the device's clock jumped back: its window restarts)."""
+
+    @abstractmethod
+    def add(self, row: int, time_ns: int, value: float, weight_s: float) -> None:
+        """Take a sample newer than every earlier one of the row (the engine drops late ones first)."""
+
+    @abstractmethod
+    def value(self, row: int) -> float | None:
+        """The aggregate over the row's samples in the window, or None when it has none."""
+
+    @abstractmethod
+    def count(self, row: int) -> int:
+        """Samples in the row's window."""
+
+    @abstractmethod
+    def entries(self, row: int) -> int:
+        """Entries the row holds (buckets or points): what its memory follows."""
+
+    def coverage(self, row: int) -> float:
+        return self._cov[row]
+
+    def ready_value(self, row: int, min_samples: int, min_coverage_s: float) -> float | None:
+        """`value(row)` once the row has `min_samples` samples covering `min_coverage_s`, else None."""
+        if self.count(row) < min_samples or self._cov[row] < min_coverage_s:
+            return None
+        return self.value(row)
+
+    @abstractmethod
+    def _columns(self) -> tuple:
+        """Every per-row column (arrays, and lists of row arrays)."""
+
+    def column_bytes(self) -> int:
+        """Bytes of the columns at their allocated size (rows' own arrays not included)."""
+        return sum(sys.getsizeof(c) for c in self._columns())
+
+    def row_array_bytes(self, row: int) -> int:
+        """Bytes of the row's own arrays (its entries), 0 before its first sample."""
+        return 0
+
+    def row_bytes(self, row: int) -> int:
+        """Bytes one row holds: its share of the columns (8 bytes a field) and its own arrays."""
+        return sum(getattr(c, "itemsize", 8) for c in self._columns()) + self.row_array_bytes(row)
 
 
-class _Series(Window):
-    """Entries in arrays from index `_head` on, `_t` holding each entry's newest time.
+class LatestStore(WindowStore):
+    """A `last` rule without a window: the newest value (NaN: none yet) and its weight, 16 bytes a row."""
 
-    The oldest entries leave by moving `_head`; the arrays are cut only once the dead prefix
-    is a quarter of them (`_compact`), so eviction is O(1) amortised, not a memmove a sample.
-    """
+    __slots__ = ("_v",)
 
-    __slots__ = ("_head", "_max", "_span_ns", "_t")
+    def __init__(self) -> None:
+        super().__init__()
+        self._v = array("d")
+
+    def _grow(self) -> None:
+        self._v.append(_NAN)
+
+    def clear(self, row: int) -> None:
+        self._v[row] = _NAN
+        self._cov[row] = 0.0
+
+    def add(self, row: int, time_ns: int, value: float, weight_s: float) -> None:
+        self._v[row] = value
+        self._cov[row] = weight_s
+
+    def value(self, row: int) -> float | None:
+        v = self._v[row]
+        return None if v != v else v
+
+    def count(self, row: int) -> int:
+        v = self._v[row]
+        return 0 if v != v else 1
+
+    entries = count
+
+    def _columns(self) -> tuple:
+        return (self._cov, self._v)
+
+    def ready_value(self, row: int, min_samples: int, min_coverage_s: float) -> float | None:
+        v = self._v[row]
+        if v != v or min_samples > 1 or self._cov[row] < min_coverage_s:
+            return None
+        return v
+
+
+class _Series(WindowStore):
+    """Rows of entries of `_S` float64 fields, the first the time offset of the entry's newest sample."""
+
+    __slots__ = ("_base", "_max", "_rows", "_span_ns")
+    _S = 3
 
     def __init__(self, window_s: float, max_samples: int) -> None:
-        self._span_ns = _shared(int(window_s * _NS))
+        super().__init__()
+        self._span_ns = int(window_s * _NS)
         self._max = max_samples
-        self._t = array("q")  # per entry: the time of its newest sample
-        self._head = 0
-        self.coverage_s = 0.0
+        self._rows: list[array | None] = []
+        self._base = array("q")  # per row: the time its offsets count from
 
-    @property
-    def entries(self) -> int:
-        return len(self._t) - self._head
+    def _grow(self) -> None:
+        self._rows.append(None)
+        self._base.append(0)
 
-    def nbytes(self) -> int:
-        return sys.getsizeof(self) + sum(sys.getsizeof(getattr(self, name)) for name in self._arrays())
+    def clear(self, row: int) -> None:
+        self._rows[row] = None
+        self._cov[row] = 0.0
 
-    def _arrays(self) -> tuple[str, ...]:
-        return ("_t",)
+    def entries(self, row: int) -> int:
+        a = self._rows[row]
+        return 0 if a is None else len(a) // self._S
 
-    def _expire(self, time_ns: int) -> None:
-        """Let the oldest entries go (out of the window or over the cap, never the newest), then compact."""
-        t = self._t
-        cutoff = time_ns - self._span_ns
-        last = len(t) - 1
-        h = self._head
-        limit = self._max
-        while h < last and (t[h] <= cutoff or last + 1 - h > limit):
-            self._forget(h)
-            h += 1
-        self._head = h
-        if h > 1 and 4 * h > len(t):
-            self._compact(h)
+    def _columns(self) -> tuple:
+        return (self._cov, self._base, self._rows)
 
-    @abstractmethod
-    def _forget(self, i: int) -> None:
-        """Subtract entry `i` from the running aggregates: it is leaving."""
+    def row_array_bytes(self, row: int) -> int:
+        a = self._rows[row]
+        return 0 if a is None else sys.getsizeof(a)
 
-    def _compact(self, h: int) -> None:
-        """Cut the `h` dead entries off the front of every array."""
-        del self._t[:h]
-        self._head = 0
+    def _offset(self, row: int, time_ns: int) -> tuple[array, int]:
+        """The row's entries (created at its first sample) and `time_ns` as an offset from the row's base."""
+        a = self._rows[row]
+        if a is None:
+            a = self._rows[row] = array("d")
+            self._base[row] = time_ns
+            self._started(row)
+            return a, 0
+        off = time_ns - self._base[row]
+        if off >= _REBASE_AT:
+            self._rebase(row, a, time_ns)
+            off = 0
+        return a, off
+
+    def _started(self, row: int) -> None:
+        """A row got its first sample (after creation or `clear`): reset the subclass's columns."""
+
+    def _rebase(self, row: int, a: array, time_ns: int) -> None:
+        """Count the row's offsets from `time_ns` (they become ≤ 0, exact while within 2⁵³ ns of it)."""
+        shift = float(time_ns - self._base[row])
+        self._base[row] = time_ns
+        for i in range(0, len(a), self._S):
+            a[i] -= shift
 
 
 class _Buckets(_Series):
-    """Entries of `_STRIDE` float64 columns in `_c`: count, Σw, then what the subclass adds.
+    """Entries [time, count, Σw, ...]; `_key` holds each row's newest bucket number, `_n` its sample count.
 
     `_res_ns` is the bucket width (1 ns for an exact window: times strictly increase, so
-    no two samples share a bucket) and `_key` the newest entry's bucket number.
+    no two samples share a bucket).
     """
 
-    __slots__ = ("_c", "_key", "_n", "_res_ns")
-    _STRIDE = 2
+    __slots__ = ("_key", "_n", "_res_ns")
 
     def __init__(self, window_s: float, max_samples: int, resolution_s: float = 0.0) -> None:
         super().__init__(window_s, max_samples)
-        self._res_ns = _shared(max(1, int(resolution_s * _NS)))
-        self._key = -1
-        self._c = array("d")
-        self._n = 0.0  # samples (a float: it is summed from the count column)
+        self._res_ns = max(1, int(resolution_s * _NS))
+        self._key = array("q")
+        self._n = array("d")  # a float: it is summed from the count field
 
-    @property
-    def count(self) -> int:
-        return int(self._n)
+    def _grow(self) -> None:
+        super()._grow()
+        self._key.append(-1)
+        self._n.append(0.0)
 
-    def _arrays(self) -> tuple[str, ...]:
-        return ("_t", "_c")
+    def _started(self, row: int) -> None:
+        self._key[row] = -1
+        self._n[row] = 0.0
 
-    def _forget(self, i: int) -> None:
-        c = self._c
-        i *= self._STRIDE
-        self._n -= c[i]
-        self.coverage_s -= c[i + 1]
+    def _columns(self) -> tuple:
+        return (*super()._columns(), self._key, self._n)
 
-    def _compact(self, h: int) -> None:
-        del self._c[:h * self._STRIDE]
-        super()._compact(h)
+    def count(self, row: int) -> int:
+        return int(self._n[row])
 
-    def _add_counted(self, time_ns: int, weight_s: float) -> None:
-        """Count a sample and its weight into the newest bucket or a new one (last and count windows)."""
+    def ready_value(self, row: int, min_samples: int, min_coverage_s: float) -> float | None:
+        if self._n[row] < min_samples or self._cov[row] < min_coverage_s:
+            return None
+        return self.value(row)
+
+    def _add_counted(self, row: int, time_ns: int, weight_s: float) -> tuple[array, int, bool]:
+        """Count a sample and its weight into the row's newest bucket or a new one; (entries, offset, merged)."""
+        a, off = self._offset(row, time_ns)
         key = time_ns // self._res_ns
-        c = self._c
-        t = self._t
-        if key == self._key:
-            t[-1] = time_ns
-            c[-2] += 1.0
-            c[-1] += weight_s
+        if key == self._key[row]:
+            a[-3] = off
+            a[-2] += 1.0
+            a[-1] += weight_s
+            merged = True
         else:
-            self._key = key
-            t.append(time_ns)
-            c.append(1.0)
-            c.append(weight_s)
-        self._n += 1
-        self.coverage_s += weight_s
-        if t[self._head] <= time_ns - self._span_ns or len(t) - self._head > self._max:
-            self._expire(time_ns)
+            self._key[row] = key
+            a.append(off)
+            a.append(1.0)
+            a.append(weight_s)
+            merged = False
+        self._n[row] += 1
+        self._cov[row] += weight_s
+        return a, off, merged
+
+    def _expire(self, row: int, a: array, off: int) -> None:
+        """Let the oldest entries go (out of the window or over the cap, never the newest)."""
+        if a[0] > off - self._span_ns and len(a) <= self._max * 3:
+            return
+        cutoff = off - self._span_ns
+        last = len(a) - 3
+        limit = self._max * 3
+        n = self._n[row]
+        cov = self._cov[row]
+        k = 0
+        while k < last and (a[k] <= cutoff or len(a) - k > limit):
+            n -= a[k + 1]
+            cov -= a[k + 2]
+            self._forget(row, a[k])
+            k += 3
+        del a[:k]
+        self._n[row] = n
+        self._cov[row] = cov
+
+    def _forget(self, row: int, time_off: float) -> None:
+        """An entry whose newest sample is at `time_off` leaves (min/max drop it from their queue)."""
 
 
-class LastWindow(_Buckets):
+class LastStore(_Buckets):
     """The newest value (never evicted); the window only feeds min_samples / min_coverage."""
 
     __slots__ = ("_last",)
 
     def __init__(self, window_s: float, max_samples: int, resolution_s: float = 0.0) -> None:
         super().__init__(window_s, max_samples, resolution_s)
-        self._last: float | None = None
+        self._last = array("d")
 
-    def add(self, time_ns: int, value: float, weight_s: float) -> None:
-        self._last = value
-        self._add_counted(time_ns, weight_s)
+    def _grow(self) -> None:
+        super()._grow()
+        self._last.append(_NAN)
 
-    def value(self) -> float | None:
-        return self._last
+    def clear(self, row: int) -> None:
+        super().clear(row)
+        self._last[row] = _NAN
 
+    def _columns(self) -> tuple:
+        return (*super()._columns(), self._last)
 
-class LatestOnly(Window):
-    """A `last` rule without a window: the newest sample alone, two fields and no arrays."""
+    def add(self, row: int, time_ns: int, value: float, weight_s: float) -> None:
+        self._last[row] = value
+        a, off, _ = self._add_counted(row, time_ns, weight_s)
+        self._expire(row, a, off)
 
-    __slots__ = ("_last",)
-
-    def __init__(self) -> None:
-        self._last: float | None = None
-        self.coverage_s = 0.0
-
-    @property
-    def entries(self) -> int:
-        return 0 if self._last is None else 1
-
-    @property
-    def count(self) -> int:
-        return 0 if self._last is None else 1
-
-    def add(self, time_ns: int, value: float, weight_s: float) -> None:
-        self._last = value
-        self.coverage_s = weight_s
-
-    def value(self) -> float | None:
-        return self._last
+    def value(self, row: int) -> float | None:
+        v = self._last[row]
+        return None if v != v else v
 
 
-class CountWindow(_Buckets):
+class CountStore(_Buckets):
     """How many samples the window holds."""
 
     __slots__ = ()
 
-    def add(self, time_ns: int, value: float, weight_s: float) -> None:
-        self._add_counted(time_ns, weight_s)
+    def add(self, row: int, time_ns: int, value: float, weight_s: float) -> None:
+        a, off, _ = self._add_counted(row, time_ns, weight_s)
+        self._expire(row, a, off)
 
-    def value(self) -> float | None:
-        return float(self._n)
+    def value(self, row: int) -> float | None:
+        return self._n[row]
 
 
-class MeanWindow(_Buckets):
-    """Time-weighted mean Σ wᵢxᵢ / Σ wᵢ from running sums, re-summed exactly now and then to bound drift."""
+class MeanStore(_Buckets):
+    """Time-weighted mean Σ wᵢxᵢ / Σ wᵢ from running sums, re-summed exactly now and then to bound drift.
 
-    __slots__ = ("_since_resum", "_sum_wx")
-    _STRIDE = 3  # count, Σw, Σw·x
-    _energy = False  # LaeqWindow: average 10^(L/10) instead of the value
+    Entries [time, count, Σw, Σw·x].
+    """
+
+    __slots__ = ("_since", "_sum")
+    _S = 4
+    _energy = False  # LaeqStore: average 10^(L/10) instead of the value
 
     def __init__(self, window_s: float, max_samples: int, resolution_s: float = 0.0) -> None:
         super().__init__(window_s, max_samples, resolution_s)
-        self._sum_wx = 0.0
-        self._since_resum = 0
+        self._sum = array("d")
+        self._since = array("i")  # samples since the last exact re-summing
 
-    def add(self, time_ns: int, value: float, weight_s: float) -> None:
+    def _grow(self) -> None:
+        super()._grow()
+        self._sum.append(0.0)
+        self._since.append(0)
+
+    def _started(self, row: int) -> None:
+        super()._started(row)
+        self._sum[row] = 0.0
+        self._since[row] = 0
+
+    def _columns(self) -> tuple:
+        return (*super()._columns(), self._sum, self._since)
+
+    def add(self, row: int, time_ns: int, value: float, weight_s: float) -> None:
         wx = weight_s * (10.0 ** (value / 10.0) if self._energy else value)
+        a, off = self._offset(row, time_ns)
         key = time_ns // self._res_ns
-        c = self._c
-        t = self._t
-        if key == self._key:
-            t[-1] = time_ns
-            c[-3] += 1.0
-            c[-2] += weight_s
-            c[-1] += wx
+        if key == self._key[row]:
+            a[-4] = off
+            a[-3] += 1.0
+            a[-2] += weight_s
+            a[-1] += wx
         else:
-            self._key = key
-            t.append(time_ns)
-            c.append(1.0)
-            c.append(weight_s)
-            c.append(wx)
-        self._n += 1
-        self.coverage_s += weight_s
-        self._sum_wx += wx
-        self._since_resum += 1
-        if self._since_resum >= _RESUM_EVERY:
-            self._since_resum = 0
-            live = c[self._head * 3:]
-            self._sum_wx = math.fsum(live[2::3])
-            self.coverage_s = math.fsum(live[1::3])
-        h = self._head
-        cutoff = time_ns - self._span_ns
-        if t[h] <= cutoff or len(t) - h > self._max:  # _expire, inlined: this runs for most readings
-            last = len(t) - 1
-            while h < last and (t[h] <= cutoff or last + 1 - h > self._max):
-                i = 3 * h
-                self._n -= c[i]
-                self.coverage_s -= c[i + 1]
-                self._sum_wx -= c[i + 2]
-                h += 1
-            self._head = h
-            if h > 1 and 4 * h > len(t):
-                self._compact(h)
+            self._key[row] = key
+            a.append(off)
+            a.append(1.0)
+            a.append(weight_s)
+            a.append(wx)
+        n = self._n[row] + 1
+        cov = self._cov[row] + weight_s
+        total = self._sum[row] + wx
+        since = self._since[row] + 1
+        if since >= _RESUM_EVERY:
+            since = 0
+            total = math.fsum(a[3::4])
+            cov = math.fsum(a[2::4])
+        self._since[row] = since
+        cutoff = off - self._span_ns
+        if a[0] <= cutoff or len(a) > self._max * 4:  # the expiry, inlined: this runs for most readings
+            last = len(a) - 4
+            limit = self._max * 4
+            k = 0
+            while k < last and (a[k] <= cutoff or len(a) - k > limit):
+                n -= a[k + 1]
+                cov -= a[k + 2]
+                total -= a[k + 3]
+                k += 4
+            del a[:k]
+        self._n[row] = n
+        self._cov[row] = cov
+        self._sum[row] = total
 
-    def _forget(self, i: int) -> None:
-        c = self._c
-        i *= 3
-        self._n -= c[i]
-        self.coverage_s -= c[i + 1]
-        self._sum_wx -= c[i + 2]
-
-    def value(self) -> float | None:
-        if not self._n or self.coverage_s <= 0:
+    def value(self, row: int) -> float | None:
+        cov = self._cov[row]
+        if not self._n[row] or cov <= 0:
             return None
-        return self._sum_wx / self.coverage_s
+        return self._sum[row] / cov
 
 
-class LaeqWindow(MeanWindow):
+class LaeqStore(MeanStore):
     """Energy average of levels: LAeq = 10·log10( Σ wᵢ·10^(Lᵢ/10) / Σ wᵢ ), never the mean of dB values."""
 
     __slots__ = ()
     _energy = True
 
-    def value(self) -> float | None:
-        mean_energy = super().value()
+    def value(self, row: int) -> float | None:
+        mean_energy = super().value(row)
         if mean_energy is None or mean_energy <= 0:
             return None
         return 10.0 * math.log10(mean_energy)
 
 
-class ExtremeWindow(_Buckets):
-    """Min or max over the window with a monotonic queue of (time, value), at most one item per bucket.
+class ExtremeStore(_Buckets):
+    """Min or max over the window with a monotonic queue of [time, value] per row, at most one item per bucket.
 
     A sample dominated by a later one in the same bucket can never be the extreme again (the
     bucket leaves as a whole), so the queue is bounded by the entries, not by the samples.
     """
 
-    __slots__ = ("_is_max", "_mh", "_mt", "_mv")
+    __slots__ = ("_is_max", "_q")
 
     def __init__(self, window_s: float, max_samples: int, resolution_s: float = 0.0, *, is_max: bool) -> None:
         super().__init__(window_s, max_samples, resolution_s)
         self._is_max = is_max
-        self._mt = array("q")
-        self._mv = array("d")
-        self._mh = 0  # the queue's head, as `_head` for the entries
+        self._q: list[array | None] = []
 
-    def _arrays(self) -> tuple[str, ...]:
-        return ("_t", "_c", "_mt", "_mv")
+    def _grow(self) -> None:
+        super()._grow()
+        self._q.append(None)
 
-    def add(self, time_ns: int, value: float, weight_s: float) -> None:
-        key = time_ns // self._res_ns
-        c = self._c
-        t = self._t
-        merged = key == self._key
-        if merged:
-            t[-1] = time_ns
-            c[-2] += 1.0
-            c[-1] += weight_s
-        else:
-            self._key = key
-            t.append(time_ns)
-            c.append(1.0)
-            c.append(weight_s)
-        self._n += 1
-        self.coverage_s += weight_s
-        mt, mv = self._mt, self._mv
-        mh = self._mh
+    def clear(self, row: int) -> None:
+        super().clear(row)
+        self._q[row] = None
+
+    def _columns(self) -> tuple:
+        return (*super()._columns(), self._q)
+
+    def row_array_bytes(self, row: int) -> int:
+        q = self._q[row]
+        return super().row_array_bytes(row) + (0 if q is None else sys.getsizeof(q))
+
+    def _rebase(self, row: int, a: array, time_ns: int) -> None:
+        shift = float(time_ns - self._base[row])
+        super()._rebase(row, a, time_ns)
+        q = self._q[row]
+        if q is not None:
+            for i in range(0, len(q), 2):
+                q[i] -= shift
+
+    def add(self, row: int, time_ns: int, value: float, weight_s: float) -> None:
+        a, off, merged = self._add_counted(row, time_ns, weight_s)
+        q = self._q[row]
+        if q is None:
+            q = self._q[row] = array("d")
         if self._is_max:
-            while len(mv) > mh and mv[-1] <= value:
-                mt.pop()
-                mv.pop()
+            while q and q[-1] <= value:
+                del q[-2:]
         else:
-            while len(mv) > mh and mv[-1] >= value:
-                mt.pop()
-                mv.pop()
-        if not (merged and len(mv) > mh and (len(t) - self._head < 2 or mt[-1] > t[-2])):
-            mt.append(time_ns)  # (else a sample of the same bucket dominates it, and leaves with it)
-            mv.append(value)
-        if t[self._head] <= time_ns - self._span_ns or len(t) - self._head > self._max:
-            self._expire(time_ns)
+            while q and q[-1] >= value:
+                del q[-2:]
+        if not (merged and q and (len(a) < 6 or q[-2] > a[-6])):
+            q.append(off)  # (else a sample of the same bucket dominates it, and leaves with it)
+            q.append(value)
+        self._expire(row, a, off)
 
-    def _forget(self, i: int) -> None:
-        super()._forget(i)
-        out_ns = self._t[i]
-        mt = self._mt
-        mh = self._mh
-        while mt[mh] <= out_ns:  # the newest sample (or a bucket-mate) stays: the queue never empties
-            mh += 1
-        self._mh = mh
+    def _forget(self, row: int, time_off: float) -> None:
+        q = self._q[row]
+        assert q is not None
+        k = 0
+        while k < len(q) - 2 and q[k] <= time_off:  # the newest sample (or a bucket-mate) stays
+            k += 2
+        if k:
+            del q[:k]
 
-    def _compact(self, h: int) -> None:
-        super()._compact(h)
-        mh = self._mh
-        if mh:
-            del self._mt[:mh]
-            del self._mv[:mh]
-            self._mh = 0
-
-    def value(self) -> float | None:
-        return self._mv[self._mh] if len(self._mv) > self._mh else None
+    def value(self, row: int) -> float | None:
+        q = self._q[row]
+        return q[1] if q else None
 
 
-class _Points(_Series):
-    """Every sample kept: times in `_t`, weights in `_w`, values in `_v` (at most `max_samples`)."""
+class PointStore(_Series):
+    """Every sample kept: entries [time, weight, value], at most `max_samples` a row.
 
-    __slots__ = ("_v", "_w")
-
-    def __init__(self, window_s: float, max_samples: int) -> None:
-        super().__init__(window_s, max_samples)
-        self._w = array("d")
-        self._v = array("d")
-
-    @property
-    def count(self) -> int:
-        return len(self._t)
-
-    def _arrays(self) -> tuple[str, ...]:
-        return ("_t", "_w", "_v")
-
-    def add(self, time_ns: int, value: float, weight_s: float) -> None:
-        t = self._t
-        t.append(time_ns)
-        self._w.append(weight_s)
-        self._v.append(value)
-        self.coverage_s += weight_s
-        if t[0] <= time_ns - self._span_ns or len(t) > self._max:
-            self._expire(time_ns)
-            if self._head:  # kept contiguous from index 0: Theil–Sen reads the arrays as they are
-                self._compact(self._head)
-
-    def _forget(self, i: int) -> None:
-        self.coverage_s -= self._w[i]
-
-    def _compact(self, h: int) -> None:
-        del self._w[:h]
-        del self._v[:h]
-        super()._compact(h)
-
-
-class RateWindow(_Points):
-    """Change per `per_s` between the oldest and newest sample in the window, over their real time span."""
-
-    __slots__ = ("_per_s",)
-
-    def __init__(self, window_s: float, max_samples: int, *, per_s: float) -> None:
-        super().__init__(window_s, max_samples)
-        self._per_s = per_s
-
-    def value(self) -> float | None:
-        t = self._t
-        if len(t) < 2:
-            return None
-        v = self._v
-        return (v[-1] - v[0]) / ((t[-1] - t[0]) / _NS) * self._per_s
-
-
-class TrendWindow(_Points):
-    """A bounded series of (t, v) for Theil–Sen: the slope is computed on demand, O(n²) in the bounded n.
-
-    `_flat` counts the newest samples in a row with the very same finite value: once it covers
-    the whole window every pairwise slope is 0.0, and so is their median, without the O(n²)
-    work. That is the usual case of a water-level sensor on a dry road.
+    `aggregate` is "rate" (change per `per_s` between the oldest and newest sample, over their
+    real time span) or a trend ("slope", "eta": the Theil–Sen slope per second, computed on
+    demand, O(n²) in the bounded n). `_flat` counts each row's newest samples in a row with
+    the very same finite value: once it covers the whole window every pairwise slope is 0.0,
+    and so is their median, without the O(n²) work — a water-level sensor on a dry road.
     """
 
-    __slots__ = ("_flat",)
+    __slots__ = ("_flat", "_per_s", "_rate")
 
-    def __init__(self, window_s: float, max_samples: int) -> None:
+    def __init__(self, window_s: float, max_samples: int, *, rate: bool = False, per_s: float = 1.0) -> None:
         super().__init__(window_s, max_samples)
-        self._flat = 0
+        self._rate = rate
+        self._per_s = per_s
+        self._flat = array("i")
 
-    def add(self, time_ns: int, value: float, weight_s: float) -> None:
-        if self._flat and _same(self._v[-1], value):
-            self._flat += 1
+    def _grow(self) -> None:
+        super()._grow()
+        self._flat.append(0)
+
+    def _started(self, row: int) -> None:
+        self._flat[row] = 0
+
+    def _columns(self) -> tuple:
+        return (*super()._columns(), self._flat)
+
+    def count(self, row: int) -> int:
+        a = self._rows[row]
+        return 0 if a is None else len(a) // 3
+
+    def add(self, row: int, time_ns: int, value: float, weight_s: float) -> None:
+        a, off = self._offset(row, time_ns)
+        flat = self._flat[row]
+        if flat and _same(a[-1], value):
+            self._flat[row] = flat + 1
         else:
-            self._flat = 1 if math.isfinite(value) else 0
-        super().add(time_ns, value, weight_s)
+            self._flat[row] = 1 if math.isfinite(value) else 0
+        a.append(off)
+        a.append(weight_s)
+        a.append(value)
+        cov = self._cov[row] + weight_s
+        cutoff = off - self._span_ns
+        limit = self._max * 3
+        if a[0] <= cutoff or len(a) > limit:
+            last = len(a) - 3
+            k = 0
+            while k < last and (a[k] <= cutoff or len(a) - k > limit):
+                cov -= a[k + 1]
+                k += 3
+            del a[:k]
+        self._cov[row] = cov
 
-    def slope_per_s(self) -> float | None:
-        t = self._t
-        if len(t) < 2:
+    def value(self, row: int) -> float | None:
+        if not self._rate:
+            return self.slope_per_s(row)
+        a = self._rows[row]
+        if a is None or len(a) < 6:
             return None
-        if self._flat >= len(t) and t[0] < t[-1]:
+        return (a[-1] - a[2]) / ((a[-3] - a[0]) / _NS) * self._per_s
+
+    def slope_per_s(self, row: int) -> float | None:
+        """The Theil–Sen slope of the row's points, value units per second; None below two points."""
+        a = self._rows[row]
+        if a is None or len(a) < 6:
+            return None
+        if self._flat[row] >= len(a) // 3 and a[0] < a[-3]:
             return 0.0  # what theil_sen_slope returns here: (v - v) / dt for every pair with dt > 0
-        return theil_sen_slope_ns(t, self._v)
+        return theil_sen_slope_offsets(a[0::3], a[2::3])
 
-    @property
-    def last(self) -> float | None:
-        return self._v[-1] if self._v else None
-
-    def value(self) -> float | None:
-        return self.slope_per_s()
-
-
-def _shared(n: int) -> int:
-    """One int object per distinct window length or resolution, not one per window (32 bytes each)."""
-    return _INTS.setdefault(n, n)
-
-
-_INTS: dict[int, int] = {}
+    def last(self, row: int) -> float | None:
+        """The row's newest value."""
+        a = self._rows[row]
+        return a[-1] if a else None
 
 
 def _same(a: float, b: float) -> bool:
@@ -474,26 +565,85 @@ def _same(a: float, b: float) -> bool:
     return a == b and (a != 0.0 or math.copysign(1.0, a) == math.copysign(1.0, b))
 
 
-def make_window(aggregate: str, window_s: float, max_samples: int, per_s: float = 1.0,
-                resolution_s: float = 0.0) -> Window:
-    """The window that computes `aggregate`; `resolution_s` > 0 buckets it (BUCKETED_AGGREGATES only)."""
+def make_store(aggregate: str, window_s: float, max_samples: int, per_s: float = 1.0,
+               resolution_s: float = 0.0) -> WindowStore:
+    """The store whose rows compute `aggregate`; `resolution_s` > 0 buckets it (BUCKETED_AGGREGATES only)."""
     if resolution_s and aggregate not in BUCKETED_AGGREGATES:
         raise ValueError(f"aggregate {aggregate!r} keeps its points: it takes no resolution")
     if aggregate == "last":
-        return LatestOnly() if window_s <= 0 else LastWindow(window_s, max_samples, resolution_s)
+        return LatestStore() if window_s <= 0 else LastStore(window_s, max_samples, resolution_s)
     if aggregate == "count":
-        return CountWindow(window_s, max_samples, resolution_s)
+        return CountStore(window_s, max_samples, resolution_s)
     if aggregate == "mean":
-        return MeanWindow(window_s, max_samples, resolution_s)
+        return MeanStore(window_s, max_samples, resolution_s)
     if aggregate == "laeq":
-        return LaeqWindow(window_s, max_samples, resolution_s)
+        return LaeqStore(window_s, max_samples, resolution_s)
     if aggregate in ("min", "max"):
-        return ExtremeWindow(window_s, max_samples, resolution_s, is_max=aggregate == "max")
+        return ExtremeStore(window_s, max_samples, resolution_s, is_max=aggregate == "max")
     if aggregate == "rate":
-        return RateWindow(window_s, max_samples, per_s=per_s)
+        return PointStore(window_s, max_samples, rate=True, per_s=per_s)
     if aggregate in ("slope", "eta"):
-        return TrendWindow(window_s, max_samples)
+        return PointStore(window_s, max_samples)
     raise ValueError(f"unknown aggregate {aggregate!r}")
+
+
+class Window:
+    """One window: a row of a store, a new one unless `row` is given (`make_window`, `Engine.window_of`)."""
+
+    __slots__ = ("row", "store")
+
+    def __init__(self, store: WindowStore, row: int | None = None) -> None:
+        self.store = store
+        self.row = store.new_row() if row is None else row
+
+    def add(self, time_ns: int, value: float, weight_s: float) -> None:
+        self.store.add(self.row, time_ns, value, weight_s)
+
+    def value(self) -> float | None:
+        return self.store.value(self.row)
+
+    @property
+    def count(self) -> int:
+        return self.store.count(self.row)
+
+    @property
+    def entries(self) -> int:
+        return self.store.entries(self.row)
+
+    @property
+    def coverage_s(self) -> float:
+        return self.store.coverage(self.row)
+
+    def nbytes(self) -> int:
+        """Bytes the row holds (its column share and entries)."""
+        return self.store.row_bytes(self.row)
+
+
+class TrendWindow(Window):
+    """A bounded series of (t, v) for Theil–Sen (see `PointStore`)."""
+
+    __slots__ = ()
+    store: PointStore
+
+    def __init__(self, window_s: float, max_samples: int) -> None:
+        super().__init__(PointStore(window_s, max_samples))
+
+    def slope_per_s(self) -> float | None:
+        return self.store.slope_per_s(self.row)
+
+    @property
+    def last(self) -> float | None:
+        return self.store.last(self.row)
+
+
+def make_window(aggregate: str, window_s: float, max_samples: int, per_s: float = 1.0,
+                resolution_s: float = 0.0) -> Window:
+    """One window computing `aggregate` (see `make_store`)."""
+    if aggregate in ("slope", "eta"):
+        if resolution_s:
+            raise ValueError(f"aggregate {aggregate!r} keeps its points: it takes no resolution")
+        return TrendWindow(window_s, max_samples)
+    return Window(make_store(aggregate, window_s, max_samples, per_s, resolution_s))
 
 
 def entry_cap(aggregate: str, window_s: float, max_samples: int, resolution_s: float = 0.0) -> int:

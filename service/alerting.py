@@ -20,6 +20,7 @@ from loguru import logger
 from alerts.notifiers import category_warnings
 from alerts.points import transition_point
 from alerts.runtime import AlertsRuntime
+from core.database import describe_url
 from core.reading import Reading
 from core.transition import AlertState, AlertTransition, Severity
 from provisioning.view import RegistryView
@@ -59,7 +60,9 @@ class RulesAndAlerts:
         self.engine.set_devices(view.by_id.values())
         self._devices_loaded_at = view.loaded_at
         self.alerts = AlertsRuntime(cfg.alerts, lambda device_id: self.view.by_id.get(device_id),
-                                    db_path=cfg.path(cfg.alerts.db_path), base_dir=cfg.base_dir)
+                                    db_path=cfg.alerts_database(), base_dir=cfg.base_dir,
+                                    migrate_schema=cfg.database.migrate_on_start)
+        logger.info("alerts: state in {}", describe_url(cfg.alerts_database()))
         self.transitions = 0
         self.recent: deque[AlertTransition] = deque(maxlen=50)
         self._pending: list[AlertTransition] = []

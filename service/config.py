@@ -21,7 +21,8 @@ from collectors.lorawan.config import MqttConfig
 from collectors.plugin import CollectorPlugin
 from collectors.registry import plugins as registered_plugins
 from core.config import Section
-from core.secrets import SecretStr
+from core.database import is_postgres_url
+from core.secrets import SecretStr, SecretUrl, redact_url
 from core.timepolicy import TimePolicy
 from core.tls import TlsError, client_context
 from core.validation import describe_errors
@@ -33,6 +34,7 @@ from storage.config import INFLUXDB_PASSWORD_ENV, INFLUXDB_TOKEN_ENV, InfluxConf
 DEFAULT_PATH = "config.toml"
 CONFIG_ENV = "URBANSENSE_CONFIG"
 SECRET_ENV = {
+    ("database", "url"): "URBANSENSE_DATABASE_URL",
     ("metrics", "token"): "URBANSENSE_METRICS_TOKEN",
     ("mqtt", "password"): "URBANSENSE_MQTT_PASSWORD",
     ("influxdb", "password"): INFLUXDB_PASSWORD_ENV,
@@ -48,6 +50,31 @@ class ConfigError(ValueError):
 
 
 _Section = Section
+
+
+class DatabaseConfig(_Section):
+    url: SecretUrl = Field(
+        SecretUrl(""), description=(
+            "shared state in PostgreSQL: postgresql://user:password@host:5432/db (or URBANSENSE_DATABASE_URL; "
+            "the password never shows). Empty = SQLite files as before (registry.path, alerts.db_path, "
+            "pipeline.dead_letter_path), one machine"))
+    migrate_on_start: bool = Field(True, description=(
+        "apply pending schema migrations at start; false = refuse to start while the schema is behind "
+        "(then run `urbansense db migrate`)"))
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_only(cls, v: SecretUrl) -> SecretUrl:
+        url = v.get_secret_value().strip()
+        if url and not is_postgres_url(url):
+            raise ValueError(f"expected a postgresql://user:password@host:5432/db URL or empty (SQLite files), "
+                             f"got {redact_url(url)!r}")
+        return v
+
+    @property
+    def shared(self) -> bool:
+        """True when the shared state lives in PostgreSQL."""
+        return bool(self.url.get_secret_value().strip())
 
 
 class RegistryConfig(_Section):
@@ -171,6 +198,7 @@ class DeskConfig(_Section):
 class BaseConfig(_Section):
     """The sections of the service itself; `Config` adds those of the collector plug-ins."""
 
+    database: DatabaseConfig = DatabaseConfig()
     decoders: DecodersConfig = DecodersConfig()
     influxdb: InfluxConfig = InfluxConfig()
     spool: SpoolConfig = SpoolConfig()
@@ -191,6 +219,10 @@ class BaseConfig(_Section):
         """A configured path, resolved against the config file's folder."""
         p = Path(value)
         return p if p.is_absolute() else self.base_dir / p
+
+    def alerts_database(self) -> str | Path:
+        """Where the alert store lives: the [database] PostgreSQL URL, else the SQLite file `alerts.db_path`."""
+        return self.database.url.get_secret_value().strip() or self.path(self.alerts.db_path)
 
     def mqtt_tls(self) -> ssl.SSLContext | None:
         """The broker connection's TLS context (collector, `device watch`, simulator, replay), None without TLS."""

@@ -7,8 +7,10 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
+import psycopg
 import pytest
 from hypothesis import settings
 
@@ -64,6 +66,29 @@ def pg_dsn(postgres: PostgresDaemon, request: pytest.FixtureRequest) -> str:
     return postgres.dsn(name)
 
 
+@pytest.fixture(scope="session")
+def _pg_admin(postgres: PostgresDaemon) -> Iterator[psycopg.Connection]:
+    """One autocommit connection to the session cluster's `urbansense` database, for making test schemas."""
+    with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store keeps its shared state, once per backend: a SQLite file path (the embedded default),
+    then a PostgreSQL URL whose connections see only a fresh schema named after the test (search_path in
+    libpq's `options`; a schema costs milliseconds where a database costs a second). Pass it to
+    `core.database.open_engine` or a store. Tests that need a database of their own use `pg_dsn`."""
+    if request.param == "sqlite":
+        return str(tmp_path / "state.sqlite")
+    admin: psycopg.Connection = request.getfixturevalue("_pg_admin")
+    postgres: PostgresDaemon = request.getfixturevalue("postgres")
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:55]
+    admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    admin.execute(f'CREATE SCHEMA "{name}"')
+    return postgres.dsn() + "?options=" + quote(f"-csearch_path={name}")
+
+
 def influx_query(influxd: Daemon, db: str, q: str) -> list[dict]:
     """Run InfluxQL; return the series of the first statement (empty list when none)."""
     r = httpx.get(f"{influxd.url}/query", params={"db": db, "q": q, "epoch": "ns"}, timeout=30)
@@ -81,5 +106,7 @@ DAEMON_FIXTURES = frozenset({"influxd", "influx_db", "mosquitto", "own_broker", 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that starts a daemon `integration`, so `pytest -m "not integration"` needs none."""
     for item in items:
-        if DAEMON_FIXTURES & set(getattr(item, "fixturenames", ())):
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("database") == "postgresql"
+        if on_postgres or DAEMON_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)

@@ -1,4 +1,5 @@
-"""One SQLite commit per chunk of transitions: same outcome as one by one, each still atomic, crash-safe."""
+"""One commit per chunk of transitions: same outcome as one by one, each still atomic, crash-safe
+(on SQLite and on PostgreSQL: the `database` fixture)."""
 
 from __future__ import annotations
 
@@ -45,12 +46,12 @@ def snapshot(store: AlertStore) -> list[tuple]:
     return out
 
 
-def open_alerts(db: Path) -> AlertsRuntime:
+def open_alerts(db: str | Path) -> AlertsRuntime:
     return AlertsRuntime(CONFIG, lambda _id: None, db_path=db, clock=lambda: T0)
 
 
-def test_handle_many_stores_what_handling_one_by_one_stores(tmp_path: Path) -> None:
-    one, many = open_alerts(tmp_path / "one.sqlite"), open_alerts(tmp_path / "many.sqlite")
+def test_handle_many_stores_what_handling_one_by_one_stores(tmp_path: Path, database: str) -> None:
+    one, many = open_alerts(tmp_path / "one.sqlite"), open_alerts(database)
     singles = [one.handle(t) for t in transitions()]
     batched = many.handle_many(transitions())
     assert batched == singles
@@ -60,8 +61,8 @@ def test_handle_many_stores_what_handling_one_by_one_stores(tmp_path: Path) -> N
     many.close()
 
 
-def test_a_broken_transition_is_returned_and_the_others_are_stored(tmp_path: Path) -> None:
-    alerts = open_alerts(tmp_path / "a.sqlite")
+def test_a_broken_transition_is_returned_and_the_others_are_stored(database: str) -> None:
+    alerts = open_alerts(database)
     good = transitions()[:2]
     bad = AlertTransition("", "bin-000", AlertState.PENDING, AlertState.FIRING, Severity.WARNING, T0, 1.0, 1.0, "")
     results = alerts.handle_many([good[0], bad, good[1]])
@@ -70,8 +71,8 @@ def test_a_broken_transition_is_returned_and_the_others_are_stored(tmp_path: Pat
     alerts.close()
 
 
-def test_a_failed_transaction_inside_a_batch_rolls_back_alone(tmp_path: Path) -> None:
-    alerts = open_alerts(tmp_path / "a.sqlite")
+def test_a_failed_transaction_inside_a_batch_rolls_back_alone(database: str) -> None:
+    alerts = open_alerts(database)
     store = alerts.store
     first, second = transitions()[1], transitions()[6]
     with store.batch():
@@ -88,9 +89,9 @@ def test_a_failed_transaction_inside_a_batch_rolls_back_alone(tmp_path: Path) ->
     alerts.close()
 
 
-def test_nothing_is_visible_to_another_connection_until_the_batch_commits(tmp_path: Path) -> None:
-    alerts = open_alerts(tmp_path / "a.sqlite")
-    other = AlertStore(tmp_path / "a.sqlite")
+def test_nothing_is_visible_to_another_connection_until_the_batch_commits(database: str) -> None:
+    alerts = open_alerts(database)
+    other = AlertStore(database)
     with alerts.store.batch():
         alerts.handle(transitions()[1])
         assert other.outbox_counts()["queued"] == 0
@@ -99,14 +100,14 @@ def test_nothing_is_visible_to_another_connection_until_the_batch_commits(tmp_pa
     alerts.close()
 
 
-def test_a_crash_before_the_commit_loses_the_batch_and_replaying_it_notifies_exactly_once(tmp_path: Path) -> None:
-    db = tmp_path / "a.sqlite"
+def test_a_crash_before_the_commit_loses_the_batch_and_replaying_it_notifies_exactly_once(
+        tmp_path: Path, database: str) -> None:
+    db = database
     script = textwrap.dedent(f"""
         import os, sys
         sys.path[:0] = {sys.path!r}
         from test_alerts_batch import open_alerts, transitions
-        from pathlib import Path
-        alerts = open_alerts(Path({str(db)!r}))
+        alerts = open_alerts({db!r})
         alerts.handle(transitions()[1])  # committed on its own
         with alerts.store.batch():
             for t in transitions()[5:]:

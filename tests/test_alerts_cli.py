@@ -41,8 +41,9 @@ def transition(to: AlertState, device: str = "bin-001") -> AlertTransition:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "alerts.sqlite"
+def db(database: str) -> str:
+    """An alert store with one firing and one resolved alert, on SQLite and on PostgreSQL."""
+    path = database
     store = AlertStore(path)
     m = AlertLifecycle(store, Router(CONFIG.routes, CONFIG.default_receivers), build_notifiers(CONFIG),
                      {"bin-001": DEVICE}.get, repeat_interval_s=CONFIG.repeat_interval_s)
@@ -54,7 +55,7 @@ def db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def cli(db: Path):
+def cli(db: str):
     app = typer.Typer()
 
     @app.callback()

@@ -93,13 +93,13 @@ def expected_keys(alerts: AlertsRuntime, receiver: str) -> set[str]:
     return {f"{o.fingerprint}:{o.seq}" for o in alerts.store.outbox() if o.receiver == receiver}
 
 
-def test_receivers_failing_for_a_while_get_every_message_exactly_once_and_in_order(tmp_path, servers):
+def test_receivers_failing_for_a_while_get_every_message_exactly_once_and_in_order(database, servers):
     cases, desk = servers(), servers()
     cfg = config({"cases": {"type": "case_platform", "url": cases.url + "/api",
                             "district_codes": {"朝阳区": "110105"}},
                   "desk": {"type": "webhook", "url": desk.url + "/hook"}},
                  [{"route": "emergency", "receivers": ["desk", "cases"]}])
-    alerts = AlertsRuntime(cfg, DEVICES.get, db_path=tmp_path / "alerts.sqlite")
+    alerts = AlertsRuntime(cfg, DEVICES.get, db_path=database)
     cases.fail_for(3.0, 500)
     desk.fail_for(3.0, 503)
 
@@ -136,9 +136,9 @@ def test_receivers_failing_for_a_while_get_every_message_exactly_once_and_in_ord
         alerts.close()
 
 
-def test_restart_in_the_middle_neither_duplicates_nor_loses(tmp_path, servers):
+def test_restart_in_the_middle_neither_duplicates_nor_loses(database, servers):
     cases = servers()
-    db = tmp_path / "alerts.sqlite"
+    db = database
     cfg = config({"cases": {"type": "case_platform", "url": cases.url}},
                  [{"route": "emergency", "receivers": ["cases"]}])
     cases.fail_for(60.0, 500)
@@ -169,9 +169,9 @@ def test_restart_in_the_middle_neither_duplicates_nor_loses(tmp_path, servers):
         second.close()
 
 
-def test_stop_during_a_slow_delivery_lets_it_finish_and_never_resends(tmp_path, servers):
+def test_stop_during_a_slow_delivery_lets_it_finish_and_never_resends(database, servers):
     hook = servers(delay_s=0.6)
-    db = tmp_path / "alerts.sqlite"
+    db = database
     cfg = config({"desk": {"type": "webhook", "url": hook.url}}, [{"route": "emergency", "receivers": ["desk"]}])
     first = AlertsRuntime(cfg, DEVICES.get, db_path=db)
 

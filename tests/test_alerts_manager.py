@@ -62,15 +62,16 @@ def clock() -> Clock:
     return Clock()
 
 
-def open_manager(db: Path, clock: Clock, config: AlertsConfig = CONFIG) -> AlertLifecycle:
+def open_manager(db: str | Path, clock: Clock, config: AlertsConfig = CONFIG) -> AlertLifecycle:
     return AlertLifecycle(AlertStore(db), Router(config.routes, config.default_receivers), build_notifiers(config),
                         DEVICES.get, repeat_interval_s=config.repeat_interval_s,
                         inhibit_rules=config.inhibit_rules, clock=clock)
 
 
 @pytest.fixture
-def mgr(tmp_path: Path, clock: Clock) -> AlertLifecycle:
-    m = open_manager(tmp_path / "alerts.sqlite", clock)
+def mgr(database: str, clock: Clock) -> AlertLifecycle:
+    """A manager over a fresh alert store, once on SQLite and once on PostgreSQL."""
+    m = open_manager(database, clock)
     yield m
     m.store.close()
 
@@ -225,8 +226,8 @@ def test_gateway_outage_inhibits_device_silent_alerts(mgr):
     assert held.enqueued == 0 and other.enqueued == 1
 
 
-def test_restart_neither_refires_nor_forgets(tmp_path, clock):
-    db = tmp_path / "alerts.sqlite"
+def test_restart_neither_refires_nor_forgets(database, clock):
+    db = database
     m1 = open_manager(db, clock)
     m1.handle(tr(F))
     m1.handle(tr(F, "wl-002"))
@@ -267,12 +268,12 @@ def test_plain_string_states_are_understood(mgr):
     assert mgr.handle(t).event is Event.FIRING
 
 
-def test_case_receiver_first_reached_by_an_escalation_gets_the_open(tmp_path, clock):
+def test_case_receiver_first_reached_by_an_escalation_gets_the_open(database, clock):
     cfg = AlertsConfig.model_validate({
         "receivers": {"cases": {"type": "case_platform", "url": "http://127.0.0.1:9/api"}},
         "routes": [{"route": "emergency", "severities": ["critical"], "receivers": ["cases"]}],
     })
-    m = open_manager(tmp_path / "a.sqlite", clock, cfg)
+    m = open_manager(database, clock, cfg)
     assert m.handle(tr(F, route="emergency")).enqueued == 0
     m.handle(tr(F, at=60, sev=Severity.CRITICAL, route="emergency", frm=F))
     m.handle(tr(R, at=120, route="emergency", frm=F))

@@ -60,14 +60,16 @@ def test_start_up_warns_of_a_case_category_without_a_code(tmp_path: Path):
     assert any(x.startswith("WARNING alerts.receivers.cases: case category 'road_waterlogging'") for x in lines), lines
 
 
-def test_an_ack_from_the_command_line_is_sent_to_the_open_case(tmp_path: Path):
-    """`urbansense alerts ack` with the service's config enqueues the case platform's update (who, why)."""
+def test_an_ack_from_the_command_line_is_sent_to_the_open_case(tmp_path: Path, database: str):
+    """`urbansense alerts ack` with the service's config enqueues the case platform's update (who, why),
+    with the alert store in a SQLite file or in the config's [database] PostgreSQL."""
     cfg_file = tmp_path / "config.toml"
-    cfg_file.write_text('[alerts]\ndb_path = "alerts.sqlite"\n[alerts.receivers.cases]\ntype = "case_platform"\n'
-                        'url = "http://127.0.0.1:9"\nedition = "cjt214"\n'
+    shared = f'[database]\nurl = "{database}"\n' if "://" in database else ""
+    cfg_file.write_text(shared + '[alerts]\ndb_path = "alerts.sqlite"\n[alerts.receivers.cases]\n'
+                        'type = "case_platform"\nurl = "http://127.0.0.1:9"\nedition = "cjt214"\n'
                         '[[alerts.routes]]\nroute = "case"\nreceivers = ["cases"]\n', encoding="utf-8")
     cfg = load_config(cfg_file, environ={})
-    alerts = AlertsRuntime(cfg.alerts, {}.get, db_path=cfg.path(cfg.alerts.db_path))
+    alerts = AlertsRuntime(cfg.alerts, {}.get, db_path=cfg.alerts_database())
     alerts.handle(AlertTransition("bin.full", "BN-1", AlertState.PENDING, AlertState.FIRING, Severity.INFO,
                                   time.time_ns(), 85.0, 80.0, "case", field_name="fill_pct", aggregate="last"))
     alerts.close()
@@ -75,10 +77,11 @@ def test_an_ack_from_the_command_line_is_sent_to_the_open_case(tmp_path: Path):
     result = CliRunner().invoke(app, ["--config", str(cfg_file), "alerts", "ack", fp, "--by", "wang",
                                       "--comment", "已通知环卫"])
     assert result.exit_code == 0, result.output
-    store = AlertStore(cfg.path(cfg.alerts.db_path))
+    store = AlertStore(cfg.alerts_database())
     last = store.outbox(fp)[-1]
     assert (last.receiver, last.event, last.body["action"]) == ("cases", "acknowledged", "update")
     me = getpass.getuser()  # the OS user is the actor; --by is kept as a note
     assert last.body["operator"] == me and "已通知环卫 [--by wang]" in last.body["comment"]
     assert store.audit()[0]["user"] == me
     store.close()
+    assert (tmp_path / "alerts.sqlite").exists() == (not shared)  # PostgreSQL: no file on this machine

@@ -134,31 +134,28 @@ def test_a_device_reporting_100_times_too_often_holds_no_more_state_than_the_cap
             if d.id.endswith("fast") or i % 100 == 0:
                 engine.process(Reading(d.id, d.kind, t, fields(d.kind, x), d.tags(), {"battery_pct": 80.0}))
         engine.tick(t)
-    by_id = {c.rule.id: c for c in engine._compiled}
     checked = 0
     for rule in rules:
-        comp = by_id.get(rule.id)
-        if comp is None:
-            continue  # the no-data rule: one heap entry per device
-        for device_id, state in comp.states.items():
-            cap = entry_cap(rule.aggregate, rule.window_s, rule.max_samples, rule.resolution_s)
-            assert state.window.entries <= cap, (rule.id, device_id)
-            checked += device_id.endswith("fast")
+        if rule.is_no_data or rule.is_quality:
+            continue  # the no-data rule: one heap entry per device; quality rules run beside the engine
+        windows = {d.id: engine.window_of(rule.id, d.id) for d in devices}
+        cap = entry_cap(rule.aggregate, rule.window_s, rule.max_samples, rule.resolution_s)
+        for device_id, window in windows.items():
+            if window is not None:
+                assert window.entries <= cap, (rule.id, device_id)
+                checked += device_id.endswith("fast")
         if rule.window_s == 86400:  # a full day seen: hourly buckets for both, so about the same memory
-            ok = comp.states[fast_id(comp.states, "ok")]
-            fast = comp.states[fast_id(comp.states, "fast")]
-            assert (ok.window.entries, fast.window.entries) == (24, 25)  # 24 reports; 24 h + the partial hour
-            # (plus what arrays over-allocate and a not-yet-compacted prefix of at most a quarter)
-            assert fast.window.nbytes() <= 1.25 * ok.window.nbytes()
+            ok, fast = windows["dust-ok"], windows["dust-fast"]
+            assert ok is not None and fast is not None
+            assert (ok.entries, fast.entries) == (24, 25)  # 24 reports; 24 h + the partial hour
+            # (plus what an array over-allocates)
+            assert fast.nbytes() <= 1.25 * ok.nbytes()
     assert checked >= 12
     # 100× the readings, but the 24-hour windows hold their 25 hourly buckets, not 2,400 samples
-    pm10_24h = by_id["dust.pm10_24h"].states["dust-fast"].window
+    pm10_24h = engine.window_of("dust.pm10_24h", "dust-fast")
+    assert pm10_24h is not None
     assert 2400 <= pm10_24h.count < 2500  # (and up to an hour older: the oldest bucket leaves whole)
     assert pm10_24h.entries == 24 + 1
-
-
-def fast_id(states: dict, speed: str) -> str:
-    return next(d for d in states if d.endswith(speed))
 
 
 FLAPPING = """
@@ -185,7 +182,11 @@ def test_the_due_heap_keeps_one_live_entry_per_rule_and_device_and_drops_superse
         for d in devices:
             engine.process(Reading(d.id, "water_level", T0 + minute * 60 * S,
                                    {"depth_mm": 200.0 if minute % 2 else 100.0}, d.tags()))
-    live = [e for e in engine._due if engine._compiled[e[1]].states[e[2]].due_ns == e[0]]
+    def is_live(e: tuple) -> bool:  # (due_ns, rule index, row, device id): the machine still waits for it
+        machine = engine._compiled[e[1]].active.get(e[2])
+        return machine is not None and machine.due_ns == e[0]
+
+    live = [e for e in engine._due if is_live(e)]
     assert len({(e[1], e[2]) for e in live}) == len(live) <= len(devices)
     assert engine.due_entries <= 2 * len(devices) + 256  # 6,000 pending starts, not 6,000 entries
     # and time still moves the live ones: each device's last pending `for` fires

@@ -1,0 +1,259 @@
+"""The shared-state engines: SQLite files (the embedded default) or one PostgreSQL database, and
+versioned schema migrations for each component that keeps state in them.
+
+`open_engine(url_or_path)` gives a SQLAlchemy 2 Core `Engine`:
+- a plain path, `:memory:` or `sqlite:///path` → SQLite in WAL mode with synchronous=FULL (a
+  committed transaction survives a kill -9 or a power cut), a busy timeout and foreign keys; every
+  transaction begins `BEGIN IMMEDIATE` (takes the write lock at once, so a read-then-write never
+  fails with "database is locked" halfway) unless the connection asks for
+  `execution_options(sqlite_begin="DEFERRED")`, as `read_connection` does for reads of committed
+  rows that must never wait for a writer's fsync;
+- `postgresql://…` (or `postgres://`, `postgresql+psycopg://`) → psycopg 3 with `pool_pre_ping`
+  (a connection broken by a server restart is replaced, not handed out) and TCP keepalives (a dead
+  peer is noticed in seconds, not hours).
+
+Migrations: each component (`alerts`, `registry`, `deadletters`, …) lists `Migration(version,
+description, apply)`; `migrate(engine, component, migrations)` applies those above the recorded
+version, each in its own transaction together with its row in `schema_versions` (component,
+version, description, applied_ns), serialised between processes (SQLite's write lock; PostgreSQL
+`pg_advisory_xact_lock`). A database newer than the code is refused (`MigrationError`).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+__all__ = [
+    "BUSY_TIMEOUT_S", "DatabaseError", "Migration", "MigrationError", "applied_versions", "current_version",
+    "describe_url", "is_postgres", "is_postgres_url", "migrate", "open_engine", "pending", "read_connection",
+    "schema_versions",
+]
+
+BUSY_TIMEOUT_S = 10.0
+"""How long a SQLite writer waits for another process's write lock before "database is locked"."""
+
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+
+
+class DatabaseError(Exception):
+    """A database URL that cannot be used (unknown scheme, missing path)."""
+
+
+class MigrationError(DatabaseError):
+    """The schema cannot be brought to the code's version (newer than the code, or behind and not allowed)."""
+
+
+def _sqlite_path(url_or_path: str | Path) -> str | None:
+    """The file (or ":memory:") of a SQLite target; None for a server URL."""
+    if isinstance(url_or_path, Path):
+        return str(url_or_path)
+    s = url_or_path.strip()
+    if s.startswith("sqlite:"):
+        if not s.startswith("sqlite:///"):
+            raise DatabaseError(f"a SQLite URL is sqlite:///relative/path or sqlite:////absolute/path, not {s!r}")
+        return s[len("sqlite:///"):] or ":memory:"
+    if "://" in s:
+        return None
+    if not s:
+        raise DatabaseError("no database given (an empty path)")
+    return s
+
+
+def is_postgres_url(url_or_path: str | Path) -> bool:
+    """True for a postgresql:// (postgres://, postgresql+psycopg://) URL."""
+    return isinstance(url_or_path, str) and url_or_path.strip().split("://", 1)[0].lower() in POSTGRES_SCHEMES
+
+
+def describe_url(url_or_path: str | Path) -> str:
+    """What to show of a target in logs and `db status`: the path, or the URL with its password masked."""
+    path = _sqlite_path(url_or_path) if not is_postgres_url(url_or_path) else None
+    if path is not None:
+        return f"SQLite {path}"
+    try:
+        return "PostgreSQL " + make_url(str(url_or_path).strip()).render_as_string(hide_password=True)
+    except Exception:
+        return "PostgreSQL ***"
+
+
+def open_engine(url_or_path: str | Path, *, pool_size: int = 5, keepalive_s: int = 5) -> Engine:
+    """An engine for a SQLite file (path or sqlite:/// URL, parents created) or a PostgreSQL URL.
+
+    Raises `DatabaseError` for any other scheme. No connection is made until first use.
+    """
+    path = _sqlite_path(url_or_path)
+    if path is not None:
+        return _sqlite_engine(path)
+    url = str(url_or_path).strip()
+    scheme, rest = url.split("://", 1)
+    if scheme.lower() not in POSTGRES_SCHEMES:
+        raise DatabaseError(f"unsupported database URL scheme {scheme!r}: use postgresql://user:password@host:5432/db"
+                            " or a SQLite file path")
+    return create_engine(
+        "postgresql+psycopg://" + rest, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size,
+        pool_recycle=3600, hide_parameters=True,
+        connect_args={"connect_timeout": 10, "application_name": "urbansense", "keepalives": 1,
+                      "keepalives_idle": keepalive_s, "keepalives_interval": 2,
+                      "keepalives_count": 3})
+
+
+def _sqlite_engine(path: str) -> Engine:
+    memory = path == ":memory:"
+    if not memory:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        "sqlite+pysqlite:///" + path, hide_parameters=True,
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S},
+        **({"poolclass": StaticPool} if memory else {"pool_size": 8, "max_overflow": 8}))
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below), pysqlite's own is too late
+        cur = dbapi_conn.cursor()
+        if not memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def is_postgres(engine: Engine | Connection) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+@contextmanager
+def read_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection for reading committed rows: on SQLite its transactions begin DEFERRED (a WAL reader
+    never waits for a writer's commit); on PostgreSQL a plain pooled connection. Rolled back on exit."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.execution_options(sqlite_begin="DEFERRED")
+        yield conn
+
+
+# migrations
+
+_META = MetaData()
+schema_versions = Table(
+    "schema_versions", _META,
+    Column("component", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("applied_ns", BigInteger, nullable=False),
+    PrimaryKeyConstraint("component", "version"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One step of a component's schema: `apply(conn)` runs inside the transaction that records it.
+
+    Versions count 1, 2, 3 … per component; a migration, once released, never changes (add another).
+    """
+
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _check(migrations: Sequence[Migration]) -> list[Migration]:
+    ordered = sorted(migrations, key=lambda m: m.version)
+    if [m.version for m in ordered] != list(range(1, len(ordered) + 1)):
+        raise MigrationError(f"migration versions must be 1..n without gaps, got {[m.version for m in ordered]}")
+    return ordered
+
+
+def applied_versions(conn: Connection | Engine, component: str) -> list[int]:
+    """The versions recorded for `component` (empty for a fresh database)."""
+    if isinstance(conn, Engine):
+        with read_connection(conn) as c:
+            return applied_versions(c, component)
+    if not conn.dialect.has_table(conn, "schema_versions"):
+        return []
+    rows = conn.execute(select(schema_versions.c.version).where(schema_versions.c.component == component)
+                        .order_by(schema_versions.c.version))
+    return [int(r[0]) for r in rows]
+
+
+def current_version(conn: Connection | Engine, component: str) -> int:
+    """The highest applied version of `component` (0 for none)."""
+    return max(applied_versions(conn, component), default=0)
+
+
+def pending(engine: Engine, component: str, migrations: Sequence[Migration]) -> list[Migration]:
+    """The migrations of `component` not yet applied; `MigrationError` when the database is newer than the code."""
+    ordered = _check(migrations)
+    version = current_version(engine, component)
+    if version > len(ordered):
+        raise MigrationError(f"the {component} schema is at version {version}, newer than this urbansense knows "
+                             f"({len(ordered)}); upgrade urbansense")
+    return ordered[version:]
+
+
+def migrate(engine: Engine, component: str, migrations: Sequence[Migration], *,
+            on_apply: Callable[[Migration], None] | None = None) -> list[Migration]:
+    """Apply the pending migrations of `component`, each in its own transaction; returns those applied.
+
+    Safe when several processes start at once: each step holds the database's write lock (SQLite)
+    or an advisory transaction lock per component (PostgreSQL), and re-reads the version under it.
+    """
+    ordered = _check(migrations)
+    applied: list[Migration] = []
+    with engine.begin() as conn:
+        _lock(conn, "schema_versions")
+        schema_versions.create(conn, checkfirst=True)
+    while True:
+        with engine.begin() as conn:
+            _lock(conn, component)
+            version = current_version(conn, component)
+            if version > len(ordered):
+                raise MigrationError(f"the {component} schema is at version {version}, newer than this urbansense "
+                                     f"knows ({len(ordered)}); upgrade urbansense")
+            if version == len(ordered):
+                return applied
+            step = ordered[version]
+            step.apply(conn)
+            conn.execute(schema_versions.insert().values(component=component, version=step.version,
+                                                         description=step.description, applied_ns=time.time_ns()))
+        applied.append(step)
+        if on_apply is not None:
+            on_apply(step)
+
+
+def _lock(conn: Connection, component: str) -> None:
+    """Serialise migrations of one component between processes (SQLite: BEGIN IMMEDIATE already does)."""
+    if is_postgres(conn):
+        key = zlib.crc32(f"urbansense-migrate:{component}".encode())  # one lock per component, held to commit
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({key})")
+    else:
+        conn.exec_driver_sql("SELECT 1")  # the BEGIN IMMEDIATE of this transaction is emitted by now

@@ -1,0 +1,155 @@
+"""The alert store on both backends: a file written by issue 18 migrates in place, outbox claims keep two
+instances from sending the same notification, and a store that is behind refuses to start when told to."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from alerts.config import AlertsConfig
+from alerts.errors import AlertsError
+from alerts.model import AlertRecord
+from alerts.runtime import AlertsRuntime
+from alerts.schema import COMPONENT, MIGRATIONS
+from alerts.store import AlertStore, Enqueue
+from alerts.testing import RecordingServer
+from core.database import current_version, migrate, open_engine
+from core.transition import AlertState, AlertTransition, Severity
+
+pytestmark = pytest.mark.timeout(120)
+
+ISSUE18_SCHEMA = (Path(__file__).parent / "data" / "alerts_schema_issue18.sql").read_text()
+T0 = 1_750_000_000_000_000_000
+
+
+def alert(fp: str, seq: int = 1) -> AlertRecord:
+    return AlertRecord(fingerprint=fp, rule_id="water_closure", device_id=f"wl-{fp}", state=AlertState.FIRING,
+                       severity=Severity.CRITICAL, route="emergency", labels={"kind": "water_level"}, summary="积水",
+                       started_ns=T0, updated_ns=T0, seq=seq, episode=1, notified=True, receivers=["desk"])
+
+
+def enqueue_many(store: AlertStore, n: int) -> None:
+    with store.batch():
+        for i in range(n):
+            store.save(alert(f"{i:04d}"), enqueue=[Enqueue("desk", "firing", {"i": i})], now_ns=T0)
+
+
+def test_a_file_written_by_issue_18_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(ISSUE18_SCHEMA)
+    old.execute("INSERT INTO alerts (fingerprint, rule_id, device_id, state, severity, updated_ns, seq)"
+                " VALUES ('abcd1234', 'water_closure', 'wl-1', 'firing', 'critical', 5, 1)")
+    old.execute("INSERT INTO outbox (fingerprint, seq, receiver, event, body_json, created_ns, next_attempt_ns)"
+                " VALUES ('abcd1234', 1, 'desk', 'firing', '{\"x\": 1}', 5, 5)")
+    old.execute("INSERT INTO audit (time_ns, user, action) VALUES (7, '张三', 'login')")
+    old.commit()
+    old.close()
+
+    store = AlertStore(path)
+    try:
+        assert current_version(store.engine, COMPONENT) == len(MIGRATIONS) == 2
+        assert store.find("abcd").device_id == "wl-1"
+        assert [(a["user"], a["action"]) for a in store.audit()] == [("张三", "login")]  # now in alert_audit
+        assert [d.body for d in store.claim_due(10, 5)] == [{"x": 1}]
+        store.add_audit(8, "李四", "ack")
+    finally:
+        store.close()
+    tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "alert_audit" in tables and "audit" not in tables
+
+
+def test_a_store_behind_its_code_refuses_when_migrations_are_off(database: str) -> None:
+    engine = open_engine(database)
+    migrate(engine, COMPONENT, MIGRATIONS[:1])
+    engine.dispose()
+    with pytest.raises(AlertsError, match=r"1 migration.* behind.*urbansense db migrate"):
+        AlertStore(database, migrate_schema=False)
+    AlertStore(database).close()  # migrates
+    AlertStore(database, migrate_schema=False).close()  # now up to date
+
+
+def test_two_instances_claiming_at_once_never_take_the_same_row(database: str) -> None:
+    """Two stores on one database claim 300 due rows in parallel: each row goes to exactly one of them."""
+    first, second = AlertStore(database), AlertStore(database)
+    enqueue_many(first, 300)
+    taken: dict[str, list[int]] = {first.owner: [], second.owner: []}
+    start = threading.Barrier(2)
+
+    def claim_all(store: AlertStore) -> None:
+        start.wait()
+        while rows := store.claim_due(T0, 7):
+            taken[store.owner] += [d.id for d in rows]
+            time.sleep(0.005)  # "sending"
+
+    threads = [threading.Thread(target=claim_all, args=(s,)) for s in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    try:
+        a, b = taken.values()
+        assert not set(a) & set(b)
+        assert sorted(a + b) == sorted(o.id for o in first.outbox())
+        assert a and b, "both instances got work"
+        assert first.due(T0, 10) == [] == second.claim_due(T0, 10)  # claimed rows are no one else's
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_lapsed_claim_is_taken_again_and_a_released_one_at_once(database: str) -> None:
+    dead, alive = AlertStore(database), AlertStore(database)
+    try:
+        enqueue_many(dead, 2)
+        assert len(dead.claim_due(T0, 2, claim_ns=10_000)) == 2  # then it "dies" mid-send
+        assert alive.claim_due(T0 + 5_000, 5) == []
+        assert alive.next_due_ns() == T0 + 10_000
+        first = alive.claim_due(T0 + 10_000, 1)
+        assert len(first) == 1
+        assert alive.release_claims(dead.owner) == 1
+        assert len(alive.claim_due(T0 + 10_000, 5)) == 1
+        alive.mark_delivered(first[0], T0 + 20_000)
+        assert alive.outbox_counts() == {"queued": 1, "delivered": 1, "failed": 0}
+    finally:
+        dead.close()
+        alive.close()
+
+
+def test_two_outbox_workers_on_one_database_send_each_notification_once(database: str) -> None:
+    """Two running instances (a failover overlap) deliver 40 alerts to a slow webhook: each
+    Idempotency-Key is accepted exactly once and nothing is left behind."""
+    with RecordingServer(delay_s=0.05) as desk:
+        cfg = AlertsConfig.model_validate({
+            "receivers": {"desk": {"type": "webhook", "url": desk.url + "/hook"}},
+            "routes": [{"route": "emergency", "receivers": ["desk"]}],
+            "outbox": {"poll_interval_s": 0.05, "max_in_flight": 4, "stop_timeout_s": 5.0}})
+        one, two = (AlertsRuntime(cfg, lambda _id: None, db_path=database, take_over_claims=False) for _ in range(2))
+        one.handle_many(AlertTransition("water_closure", f"wl-{i:03d}", AlertState.PENDING, AlertState.FIRING,
+                                        Severity.CRITICAL, time.time_ns(), 290.0, 270.0, "emergency")
+                        for i in range(40))
+
+        async def both() -> None:
+            tasks = [asyncio.create_task(rt.run()) for rt in (one, two)]
+            deadline = time.monotonic() + 60
+            while one.store.outbox_counts()["queued"] and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            for rt in (one, two):
+                await rt.stop()
+            await asyncio.gather(*tasks)
+
+        try:
+            asyncio.run(both())
+            sent = Counter(r.headers["idempotency-key"] for r in desk.accepted)
+            assert len(sent) == 40 and set(sent.values()) == {1}, sent.most_common(3)
+            assert one.store.outbox_counts() == {"queued": 0, "delivered": 40, "failed": 0}
+            assert one.worker.stats.delivered and two.worker.stats.delivered, "both instances sent"
+        finally:
+            one.close()
+            two.close()
