@@ -3,7 +3,8 @@
 The pipeline lets the rest of the event loop run between the chunks of a backlog; alert commits
 (whose fsync is the slow part) run in the alerts' one commit thread, in the order asked, so the
 loop runs on while another process holds the alert store's write lock; the desk console pushes a
-flood alert at once and routine changes at most every `ROUTINE_EVERY_S`; `urbansense run` lets
+flood alert at once and routine changes at most every `ROUTINE_EVERY_S`; an outbox claim (a lease)
+does not wait for the disk before the send; `urbansense run` lets
 threads take turns within 1 ms and keeps its start-up heap out of full garbage collections.
 """
 
@@ -18,10 +19,12 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from sqlalchemy import event
 
 from alerts.config import AlertsConfig
-from alerts.model import fingerprint
+from alerts.model import AlertRecord, fingerprint
 from alerts.runtime import AlertsRuntime
+from alerts.store import AlertStore, Enqueue
 from core.device import Device
 from core.rejected import Rejected
 from core.transition import AlertState, AlertTransition, Severity
@@ -180,3 +183,35 @@ async def test_the_console_pushes_a_flood_alert_at_once_and_coalesces_routine_ch
             reader.cancel()
             await desk.stop()
             alerts.close()
+
+
+def test_an_outbox_claim_commits_without_waiting_for_the_disk_and_later_commits_still_do(tmp_path: Path) -> None:
+    store = AlertStore(tmp_path / "alerts.sqlite")
+    statements: list[str] = []
+    store.engine.dispose()  # connections made from here on trace what they run
+    event.listen(store.engine, "connect", lambda dbapi, _record: dbapi.set_trace_callback(statements.append))
+    a = AlertRecord(fingerprint="f1", rule_id="water.depth", device_id="W-1", state=AlertState.FIRING,
+                    severity=Severity.CRITICAL, route="emergency", started_ns=T0, updated_ns=T0, seq=1, episode=1,
+                    notified=True, receivers=["desk"])
+    store.save(a, enqueue=[Enqueue("desk", "firing", {"rule_id": "water.depth"})], now_ns=T0)
+    saved = statements[:]
+    del statements[:]
+    [claimed] = store.claim_due(T0, 5)
+    claim = statements[:]
+    del statements[:]
+    store.mark_delivered(claimed, T0 + S)
+    marked = statements[:]
+    store.close()
+
+    def commits_relaxed(trace: list[str]) -> bool:
+        setting = "FULL"
+        for sql in trace:
+            if sql.startswith("PRAGMA synchronous="):
+                setting = sql.split("=", 1)[1]
+            if sql == "COMMIT":
+                return setting == "NORMAL"
+        raise AssertionError(f"no COMMIT in {trace}")
+
+    assert not commits_relaxed(saved) and not commits_relaxed(marked)  # the transition, the delivery: on disk
+    assert commits_relaxed(claim)  # the claim (a lease a restart takes over) does not wait for the disk
+    assert claim[-1] == "PRAGMA synchronous=FULL"  # and its connection goes back to the pool durable
