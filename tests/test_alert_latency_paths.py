@@ -1,6 +1,7 @@
 """Issue 15 item 5: what keeps a flood alert fast under load, as behaviour (the speed is in BENCHMARKS.md).
 
-The pipeline lets the rest of the event loop run between the chunks of a backlog; alert commits
+The pipeline lets the rest of the event loop run between the chunks of a backlog and does not wait
+for InfluxDB's pace before the rules see a reading (acknowledgements still wait); alert commits
 (whose fsync is the slow part) run in the alerts' one commit thread, in the order asked, so the
 loop runs on while another process holds the alert store's write lock; the desk console pushes a
 flood alert at once and routine changes at most every `ROUTINE_EVERY_S`; an outbox claim (a lease)
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import signal
 import sqlite3
 import sys
 from pathlib import Path
@@ -25,6 +28,7 @@ from alerts.config import AlertsConfig
 from alerts.model import AlertRecord, fingerprint
 from alerts.runtime import AlertsRuntime
 from alerts.store import AlertStore, Enqueue
+from collectors.lorawan.chirpstack import build_chirpstack_event
 from core.device import Device
 from core.rejected import Rejected
 from core.transition import AlertState, AlertTransition, Severity
@@ -32,6 +36,7 @@ from core.uplink import Incoming
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
 from service.app import freeze_startup_heap, tune_process
+from service.collectors import envelope_parsers
 from service.config import parse_config
 from service.desk import server
 from service.desk.auth import hash_password
@@ -39,6 +44,8 @@ from service.desk.server import DeskServer
 from service.inbox import Inbox
 from service.metrics import Metrics
 from service.pipeline import Pipeline
+from sim.daemons import start_influxd
+from sim.simulator import FleetSimulator, Scenario
 from storage.deadletter import DeadLetterStore
 from storage.influx import InfluxClient
 from storage.writer import BatchWriter
@@ -215,3 +222,56 @@ def test_an_outbox_claim_commits_without_waiting_for_the_disk_and_later_commits_
     assert not commits_relaxed(saved) and not commits_relaxed(marked)  # the transition, the delivery: on disk
     assert commits_relaxed(claim)  # the claim (a lease a restart takes over) does not wait for the disk
     assert claim[-1] == "PRAGMA synchronous=FULL"  # and its connection goes back to the pool durable
+
+
+@pytest.mark.asyncio
+async def test_readings_reach_the_rules_while_influxdb_is_stalled_and_are_acknowledged_in_order_after(
+        tmp_path: Path) -> None:
+    influxd = start_influxd(tmp_path / "influx")  # its own: it is paused
+    try:
+        httpx.post(f"{influxd.url}/query", params={"q": "CREATE DATABASE stall"}).raise_for_status()
+        gauge = Device("W-1", "24e1250000000001", "milesight-em500-udl", "water_level",
+                       install={"mount_height_mm": 2000.0})
+        with Registry(tmp_path / "registry.sqlite") as reg:
+            reg.add(gauge, by="test")
+        writer = BatchWriter(InfluxClient(influxd.url, "stall", timeout=60.0), batch_size=1,
+                             max_batches_in_flight=1, flush_interval_s=0.01)
+        deadletters = DeadLetterStore(tmp_path / "deadletter.sqlite")
+        pipeline = Pipeline(view=RegistryView(tmp_path / "registry.sqlite"), writer=writer, deadletters=deadletters,
+                            metrics=Metrics(), parsers=envelope_parsers())
+        seen: list[int] = []
+        pipeline.on_reading.append(lambda r: seen.append(int(r.health["fcnt"])) or b"")  # the rules' hook
+        inbox: Inbox[Incoming] = Inbox(100, asyncio.get_running_loop())
+        acked: list[int] = []
+        stop = asyncio.Event()
+        run = asyncio.create_task(pipeline.run(inbox, stop))
+
+        def uplink(fcnt: int) -> Incoming:
+            sim = FleetSimulator([gauge], Scenario("calm"))
+            fields = sim.fields_for(gauge, 0.0)
+            fields["distance_mm"] = 2000.0 - 10 * fcnt
+            payload, port = sim.model(gauge).codec.encode(fields)
+            topic, body = build_chirpstack_event(gauge.key, payload, port, fcnt, T0 + fcnt * S,
+                                                 [("a840410000000001", -90.0, 6.5)], f"dedup-{fcnt}")
+            return Incoming("lorawan", topic, body, T0 + fcnt * S, ack=lambda: acked.append(fcnt))
+
+        os.kill(influxd.process.pid, signal.SIGSTOP)  # InfluxDB stops answering: writes hang
+        try:
+            for fcnt in range(1, 6):
+                inbox.put(uplink(fcnt))
+                await asyncio.sleep(0.3)
+            assert seen == [1, 2, 3, 4, 5]  # every reading was evaluated although none could be written
+            assert acked == []  # and none is acknowledged before it is stored
+        finally:
+            os.kill(influxd.process.pid, signal.SIGCONT)
+        for _ in range(200):
+            if len(acked) == 5:
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await run
+        await writer.close(30)
+        deadletters.close()
+        assert acked == [1, 2, 3, 4, 5]  # in arrival order, once written
+    finally:
+        influxd.stop()
