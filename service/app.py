@@ -290,7 +290,8 @@ def make_pipeline(cfg: Config, *, view: RegistryView, writer: BatchWriter, deadl
     `URBANSENSE_FAULT_INJECT` (tests only, `service.faults`) is read here, once."""
     pc = cfg.pipeline
     return Pipeline(view=view, writer=writer, deadletters=deadletters, metrics=metrics, parsers=envelope_parsers(),
-                    log_every_s=pc.log_every_s, time_policy=pc.time_policy(), unwritten_max=pc.queue_size,
+                    chunk_size=pc.chunk_size, log_every_s=pc.log_every_s, time_policy=pc.time_policy(),
+                    unwritten_max=pc.queue_size,
                     dedup=Deduplicator(pc.duplicate_window_s),
                     judge=Judge(cfg.quality.overrides("kinds"), cfg.quality.overrides("models"))
                     if cfg.quality.enabled else None,
