@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 
 from alerts.outbox import OutboxStats
 from alerts.store import AlertStore
@@ -25,9 +26,14 @@ class AlertsCollector(Collector):
         self.clock = clock
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        try:  # read first: an unreachable database (PostgreSQL restarting) leaves out the store's gauges,
+            counts = self.store.alert_counts()  # not the whole scrape
+            backlog: tuple[int, int | None] | None = self.store.outbox_backlog()
+        except SQLAlchemyError:
+            counts, backlog = [], None
         alerts = GaugeMetricFamily("urbansense_alerts", "Alerts by rule, severity and state (acknowledged = "
                                    "firing and acknowledged)", labels=["rule_id", "severity", "state"])
-        for rule_id, severity, state, n in self.store.alert_counts():
+        for rule_id, severity, state, n in counts:
             alerts.add_metric([rule_id, severity, state], n)
         yield alerts
         sent = CounterMetricFamily("urbansense_notifications_sent", "Notifications a receiver accepted",
@@ -42,7 +48,9 @@ class AlertsCollector(Collector):
                 failed.add_metric([receiver, "given_up" if outcome == "failed" else outcome], n)
         yield sent
         yield failed
-        depth, oldest_ns = self.store.outbox_backlog()
+        if backlog is None:
+            return
+        depth, oldest_ns = backlog
         yield GaugeMetricFamily("urbansense_outbox_depth", "Notifications waiting for delivery", value=depth)
         age = 0.0 if oldest_ns is None else max(0.0, (self.clock() - oldest_ns) / 1e9)
         yield GaugeMetricFamily("urbansense_outbox_oldest_age_seconds",

@@ -191,7 +191,7 @@ class OutboxWorker:
             else:
                 # marked before this queue's next row is looked at; a kill -9 before the mark is committed
                 # sends the message again, with the same Idempotency-Key (at least once)
-                await self._commit(self.store.mark_delivered, d, self.clock(), ref)
+                await self._record_delivered(d, ref)
                 self.stats.delivered += 1
                 self.stats.by_receiver[(d.receiver, "delivered")] += 1
                 logger.info("notification {} ({}) delivered to {} after {} attempt(s)", d.idempotency_key,
@@ -206,6 +206,21 @@ class OutboxWorker:
     async def _commit(self, mark: Callable[..., None], *args: Any) -> None:
         """A store mark in `executor`: its fsync does not hold the event loop (other deliveries, the desk)."""
         await asyncio.get_running_loop().run_in_executor(self.executor, mark, *args)
+
+    async def _record_delivered(self, d: Delivery, ref: str | None) -> None:
+        """Mark `d` delivered; while the database is unreachable (PostgreSQL restarting) keep trying for
+        `claim_s`, the time no other instance may take the row, so the accepted message is not sent again."""
+        deadline = time.monotonic() + self.cfg.claim_s
+        while True:
+            try:
+                await self._commit(self.store.mark_delivered, d, self.clock(), ref)
+                return
+            except SQLAlchemyError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                logger.warning("outbox: delivery {} accepted but not yet recorded ({}); retrying",
+                               d.idempotency_key, type(exc).__name__)
+                await asyncio.sleep(0.5)
 
     async def _retry(self, d: Delivery, error: str, retry_after_s: float | None) -> None:
         delay = backoff_s(d.attempts + 1, self.cfg, self.rng.random(), retry_after_s)

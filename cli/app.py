@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated
@@ -19,9 +20,15 @@ from cli.state import State, state
 from provisioning.view import RegistryView
 from rules.loader import load_rules
 from service.alerting import case_code_warnings
-from service.app import run_service
+from service.app import file_lock_cluster, run_service
+from service.cluster import Role
 from service.config import CONFIG_ENV, DEFAULT_PATH, ConfigError, load_config
+from service.httpserver import ListenError
 from service.logs import setup_logging
+from service.workers import WorkersRefused, run_with_workers, workers_config
+
+INGEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What `run --ingest-id` accepts: one MQTT topic level, also part of client ids and a spool folder name."""
 
 CONVENTIONS = (
     "Configuration comes from ./config.toml, --config FILE or $URBANSENSE_CONFIG.",
@@ -58,22 +65,75 @@ def _main(ctx: typer.Context,
           version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                 help="print the version and exit")] = False,
           ) -> None:
+    setup_logging("WARNING")  # a command's output is its own lines; `run`, `demo` and `trace` set their own level
     ctx.obj = State(config)
     ctx.obj.load_city_models()
 
 
 @app.command()
-def run(ctx: typer.Context) -> None:
-    """Run the ingest service until Ctrl-C or SIGTERM (then it flushes, acknowledges and exits 0).
+def run(ctx: typer.Context,
+        role: Annotated[Role | None, typer.Option(
+            "--role", help="cluster role, overriding \\[cluster] role (and turning the cluster on): both, ingest or "
+                           "leader")] = None,
+        workers: Annotated[int, typer.Option(
+            "--workers", min=0, max=64, help="lead here and run N ingest worker processes beside (0 = none)")] = 0,
+        ingest_id: Annotated[str, typer.Option(
+            "--ingest-id", help="this ingest process's name in the cluster (default: the host name); its MQTT "
+                                "session and readings topic end with it, so keep it stable")] = "",
+        retire: Annotated[bool, typer.Option(
+            "--retire", help="leave the cluster for good: drain this ingest id's broker sessions (taking nothing "
+                             "new), end them, exit 0; for scaling ingest down")] = False,
+        metrics_port: Annotated[int | None, typer.Option(
+            "--metrics-port", min=0, max=65535, help="override \\[metrics] port (0 = any free port)")] = None,
+        ) -> None:
+    """Run the service until Ctrl-C or SIGTERM (then it flushes, acknowledges and exits 0).
 
     If one of its tasks dies, it logs why, answers 503 on /readyz, flushes and exits 1, for
-    systemd (Restart=on-failure) or the container runtime to restart it.
+    systemd (Restart=on-failure) or the container runtime to restart it. In a cluster
+    (\\[cluster] enabled, or --role) one instance leads the rules and alerts; the others stand by
+    and take over within \\[cluster] takeover_s (docs/deploy.md). A cluster needs \\[database] url
+    on PostgreSQL (its advisory lock is the one leader lock all machines see); on SQLite files
+    run refuses \\[cluster] enabled or --role leader/both, and only --workers N (one machine,
+    a file lock) runs a cluster.
+
+    With --workers N this process leads (rules, alerts, outbox) and N child processes ingest
+    through MQTT 5 shared subscriptions, each restarted if it dies; SIGTERM stops them all.
 
     Example: [bold]urbansense --config /etc/urbansense/config.toml run[/bold]
+    Example: [bold]urbansense --config /etc/urbansense/config.toml run --role ingest[/bold]
+    Example: [bold]urbansense --config /etc/urbansense/config.toml run --workers 2[/bold]
     """
+    if ingest_id and not INGEST_ID.fullmatch(ingest_id):
+        raise typer.BadParameter(f"{ingest_id!r}: letters, digits, '-' and '_' only (it becomes an MQTT client id "
+                                 "suffix and a topic level)", param_hint="--ingest-id")
     cfg = state(ctx).config
-    setup_logging(cfg.logging.level)
-    code = asyncio.run(run_service(cfg))
+    setup_logging(cfg.logging.level, process=ingest_id if role == "ingest" else "leader" if workers else "")
+    if metrics_port is not None:
+        cfg = cfg.model_copy(update={"metrics": cfg.metrics.model_copy(update={"port": metrics_port})})
+    if role is not None:
+        cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"enabled": True, "role": role})})
+    if not workers and cfg.cluster.campaigns and (problem := file_lock_cluster(cfg)):
+        typer.echo(f"error: refused: {problem}", err=True)
+        raise typer.Exit(2)
+    if workers:
+        if role not in (None, "leader"):
+            raise typer.BadParameter(f"--workers makes this process the leader; it cannot also be --role {role}")
+        try:
+            cfg = workers_config(cfg)
+        except WorkersRefused as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        path = state(ctx).config_path
+        service = run_with_workers(cfg, workers, config_path=str(path) if path else None, ingest_base=ingest_id)
+    else:
+        if retire and not (cfg.cluster.enabled and cfg.cluster.role == "ingest" and ingest_id):
+            raise typer.BadParameter("--retire needs --role ingest and the --ingest-id of the worker to retire")
+        service = run_service(cfg, ingest_id=ingest_id, retiring=retire)
+    try:
+        code = asyncio.run(service)
+    except ListenError as exc:  # one line naming the address and the setting, not a traceback
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     if code:
         raise typer.Exit(code)
 
@@ -91,6 +151,8 @@ def check_config(ctx: typer.Context) -> None:
         typer.echo(f"[{name}] {section}")
     rules = load_rules([cfg.path(f) for f in cfg.rules.files], include_presets=cfg.rules.presets,
                        tz=cfg.rules.timezone)
+    if problem := file_lock_cluster(cfg):
+        typer.echo(f"warning: {problem}", err=True)
     for warning in case_code_warnings(cfg, rules):
         typer.echo(f"warning: {warning}", err=True)
 
@@ -100,8 +162,9 @@ def _configured_manager(ctx: typer.Context, store: AlertStore) -> AlertLifecycle
     cfg = state(ctx).config
     ac = cfg.alerts
     devices: dict = {}
-    if cfg.path(cfg.registry.path).exists():
-        view = RegistryView(cfg.path(cfg.registry.path))
+    where = cfg.registry_database()
+    if isinstance(where, str) or where.exists():  # a PostgreSQL URL, or a SQLite file already made
+        view = RegistryView(where, migrate_schema=cfg.database.migrate_on_start)
         devices = dict(view.by_id)
         view.close()
     return AlertLifecycle(store, Router(ac.routes, ac.default_receivers), build_notifiers(ac, base_dir=cfg.base_dir),

@@ -19,7 +19,8 @@ def verify(ctx: typer.Context, registry: RegistryOpt = None, as_json: JsonOpt = 
     """Walk the audit chain and re-hash every device row; exit 1 and list what is wrong if anything is.
 
     Reports audit rows deleted or changed after they were written, and device rows changed
-    outside urbansense (e.g. with `sqlite3`), which the service refuses to apply.
+    outside urbansense (e.g. with `sqlite3` or `psql`), which the service refuses to apply.
+    Checks the config's registry (\\[database] url when set, else registry.path) unless --registry names one.
 
     Example: [bold]urbansense audit verify --registry var/registry.sqlite[/bold]
     """

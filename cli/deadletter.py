@@ -7,13 +7,16 @@ import datetime as dt
 import json
 import re
 import time
+from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from cli.state import state
 from collectors.lorawan.collector import SOURCE as LORAWAN_SOURCE
+from core.database import DatabaseError, describe_url
 from core.secrets import reveal
 from core.timing import parse_duration
 from sim.simulator import Publisher
@@ -50,11 +53,16 @@ def _since_ns(value: str | None) -> int | None:
 def _store(ctx: typer.Context) -> DeadLetterStore:
     cfg = state(ctx).config
     _ZONE["name"] = cfg.alerts.timezone
-    path = cfg.path(cfg.pipeline.dead_letter_path)
-    if not path.exists():
-        typer.secho(f"no dead-letter store at {path} (nothing refused yet, or another config)", fg="yellow", err=True)
+    where = cfg.dead_letter_database()
+    if isinstance(where, Path) and not where.exists():
+        typer.secho(f"no dead-letter store at {where} (nothing refused yet, or another config)", fg="yellow", err=True)
         raise typer.Exit(1)
-    return DeadLetterStore(path)
+    try:
+        return DeadLetterStore(where, migrate_schema=cfg.database.migrate_on_start)
+    except (SQLAlchemyError, DatabaseError) as exc:
+        detail = getattr(exc, "orig", None) or exc  # the driver's words, never the URL's password
+        typer.secho(f"error: cannot open the dead letters in {describe_url(where)}: {detail}", fg="red", err=True)
+        raise typer.Exit(1) from None
 
 
 def _time(ns: int | None) -> str:

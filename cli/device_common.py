@@ -12,8 +12,11 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.exc import SQLAlchemyError
 
 from cli.state import state
+from core.database import DatabaseError, describe_url
 from core.device import Device
 from core.secrets import reveal
 from provisioning.lookup import AmbiguousDevice, DeviceNotFound, find_device
@@ -33,8 +36,9 @@ device_app = typer.Typer(help="Provision, check and maintain devices in the regi
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
-RegistryOpt = Annotated[Path | None, typer.Option("--registry", help="registry file (default: registry.path "
-                                                                     "from the config)")]
+RegistryOpt = Annotated[str | None, typer.Option(
+    "--registry", help="registry SQLite file or postgresql:// URL (default: \\[database] url, else registry.path, "
+                       "from the config; a password on the command line shows in `ps`: prefer the config)")]
 ByOpt = Annotated[str | None, typer.Option(
     "--by", help="a note for the audit (e.g. on whose behalf); the OS user is always recorded as the actor")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON for scripts")]
@@ -57,12 +61,20 @@ def bbox(ctx: typer.Context) -> list[float]:
     return list(cfg.provisioning.bbox) if cfg is not None else []
 
 
-def open_registry(ctx: typer.Context, path: Path | None) -> Registry:
+def open_registry(ctx: typer.Context, path: str | None) -> Registry:
+    """The registry `--registry` names, else the config's (its `[database] url` when set); exits 1 with the
+    driver's words (never the URL's password) when it cannot be opened."""
+    where: str | Path = path or ""
+    migrate_schema = True
     if path is None:
         cfg = config(ctx)
         assert cfg is not None
-        path = cfg.path(cfg.registry.path)
-    return Registry(path)
+        where, migrate_schema = cfg.registry_database(), cfg.database.migrate_on_start
+    try:
+        return Registry(where, migrate_schema=migrate_schema)
+    except (SQLAlchemyError, DatabaseError) as exc:
+        detail = getattr(exc, "orig", None) or exc  # the driver's words, never the URL's password
+        raise fail(f"cannot open the registry in {describe_url(where)}: {detail}", 1) from None
 
 
 def get_device(reg: Registry, text: str, *, prefix: bool = True) -> Device:
@@ -80,13 +92,13 @@ def get_device(reg: Registry, text: str, *, prefix: bool = True) -> Device:
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print an error to stderr; return the Exit to raise."""
-    err_console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code)
 
 
 def fail_invalid(exc: InvalidDevice) -> typer.Exit:
     for problem in exc.problems:
-        err_console.print(f"[red]error:[/red] {problem}")
+        err_console.print(f"[red]error:[/red] {escape(str(problem))}")
     return typer.Exit(2)
 
 

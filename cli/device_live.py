@@ -8,9 +8,11 @@ import json
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cli.device_common import (
@@ -135,10 +137,10 @@ def _last_refusal(ctx: typer.Context, device: Device) -> DeadLetter | None:
     cfg = config(ctx, required=False)
     if cfg is None:
         return None
-    path = cfg.path(cfg.pipeline.dead_letter_path)
-    if not path.exists():
+    where = cfg.dead_letter_database()
+    if isinstance(where, Path) and not where.exists():
         return None
-    with DeadLetterStore(path) as store:
+    with DeadLetterStore(where, migrate_schema=cfg.database.migrate_on_start) as store:
         return store.last_for_key(device.key)
 
 
@@ -182,7 +184,7 @@ def show(ctx: typer.Context, id: LookupArg, as_json: JsonOpt = False,
                       f"`urbansense deadletter show {refusal.id}` has the raw message")
     console.print(table)
     if problem:
-        err_console.print(f"[yellow]live facts unavailable:[/yellow] {problem}")
+        err_console.print(f"[yellow]live facts unavailable:[/yellow] {escape(str(problem))}")
 
 
 def _add_facts(table: Table, facts: LiveFacts) -> None:

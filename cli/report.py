@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cli.state import state
@@ -60,12 +61,13 @@ def table(figures: list[Figures], title: str) -> Table:
 
 async def run_report(cfg: Config, from_ns: int, to_ns: int, district: str | None, kind: str | None) -> list[Figures]:
     ic = cfg.influxdb
-    devices = Registry(cfg.path(cfg.registry.path)).all()
+    with Registry(cfg.registry_database(), migrate_schema=cfg.database.migrate_on_start) as reg:
+        devices = reg.all()
     async with InfluxClient(reveal(ic.url), ic.database, username=ic.username or None,
                             password=reveal(ic.password) or None, token=reveal(ic.token) or None,
                             retention_policy=ic.retention_policy or None, timeout=ic.timeout_s,
                             verify=cfg.influx_verify()) as client:
-        return await gather(client, devices, cfg.path(cfg.alerts.db_path), from_ns, to_ns,
+        return await gather(client, devices, cfg.alerts_database(), from_ns, to_ns,
                             district=district, kind=kind)
 
 
@@ -105,7 +107,7 @@ def register(app: typer.Typer) -> None:
         try:
             figures = asyncio.run(run_report(cfg, start, end, district, kind))
         except Exception as exc:  # a person is waiting: say what failed, not a traceback
-            console.print(f"[red]error:[/] cannot compute the report: {exc}", highlight=False)
+            console.print(f"[red]error:[/] cannot compute the report: {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
         title = f"urbansense {from_} → {to}" + (f" {district}" if district else "") + (f" {kind}" if kind else "")
         console.print(table(figures, title))

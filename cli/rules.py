@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.device_common import config
+from core.database import describe_url, is_postgres_url
 from core.device import ZONE_CLASSES, Device
 from core.reading import FieldValue, Reading
 from core.timing import format_duration, parse_duration
@@ -49,8 +50,9 @@ def register(app: typer.Typer) -> None:
         files: Annotated[list[Path] | None, typer.Argument(help="the city's rule files (TOML)")] = None,
         no_presets: Annotated[bool, typer.Option("--no-presets", help="leave the shipped presets out")] = False,
         tz: Annotated[str, typer.Option("--tz", help="default time zone of schedules")] = DEFAULT_TZ,
-        registry: Annotated[Path | None, typer.Option("--registry", help="registry to check districts and "
-                                                      "devices against (default: registry.path of the config)")]
+        registry: Annotated[str | None, typer.Option("--registry", help="registry to check districts and "
+                                                     "devices against: a SQLite file or postgresql:// URL "
+                                                     "(default: the config's registry)")]
         = None,
         as_json: Annotated[bool, typer.Option("--json", help="one JSON object: rules, errors, warnings, notes")]
         = False,
@@ -58,7 +60,7 @@ def register(app: typer.Typer) -> None:
         """Validate the presets and FILES; list the rules that would run, or every error (file, rule, key).
 
         Besides the form of each rule, the rules are checked against what exists: kinds, the fields
-        those kinds report, routes (the presets' and [alerts] routes of the config), and the
+        those kinds report, routes (the presets' and \\[alerts] routes of the config), and the
         districts, devices and models of the registry. Every error of every file is listed in one run;
         the exit code is 1 when there is any.
 
@@ -112,8 +114,9 @@ def register(app: typer.Typer) -> None:
         until: Annotated[str, typer.Option("--until", help="let this much time pass after the last "
                                                            "reading (e.g. 30m)")] = "0s",
         tz: Annotated[str, typer.Option("--tz", help="time zone of schedules and of naive times")] = DEFAULT_TZ,
-        registry: Annotated[Path | None, typer.Option("--registry", help="registry to read the device from "
-                                                      "(default: registry.path of the config)")] = None,
+        registry: Annotated[str | None, typer.Option("--registry", help="registry to read the device from: a "
+                                                     "SQLite file or postgresql:// URL (default: the config's "
+                                                     "registry)")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one transition per line (notes go to "
                                                              "stderr)")] = False,
     ) -> None:
@@ -165,40 +168,42 @@ def register(app: typer.Typer) -> None:
     app.add_typer(rules_app, name="rules")
 
 
-def _registry_path(ctx: typer.Context, registry: Path | None) -> Path | None:
-    """The registry to read: `--registry`, else the config's when a config is in use; None when there is none."""
-    if registry is not None:
-        return registry
+def _registry_path(ctx: typer.Context, registry: str | None) -> str | Path | None:
+    """The registry to read: `--registry`, else the config's when a config is in use ([database] url or
+    registry.path); None when there is none, or it is a SQLite file not made yet."""
     cfg = config(ctx, required=False)
-    return None if cfg is None else cfg.path(cfg.registry.path)
+    where = registry if registry is not None else None if cfg is None else cfg.registry_database()
+    if where is None or (not is_postgres_url(where) and not Path(where).exists()):
+        return None
+    return where
 
 
-def gather_vocabulary(ctx: typer.Context, registry: Path | None) -> Vocabulary:
+def gather_vocabulary(ctx: typer.Context, registry: str | None) -> Vocabulary:
     """What exists, for `rules check` (`service.rule_vocabulary`), with the registry's districts and devices
     when there is a registry."""
     cfg = config(ctx, required=False)
     path = _registry_path(ctx, registry)
-    if path is None or not path.exists():
-        note = (f"no registry{f' at {path}' if path else ''}: districts and devices in `select` are not checked "
-                "(give --registry)")
+    if path is None:
+        note = (f"no registry{f' at {registry}' if registry else ''}: districts and devices in `select` are not "
+                "checked (give --registry)")
         return rule_vocabulary(cfg.alerts if cfg else None, None, [note])
     with Registry(path) as reg:
         devices = reg.all()
     return rule_vocabulary(cfg.alerts if cfg else None, devices)
 
 
-def registered_device(ctx: typer.Context, registry: Path | None, text: str) -> tuple[Device | None, str]:
+def registered_device(ctx: typer.Context, registry: str | None, text: str) -> tuple[Device | None, str]:
     """The registry's device for `--device` (id or DevEUI/IMEI), and a note saying where its tags came from."""
     path = _registry_path(ctx, registry)
-    if path is None or not path.exists():
-        return None, (f"no registry{f' at {path}' if path else ''}: {text} is tested with the "
+    if path is None:
+        return None, (f"no registry{f' at {registry}' if registry else ''}: {text} is tested with the "
                       "--district/--zone-class/--site given (or none)")
     with Registry(path) as reg:
         try:
             device = find_device(reg, text, prefix=False)
         except LookupError:
-            return None, (f"{text} is not in the registry {path}: tested with the --district/--zone-class/--site "
-                          "given (or none)")
+            return None, (f"{text} is not in the registry ({describe_url(path)}): tested with the "
+                          "--district/--zone-class/--site given (or none)")
     return device, (f"{device.id} from the registry: kind {device.kind}, district {device.district or '-'}, "
                     f"zone class {device.zone_class or '-'}, site {device.site or '-'}")
 

@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
             console.print("[red]error:[/red] --rate: expected a positive number of uplinks per second")
             raise typer.Exit(2)
         cfg = state(ctx).config
-        with Registry(cfg.path(cfg.registry.path)) as reg:
+        with Registry(cfg.registry_database(), migrate_schema=cfg.database.migrate_on_start) as reg:
             devices = reg.all()
         districts = tuple(storm_district or sorted({d.district for d in devices if d.kind == "water_level"})[:1])
         if transport != "lorawan":

@@ -11,6 +11,7 @@ the pipeline and their metrics with its Prometheus registry.
         build=build,                                      # CollectorContext -> Collector | None
         parsers={"lorawan": parse},                       # Incoming.source -> envelope parser
         metrics=LorawanMetrics,                           # Collector -> prometheus custom collector
+        unshared=None,                                    # CollectorContext -> why not in N processes | None
     )
 """
 
@@ -63,6 +64,12 @@ class CollectorContext:
     sections: Mapping[str, BaseModel]
     devices: DeviceSource
     path: Callable[[str], Path] = Path
+    share_group: str = ""
+    """A cluster's MQTT 5 shared subscription group: subscribe `$share/<group>/<filter>` ("" = not clustered)."""
+    ingest_id: str = ""
+    """This ingest process's name in a cluster, appended to fixed MQTT client ids ("" = not clustered)."""
+    retiring: bool = False
+    """Leave the cluster for good: drain the persistent sessions and end them (`MqttConsumer.retiring`)."""
 
     def section(self, name: str, model: type[S]) -> S:
         """The validated `[name]` section, as `model` (a `TypeError` if the plug-in declared another)."""
@@ -81,3 +88,6 @@ class CollectorPlugin:
     build: Callable[[CollectorContext], Collector | None]
     parsers: Mapping[str, Parser] = field(default_factory=dict)
     metrics: Callable[[Any], MetricsSource] | None = None
+    unshared: Callable[[CollectorContext], str | None] | None = None
+    """Why the transport, as configured, cannot run in several ingest processes of one machine (a port only
+    one process can bind, devices each process would poll again); None: it can (`urbansense run --workers`)."""

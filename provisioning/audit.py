@@ -3,7 +3,7 @@
 Each audit row carries `hash = SHA-256(prev_hash, device_id, at, by, action, changes, note)`,
 `prev_hash` being the hash of the row before it, so deleting or editing a row breaks the
 chain at that point. Each device row carries `row_hash = SHA-256(its columns, the hash of
-its last audit row)`, so a row changed with `sqlite3` (not through urbansense) no longer
+its last audit row)`, so a row changed with `sqlite3` or `psql` (not through urbansense) no longer
 matches: the service reports it and keeps the last verified version (`RegistryView`), and
 `urbansense audit verify` lists it. The hashes are not keyed: they catch edits made behind
 urbansense's back, not a forger who recomputes them with this code.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +43,7 @@ class Problem:
         return f"{self.where}: {self.what}"
 
 
-def verify_chain(rows: Iterable[sqlite3.Row]) -> list[Problem]:
+def verify_chain(rows: Iterable[Mapping[str, Any]]) -> list[Problem]:
     """Walk the audit rows in `seq` order; report altered rows, broken links and missing rows."""
     problems: list[Problem] = []
     prev_hash, prev_seq = GENESIS, 0

@@ -1,52 +1,40 @@
-"""The device registry: one SQLite row per device, with an audit trail of every change."""
+"""The device registry: one row per device, with a hash-chained audit trail of every change.
+
+It lives in a SQLite file (the embedded default, `registry.path`) or in the shared PostgreSQL database
+(`[database] url`), through one SQLAlchemy Core code path; the tables and their migrations are in
+`provisioning.schema`.
+"""
 
 from __future__ import annotations
 
 import getpass
 import json
 import secrets
-import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, func, select, true
+
+from core.database import MigrationError, is_postgres, migrate, open_engine, pending, read_connection
 from core.device import Device
 from provisioning.audit import GENESIS, Problem, entry_hash, row_hash, verify_chain
+from provisioning.schema import (
+    COMPONENT,
+    DEVICE_FIELDS,
+    MIGRATIONS,
+    audit,
+    device_from_row,
+    device_to_row,
+    devices,
+    mac_keys,
+    registry_changes,
+)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS devices (
-    id TEXT PRIMARY KEY,
-    key TEXT NOT NULL UNIQUE,
-    model TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    latitude REAL,
-    longitude REAL,
-    address TEXT NOT NULL DEFAULT '',
-    district TEXT NOT NULL DEFAULT '',
-    street TEXT NOT NULL DEFAULT '',
-    zone_class TEXT NOT NULL DEFAULT '',
-    site TEXT NOT NULL DEFAULT '',
-    install TEXT NOT NULL DEFAULT '{}',
-    expected_interval_s INTEGER NOT NULL DEFAULT 300,
-    status TEXT NOT NULL DEFAULT 'active',
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    device_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    by TEXT NOT NULL,
-    action TEXT NOT NULL,
-    changes TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_device ON audit(device_id, seq);
-"""
-
-_COLUMNS = [f.name for f in fields(Device)]
+_COLUMNS = DEVICE_FIELDS
 
 
 @dataclass(slots=True)
@@ -58,20 +46,19 @@ class ImportResult:
     unchanged: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One consistent reading of the registry, what `RegistryView` holds: the change counter it was read
+    at, every device, the rows changed outside urbansense (id → why) and the frame MAC keys by IMEI."""
+
+    version: int
+    devices: list[Device]
+    unsealed: dict[str, str]
+    mac_keys: dict[str, bytes]
+
+
 class RegistryError(ValueError):
     """A registry change that cannot be made (duplicate key, unknown id); the message says which."""
-
-
-def _row_to_device(row: sqlite3.Row) -> Device:
-    data = {k: row[k] for k in _COLUMNS}
-    data["install"] = json.loads(data["install"] or "{}")
-    return Device(**data)
-
-
-def _device_to_row(d: Device) -> dict[str, Any]:
-    row = asdict(d)
-    row["install"] = json.dumps(d.install, sort_keys=True, ensure_ascii=False)
-    return row
 
 
 def current_user() -> str:
@@ -82,21 +69,40 @@ def current_user() -> str:
         return "unknown"
 
 
-class Registry:
-    """SQLite-backed device registry; safe to open from the CLI while the service runs (WAL)."""
+def _refuse_nul(**texts: object) -> None:
+    """U+0000 cannot be stored in PostgreSQL text: refused on both backends, naming the field."""
+    for name, value in texts.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise RegistryError(f"{name} contains U+0000 NULL, which no registry field may hold")
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-        self._migrate()
+
+def _check_device(device: Device) -> None:
+    _refuse_nul(**{k: getattr(device, k) for k in _COLUMNS})
+
+
+class Registry:
+    """The device registry in a SQLite file or a PostgreSQL database; safe to open from the CLI while the
+    service runs (SQLite WAL; PostgreSQL row locks). Writers take turns on the `registry_changes` row, so
+    the audit chain never forks."""
+
+    def __init__(self, path: str | Path, *, migrate_schema: bool = True) -> None:
+        """`path`: a SQLite file (parents created) or a `postgresql://` URL. Pending schema migrations are
+        applied (`migrate_schema`), else a registry behind this code raises `MigrationError`."""
+        self.path = path
+        self.engine: Engine = open_engine(path)
+        self.postgres = is_postgres(self.engine)
+        try:
+            if migrate_schema:
+                migrate(self.engine, COMPONENT, MIGRATIONS)
+            elif todo := pending(self.engine, COMPONENT, MIGRATIONS):
+                raise MigrationError(f"the registry schema is {len(todo)} version(s) behind this urbansense; "
+                                     "run `urbansense db migrate` or set [database] migrate_on_start = true")
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def close(self) -> None:
-        self._db.close()
+        self.engine.dispose()
 
     def __enter__(self) -> Registry:
         return self
@@ -105,83 +111,71 @@ class Registry:
         self.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _tx(self) -> Iterator[Connection]:
+        """A write transaction holding the registry's write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: the
+        `registry_changes` row, FOR UPDATE) until it commits, so each writer sees the last audit row."""
+        with self.engine.begin() as conn:
+            conn.execute(select(registry_changes.c.n).where(registry_changes.c.id == 1).with_for_update())
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A read transaction on one snapshot (PostgreSQL: REPEATABLE READ; SQLite: a WAL read transaction),
+        so device rows and audit rows read by several statements belong together."""
+        with read_connection(self.engine) as conn:
+            if self.postgres:
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            yield conn
 
     def data_version(self) -> int:
-        """Changes whenever another connection commits: a cheap 'did anything change?'."""
-        return self._db.execute("PRAGMA data_version").fetchone()[0]
+        """The registry's change counter: it moves whenever anything in it changes, through urbansense or
+        not (triggers bump it in the changing transaction); a cheap 'did anything change?'."""
+        with read_connection(self.engine) as conn:
+            return _version(conn)
 
-    def _migrate(self) -> None:
-        """Add the tamper-evidence columns to a registry made before them, and seal its rows as they are."""
-        def columns(table: str) -> set[str]:
-            return {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
+    def load(self) -> Snapshot:
+        """Everything `RegistryView` needs, read on one snapshot together with the change counter."""
+        with self._read() as conn:
+            return Snapshot(_version(conn), _all(conn), _unsealed(conn), _mac_keys(conn))
 
-        if {"note", "prev_hash", "hash"} <= columns("audit") and "row_hash" in columns("devices"):
-            return
-        with self._tx() as db:
-            audit_cols, device_cols = columns("audit"), columns("devices")
-            for col in ("note", "prev_hash", "hash"):
-                if col not in audit_cols:
-                    db.execute(f"ALTER TABLE audit ADD COLUMN {col} TEXT NOT NULL DEFAULT ''")
-            if "row_hash" not in device_cols:
-                db.execute("ALTER TABLE devices ADD COLUMN row_hash TEXT NOT NULL DEFAULT ''")
-            prev = GENESIS
-            for r in db.execute("SELECT * FROM audit ORDER BY seq").fetchall():
-                h = entry_hash(prev, r["device_id"], r["at"], r["by"], r["action"], r["changes"], r["note"])
-                db.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, h, r["seq"]))
-                prev = h
-            for row in db.execute("SELECT * FROM devices").fetchall():
-                self._seal(db, _row_to_device(row))
+    def _chain(self, conn: Connection, entries: Sequence[tuple[str, str, Mapping[str, Any]]],
+               by: str | None, user: str | None) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """The audit rows (device id, action, changes) chained onto the last one, and each device's new last
+        hash (what its row hash is tied to). `user` is who acted (default: the OS user), `by` a free-text
+        note (e.g. "for the district office"), never taken as the actor. Written by `_write_audit`."""
+        who, note = user or current_user(), by or ""
+        _refuse_nul(user=who, by=note)
+        last = conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
+        seq, prev = (int(last[0]), str(last[1])) if last else (0, GENESIS)
+        rows, out = [], {}
+        for device_id, action, changes in entries:
+            _refuse_nul(action=action)
+            seq, at = seq + 1, time.time()
+            changes_text = json.dumps(changes, ensure_ascii=False, sort_keys=True, default=str)
+            h = entry_hash(prev, device_id, at, who, action, changes_text, note)
+            rows.append({"seq": seq, "device_id": device_id, "at": at, "by": who, "action": action,
+                         "changes": changes_text, "note": note, "prev_hash": prev, "hash": h})
+            prev = out[device_id] = h
+        return rows, out
 
-    def _audit(self, db: sqlite3.Connection, device_id: str, action: str, changes: Mapping[str, Any],
-               by: str | None, user: str | None = None) -> str:
-        """Append one audit row to the chain; returns its hash. `user` is who acted (default: the OS user),
-        `by` a free-text note (e.g. "for the district office"), never taken as the actor."""
-        last = db.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        prev = last["hash"] if last else GENESIS
-        at, who, note = time.time(), user or current_user(), by or ""
-        text = json.dumps(changes, ensure_ascii=False, sort_keys=True, default=str)
-        h = entry_hash(prev, device_id, at, who, action, text, note)
-        db.execute("INSERT INTO audit(device_id, at, by, action, changes, note, prev_hash, hash) "
-                   "VALUES (?,?,?,?,?,?,?,?)", (device_id, at, who, action, text, note, prev, h))
-        return h
-
-    def _seal(self, db: sqlite3.Connection, device: Device) -> None:
-        """Record the device row's hash, tied to its last audit row (see `provisioning.audit`)."""
-        last = db.execute("SELECT hash FROM audit WHERE device_id = ? ORDER BY seq DESC LIMIT 1",
-                          (device.id,)).fetchone()
-        db.execute("UPDATE devices SET row_hash = ? WHERE id = ?",
-                   (row_hash(_device_to_row(device), last["hash"] if last else GENESIS), device.id))
-
-    def _sealed(self, db: sqlite3.Connection, device: Device) -> bool:
-        row = db.execute("SELECT row_hash FROM devices WHERE id = ?", (device.id,)).fetchone()
-        last = db.execute("SELECT hash FROM audit WHERE device_id = ? ORDER BY seq DESC LIMIT 1",
-                          (device.id,)).fetchone()
-        expected = row_hash(_device_to_row(device), last["hash"] if last else GENESIS)
-        return row is not None and row["row_hash"] == expected
+    def _audit_and_seal(self, conn: Connection, device: Device, action: str, changes: Mapping[str, Any],
+                        by: str | None, user: str | None) -> None:
+        """One audit row for a device whose row is already written, and its row hash tied to it."""
+        rows, last = self._chain(conn, [(device.id, action, changes)], by, user)
+        _insert_many(conn, audit, rows)
+        conn.execute(devices.update().where(devices.c.id == device.id)
+                     .values(row_hash=row_hash(device_to_row(device), last[device.id])))
 
     def unsealed(self) -> dict[str, str]:
         """Devices whose row no longer matches its hash (changed outside urbansense): id → what differs."""
-        last = {r["device_id"]: r["hash"] for r in self._db.execute(
-            "SELECT device_id, hash FROM audit WHERE seq IN (SELECT max(seq) FROM audit GROUP BY device_id)")}
-        out = {}
-        for row in self._db.execute("SELECT * FROM devices"):
-            device = _row_to_device(row)
-            if row["row_hash"] != row_hash(_device_to_row(device), last.get(device.id, GENESIS)):
-                out[device.id] = "row changed outside urbansense (its hash does not match its audit trail)"
-        return out
+        with self._read() as conn:
+            return _unsealed(conn)
 
     def verify(self) -> list[Problem]:
         """Everything `urbansense audit verify` reports: a broken audit chain and rows changed behind its back."""
-        problems = verify_chain(self._db.execute("SELECT * FROM audit ORDER BY seq"))
-        problems += [Problem(f"device {k}", v) for k, v in self.unsealed().items()]
+        with self._read() as conn:
+            problems = verify_chain(conn.execute(select(audit).order_by(audit.c.seq)).mappings())
+            problems += [Problem(f"device {k}", v) for k, v in _unsealed(conn).items()]
         return problems
 
     def add(self, device: Device, *, by: str | None = None, user: str | None = None) -> None:
@@ -189,18 +183,15 @@ class Registry:
 
         `user`: who does it (the desk console passes its logged-in user; default the OS user);
         `by`: a free-text note kept beside it in the audit trail."""
+        _check_device(device)
         now = time.time()
-        with self._tx() as db:
+        with self._tx() as conn:
             for col, val in (("id", device.id), ("key", device.key)):
-                hit = db.execute(f"SELECT id FROM devices WHERE {col} = ?", (val,)).fetchone()
+                hit = conn.execute(select(devices.c.id).where(devices.c[col] == val)).first()
                 if hit:
-                    raise RegistryError(f"{col} {val!r} is already registered to device {hit['id']!r}")
-            row = _device_to_row(device)
-            cols = ", ".join([*row, "created_at", "updated_at"])
-            marks = ", ".join("?" * (len(row) + 2))
-            db.execute(f"INSERT INTO devices({cols}) VALUES ({marks})", (*row.values(), now, now))
-            self._audit(db, device.id, "add", asdict(device), by, user)
-            self._seal(db, device)
+                    raise RegistryError(f"{col} {val!r} is already registered to device {hit[0]!r}")
+            conn.execute(devices.insert().values(**device_to_row(device), created_at=now, updated_at=now))
+            self._audit_and_seal(conn, device, "add", asdict(device), by, user)
 
     def update(self, device_id: str, *, by: str | None = None, action: str = "update",
                note: Mapping[str, Any] | None = None, user: str | None = None, **changes: Any) -> Device:
@@ -208,35 +199,34 @@ class Registry:
 
         Nothing is written, and nothing audited, when no value actually changes.
         """
-        with self._tx() as db:
-            old = self._get(db, device_id)
+        with self._tx() as conn:
+            old = _get(conn, device_id)
             new = replace(old, **changes)
             diff: dict[str, Any] = {k: [getattr(old, k), getattr(new, k)] for k in changes
                                     if getattr(old, k) != getattr(new, k)}
             if not diff:
                 return old
+            _check_device(new)
             diff.update(note or {})
-            if not self._sealed(db, old):  # a change made outside urbansense is taken over, visibly
+            if not _sealed(conn, old):  # a change made outside urbansense is taken over, visibly
                 action += "+adopt"
                 diff["adopted_outside_change"] = True
             if "key" in diff:
-                hit = db.execute("SELECT id FROM devices WHERE key = ? AND id != ?",
-                                 (new.key, device_id)).fetchone()
+                hit = conn.execute(select(devices.c.id).where(and_(devices.c.key == new.key,
+                                                                   devices.c.id != device_id))).first()
                 if hit:
-                    raise RegistryError(f"key {new.key!r} is already registered to device {hit['id']!r}")
-            row = _device_to_row(new)
-            sets = ", ".join(f"{k} = ?" for k in row)
-            db.execute(f"UPDATE devices SET {sets}, updated_at = ? WHERE id = ?",
-                       (*row.values(), time.time(), device_id))
-            self._audit(db, device_id, action, diff, by, user)
-            self._seal(db, new)
+                    raise RegistryError(f"key {new.key!r} is already registered to device {hit[0]!r}")
+            conn.execute(devices.update().where(devices.c.id == device_id)
+                         .values(**device_to_row(new), updated_at=time.time()))
+            self._audit_and_seal(conn, new, action, diff, by, user)
             return new
 
     def key_owners(self) -> dict[str, str]:
         """Every registered key → the id of the device that has it."""
-        return {r[0]: r[1] for r in self._db.execute("SELECT key, id FROM devices")}
+        with read_connection(self.engine) as conn:
+            return {str(r[0]): str(r[1]) for r in conn.execute(select(devices.c.key, devices.c.id))}
 
-    def import_devices(self, devices: Sequence[Device], *, by: str | None = None,
+    def import_devices(self, devices_in: Sequence[Device], *, by: str | None = None,
                        action: str = "import", user: str | None = None) -> ImportResult:
         """Add new devices and update changed ones in one transaction; identical ones are left alone.
 
@@ -244,74 +234,73 @@ class Registry:
         refuses the whole batch (`RegistryError` naming both), so nothing is half-written.
         """
         result = ImportResult()
-        inserts: list[tuple[Any, ...]] = []
-        updates: list[tuple[Any, ...]] = []
-        audits: list[tuple[Any, ...]] = []
-        with self._tx() as db:
+        added: list[Device] = []
+        updated: list[Device] = []
+        entries: list[tuple[str, str, Mapping[str, Any]]] = []
+        for device in devices_in:
+            _check_device(device)
+        with self._tx() as conn:
             now = time.time()
-            existing = {row["id"]: _row_to_device(row) for row in db.execute("SELECT * FROM devices")}
+            existing = {d.id: d for d in _all(conn)}
             owners = {d.key: d.id for d in existing.values()}
-            for device in devices:
+            for device in devices_in:
                 owner = owners.get(device.key)
                 if owner is not None and owner != device.id:
                     raise RegistryError(f"key {device.key!r} of device {device.id!r} is already registered "
                                         f"to device {owner!r}")
                 old = existing.get(device.id)
-                row = _device_to_row(device)
                 if old is None:
-                    inserts.append((*row.values(), now, now))
                     changes: dict[str, Any] = asdict(device)
                     result.added.append(device.id)
+                    added.append(device)
                     verb = "add"
                 elif old == device:
                     result.unchanged.append(device.id)
                     continue
                 else:
                     owners.pop(old.key, None)
-                    updates.append((*row.values(), now, device.id))
                     changes = {f: [getattr(old, f), getattr(device, f)] for f in _COLUMNS
                                if getattr(old, f) != getattr(device, f)}
                     result.updated.append(device.id)
+                    updated.append(device)
                     verb = "update"
                 owners[device.key] = device.id
-                audits.append((device, f"{action}:{verb}", changes))
-            if inserts:
-                cols = ", ".join([*_COLUMNS, "created_at", "updated_at"])
-                db.executemany(f"INSERT INTO devices({cols}) VALUES ({', '.join('?' * (len(_COLUMNS) + 2))})",
-                               inserts)
-            if updates:
-                sets = ", ".join(f"{k} = ?" for k in _COLUMNS)
-                db.executemany(f"UPDATE devices SET {sets}, updated_at = ? WHERE id = ?", updates)
-            for device, what, changes in audits:
-                self._audit(db, device.id, what, changes, by, user)
-                self._seal(db, device)
+                entries.append((device.id, f"{action}:{verb}", changes))
+            audit_rows, last = self._chain(conn, entries, by, user)
+
+            def sealed(d: Device) -> dict[str, Any]:
+                row = device_to_row(d)
+                return {**row, "row_hash": row_hash(row, last[d.id]), "updated_at": now}
+
+            if updated:  # first, so a key moved from one device to another is free before it is taken
+                conn.execute(devices.update().where(devices.c.id == bindparam("b_id")).values(
+                    {k: bindparam(f"b_{k}") for k in (*_COLUMNS, "row_hash", "updated_at") if k != "id"}),
+                    [{f"b_{k}": v for k, v in sealed(d).items()} for d in updated])
+            _insert_many(conn, devices, [{**sealed(d), "created_at": now} for d in added])
+            _insert_many(conn, audit, audit_rows)
         return result
 
-    def _get(self, db: sqlite3.Connection, device_id: str) -> Device:
-        row = db.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
-        if row is None:
-            raise RegistryError(f"no device with id {device_id!r}")
-        return _row_to_device(row)
-
     def get(self, device_id: str) -> Device:
-        return self._get(self._db, device_id)
+        with read_connection(self.engine) as conn:
+            return _get(conn, device_id)
 
     def find(self, device_id: str) -> Device | None:
-        row = self._db.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
-        return _row_to_device(row) if row else None
+        with read_connection(self.engine) as conn:
+            row = conn.execute(select(devices).where(devices.c.id == device_id)).mappings().first()
+        return device_from_row(row) if row else None
 
     def by_key(self, key: str) -> Device | None:
-        row = self._db.execute("SELECT * FROM devices WHERE key = ?", (key,)).fetchone()
-        return _row_to_device(row) if row else None
+        with read_connection(self.engine) as conn:
+            row = conn.execute(select(devices).where(devices.c.key == key)).mappings().first()
+        return device_from_row(row) if row else None
 
     def all(self, **where: str) -> list[Device]:
         """Every device, optionally filtered by equality on columns (kind, model, district, status)."""
         bad = set(where) - set(_COLUMNS)
         if bad:
             raise RegistryError(f"cannot filter on {sorted(bad)}; columns are {_COLUMNS}")
-        clause = " AND ".join(f"{k} = ?" for k in where) or "1"
-        rows = self._db.execute(f"SELECT * FROM devices WHERE {clause} ORDER BY id", tuple(where.values()))
-        return [_row_to_device(r) for r in rows]
+        with read_connection(self.engine) as conn:
+            return _all(conn, *(devices.c[k] == v for k, v in where.items()))
 
     def matching(self, *, contains: Mapping[str, str] | None = None, **where: str) -> list[Device]:
         """Devices equal on `where` columns and containing each `contains` text (e.g. district 朝阳 → 朝阳区)."""
@@ -319,30 +308,29 @@ class Registry:
         bad = (set(where) | set(contains)) - set(_COLUMNS)
         if bad:
             raise RegistryError(f"cannot filter on {sorted(bad)}; columns are {_COLUMNS}")
-        clauses = [f"{k} = ?" for k in where] + [f"instr(lower({k}), lower(?)) > 0" for k in contains]
-        rows = self._db.execute(f"SELECT * FROM devices WHERE {' AND '.join(clauses) or '1'} ORDER BY id",
-                                (*where.values(), *contains.values()))
-        return [_row_to_device(r) for r in rows]
+        clauses = [devices.c[k] == v for k, v in where.items()]
+        clauses += [func.lower(devices.c[k]).contains(func.lower(_escape_like(v)), escape="\\")
+                    for k, v in contains.items()]
+        with read_connection(self.engine) as conn:
+            return _all(conn, *clauses)
 
     def with_prefix(self, id_prefix: str, key_prefix: str | None, limit: int = 20) -> list[Device]:
         """Devices whose id starts with `id_prefix` (any case) or whose key starts with `key_prefix`."""
-        def like(text: str) -> str:
-            return text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-        sql = "SELECT * FROM devices WHERE lower(id) LIKE ? ESCAPE '\\'"
-        args: list[str] = [like(id_prefix)]
+        hit = func.lower(devices.c.id).like(_escape_like(id_prefix.lower()) + "%", escape="\\")
         if key_prefix:
-            sql += " OR key LIKE ? ESCAPE '\\'"
-            args.append(like(key_prefix))
-        rows = self._db.execute(f"{sql} ORDER BY id LIMIT ?", (*args, limit))
-        return [_row_to_device(r) for r in rows]
+            hit = hit | func.lower(devices.c.key).like(_escape_like(key_prefix.lower()) + "%", escape="\\")
+        with read_connection(self.engine) as conn:
+            rows = conn.execute(select(devices).where(hit).order_by(devices.c.id).limit(limit)).mappings()
+            return [device_from_row(r) for r in rows]
 
     def ids(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT id FROM devices ORDER BY id")]
+        with read_connection(self.engine) as conn:
+            return [str(r[0]) for r in conn.execute(select(devices.c.id).order_by(devices.c.id))]
 
     def history(self, device_id: str) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT * FROM audit WHERE device_id = ? ORDER BY seq", (device_id,))
-        return [{**dict(r), "changes": json.loads(r["changes"])} for r in rows]
+        with read_connection(self.engine) as conn:
+            rows = conn.execute(select(audit).where(audit.c.device_id == device_id).order_by(audit.c.seq))
+            return [{**r, "changes": json.loads(r["changes"])} for r in rows.mappings()]
 
     def set_mac_key(self, device_id: str, *, by: str | None = None, user: str | None = None,
                     clear: bool = False) -> str:
@@ -350,27 +338,101 @@ class Registry:
 
         The key itself never goes into the audit trail, only that it was set or removed."""
         key = "" if clear else secrets.token_hex(16)
-        with self._tx() as db:
-            device = self._get(db, device_id)
-            db.execute("CREATE TABLE IF NOT EXISTS mac_keys (device_id TEXT PRIMARY KEY, key TEXT NOT NULL)")
-            if clear:
-                db.execute("DELETE FROM mac_keys WHERE device_id = ?", (device_id,))
-            else:
-                db.execute("INSERT OR REPLACE INTO mac_keys(device_id, key) VALUES (?, ?)", (device_id, key))
-            self._audit(db, device_id, "mac-key", {"mac_key": "removed" if clear else "set"}, by, user)
-            self._seal(db, device)
+        with self._tx() as conn:
+            device = _get(conn, device_id)
+            conn.execute(delete(mac_keys).where(mac_keys.c.device_id == device_id))
+            if not clear:
+                conn.execute(mac_keys.insert().values(device_id=device_id, key=key))
+            self._audit_and_seal(conn, device, "mac-key", {"mac_key": "removed" if clear else "set"}, by, user)
         return key
 
     def mac_keys(self) -> dict[str, bytes]:
         """Frame MAC keys by device key (IMEI) of the devices that have one."""
-        has = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'mac_keys'").fetchone()
-        if not has:
-            return {}
-        rows = self._db.execute("SELECT d.key, m.key FROM mac_keys m JOIN devices d ON d.id = m.device_id")
-        return {r[0]: bytes.fromhex(r[1]) for r in rows}
+        with read_connection(self.engine) as conn:
+            return _mac_keys(conn)
 
     def audit_rows(self) -> int:
-        return self._db.execute("SELECT count(*) FROM audit").fetchone()[0]
+        with read_connection(self.engine) as conn:
+            return int(conn.execute(select(func.count()).select_from(audit)).scalar_one())
 
     def count(self) -> int:
-        return self._db.execute("SELECT count(*) FROM devices").fetchone()[0]
+        with read_connection(self.engine) as conn:
+            return int(conn.execute(select(func.count()).select_from(devices)).scalar_one())
+
+
+def _insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows in one executemany (SQLite: its C loop; psycopg: one pipeline), nothing for none."""
+    if rows:
+        conn.execute(table.insert(), list(rows))
+
+
+def _escape_like(text: str) -> str:
+    """`text` taken literally in a LIKE pattern (escape character `\\`)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _version(conn: Connection) -> int:
+    return int(conn.execute(select(registry_changes.c.n).where(registry_changes.c.id == 1)).scalar_one())
+
+
+def _get(conn: Connection, device_id: str) -> Device:
+    row = conn.execute(select(devices).where(devices.c.id == device_id)).mappings().first()
+    if row is None:
+        raise RegistryError(f"no device with id {device_id!r}")
+    return device_from_row(row)
+
+
+def _all(conn: Connection, *where: Any) -> list[Device]:
+    rows = conn.execute(select(devices).where(true(), *where).order_by(devices.c.id)).mappings()
+    return [device_from_row(r) for r in rows]
+
+
+def _last_hashes(conn: Connection, device_id: str | None = None) -> dict[str, str]:
+    """The hash of each device's last audit row (of one device when `device_id` is given)."""
+    last = select(func.max(audit.c.seq)).group_by(audit.c.device_id)
+    if device_id is not None:
+        last = last.where(audit.c.device_id == device_id)
+    rows = conn.execute(select(audit.c.device_id, audit.c.hash).where(audit.c.seq.in_(last)))
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+def _sealed(conn: Connection, device: Device) -> bool:
+    row = conn.execute(select(devices.c.row_hash).where(devices.c.id == device.id)).first()
+    expected = row_hash(device_to_row(device), _last_hashes(conn, device.id).get(device.id, GENESIS))
+    return row is not None and row[0] == expected
+
+
+def _unsealed(conn: Connection) -> dict[str, str]:
+    last = _last_hashes(conn)
+    out = {}
+    for row in conn.execute(select(devices)).mappings():
+        device = device_from_row(row)
+        if row["row_hash"] != row_hash(device_to_row(device), last.get(device.id, GENESIS)):
+            out[device.id] = "row changed outside urbansense (its hash does not match its audit trail)"
+    return out
+
+
+def _mac_keys(conn: Connection) -> dict[str, bytes]:
+    rows = conn.execute(select(devices.c.key, mac_keys.c.key)
+                        .select_from(mac_keys.join(devices, devices.c.id == mac_keys.c.device_id)))
+    return {str(r[0]): bytes.fromhex(r[1]) for r in rows}
+
+
+def copy_registry(source: Registry, target: Registry) -> int:
+    """Copy every device, audit row and MAC key of `source` into the empty registry `target`, values and
+    hashes verbatim (e.g. a city's SQLite file into the shared PostgreSQL when it moves to hot standby);
+    returns the devices copied. The audit chain and the row seals stay valid because every value comes
+    back exactly; `target.verify()` checks it. A `target` that holds anything is refused (`RegistryError`)."""
+    with source._read() as src:
+        device_rows = [dict(r) for r in src.execute(select(devices).order_by(devices.c.id)).mappings()]
+        audit_rows = [dict(r) for r in src.execute(select(audit).order_by(audit.c.seq)).mappings()]
+        key_rows = [dict(r) for r in src.execute(select(mac_keys)).mappings()]
+    with target._tx() as conn:
+        held = conn.execute(select(func.count()).select_from(devices)).scalar_one()
+        held += conn.execute(select(func.count()).select_from(audit)).scalar_one()
+        if held:
+            raise RegistryError("the target registry is not empty: copy only into a new one")
+        for table, rows in ((devices, device_rows), (audit, audit_rows), (mac_keys, key_rows)):
+            for i in range(0, len(rows), 1000):
+                conn.execute(table.insert(), rows[i:i + 1000])
+    return len(device_rows)

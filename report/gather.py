@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
+from sqlalchemy import text
+
+from core.database import is_postgres_url, open_engine, read_connection
 from core.device import Device
 from core.kinds import KIND_NAMES
 from report import queries
@@ -36,23 +38,27 @@ async def influx_counts(client: InfluxClient, kinds: Iterable[str], from_ns: int
     return out
 
 
-def read_cases(db_path: Path) -> list[CaseRow]:
-    """Every case in the alert store with its district and kind (from the alert's device labels).
+def read_cases(alerts_db: str | Path) -> list[CaseRow]:
+    """Every case in the alert store (a SQLite file or a PostgreSQL URL) with its district and kind (from the
+    alert's device labels). Only reads: no migration, no file created.
 
     The firing that opened a case is the alert's last transition to firing (from another state)
     at or before the case was opened. No store yet: no cases.
     """
-    if not db_path.exists():
+    if not is_postgres_url(alerts_db) and not Path(alerts_db).exists():
         return []
-    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    engine = open_engine(alerts_db)
     try:
-        rows = con.execute(
-            "SELECT c.opened_ns, c.closed_ns, a.labels_json, (SELECT max(h.time_ns) FROM history h"
-            " WHERE h.fingerprint = c.fingerprint AND h.to_state = 'firing' AND h.from_state != 'firing'"
-            " AND h.time_ns <= COALESCE(c.opened_ns, h.time_ns)) FROM cases c JOIN alerts a"
-            " ON a.fingerprint = c.fingerprint").fetchall()
+        with read_connection(engine) as con:
+            if not engine.dialect.has_table(con, "cases"):
+                return []
+            rows = con.execute(text(
+                "SELECT c.opened_ns, c.closed_ns, a.labels_json, (SELECT max(h.time_ns) FROM history h"
+                " WHERE h.fingerprint = c.fingerprint AND h.to_state = 'firing' AND h.from_state != 'firing'"
+                " AND h.time_ns <= COALESCE(c.opened_ns, h.time_ns)) FROM cases c JOIN alerts a"
+                " ON a.fingerprint = c.fingerprint")).all()
     finally:
-        con.close()
+        engine.dispose()
     out = []
     for opened, closed, labels_json, first in rows:
         labels = json.loads(labels_json or "{}")
@@ -60,7 +66,7 @@ def read_cases(db_path: Path) -> list[CaseRow]:
     return out
 
 
-async def gather(client: InfluxClient, devices: Iterable[Device], alerts_db: Path, from_ns: int, to_ns: int, *,
+async def gather(client: InfluxClient, devices: Iterable[Device], alerts_db: str | Path, from_ns: int, to_ns: int, *,
                  district: str | None = None, kind: str | None = None) -> list[Figures]:
     """The figures for [from, to), optionally for one district and/or kind."""
     kinds = [kind] if kind else list(KIND_NAMES)

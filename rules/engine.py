@@ -162,7 +162,7 @@ class _Compiled:
         columns = (window.column_bytes() + (trend.column_bytes() if trend is not None else 0)
                    + sum(sys.getsizeof(c) for c in (self.row_of, self.last_ns, self.values, self.codes, self.levels))
                    + sys.getsizeof(self.active) + sys.getsizeof(self.hold) + len(self.active) * _ACTIVE_BYTES)
-        return sampled(self.rule.id, window.rows, row_cost, columns)
+        return sampled(self.rule.id, window.rows, row_cost, columns, len(self.active))
 
 
 _Limits = tuple[tuple[float | None, ...], float | None]  # each level's limit, and the clear limit
@@ -399,8 +399,8 @@ class Engine:
                     comp.trend.clear(row)
                 last_ns = -1
             quiet = history and time_ns < self._newest_ns - comp.horizon_ns  # old data: fills windows only
-            code = comp.codes[row]
-            machine = comp.active.get(row) if code in _LIVE else None
+            active = comp.active
+            machine = active.get(row) if active else None  # (only pending and firing machines are kept)
             moved = False
             if machine is not None:
                 machine.tags = reading_tags
@@ -413,20 +413,23 @@ class Engine:
             cap = route.interval_s
             gap = (time_ns - last_ns) / _NS
             weight = cap if last_ns < 0 or cap < gap else gap  # min(gap, cap) without the call
-            window.add(row, time_ns, value, weight)
-            if comp.trend is not None:
-                comp.trend.add(row, time_ns, value, weight)
+            trend = comp.trend
+            if trend is not None:
+                trend.add(row, time_ns, value, weight)
             comp.last_ns[row] = time_ns
             if comp.hold and time_ns <= comp.hold.get(row, -1):
+                window.add(row, time_ns, value, weight)
                 if moved:
                     self._track(comp, row, machine, device_id)  # type: ignore[arg-type]
                 continue  # history the restored state already reflects
             if comp.plain:
-                result = window.ready_value(row, comp.min_samples, comp.min_coverage_s)
-            elif window.count(row) < comp.min_samples or window.coverage(row) < comp.min_coverage_s:
-                result = None
+                result = window.update(row, time_ns, value, weight, comp.min_samples, comp.min_coverage_s)
             else:
-                result = self._trend_value(comp, row)
+                window.add(row, time_ns, value, weight)
+                if window.count(row) < comp.min_samples or window.coverage(row) < comp.min_coverage_s:
+                    result = None
+                else:
+                    result = self._trend_value(comp, row)
             if result is not None and not quiet:
                 comp.values[row] = result
                 if limits is None:
@@ -435,7 +438,7 @@ class Engine:
                 if met >= 0 or machine is not None:
                     # (inactive or resolved with no level met, `observe` changes nothing)
                     if machine is None:
-                        machine = comp.active[row] = _Active(_STATES[code], reading_tags)
+                        machine = active[row] = _Active(_STATES[comp.codes[row]], reading_tags)
                     machine.level_thr = level_thr
                     machine.clear_thr = limits[1]
                     moved = True

@@ -17,19 +17,22 @@ SAMPLE = 1000
 
 @dataclass(frozen=True, slots=True)
 class RuleStateStats:
-    """One rule's state: `states` (rule, device) pairs, `entries` window entries (buckets or points), `bytes`."""
+    """One rule's state: `states` (rule, device) rows, `entries` window entries (buckets or points), `bytes`,
+    `active` pending or firing alert machines."""
 
     rule_id: str
     states: int
     entries: int
     bytes: int
+    active: int = 0
 
 
-def sampled(rule_id: str, rows: int, row_cost: Callable[[int], tuple[int, int]], fixed_bytes: int) -> RuleStateStats:
+def sampled(rule_id: str, rows: int, row_cost: Callable[[int], tuple[int, int]], fixed_bytes: int,
+            active: int = 0) -> RuleStateStats:
     """Totals over `rows` rows, where `row_cost(row)` gives one row's (entries, bytes of its own arrays) and
     `fixed_bytes` is what the columns hold; sampled above SAMPLE rows."""
     if not rows:
-        return RuleStateStats(rule_id, 0, 0, fixed_bytes)
+        return RuleStateStats(rule_id, 0, 0, fixed_bytes, active)
     n = min(rows, SAMPLE)
     entries = size = 0
     for row in range(n):
@@ -37,4 +40,4 @@ def sampled(rule_id: str, rows: int, row_cost: Callable[[int], tuple[int, int]],
         entries += e
         size += b
     scale = rows / n
-    return RuleStateStats(rule_id, rows, round(entries * scale), round(size * scale) + fixed_bytes)
+    return RuleStateStats(rule_id, rows, round(entries * scale), round(size * scale) + fixed_bytes, active)

@@ -118,7 +118,7 @@ class SilenceWatcher:
             self._queued, self._ignored, self._firing, self._resolved))
         if heap:
             size += len(heap) * sys.getsizeof(heap[0])
-        return RuleStateStats(self.rule.id, len(self._queued) + len(self._firing), len(heap), size)
+        return RuleStateStats(self.rule.id, len(self._queued) + len(self._firing), len(heap), size, len(self._firing))
 
     def state_of(self, device_id: str) -> RuleState | None:
         if device_id in self._firing:

@@ -95,6 +95,12 @@ class WindowStore(ABC):
             return None
         return self.value(row)
 
+    def update(self, row: int, time_ns: int, value: float, weight_s: float, min_samples: int,
+               min_coverage_s: float) -> float | None:
+        """`add` then `ready_value`, in one call (the engine's hot path)."""
+        self.add(row, time_ns, value, weight_s)
+        return self.ready_value(row, min_samples, min_coverage_s)
+
     @abstractmethod
     def _columns(self) -> tuple:
         """Every per-row column (arrays, and lists of row arrays)."""
@@ -150,6 +156,12 @@ class LatestStore(WindowStore):
         if v != v or min_samples > 1 or self._cov[row] < min_coverage_s:
             return None
         return v
+
+    def update(self, row: int, time_ns: int, value: float, weight_s: float, min_samples: int,
+               min_coverage_s: float) -> float | None:
+        self._v[row] = value
+        self._cov[row] = weight_s
+        return None if min_samples > 1 or weight_s < min_coverage_s else value
 
 
 class _Series(WindowStore):
@@ -246,7 +258,13 @@ class _Buckets(_Series):
 
     def _add_counted(self, row: int, time_ns: int, weight_s: float) -> tuple[array, int, bool]:
         """Count a sample and its weight into the row's newest bucket or a new one; (entries, offset, merged)."""
-        a, off = self._offset(row, time_ns)
+        a = self._rows[row]
+        if a is None:
+            a, off = self._offset(row, time_ns)
+        else:
+            off = time_ns - self._base[row]
+            if off >= _REBASE_AT:
+                a, off = self._offset(row, time_ns)
         key = time_ns // self._res_ns
         if key == self._key[row]:
             a[-3] = off
@@ -311,6 +329,13 @@ class LastStore(_Buckets):
         a, off, _ = self._add_counted(row, time_ns, weight_s)
         self._expire(row, a, off)
 
+    def update(self, row: int, time_ns: int, value: float, weight_s: float, min_samples: int,
+               min_coverage_s: float) -> float | None:
+        self._last[row] = value
+        a, off, _ = self._add_counted(row, time_ns, weight_s)
+        self._expire(row, a, off)
+        return None if self._n[row] < min_samples or self._cov[row] < min_coverage_s else value
+
     def value(self, row: int) -> float | None:
         v = self._last[row]
         return None if v != v else v
@@ -335,12 +360,13 @@ class MeanStore(_Buckets):
     Entries [time, count, Σw, Σw·x].
     """
 
-    __slots__ = ("_since", "_sum")
+    __slots__ = ("_limit", "_since", "_sum")
     _S = 4
     _energy = False  # LaeqStore: average 10^(L/10) instead of the value
 
     def __init__(self, window_s: float, max_samples: int, resolution_s: float = 0.0) -> None:
         super().__init__(window_s, max_samples, resolution_s)
+        self._limit = max_samples * 4  # fields of the most entries a row keeps
         self._sum = array("d")
         self._since = array("i")  # samples since the last exact re-summing
 
@@ -358,8 +384,18 @@ class MeanStore(_Buckets):
         return (*super()._columns(), self._sum, self._since)
 
     def add(self, row: int, time_ns: int, value: float, weight_s: float) -> None:
+        self.update(row, time_ns, value, weight_s, 0, 0.0)
+
+    def update(self, row: int, time_ns: int, value: float, weight_s: float, min_samples: int,
+               min_coverage_s: float) -> float | None:
         wx = weight_s * (10.0 ** (value / 10.0) if self._energy else value)
-        a, off = self._offset(row, time_ns)
+        a = self._rows[row]
+        if a is None:
+            a, off = self._offset(row, time_ns)
+        else:
+            off = time_ns - self._base[row]
+            if off >= _REBASE_AT:
+                a, off = self._offset(row, time_ns)
         key = time_ns // self._res_ns
         if key == self._key[row]:
             a[-4] = off
@@ -382,9 +418,9 @@ class MeanStore(_Buckets):
             cov = math.fsum(a[2::4])
         self._since[row] = since
         cutoff = off - self._span_ns
-        if a[0] <= cutoff or len(a) > self._max * 4:  # the expiry, inlined: this runs for most readings
+        limit = self._limit
+        if a[0] <= cutoff or len(a) > limit:  # the expiry, inlined: this runs for most readings
             last = len(a) - 4
-            limit = self._max * 4
             k = 0
             while k < last and (a[k] <= cutoff or len(a) - k > limit):
                 n -= a[k + 1]
@@ -395,6 +431,12 @@ class MeanStore(_Buckets):
         self._n[row] = n
         self._cov[row] = cov
         self._sum[row] = total
+        if n < min_samples or cov < min_coverage_s or not n or cov <= 0:
+            return None
+        if self._energy:
+            mean_energy = total / cov
+            return 10.0 * math.log10(mean_energy) if mean_energy > 0 else None
+        return total / cov
 
     def value(self, row: int) -> float | None:
         cov = self._cov[row]
@@ -516,7 +558,13 @@ class PointStore(_Series):
         return 0 if a is None else len(a) // 3
 
     def add(self, row: int, time_ns: int, value: float, weight_s: float) -> None:
-        a, off = self._offset(row, time_ns)
+        a = self._rows[row]
+        if a is None:
+            a, off = self._offset(row, time_ns)
+        else:
+            off = time_ns - self._base[row]
+            if off >= _REBASE_AT:
+                a, off = self._offset(row, time_ns)
         flat = self._flat[row]
         if flat and _same(a[-1], value):
             self._flat[row] = flat + 1

@@ -89,11 +89,12 @@ class RulesAndAlerts:
             logger.info("rules: {} firing or pending alerts restored from the alert store", n)
         return n
 
-    async def warm_up(self, influx: InfluxClient) -> None:
+    async def warm_up(self, influx: InfluxClient, keep: Callable[[Reading], bool] | None = None) -> None:
         """Restore alert state from the store, then replay recent history into the rule windows.
 
         Nothing is notified for history, except what moved a restored alert on (a resolution
-        the store has not seen): that is handled now, so its case closes.
+        the store has not seen): that is handled now, so its case closes. `keep` (a cluster's
+        leader) selects the stored readings to replay; the others reach the rules later, live.
         """
         self.restore()
         if not self.cfg.rules.warm_up:
@@ -108,6 +109,8 @@ class RulesAndAlerts:
                 continue
             for result in results:
                 readings = readings_from_series(result.get("series", []))
+                if keep is not None:
+                    readings = [r for r in readings if keep(r)]
                 n += len(readings)
                 moved.extend(self.engine.warm_up(readings))
         logger.info("rules warmed up from {} stored readings", n)
@@ -124,12 +127,16 @@ class RulesAndAlerts:
             points.append(transition_point(t))
         return encode_points(points)
 
-    def flush(self) -> None:
-        """Hand the queued transitions to the alert store in one SQLite commit (one fsync, not one each),
-        on this thread: for warm-up and close, when nothing else commits."""
+    def flush(self, *, strict: bool = False) -> None:
+        """Hand the queued transitions to the alert store in one commit (one fsync, not one each), on this
+        thread: warm-up, close, and the cluster leader's bus callback.
+
+        A failed commit is logged and must not stop ingest; with `strict` (the cluster leader, whose
+        readings wait at the broker until this returns) the transitions stay queued and it raises.
+        """
         if self._pending:
             pending, self._pending = self._pending, []
-            self._store(pending)
+            self._store(pending, strict=strict)
 
     def commit(self) -> asyncio.Future[None] | None:
         """The queued transitions to the alert store in the commit thread (one commit, after every commit
@@ -139,10 +146,13 @@ class RulesAndAlerts:
         pending, self._pending = self._pending, []
         return asyncio.get_running_loop().run_in_executor(self.alerts.committer, self._store, pending)
 
-    def _store(self, pending: list[AlertTransition]) -> None:
+    def _store(self, pending: list[AlertTransition], *, strict: bool = False) -> None:
         try:
             results = self.alerts.handle_many(pending)
-        except Exception:  # a failed commit must not stop ingest; it is logged with its cause
+        except Exception:
+            if strict:
+                self._pending = pending + self._pending
+                raise
             logger.exception("alerts: could not store {} transitions", len(pending))
             return
         for t, result in zip(pending, results, strict=True):

@@ -38,15 +38,24 @@ def envelope_parsers(plugins: Sequence[CollectorPlugin] | None = None) -> dict[s
     return parsers
 
 
-def build_collectors(cfg: Any, devices: DeviceSource,
-                     plugins: Sequence[CollectorPlugin] | None = None) -> BuiltCollectors:
+def _context(cfg: Any, plugin: CollectorPlugin, devices: DeviceSource, ingest_id: str,
+             retiring: bool = False) -> CollectorContext:
+    clustered = bool(ingest_id)
+    return CollectorContext(sections={name: getattr(cfg, name) for name in plugin.sections}, devices=devices,
+                            path=cfg.path, share_group=cfg.cluster.share_group if clustered else "",
+                            ingest_id=ingest_id, retiring=retiring and clustered)
+
+
+def build_collectors(cfg: Any, devices: DeviceSource, plugins: Sequence[CollectorPlugin] | None = None, *,
+                     ingest_id: str = "", retiring: bool = False) -> BuiltCollectors:
     """Each plug-in builds its collector from its sections of `cfg` (None: not enabled) and, if it has
-    metrics, a custom collector over it. `devices` is the service's registry view, by key."""
+    metrics, a custom collector over it. `devices` is the service's registry view, by key. With an
+    `ingest_id` (a cluster's ingest process) MQTT subscriptions are shared (`[cluster] share_group`)
+    and fixed client ids get `-<ingest_id>`."""
     plugins = registered_plugins() if plugins is None else list(plugins)
     built = BuiltCollectors(parsers=envelope_parsers(plugins))
     for plugin in plugins:
-        ctx = CollectorContext(sections={name: getattr(cfg, name) for name in plugin.sections}, devices=devices,
-                               path=cfg.path)
+        ctx = _context(cfg, plugin, devices, ingest_id, retiring)
         collector = plugin.build(ctx)
         if collector is None:
             continue
@@ -54,3 +63,13 @@ def build_collectors(cfg: Any, devices: DeviceSource,
         if plugin.metrics is not None:
             built.metrics.append(plugin.metrics(collector))
     return built
+
+
+def unshared_collectors(cfg: Any, plugins: Sequence[CollectorPlugin] | None = None) -> list[str]:
+    """Why each enabled transport cannot run in several ingest processes of one machine (empty: all can)."""
+    found = []
+    for plugin in registered_plugins() if plugins is None else plugins:
+        why = plugin.unshared(_context(cfg, plugin, dict, "w")) if plugin.unshared is not None else None
+        if why:
+            found.append(why)
+    return found

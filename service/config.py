@@ -21,7 +21,7 @@ from collectors.lorawan.config import MqttConfig
 from collectors.plugin import CollectorPlugin
 from collectors.registry import plugins as registered_plugins
 from core.config import Section
-from core.database import is_postgres_url
+from core.database import bare_at_problem, is_postgres_url
 from core.secrets import SecretStr, SecretUrl, redact_url
 from core.timepolicy import TimePolicy
 from core.tls import TlsError, client_context
@@ -29,6 +29,7 @@ from core.validation import describe_errors
 from decoders.config import DecodersConfig
 from decoders.quality.config import QualityConfig
 from grafana.config import GRAFANA_TOKEN_ENV, GrafanaConfig
+from service.cluster import ClusterConfig
 from storage.config import INFLUXDB_PASSWORD_ENV, INFLUXDB_TOKEN_ENV, InfluxConfig
 
 DEFAULT_PATH = "config.toml"
@@ -69,6 +70,8 @@ class DatabaseConfig(_Section):
         if url and not is_postgres_url(url):
             raise ValueError(f"expected a postgresql://user:password@host:5432/db URL or empty (SQLite files), "
                              f"got {redact_url(url)!r}")
+        if url and (problem := bare_at_problem(url)):
+            raise ValueError(problem)
         return v
 
     @property
@@ -78,7 +81,8 @@ class DatabaseConfig(_Section):
 
 
 class RegistryConfig(_Section):
-    path: str = Field("var/registry.sqlite", description="the SQLite device registry shared with `urbansense device`")
+    path: str = Field("var/registry.sqlite", description=("the SQLite device registry shared with `urbansense "
+                                                          "device` (unused when [database] url is set)"))
     reload_interval_s: float = Field(2.0, gt=0, description=("how often the service picks up registry changes, "
                                                              "seconds"))
 
@@ -90,10 +94,12 @@ class PipelineConfig(_Section):
         "uplinks the pipeline takes at once; under a backlog each chunk is one turn of the event loop, "
         "which alert delivery and the desk console share"))
     dead_letter_path: str = Field("var/deadletter.sqlite", description=("refused messages (bad envelope, unknown "
-                                                                        "device, bad payload)"))
+                                                                        "device, bad payload); unused when "
+                                                                        "[database] url is set"))
     log_every_s: float = Field(60.0, ge=0, description="log one device's failure at most once per this many seconds")
     dead_letter_max_bytes: int = Field(256 << 20, ge=0, description=("bound of the dead-letter store on disk "
-                                                                      "(oldest pruned first, counted); 0 = none"))
+                                                                      "(PostgreSQL: of its rows; oldest pruned "
+                                                                      "first, counted); 0 = none"))
     dead_letter_max_age_days: float = Field(30.0, ge=0, description=("dead letters older than this are pruned "
                                                                       "(counted); 0 = kept forever"))
     time_max_future_s: float = Field(120.0, ge=0, description=("a gateway, network-server or device time more than "
@@ -215,6 +221,7 @@ class BaseConfig(_Section):
     grafana: GrafanaConfig = GrafanaConfig()
     alerts: AlertsConfig = AlertsConfig()
     desk: DeskConfig = DeskConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     base_dir: Path = Field(Path("."), exclude=True, description="folder relative paths resolve against")
 
@@ -226,6 +233,20 @@ class BaseConfig(_Section):
     def alerts_database(self) -> str | Path:
         """Where the alert store lives: the [database] PostgreSQL URL, else the SQLite file `alerts.db_path`."""
         return self.database.url.get_secret_value().strip() or self.path(self.alerts.db_path)
+
+    def registry_database(self) -> str | Path:
+        """Where the device registry lives: the [database] PostgreSQL URL, else the SQLite file `registry.path`."""
+        return self.database.url.get_secret_value().strip() or self.path(self.registry.path)
+
+    def dead_letter_database(self) -> str | Path:
+        """Where the dead letters live: the [database] PostgreSQL URL, else the SQLite file
+        `pipeline.dead_letter_path`."""
+        return self.database.url.get_secret_value().strip() or self.path(self.pipeline.dead_letter_path)
+
+    def leader_database(self) -> str | Path:
+        """Where a cluster leader keeps its warm-up watermark (`service.progress`): the [database] PostgreSQL
+        URL, else the SQLite file `leader.sqlite` beside the alert store."""
+        return self.database.url.get_secret_value().strip() or self.path(self.alerts.db_path).parent / "leader.sqlite"
 
     def mqtt_tls(self) -> ssl.SSLContext | None:
         """The broker connection's TLS context (collector, `device watch`, simulator, replay), None without TLS."""

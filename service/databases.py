@@ -15,6 +15,12 @@ from typing import Any
 from alerts.schema import COMPONENT as ALERTS_COMPONENT
 from alerts.schema import MIGRATIONS as ALERTS_MIGRATIONS
 from core.database import Migration, describe_url, is_postgres_url, migrate, open_engine, pending
+from provisioning.schema import COMPONENT as REGISTRY_COMPONENT
+from provisioning.schema import MIGRATIONS as REGISTRY_MIGRATIONS
+from service.progress import COMPONENT as LEADER_COMPONENT
+from service.progress import MIGRATIONS as LEADER_MIGRATIONS
+from storage.deadletter import COMPONENT as DEAD_LETTER_COMPONENT
+from storage.deadletter import MIGRATIONS as DEAD_LETTER_MIGRATIONS
 
 Config = Any  # service.config.Config: the model is built at import time from the plug-ins' sections
 
@@ -29,6 +35,9 @@ class StateComponent:
 
 COMPONENTS: tuple[StateComponent, ...] = (
     StateComponent(ALERTS_COMPONENT, ALERTS_MIGRATIONS, lambda cfg: cfg.alerts_database()),
+    StateComponent(REGISTRY_COMPONENT, REGISTRY_MIGRATIONS, lambda cfg: cfg.registry_database()),
+    StateComponent(DEAD_LETTER_COMPONENT, DEAD_LETTER_MIGRATIONS, lambda cfg: cfg.dead_letter_database()),
+    StateComponent(LEADER_COMPONENT, LEADER_MIGRATIONS, lambda cfg: cfg.leader_database()),
 )
 
 

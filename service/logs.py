@@ -10,6 +10,7 @@ cannot fill the disk with stack traces.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -63,9 +64,16 @@ class _ToLoguru(logging.Handler):
             level, "{}: {}", record.name, record.getMessage())
 
 
-def setup_logging(level: str, sink: TextIO = sys.stderr) -> None:
-    """Send loguru's (and the standard library's) records at `level` and above to `sink`, one line each."""
+def setup_logging(level: str, sink: TextIO = sys.stderr, *, process: str = "") -> None:
+    """Send loguru's (and the standard library's) records at `level` and above to `sink`, one line each.
+    `process` (letters, digits, `-`, `_`; e.g. an ingest worker's id) prefixes every message, so that the
+    interleaved lines of `urbansense run --workers` say whose they are."""
     logger.remove()
+    fmt = _FORMAT
+    if process:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", process):
+            raise ValueError(f"process name {process!r}: letters, digits, '-' and '_' only")
+        fmt = _FORMAT.replace("{message}", f"[{process}] {{message}}")
     # diagnose=False: a traceback must not print local variables, which may hold secrets
-    logger.add(sink, level=level, diagnose=False, format=_FORMAT, filter=TracebackLimiter())
+    logger.add(sink, level=level, diagnose=False, format=fmt, filter=TracebackLimiter())
     logging.basicConfig(handlers=[_ToLoguru()], level=logging.WARNING, force=True)

@@ -51,26 +51,35 @@ class Metrics:
         self.dead_letters_pruned = Counter("urbansense_dead_letters_pruned",
                                            "Dead letters deleted by retention, by bound (size, age)", ["why"],
                                            registry=r)
+        self.dead_letters_fallback = Counter(
+            "urbansense_dead_letters_fallback",
+            "Dead letters written to the local fallback file while the shared database was unreachable", registry=r)
         self.points_written = Counter("urbansense_points_written", "Points accepted by InfluxDB", registry=r)
         self.points_rejected = Counter("urbansense_points_rejected", "Points InfluxDB refused (dead-lettered)",
                                        registry=r)
         self.model_problems = Gauge("urbansense_model_definition_problems",
                                     "Problems in the city's model definition folders (refused files), now",
                                     registry=r)
-        self.rule_state_states = Gauge("urbansense_rule_state_states", "(rule, device) states the rules engine holds",
-                                       ["rule"], registry=r)
+        self.rule_state_states = Gauge("urbansense_rule_state_states",
+                                       "(rule, device) rows the rules engine holds (rule \"(devices)\": devices it "
+                                       "keeps a route and slot for)", ["rule"], registry=r)
         self.rule_state_entries = Gauge("urbansense_rule_state_entries",
                                         "Window entries (time buckets or trend points) the rules engine holds",
                                         ["rule"], registry=r)
         self.rule_state_bytes = Gauge("urbansense_rule_state_bytes",
-                                      "Bytes of rule state (windows, alert machines), sampled above 1,000 states",
-                                      ["rule"], registry=r)
+                                      "Bytes of rule state (columns, window entry arrays, pending and firing "
+                                      "machines), entry arrays sampled above 1,000 rows", ["rule"], registry=r)
+        self.rule_state_active = Gauge("urbansense_rule_state_active",
+                                       "Pending or firing (rule, device) alert machines: the only per-state objects",
+                                       ["rule"], registry=r)
         self.rule_due_entries = Gauge("urbansense_rule_due_entries",
                                       "Entries in the rules engine's due-heap (for, keep_firing_for)", registry=r)
         self.spool_bytes = Gauge("urbansense_spool_bytes", "Bytes in the disk spool waiting for InfluxDB",
                                  registry=r)
         self.spool_oldest_age = Gauge("urbansense_spool_oldest_age_seconds",
                                       "Age of the oldest spooled batch (0 when the spool is empty)", registry=r)
+        self.leader = Gauge("urbansense_leader", "1 while this instance runs the stateful work (rules, alert "
+                            "state, outbox); 0 on a cluster's standby or ingest-only process", registry=r)
 
     def observe_rule_state(self, stats: Iterable[RuleStateStats], due_entries: int) -> None:
         """Set the rule-state gauges from `Engine.state_stats()` and `Engine.due_entries`."""
@@ -78,6 +87,7 @@ class Metrics:
             self.rule_state_states.labels(rule=st.rule_id).set(st.states)
             self.rule_state_entries.labels(rule=st.rule_id).set(st.entries)
             self.rule_state_bytes.labels(rule=st.rule_id).set(st.bytes)
+            self.rule_state_active.labels(rule=st.rule_id).set(st.active)
         self.rule_due_entries.set(due_entries)
 
 class KeptStats(MetricsCollector):

@@ -108,6 +108,10 @@ class Pipeline:
         self._room = asyncio.Event()
         self._to_writer: asyncio.Queue[tuple[bytes, Callable[[], None], int] | None] | None = None
         self._feeder: asyncio.Task[None] | None = None
+        self.publish: Callable[[list[Reading], Callable[[], None]], None] | None = None
+        """A cluster's ingest process: `publish(readings, release)` sends a written chunk's readings to the
+        leader (`service.bus.ReadingsPublisher`) and calls `release` (the uplinks' acks) once the broker has
+        them. None: the acks run as soon as the chunk is written."""
         self._last_fcnt: dict[str, tuple[int, int]] = {}
         self._tags: dict[str, tuple[Device, tuple[tuple[str, str], ...]]] = {}
         self._logged: dict[tuple[str, str], float] = {}
@@ -286,9 +290,15 @@ class Pipeline:
         if extra:
             body = body + b"".join(extra)
 
-        def done() -> None:
+        def release() -> None:
             for ack in acks:
                 ack()
+
+        def done() -> None:
+            if self.publish is None:
+                release()
+            else:
+                self.publish(readings, release)
             for kind, n in kinds.items():
                 self.metrics.readings_written.labels(kind).inc(n)
             self.stats.readings += len(readings)

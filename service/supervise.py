@@ -34,12 +34,18 @@ class Readiness:
 
     def __init__(self) -> None:
         self._checks: dict[str, ReadyCheck] = {}
+        self._notes: dict[str, Callable[[], str]] = {}
         self._latched: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def add_check(self, name: str, check: ReadyCheck) -> None:
         with self._lock:
             self._checks[name] = check
+
+    def add_note(self, name: str, note: Callable[[], str]) -> None:
+        """Information shown after the verdict (`ok; leadership: standby …`) that never makes it not ready."""
+        with self._lock:
+            self._notes[name] = note
 
     def latch(self, name: str, reason: str) -> None:
         with self._lock:
@@ -66,7 +72,10 @@ class Readiness:
 
     def __call__(self) -> tuple[bool, str]:
         reasons = self.reasons()
-        return (not reasons, "; ".join(reasons) if reasons else "ok")
+        with self._lock:
+            notes = list(self._notes.items())
+        shown = [f"{name}: {note()}" for name, note in notes]
+        return (not reasons, "; ".join(reasons or ["ok"]) + "".join(f"; {n}" for n in shown))
 
 
 class Supervisor:
@@ -91,6 +100,12 @@ class Supervisor:
         task.add_done_callback(lambda t: self._ended(name, t))
         return task
 
+    def forget(self, name: str, task: asyncio.Task[Any] | None = None) -> None:
+        """Stop supervising `name` (only if it is still `task`, when given): it is about to end on purpose
+        (the leader part on losing leadership); an exception it raises is still logged."""
+        if task is None or self.tasks.get(name) is task:
+            self.tasks.pop(name, None)
+
     def stopping(self) -> None:
         """From now on a task that returns or is cancelled is ending as asked; only an exception is a failure."""
         self._stopping = True
@@ -110,6 +125,11 @@ class Supervisor:
         self.on_failure(name)
 
     def _ended(self, name: str, task: asyncio.Task[Any]) -> None:
+        if self.tasks.get(name) is not task:  # forgotten, or replaced by a newer task of that name
+            if not task.cancelled() and task.exception() is not None:
+                logger.opt(exception=task.exception()).warning("task {} (no longer supervised) ended with {}",
+                                                               name, type(task.exception()).__name__)
+            return
         if task.cancelled():
             if not self._stopping:
                 self.task_failed(name, None)

@@ -147,13 +147,13 @@ def records(data: bytes) -> list[tuple[int, object]]:
 
 async def trace(cfg: Config, lines: IO[bytes], out: IO[str], *, write: bool = False) -> int:
     """Run every line through the service's pipeline; 0, or 1 when some lines were not messages."""
-    view = RegistryView(cfg.path(cfg.registry.path))
+    view = RegistryView(cfg.registry_database(), migrate_schema=cfg.database.migrate_on_start)
     metrics = Metrics()
     influx = writer = deadletters = None
     if write:
         influx = await open_influx(cfg)
         writer = BatchWriter(influx, batch_size=cfg.influxdb.batch_size, flush_interval_s=cfg.influxdb.flush_interval_s)
-        deadletters = DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path))
+        deadletters = DeadLetterStore(cfg.dead_letter_database(), migrate_schema=cfg.database.migrate_on_start)
     pipeline: Pipeline = make_pipeline(cfg, view=view, writer=writer, deadletters=deadletters,  # type: ignore[arg-type]
                                        metrics=metrics)
     code = 0

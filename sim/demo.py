@@ -72,8 +72,8 @@ users = {{ demo = "{demo_hash}" }}  # this run's one-time password (printed at s
 """
 
 
-def _provision(registry_path: Path) -> int:
-    with Registry(registry_path) as reg:
+def _provision(registry: str | Path) -> int:
+    with Registry(registry) as reg:
         for d in demo_fleet():
             if reg.find(d.id) is None:
                 reg.add(d, by="demo")
@@ -140,7 +140,7 @@ def run_demo(base: Path, duration: float | None, rate: float) -> dict[str, int]:
                                                demo_hash=hash_password(password)), encoding="utf-8")
         cfg = load_config(cfg_path)
         setup_logging(cfg.logging.level)
-        n = _provision(cfg.path(cfg.registry.path))
+        n = _provision(cfg.registry_database())
         console.print(f"Mosquitto on 127.0.0.1:{mosq.port}, InfluxDB on {influx.url}, {n} devices; "
                       f"data under {base}/  (Ctrl-C to stop)")
         return asyncio.run(_run(cfg, duration, rate, influx.url, password))
@@ -158,7 +158,7 @@ async def _run(cfg: Config, duration: float | None, rate: float, influx_url: str
     if svc.desk is not None:
         console.print(f"[bold]emergency desk console:[/bold] {svc.desk.url}  "
                       f"user [bold]demo[/bold], one-time password [bold]{password}[/bold]")
-    with Registry(cfg.path(cfg.registry.path)) as reg:
+    with Registry(cfg.registry_database()) as reg:
         devices = reg.all()
     storm = sorted({d.district for d in devices if d.kind == "water_level"})[:1]
     ramp = max(10.0, (duration or 300) * 0.7)

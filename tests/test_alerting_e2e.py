@@ -96,12 +96,14 @@ def receivers():
 
 
 def test_rainstorm_bins_and_noise_become_the_right_notifications_exactly_once(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, receivers) -> None:
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, receivers, database: str) -> None:
+    """…with the alert state in a SQLite file, then in the [database] PostgreSQL."""
     cases, desk, robot = receivers
     robot.fail_for(60.0, 500)
     cfg = make_config(
         tmp_path, mosquitto, influxd, influx_db,
         rules={"tick_interval_s": 0.5},
+        database=database,
         alerts={
             "db_path": str(tmp_path / "alerts.sqlite"),
             "receivers": {
@@ -114,7 +116,7 @@ def test_rainstorm_bins_and_noise_become_the_right_notifications_exactly_once(
                        {"route": "case", "receivers": ["cases"]}],
             "outbox": {"base_delay_s": 0.2, "max_delay_s": 2.0, "poll_interval_s": 0.2, "jitter": 0.0},
         })
-    with Registry(cfg.path(cfg.registry.path)) as reg:
+    with Registry(cfg.registry_database()) as reg:
         for d in (*WATER, BIN, NOISE):
             reg.add(d, by="test")
     base = time.time_ns() - 60 * MIN
@@ -204,6 +206,7 @@ def test_rainstorm_bins_and_noise_become_the_right_notifications_exactly_once(
     hour = dt.datetime.fromisoformat(noise[0]["observed_at"]).astimezone(CST).hour
     assert hour >= 22 or hour < 6
     # every transition is also in InfluxDB for Grafana's annotations
+    assert (tmp_path / "alerts.sqlite").exists() == ("://" not in database)  # the state went where configured
     series = influx_query(influxd, influx_db, 'SELECT count("fingerprint") FROM "alerts" GROUP BY "rule_id"')
     by_rule = {s["tags"]["rule_id"]: s["values"][0][1] for s in series}
     assert by_rule.get("water.depth", 0) >= 3 * 3 and by_rule.get("noise.zone_limit", 0) >= 1

@@ -10,10 +10,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from alerts.config import AlertsConfig
 from alerts.errors import AlertsError
+from alerts.matchers import parse_matcher
 from alerts.model import AlertRecord
 from alerts.runtime import AlertsRuntime
 from alerts.schema import COMPONENT, MIGRATIONS
@@ -21,6 +23,7 @@ from alerts.store import AlertStore, Enqueue
 from alerts.testing import RecordingServer
 from core.database import current_version, migrate, open_engine
 from core.transition import AlertState, AlertTransition, Severity
+from sim.daemons import start_postgres
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -153,3 +156,90 @@ def test_two_outbox_workers_on_one_database_send_each_notification_once(database
         finally:
             one.close()
             two.close()
+
+
+def test_the_readers_views_agree_on_both_backends(database: str) -> None:
+    """What the desk console and the metrics read (committed rows, their own connection), with odd input."""
+    store = AlertStore(database)
+    try:
+        enqueue_many(store, 3)
+        acked = alert("0001", seq=2)
+        acked.acked_by, acked.acked_ns = "王五", T0 + 1
+        store.save(acked)
+        versions = store.firing_versions()
+        assert set(versions) == {"0000", "0001", "0002"} and versions["0001"][1] == T0 + 1
+        assert [a.fingerprint for a in store.get_committed(["0002", "0000", "nope"])] == ["0000", "0002"]
+        assert sorted(store.alert_counts()) == [("water_closure", "critical", "acknowledged", 1),
+                                                ("water_closure", "critical", "firing", 2)]
+        assert store.outbox_backlog() == (3, T0)
+        assert [o.body for o in store.recent_outbox(2)] == [{"i": 2}, {"i": 1}]
+        assert store.firing_matching({"kind": "water_level"}, exclude="0000")[0].fingerprint == "0001"
+        assert store.firing_matching({"kind": "noise"}, exclude="") == []
+        for hostile in ("00%", "0_0", "'; DROP TABLE alerts; --", "\\"):
+            with pytest.raises(AlertsError, match="no alert"):
+                store.find(hostile)
+        assert store.find("0002").fingerprint == "0001"  # a number is an id first (ids count from 1)
+        assert store.find("0000").fingerprint == "0000"  # …then a fingerprint prefix
+        with pytest.raises(AlertsError, match="no alert"):
+            store.find("99999999999999999999999")
+        sid = store.add_silence([parse_matcher("device_id=wl-0001")], T0 + 5, T0 + 100, "排水作业", "me", T0)
+        store.expire_silence(sid, T0 + 1)  # expired before it started: it starts and ends now
+        [s] = store.silences()
+        assert (s.starts_ns, s.ends_ns, s.comment) == (T0 + 1, T0 + 1, "排水作业") and not store.silences(T0 + 1)
+    finally:
+        store.close()
+
+
+def accepting(dsn: str, timeout: float = 30.0) -> None:
+    """Wait until PostgreSQL accepts sessions (its port opens while it is still starting up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg.connect(dsn, connect_timeout=2).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_the_store_and_its_worker_go_on_when_postgresql_restarts(tmp_path: Path) -> None:
+    """PostgreSQL restarted under a running alerts runtime (a cluster of the test's own): transitions
+    before, during-ish and after are all delivered, each exactly once."""
+    pg = start_postgres(tmp_path)
+    try:
+        with RecordingServer() as desk:
+            cfg = AlertsConfig.model_validate({
+                "receivers": {"desk": {"type": "webhook", "url": desk.url + "/hook"}},
+                "routes": [{"route": "emergency", "receivers": ["desk"]}],
+                "outbox": {"poll_interval_s": 0.05, "base_delay_s": 0.1, "max_delay_s": 0.5}})
+            rt = AlertsRuntime(cfg, lambda _id: None, db_path=pg.dsn())
+
+            def fire(i: int) -> None:
+                rt.handle(AlertTransition("water_closure", f"wl-{i:03d}", AlertState.PENDING, AlertState.FIRING,
+                                          Severity.CRITICAL, time.time_ns(), 290.0, 270.0, "emergency"))
+
+            async def scenario() -> None:
+                task = asyncio.create_task(rt.run())
+                for i in range(5):
+                    fire(i)
+                await asyncio.sleep(0.5)
+                await asyncio.to_thread(pg.restart)
+                await asyncio.to_thread(accepting, pg.dsn())
+                for i in range(5, 10):  # the pool replaces its dead connections (pre-ping)
+                    await asyncio.to_thread(fire, i)
+                deadline = time.monotonic() + 30
+                while len(desk.accepted) < 10 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.5)  # a duplicate would arrive now
+                await rt.stop()
+                await task
+
+            asyncio.run(scenario())
+            sent = Counter(r.headers["idempotency-key"] for r in desk.accepted)
+            assert len(sent) == 10 and set(sent.values()) == {1}, sent
+            assert rt.store.outbox_counts() == {"queued": 0, "delivered": 10, "failed": 0}
+            rt.close()
+    finally:
+        pg.stop()

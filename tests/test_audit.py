@@ -1,5 +1,6 @@
 """Who did it: the registry's audit trail is hash-chained, rows changed behind urbansense's back are
-reported and not applied, and `/metrics` can require a bearer token."""
+reported and not applied, and `/metrics` can require a bearer token. The registry tests run on a SQLite
+file and on PostgreSQL (`database`): there, "behind its back" is `psql`."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import httpx
 import pytest
 from loguru import logger
 from prometheus_client import CollectorRegistry
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from cli.app import app
+from core.database import open_engine
 from core.device import Device
 from provisioning.registry import Registry
 from provisioning.view import RegistryView
@@ -28,9 +31,17 @@ def gauge(i: int) -> Device:
                   f"朝阳区 {i} 号", "朝阳", install={"mount_height_mm": 2000.0})
 
 
-def verify(path: Path) -> tuple[int, str]:
-    r = runner.invoke(app, ["audit", "verify", "--registry", str(path)])
+def verify(where: str) -> tuple[int, str]:
+    r = runner.invoke(app, ["audit", "verify", "--registry", where])
     return r.exit_code, r.output
+
+
+def behind_its_back(where: str, sql: str) -> None:
+    """Change the registry's tables directly (what `sqlite3` or `psql` would do), not through urbansense."""
+    engine = open_engine(where)
+    with engine.begin() as conn:
+        conn.execute(text(sql))
+    engine.dispose()
 
 
 @pytest.fixture
@@ -41,15 +52,14 @@ def errors():  # type: ignore[no-untyped-def]
     logger.remove(sink)
 
 
-def test_a_row_changed_with_sqlite_behind_the_service_is_reported_not_applied(tmp_path: Path, errors) -> None:
-    path = tmp_path / "registry.sqlite"
+def test_a_row_changed_with_sqlite_behind_the_service_is_reported_not_applied(database: str, errors) -> None:
+    path = database
     with Registry(path) as reg:
         for i in (1, 2):
             reg.add(gauge(i), by="field team")
     view = RegistryView(path)  # what the running service holds and reloads
     assert view.by_id["WL-1"].district == "朝阳" and not view.tampered
-    with sqlite3.connect(path) as db:  # not through urbansense: no audit row
-        db.execute("UPDATE devices SET district = '海淀', key = '24e1247100000299' WHERE id = 'WL-1'")
+    behind_its_back(path, "UPDATE devices SET district = '海淀', key = '24e1247100000299' WHERE id = 'WL-1'")
     assert view.refresh()
     assert "WL-1" in view.tampered and "WL-2" not in view.tampered
     assert view.by_id["WL-1"].district == "朝阳", "a change made behind urbansense's back must not be applied"
@@ -66,30 +76,27 @@ def test_a_row_changed_with_sqlite_behind_the_service_is_reported_not_applied(tm
     view.close()
 
 
-def test_audit_verify_detects_a_deleted_or_edited_audit_row(tmp_path: Path) -> None:
-    path = tmp_path / "registry.sqlite"
+def test_audit_verify_detects_a_deleted_or_edited_audit_row(database: str) -> None:
+    path = database
     with Registry(path) as reg:
         for i in (1, 2, 3):
             reg.add(gauge(i))
         reg.update("WL-2", district="东城")
     code, out = verify(path)
     assert code == 0 and "4 audit rows chained" in out, out
-    with sqlite3.connect(path) as db:
-        db.execute("DELETE FROM audit WHERE seq = 2")
+    behind_its_back(path, "DELETE FROM audit WHERE seq = 2")
     code, out = verify(path)
     assert code == 1 and "audit seq 3" in out and "missing" in out, out
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE audit SET by = 'mayor' WHERE seq = 4")
+    behind_its_back(path, "UPDATE audit SET by = 'mayor' WHERE seq = 4")
     code, out = verify(path)
     assert "audit seq 4: row changed after it was written" in out, out
-    r = runner.invoke(app, ["audit", "verify", "--registry", str(path), "--json"])
+    r = runner.invoke(app, ["audit", "verify", "--registry", path, "--json"])
     doc = json.loads(r.output)
     assert doc["ok"] is False and len(doc["problems"]) >= 3
 
 
-def test_the_os_user_is_the_actor_and_by_only_a_note(tmp_path: Path) -> None:
-    path = tmp_path / "registry.sqlite"
-    with Registry(path) as reg:
+def test_the_os_user_is_the_actor_and_by_only_a_note(database: str) -> None:
+    with Registry(database) as reg:
         reg.add(gauge(1), by="mayor")
         reg.update("WL-1", district="西城", user="desk:li.na")  # the desk console passes its logged-in user
         first, second = reg.history("WL-1")

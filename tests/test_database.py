@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Connection, Engine, Integer, MetaData, Table, Text, text
+from sqlalchemy.exc import DBAPIError
 
 from core.database import (
     DatabaseError,
@@ -15,6 +16,7 @@ from core.database import (
     applied_versions,
     current_version,
     describe_url,
+    execute,
     is_postgres,
     migrate,
     open_engine,
@@ -168,3 +170,24 @@ def test_urls_are_described_without_their_password_and_bad_ones_refused() -> Non
         open_engine("mysql://u:p@h/db")
     with pytest.raises(DatabaseError, match="sqlite:///"):
         open_engine("sqlite://x.db")
+
+
+def test_execute_runs_portable_sql_with_named_parameters_on_both(database: str) -> None:
+    engine = open_engine(database)
+    try:
+        migrate(engine, "things", STEPS)
+        with engine.begin() as conn:
+            added = execute(conn, "INSERT INTO things (name, colour) VALUES (:n, :c) RETURNING id",
+                            {"n": "50% full", "c": "blue"})
+            assert added.rowcount == 1 and isinstance(added.scalar(), int)
+            execute(conn, "INSERT INTO things (name) VALUES (:n)", {"n": "a:b"})
+        with read_connection(engine) as conn:
+            rows = execute(conn, "SELECT name, colour FROM things WHERE name LIKE :p OR colour = 'red'"
+                                 " ORDER BY id", {"p": "%full"}).rows
+            assert rows == [{"name": "50% full", "colour": "blue"}, {"name": "a:b", "colour": "red"}]
+            assert execute(conn, "SELECT COUNT(*) AS n FROM things").scalar() == 2
+            with pytest.raises(DBAPIError, match=r"no such table|does not exist") as err:
+                execute(conn, "SELECT * FROM no_such_table WHERE x = :x", {"x": "secret-value"})
+            assert "secret-value" not in str(err.value)  # parameters are never shown
+    finally:
+        engine.dispose()

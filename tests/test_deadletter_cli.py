@@ -1,4 +1,5 @@
-"""Poison messages never wedge the session, and `urbansense deadletter` lets an operator see and replay them."""
+"""Poison messages never wedge the session, and `urbansense deadletter` lets an operator see and replay them;
+with the dead letters and the registry in a SQLite file or in [database] PostgreSQL."""
 
 from __future__ import annotations
 
@@ -22,9 +23,12 @@ def cli(cfg_path: Path, *args: str) -> tuple[int, str]:
 
 
 def test_poison_messages_are_dead_lettered_acked_and_replayed_after_the_device_is_registered(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
     cfg_path = tmp_path / "config.toml"
+    shared = "://" in database
     cfg_path.write_text(f"""
+[database]
+url = "{database if shared else ''}"
 [mqtt]
 port = {mosquitto.port}
 client_id = "dl-cli"
@@ -45,7 +49,7 @@ level = "WARNING"
     cfg = load_config(cfg_path)
     devices = demo_fleet({"dust": 4})
     known, stranger = devices[:3], devices[3]
-    with Registry(tmp_path / "registry.sqlite") as reg:
+    with Registry(cfg.registry_database()) as reg:
         for d in known:
             reg.add(d, by="test")
     sim = FleetSimulator(devices, Scenario("calm"), seed=4)
@@ -53,7 +57,7 @@ level = "WARNING"
     ups = [sim.uplink(devices[i % 4], 0.0, t0 + i * 1000) for i in range(40)]
     strangers = [u for u in ups if u.device is stranger]
 
-    assert cli(cfg_path, "list")[0] == 1  # no store yet: says so
+    assert cli(cfg_path, "list")[0] == (0 if shared else 1)  # no store file yet: says so
     with running(cfg) as svc:
         pub = Publisher("127.0.0.1", mosquitto.port)
         pub.publish(ups[0].topic, b'{"deviceInfo": ')  # poison first: what follows must still flow
@@ -79,7 +83,7 @@ level = "WARNING"
         assert code == 2 and "--reason" in out
         assert cli(cfg_path, "list", "--since", "yesterday")[0] == 2
 
-        with Registry(tmp_path / "registry.sqlite") as reg:
+        with Registry(cfg.registry_database()) as reg:
             reg.add(stranger, by="test")
         wait_until(lambda: stranger.key in svc.pipeline.view.by_key, 10, "the registry reload")
         code, out = cli(cfg_path, "replay", "--reason", "unknown_device")
@@ -90,6 +94,8 @@ level = "WARNING"
         code, out = cli(cfg_path, "replay", "--all")
         assert "replayed 1 message(s)" in out
         wait_until(lambda: svc.pipeline.stats.rejected.get("bad_json") == 2, 30, "the poison to be refused again")
+    if shared:  # everything went to PostgreSQL: no SQLite file was made beside the config
+        assert not (tmp_path / "registry.sqlite").exists() and not (tmp_path / "deadletter.sqlite").exists()
     stored = influx_query(influxd, influx_db, 'SELECT count("pm2_5_ugm3") FROM "dust" GROUP BY "device_id"')
     per_device = {s["tags"]["device_id"]: s["values"][0][1] for s in stored}
     assert per_device == {d.id: sum(1 for u in ups if u.device is d) for d in devices}

@@ -17,9 +17,14 @@ runner = CliRunner()
 WATER = ["--model", "milesight-em500-udl", "--mount-height-mm", "2000"]
 
 
-def dev(tmp: Path, *args: str, config: Path | None = None):
+def registry(where: Path | str) -> str:
+    """A folder's own SQLite registry, or the `database` fixture's target (a file or a PostgreSQL URL)."""
+    return str(where / "r.sqlite") if isinstance(where, Path) else where
+
+
+def dev(where: Path | str, *args: str, config: Path | None = None):
     pre = ["--config", str(config)] if config else []
-    return runner.invoke(app, [*pre, "device", *args, "--registry", str(tmp / "r.sqlite")])
+    return runner.invoke(app, [*pre, "device", *args, "--registry", registry(where)])
 
 
 @pytest.mark.parametrize(("args", "field", "form"), [
@@ -66,15 +71,15 @@ def test_deveui_forms_are_accepted_and_normalised(tmp_path: Path, form: str) -> 
     assert json.loads(dev(tmp_path, "show", "WL-1", "--json", "--no-live").output)["key"] == "24e124713c210001"
 
 
-def test_duplicate_deveui_and_imei_are_refused_with_the_holder(tmp_path: Path) -> None:
-    assert dev(tmp_path, "add", "WL-1", "--deveui", "24e124713c210001", *WATER).exit_code == 0
-    r = dev(tmp_path, "add", "WL-2", "--deveui", "24-E1-24-71-3C-21-00-01", *WATER)
+def test_duplicate_deveui_and_imei_are_refused_with_the_holder(tmp_path: Path, database: str) -> None:
+    assert dev(database, "add", "WL-1", "--deveui", "24e124713c210001", *WATER).exit_code == 0
+    r = dev(database, "add", "WL-2", "--deveui", "24-E1-24-71-3C-21-00-01", *WATER)
     assert r.exit_code == 2 and "already registered to device 'WL-1'" in r.stderr
-    assert dev(tmp_path, "add", "N-1", "--imei", "490154203237518", "--model", "milesight-ws302",
+    assert dev(database, "add", "N-1", "--imei", "490154203237518", "--model", "milesight-ws302",
                "--zone-class", "4a").exit_code == 0
-    r = dev(tmp_path, "add", "N-2", "--imei", "49015420-3237518", "--model", "milesight-ws302", "--zone-class", "1")
+    r = dev(database, "add", "N-2", "--imei", "49015420-3237518", "--model", "milesight-ws302", "--zone-class", "1")
     assert r.exit_code == 2 and "already registered to device 'N-1'" in r.stderr
-    r = dev(tmp_path, "add", "N-1", "--imei", "356938035643809", "--model", "milesight-ws302", "--zone-class", "1")
+    r = dev(database, "add", "N-1", "--imei", "356938035643809", "--model", "milesight-ws302", "--zone-class", "1")
     assert r.exit_code == 2 and "id 'N-1' is already registered" in r.stderr
 
 
@@ -89,25 +94,25 @@ def test_city_bounding_box_from_config(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
 
 
-def test_changes_are_validated_and_audited_with_who_and_what(tmp_path: Path) -> None:
-    assert dev(tmp_path, "add", "WL-1", "--deveui", "24e124713c210001", *WATER, "--lat", "39.9", "--lon", "116.4",
+def test_changes_are_validated_and_audited_with_who_and_what(tmp_path: Path, database: str) -> None:
+    assert dev(database, "add", "WL-1", "--deveui", "24e124713c210001", *WATER, "--lat", "39.9", "--lon", "116.4",
                "--by", "li.na").exit_code == 0
-    r = dev(tmp_path, "update", "WL-1", "--mount-height-mm", "5")
+    r = dev(database, "update", "WL-1", "--mount-height-mm", "5")
     assert r.exit_code == 2 and "error: mount_height_mm:" in r.stderr
-    assert dev(tmp_path, "update", "WL-1", "--district", "朝阳", "--status", "maintenance", "--by", "zhang.wei"
+    assert dev(database, "update", "WL-1", "--district", "朝阳", "--status", "maintenance", "--by", "zhang.wei"
                ).exit_code == 0
-    r = dev(tmp_path, "move", "WL-1", "--lat", "39.93", "--lon", "116.45", "--address", "东三环中路 12 号",
+    r = dev(database, "move", "WL-1", "--lat", "39.93", "--lon", "116.45", "--address", "东三环中路 12 号",
             "--at", "2024-06-01T14:30:00+08:00", "--by", "zhang.wei")
     assert r.exit_code == 0, r.output
-    r = dev(tmp_path, "calibrate", "WL-1", "--empty-distance-mm", "2150")
+    r = dev(database, "calibrate", "WL-1", "--empty-distance-mm", "2150")
     assert r.exit_code == 0 and "2150" in r.output
-    r = dev(tmp_path, "retire", "WL-1", "--reason", "road works")
+    r = dev(database, "retire", "WL-1", "--reason", "road works")
     assert r.exit_code == 0
-    row = json.loads(dev(tmp_path, "show", "WL-1", "--json", "--no-live").output)
+    row = json.loads(dev(database, "show", "WL-1", "--json", "--no-live").output)
     assert row["status"] == "retired" and row["install"] == {"mount_height_mm": 2150.0}
     assert (row["latitude"], row["longitude"], row["address"]) == (39.93, 116.45, "东三环中路 12 号")
 
-    hist = [json.loads(x) for x in dev(tmp_path, "history", "WL-1", "--json").output.splitlines()]
+    hist = [json.loads(x) for x in dev(database, "history", "WL-1", "--json").output.splitlines()]
     assert [h["action"] for h in hist] == ["add", "update", "move", "calibrate", "retire"]
     assert hist[0]["by"] == hist[1]["by"] == getpass.getuser(), "the OS user is recorded, not --by"
     assert hist[0]["note"] == "li.na" and hist[1]["note"] == "zhang.wei"
@@ -117,7 +122,7 @@ def test_changes_are_validated_and_audited_with_who_and_what(tmp_path: Path) -> 
     assert hist[3]["changes"]["install"] == [{"mount_height_mm": 2000.0}, {"mount_height_mm": 2150.0}]
     assert hist[4]["changes"] == {"reason": "road works", "status": ["maintenance", "retired"]}
     assert all(h["by"] for h in hist)
-    table = dev(tmp_path, "history", "WL-1").output
+    table = dev(database, "history", "WL-1").output
     assert "moved_at" in table and "zhang.wei" in table
 
 

@@ -1,4 +1,5 @@
-"""`urbansense device import|export`: all-or-nothing bulk provisioning, Excel's BOM, round trips."""
+"""`urbansense device import|export`: all-or-nothing bulk provisioning, Excel's BOM, round trips; the tests that
+store devices run on a SQLite registry and on PostgreSQL (`database`)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import csv
 import getpass
 import io
 import json
-import sqlite3
 from pathlib import Path
 
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from cli.app import app
+from core.database import open_engine
 from provisioning.csvio import HEADER
 
 runner = CliRunner()
@@ -40,72 +42,81 @@ def write(path: Path, rows: list[dict[str, str]], *, bom: bool = False) -> Path:
     return path
 
 
-def dev(tmp: Path, *args: str):
-    return runner.invoke(app, ["device", *args, "--registry", str(tmp / "r.sqlite")])
+def registry(where: Path | str) -> str:
+    """A folder's own SQLite registry, or the `database` fixture's target (a file or a PostgreSQL URL)."""
+    return str(where / "r.sqlite") if isinstance(where, Path) else where
 
 
-def count(tmp: Path, table: str) -> int:
-    with sqlite3.connect(tmp / "r.sqlite") as db:
-        return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+def dev(where: Path | str, *args: str):
+    return runner.invoke(app, ["device", *args, "--registry", registry(where)])
+
+
+def count(where: Path | str, table: str) -> int:
+    engine = open_engine(registry(where))
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+    finally:
+        engine.dispose()
 
 
 def test_5000_rows_with_3_bad_import_nothing_then_4997_with_skip_invalid_then_reimport_is_a_no_op(
-        tmp_path: Path) -> None:
+        tmp_path: Path, database: str) -> None:
     rows = [row(i) for i in range(5000)]
     rows[99]["key"] = "70B3D57ED00000ZZ"           # line 101
     rows[2500]["model"] = "acme-9000"              # line 2502
     rows[4998]["latitude"] = "139.9"               # line 5000
     path = write(tmp_path / "fleet.csv", rows)
 
-    r = dev(tmp_path, "import", str(path))
+    r = dev(database, "import", str(path))
     assert r.exit_code == 1
     bad_lines = [line for line in r.stderr.splitlines() if line.startswith("invalid: line ")]
     assert [int(line.split()[2]) for line in bad_lines] == [101, 2502, 5000]
     assert "key:" in bad_lines[0] and "model:" in bad_lines[1] and "latitude:" in bad_lines[2]
     assert "nothing was written" in r.stderr
-    assert count(tmp_path, "devices") == 0 and count(tmp_path, "audit") == 0
+    assert count(database, "devices") == 0 and count(database, "audit") == 0
 
-    r = dev(tmp_path, "import", str(path), "--skip-invalid", "--by", "import-bot")
+    r = dev(database, "import", str(path), "--skip-invalid", "--by", "import-bot")
     assert r.exit_code == 0, r.output
     assert "4997 added, 0 updated, 0 unchanged, 3 invalid rows skipped" in r.stdout
-    assert count(tmp_path, "devices") == 4997
-    assert count(tmp_path, "audit") == 4997
+    assert count(database, "devices") == 4997
+    assert count(database, "audit") == 4997
 
-    r = dev(tmp_path, "import", str(path), "--skip-invalid")
+    r = dev(database, "import", str(path), "--skip-invalid")
     assert "0 added, 0 updated, 4997 unchanged" in r.stdout
-    assert count(tmp_path, "devices") == 4997 and count(tmp_path, "audit") == 4997
+    assert count(database, "devices") == 4997 and count(database, "audit") == 4997
 
-    one = json.loads(dev(tmp_path, "show", "D-00002", "--json", "--no-live").output)
+    one = json.loads(dev(database, "show", "D-00002", "--json", "--no-live").output)
     assert one["key"] == "70b3d57ed0000002" and one["kind"] == "noise" and one["district"] == "东城区"
     assert one["address"] == "建国路 2 号, 近地铁站"
-    hist = json.loads(dev(tmp_path, "history", "D-00002", "--json").output)
+    hist = json.loads(dev(database, "history", "D-00002", "--json").output)
     assert hist["by"] == getpass.getuser() and hist["note"] == "import-bot" and hist["action"] == "import:add"
 
 
-def test_export_then_import_round_trips(tmp_path: Path) -> None:
+def test_export_then_import_round_trips(tmp_path: Path, database: str) -> None:
     rows = [row(i) for i in range(40)]
     rows[5].update(dead_zone_mm="300", expected_interval_s="600", status="maintenance", site="工地 A")
     write(tmp_path / "in.csv", rows)
-    assert dev(tmp_path, "import", str(tmp_path / "in.csv")).exit_code == 0
-    before = dev(tmp_path, "list", "--json").output
-    assert dev(tmp_path, "export", "-o", str(tmp_path / "out.csv"), "--excel").exit_code == 0
+    assert dev(database, "import", str(tmp_path / "in.csv")).exit_code == 0
+    before = dev(database, "list", "--json").output
+    assert dev(database, "export", "-o", str(tmp_path / "out.csv"), "--excel").exit_code == 0
 
     other = tmp_path / "other"
     other.mkdir()
     assert dev(other, "import", str(tmp_path / "out.csv")).exit_code == 0
     assert dev(other, "list", "--json").output == before
-    assert dev(other, "export").output == dev(tmp_path, "export").output
-    r = dev(tmp_path, "import", str(tmp_path / "out.csv"))
+    assert dev(other, "export").output == dev(database, "export").output
+    r = dev(database, "import", str(tmp_path / "out.csv"))
     assert "0 added, 0 updated, 40 unchanged" in r.stdout
 
 
-def test_excel_csv_with_bom_and_chinese_text_imports(tmp_path: Path) -> None:
+def test_excel_csv_with_bom_and_chinese_text_imports(tmp_path: Path, database: str) -> None:
     text = ("id,key,model,district,address,zone_class\r\n"
             "噪声-001,24-E1-24-71-3C-21-00-01,milesight-ws302,朝阳区,\"朝阳路 88 号, 北门\",4a\r\n")
     (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
-    r = dev(tmp_path, "import", str(tmp_path / "excel.csv"))
+    r = dev(database, "import", str(tmp_path / "excel.csv"))
     assert r.exit_code == 0, r.output
-    got = json.loads(dev(tmp_path, "show", "噪声-001", "--json", "--no-live").output)
+    got = json.loads(dev(database, "show", "噪声-001", "--json", "--no-live").output)
     assert (got["district"], got["address"], got["key"]) == ("朝阳区", "朝阳路 88 号, 北门", "24e124713c210001")
 
 
@@ -128,25 +139,25 @@ def test_header_and_in_file_duplicates_are_reported(tmp_path: Path) -> None:
     assert "line 5 (D-00003): key: 70b3d57ed0000001 is already on line 3" in r.stderr
 
 
-def test_a_key_held_by_another_registered_device_is_refused_by_name(tmp_path: Path) -> None:
-    assert dev(tmp_path, "add", "OLD-1", "--deveui", row(0)["key"], "--model", "milesight-em500-udl",
+def test_a_key_held_by_another_registered_device_is_refused_by_name(tmp_path: Path, database: str) -> None:
+    assert dev(database, "add", "OLD-1", "--deveui", row(0)["key"], "--model", "milesight-em500-udl",
                "--mount-height-mm", "2000").exit_code == 0
     write(tmp_path / "f.csv", [row(0), row(1)])
-    r = dev(tmp_path, "import", str(tmp_path / "f.csv"))
+    r = dev(database, "import", str(tmp_path / "f.csv"))
     assert r.exit_code == 1 and "line 2 (D-00000): key: 70b3d57ed0000000 is already registered to device 'OLD-1'" \
         in r.stderr
-    assert count(tmp_path, "devices") == 1
+    assert count(database, "devices") == 1
 
 
-def test_a_changed_row_updates_the_device_and_audits_the_difference(tmp_path: Path) -> None:
+def test_a_changed_row_updates_the_device_and_audits_the_difference(tmp_path: Path, database: str) -> None:
     write(tmp_path / "a.csv", [row(0), row(1)])
-    dev(tmp_path, "import", str(tmp_path / "a.csv"))
+    dev(database, "import", str(tmp_path / "a.csv"))
     changed = row(0)
     changed["mount_height_mm"] = "2500"
     write(tmp_path / "b.csv", [changed, row(1)])
-    r = dev(tmp_path, "import", str(tmp_path / "b.csv"), "--by", "li.na")
+    r = dev(database, "import", str(tmp_path / "b.csv"), "--by", "li.na")
     assert "0 added, 1 updated, 1 unchanged" in r.stdout
-    last = dev(tmp_path, "history", "D-00000", "--json").output.splitlines()[-1]
+    last = dev(database, "history", "D-00000", "--json").output.splitlines()[-1]
     assert json.loads(last)["changes"] == {"install": [{"mount_height_mm": 2000.0}, {"mount_height_mm": 2500.0}]}
 
 
@@ -157,20 +168,21 @@ def test_export_writes_the_documented_header(tmp_path: Path) -> None:
     assert ",".join(HEADER) in readme
 
 
-def test_a_sheet_without_some_columns_leaves_those_fields_of_existing_devices_as_they_are(tmp_path: Path) -> None:
+def test_a_sheet_without_some_columns_leaves_those_fields_of_existing_devices_as_they_are(
+        tmp_path: Path, database: str) -> None:
     """A bulk "change the district" sheet must not erase the fleet's map positions: a missing column
     keeps the registered value, an empty cell in a present column clears it."""
-    assert dev(tmp_path, "import", str(write(tmp_path / "full.csv", [row(0), row(5)]))).exit_code == 0
+    assert dev(database, "import", str(write(tmp_path / "full.csv", [row(0), row(5)]))).exit_code == 0
     partial = tmp_path / "partial.csv"
     partial.write_text("id,key,model,district,street\n"
                        f"D-00000,{row(0)['key']},milesight-em500-udl,海淀区,\n"
                        f"D-00005,{row(5)['key']},milesight-em500-udl,丰台区,新街道\n", encoding="utf-8")
-    dry = dev(tmp_path, "import", str(partial), "--dry-run")
+    dry = dev(database, "import", str(partial), "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "latitude" not in dry.output and "address" not in dry.output, dry.output
-    result = dev(tmp_path, "import", str(partial))
+    result = dev(database, "import", str(partial))
     assert result.exit_code == 0, result.output
-    shown = {d["id"]: d for d in map(json.loads, dev(tmp_path, "list", "--json").output.splitlines())}
+    shown = {d["id"]: d for d in map(json.loads, dev(database, "list", "--json").output.splitlines())}
     first, second = shown["D-00000"], shown["D-00005"]
     assert (first["district"], first["street"]) == ("海淀区", "")          # present column, empty cell: cleared
     assert (second["district"], second["street"]) == ("丰台区", "新街道")

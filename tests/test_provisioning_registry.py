@@ -32,8 +32,8 @@ def test_imei_luhn() -> None:
     assert normalise_key("10.0.0.5:502/3") == "10.0.0.5:502/3"
 
 
-def test_registry_refuses_duplicates_naming_the_holder(tmp_path: Path) -> None:
-    with Registry(tmp_path / "r.sqlite") as reg:
+def test_registry_refuses_duplicates_naming_the_holder(database: str) -> None:
+    with Registry(database) as reg:
         reg.add(Device("A", "0011223344556677", "m", "noise"))
         with pytest.raises(RegistryError, match="already registered to device 'A'"):
             reg.add(Device("B", "0011223344556677", "m", "noise"))
@@ -45,8 +45,8 @@ def test_registry_refuses_duplicates_naming_the_holder(tmp_path: Path) -> None:
         assert hist[1]["changes"] == {"district": ["", "朝阳"]}
 
 
-def test_view_sees_changes_made_by_another_connection(tmp_path: Path) -> None:
-    path = tmp_path / "r.sqlite"
+def test_view_sees_changes_made_by_another_connection(database: str) -> None:
+    path = database
     view = RegistryView(path)
     assert view.by_key == {}
     with Registry(path) as reg:
@@ -57,8 +57,8 @@ def test_view_sees_changes_made_by_another_connection(tmp_path: Path) -> None:
     view.close()
 
 
-def test_cli_add_list_show(tmp_path: Path) -> None:
-    reg = str(tmp_path / "r.sqlite")
+def test_cli_add_list_show(database: str) -> None:
+    reg = database
     r = runner.invoke(app, ["device", "add", "WL-1", "--deveui", "24-E1-24-71-3C-21-00-01",
                             "--model", "milesight-em500-udl", "--lat", "39.9", "--lon", "116.4",
                             "--district", "朝阳", "--mount-height-mm", "2000", "--registry", reg])
@@ -84,8 +84,8 @@ def test_cli_add_refuses_bad_input_naming_the_field(tmp_path: Path, args: list[s
     assert message in r.output
 
 
-def test_import_devices_is_one_transaction_with_an_audit_row_per_change(tmp_path: Path) -> None:
-    with Registry(tmp_path / "r.sqlite") as reg:
+def test_import_devices_is_one_transaction_with_an_audit_row_per_change(database: str) -> None:
+    with Registry(database) as reg:
         reg.add(Device("A", "0011223344556677", "m", "noise"))
         batch = [Device("A", "0011223344556677", "m", "noise"), Device("B", "00112233445566aa", "m", "noise"),
                  Device("C", "00112233445566bb", "m", "noise", district="海淀")]

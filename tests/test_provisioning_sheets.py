@@ -5,14 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 from openpyxl import Workbook, load_workbook
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from cli.app import app
+from core.database import open_engine
 from provisioning.columns import COLUMNS, TEMPLATE_EXAMPLE
 from provisioning.excel_repair import CellRefused, repair_cell
 from provisioning.validate import check_device
@@ -76,26 +77,36 @@ def xlsx(path: Path, rows: list[list[object]], *, numeric_imei: bool = True) -> 
     return path
 
 
-def dev(tmp: Path, *args: str):
-    return runner.invoke(app, ["device", *args, "--registry", str(tmp / "r.sqlite")])
+def registry(where: Path | str) -> str:
+    """A folder's own SQLite registry, or the `database` fixture's target (a file or a PostgreSQL URL)."""
+    return str(where / "r.sqlite") if isinstance(where, Path) else where
 
 
-def count(tmp: Path) -> int:
-    if not (tmp / "r.sqlite").exists():
+def dev(where: Path | str, *args: str):
+    return runner.invoke(app, ["device", *args, "--registry", registry(where)])
+
+
+def count(where: Path | str) -> int:
+    if isinstance(where, Path) and not (where / "r.sqlite").exists():
         return 0
-    with sqlite3.connect(tmp / "r.sqlite") as db:
-        return db.execute("SELECT count(*) FROM devices").fetchone()[0]
+    engine = open_engine(registry(where))
+    try:
+        with engine.connect() as conn:
+            has = conn.dialect.has_table(conn, "devices")
+            return int(conn.execute(text("SELECT count(*) FROM devices")).scalar_one()) if has else 0
+    finally:
+        engine.dispose()
 
 
-def shown(tmp: Path, device_id: str) -> dict:
+def shown(tmp: Path | str, device_id: str) -> dict:
     r = dev(tmp, "show", device_id, "--json", "--no-live")
     assert r.exit_code == 0, r.output
     return json.loads(r.stdout)
 
 
-def test_gbk_csv_with_chinese_headers_imports_30_devices_and_reports_the_repairs(tmp_path: Path) -> None:
+def test_gbk_csv_with_chinese_headers_imports_30_devices_and_reports_the_repairs(tmp_path: Path, database: str) -> None:
     path = gbk_csv(tmp_path / "朝阳设备.csv", fleet())
-    r = dev(tmp_path, "import", str(path), "--by", "zhang.wei")
+    r = dev(database, "import", str(path), "--by", "zhang.wei")
     assert r.exit_code == 0, r.output
     assert "read as GB18030" in r.stderr
     assert f"repaired: line 27, IMEI (key): '{SCI_IMEI} ' → '{IMEI}'" in r.stderr
@@ -103,12 +114,12 @@ def test_gbk_csv_with_chinese_headers_imports_30_devices_and_reports_the_repairs
     assert ("repaired: line 5, 纬度 (latitude): '３９.９２１９' → '39.9219' (full-width characters made ASCII)"
             in r.stderr)
     assert "30 added, 0 updated, 0 unchanged, 2 cells repaired" in r.stdout
-    assert count(tmp_path) == 30
-    nb = shown(tmp_path, "NB-25")
+    assert count(database) == 30
+    nb = shown(database, "NB-25")
     assert (nb["key"], nb["kind"], nb["district"], nb["install"]) == (IMEI, "water_level", "海淀区",
                                                                       {"mount_height_mm": 2500.0})
-    assert shown(tmp_path, "ZS-03")["latitude"] == 39.9219
-    assert shown(tmp_path, "JS-00")["key"] == "24e124713c200001"
+    assert shown(database, "ZS-03")["latitude"] == 39.9219
+    assert shown(database, "JS-00")["key"] == "24e124713c200001"
 
 
 def test_xlsx_with_chinese_headers_and_a_numeric_imei_imports_with_the_repairs_reported(tmp_path: Path) -> None:

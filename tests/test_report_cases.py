@@ -22,12 +22,13 @@ def _t(to: AlertState, frm: AlertState, device: str, t_ns: int) -> AlertTransiti
                            summary="道路积水", labels=(("district", "朝阳区"), ("kind", "water_level")))
 
 
-def test_cases_opened_closed_and_median_time_to_close(tmp_path, influxd, influx_db) -> None:
+def test_cases_opened_closed_and_median_time_to_close(database, influxd, influx_db) -> None:
+    """…from the alert store in a SQLite file and in PostgreSQL."""
     cases = RecordingServer().start()
     try:
         cfg = config({"cases": {"type": "case_platform", "url": cases.url}},
                      [{"route": "case", "receivers": ["cases"]}])
-        alerts = AlertsRuntime(cfg, DEVICES.get, db_path=tmp_path / "alerts.sqlite")
+        alerts = AlertsRuntime(cfg, DEVICES.get, db_path=database)
         fired: dict[str, int] = {}
 
         async def day() -> None:
@@ -44,7 +45,7 @@ def test_cases_opened_closed_and_median_time_to_close(tmp_path, influxd, influx_
 
         async def report():
             async with InfluxClient(influxd.url, influx_db) as client:
-                return await gather(client, list(DEVICES.values()), tmp_path / "alerts.sqlite", start, end,
+                return await gather(client, list(DEVICES.values()), database, start, end,
                                     kind="water_level")
         (f,) = asyncio.run(report())
     finally:

@@ -13,6 +13,7 @@ from prometheus_client import generate_latest
 from core.device import Device
 from core.reading import Reading
 from rules.engine import Engine
+from rules.gate import RuleSet
 from rules.loader import RuleError, load_rules
 from rules.model import DEFAULT_BUCKETS
 from rules.trend import theil_sen_slope
@@ -213,6 +214,10 @@ def test_metrics_expose_rule_state_entries_and_bytes_by_rule():
     assert samples['urbansense_rule_state_entries{rule="dust.pm10_24h"}'] == 2 * 5  # 4 h: 4 or 5 hourly buckets
     assert 2 * 12 * 32 < samples['urbansense_rule_state_bytes{rule="noise.zone_limit"}'] < 2 * 4096
     assert samples['urbansense_rule_state_states{rule="device.silent"}'] == len(devices)
+    assert samples['urbansense_rule_state_states{rule="(devices)"}'] == len(devices)  # routes and slots
+    # readings far below every limit: no rule holds an alert machine object
+    assert samples['urbansense_rule_state_active{rule="noise.zone_limit"}'] == 0
+    assert sum(v for k, v in samples.items() if k.startswith("urbansense_rule_state_active")) == 0
     assert "urbansense_rule_due_entries" in samples
 
 
@@ -243,3 +248,47 @@ def test_resolution_defaults_to_a_24th_of_the_window_and_is_checked(tmp_path: Pa
     assert info.value.key == "resolution"
     with pytest.raises(RuleError, match="at most the window"):
         load("mean", 'resolution = "25h"')
+
+
+@pytest.mark.parametrize("aggregate", ["mean", "laeq", "max", "slope"])
+def test_windows_give_the_same_values_after_their_time_base_moves(aggregate):
+    # entries keep times as float offsets from a base per row, exact integers below 2**53 ns; the base
+    # moves once an offset reaches 2**52 ns (52 days): a device reporting for months, or back after a silence
+    year = 365 * 86400 * S
+    reports = [(T0 + k * 97 * S + (k % 7), 40.0 + (k * 37 % 23)) for k in range(60)]
+    later = [(t + year, v) for t, v in reports]
+    moved = make_window(aggregate, 3600, 64, resolution_s=0.0)
+    moved.add(T0 - 200 * 86400 * S, 55.0, 300.0)  # a sample 200 days before: the base is far behind
+    fresh = make_window(aggregate, 3600, 64)
+    for t, v in reports:
+        moved.add(t, v, 97.0)
+        fresh.add(t, v, 97.0)
+        assert moved.value() == fresh.value()
+    for t, v in later:  # a year later still: the base moves again
+        moved.add(t, v, 97.0)
+    fresh2 = make_window(aggregate, 3600, 64)
+    for t, v in later:
+        fresh2.add(t, v, 97.0)
+    assert moved.value() == fresh2.value()
+    assert moved.count == fresh2.count
+
+
+def test_state_that_is_usually_empty_holds_no_objects():
+    # alert machines exist only while pending or firing, quality runs only while failures count
+    rs = RuleSet(load_rules([]))
+    devices = fleet()
+    rs.set_devices(devices)
+    for i in range(24):
+        for d in devices:
+            f = {**fields(d.kind, 0.2), "quality": "good"}
+            if d.id == "dust-fast" and i == 3:
+                f.update(quality="bad", quality_check="spike")
+            rs.process(Reading(d.id, d.kind, T0 + i * 300 * S, f, d.tags(), {"battery_pct": 80.0}))
+    assert not any(c.active for c in rs.engine._compiled)
+    spikes = next(w for w in rs.watches if w.rule.id == "quality.spikes")
+    assert list(spikes._runs) == []  # the one spike left the hour: nothing counts any more
+    # one device's readings cross a limit: its machine, and only its, exists while it fires
+    t = T0 + 24 * 300 * S
+    rs.process(Reading("water_level-ok", "water_level", t, {"depth_mm": 300.0, "quality": "good"},
+                       (("device_id", "water_level-ok"),)))
+    assert [(c.rule.id, len(c.active)) for c in rs.engine._compiled if c.active] == [("water.depth", 1)]

@@ -18,4 +18,13 @@ def build(ctx: CollectorContext) -> Collector | None:
                            backoff_max_s=mb.backoff_max_s, rtu_ports=tuple(mb.rtu_ports))
 
 
-PLUGIN = CollectorPlugin(name="modbus", sections={"modbus": ModbusConfig}, build=build, metrics=ModbusMetrics)
+def unshared(ctx: CollectorContext) -> str | None:
+    """Every poller polls every Modbus device of the registry: N processes would poll each N times."""
+    if not ctx.section("modbus", ModbusConfig).enabled:
+        return None
+    return ("[modbus] polls every Modbus device of the registry, so each worker would poll it again; run Modbus "
+            "polling in its own `urbansense run --role ingest` with a config that enables only [modbus]")
+
+
+PLUGIN = CollectorPlugin(name="modbus", sections={"modbus": ModbusConfig}, build=build, metrics=ModbusMetrics,
+                         unshared=unshared)

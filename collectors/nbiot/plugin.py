@@ -39,4 +39,16 @@ def _push_tls(ctx: CollectorContext, nb: NbiotConfig) -> ssl.SSLContext | None:
                           setting="nbiot.push")
 
 
-PLUGIN = CollectorPlugin(name="nbiot", sections={"nbiot": NbiotConfig}, build=build, metrics=NbiotMetrics)
+def unshared(ctx: CollectorContext) -> str | None:
+    """The NB-IoT receivers bind ports: on one machine only one process can hold each."""
+    nb = ctx.section("nbiot", NbiotConfig)
+    bound = [f"{name} port {port}" for on, name, port in ((nb.udp, "UDP", nb.udp_port), (nb.coap, "CoAP", nb.coap_port),
+                                                         (nb.push, "HTTP push", nb.push_port)) if on]
+    if not bound:
+        return None
+    return (f"[nbiot] listens on {', '.join(bound)}, which only one process of a machine can bind; run NB-IoT in "
+            "its own `urbansense run --role ingest` with a config that enables only [nbiot]")
+
+
+PLUGIN = CollectorPlugin(name="nbiot", sections={"nbiot": NbiotConfig}, build=build, metrics=NbiotMetrics,
+                         unshared=unshared)
