@@ -201,7 +201,8 @@ class AlertStore:
                 migrate(self.engine, COMPONENT, MIGRATIONS)
             elif behind := pending(self.engine, COMPONENT, MIGRATIONS):
                 raise AlertsError(f"the alert store's schema is {len(behind)} migration(s) behind "
-                                  "(database.migrate_on_start is off): run `urbansense db migrate`")
+                                  "(the CLI and a start with [database] migrate_on_start = false never migrate): "
+                                  "run `urbansense db migrate`")
         except MigrationError as exc:
             self.engine.dispose()
             raise AlertsError(f"alert store {describe_url(target)}: {exc}") from None

@@ -25,7 +25,7 @@ from alerts.manager import AlertLifecycle
 from alerts.matchers import parse_matcher
 from alerts.model import AlertRecord
 from alerts.store import AlertStore, OutboxRow, Silence
-from core.database import is_postgres_url
+from core.database import holds_nothing, is_postgres_url
 from core.timing import parse_duration
 
 DB_ENV = "URBANSENSE_ALERTS_DB"
@@ -186,7 +186,7 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], str | Path]
         path = state["db"] or (db_path(state["ctx"]) if db_path else DEFAULT_DB)
         if not is_postgres_url(path) and not Path(path).exists():
             raise AlertsError(f"no alerts database at {path} (give --db or set {DB_ENV})")
-        return AlertStore(path)
+        return AlertStore(path, migrate_schema=holds_nothing(path, "alerts"))  # the CLI never migrates (qa2 F3)
 
     def run(fn: Callable[[AlertStore], None]) -> None:
         try:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
-from cli.state import state
+from cli.state import database_exit_code, state
 from core.database import DatabaseError, Migration
 from service.databases import migrate_all, status
 
@@ -22,7 +22,7 @@ db_app = typer.Typer(
 def _fail(exc: Exception) -> typer.Exit:
     detail = getattr(exc, "orig", None) or exc  # the driver's words, never the URL's password
     typer.secho(f"error: database unreachable or refused: {detail}", fg="red", err=True)
-    return typer.Exit(1)  # a server unreachable or refusing: a failure, not a usage error (README "Exit codes")
+    return typer.Exit(database_exit_code(exc))
 
 
 @db_app.command("status")
@@ -31,7 +31,7 @@ def status_cmd(ctx: typer.Context,
     """Show each component's schema version against this urbansense's; exit 1 when one is behind.
 
     A SQLite file not created yet is listed as such (the service creates it at start). Exit 1
-    also when a database cannot be reached or refuses.
+    also when a database cannot be reached or refuses; 2 for a malformed URL.
 
     Example: [bold]urbansense db status[/bold]
     """

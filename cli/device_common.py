@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
-from cli.state import state
-from core.database import DatabaseError, describe_url
+from cli.state import database_exit_code, state
+from core.database import DatabaseError, describe_url, holds_nothing
 from core.device import Device
 from core.secrets import reveal
 from provisioning.lookup import AmbiguousDevice, DeviceNotFound, find_device
@@ -65,16 +65,15 @@ def open_registry(ctx: typer.Context, path: str | None) -> Registry:
     """The registry `--registry` names, else the config's (its `[database] url` when set); exits 1 with the
     driver's words (never the URL's password) when it cannot be opened."""
     where: str | Path = path or ""
-    migrate_schema = True
     if path is None:
         cfg = config(ctx)
         assert cfg is not None
-        where, migrate_schema = cfg.registry_database(), cfg.database.migrate_on_start
-    try:
-        return Registry(where, migrate_schema=migrate_schema)
+        where = cfg.registry_database()
+    try:  # the CLI makes a new registry but never migrates one: `db migrate` and `run` do (qa2 F3)
+        return Registry(where, migrate_schema=holds_nothing(where, "devices"))
     except (SQLAlchemyError, DatabaseError) as exc:
         detail = getattr(exc, "orig", None) or exc  # the driver's words, never the URL's password
-        raise fail(f"cannot open the registry in {describe_url(where)}: {detail}", 1) from None
+        raise fail(f"cannot open the registry in {describe_url(where)}: {detail}", database_exit_code(exc)) from None
 
 
 def get_device(reg: Registry, text: str, *, prefix: bool = True) -> Device:

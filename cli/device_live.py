@@ -33,6 +33,7 @@ from cli.device_common import (
     open_registry,
     with_influx,
 )
+from core.database import holds_nothing
 from core.device import STATUSES, Device
 from core.kinds import KIND_NAMES
 from decoders import all_models
@@ -140,7 +141,7 @@ def _last_refusal(ctx: typer.Context, device: Device) -> DeadLetter | None:
     where = cfg.dead_letter_database()
     if isinstance(where, Path) and not where.exists():
         return None
-    with DeadLetterStore(where, migrate_schema=cfg.database.migrate_on_start) as store:
+    with DeadLetterStore(where, migrate_schema=holds_nothing(where, "dead_letters")) as store:
         return store.last_for_key(device.key)
 
 

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.state import state
+from core.database import holds_nothing
 from core.kinds import KIND_NAMES as KINDS
 from core.secrets import reveal
 from provisioning.registry import Registry
@@ -61,7 +62,7 @@ def table(figures: list[Figures], title: str) -> Table:
 
 async def run_report(cfg: Config, from_ns: int, to_ns: int, district: str | None, kind: str | None) -> list[Figures]:
     ic = cfg.influxdb
-    with Registry(cfg.registry_database(), migrate_schema=cfg.database.migrate_on_start) as reg:
+    with Registry(where := cfg.registry_database(), migrate_schema=holds_nothing(where, "devices")) as reg:
         devices = reg.all()
     async with InfluxClient(reveal(ic.url), ic.database, username=ic.username or None,
                             password=reveal(ic.password) or None, token=reveal(ic.token) or None,

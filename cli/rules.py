@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.device_common import config
-from core.database import describe_url, is_postgres_url
+from core.database import describe_url, holds_nothing, is_postgres_url
 from core.device import ZONE_CLASSES, Device
 from core.reading import FieldValue, Reading
 from core.timing import format_duration, parse_duration
@@ -187,7 +187,7 @@ def gather_vocabulary(ctx: typer.Context, registry: str | None) -> Vocabulary:
         note = (f"no registry{f' at {registry}' if registry else ''}: districts and devices in `select` are not "
                 "checked (give --registry)")
         return rule_vocabulary(cfg.alerts if cfg else None, None, [note])
-    with Registry(path) as reg:
+    with Registry(path, migrate_schema=holds_nothing(path, "devices")) as reg:
         devices = reg.all()
     return rule_vocabulary(cfg.alerts if cfg else None, devices)
 
@@ -198,7 +198,7 @@ def registered_device(ctx: typer.Context, registry: str | None, text: str) -> tu
     if path is None:
         return None, (f"no registry{f' at {registry}' if registry else ''}: {text} is tested with the "
                       "--district/--zone-class/--site given (or none)")
-    with Registry(path) as reg:
+    with Registry(path, migrate_schema=holds_nothing(path, "devices")) as reg:
         try:
             device = find_device(reg, text, prefix=False)
         except LookupError:

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from cli.state import state
+from core.database import holds_nothing
 from core.secrets import reveal
 from provisioning.registry import Registry
 from sim.nbiot import TRANSPORTS, run_nbiot
@@ -41,7 +42,7 @@ def register(app: typer.Typer) -> None:
             console.print("[red]error:[/red] --rate: expected a positive number of uplinks per second")
             raise typer.Exit(2)
         cfg = state(ctx).config
-        with Registry(cfg.registry_database(), migrate_schema=cfg.database.migrate_on_start) as reg:
+        with Registry(where := cfg.registry_database(), migrate_schema=holds_nothing(where, "devices")) as reg:
             devices = reg.all()
         districts = tuple(storm_district or sorted({d.district for d in devices if d.kind == "water_level"})[:1])
         if transport != "lorawan":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from core.database import DatabaseError, MigrationError
 from decoders.folders import ModelFolders
 from service.config import CONFIG_ENV, DEFAULT_PATH, Config, ConfigError, load_config
 
@@ -53,3 +54,9 @@ def state(ctx: typer.Context) -> State:
         obj = State(None)
         ctx.find_root().obj = obj
     return obj
+
+
+def database_exit_code(exc: Exception) -> int:
+    """README "Exit codes" for a store that cannot be opened: 2 when the target given is itself wrong (a bad URL or
+    scheme: usage), 1 when the server is unreachable or refuses, or the schema is behind (a failure)."""
+    return 2 if isinstance(exc, DatabaseError) and not isinstance(exc, MigrationError) else 1

@@ -43,6 +43,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
     select,
 )
 from sqlalchemy.exc import DBAPIError
@@ -108,6 +109,21 @@ def describe_url(url_or_path: str | Path) -> str:
     if path is not None:
         return f"SQLite {path}"
     return "PostgreSQL " + redact_url(str(url_or_path).strip())
+
+
+def holds_nothing(url_or_path: str | Path, table: str) -> bool:
+    """True when a component's store is not made yet: a SQLite file not made (or empty), or a database without
+    `table` (the component's main table). Making the schema there changes nothing anyone uses, so a command that
+    never migrates (the CLI) may still create it. Raises the driver's error when PostgreSQL cannot be reached."""
+    if not is_postgres_url(url_or_path):
+        path = Path(str(url_or_path).removeprefix("sqlite:///"))
+        if not path.exists() or path.stat().st_size == 0:
+            return True
+    engine = open_engine(url_or_path)
+    try:
+        return not inspect(engine).has_table(table)
+    finally:
+        engine.dispose()
 
 
 def open_engine(url_or_path: str | Path, *, pool_size: int = 5, keepalive_s: int = 5) -> Engine:

@@ -96,7 +96,8 @@ class Registry:
                 migrate(self.engine, COMPONENT, MIGRATIONS)
             elif todo := pending(self.engine, COMPONENT, MIGRATIONS):
                 raise MigrationError(f"the registry schema is {len(todo)} version(s) behind this urbansense; "
-                                     "run `urbansense db migrate` or set [database] migrate_on_start = true")
+                                     "run `urbansense db migrate` (the CLI never migrates; `urbansense run` does "
+                                     "when [database] migrate_on_start = true)")
         except BaseException:
             self.engine.dispose()
             raise

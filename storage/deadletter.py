@@ -147,7 +147,8 @@ class DeadLetterStore:
                 self._prepare_sqlite()
             if not migrate_schema and (todo := pending(self.engine, COMPONENT, MIGRATIONS)):
                 raise MigrationError(f"the dead-letter schema is {len(todo)} version(s) behind this urbansense; "
-                                     "run `urbansense db migrate` or set [database] migrate_on_start = true")
+                                     "run `urbansense db migrate` (the CLI never migrates; `urbansense run` does "
+                                     "when [database] migrate_on_start = true)")
             if migrate_schema:
                 migrate(self.engine, COMPONENT, MIGRATIONS)
             self._migrated = True

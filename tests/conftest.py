@@ -66,13 +66,6 @@ def pg_dsn(postgres: PostgresDaemon, request: pytest.FixtureRequest) -> str:
     return postgres.dsn(name)
 
 
-@pytest.fixture(scope="session")
-def _pg_admin(postgres: PostgresDaemon) -> Iterator[psycopg.Connection]:
-    """One autocommit connection to the session cluster's `urbansense` database, for making test schemas."""
-    with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
-        yield conn
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Where a store keeps its shared state, once per backend: a SQLite file path (the embedded default),
@@ -81,11 +74,11 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     `core.database.open_engine` or a store. Tests that need a database of their own use `pg_dsn`."""
     if request.param == "sqlite":
         return str(tmp_path / "state.sqlite")
-    admin: psycopg.Connection = request.getfixturevalue("_pg_admin")
     postgres: PostgresDaemon = request.getfixturevalue("postgres")
     name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:55]
-    admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-    admin.execute(f'CREATE SCHEMA "{name}"')
+    with psycopg.connect(postgres.dsn(), autocommit=True) as admin:  # per test: a restart elsewhere cannot break it
+        admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        admin.execute(f'CREATE SCHEMA "{name}"')
     return postgres.dsn() + "?options=" + quote(f"-csearch_path={name}")
 
 

@@ -126,4 +126,4 @@ def test_config_section_names_survive_in_every_help_and_in_error_text(tmp_path) 
     config = tmp_path / "config.toml"
     config.write_text(f'[database]\nmigrate_on_start = false\n[registry]\npath = "{registry}"\n')
     r = runner.invoke(app, ["--config", str(config), "device", "list"], env=WIDE)
-    assert r.exit_code != 0 and "set [database] migrate_on_start = true" in r.output, r.output
+    assert r.exit_code != 0 and "when [database] migrate_on_start = true" in r.output, r.output

@@ -4,6 +4,8 @@ and the service's start against a schema that is behind."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,8 @@ from alerts.runtime import AlertsRuntime
 from alerts.schema import COMPONENT, MIGRATIONS
 from cli.app import app
 from core.database import DatabaseError, describe_url, migrate, open_engine
+from provisioning.schema import COMPONENT as REGISTRY
+from provisioning.schema import MIGRATIONS as REGISTRY_MIGRATIONS
 from service.config import ConfigError, load_config, parse_config
 
 
@@ -92,6 +96,31 @@ def test_the_database_url_is_postgresql_and_stays_secret(tmp_path: Path) -> None
     assert parse_config({}).alerts_database() == Path("var/alerts.sqlite")  # the embedded default
 
 
+def test_cli_commands_never_migrate_a_store_that_is_behind_only_db_migrate_does(tmp_path: Path, database: str) -> None:
+    """qa2 F3: `device list` silently upgraded an older registry (and, on a shared PostgreSQL, the schema under an
+    older urbansense still running elsewhere). CLI commands refuse a store that is behind, naming `urbansense db
+    migrate`, and leave it as it was; a store not made yet is still created (a first `device add`)."""
+    engine = open_engine(database)
+    migrate(engine, REGISTRY, REGISTRY_MIGRATIONS[:1])  # a registry an older urbansense left at version 1
+    engine.dispose()
+    cfg = tmp_path / "config.toml"
+    where = f'[database]\nurl = "{database}"\n' if "://" in database else f'[registry]\npath = "{database}"\n'
+    cfg.write_text(where, encoding="utf-8")
+    for args in (["device", "list"], ["device", "show", "WL-1"], ["audit", "verify"]):
+        result = CliRunner().invoke(app, ["--config", str(cfg), *args])
+        assert result.exit_code == 1, (args, result.output)
+        assert "registry schema is 1 version(s) behind" in result.output and "urbansense db migrate" in result.output
+    rows = {r["component"]: r for r in map(json.loads, db(cfg, "status", "--json", code=1).splitlines())}
+    assert rows["registry"]["version"] == 1  # untouched
+    assert "registry: applied 2" in db(cfg, "migrate")
+    assert CliRunner().invoke(app, ["--config", str(cfg), "device", "list"]).exit_code == 0
+
+    fresh = tmp_path / "new" / "registry.sqlite"  # not made yet: a first `device add` makes it
+    result = CliRunner().invoke(app, ["device", "add", "WL-1", "--key", "24e124713c210001", "--model",
+                                      "milesight-em500-udl", "--mount-height-mm", "2000", "--registry", str(fresh)])
+    assert result.exit_code == 0, result.output
+
+
 def test_a_password_with_a_bare_at_sign_is_refused_with_the_fix_and_never_shown(tmp_path: Path) -> None:
     """QA F1: libpq reads 'postgresql://city:se@cret@db/x' as host 'cret@db' and prints it in its error;
     such a URL is refused before any connection, in the config and on the command line, with the fix."""
@@ -106,3 +135,19 @@ def test_a_password_with_a_bare_at_sign_is_refused_with_the_fix_and_never_shown(
     assert r.exit_code == 2 and "%40" in r.output and "cret-9" not in r.output
     encoded = "postgresql://city:se%40cret-9@127.0.0.1:1/urban"
     assert parse_config({"database": {"url": encoded}}).registry_database() == encoded
+
+
+def test_a_command_without_its_own_handler_says_the_store_is_behind_in_one_line(tmp_path: Path) -> None:
+    """qa2 F3, continued: `simulate` (like `report`, `rules check`) met a registry that is behind with a traceback;
+    the command's entry point turns it into one line naming `urbansense db migrate`, exit 1."""
+    registry = tmp_path / "registry.sqlite"
+    engine = open_engine(str(registry))
+    migrate(engine, REGISTRY, REGISTRY_MIGRATIONS[:1])
+    engine.dispose()
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[registry]\npath = "{registry}"\n', encoding="utf-8")
+    out = subprocess.run([str(Path(sys.executable).parent / "urbansense"), "--config", str(cfg), "simulate",
+                          "--duration", "1"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith("error: the registry schema is 1 version(s) behind") and "urbansense db migrate" \
+        in out.stderr and "Traceback" not in out.stderr, out.stderr

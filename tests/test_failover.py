@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from collectors.lorawan.chirpstack import build_chirpstack_event
 from core.device import Device
 from decoders import get_model
 from provisioning.registry import Registry
-from sim.daemons import Daemon, PostgresDaemon, free_port
+from sim.daemons import Daemon, PostgresDaemon, free_port, start_postgres
 from sim.simulator import Publisher
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -227,8 +228,17 @@ def influx_count(influxd: Daemon, db: str) -> dict[str, int]:
 
 
 def test_the_standby_takes_over_a_killed_leader_in_a_rainstorm_nothing_lost_nothing_twice(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, postgres: PostgresDaemon,
-        pg_dsn: str) -> None:
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+    postgres = start_postgres(tmp_path / "pg")  # our own cluster: restarting the session's would cut other tests off
+    try:
+        _storm_and_failover(tmp_path, mosquitto, influxd, influx_db, postgres, postgres.dsn())
+    finally:
+        postgres.stop()
+        shutil.rmtree(postgres.data_dir.parent, ignore_errors=True)
+
+
+def _storm_and_failover(tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, postgres: PostgresDaemon,
+                        pg_dsn: str) -> None:
     with Registry(pg_dsn if DATABASE else tmp_path / "registry.sqlite") as reg:
         for d in (*WATER, *DRY):
             reg.add(d, by="test")
