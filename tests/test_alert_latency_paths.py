@@ -259,7 +259,11 @@ async def test_readings_reach_the_rules_while_influxdb_is_stalled_and_are_acknow
         try:
             for fcnt in range(1, 6):
                 inbox.put(uplink(fcnt))
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(0.1)
+            for _ in range(100):
+                if len(seen) == 5:
+                    break
+                await asyncio.sleep(0.1)
             assert seen == [1, 2, 3, 4, 5]  # every reading was evaluated although none could be written
             assert acked == []  # and none is acknowledged before it is stored
         finally:
