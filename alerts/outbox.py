@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Any
 
 from loguru import logger
 from sqlalchemy.exc import SQLAlchemyError
@@ -55,9 +58,12 @@ class OutboxWorker:
 
     def __init__(self, store: AlertStore, notifiers: Mapping[str, Notifier], *,
                  config: OutboxConfig | None = None, clock: Callable[[], int] = time.time_ns,
-                 rng: random.Random | None = None, take_over_claims: bool = True) -> None:
+                 rng: random.Random | None = None, take_over_claims: bool = True,
+                 executor: Executor | None = None) -> None:
+        """`executor` runs the store's marks (a commit each) off the event loop; None = asyncio's default."""
         self.store = store
         self.take_over_claims = take_over_claims
+        self.executor = executor
         self.notifiers = notifiers
         self.cfg = config or OutboxConfig()
         self.clock = clock
@@ -97,7 +103,7 @@ class OutboxWorker:
                 self._wake.clear()
                 idle_s = self.cfg.poll_interval_s
                 try:
-                    self._start_due()
+                    await self._start_due()
                     idle_s = self._idle_s()
                 except SQLAlchemyError as exc:
                     self._db_errors += 1
@@ -126,7 +132,7 @@ class OutboxWorker:
         """One pass without `run`: send every row due now (heads only) and wait; returns rows attempted."""
         self._loop = asyncio.get_running_loop()
         self._wake = self._wake or asyncio.Event()
-        started = self._start_due()
+        started = await self._start_due()
         await asyncio.gather(*self._inflight.values(), return_exceptions=True)
         return started
 
@@ -143,12 +149,14 @@ class OutboxWorker:
             return self.cfg.poll_interval_s
         return max(0.0, min(self.cfg.poll_interval_s, (next_ns - self.clock()) / 1e9))
 
-    def _start_due(self) -> int:
+    async def _start_due(self) -> int:
+        """Claim the due rows there is room for (a write: in `executor`) and start sending them."""
         room = self.cfg.max_in_flight - len(self._inflight)
         if room <= 0:
             return 0
-        rows = self.store.claim_due(self.clock(), room, busy=self._inflight.keys(),
-                                    claim_ns=int(self.cfg.claim_s * 1e9))
+        claim = functools.partial(self.store.claim_due, self.clock(), room, busy=list(self._inflight.keys()),
+                                  claim_ns=int(self.cfg.claim_s * 1e9))
+        rows = await asyncio.get_running_loop().run_in_executor(self.executor, claim)
         for d in rows:
             key = d.queue_key
             self._inflight[key] = asyncio.create_task(self._deliver(d, key), name=f"deliver-{d.id}")
@@ -181,8 +189,8 @@ class OutboxWorker:
                 logger.exception("notifier {} raised unexpectedly for outbox row {}", d.receiver, d.id)
                 await self._retry(d, f"{type(exc).__name__}: {exc}", None)
             else:
-                # marked at once, on the loop: a thread hop here would widen the window in which a kill -9
-                # after the receiver's acceptance makes the message go out again (same Idempotency-Key)
+                # marked before this queue's next row is looked at; a kill -9 before the mark is committed
+                # sends the message again, with the same Idempotency-Key (at least once)
                 await self._record_delivered(d, ref)
                 self.stats.delivered += 1
                 self.stats.by_receiver[(d.receiver, "delivered")] += 1
@@ -195,13 +203,17 @@ class OutboxWorker:
             if self.on_change is not None:
                 self.on_change()
 
+    async def _commit(self, mark: Callable[..., None], *args: Any) -> None:
+        """A store mark in `executor`: its fsync does not hold the event loop (other deliveries, the desk)."""
+        await asyncio.get_running_loop().run_in_executor(self.executor, mark, *args)
+
     async def _record_delivered(self, d: Delivery, ref: str | None) -> None:
         """Mark `d` delivered; while the database is unreachable (PostgreSQL restarting) keep trying for
         `claim_s`, the time no other instance may take the row, so the accepted message is not sent again."""
         deadline = time.monotonic() + self.cfg.claim_s
         while True:
             try:
-                self.store.mark_delivered(d, self.clock(), ref)
+                await self._commit(self.store.mark_delivered, d, self.clock(), ref)
                 return
             except SQLAlchemyError as exc:
                 if time.monotonic() > deadline:
@@ -212,14 +224,14 @@ class OutboxWorker:
 
     async def _retry(self, d: Delivery, error: str, retry_after_s: float | None) -> None:
         delay = backoff_s(d.attempts + 1, self.cfg, self.rng.random(), retry_after_s)
-        await asyncio.to_thread(self.store.mark_retry, d, self.clock() + int(delay * 1e9), error)
+        await self._commit(self.store.mark_retry, d, self.clock() + int(delay * 1e9), error)
         self.stats.retried += 1
         self.stats.by_receiver[(d.receiver, "retried")] += 1
         logger.warning("delivery {} to {} failed (attempt {}), retry in {:.1f} s: {}",
                        d.idempotency_key, d.receiver, d.attempts + 1, delay, error)
 
     async def _failed(self, d: Delivery, error: str) -> None:
-        await asyncio.to_thread(self.store.mark_failed, d, self.clock(), error)
+        await self._commit(self.store.mark_failed, d, self.clock(), error)
         self.stats.failed_permanently += 1
         self.stats.by_receiver[(d.receiver, "failed")] += 1
         logger.error("notification {} to {} given up (refused for good): {}", d.idempotency_key, d.receiver, error)

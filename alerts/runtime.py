@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from loguru import logger
@@ -40,8 +41,11 @@ class AlertsRuntime:
         self.clock = clock
         self.store = AlertStore(target, migrate_schema=migrate_schema)
         self.notifiers = build_notifiers(config, base_dir=base_dir)
+        self.committer = ThreadPoolExecutor(1, thread_name_prefix="alerts-commit")
+        """The one thread that commits for the event loop (transitions, delivery marks, repeats): a commit's
+        fsync (synchronous=FULL) then holds only this thread, and commits keep the order they were asked in."""
         self.worker = OutboxWorker(self.store, self.notifiers, config=config.outbox, clock=clock,
-                                   take_over_claims=take_over_claims)
+                                   take_over_claims=take_over_claims, executor=self.committer)
         self.manager = AlertLifecycle(
             self.store, Router(config.routes, config.default_receivers), self.notifiers, devices,
             repeat_interval_s=config.repeat_interval_s, inhibit_rules=config.inhibit_rules,
@@ -68,6 +72,10 @@ class AlertsRuntime:
             self.worker.wake()  # now that the rows are committed (a wake inside the batch would find none)
         return results
 
+    def handle_many_soon(self, transitions: Iterable[AlertTransition]) -> asyncio.Future[list[Outcome | Exception]]:
+        """`handle_many` in the commit thread, after every commit asked for before (call on the event loop)."""
+        return asyncio.get_running_loop().run_in_executor(self.committer, self.handle_many, list(transitions))
+
     async def run(self) -> None:
         """Deliver the outbox and check repeats every `evaluation_interval_s`, until `stop()`."""
         self._ticker = asyncio.create_task(self._tick(), name="alerts-repeat")
@@ -82,17 +90,19 @@ class AlertsRuntime:
         await self.worker.stop()
 
     def close(self) -> None:
+        self.committer.shutdown(wait=True)
         self.store.close()
 
     async def _tick(self) -> None:
         last_purge = 0.0
         while True:
             await asyncio.sleep(self.config.evaluation_interval_s)
+            loop = asyncio.get_running_loop()
             try:
-                self.manager.repeat_due()
+                await loop.run_in_executor(self.committer, self.manager.repeat_due)
                 if time.monotonic() - last_purge > PURGE_EVERY_S:
                     last_purge = time.monotonic()
                     keep_ns = int(self.config.outbox.retention_days * 86400e9)
-                    self.store.purge_delivered(self.clock() - keep_ns)
+                    await loop.run_in_executor(self.committer, self.store.purge_delivered, self.clock() - keep_ns)
             except Exception:
                 logger.exception("alerts: repeat check failed; trying again next interval")

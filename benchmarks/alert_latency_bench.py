@@ -13,8 +13,8 @@ is not the service runs in a process of its own, so that none of them shares the
   per round, `--rate` uplinks/s in total;
 * the flood publisher: floods one fresh gauge at a time to 32 cm (the `water.depth` rule's
   critical level), `--floods-per-s` times a second;
-* this process: the desk's webhook receiver and a logged-in console client reading the
-  server-sent events.
+* the console client: logged in, reading the server-sent events;
+* this process: the desk's webhook receiver.
 
 Times are read from CLOCK_MONOTONIC (`time.clock_gettime_ns`), which Linux keeps system-wide, so
 a flood publisher's "just before publish" and this process's "received" are on one clock and
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import multiprocessing as mp
 import os
 import resource
@@ -49,6 +50,7 @@ from loguru import logger
 from collectors.lorawan.chirpstack import build_chirpstack_event
 from core.device import Device
 from provisioning.registry import Registry
+from service import app
 from service.app import Service
 from service.config import parse_config
 from service.desk.auth import hash_password
@@ -142,6 +144,7 @@ def flood_process(port: int, flood_gauges: list[Device], floods_per_s: float, se
 
 
 STAGES: dict[str, dict[str, int]] = {"received": {}, "rule": {}, "stored": {}, "sending": {}}
+GC_PAUSES_MS: dict[int, list[float]] = {}
 
 
 def trace_stages() -> None:
@@ -150,8 +153,9 @@ def trace_stages() -> None:
     from service.alerting import RulesAndAlerts
     from service.pipeline import Pipeline
 
-    to_readings, send = Pipeline.to_readings, WebhookNotifier.send
-    collect, flush = RulesAndAlerts._collect, RulesAndAlerts.flush
+    to_readings, send, collect = Pipeline.to_readings, WebhookNotifier.send, RulesAndAlerts._collect
+    threaded = hasattr(RulesAndAlerts, "_store")  # (before the commit thread: `flush` on the loop)
+    store: Any = RulesAndAlerts._store if threaded else RulesAndAlerts.flush
 
     def to_readings_(self, msg):  # type: ignore[no-untyped-def]
         rs = to_readings(self, msg)
@@ -166,27 +170,46 @@ def trace_stages() -> None:
             STAGES["rule"].setdefault(t.device_id, now_ns())
         return collect(self, transitions)
 
-    def flush_(self):  # type: ignore[no-untyped-def]
-        devices = [t.device_id for t in self._pending]
-        flush(self)
-        for d in devices:
-            STAGES["stored"].setdefault(d, now_ns())
+    def store_(self, pending=None):  # type: ignore[no-untyped-def]
+        if pending is None:
+            pending = list(self._pending)
+            store(self)
+        else:
+            store(self, pending)
+        for t in pending:
+            STAGES["stored"].setdefault(t.device_id, now_ns())
 
     async def send_(self, delivery):  # type: ignore[no-untyped-def]
         STAGES["sending"].setdefault(delivery.body.get("device_id", ""), now_ns())
         return await send(self, delivery)
 
-    Pipeline.to_readings, RulesAndAlerts._collect, RulesAndAlerts.flush = to_readings_, collect_, flush_  # type: ignore[method-assign]
+    Pipeline.to_readings, RulesAndAlerts._collect = to_readings_, collect_  # type: ignore[method-assign]
+    setattr(RulesAndAlerts, "_store" if threaded else "flush", store_)
     WebhookNotifier.send = send_  # type: ignore[method-assign]
 
+    started: dict[int, int] = {}
 
-def service_process(raw_cfg: dict, base_dir: str, stages: bool, chunk_size: int, stop: Any, out: Any) -> None:
-    """Run the real `Service` until `stop` is set; report its desk URL, then its counts, CPU and stages."""
+    def gc_pause(phase: str, info: dict) -> None:
+        gen = info["generation"]
+        if phase == "start":
+            started[gen] = now_ns()
+        elif gen in started:
+            GC_PAUSES_MS.setdefault(gen, []).append((now_ns() - started.pop(gen)) / 1e6)
+    gc.callbacks.append(gc_pause)
+
+
+def service_process(raw_cfg: dict, base_dir: str, knobs: dict[str, Any], stop: Any, out: Any) -> None:
+    """Run the real `Service` until `stop` is set; report its desk URL, then its counts, CPU and stages.
+    `knobs` are the experiments of the command line (chunk size, switch interval, gc.freeze)."""
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if stages:
+    if knobs["stages"]:
         trace_stages()
+    if hasattr(app, "tune_process"):  # as `urbansense run` does
+        app.tune_process()
+    if knobs["switch_interval_ms"]:
+        sys.setswitchinterval(knobs["switch_interval_ms"] / 1000)
     cfg = parse_config(raw_cfg, base_dir=Path(base_dir), environ={})
 
     async def go() -> None:
@@ -195,14 +218,20 @@ def service_process(raw_cfg: dict, base_dir: str, stages: bool, chunk_size: int,
         task = asyncio.create_task(svc.run())
         await svc.started.wait()
         assert svc.desk is not None and svc.pipeline is not None
-        if chunk_size:
-            svc.pipeline.chunk_size = chunk_size
+        if knobs["chunk_size"]:
+            svc.pipeline.chunk_size = knobs["chunk_size"]
+        if knobs["gc_freeze"] == "on" or (knobs["gc_freeze"] == "as-is" and hasattr(app, "freeze_startup_heap")):
+            gc.collect()  # as `urbansense run` does after start-up
+            gc.freeze()
         out.put(("started", svc.desk.url))
         threading.Thread(target=lambda: (stop.wait(), loop.call_soon_threadsafe(svc.stop)), daemon=True).start()
         cpu0, received0, t0 = cpu_s(), svc.pipeline.stats.received, now_ns()
         await task
+        assert svc.alerting is not None
         out.put(("service", {"received": svc.pipeline.stats.received - received0, "cpu_s": cpu_s() - cpu0,
-                             "elapsed_s": (now_ns() - t0) / 1e9, "stages": STAGES}))
+                             "elapsed_s": (now_ns() - t0) / 1e9, "stages": STAGES, "gc": GC_PAUSES_MS,
+                             "transitions": svc.alerting.transitions,
+                             "delivered": svc.alerting.alerts.worker.stats.delivered}))
     asyncio.run(go())
 
 
@@ -236,35 +265,28 @@ class Desk:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-class Console:
-    """A logged-in console client reading the server-sent events: when each flooded gauge first shows."""
-
-    def __init__(self, url: str) -> None:
-        self.seen: dict[str, int] = {}
-        self.events = 0
-        self.stop = threading.Event()
-        self.client = httpx.Client(base_url=url, timeout=None)
-        r = self.client.post("/login", data={"user": "bench", "password": PASSWORD}, follow_redirects=False)
-        assert r.status_code == 303, r.text
-        self.connected = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-        assert self.connected.wait(10)
-
-    def _read(self) -> None:
-        try:
-            with self.client.stream("GET", "/events") as r:
-                self.connected.set()
-                for line in r.iter_lines():
-                    if self.stop.is_set():
-                        return
-                    if line.startswith("data: "):
-                        t = now_ns()
-                        self.events += 1
-                        for a in orjson.loads(line[6:])["alerts"]:
-                            if a["rule_id"] == "water.depth" and a["severity"] == "critical":
-                                self.seen.setdefault(a["device_id"], t)
-        except httpx.HTTPError:
-            pass  # the service stopped
+def console_process(url: str, out: Any) -> None:
+    """A logged-in console client reading the server-sent events until the service ends them: when each
+    flooded gauge first shows. A process of its own: parsing a storm's snapshots must not hold the GIL of
+    the desk's webhook receiver."""
+    seen: dict[str, int] = {}
+    events = 0
+    client = httpx.Client(base_url=url, timeout=None)
+    r = client.post("/login", data={"user": "bench", "password": PASSWORD}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    try:
+        with client.stream("GET", "/events") as r:
+            out.put(("ready", "console"))
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    t = now_ns()
+                    events += 1
+                    for a in orjson.loads(line[6:])["alerts"]:
+                        if a["rule_id"] == "water.depth" and a["severity"] == "critical":
+                            seen.setdefault(a["device_id"], t)
+    except httpx.HTTPError:
+        pass  # the service stopped
+    out.put(("console", {"seen": seen, "events": events}))
 
 
 def pct(values: list[float], p: float) -> float:
@@ -305,12 +327,18 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
                 reg.add(d, by="bench")
         out = ctx.Queue()
         service = ctx.Process(target=service_process, name="service",
-                              args=(raw, str(tmp), args.stages, args.chunk_size, stop_service, out))
+                              args=(raw, str(tmp), {"stages": args.stages, "chunk_size": args.chunk_size,
+                                                    "switch_interval_ms": args.switch_interval_ms,
+                                                    "gc_freeze": args.gc_freeze}, stop_service, out))
         service.start()
         procs.append(service)
         kind, url = out.get(timeout=120)
         assert kind == "started", kind
-        console = Console(url)
+        console = ctx.Process(target=console_process, args=(url, out), name="console", daemon=True)
+        console.start()
+        procs.append(console)
+        kind, _name = out.get(timeout=60)
+        assert kind == "ready", kind
 
         n = args.publishers
         go, start = ctx.Event(), ctx.Value("q", 0)
@@ -342,12 +370,12 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
             if "floods" in results and not stop_background.is_set():
                 time.sleep(3.0)  # the last floods' notifications
                 stop_background.set()
-        console.stop.set()
-        stop_service.set()
-        kind, svc_stats = out.get(timeout=120)
-        assert kind == "service", kind
         load = os.getloadavg()
-        report(args, results, svc_stats, desk, console, load)
+        stop_service.set()
+        while "service" not in results or "console" not in results:
+            kind, value = out.get(timeout=120)
+            results[kind] = value
+        report(args, results, desk, load)
     finally:
         stop_background.set()
         stop_service.set()
@@ -359,15 +387,19 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         mosq.stop()
 
 
-def report(args: argparse.Namespace, results: dict[str, Any], svc: dict[str, Any], desk: Desk, console: Console,
-           load: tuple[float, float, float]) -> None:
+def report(args: argparse.Namespace, results: dict[str, Any], desk: Desk, load: tuple[float, float, float]) -> None:
     published: dict[str, int] = results["floods"]
+    svc, console = results["service"], results["console"]
     bg = results["background"]
     sent = sum(b["sent"] for b in bg)
     elapsed = max(b["elapsed_s"] for b in bg)
     pub_cpu = sum(b["cpu_s"] for b in bg)
     hook = [(desk.received[d] - t) / 1e6 for d, t in published.items() if d in desk.received]
-    seen = [(console.seen[d] - t) / 1e6 for d, t in published.items() if d in console.seen]
+    seen = [(console["seen"][d] - t) / 1e6 for d, t in published.items() if d in console["seen"]]
+    knobs = {k: v for k in ("chunk_size", "switch_interval_ms", "gc_freeze")
+             if (v := getattr(args, k)) not in (0, "as-is")}
+    print(f"rate {args.rate:g}/s, {args.devices} background devices, {args.floods_per_s:g} floods/s"
+          + (f"; {knobs}" if knobs else ""))
     print(f"machine: {os.cpu_count()} CPUs (shared), load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
           f"(1 / 5 / 15 min)")
     print(f"background: {sent} uplinks published in {elapsed:.1f} s = {sent / elapsed:.0f}/s "
@@ -375,7 +407,11 @@ def report(args: argparse.Namespace, results: dict[str, Any], svc: dict[str, Any
           f"({svc['received'] / svc['elapsed_s']:.0f}/s over its {svc['elapsed_s']:.1f} s, "
           f"{svc['cpu_s'] / svc['elapsed_s']:.0%} of a core)")
     print(f"floods: {len(published)} gauges; webhook got {len(hook)}, console showed {len(seen)}; "
-          f"{console.events} console events")
+          f"{console['events']} console events; {svc['transitions']} alert transitions in all, "
+          f"{svc['delivered']} notifications delivered")
+    for gen, pauses in sorted(svc["gc"].items()):
+        print(f"GC generation {gen}: {len(pauses)} collections, max {max(pauses):.1f} ms, "
+              f"total {sum(pauses):.0f} ms")
     stages = svc["stages"]
     rows = [(f"publish → {k}", [(stages[k][d] - t) / 1e6 for d, t in published.items() if d in stages[k]])
             for k in stages] if args.stages else []
@@ -395,6 +431,10 @@ def main() -> None:
     p.add_argument("--floods-per-s", type=float, default=10.0, help="floods per second")
     p.add_argument("--settle", type=float, default=2.0, help="seconds of background load before the first flood")
     p.add_argument("--chunk-size", type=int, default=0, help="the pipeline's chunk size (0 = the service's own)")
+    p.add_argument("--switch-interval-ms", type=float, default=0.0,
+                   help="the service's sys.setswitchinterval, ms (0 = as `urbansense run` sets it)")
+    p.add_argument("--gc-freeze", choices=("on", "off", "as-is"), default="as-is",
+                   help="gc.freeze() the service's start-up heap or not (as-is: as `urbansense run` does)")
     p.add_argument("--stages", action="store_true", help="also time the stages in between (wraps service methods)")
     args = p.parse_args()
     logger.remove()

@@ -1,8 +1,9 @@
 """Rules and alerts inside the service: readings → rules engine → transitions → alert manager + `alerts` points.
 
 The engine runs on the pipeline's thread of control (O(1) per reading, no I/O); alert
-state changes hit SQLite only on transitions, one commit per chunk; transition points are
-written in the same batch as the reading that caused them.
+state changes hit SQLite only on transitions, one commit per chunk, made in the alerts'
+commit thread (`AlertsRuntime.committer`) so that its fsync does not hold the event loop;
+transition points are written in the same batch as the reading that caused them.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class RulesAndAlerts:
         self.transitions = 0
         self.recent: deque[AlertTransition] = deque(maxlen=50)
         self._pending: list[AlertTransition] = []
-        self.on_change: list[Callable[[], None]] = []  # after transitions are stored (the desk console)
+        self.on_change: list[Callable[[list[AlertTransition]], None]] = []
+        """Called with the transitions of each commit, after it (in the commit thread): the desk console."""
         self._on_state = on_state
         self._state_seen_at = -math.inf
         self._warm_lines = b""
@@ -126,14 +128,25 @@ class RulesAndAlerts:
         return encode_points(points)
 
     def flush(self, *, strict: bool = False) -> None:
-        """Hand the queued transitions to the alert store in one commit (one fsync, not one each).
+        """Hand the queued transitions to the alert store in one commit (one fsync, not one each), on this
+        thread: warm-up, close, and the cluster leader's bus callback.
 
         A failed commit is logged and must not stop ingest; with `strict` (the cluster leader, whose
         readings wait at the broker until this returns) the transitions stay queued and it raises.
         """
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._store(pending, strict=strict)
+
+    def commit(self) -> asyncio.Future[None] | None:
+        """The queued transitions to the alert store in the commit thread (one commit, after every commit
+        asked for before); the event loop runs on meanwhile. None when nothing is queued."""
         if not self._pending:
-            return
+            return None
         pending, self._pending = self._pending, []
+        return asyncio.get_running_loop().run_in_executor(self.alerts.committer, self._store, pending)
+
+    def _store(self, pending: list[AlertTransition], *, strict: bool = False) -> None:
         try:
             results = self.alerts.handle_many(pending)
         except Exception:
@@ -147,7 +160,7 @@ class RulesAndAlerts:
                 logger.opt(exception=result).error("alerts: could not handle {} {} → {}",
                                                    t.rule_id, t.device_id, t.to_state)
         for callback in self.on_change:
-            callback()
+            callback(pending)
 
     def _handle(self, transitions: Iterable[AlertTransition]) -> bytes:
         lines = self._collect(transitions)
@@ -172,9 +185,10 @@ class RulesAndAlerts:
         self._state_seen_at = now
         self._on_state(self.engine.state_stats(), self.engine.due_entries)
 
-    def on_chunk_end(self) -> None:
-        """Pipeline hook after a chunk's readings: store their transitions in one transaction."""
-        self.flush()
+    def on_chunk_end(self) -> asyncio.Future[None] | None:
+        """Pipeline hook after a chunk's readings: their transitions in one commit, in the commit thread. The
+        pipeline awaits it before the chunk's acks can run, so an acknowledged reading's transition is stored."""
+        return self.commit()
 
     async def run(self, writer: BatchWriter, stop: asyncio.Event,
                   catching_up: Callable[[], bool] = lambda: False) -> None:
@@ -195,7 +209,10 @@ class RulesAndAlerts:
                 self.engine.set_devices(self.view.by_id.values())
             if catching_up():
                 continue
-            lines = self._handle(self.engine.tick(time.time_ns()))
+            lines = self._collect(self.engine.tick(time.time_ns()))
+            stored = self.commit()  # in order with the pipeline's: both are asked for on this loop
+            if stored is not None:
+                await stored
             if lines:
                 await writer.add(lines)
             self.report_state()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
@@ -51,6 +53,12 @@ from storage.writer import BatchWriter
 
 if TYPE_CHECKING:
     from service.desk.server import DeskServer
+
+SWITCH_INTERVAL_S = 0.001
+"""How long a thread of `urbansense run` may hold the GIL while another waits for it (Python's default: 5 ms).
+The alert path crosses threads (paho's network thread → the event loop → the alerts' commit thread, whose
+fsync releases the GIL); with the default, each crossing could wait 5 ms behind the pipeline's decoding
+(BENCHMARKS.md, "Flood alert latency under load")."""
 
 FAILURE_LINGER_S = 1.0
 """After a task's failure, `/readyz` (503) and `/metrics` stay up this long before the process exits,
@@ -449,7 +457,8 @@ def make_pipeline(cfg: Config, *, view: RegistryView, writer: BatchWriter, deadl
     `URBANSENSE_FAULT_INJECT` (tests only, `service.faults`) is read here, once."""
     pc = cfg.pipeline
     return Pipeline(view=view, writer=writer, deadletters=deadletters, metrics=metrics, parsers=envelope_parsers(),
-                    log_every_s=pc.log_every_s, time_policy=pc.time_policy(),
+                    chunk_size=pc.chunk_size, log_every_s=pc.log_every_s, time_policy=pc.time_policy(),
+                    unwritten_max=pc.queue_size,
                     dedup=Deduplicator(pc.duplicate_window_s),
                     judge=Judge(cfg.quality.overrides("kinds"), cfg.quality.overrides("models"))
                     if cfg.quality.enabled else None,
@@ -498,12 +507,34 @@ def _collector_check(c: Collector) -> ReadyCheck:
     return check
 
 
+def tune_process() -> None:
+    """Process-wide settings of `urbansense run` (a `Service` inside another program leaves them alone)."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+
+def freeze_startup_heap() -> None:
+    """Move what start-up built (rules, registry, decoders, config) out of the garbage collector's walks, so
+    that a full collection, which holds every thread, covers only what was made since."""
+    gc.collect()
+    gc.freeze()
+
+
 async def run_service(cfg: Config, *, ingest_id: str = "", retiring: bool = False) -> int:
     """Run until SIGINT or SIGTERM (exit code 0) or a task's failure (1); stop consuming, flush, acknowledge.
     `retiring`: until this ingest id's sessions are drained, then end them and exit 0."""
+    tune_process()
     svc = Service(cfg, ingest_id=ingest_id, retiring=retiring)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, svc.stop)
-    await svc.run()
+
+    async def when_started() -> None:
+        await svc.started.wait()
+        freeze_startup_heap()
+
+    frozen = asyncio.create_task(when_started(), name="freeze-startup-heap")
+    try:
+        await svc.run()
+    finally:
+        frozen.cancel()
     return svc.exit_code

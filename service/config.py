@@ -90,6 +90,9 @@ class RegistryConfig(_Section):
 class PipelineConfig(_Section):
     queue_size: int = Field(20_000, ge=1, description=("uplinks buffered in memory before the collectors stop "
                                                        "reading (backpressure)"))
+    chunk_size: int = Field(200, ge=1, le=10_000, description=(
+        "uplinks the pipeline takes at once; under a backlog each chunk is one turn of the event loop, "
+        "which alert delivery and the desk console share"))
     dead_letter_path: str = Field("var/deadletter.sqlite", description=("refused messages (bad envelope, unknown "
                                                                         "device, bad payload); unused when "
                                                                         "[database] url is set"))

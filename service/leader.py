@@ -58,8 +58,9 @@ class LeaderPart:
             self.desk = DeskServer(cfg.desk, alerting.alerts, lambda: self.view.by_id, timezone=cfg.alerts.timezone,
                                    tls=tls)
             await self.desk.start()
-            alerting.on_change.append(self.desk.changed)
-            alerting.alerts.worker.on_change = self.desk.changed
+            alerting.on_change.append(self.desk.transitions_stored)
+            desk = self.desk
+            alerting.alerts.worker.on_change = lambda: desk.changed(urgent=False)  # a delivery's outcome
         keep = None
         if self.progress is not None:
             marks = await asyncio.to_thread(self.progress.load)

@@ -85,7 +85,9 @@ class Pipeline:
                  metrics: Metrics, parsers: Mapping[str, Parser], chunk_size: int = 1000,
                  log_every_s: float = 60.0, time_policy: TimePolicy = DEFAULT_POLICY,
                  dedup: Deduplicator | None = None, judge: Judge | None = None,
-                 fault: FaultHook | None = None) -> None:
+                 fault: FaultHook | None = None, unwritten_max: int = 20_000) -> None:
+        """`unwritten_max`: messages whose readings may wait for the writer (InfluxDB) while the pipeline
+        goes on decoding, evaluating rules and committing alerts; beyond it the pipeline waits too."""
         self.view = view
         self.writer = writer
         self.deadletters = deadletters
@@ -101,6 +103,11 @@ class Pipeline:
         """Test-only fault injection (`service.faults`); None in production."""
         self.on_reading: list[Callable[[Reading], bytes]] = []
         self.on_chunk_end: list[Callable[[], Awaitable[None] | None]] = []
+        self.unwritten_max = unwritten_max
+        self._unwritten = 0
+        self._room = asyncio.Event()
+        self._to_writer: asyncio.Queue[tuple[bytes, Callable[[], None], int] | None] | None = None
+        self._feeder: asyncio.Task[None] | None = None
         self.publish: Callable[[list[Reading], Callable[[], None]], None] | None = None
         """A cluster's ingest process: `publish(readings, release)` sends a written chunk's readings to the
         leader (`service.bus.ReadingsPublisher`) and calls `release` (the uplinks' acks) once the broker has
@@ -296,12 +303,60 @@ class Pipeline:
                 self.metrics.readings_written.labels(kind).inc(n)
             self.stats.readings += len(readings)
 
-        await self.writer.add(body, done)
+        await self._write(body, done, received)
+
+    async def _write(self, body: bytes, done: Callable[[], None], messages: int) -> None:
+        """Hand a chunk's lines to the writer through the feed of `run`, in order, without waiting for the
+        writer's room (InfluxDB's pace) unless `unwritten_max` messages already wait for it."""
+        queue = self._to_writer
+        if queue is None:  # not under `run` (a single `handle`, `urbansense trace`): straight to the writer
+            await self.writer.add(body, done)
+            return
+        while self._unwritten and self._unwritten + messages > self.unwritten_max:
+            self._check_feed()
+            self._room.clear()
+            await self._room.wait()
+        self._unwritten += messages
+        queue.put_nowait((body, done, messages))
+
+    def _check_feed(self) -> None:
+        feeder = self._feeder
+        if feeder is not None and feeder.done():
+            if not feeder.cancelled() and feeder.exception() is not None:
+                raise RuntimeError("the pipeline's feed to the writer failed") from feeder.exception()
+            raise RuntimeError("the pipeline's feed to the writer ended")
+
+    async def _feed(self, queue: asyncio.Queue[tuple[bytes, Callable[[], None], int] | None]) -> None:
+        """The writer's side of `run`: chunks to `BatchWriter.add` in order, at the writer's pace."""
+        while (item := await queue.get()) is not None:
+            body, done, messages = item
+            try:
+                await self.writer.add(body, done)
+            finally:
+                self._unwritten -= messages
+                self._room.set()
 
     async def run(self, inbox: Inbox[Incoming], stop: asyncio.Event) -> None:
-        """Consume until `stop` is set and the inbox is empty."""
-        while not (stop.is_set() and len(inbox) == 0):
-            chunk = await inbox.get_chunk(self.chunk_size, timeout=0.1)
-            self.metrics.queue_depth.set(len(inbox))
-            if chunk:
-                await self.handle(chunk)
+        """Consume until `stop` is set and the inbox is empty, then hand the writer what is left.
+
+        A chunk's readings reach the rules and its transitions the alert store whatever InfluxDB's pace:
+        a flood reading behind a full writer does not wait for the background's batches to be written.
+        """
+        queue: asyncio.Queue[tuple[bytes, Callable[[], None], int] | None] = asyncio.Queue()
+        self._to_writer = queue
+        self._feeder = asyncio.create_task(self._feed(queue), name="pipeline-writer-feed")
+        try:
+            while not (stop.is_set() and len(inbox) == 0):
+                chunk = await inbox.get_chunk(self.chunk_size, timeout=0.1)
+                self.metrics.queue_depth.set(len(inbox))
+                self._check_feed()
+                if chunk:
+                    await self.handle(chunk)
+                    # `handle` need not suspend while a backlog lasts (the inbox has items): yield, so that
+                    # the writer's batches, alert delivery and the desk console run between chunks rather
+                    # than after the whole backlog
+                    await asyncio.sleep(0)
+        finally:
+            self._to_writer = None
+            queue.put_nowait(None)
+        await self._feeder  # what waits for the writer is handed to it before the service closes the writer

@@ -15,9 +15,9 @@ import contextlib
 import html
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -26,13 +26,20 @@ from loguru import logger
 from alerts.errors import AlertsError
 from alerts.runtime import AlertsRuntime
 from core.device import Device
+from core.transition import AlertTransition, Severity
 from service.config import DeskConfig
 from service.desk.auth import Session, Sessions, Users
-from service.desk.state import DeskState
+from service.desk.state import FLOOD_KIND, DeskState
+
+T = TypeVar("T")
 
 STATIC = Path(__file__).with_name("static")
 COOKIE = "desk_session"
 HEARTBEAT_S = 15.0
+ROUTINE_EVERY_S = 0.25
+"""Routine changes (a warning on a bin, a delivery's outcome) reach the page at most this often: each push
+is a snapshot of every active alert, and a night of noise alerts makes one cost milliseconds of the event
+loop that carries the flood alerts. A flood gauge's or any critical alert's change is pushed at once."""
 MAX_COMMENT = 500
 
 
@@ -52,6 +59,8 @@ class DeskServer:
         self._clients: set[asyncio.Queue[bytes | None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
+        self._routine: asyncio.TimerHandle | None = None
+        self._pushed_at = -ROUTINE_EVERY_S
         self._runner: web.AppRunner | None = None
         self.events_sent = 0
         self._state = DeskState(alerts.store, devices, tz=timezone, recent=cfg.recent_notifications)
@@ -95,9 +104,10 @@ class DeskServer:
 
     # live updates
 
-    def changed(self) -> None:
-        """Something the page shows changed: push one fresh snapshot to every open page, soon (changes
-        within one turn of the event loop are sent as one). Safe from any thread."""
+    def changed(self, urgent: bool = True) -> None:
+        """Something the page shows changed: push one fresh snapshot to every open page, at the next turn
+        of the event loop when `urgent`, else within `ROUTINE_EVERY_S` (changes in between are sent as
+        one). Safe from any thread."""
         loop = self._loop
         if loop is None or loop.is_closed() or not self._clients:
             return
@@ -106,19 +116,35 @@ class DeskServer:
         except RuntimeError:
             same = False
         if same:
-            self._schedule()
+            self._schedule(urgent)
         else:
-            loop.call_soon_threadsafe(self._schedule)
+            loop.call_soon_threadsafe(self._schedule, urgent)
 
-    def _schedule(self) -> None:
-        if not self._scheduled:
+    def transitions_stored(self, transitions: Iterable[AlertTransition]) -> None:
+        """Alert transitions were committed: urgent when one is critical or on a flood gauge."""
+        devices = self.devices()
+        self.changed(any(t.severity == Severity.CRITICAL or getattr(devices.get(t.device_id), "kind", "") == FLOOD_KIND
+                         for t in transitions))
+
+    def _schedule(self, urgent: bool) -> None:
+        if self._scheduled:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._pushed_at + ROUTINE_EVERY_S - loop.time()
+        if urgent or wait <= 0:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._broadcast)
+            loop.call_soon(self._broadcast)
+        elif self._routine is None:
+            self._routine = loop.call_later(wait, self._broadcast)
 
     def _broadcast(self) -> None:
         self._scheduled = False
+        if self._routine is not None:
+            self._routine.cancel()
+            self._routine = None
         if not self._clients:
             return
+        self._pushed_at = asyncio.get_running_loop().time()
         try:
             data = self._event_bytes("state", self._state.snapshot_json())
         except Exception:  # a failed read must not end the stream; the next change tries again
@@ -153,8 +179,12 @@ class DeskServer:
             raise web.HTTPForbidden(text="cross-origin request refused", content_type="text/plain")
         return session
 
-    def _audit(self, user: str, action: str, target: str = "", detail: str = "") -> None:
-        self.alerts.store.add_audit(time.time_ns(), user, action, target, detail)
+    async def _commit(self, fn: Callable[..., T], *args: Any) -> T:
+        """A write to the alert store in its commit thread: the fsync does not hold the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.alerts.committer, fn, *args)
+
+    async def _audit(self, user: str, action: str, target: str = "", detail: str = "") -> None:
+        await self._commit(self.alerts.store.add_audit, time.time_ns(), user, action, target, detail)
 
     # handlers
 
@@ -167,11 +197,11 @@ class DeskServer:
         password = str(form.get("password", ""))[:1000]
         ok = bool(user) and await asyncio.to_thread(self.users.verify, user, password)
         if not ok:
-            self._audit(user or "?", "login_failed", detail=f"from {request.remote}")
+            await self._audit(user or "?", "login_failed", detail=f"from {request.remote}")
             logger.warning("desk console: failed login for {!r} from {}", user, request.remote)
             return _login_html("用户名或密码错误 (wrong user name or password)", status=401)
         token, _ = self.sessions.create(user)
-        self._audit(user, "login", detail=f"from {request.remote}")
+        await self._audit(user, "login", detail=f"from {request.remote}")
         logger.info("desk console: {} logged in", user)
         response = web.HTTPSeeOther("/")
         response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/", secure=self.tls is not None,
@@ -181,7 +211,7 @@ class DeskServer:
     async def logout(self, request: web.Request) -> web.Response:
         session = self._require_action(request)
         self.sessions.end(request.cookies.get(COOKIE))
-        self._audit(session.user, "logout")
+        await self._audit(session.user, "logout")
         response = web.HTTPSeeOther("/login")
         response.del_cookie(COOKIE, path="/")
         raise response
@@ -244,10 +274,10 @@ class DeskServer:
         data = await self._action_body(request)
         ref = request.match_info["ref"]
         try:
-            a = self.alerts.manager.ack(ref, session.user, data["comment"])
+            a = await self._commit(self.alerts.manager.ack, ref, session.user, data["comment"])
         except AlertsError as exc:
             raise web.HTTPConflict(text=str(exc), content_type="text/plain") from None
-        self._audit(session.user, "ack", f"{a.rule_id} {a.device_id} ({a.fingerprint})", data["comment"])
+        await self._audit(session.user, "ack", f"{a.rule_id} {a.device_id} ({a.fingerprint})", data["comment"])
         self.changed()
         return web.json_response({"fingerprint": a.fingerprint, "acked_by": a.acked_by})
 
@@ -264,11 +294,12 @@ class DeskServer:
             raise web.HTTPBadRequest(text="minutes must be between 1 and 10080", content_type="text/plain")
         ref = request.match_info["ref"]
         try:
-            sid = self.alerts.manager.silence_alert(ref, session.user, data["comment"], minutes * 60)
+            sid = await self._commit(self.alerts.manager.silence_alert, ref, session.user, data["comment"],
+                                     minutes * 60)
             a = self.alerts.store.find(ref)
         except AlertsError as exc:
             raise web.HTTPConflict(text=str(exc), content_type="text/plain") from None
-        self._audit(session.user, "silence", f"{a.rule_id} {a.device_id} ({a.fingerprint})",
+        await self._audit(session.user, "silence", f"{a.rule_id} {a.device_id} ({a.fingerprint})",
                     f"{minutes:g} min: {data['comment']}")
         self.changed()
         return web.json_response({"fingerprint": a.fingerprint, "silence_id": sid})
