@@ -20,9 +20,10 @@ from cli.state import State, state
 from provisioning.view import RegistryView
 from rules.loader import load_rules
 from service.alerting import case_code_warnings
-from service.app import run_service
+from service.app import file_lock_cluster, run_service
 from service.cluster import Role
 from service.config import CONFIG_ENV, DEFAULT_PATH, ConfigError, load_config
+from service.httpserver import ListenError
 from service.logs import setup_logging
 from service.workers import WorkersRefused, run_with_workers, workers_config
 
@@ -64,6 +65,7 @@ def _main(ctx: typer.Context,
           version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                 help="print the version and exit")] = False,
           ) -> None:
+    setup_logging("WARNING")  # a command's output is its own lines; `run`, `demo` and `trace` set their own level
     ctx.obj = State(config)
     ctx.obj.load_city_models()
 
@@ -78,6 +80,9 @@ def run(ctx: typer.Context,
         ingest_id: Annotated[str, typer.Option(
             "--ingest-id", help="this ingest process's name in the cluster (default: the host name); its MQTT "
                                 "session and readings topic end with it, so keep it stable")] = "",
+        retire: Annotated[bool, typer.Option(
+            "--retire", help="leave the cluster for good: drain this ingest id's broker sessions (taking nothing "
+                             "new), end them, exit 0; for scaling ingest down")] = False,
         metrics_port: Annotated[int | None, typer.Option(
             "--metrics-port", min=0, max=65535, help="override \\[metrics] port (0 = any free port)")] = None,
         ) -> None:
@@ -86,7 +91,10 @@ def run(ctx: typer.Context,
     If one of its tasks dies, it logs why, answers 503 on /readyz, flushes and exits 1, for
     systemd (Restart=on-failure) or the container runtime to restart it. In a cluster
     (\\[cluster] enabled, or --role) one instance leads the rules and alerts; the others stand by
-    and take over within \\[cluster] takeover_s (docs/deploy.md).
+    and take over within \\[cluster] takeover_s (docs/deploy.md). A cluster needs \\[database] url
+    on PostgreSQL (its advisory lock is the one leader lock all machines see); on SQLite files
+    run refuses \\[cluster] enabled or --role leader/both, and only --workers N (one machine,
+    a file lock) runs a cluster.
 
     With --workers N this process leads (rules, alerts, outbox) and N child processes ingest
     through MQTT 5 shared subscriptions, each restarted if it dies; SIGTERM stops them all.
@@ -104,6 +112,9 @@ def run(ctx: typer.Context,
         cfg = cfg.model_copy(update={"metrics": cfg.metrics.model_copy(update={"port": metrics_port})})
     if role is not None:
         cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"enabled": True, "role": role})})
+    if not workers and cfg.cluster.campaigns and (problem := file_lock_cluster(cfg)):
+        typer.echo(f"error: refused: {problem}", err=True)
+        raise typer.Exit(2)
     if workers:
         if role not in (None, "leader"):
             raise typer.BadParameter(f"--workers makes this process the leader; it cannot also be --role {role}")
@@ -113,10 +124,16 @@ def run(ctx: typer.Context,
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
         path = state(ctx).config_path
-        code = asyncio.run(run_with_workers(cfg, workers, config_path=str(path) if path else None,
-                                            ingest_base=ingest_id))
+        service = run_with_workers(cfg, workers, config_path=str(path) if path else None, ingest_base=ingest_id)
     else:
-        code = asyncio.run(run_service(cfg, ingest_id=ingest_id))
+        if retire and not (cfg.cluster.enabled and cfg.cluster.role == "ingest" and ingest_id):
+            raise typer.BadParameter("--retire needs --role ingest and the --ingest-id of the worker to retire")
+        service = run_service(cfg, ingest_id=ingest_id, retiring=retire)
+    try:
+        code = asyncio.run(service)
+    except ListenError as exc:  # one line naming the address and the setting, not a traceback
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     if code:
         raise typer.Exit(code)
 
@@ -134,6 +151,8 @@ def check_config(ctx: typer.Context) -> None:
         typer.echo(f"[{name}] {section}")
     rules = load_rules([cfg.path(f) for f in cfg.rules.files], include_presets=cfg.rules.presets,
                        tz=cfg.rules.timezone)
+    if problem := file_lock_cluster(cfg):
+        typer.echo(f"warning: {problem}", err=True)
     for warning in case_code_warnings(cfg, rules):
         typer.echo(f"warning: {warning}", err=True)
 

@@ -20,7 +20,7 @@ def verify(ctx: typer.Context, registry: RegistryOpt = None, as_json: JsonOpt = 
 
     Reports audit rows deleted or changed after they were written, and device rows changed
     outside urbansense (e.g. with `sqlite3` or `psql`), which the service refuses to apply.
-    Checks the config's registry ([database] url when set, else registry.path) unless --registry names one.
+    Checks the config's registry (\\[database] url when set, else registry.path) unless --registry names one.
 
     Example: [bold]urbansense audit verify --registry var/registry.sqlite[/bold]
     """

@@ -13,8 +13,8 @@ from core.database import DatabaseError, Migration
 from service.databases import migrate_all, status
 
 db_app = typer.Typer(
-    help="The shared state's database ([database] url: PostgreSQL; empty: the SQLite files): schema versions "
-         "and migrations. Migrations also run at `urbansense run` unless [database] migrate_on_start = false.\n\n"
+    help="The shared state's database (\\[database] url: PostgreSQL; empty: the SQLite files): schema versions "
+         "and migrations. Migrations also run at `urbansense run` unless \\[database] migrate_on_start = false.\n\n"
          "Example: [bold]urbansense --config /etc/urbansense/config.toml db status[/bold]",
     no_args_is_help=True, rich_markup_mode="rich")
 
@@ -22,7 +22,7 @@ db_app = typer.Typer(
 def _fail(exc: Exception) -> typer.Exit:
     detail = getattr(exc, "orig", None) or exc  # the driver's words, never the URL's password
     typer.secho(f"error: database unreachable or refused: {detail}", fg="red", err=True)
-    return typer.Exit(2)
+    return typer.Exit(1)  # a server unreachable or refusing: a failure, not a usage error (README "Exit codes")
 
 
 @db_app.command("status")
@@ -30,8 +30,8 @@ def status_cmd(ctx: typer.Context,
                as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False) -> None:
     """Show each component's schema version against this urbansense's; exit 1 when one is behind.
 
-    A SQLite file not created yet is listed as such (the service creates it at start). Exit 2
-    when a database cannot be reached.
+    A SQLite file not created yet is listed as such (the service creates it at start). Exit 1
+    also when a database cannot be reached or refuses.
 
     Example: [bold]urbansense db status[/bold]
     """

@@ -62,7 +62,7 @@ def _store(ctx: typer.Context) -> DeadLetterStore:
     except (SQLAlchemyError, DatabaseError) as exc:
         detail = getattr(exc, "orig", None) or exc  # the driver's words, never the URL's password
         typer.secho(f"error: cannot open the dead letters in {describe_url(where)}: {detail}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(1) from None
 
 
 def _time(ns: int | None) -> str:

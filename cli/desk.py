@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Ask for a password (twice) and print the config line that lets USER log in to the console.
 
-        Example: [bold]urbansense desk hash-password wang[/bold] → paste the printed line under [desk.users].
+        Example: [bold]urbansense desk hash-password wang[/bold] → paste the printed line under \\[desk.users].
         Only the salted argon2id hash is stored; the password itself is never written anywhere.
         """
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)

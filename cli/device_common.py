@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from cli.state import state
@@ -36,7 +37,7 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 RegistryOpt = Annotated[str | None, typer.Option(
-    "--registry", help="registry SQLite file or postgresql:// URL (default: [database] url, else registry.path, "
+    "--registry", help="registry SQLite file or postgresql:// URL (default: \\[database] url, else registry.path, "
                        "from the config; a password on the command line shows in `ps`: prefer the config)")]
 ByOpt = Annotated[str | None, typer.Option(
     "--by", help="a note for the audit (e.g. on whose behalf); the OS user is always recorded as the actor")]
@@ -61,7 +62,7 @@ def bbox(ctx: typer.Context) -> list[float]:
 
 
 def open_registry(ctx: typer.Context, path: str | None) -> Registry:
-    """The registry `--registry` names, else the config's (its `[database] url` when set); exits 2 with the
+    """The registry `--registry` names, else the config's (its `[database] url` when set); exits 1 with the
     driver's words (never the URL's password) when it cannot be opened."""
     where: str | Path = path or ""
     migrate_schema = True
@@ -72,7 +73,8 @@ def open_registry(ctx: typer.Context, path: str | None) -> Registry:
     try:
         return Registry(where, migrate_schema=migrate_schema)
     except (SQLAlchemyError, DatabaseError) as exc:
-        raise fail(f"cannot open the registry in {describe_url(where)}: {getattr(exc, 'orig', None) or exc}") from None
+        detail = getattr(exc, "orig", None) or exc  # the driver's words, never the URL's password
+        raise fail(f"cannot open the registry in {describe_url(where)}: {detail}", 1) from None
 
 
 def get_device(reg: Registry, text: str, *, prefix: bool = True) -> Device:
@@ -90,13 +92,13 @@ def get_device(reg: Registry, text: str, *, prefix: bool = True) -> Device:
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print an error to stderr; return the Exit to raise."""
-    err_console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code)
 
 
 def fail_invalid(exc: InvalidDevice) -> typer.Exit:
     for problem in exc.problems:
-        err_console.print(f"[red]error:[/red] {problem}")
+        err_console.print(f"[red]error:[/red] {escape(str(problem))}")
     return typer.Exit(2)
 
 

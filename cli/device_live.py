@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cli.device_common import (
@@ -183,7 +184,7 @@ def show(ctx: typer.Context, id: LookupArg, as_json: JsonOpt = False,
                       f"`urbansense deadletter show {refusal.id}` has the raw message")
     console.print(table)
     if problem:
-        err_console.print(f"[yellow]live facts unavailable:[/yellow] {problem}")
+        err_console.print(f"[yellow]live facts unavailable:[/yellow] {escape(str(problem))}")
 
 
 def _add_facts(table: Table, facts: LiveFacts) -> None:

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cli.state import state
@@ -106,7 +107,7 @@ def register(app: typer.Typer) -> None:
         try:
             figures = asyncio.run(run_report(cfg, start, end, district, kind))
         except Exception as exc:  # a person is waiting: say what failed, not a traceback
-            console.print(f"[red]error:[/] cannot compute the report: {exc}", highlight=False)
+            console.print(f"[red]error:[/] cannot compute the report: {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
         title = f"urbansense {from_} → {to}" + (f" {district}" if district else "") + (f" {kind}" if kind else "")
         console.print(table(figures, title))

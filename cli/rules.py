@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
         """Validate the presets and FILES; list the rules that would run, or every error (file, rule, key).
 
         Besides the form of each rule, the rules are checked against what exists: kinds, the fields
-        those kinds report, routes (the presets' and [alerts] routes of the config), and the
+        those kinds report, routes (the presets' and \\[alerts] routes of the config), and the
         districts, devices and models of the registry. Every error of every file is listed in one run;
         the exit code is 1 when there is any.
 

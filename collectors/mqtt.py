@@ -146,6 +146,10 @@ class MqttConsumer:
     reconnect_max_s: float = 30.0
     tls: ssl.SSLContext | None = None
     """TLS to the broker (see `core.tls.client_context`); None = plain TCP."""
+    retiring: bool = False
+    """Drain and end this session (a cluster's ingest process leaving for good): on connect the topics are
+    unsubscribed, so that a shared subscription deals this member nothing new, what the session holds is
+    still delivered, and `stop()` ends the session at the broker (DISCONNECT with Session Expiry 0)."""
     stats: ConsumerStats = field(default_factory=ConsumerStats, init=False)
     _client: paho.Client = field(init=False, repr=False)
     _ack_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -155,6 +159,7 @@ class MqttConsumer:
     _stopping: bool = field(default=False, init=False, repr=False)
     _subscribe_mid: int | None = field(default=None, init=False, repr=False)
     _tls_problem: str | None = field(default=None, init=False, repr=False)
+    _last_message: float = field(default_factory=time.monotonic, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.topics:
@@ -175,6 +180,7 @@ class MqttConsumer:
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self._client = client
@@ -190,6 +196,7 @@ class MqttConsumer:
         props.SessionExpiryInterval = self.session_expiry_s
         props.ReceiveMaximum = self.receive_maximum
         self._stopping = False
+        self._last_message = time.monotonic()
         self._client.connect_async(self.host, self.port, keepalive=self.keepalive, clean_start=False,
                                    properties=props)
         self._client.loop_start()
@@ -209,10 +216,32 @@ class MqttConsumer:
             self._client.ack(msg.mid, msg.qos)
             self.stats.acked += 1
 
+    @property
+    def in_flight(self) -> int:
+        """Messages handed on and not yet acknowledged (on this connection)."""
+        s = self.stats
+        return max(0, s.received - s.acked - s.stale_acks - s.callback_errors)
+
+    @property
+    def idle_s(self) -> float:
+        """Seconds since the last message arrived (or since `start`)."""
+        return time.monotonic() - self._last_message
+
     def stop(self) -> None:
-        """Disconnect cleanly (acks already given are sent first) and keep the broker-side session."""
+        """Disconnect cleanly (acks already given are sent first) and keep the broker-side session
+        (`retiring`: end it)."""
         self._stopping = True
-        self._client.disconnect()
+        if self.retiring and self.in_flight:
+            logger.warning("mqtt: {} still has {} unacknowledged message(s): its session is kept, not ended",
+                           self.client_id, self.in_flight)
+            self._client.disconnect()
+        elif self.retiring:
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+            self._client.disconnect(properties=props)
+            logger.info("mqtt: session of {} ended at the broker (retired)", self.client_id)
+        else:
+            self._client.disconnect()
         self._client.loop_stop()
         self._ready.clear()
 
@@ -234,7 +263,17 @@ class MqttConsumer:
             self._connected = True
         logger.info("mqtt: connected to {}:{} as {} (session present: {}, receive maximum {})",
                     self.host, self.port, self.client_id, flags.session_present, self.receive_maximum)
+        if self.retiring:
+            _, self._subscribe_mid = client.unsubscribe(list(self.topics))
+            return
         _, self._subscribe_mid = client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.topics])
+
+    def _on_unsubscribe(self, client: paho.Client, userdata: object, mid: int, reason_codes: list[ReasonCode],
+                        properties: Properties | None) -> None:
+        logger.info("mqtt: retiring {}: unsubscribed from {}; draining what its session holds", self.client_id,
+                    ", ".join(self.topics))
+        if mid == self._subscribe_mid:
+            self._ready.set()
 
     def _on_connect_fail(self, client: paho.Client, userdata: object) -> None:
         self.stats.connect_failures += 1
@@ -280,6 +319,7 @@ class MqttConsumer:
         msg = MqttDelivery(topic, message.payload, message.mid, message.qos, time.time_ns(), bool(message.dup),
                       self._connection)
         self.stats.received += 1
+        self._last_message = time.monotonic()
         try:
             self.on_message(msg)
         except Exception:

@@ -68,6 +68,8 @@ class CollectorContext:
     """A cluster's MQTT 5 shared subscription group: subscribe `$share/<group>/<filter>` ("" = not clustered)."""
     ingest_id: str = ""
     """This ingest process's name in a cluster, appended to fixed MQTT client ids ("" = not clustered)."""
+    retiring: bool = False
+    """Leave the cluster for good: drain the persistent sessions and end them (`MqttConsumer.retiring`)."""
 
     def section(self, name: str, model: type[S]) -> S:
         """The validated `[name]` section, as `model` (a `TypeError` if the plug-in declared another)."""

@@ -71,8 +71,11 @@ class Service:
     only while they lead.
     """
 
-    def __init__(self, cfg: Config, *, ingest_id: str = "", extra_metrics: Sequence[MetricsSource] = ()) -> None:
+    def __init__(self, cfg: Config, *, ingest_id: str = "", extra_metrics: Sequence[MetricsSource] = (),
+                 retiring: bool = False) -> None:
         self.cfg = cfg
+        self.retiring = retiring and cfg.cluster.enabled and cfg.cluster.ingests
+        """`run --retire`: drain this ingest id's MQTT sessions, end them, and exit (scaling down)."""
         self.extra_metrics = list(extra_metrics)
         self.ingest_id = ingest_id or default_ingest_id()
         """This process's name on the readings bus (`<readings_topic>/<ingest_id>`) and in client ids. Stable
@@ -99,6 +102,7 @@ class Service:
         self.consumer: ReadingsConsumer | None = None
         self._deadletters: DeadLetterStore | None = None
         self._leading: asyncio.Task[None] | None = None
+        self._leader_running = False
         self.model_folders = ModelFolders(cfg.path(p) for p in cfg.decoders.paths)
 
     @property
@@ -141,7 +145,9 @@ class Service:
         deadletters = DeadLetterStore(cfg.dead_letter_database(), max_bytes=pc.dead_letter_max_bytes,
                                       max_age_s=pc.dead_letter_max_age_days * 86400,
                                       on_pruned=lambda why, n: self.metrics.dead_letters_pruned.labels(why).inc(n),
-                                      migrate_schema=cfg.database.migrate_on_start)
+                                      migrate_schema=cfg.database.migrate_on_start,
+                                      fallback=cfg.path(pc.dead_letter_path) if cfg.database.shared else None,
+                                      on_fallback=self.metrics.dead_letters_fallback.inc)
         self._deadletters = deadletters
 
         def rejected(lines: bytes, reason: str) -> None:
@@ -170,14 +176,17 @@ class Service:
             report(self.model_folders, self.metrics.model_problems)
             models_task = asyncio.create_task(watch_models(self.model_folders, cfg.decoders.reload_interval_s,
                                                            self.metrics.model_problems), name="model-folders")
-        view = RegistryView(cfg.registry_database(), migrate_schema=cfg.database.migrate_on_start)
+        view = RegistryView(cfg.registry_database(), migrate_schema=cfg.database.migrate_on_start,
+                            cache=cfg.path(cfg.registry.path).with_suffix(".cache.json") if cfg.database.shared
+                            else None)
         self.view = view
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
         if cl.ingests:
             self.pipeline = make_pipeline(cfg, view=view, writer=writer, deadletters=deadletters,
                                           metrics=self.metrics)
-            built = build_collectors(cfg, lambda: view.by_key, ingest_id=self.ingest_id if cl.enabled else "")
+            built = build_collectors(cfg, lambda: view.by_key, ingest_id=self.ingest_id if cl.enabled else "",
+                                     retiring=self.retiring)
             self.collectors = built.collectors
             udp = getattr(self.collector("nbiot"), "udp", None)
             if udp is not None:  # frames of devices with a MAC key must carry its tag
@@ -234,9 +243,12 @@ class Service:
                     f" (cluster role {cl.role}, ingest id {self.ingest_id})" if cl.enabled else "",
                     len(view.by_id), [c.name for c in self.collectors], ic.url, ic.database)
         self.started.set()
+        retire_task = asyncio.create_task(self._retire_when_drained(), name="retire") if self.retiring else None
         try:
             await self.stopping.wait()
         finally:
+            if retire_task is not None:
+                retire_task.cancel()
             logger.info("stopping: no new messages; flushing what was received")
             sup.stopping()
             inbox.close()
@@ -281,6 +293,7 @@ class Service:
     async def _leadership(self, leading: bool) -> None:
         """`Leadership`'s callback: start the leader part in the background on gain, stop it on loss."""
         self.metrics.leader.set(1 if leading else 0)
+        self._leader_running = False
         if leading:
             self._leading = asyncio.create_task(self._lead(), name="leader-start")
             return
@@ -325,8 +338,13 @@ class Service:
                 if deadletters is not None:
                     deadletters.add_many([letter])
 
-            self.consumer = ReadingsConsumer.from_config(self.cfg, on_readings, on_malformed=on_malformed)
-            self.supervisor.adopt("readings", await self.consumer.start())
+            consumer = ReadingsConsumer.from_config(self.cfg, on_readings, on_malformed=on_malformed)
+            self.consumer = consumer
+            self.supervisor.adopt("readings", await consumer.start())
+            while not consumer.ready()[0]:  # subscribed: from now on the broker keeps the session's messages
+                await asyncio.sleep(0.05)
+            self._leader_running = True
+            logger.info("leader part running: rules warm, {}", consumer.ready()[1])
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # cannot lead now (e.g. the alert store's database is gone): let another try
@@ -337,14 +355,27 @@ class Service:
                 self.leadership.resign()
 
     def _leadership_check(self) -> str | None:
-        """While leading, the readings bus must be connected; a standby is ready."""
+        """A standby is ready; a leader once its leader part runs (warmed up) and its readings bus is connected."""
         if self.consumer is not None:
             ok, why = self.consumer.ready()
-            return None if ok else why
+            if not ok:
+                return why
+        if self.leadership is not None and self.leadership.is_leader and not self._leader_running:
+            return "leader part starting (alert state restored, rule windows warming up from InfluxDB)"
         return None
 
     def _outbox_stats(self) -> OutboxStats | None:
         return self.leader.alerting.alerts.worker.stats if self.leader is not None else None
+
+    async def _retire_when_drained(self, quiet_s: float = 5.0) -> None:
+        """Stop once every collector's session is drained: no message for `quiet_s` and none unacknowledged."""
+        consumers = [c for c in (getattr(col, "consumer", None) for col in self.collectors) if c is not None]
+        while True:
+            await asyncio.sleep(0.5)
+            if all(c.connected and c.idle_s >= quiet_s and c.in_flight == 0 for c in consumers):
+                logger.info("retiring ingest {}: sessions drained; ending them and exiting", self.ingest_id)
+                self.stop()
+                return
 
     def _written(self, points: int, seconds: float) -> None:
         self.metrics.points_written.inc(points)
@@ -434,6 +465,18 @@ def leader_lock(cfg: Config) -> LockBackend:
     return FileLock(cfg.path(cfg.alerts.db_path).parent / "leader.lock")
 
 
+def file_lock_cluster(cfg: Config) -> str | None:
+    """Why `[cluster] enabled` on SQLite is one machine's set-up only, or None when the leader lock is PostgreSQL's
+    (or there is no cluster): a file lock cannot see a candidate on another machine, which would lead too."""
+    if not cfg.cluster.enabled or is_postgres_url(str(cfg.leader_database())):
+        return None
+    return ("[cluster] enabled (or run --role) with an empty [database] url: the leader lock is then a file on this "
+            "machine (leader.lock beside [alerts] db_path), so a leader candidate on another machine would lead too "
+            "and every notification would go out twice. Across machines set [database] url to PostgreSQL (also "
+            "through URBANSENSE_DATABASE_URL; docs/deploy.md); on one machine use `urbansense run --workers N` "
+            "(the only cluster form run allows on SQLite), or set [cluster] enabled = false.")
+
+
 class _CurrentAlerts(Collector_):
     """`AlertsCollector` of the leader part this process runs now (nothing on a standby)."""
 
@@ -455,9 +498,10 @@ def _collector_check(c: Collector) -> ReadyCheck:
     return check
 
 
-async def run_service(cfg: Config, *, ingest_id: str = "") -> int:
-    """Run until SIGINT or SIGTERM (exit code 0) or a task's failure (1); stop consuming, flush, acknowledge."""
-    svc = Service(cfg, ingest_id=ingest_id)
+async def run_service(cfg: Config, *, ingest_id: str = "", retiring: bool = False) -> int:
+    """Run until SIGINT or SIGTERM (exit code 0) or a task's failure (1); stop consuming, flush, acknowledge.
+    `retiring`: until this ingest id's sessions are drained, then end them and exit 0."""
+    svc = Service(cfg, ingest_id=ingest_id, retiring=retiring)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, svc.stop)

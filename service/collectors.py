@@ -38,15 +38,16 @@ def envelope_parsers(plugins: Sequence[CollectorPlugin] | None = None) -> dict[s
     return parsers
 
 
-def _context(cfg: Any, plugin: CollectorPlugin, devices: DeviceSource, ingest_id: str) -> CollectorContext:
+def _context(cfg: Any, plugin: CollectorPlugin, devices: DeviceSource, ingest_id: str,
+             retiring: bool = False) -> CollectorContext:
     clustered = bool(ingest_id)
     return CollectorContext(sections={name: getattr(cfg, name) for name in plugin.sections}, devices=devices,
                             path=cfg.path, share_group=cfg.cluster.share_group if clustered else "",
-                            ingest_id=ingest_id)
+                            ingest_id=ingest_id, retiring=retiring and clustered)
 
 
 def build_collectors(cfg: Any, devices: DeviceSource, plugins: Sequence[CollectorPlugin] | None = None, *,
-                     ingest_id: str = "") -> BuiltCollectors:
+                     ingest_id: str = "", retiring: bool = False) -> BuiltCollectors:
     """Each plug-in builds its collector from its sections of `cfg` (None: not enabled) and, if it has
     metrics, a custom collector over it. `devices` is the service's registry view, by key. With an
     `ingest_id` (a cluster's ingest process) MQTT subscriptions are shared (`[cluster] share_group`)
@@ -54,7 +55,7 @@ def build_collectors(cfg: Any, devices: DeviceSource, plugins: Sequence[Collecto
     plugins = registered_plugins() if plugins is None else list(plugins)
     built = BuiltCollectors(parsers=envelope_parsers(plugins))
     for plugin in plugins:
-        ctx = _context(cfg, plugin, devices, ingest_id)
+        ctx = _context(cfg, plugin, devices, ingest_id, retiring)
         collector = plugin.build(ctx)
         if collector is None:
             continue

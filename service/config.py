@@ -21,7 +21,7 @@ from collectors.lorawan.config import MqttConfig
 from collectors.plugin import CollectorPlugin
 from collectors.registry import plugins as registered_plugins
 from core.config import Section
-from core.database import is_postgres_url
+from core.database import bare_at_problem, is_postgres_url
 from core.secrets import SecretStr, SecretUrl, redact_url
 from core.timepolicy import TimePolicy
 from core.tls import TlsError, client_context
@@ -70,6 +70,8 @@ class DatabaseConfig(_Section):
         if url and not is_postgres_url(url):
             raise ValueError(f"expected a postgresql://user:password@host:5432/db URL or empty (SQLite files), "
                              f"got {redact_url(url)!r}")
+        if url and (problem := bare_at_problem(url)):
+            raise ValueError(problem)
         return v
 
     @property

@@ -15,6 +15,10 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 
+class ListenError(RuntimeError):
+    """The metrics endpoint cannot listen (port taken, address not here); the text names the address and setting."""
+
+
 class _QuietHandler(WSGIRequestHandler):
     timeout = 10.0  # seconds a connection may stay idle or half-sent (set per server below)
 
@@ -59,8 +63,13 @@ class MetricsServer:
 
     def start(self) -> None:
         handler = type("_Handler", (_QuietHandler,), {"timeout": self.timeout_s})
-        self._server = make_server(self.host, self.port, self._app, server_class=_ThreadingServer,
-                                   handler_class=handler)
+        try:
+            self._server = make_server(self.host, self.port, self._app, server_class=_ThreadingServer,
+                                       handler_class=handler)
+        except OSError as exc:
+            raise ListenError(f"metrics: cannot listen on {self.host}:{self.port}: {exc.strerror or exc} (set "
+                              "[metrics] port or run --metrics-port; with run --workers N, worker k listens on "
+                              "that port + k)") from None
         self.port = self._server.server_port
         threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True).start()
 

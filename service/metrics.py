@@ -51,6 +51,9 @@ class Metrics:
         self.dead_letters_pruned = Counter("urbansense_dead_letters_pruned",
                                            "Dead letters deleted by retention, by bound (size, age)", ["why"],
                                            registry=r)
+        self.dead_letters_fallback = Counter(
+            "urbansense_dead_letters_fallback",
+            "Dead letters written to the local fallback file while the shared database was unreachable", registry=r)
         self.points_written = Counter("urbansense_points_written", "Points accepted by InfluxDB", registry=r)
         self.points_rejected = Counter("urbansense_points_rejected", "Points InfluxDB refused (dead-lettered)",
                                        registry=r)

@@ -57,10 +57,22 @@ class Worker:
     starts: int = 0
     restarts: int = 0
     last_exit: int | None = None
+    failures: int = 0
+    """Exits in a row, each before the worker had run `stable_s` (1 after a single crash)."""
+    started_at: float = 0.0
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None and self.process.returncode is None else None
+
+    def trouble(self, stable_s: float) -> str | None:
+        """Why this worker is not ingesting (not running, or dying again and again), or None."""
+        if self.pid is None:
+            return f"{self.ingest_id} is not running (exit code {self.last_exit}; restart {self.restarts})"
+        if self.failures >= 2 and time.monotonic() - self.started_at < stable_s:
+            return (f"{self.ingest_id} keeps exiting ({self.failures} times in a row, last exit code "
+                    f"{self.last_exit}); see its log")
+        return None
 
 
 @dataclass(kw_only=True)
@@ -87,10 +99,16 @@ class WorkerPool:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    def trouble(self) -> str | None:
+        """`/readyz` check of the leading parent: every worker that is not running or keeps dying, or None."""
+        found = [t for w in self.workers if (t := w.trouble(self.stable_s))]
+        if not found:
+            return None
+        return f"{len(self.workers) - len(found)} of {len(self.workers)} up; " + "; ".join(found)
+
     async def _keep(self, w: Worker, stopping: asyncio.Event) -> None:
-        failures = 0
         while not stopping.is_set():
-            started = time.monotonic()
+            started = w.started_at = time.monotonic()
             w.process = await asyncio.create_subprocess_exec(*w.argv, env=self.env, preexec_fn=_die_with_parent)
             w.starts += 1
             logger.info("ingest worker {} started (pid {})", w.ingest_id, w.process.pid)
@@ -100,8 +118,8 @@ class WorkerPool:
                 return
             if self.on_exit is not None:
                 self.on_exit(w, code)
-            failures = 1 if time.monotonic() - started >= self.stable_s else failures + 1
-            delay = backoff_s(failures, self.restart_min_s, self.restart_max_s)
+            w.failures = 1 if time.monotonic() - started >= self.stable_s else w.failures + 1
+            delay = backoff_s(w.failures, self.restart_min_s, self.restart_max_s)
             w.restarts += 1
             logger.error("ingest worker {} (pid {}) exited with code {}; restarting it in {:.1f} s (restart {})",
                          w.ingest_id, w.process.pid, code, delay, w.restarts)
@@ -133,8 +151,9 @@ class WorkerMetrics:
         self.pool = pool
 
     def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily("urbansense_workers_running", "ingest worker processes running",
-                                value=sum(1 for w in self.pool.workers if w.pid is not None))
+        yield GaugeMetricFamily("urbansense_workers_running",
+                                "ingest worker processes running (one dying again and again is not counted)",
+                                value=sum(1 for w in self.pool.workers if w.trouble(self.pool.stable_s) is None))
         restarts = CounterMetricFamily("urbansense_worker_restarts", "ingest worker restarts after an exit",
                                        labels=["worker"])
         for w in self.pool.workers:
@@ -166,6 +185,7 @@ async def run_with_workers(cfg: Any, n: int, *, config_path: str | None, ingest_
                for k in range(1, n + 1)]
     pool = WorkerPool(workers=workers, **(pool_options or {}))
     svc = Service(cfg, ingest_id=base, extra_metrics=[WorkerMetrics(pool)])
+    svc.readiness.add_check("workers", pool.trouble)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, svc.stop)

@@ -10,6 +10,7 @@ message. Callers on the event loop run it in a thread (`asyncio.to_thread`) and 
 
 from __future__ import annotations
 
+import fcntl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -36,7 +37,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from core.database import Migration, MigrationError, is_postgres, migrate, open_engine, pending, read_connection
 from core.timing import backoff_s
@@ -112,11 +113,17 @@ class DeadLetterStore:
     """Dead letters in one SQLite file or in the shared PostgreSQL database; safe to share between threads."""
 
     def __init__(self, path: str | Path, *, max_bytes: int = 0, max_age_s: float = 0.0,
-                 on_pruned: Callable[[str, int], None] | None = None, migrate_schema: bool = True) -> None:
+                 on_pruned: Callable[[str, int], None] | None = None, migrate_schema: bool = True,
+                 fallback: str | Path | None = None, on_fallback: Callable[[int], None] | None = None,
+                 fallback_retry_s: float = 5.0) -> None:
         """`path`: a SQLite file (or `:memory:`) or a `postgresql://` URL. `max_bytes` and `max_age_s` bound
         the store (0 = unbounded); the oldest rows go first, `on_pruned(why, n)` ("size" or "age") counts them.
         The size is the file's (WAL included) on SQLite, the stored rows' bytes on PostgreSQL. Pending
-        schema migrations are applied (`migrate_schema`), else a store behind this code raises `MigrationError`."""
+        schema migrations are applied (`migrate_schema`), else a store behind this code raises `MigrationError`.
+
+        `fallback` (PostgreSQL only): a SQLite file that takes the dead letters at once while PostgreSQL is
+        unreachable (also at start), so the pipeline never waits on it; a background thread moves them
+        to PostgreSQL every `fallback_retry_s` once it answers. `on_fallback(n)` counts rows sent there."""
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
         self.on_pruned = on_pruned
@@ -127,17 +134,33 @@ class DeadLetterStore:
         self.engine: Engine = open_engine(path)
         self.postgres = is_postgres(self.engine)
         self.path = None if self.postgres else Path(str(path).removeprefix("sqlite:///"))
+        self.fallback_path = Path(fallback) if fallback is not None and self.postgres else None
+        self.on_fallback = on_fallback
+        self.fallback_retry_s = fallback_retry_s
+        self._fallback: DeadLetterStore | None = None
+        self._degraded = False
+        self._migrated = False
+        self._stop = threading.Event()
+        self._mover: threading.Thread | None = None
         try:
             if not self.postgres:
                 self._prepare_sqlite()
-            if migrate_schema:
-                migrate(self.engine, COMPONENT, MIGRATIONS)
-            elif todo := pending(self.engine, COMPONENT, MIGRATIONS):
+            if not migrate_schema and (todo := pending(self.engine, COMPONENT, MIGRATIONS)):
                 raise MigrationError(f"the dead-letter schema is {len(todo)} version(s) behind this urbansense; "
                                      "run `urbansense db migrate` or set [database] migrate_on_start = true")
+            if migrate_schema:
+                migrate(self.engine, COMPONENT, MIGRATIONS)
+            self._migrated = True
+        except (OperationalError, InterfaceError) as exc:
+            if self.fallback_path is None:
+                self.engine.dispose()
+                raise
+            self._go_degraded(exc)
         except BaseException:
             self.engine.dispose()
             raise
+        if self.fallback_path is not None and self.fallback_path.exists() and not self._degraded:
+            self._go_degraded(None)  # rows left there by an outage before a restart: move them now
 
     def _prepare_sqlite(self) -> None:
         """Bound the WAL on every connection; a fresh file gives freed pages back after pruning (auto_vacuum
@@ -156,7 +179,12 @@ class DeadLetterStore:
             self._page_size = int(raw.execute("PRAGMA page_size").fetchone()[0])
 
     def close(self) -> None:
+        self._stop.set()
+        if self._mover is not None:
+            self._mover.join(30)
         with self._lock:
+            if self._fallback is not None:
+                self._fallback.close()
             self.engine.dispose()
 
     def __enter__(self) -> DeadLetterStore:
@@ -173,7 +201,15 @@ class DeadLetterStore:
         if not rows:
             return []
         with self._lock:
-            ids = self._insert(rows)
+            if self._degraded:
+                return self._to_fallback(items_of(rows))
+            try:
+                ids = self._insert(rows)
+            except (OperationalError, InterfaceError) as exc:
+                if self.fallback_path is None:
+                    raise
+                self._go_degraded(exc)
+                return self._to_fallback(items_of(rows))
             self._added_bytes += sum(len(r["payload"]) + len(r["topic"]) + len(r["detail"]) + 64 for r in rows)
             if self.max_bytes and self._added_bytes >= self.max_bytes // 20:
                 self._added_bytes = 0
@@ -198,7 +234,7 @@ class DeadLetterStore:
                                 len(rows))
                 return ids
             except (OperationalError, InterfaceError) as exc:
-                if not self.postgres or time.monotonic() >= deadline:
+                if not self.postgres or self.fallback_path is not None or time.monotonic() >= deadline:
                     raise
                 attempt += 1
                 if attempt == 1 or attempt % 30 == 0:
@@ -206,6 +242,62 @@ class DeadLetterStore:
                                    "messages unacknowledged; retrying", str(exc.orig).strip().splitlines()[0][:200],
                                    len(rows))
                 time.sleep(backoff_s(attempt, 0.2, 5.0))
+
+    def _go_degraded(self, exc: Exception | None) -> None:
+        """Send dead letters to the local fallback file until PostgreSQL answers (caller holds the lock or
+        is the constructor); start the thread that moves them over."""
+        if exc is not None and not self._degraded:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+            logger.warning("dead letters: the shared database is unreachable ({}); storing them in {} until it "
+                           "answers, then moving them there", reason, self.fallback_path)
+        self._degraded = True
+        if self._mover is None or not self._mover.is_alive():
+            self._mover = threading.Thread(target=self._move_back, name="dead-letters-fallback", daemon=True)
+            self._mover.start()
+
+    def _fallback_store(self) -> DeadLetterStore:
+        if self._fallback is None:
+            assert self.fallback_path is not None
+            self._fallback = DeadLetterStore(self.fallback_path)
+        return self._fallback
+
+    def _to_fallback(self, items: list[DeadLetter]) -> list[int]:
+        ids = self._fallback_store().add_many(items)
+        if self.on_fallback is not None:
+            self.on_fallback(len(items))
+        return ids
+
+    def _move_back(self) -> None:
+        """Every `fallback_retry_s`: once PostgreSQL answers, move the fallback's rows there (oldest first, each
+        batch committed there before it is deleted here: a crash in between stores a row twice, never zero
+        times), then stop sending rows to the fallback."""
+        moved = 0
+        while not self._stop.wait(self.fallback_retry_s if self._degraded else 0):
+            try:
+                if not self._migrated:
+                    migrate(self.engine, COMPONENT, MIGRATIONS)
+                    self._migrated = True
+                while True:
+                    with self._lock:
+                        fallback = self._fallback_store()
+                        with read_connection(fallback.engine) as conn:
+                            rows = conn.execute(select(*_COLUMNS).order_by(dead_letters.c.id).limit(500)).all()
+                        if not rows:
+                            self._degraded = False
+                            break
+                        with self.engine.begin() as conn:
+                            conn.execute(dead_letters.insert(), [_values(r) for r in rows])
+                        with fallback.engine.begin() as conn:
+                            conn.execute(delete(dead_letters).where(dead_letters.c.id.in_([r[0] for r in rows])))
+                        moved += len(rows)
+            except SQLAlchemyError as exc:  # unreachable again, or refused: the rows stay in the fallback file
+                if not isinstance(exc, (OperationalError, InterfaceError)):
+                    logger.warning("dead letters: moving the fallback's rows failed ({}); retrying",
+                                   type(exc).__name__)
+                continue
+            logger.info("dead letters: the shared database answers again; {} moved there from {}", moved,
+                        self.fallback_path)
+            return
 
     def used_bytes(self) -> int:
         """Bytes the store holds: on SQLite the database's pages in use plus the WAL file; on PostgreSQL
@@ -243,10 +335,23 @@ class DeadLetterStore:
 
     @contextmanager
     def _only_pruner(self) -> Iterator[bool]:
-        """True when this instance may prune by size now: on PostgreSQL one instance at a time (a session
-        advisory lock; workers sharing the table would each delete the oldest rows and prune twice as much)."""
+        """True when this instance may prune by size now: one process at a time (`run --workers N` share a
+        SQLite file, instances on several machines the PostgreSQL table; each would delete the oldest rows
+        and prune twice as much). SQLite: an flock beside the file; PostgreSQL: a session advisory lock."""
         if not self.postgres:
-            yield True
+            if self.path is None or str(self.path) == ":memory:":
+                yield True
+                return
+            with open(f"{self.path}-prune.lock", "a+b") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    yield False
+                    return
+                try:
+                    yield True
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
             return
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             got = bool(conn.execute(select(func.pg_try_advisory_lock(PRUNE_LOCK))).scalar_one())
@@ -355,6 +460,16 @@ class DeadLetterStore:
             query = query.where(c.replayed_ns.is_not(None) if replayed else c.replayed_ns.is_(None))
         with read_connection(self.engine) as conn:
             return {str(r[0]): int(r[1]) for r in conn.execute(query)}
+
+
+def items_of(rows: list[dict[str, Any]]) -> list[DeadLetter]:
+    """Row values (as `add_many` builds them) back as dead letters."""
+    return [DeadLetter(**r) for r in rows]
+
+
+def _values(r: Any) -> dict[str, Any]:
+    """A selected row (`_COLUMNS` order) as insert values without its id."""
+    return {c.name: r[i] for i, c in enumerate(_COLUMNS) if c.name != "id"}
 
 
 def _row(r: Any) -> DeadLetter:

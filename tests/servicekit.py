@@ -14,7 +14,11 @@ from service.config import Config, parse_config
 from sim.daemons import Daemon
 
 
-def make_config(tmp: Path, mosquitto: Daemon, influxd: Daemon, db: str, **sections: dict) -> Config:
+def make_config(tmp: Path, mosquitto: Daemon, influxd: Daemon, db: str, database: str = "",
+                **sections: dict) -> Config:
+    """A service config on the fixtures' broker and InfluxDB (database `db`), state in `tmp`. `database` is the
+    `database` fixture's value: a PostgreSQL URL puts the registry, dead letters and alert state there
+    ([database] url); a SQLite path (or "") keeps them in SQLite files under `tmp`, the embedded default."""
     data: dict = {
         "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "client_id": f"test-{db}"[:60]},
         "influxdb": {"url": influxd.url, "database": db, "flush_interval_s": 0.1},
@@ -23,20 +27,23 @@ def make_config(tmp: Path, mosquitto: Daemon, influxd: Daemon, db: str, **sectio
         "metrics": {"port": 0},
         "logging": {"level": "WARNING"},
     }
+    if "://" in database:
+        data["database"] = {"url": database}
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return parse_config(data, base_dir=tmp, environ={})
 
 
 @contextmanager
-def running(cfg: Config) -> Iterator[Service]:
-    """The service in its own thread and event loop; stopped (flush, ack) on exit."""
+def running(cfg: Config, *, ingest_id: str = "") -> Iterator[Service]:
+    """The service in its own thread and event loop; stopped (flush, ack) on exit. Give each clustered
+    service of one test its own `ingest_id` (the default, the host name, is one per machine)."""
     holder: dict = {}
     ready = threading.Event()
 
     def main() -> None:
         async def go() -> None:
-            svc = Service(cfg)
+            svc = Service(cfg, ingest_id=ingest_id)
             holder["svc"] = svc
             holder["loop"] = asyncio.get_running_loop()
             task = asyncio.create_task(svc.run())

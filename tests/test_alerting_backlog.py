@@ -27,7 +27,7 @@ def test_replaying_a_backlog_raises_no_silent_alerts_and_silence_is_still_seen_a
     cfg = make_config(tmp_path, mosquitto, influxd, influx_db, rules={"tick_interval_s": 0.2})
     fleet = [replace(d, expected_interval_s=60) for d in demo_fleet({"water_level": 40, "dust": 1})]
     quiet = fleet[-1]                       # stopped reporting 20 minutes ago: really silent
-    with Registry(cfg.path(cfg.registry.path)) as reg:
+    with Registry(cfg.registry_database()) as reg:
         for d in fleet:
             reg.add(d, by="test")
     with running(cfg):

@@ -103,7 +103,7 @@ def test_rainstorm_bins_and_noise_become_the_right_notifications_exactly_once(
     cfg = make_config(
         tmp_path, mosquitto, influxd, influx_db,
         rules={"tick_interval_s": 0.5},
-        database={"url": database} if "://" in database else {},
+        database=database,
         alerts={
             "db_path": str(tmp_path / "alerts.sqlite"),
             "receivers": {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import getpass
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -178,3 +180,21 @@ def test_notified_is_true_only_once_a_receiver_accepted(tmp_path: Path):
     b = show("bin-002")
     assert b["notified"] is True and b["notification"] == "delivered to cases"
     store.close()
+
+
+def test_ack_through_the_real_command_prints_its_answer_and_no_log_line(tmp_path: Path) -> None:
+    """qa2 F17: `alerts ack` printed loguru's default INFO line (`… | INFO | alerts.manager:ack:323 - …`)
+    before its own answer; the operator's terminal gets the answer only."""
+    store_path = tmp_path / "alerts.sqlite"
+    store = AlertStore(store_path)
+    AlertLifecycle(store, Router(CONFIG.routes, CONFIG.default_receivers), build_notifiers(CONFIG),
+                   {"bin-001": DEVICE}.get).handle(transition(AlertState.FIRING))
+    store.close()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[alerts]\ndb_path = "{store_path}"\n')
+    out = subprocess.run([str(Path(sys.executable).parent / "urbansense"), "--config", str(config), "alerts", "ack",
+                          fingerprint("bin_full", "bin-001")[:8], "--comment", "值班 on its way"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "acknowledged alert" in out.stdout
+    assert "INFO" not in out.stdout + out.stderr and "alerts.manager" not in out.stdout + out.stderr, out

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -187,6 +188,40 @@ def test_stop_during_a_slow_delivery_lets_it_finish_and_never_resends(database, 
         assert len(hook.requests) == 1 and len(hook.accepted) == 1
     finally:
         second.close()
+
+
+def test_a_reply_carrying_a_nul_character_is_recorded_and_nothing_is_sent_twice(database, servers):
+    """A case id or an error text in a receiver's reply may carry U+0000, which PostgreSQL text cannot
+    hold: it is stored shown as `\\x00` (on both engines), so the delivery is still recorded, retried by
+    its backoff and never sent again."""
+    cases, robot = servers(), servers()
+    cfg = config({"cases": {"type": "case_platform", "url": cases.url},
+                  "robot": {"type": "wecom", "url": robot.url + "/cgi-bin/webhook/send", "key": "k"}},
+                 [{"route": "emergency", "receivers": ["cases", "robot"]}], outbox={**FAST_OUTBOX, "claim_s": 2.0})
+    alerts = AlertsRuntime(cfg, DEVICES.get, db_path=database)
+    cases.reply_next(1, {"errcode": 0, "errmsg": "ok", "case_id": "C\x00-1"})
+    robot.reply_next(1, {"errcode": -1, "errmsg": "busy\x00"})  # -1: WeCom's "busy, try again"
+    async def fire_then_resolve() -> None:
+        alerts.handle(tr(F, "wl-001"))
+        deadline = time.monotonic() + 20
+        while not (len(cases.accepted) == 1 and len(robot.accepted) == 1):
+            assert time.monotonic() < deadline, alerts.store.outbox_counts()
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(3.0)  # longer than a claim: an unrecorded delivery would be taken and sent again
+        alerts.handle(tr(R, "wl-001", frm=F))
+
+    asyncio.run(run_until(alerts, drained(alerts), actions=fire_then_resolve))
+    try:
+        assert [r.json["action"] for r in cases.requests] == ["open", "close"]
+        assert len(robot.accepted) == 2 and len(robot.requests) == 3  # firing (refused, then taken), resolved
+        rows = {(o.receiver, o.event): o for o in alerts.store.outbox()}
+        assert rows["robot", "firing"].attempts == 2 and rows["robot", "firing"].delivered_ns
+        assert alerts.store.outbox_counts()["failed"] == 0
+        (case,) = [c for c in alerts.store.cases(fingerprint("water_closure", "wl-001")) if c["receiver"] == "cases"]
+        assert case["case_id"] == "C\\x00-1" and case["closed_ns"]
+        assert quote("C\\x00-1", safe="") in cases.requests[1].path  # the close names the case it was given
+    finally:
+        alerts.close()
 
 
 def test_receiver_that_is_not_listening_gets_it_when_it_comes_up(tmp_path, servers):

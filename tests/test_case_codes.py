@@ -51,8 +51,8 @@ def test_start_up_warns_of_a_case_category_without_a_code(tmp_path: Path):
                             "alerts": {"db_path": str(tmp_path / "alerts.sqlite"), "receivers": {
                                 "cases": {"type": "case_platform", "url": "http://127.0.0.1:9"}}}},
                            base_dir=tmp_path, environ={})
-        Registry(cfg.path(cfg.registry.path)).close()
-        view = RegistryView(cfg.path(cfg.registry.path))
+        Registry(cfg.registry_database()).close()
+        view = RegistryView(cfg.registry_database())
         RulesAndAlerts(cfg, view).alerts.close()
         view.close()
     finally:

@@ -5,33 +5,36 @@ rules through the readings bus; when the leader stops, the standby leads and car
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
+from conftest import influx_query
 from servicekit import make_config, running, wait_until
 from test_alerting_e2e import MIN, RISE, WATER, Fleet
 
 from alerts.store import AlertStore
 from provisioning.registry import Registry
 from service.app import Service
-from sim.daemons import Daemon
+from sim.daemons import Daemon, free_port
 
 
 def probe(svc: Service) -> tuple[int, str, float]:
     """(/readyz status, its text, the urbansense_leader gauge)."""
     assert svc.metrics_server is not None
     base = f"http://127.0.0.1:{svc.metrics_server.port}"
-    ready = httpx.get(f"{base}/readyz", timeout=5)
     m = re.search(r"^urbansense_leader (\S+)$", httpx.get(f"{base}/metrics", timeout=5).text, re.M)
+    ready = httpx.get(f"{base}/readyz", timeout=5)  # after the gauge: a leader is ready only once warm
     assert m, "urbansense_leader is not exported"
     return ready.status_code, ready.text, float(m.group(1))
 
 
 def test_one_leads_the_readings_reach_its_rules_and_the_standby_takes_over(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
     def config(name: str):
-        return make_config(tmp_path, mosquitto, influxd, influx_db,
+        return make_config(tmp_path, mosquitto, influxd, influx_db, database=database,
                            mqtt={"client_id": f"{name}-{influx_db}"[:60]},
                            cluster={"enabled": True, "takeover_s": 2.0, "readings_topic": f"t/{influx_db}/readings",
                                     "leader_client_id": f"leader-{influx_db}"[:60],
@@ -40,12 +43,12 @@ def test_one_leads_the_readings_reach_its_rules_and_the_standby_takes_over(
                            alerts={"db_path": str(tmp_path / "alerts.sqlite")})
 
     cfg_a, cfg_b = config("a"), config("b")
-    with Registry(cfg_a.path(cfg_a.registry.path)) as reg:
+    with Registry(cfg_a.registry_database()) as reg:
         for d in WATER:
             reg.add(d, by="test")
     base = time.time_ns() - 60 * MIN
     fleet = Fleet(mosquitto.port)
-    ctx = {name: running(cfg) for name, cfg in (("a", cfg_a), ("b", cfg_b))}
+    ctx = {name: running(cfg, ingest_id=name) for name, cfg in (("a", cfg_a), ("b", cfg_b))}
     svc = {name: c.__enter__() for name, c in ctx.items()}
     try:
         wait_until(lambda: sum(probe(s)[2] for s in svc.values()) == 1, 15, "one leader")
@@ -73,8 +76,71 @@ def test_one_leads_the_readings_reach_its_rules_and_the_standby_takes_over(
         for c in ctx.values():
             c.__exit__(None, None, None)
     fleet.pub.close()
-    store = AlertStore(cfg_a.path(cfg_a.alerts.db_path))
+    store = AlertStore(cfg_a.alerts_database())
     firing = store.list_alerts(states=("firing",), limit=100)
     store.close()
     assert {(a.rule_id, a.device_id) for a in firing if a.rule_id == "water.depth"} == {
         ("water.depth", d.id) for d in WATER}
+
+
+def test_readings_stored_while_no_leader_ran_are_notified_by_the_next_leader(
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
+    """The warm-up watermark (service/progress.py): readings an ingest-only process stored during a leaderless
+    gap are in InfluxDB and on the bus; the next leader must not swallow them in its warm-up, or the
+    alert they start would fire silently, never notified."""
+    def config(name: str, role: str):
+        return make_config(tmp_path, mosquitto, influxd, influx_db, database=database,
+                           mqtt={"client_id": f"{name}-{influx_db}"[:60]},
+                           cluster={"enabled": True, "role": role, "takeover_s": 2.0,
+                                    "readings_topic": f"t/{influx_db}/readings",
+                                    "leader_client_id": f"leader-{influx_db}"[:60],
+                                    "share_group": f"g{influx_db}"[:60]},
+                           rules={"tick_interval_s": 0.5},
+                           alerts={"db_path": str(tmp_path / "alerts.sqlite")})
+
+    base = time.time_ns() - 13 * MIN  # minutes 0-11 of the storm end a minute ago: inside every warm-up look-back
+
+    def stored_since(minute: int) -> int:
+        series = influx_query(influxd, influx_db,
+                              f'SELECT count("depth_mm") FROM "water_level" WHERE time >= {base + minute * MIN}')
+        return series[0]["values"][0][1] if series else 0
+
+    with Registry(config("ingest", "ingest").registry_database()) as reg:
+        for d in WATER:
+            reg.add(d, by="test")
+    fleet = Fleet(mosquitto.port)
+    with running(config("ingest", "ingest"), ingest_id="ingest"):
+        with running(config("a", "leader"), ingest_id="a") as a:
+            wait_until(lambda: probe(a)[0] == 200 and probe(a)[2] == 1, 15, "a leading, warm")
+            fleet.water(0, RISE[:3], base)  # dry: nothing fires
+            wait_until(lambda: a.consumer is not None and a.consumer.stats.readings >= 9, 30,
+                       "the first leader to take the dry readings")
+        # no leader now: the ingest-only process stores the rising water and queues it for the next leader
+        fleet.water(3, RISE[3:], base)
+        wait_until(lambda: stored_since(3) == 3 * len(RISE[3:]), 30, "the rise stored by the ingest-only process")
+        with running(config("b", "leader"), ingest_id="b") as b:
+            wait_until(lambda: b.alerting is not None and
+                       {t.device_id for t in b.alerting.recent if t.rule_id == "water.rising"
+                        and str(t.to_state) == "firing"} == {d.id for d in WATER},
+                       30, "the new leader firing on what was stored while no leader ran")
+    fleet.pub.close()
+
+
+def test_a_cluster_on_sqlite_is_refused_by_run_and_warned_by_check_config(tmp_path: Path) -> None:
+    """qa2 F16: `[cluster] enabled` with no `[database] url` used to lead through a file lock on each machine, so
+    two machines led at once and every notification went out twice. `run` refuses it (only `run --workers`,
+    one machine, runs a cluster on SQLite); `check-config` warns, naming the settings."""
+    exe = str(Path(sys.executable).parent / "urbansense")
+    config = tmp_path / "config.toml"
+    config.write_text(f"[mqtt]\nport = {free_port()}\n[metrics]\nport = 0\n[cluster]\nenabled = true\n")
+    for argv in (["run"], ["run", "--role", "leader"]):
+        out = subprocess.run([exe, "--config", str(config), *argv], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2, out.stderr[-2000:]
+        assert "refused: [cluster] enabled (or run --role) with an empty [database] url" in out.stderr
+        assert "another machine would lead too" in out.stderr and "urbansense run --workers N" in out.stderr
+    out = subprocess.run([exe, "--config", str(config), "check-config"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "warning: [cluster] enabled (or run --role) with an empty [database] url" \
+        in out.stderr, out.stderr
+    config.write_text(f"[mqtt]\nport = {free_port()}\n")  # no cluster: nothing to say
+    out = subprocess.run([exe, "--config", str(config), "check-config"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "[database] url" not in out.stderr, out.stderr

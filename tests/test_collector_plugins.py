@@ -117,14 +117,14 @@ def test_without_the_registration_line_the_section_is_unknown() -> None:
 
 
 def test_the_service_runs_the_new_collector_stores_its_readings_and_serves_its_metrics(
-        tmp_path: Path, tick_plugin: str, influxd: Daemon, influx_db: str) -> None:
+        tmp_path: Path, tick_plugin: str, influxd: Daemon, influx_db: str,
+        database: str) -> None:
     model = get_model("generic-mb-radar")
     payload, port = model.codec.encode(model.sample(random.Random(3)))
     device = Device(id="TICK-1", key="10.0.0.9:502/7", model=model.model, kind=model.kind,
                     install={"mount_height_mm": 3000.0})
-    with Registry(tmp_path / "registry.sqlite") as reg:
-        reg.add(device, by="test")
     cfg = parse_config({
+        "database": {"url": database if "://" in database else ""},
         "lorawan": {"chirpstack": False},
         "influxdb": {"url": influxd.url, "database": influx_db, "flush_interval_s": 0.1},
         "registry": {"path": "registry.sqlite"},
@@ -133,6 +133,8 @@ def test_the_service_runs_the_new_collector_stores_its_readings_and_serves_its_m
         "logging": {"level": "WARNING"},
         "tick": {"enabled": True, "device_key": device.key, "payload_hex": payload.hex(), "port": port, "count": 3},
     }, base_dir=tmp_path, environ={})
+    with Registry(cfg.registry_database()) as reg:
+        reg.add(device, by="test")
     with running(cfg) as svc:
         assert [c.name for c in svc.collectors] == ["tick"]
         wait_until(lambda: svc.pipeline.stats.readings >= 3 and svc.pipeline.stats.rejected, 30, "the ticks")
@@ -142,6 +144,6 @@ def test_the_service_runs_the_new_collector_stores_its_readings_and_serves_its_m
     assert 'urbansense_uplinks_rejected_total{reason="tick_garbage"} 1.0' in metrics
     series = influx_query(influxd, influx_db, f'SELECT count(*) FROM "{model.kind}" WHERE "device_id" = \'TICK-1\'')
     assert series and max(v for v in series[0]["values"][0][1:] if isinstance(v, int)) == 3
-    with DeadLetterStore(tmp_path / "deadletter.sqlite") as store:
+    with DeadLetterStore(cfg.dead_letter_database()) as store:
         (dead,) = store.list(limit=10)
     assert (dead.source, dead.reason, dead.payload) == ("tick-raw", "tick_garbage", b"garbage")

@@ -75,8 +75,8 @@ def _consumer(port: int, on_message: Callable[[MqttDelivery], None], client_id: 
               **kw) -> MqttConsumer:
     kw.setdefault("reconnect_max_s", 1.0)
     kw.setdefault("reconnect_min_s", 0.1)
-    return MqttConsumer(host="127.0.0.1", port=port, client_id=client_id, topics=[TOPIC_FILTER],
-                        on_message=on_message, **kw)
+    kw.setdefault("topics", [TOPIC_FILTER])
+    return MqttConsumer(host="127.0.0.1", port=port, client_id=client_id, on_message=on_message, **kw)
 
 
 @pytest.fixture
@@ -261,3 +261,38 @@ def test_a_handler_blocking_for_less_than_half_the_keepalive_keeps_the_connectio
     for m in received:
         consumer.ack(m)
     assert consumer.stats.connects == 1 and consumer.stats.acked == 4
+
+
+@pytest.mark.timeout(60)
+def test_a_retiring_shared_member_drains_its_session_and_ends_it_so_nothing_new_waits_for_it(
+        mosquitto: Daemon, publisher: Publisher) -> None:
+    """Mosquitto keeps dealing a stopped member of a shared subscription its share; a retiring one stops that."""
+    shared = f"$share/g/{TOPIC_FILTER}"
+    got_a, got_b = Received(), Received()
+    a = _consumer(mosquitto.port, got_a, client_id="ingest-a", topics=[shared])
+    b = _consumer(mosquitto.port, got_b, client_id="ingest-b", topics=[shared])
+    b.on_message = lambda m: (got_b(m), b.ack(m))[0]
+    for c in (a, b):
+        c.start()
+        assert c.wait_connected(WAIT)
+    a.stop()  # stopped, session kept: the broker keeps dealing it a share
+    publisher.send(_events(10))
+    retiring = _consumer(mosquitto.port, got_a, client_id="ingest-a", topics=[shared], retiring=True)
+    retiring.on_message = lambda m: (got_a(m), retiring.ack(m))[0]
+    retiring.start()
+    assert retiring.wait_connected(WAIT)
+    kept = got_a.take(5)  # its share of the ten waited in its session and is drained now
+    b_first = got_b.take(5)
+    retiring.stop()
+    publisher.send(_events(10, start=10))
+    b_next = got_b.take(10)  # after retirement every new uplink goes to the remaining member
+    assert got_a.q.empty()
+    seen = sorted(parse(m.topic, m.payload, 0).fcnt for m in kept + b_first + b_next)
+    assert seen == list(range(20))
+    b.stop()
+    again = _consumer(mosquitto.port, got_a, client_id="ingest-a", topics=[shared])
+    again.start()  # the retired session is gone: a new one with that id starts empty
+    assert again.wait_connected(WAIT)
+    time.sleep(0.5)
+    assert got_a.q.empty()
+    again.stop()

@@ -34,15 +34,15 @@ def dev(tmp: Path, *args: str) -> object:
     return runner.invoke(app, ["device", *args, "--registry", str(tmp / "r.sqlite")])
 
 
-def test_export_of_hostile_values_opens_as_text_and_reimports_unchanged(tmp_path: Path) -> None:
+def test_export_of_hostile_values_opens_as_text_and_reimports_unchanged(tmp_path: Path, database: str) -> None:
     raw = {"id": "-1-1", "key": "24e1247100000301", "model": "milesight-em500-udl", "latitude": 39.9,
            "longitude": 116.4, "mount_height_mm": 2000, **HOSTILE}
     device = check_device(raw)
-    with Registry(tmp_path / "r.sqlite") as reg:
+    with Registry(database) as reg:  # the hostile text stored and read back by SQLite, then PostgreSQL
         reg.add(device)
     for mode in ([], ["--excel"]):  # --excel: the file meant for Excel (UTF-8 with byte-order mark)
         out = tmp_path / f"out{len(mode)}.csv"
-        r = dev(tmp_path, "export", "-o", str(out), *mode)
+        r = runner.invoke(app, ["device", "export", "-o", str(out), *mode, "--registry", database])
         assert r.exit_code == 0, r.output
         assert out.read_bytes().startswith(b"\xef\xbb\xbf") == bool(mode)
         with out.open(encoding="utf-8-sig", newline="") as f:

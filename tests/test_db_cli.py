@@ -13,7 +13,7 @@ from alerts.errors import AlertsError
 from alerts.runtime import AlertsRuntime
 from alerts.schema import COMPONENT, MIGRATIONS
 from cli.app import app
-from core.database import migrate, open_engine
+from core.database import DatabaseError, describe_url, migrate, open_engine
 from service.config import ConfigError, load_config, parse_config
 
 
@@ -56,8 +56,20 @@ def test_status_of_a_file_not_created_yet_creates_nothing(tmp_path: Path) -> Non
 
 def test_an_unreachable_database_is_a_clear_error_without_the_password(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, "postgresql://city:s3cret-pw@127.0.0.1:1/urban")
-    out = db(cfg, "status", code=2)
+    out = db(cfg, "status", code=1)  # qa2 F2: a server unreachable is a failure (1), not a usage error (2)
     assert "database unreachable" in out and "s3cret-pw" not in out
+
+
+def test_a_refusing_database_exits_1_from_every_command_that_opens_it(tmp_path: Path, pg_dsn: str) -> None:
+    """qa2 F2: a wrong password (the server refuses) exits 1, as README "Exit codes" says of a server
+    unreachable, from `db`, `device` and `deadletter` alike; 2 stays for usage errors."""
+    wrong = pg_dsn.replace("://urbansense:", "://urbansense:not-the-password-x", 1)
+    assert wrong != pg_dsn
+    cfg = write_config(tmp_path, wrong)
+    for args in (["db", "status"], ["db", "migrate"], ["device", "list"], ["deadletter", "list"]):
+        result = CliRunner().invoke(app, ["--config", str(cfg), *args])
+        assert result.exit_code == 1, (args, result.output)
+        assert "not-the-password-x" not in result.output and "password authentication failed" in result.output
 
 
 def test_a_start_with_migrations_off_refuses_a_store_that_is_behind(tmp_path: Path, database: str) -> None:
@@ -78,3 +90,19 @@ def test_the_database_url_is_postgresql_and_stays_secret(tmp_path: Path) -> None
     assert cfg.alerts_database() == "postgresql://u:pw-from-env@db:5432/city"
     assert "pw-from-env" not in str(cfg.model_dump(mode="json"))
     assert parse_config({}).alerts_database() == Path("var/alerts.sqlite")  # the embedded default
+
+
+def test_a_password_with_a_bare_at_sign_is_refused_with_the_fix_and_never_shown(tmp_path: Path) -> None:
+    """QA F1: libpq reads 'postgresql://city:se@cret@db/x' as host 'cret@db' and prints it in its error;
+    such a URL is refused before any connection, in the config and on the command line, with the fix."""
+    url = "postgresql://city:se@cret-9@127.0.0.1:1/urban"
+    with pytest.raises(ConfigError, match="%40") as err:
+        parse_config({"database": {"url": url}})
+    assert "cret-9" not in str(err.value)
+    with pytest.raises(DatabaseError, match="percent-encode") as bad:
+        open_engine(url)
+    assert "cret-9" not in str(bad.value) and "cret-9" not in describe_url(url)
+    r = CliRunner().invoke(app, ["audit", "verify", "--registry", url])
+    assert r.exit_code == 2 and "%40" in r.output and "cret-9" not in r.output
+    encoded = "postgresql://city:se%40cret-9@127.0.0.1:1/urban"
+    assert parse_config({"database": {"url": encoded}}).registry_database() == encoded

@@ -5,6 +5,7 @@ the services it claims. No container runtime runs here: the compose file is chec
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -104,10 +105,16 @@ def test_every_environment_variable_named_is_one_urbansense_reads() -> None:
 # --- commands and flags --------------------------------------------------------------------------------
 
 
+@functools.cache
+def command_tree() -> Any:
+    """The `urbansense` click command (typer's own click: walked by its attributes); built once."""
+    return typer.main.get_command(app)
+
+
 def urbansense_invocations(text: str) -> list[list[str]]:
     """The arguments of every `urbansense …` command line in a text (code blocks, inline code, ExecStart=):
     a word `urbansense` (or a path ending in /bin/urbansense) followed by a global option or a command."""
-    commands = set(getattr(typer.main.get_command(app), "commands", {}))
+    commands = set(getattr(command_tree(), "commands", {}))
     stops = {"`", "|", "||", "&&", ";", "\\"}
     out = []
     for line in text.replace("\\\n", " ").splitlines():
@@ -127,7 +134,7 @@ def urbansense_invocations(text: str) -> list[list[str]]:
 
 def check_invocation(words: list[str], where: str) -> None:
     """Walk the click command tree: each subcommand and each `--option` must exist where it is used."""
-    command: Any = typer.main.get_command(app)  # typer's own click: walk it by its attributes
+    command = command_tree()
     path: list[str] = []
     i = 0
     while i < len(words):
@@ -197,6 +204,22 @@ def test_compose_parses_names_its_services_and_publishes_only_on_loopback() -> N
                 if line.strip() and not line.startswith("#"))
     assert conf["persistence"] == "true" and int(conf["max_queued_messages"]) >= 1_000_000
     assert conf["allow_anonymous"] == "false"
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="no docker-compose (./run installs it)")
+def test_docker_compose_parses_and_validates_the_compose_file(tmp_path: Path) -> None:
+    """Compose's own schema check (`docker-compose config`: parse, validate, resolve; no container starts).
+    The secret files and the broker's password file are the operator's: empty stand-ins here."""
+    deploy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, deploy)
+    for name in ("urbansense.env", "influxdb.env", "grafana.env", "postgres_password", "grafana_admin_password"):
+        (deploy / "compose" / "secrets" / name).write_text("")
+    (deploy / "compose" / "mosquitto" / "passwd").write_text("")
+    run = ["docker-compose", "--project-name", "urbansense", "--file", "compose.yaml", "config"]
+    r = subprocess.run([*run, "--quiet"], cwd=deploy, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run([*run, "--services"], cwd=deploy, capture_output=True, text=True, timeout=120)
+    assert set(r.stdout.split()) == SERVICES, r.stdout + r.stderr
 
 
 def unit_settings(path: Path) -> dict[str, list[str]]:

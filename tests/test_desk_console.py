@@ -56,7 +56,7 @@ def test_the_desk_sees_the_storm_live_and_acknowledges_it(tmp_path: Path, mosqui
                                {"route": "case", "receivers": ["cases"]}],
                     "outbox": {"poll_interval_s": 0.2}},
             desk={"enabled": True, "port": 0, "users": {"wang": hash_password(PASSWORD)}})
-        with Registry(cfg.path(cfg.registry.path)) as reg:
+        with Registry(cfg.registry_database()) as reg:
             for d in WATER:
                 reg.add(d, by="test")
         fleet = Fleet(mosquitto.port)
@@ -131,7 +131,7 @@ def test_the_desk_sees_the_storm_live_and_acknowledges_it(tmp_path: Path, mosqui
                     browser.close()
 
             fp = fingerprint("water.depth", "WL-CY-1")
-            shown = alerts_show(cfg.path(cfg.alerts.db_path), fp)["alert"]
+            shown = alerts_show(cfg.alerts_database(), fp)["alert"]
             assert (shown["state"], shown["acknowledged_by"], shown["ack_comment"]) == \
                 ("acknowledged", "wang", "已派排水抢险队")
             wait_until(lambda: any(r.json.get("operator") == "wang" for r in cases.accepted), 10,

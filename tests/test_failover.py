@@ -9,11 +9,11 @@ and every notification reached its receiver exactly once (counted by Idempotency
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
@@ -31,6 +31,9 @@ from core.device import Device
 from decoders import get_model
 from provisioning.registry import Registry
 from sim.daemons import Daemon, PostgresDaemon, free_port
+from sim.simulator import Publisher
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -39,7 +42,7 @@ DRY = [Device(f"WL-BG-{i:03d}", f"24e12472{i:08x}", "milesight-em500-udl", "wate
               116.30, f"海淀区 道路 {i}", "海淀", install={"mount_height_mm": 2000.0}, expected_interval_s=3600)
        for i in range(200)]
 TAKEOVER_S = 10.0
-DATABASE = False
+DATABASE = True
 """The shared state in PostgreSQL (the acceptance); False runs the same story on SQLite files and a file lock."""
 
 
@@ -69,17 +72,21 @@ class Instance:
         if not self.alive():
             return False
         try:
-            text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=2).text
+            text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=10).text
         except httpx.HTTPError:
             return False
         m = re.search(r"^urbansense_leader (\S+)$", text, re.M)
         return bool(m) and float(m.group(1)) == 1.0
 
-    def ready(self) -> bool:
+    def readyz(self) -> tuple[int, str]:
         try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+            r = httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=10)
+            return r.status_code, r.text
+        except httpx.HTTPError as exc:
+            return 0, f"{type(exc).__name__}: {exc}"
+
+    def ready(self) -> bool:
+        return self.readyz()[0] == 200
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -107,48 +114,59 @@ def wait_until(cond, timeout: float, what: str, instances: list[Instance]) -> fl
         if cond():
             return time.monotonic()
         time.sleep(0.1)
-    tails = "\n".join(f"--- {i.name}\n" + "\n".join(i.log().splitlines()[-25:]) for i in instances)
+    tails = "\n".join(f"--- {i.name} /readyz {i.readyz()}\n" + "\n".join(i.log().splitlines()[-25:])
+                      for i in instances)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{tails}")
 
 
-class Background:
-    """`RATE` uplinks a second from the dry gauges until stopped; counts what it published per device."""
+STORM = """
+import sys
+sys.path.insert(0, "tests")
+from test_failover import storm_main
+storm_main(*sys.argv[1:])
+"""
 
-    def __init__(self, fleet: Fleet, rate: int) -> None:
-        self.fleet = fleet
-        self.rate = rate
-        self.sent: Counter[str] = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rainstorm", daemon=True)
-        info = get_model(DRY[0].model)
-        self._payload, self._port = info.codec.encode(
-            {**{n: r.snap((r.lo + r.hi) / 2) for n, r in info.ranges.items()}, "distance_mm": 1990.0,
-             "battery_pct": 90, **({"tilted": False} if "tilted" in info.ranges else {})})
-        self.seconds = 0.0
 
-    def start(self) -> None:
-        self._thread.start()
+def storm_main(port: str, rate: str, out: str, stop: str) -> None:
+    """The storm's own process (off the test's GIL): `rate` uplinks a second from the dry gauges until the
+    file `stop` exists, then every one acknowledged by the broker; writes {device: count} and the seconds."""
+    pub = Publisher("127.0.0.1", int(port))
+    info = get_model(DRY[0].model)
+    payload, fport = info.codec.encode(
+        {**{n: r.snap((r.lo + r.hi) / 2) for n, r in info.ranges.items()}, "distance_mm": 1990.0,
+         "battery_pct": 90, **({"tilted": False} if "tilted" in info.ranges else {})})
+    sent: Counter[str] = Counter()
+    t0 = time.monotonic()
+    n = 0
+    while not Path(stop).exists():
+        due = int((time.monotonic() - t0) * int(rate))
+        while n < due:
+            d = DRY[n % len(DRY)]
+            sent[d.id] += 1
+            topic, event = build_chirpstack_event(d.key, payload, fport, sent[d.id], time.time_ns(),
+                                                  [("a840410000000001", -90.0, 6.5)], str(uuid.uuid4()))
+            pub.publish(topic, event)
+            n += 1
+        time.sleep(0.01)
+    seconds = time.monotonic() - t0
+    ok = pub.flush(60)
+    pub.close()
+    Path(out).write_text(json.dumps({"sent": sent, "seconds": seconds, "flushed": ok}))
 
-    def _run(self) -> None:
-        t0 = time.monotonic()
-        n = 0
-        while not self._stop.is_set():
-            due = int((time.monotonic() - t0) * self.rate)
-            while n < due:
-                d = DRY[n % len(DRY)]
-                self.fleet.fcnt[d.id] += 1
-                topic, event = build_chirpstack_event(d.key, self._payload, self._port, self.fleet.fcnt[d.id],
-                                                      time.time_ns(), [("a840410000000001", -90.0, 6.5)],
-                                                      str(uuid.uuid4()))
-                self.fleet.pub.publish(topic, event)
-                self.sent[d.id] += 1
-                n += 1
-            time.sleep(0.01)
-        self.seconds = time.monotonic() - t0
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
+class Storm:
+    """`storm_main` in a child process; `stop()` returns ({device: uplinks published}, seconds, all acked)."""
+
+    def __init__(self, port: int, rate: int, folder: Path) -> None:
+        self.out, self.stop_file = folder / "storm.json", folder / "storm.stop"
+        self.proc = subprocess.Popen([sys.executable, "-c", STORM, str(port), str(rate), str(self.out),
+                                      str(self.stop_file)], cwd=ROOT)
+
+    def stop(self) -> tuple[Counter[str], float, bool]:
+        self.stop_file.touch()
+        self.proc.wait(90)
+        got = json.loads(self.out.read_text())
+        return Counter(got["sent"]), got["seconds"], got["flushed"]
 
 
 def config_text(tmp: Path, mosquitto: Daemon, influxd: Daemon, db: str, database_url: str, name: str,
@@ -211,7 +229,7 @@ def influx_count(influxd: Daemon, db: str) -> dict[str, int]:
 def test_the_standby_takes_over_a_killed_leader_in_a_rainstorm_nothing_lost_nothing_twice(
         tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, postgres: PostgresDaemon,
         pg_dsn: str) -> None:
-    with Registry(tmp_path / "registry.sqlite") as reg:
+    with Registry(pg_dsn if DATABASE else tmp_path / "registry.sqlite") as reg:
         for d in (*WATER, *DRY):
             reg.add(d, by="test")
     with RecordingServer() as cases, RecordingServer() as desk:
@@ -220,14 +238,15 @@ def test_the_standby_takes_over_a_killed_leader_in_a_rainstorm_nothing_lost_noth
                                           cases, desk))
                      for name in ("a", "b")]
         fleet = Fleet(mosquitto.port)
-        storm = Background(fleet, RATE)
         base = time.time_ns() - 60 * MIN
+        storm: Storm | None = None
         try:
             for inst in instances:
                 inst.start()
+            wait_until(lambda: sum(i.leads() for i in instances) == 1, 60, "one leader", instances)
+            # ready: the standby stands by, the leader has its part running and its bus session subscribed
             wait_until(lambda: all(i.ready() for i in instances), 60, "both instances ready", instances)
-            wait_until(lambda: sum(i.leads() for i in instances) == 1, 30, "one leader", instances)
-            storm.start()
+            storm = Storm(mosquitto.port, RATE, tmp_path)
             fleet.water(0, RISE, base)
             wait_until(lambda: sum(1 for b in flood_cases(cases) if b["action"] == "open") == 3, 60,
                        "the 3 flood cases opened", instances)
@@ -241,28 +260,37 @@ def test_the_standby_takes_over_a_killed_leader_in_a_rainstorm_nothing_lost_noth
             led_at = wait_until(standby.leads, 3 * TAKEOVER_S, "the standby to lead", instances)
             takeover_s = led_at - killed_at
             assert takeover_s <= TAKEOVER_S, f"the standby led {takeover_s:.1f} s after the kill"
+            warm_s = wait_until(standby.ready, 60, "the new leader warm and reading", instances) - killed_at
+            # systemd brings the killed process back, as a standby now: its ingest id's MQTT session holds
+            # its share of the uplinks sent meanwhile (Mosquitto keeps queueing a dead member's share)
+            leader.start()
             fleet.water(12, CROSS, base)
             wait_until(lambda: sum(1 for b in flood_cases(cases) if b["action"] == "update"
                                    and b["severity"] == "critical") >= 3, 60, "the 3 cases escalated", instances)
+            fleet.water(19, FALL, base)
+            wait_until(lambda: sum(1 for b in flood_cases(cases) if b["action"] == "close") == 3, 90,
+                       "the 3 cases closed", instances)
+            assert standby.leads() and not leader.leads(), "the cases must be escalated and closed by the new leader"
+            closed_wall = time.time()
 
-            # the killed instance comes back (systemd) as a standby; PostgreSQL restarts under both
-            leader.start()
+            # PostgreSQL restarts under both, mid-storm: leadership comes back, nothing is lost
             wait_until(leader.ready, 60, "the restarted instance ready", instances)
             if DATABASE:
                 postgres.stop()
                 time.sleep(2.0)
                 postgres.restart()
-            wait_until(lambda: sum(i.leads() for i in instances) == 1, 3 * TAKEOVER_S,
-                       "leadership re-established after PostgreSQL's restart", instances)
-            fleet.water(19, FALL, base)
-            wait_until(lambda: sum(1 for b in flood_cases(cases) if b["action"] == "close") == 3, 90,
-                       "the 3 cases closed", instances)
-            time.sleep(2.0)
+            wait_until(lambda: sum(i.leads() for i in instances) == 1 and all(i.ready() for i in instances),
+                       3 * TAKEOVER_S, "leadership re-established after PostgreSQL's restart", instances)
+            time.sleep(3.0)  # the storm goes on under the re-established leader
         finally:
-            storm.stop()
-            assert fleet.pub.flush(60)
-        try:
-            published = Counter(storm.sent)
+            if storm is not None:
+                sent, storm_s, flushed = storm.stop()
+            else:
+                for inst in instances:
+                    inst.stop()
+        try:  # every later failure stops the instances too
+            assert flushed and fleet.pub.flush(60)
+            published = Counter(sent)
             published.update({d.id: fleet.fcnt[d.id] for d in WATER})
             wait_until(lambda: influx_count(influxd, influx_db) == dict(published), 90,
                        "every published uplink stored", instances)
@@ -272,7 +300,7 @@ def test_the_standby_takes_over_a_killed_leader_in_a_rainstorm_nothing_lost_noth
                 inst.stop()
             fleet.pub.close()
 
-        rate = sum(storm.sent.values()) / storm.seconds
+        rate = sum(sent.values()) / storm_s
         assert rate >= 0.9 * RATE, f"the storm ran at {rate:.0f} uplinks/s"
         # exactly once: InfluxDB holds one point per published uplink (a redelivery overwrites itself)
         assert influx_count(influxd, influx_db) == dict(published)
@@ -299,8 +327,13 @@ def test_the_standby_takes_over_a_killed_leader_in_a_rainstorm_nothing_lost_noth
             assert actions.count("open") == 1 and actions.count("close") == 1, (d.id, actions)
             assert actions[0] == "open" and actions[-1] == "close", (d.id, actions)
             assert any(b["action"] == "update" and b["severity"] == "critical" for b in mine), (d.id, actions)
+            # the escalation and the close were sent by the new leader: after the kill, before PostgreSQL's restart
+            late = [r.time for r in cases.accepted if r.json.get("device_id") == d.id
+                    and (r.json.get("action") == "close" or r.json.get("severity") == "critical")]
+            assert late and all(killed_wall < t <= closed_wall for t in late), (d.id, late, killed_wall)
             desk_mine = [b for b in accepted(desk) if b["device_id"] == d.id]
             assert {b["rule_id"] for b in desk_mine if b["status"] == "resolved"} == {"water.rising", "water.depth"}
         for inst in instances:
             assert "leadership acquired" in inst.log() or inst is not standby
-        print(f"takeover after {takeover_s:.1f} s; {sum(published.values())} uplinks at {rate:.0f}/s")
+        print(f"leader after {takeover_s:.1f} s, warm and reading after {warm_s:.1f} s; "
+              f"{sum(published.values())} uplinks at {rate:.0f}/s")

@@ -72,7 +72,7 @@ def test_spool_filesystem_full_influxdb_down_then_flapping_stores_every_uplink_w
                           mqtt={"receive_maximum": 500},
                           spool={"path": str(small_disk / "spool"), "probe_max_s": 0.5},
                           logging={"level": "INFO"})
-        provision(cfg.path(cfg.registry.path))
+        provision(cfg.registry_database())
         with running(cfg) as svc:
             port = svc.metrics_server.port
             stream = Stream(broker.port, rate=200, total=200 * 30).start()

@@ -132,7 +132,7 @@ def test_influxd_killed_for_30_s_mid_stream_loses_nothing(tmp_path: Path, own_br
     influx = own_influxd[0]
     cfg = make_config(tmp_path, own_broker[0], influx, DB, influxdb={"timeout_s": 2.0},
                       spool={"path": str(tmp_path / "spool"), "probe_max_s": 1.0})
-    provision(cfg.path(cfg.registry.path))
+    provision(cfg.registry_database())
     with running(cfg) as svc:
         stream = Stream(own_broker[0].port, rate=150, total=150 * 40).start()
         time.sleep(5)
@@ -229,7 +229,7 @@ def test_broker_restart_mid_stream_reconnects_by_itself_and_loses_nothing(
     broker = own_broker[0]
     cfg = make_config(tmp_path, broker, influxd, DB, mqtt={"reconnect_max_s": 2.0},
                       spool={"path": str(tmp_path / "spool")})
-    provision(cfg.path(cfg.registry.path))
+    provision(cfg.registry_database())
     with running(cfg) as svc:
         consumer = svc.collector("lorawan").consumer
         stream = Stream(broker.port, rate=150, total=150 * 15).start()
@@ -252,7 +252,7 @@ def test_influxd_down_past_the_spool_bound_stops_acking_and_the_broker_keeps_the
     cfg = make_config(tmp_path, own_broker[0], influx, DB, influxdb={"timeout_s": 2.0},
                       mqtt={"receive_maximum": 300},
                       spool={"path": str(tmp_path / "spool"), "max_bytes": bound, "probe_max_s": 1.0})
-    provision(cfg.path(cfg.registry.path))
+    provision(cfg.registry_database())
     with running(cfg) as svc:
         consumer = svc.collector("lorawan").consumer
         stream = Stream(own_broker[0].port, rate=200, total=200 * 25).start()
@@ -276,11 +276,11 @@ def test_influxd_down_past_the_spool_bound_stops_acking_and_the_broker_keeps_the
 
 
 def test_a_point_influxdb_rejects_is_dead_lettered_and_the_rest_of_its_batch_written(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
     # the planted point is 30 days old: the time policy must trust times that old here
-    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, influxdb={"flush_interval_s": 1.0},
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, database=database, influxdb={"flush_interval_s": 1.0},
                       pipeline={"time_max_past_s": 60 * 86400.0})
-    provision(cfg.path(cfg.registry.path))
+    provision(cfg.registry_database())
     sim = FleetSimulator(DEVICES, Scenario("calm"), seed=2)
     now = time.time_ns()
     old = now - 30 * 24 * 3600 * 10**9  # a shard of its own, where the conflict is planted
@@ -302,7 +302,7 @@ def test_a_point_influxdb_rejects_is_dead_lettered_and_the_rest_of_its_batch_wri
     health = influx_query(influxd, influx_db, f'SELECT count(fcnt) FROM device_health WHERE time = {old}')
     assert health[0]["values"][0][1] == 1, "the refused point's health line was still written"
     assert rejected == 1 and batches <= 3
-    letters = DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path)).list(reason="influx_rejected")
+    letters = DeadLetterStore(cfg.dead_letter_database()).list(reason="influx_rejected")
     assert len(letters) == 1
     assert "field type conflict" in letters[0].detail
     assert letters[0].payload.startswith(f"{KIND},device_id={DEVICES[3].id}".encode())

@@ -115,7 +115,7 @@ def check(case: dict[str, Any], outcomes: list[dict[str, Any]]) -> None:
 
 def run_pipeline(tmp_path: Path, case: dict[str, Any]) -> list[dict[str, Any]]:
     cfg, _ = setup(tmp_path, devices_of(case))
-    pipeline = make_pipeline(cfg, view=RegistryView(cfg.path(cfg.registry.path)), writer=None,  # type: ignore[arg-type]
+    pipeline = make_pipeline(cfg, view=RegistryView(cfg.registry_database()), writer=None,  # type: ignore[arg-type]
                              deadletters=None, metrics=Metrics())  # type: ignore[arg-type]
     msgs = messages(case)
     incoming = [Incoming("lorawan", m["topic"], orjson.dumps(m["envelope"]), received_ns(m)) for m in msgs]

@@ -63,7 +63,7 @@ def stormed(tmp_path_factory: pytest.TempPathFactory, influxd, request) -> str:
     request.addfinalizer(broker.stop)
     devices = _fleet()
     cfg = make_config(tmp, broker, influxd, db)
-    with Registry(cfg.path(cfg.registry.path)) as reg:
+    with Registry(cfg.registry_database()) as reg:
         for d in devices:
             reg.add(d)
     sim = FleetSimulator(devices, Scenario("rainstorm", ("朝阳",), ramp_s=ROUNDS * 60 / 2), seed=7)

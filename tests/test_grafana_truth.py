@@ -48,15 +48,15 @@ def _rows(influxd: Daemon, db: str, query: str) -> list[dict]:
 
 
 def test_nbiot_devices_without_rssi_are_heard_on_the_map_and_in_the_online_rate(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
-    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, nbiot={"udp": True, "udp_port": 0})
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, database=database, nbiot={"udp": True, "udp_port": 0})
     nb = [dataclasses.replace(d, latitude=39.9 + i / 100, longitude=116.4) for i, d in enumerate(nb_fleet(4))]
     lorawan = [Device("LW-CY-1", KEY, "milesight-em500-udl", "water_level", 39.95, 116.45, district="朝阳",
                       install={"mount_height_mm": 2000.0}),
                Device("LW-HD-1", "24e124713c210002", "milesight-em500-udl", "water_level", 39.96, 116.3,
                       district="海淀", install={"mount_height_mm": 2000.0})]
     devices = nb + lorawan
-    provision(cfg.path(cfg.registry.path), devices)
+    provision(cfg.registry_database(), devices)
     sending = {"NB-000", "NB-001", "NB-002", "LW-CY-1"}          # NB-003 and LW-HD-1 stay silent
     info = get_model("milesight-em500-udl")
     payload, port = info.codec.encode({**info.sample(random.Random(1)), "distance_mm": 1900.0})

@@ -59,9 +59,10 @@ def test_an_idle_connection_is_closed_after_the_timeout() -> None:
         server.stop()
 
 
-def test_healthz_answers_within_a_second_of_start_while_influxdb_is_down(tmp_path: Path, mosquitto: Daemon) -> None:
+def test_healthz_answers_within_a_second_of_start_while_influxdb_is_down(tmp_path: Path, mosquitto: Daemon,
+        database: str) -> None:
     metrics_port = free_port()
-    cfg = make_config(tmp_path, mosquitto, mosquitto, "nothing", metrics={"port": metrics_port},
+    cfg = make_config(tmp_path, mosquitto, mosquitto, "nothing", database=database, metrics={"port": metrics_port},
                       influxdb={"url": f"http://127.0.0.1:{free_port()}"},  # nothing listens there
                       spool={"path": str(tmp_path / "spool")}, rules={"warm_up": False})
     first: list[float] = []
@@ -95,12 +96,13 @@ def test_healthz_answers_within_a_second_of_start_while_influxdb_is_down(tmp_pat
 
 
 def test_start_with_influxdb_down_ingests_into_the_spool_and_stores_everything_later(
-        tmp_path: Path, mosquitto: Daemon) -> None:
+        tmp_path: Path, mosquitto: Daemon, database: str) -> None:
     port = free_port()
-    cfg = make_config(tmp_path, mosquitto, mosquitto, DB, influxdb={"url": f"http://127.0.0.1:{port}",
+    cfg = make_config(tmp_path, mosquitto, mosquitto, DB, database=database,
+                      influxdb={"url": f"http://127.0.0.1:{port}",
                                                                    "timeout_s": 2.0},
                       spool={"path": str(tmp_path / "spool"), "probe_max_s": 0.5})
-    provision(cfg.path(cfg.registry.path))
+    provision(cfg.registry_database())
     influx: list[Daemon] = []
     try:
         with running(cfg) as svc:

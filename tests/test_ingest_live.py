@@ -32,7 +32,7 @@ POISON = Device(id="P-POISON", key="00112233445566ff", model="nwave-nps405", kin
 
 
 def provision(cfg: Config, devices: list[Device]) -> None:
-    with Registry(cfg.path(cfg.registry.path)) as reg:
+    with Registry(cfg.registry_database()) as reg:
         for d in devices:
             reg.add(d, by="test")
 
@@ -96,8 +96,8 @@ def poison_event(time_ns: int) -> tuple[str, bytes]:
 
 @pytest.mark.slow
 def test_zero_time_and_poison_among_1000_good_then_poison_at_the_head_after_a_restart(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, poison_codec: None) -> None:
-    cfg = make_config(tmp_path, mosquitto, influxd, influx_db)
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, poison_codec: None, database: str) -> None:
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, database=database)
     provision(cfg, [*DEVICES, POISON])
     sim = FleetSimulator(DEVICES, Scenario("calm"), seed=13)
     t0 = recent_ns(2)
@@ -122,7 +122,7 @@ def test_zero_time_and_poison_among_1000_good_then_poison_at_the_head_after_a_re
     health = influx_query(influxd, influx_db, f'SELECT "time_source" FROM "device_health" WHERE time >= {t0} '
                                               f'AND "time_source" = \'rxInfo.nsTime\'')
     assert sum(len(s["values"]) for s in health) == 1
-    with DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path)) as store:
+    with DeadLetterStore(cfg.dead_letter_database()) as store:
         dead = store.list()
     assert [(d.reason, d.device_key) for d in dead] == [("internal_error", None)]
     assert "ZeroDivisionError" in dead[0].detail
@@ -140,13 +140,13 @@ def test_zero_time_and_poison_among_1000_good_then_poison_at_the_head_after_a_re
         wait_until(lambda: len(noise_times(influxd, influx_db, t1)) >= 1000, 90, "the next 1,000 points")
         assert httpx.get(f"http://127.0.0.1:{svc.metrics_server.port}/readyz").status_code == 200
     assert sorted(noise_times(influxd, influx_db, t1)) == sorted(u.time_ns for u in more)
-    with DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path)) as store:
+    with DeadLetterStore(cfg.dead_letter_database()) as store:
         assert [d.reason for d in store.list()] == ["internal_error", "internal_error"]
 
 
 def test_a_task_that_dies_turns_readyz_503_within_a_second_and_exits_non_zero(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
-    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, logging={"level": "ERROR"})
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, database=database, logging={"level": "ERROR"})
     provision(cfg, DEVICES)
     holder: dict = {}
     started = threading.Event()
@@ -188,8 +188,8 @@ def test_a_task_that_dies_turns_readyz_503_within_a_second_and_exits_non_zero(
 
 
 def test_200_different_nbiot_frames_in_one_second_are_200_points_and_a_frame_sent_3_times_is_1(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
-    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, lorawan={"chirpstack": False},
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, database=database, lorawan={"chirpstack": False},
                       nbiot={"udp": True, "udp_port": 0})
     water, noise = nb_fleet(2)
     provision(cfg, [water, noise])

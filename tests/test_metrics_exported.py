@@ -24,12 +24,12 @@ def _metrics(svc) -> dict[str, float]:  # type: ignore[no-untyped-def]
 
 
 def test_mqtt_connected_and_kept_counters_are_exported(tmp_path: Path, mosquitto: Daemon, influxd: Daemon,
-                                                       influx_db: str) -> None:
+                                                       influx_db: str, database: str) -> None:
     devices = demo_fleet({"noise": 3})
-    with Registry(tmp_path / "registry.sqlite") as reg:
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, database=database)
+    with Registry(cfg.registry_database()) as reg:
         for d in devices:
             reg.add(d, by="test")
-    cfg = make_config(tmp_path, mosquitto, influxd, influx_db)
     with running(cfg) as svc:
         sim = FleetSimulator(devices, Scenario("calm"))
         pub = Publisher("127.0.0.1", mosquitto.port)

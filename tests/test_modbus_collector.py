@@ -77,15 +77,15 @@ def _gauge(dev_id: str, port: int) -> Device:
 
 
 def test_gauges_are_polled_and_a_dead_one_is_marked_unreachable_without_delaying_the_others(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
     pa, pb, pc = free_port(), free_port(), free_port()
     a = GaugeServer(pa, {"distance_mm": 2650.0, "temperature_c": 21.5})
     b = GaugeServer(pb, {"distance_mm": 2999.0, "temperature_c": 20.0})
     c = GaugeServer(pc, {"distance_mm": 2400.5, "temperature_c": 19.0}, framer=FramerType.RTU)
-    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, lorawan={"chirpstack": False},
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, database=database, lorawan={"chirpstack": False},
                       modbus={"enabled": True, "timeout_s": 0.5, "rtu_ports": [pc]})
     devices = [_gauge("UP-A", pa), _gauge("UP-B", pb), _gauge("UP-C", pc)]
-    provision(cfg.path(cfg.registry.path), devices)
+    provision(cfg.registry_database(), devices)
     try:
         with running(cfg) as svc:
             mb = svc.collector("modbus")

@@ -59,13 +59,13 @@ def _onenet(token: str, points: list[dict]) -> bytes:
 
 
 def test_every_decoded_object_envelope_lands_in_influxdb_and_model_folders_reload_live(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
     folder = tmp_path / "models"
-    cfg = make_config(tmp_path, mosquitto, influxd, influx_db,
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, database=database,
                       lorawan={"chirpstack": True, "chirpstack_v3": True, "tts": True},
                       nbiot={"push": True, "push_port": 0, "ctwing_token": "ct-1", "onenet_token": "on-2"},
                       decoders={"paths": [str(folder)], "reload_interval_s": 0.2})
-    provision(cfg.path(cfg.registry.path), DEVICES)
+    provision(cfg.registry_database(), DEVICES)
     logged: list[str] = []
     sink = logger.add(lambda m: logged.append(str(m)), level="WARNING", format="{message}")
     with running(cfg) as svc:
@@ -152,7 +152,7 @@ def test_every_decoded_object_envelope_lands_in_influxdb_and_model_folders_reloa
     assert water[("X-08", (T0 + 10) * ns)]["distance_mm"] == 1000.0
     assert water[("X-08", (T0 + 11) * ns)]["distance_mm"] == 1500.0
     assert dust[("X-01", (T0 + 12) * ns)]["pm2_5_ugm3"] == 12.0
-    with DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path)) as dl:
+    with DeadLetterStore(cfg.dead_letter_database()) as dl:
         assert dl.count_by_reason() == {"missing_input": 1}
         (letter,) = dl.list(limit=5)
     assert "milesight-am308 reads a decoded object" in letter.detail and "1 payload byte" in letter.detail

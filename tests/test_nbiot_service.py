@@ -24,8 +24,8 @@ from storage.deadletter import DeadLetterStore
 T0 = recent_ns() // 1_000_000_000
 
 
-def _config(tmp_path: Path, mosquitto: Daemon, influxd: Daemon, db: str, **nbiot: object):
-    return make_config(tmp_path, mosquitto, influxd, db, lorawan={"chirpstack": False},
+def _config(tmp_path: Path, mosquitto: Daemon, influxd: Daemon, db: str, database: str = "", **nbiot: object):
+    return make_config(tmp_path, mosquitto, influxd, db, database, lorawan={"chirpstack": False},
                        nbiot={"udp_port": 0, "push_port": 0, **nbiot})
 
 
@@ -44,7 +44,7 @@ def test_udp_frames_from_200_devices_are_all_stored_and_acked(
         tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
     cfg = _config(tmp_path, mosquitto, influxd, influx_db, udp=True)
     devices = nb_fleet(200)
-    provision(cfg.path(cfg.registry.path), devices)
+    provision(cfg.registry_database(), devices)
     frames = NbiotSimulator(devices, Scenario("rainstorm", ("朝阳",), ramp_s=10), seed=5).round(8.0, T0)
     with running(cfg) as svc:
         player = UdpPlayer("127.0.0.1", svc.collector("nbiot").udp.port)
@@ -62,11 +62,11 @@ def test_udp_frames_from_200_devices_are_all_stored_and_acked(
 
 
 def test_coap_post_is_stored_and_answered_with_the_ack(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
     port = free_port()
-    cfg = _config(tmp_path, mosquitto, influxd, influx_db, coap=True, coap_port=port)
+    cfg = _config(tmp_path, mosquitto, influxd, influx_db, database, coap=True, coap_port=port)
     devices = nb_fleet(2)
-    provision(cfg.path(cfg.registry.path), devices)
+    provision(cfg.registry_database(), devices)
     f = NbiotSimulator(devices, Scenario(), seed=2).frame(devices[0], 0, T0)
 
     async def post(payload: bytes) -> aiocoap.Message:
@@ -87,11 +87,11 @@ def test_coap_post_is_stored_and_answered_with_the_ack(
 
 
 def test_ctwing_and_onenet_pushes_are_stored_and_bad_signatures_refused(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
-    cfg = _config(tmp_path, mosquitto, influxd, influx_db, push=True, ctwing_token="ct-secret-1",
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
+    cfg = _config(tmp_path, mosquitto, influxd, influx_db, database, push=True, ctwing_token="ct-secret-1",
                   onenet_token="on-secret-2", max_body_bytes=4096)
     devices = nb_fleet(4)
-    provision(cfg.path(cfg.registry.path), devices)
+    provision(cfg.registry_database(), devices)
     sim = NbiotSimulator(devices, Scenario(), seed=3)
     f0, f1 = sim.frame(devices[0], 0, T0), sim.frame(devices[1], 0, T0 + 1)
     with running(cfg) as svc:
@@ -130,7 +130,7 @@ def test_ctwing_and_onenet_pushes_are_stored_and_bad_signatures_refused(
     points = stored(influxd, influx_db, "water_level")
     assert points[(devices[2].id, (T0 + 2) * 10**9)]["depth_mm"] == 500.0
     assert (devices[3].id, (T0 + 3) * 10**9) not in points
-    with DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path)) as dl:
+    with DeadLetterStore(cfg.dead_letter_database()) as dl:
         assert dl.count_by_reason() == {"bad_imei": 1}
 
 
@@ -138,7 +138,7 @@ def test_10000_junk_datagrams_among_good_ones_leave_every_good_reading_stored(
         tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
     cfg = _config(tmp_path, mosquitto, influxd, influx_db, udp=True)
     devices = nb_fleet(100)
-    provision(cfg.path(cfg.registry.path), devices)
+    provision(cfg.registry_database(), devices)
     sim = NbiotSimulator(devices, Scenario(), seed=9)
     good = [f for r in range(4) for f in sim.round(float(r), T0 + r * 60)]
     rng = random.Random(1)
@@ -178,7 +178,7 @@ def test_10000_junk_datagrams_among_good_ones_leave_every_good_reading_stored(
     assert sum(rejected.values()) == 10_000
     assert rejected["unknown_device"] == 2_500
     assert {"frame_length", "bad_checksum"} <= set(rejected)
-    with DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path)) as dl:
+    with DeadLetterStore(cfg.dead_letter_database()) as dl:
         assert sum(dl.count_by_reason().values()) == 10_000
 
 
@@ -186,13 +186,13 @@ pytestmark = pytest.mark.timeout(180)
 
 
 def test_simulate_plays_nbiot_devices_over_udp_and_ctwing(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
     from sim.nbiot import run_nbiot
 
-    cfg = _config(tmp_path, mosquitto, influxd, influx_db, udp=True, udp_port=free_port(), push=True,
+    cfg = _config(tmp_path, mosquitto, influxd, influx_db, database, udp=True, udp_port=free_port(), push=True,
                   push_port=free_port(), ctwing_token="tok-1")
     devices = nb_fleet(10)
-    provision(cfg.path(cfg.registry.path), devices)
+    provision(cfg.registry_database(), devices)
     with running(cfg) as svc:
         code, message = run_nbiot(cfg, devices, Scenario(), transport="nbiot-udp", rate=100, duration_s=0.3)
         assert code == 0 and "from 10 devices" in message

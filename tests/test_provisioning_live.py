@@ -29,8 +29,12 @@ KEY = "24e124713c210001"
 TAGS = (("device_id", "WL-1"), ("district", "朝阳"), ("model", "milesight-em500-udl"))
 
 
-def config_file(tmp: Path, *, influx: tuple[str, str] | None = None, mqtt_port: int | None = None) -> Path:
+def config_file(tmp: Path, *, influx: tuple[str, str] | None = None, mqtt_port: int | None = None,
+                database: str = "") -> Path:
+    """A config file; `database` (the fixture's value) puts the registry in that PostgreSQL when it is a URL."""
     lines = [f'[registry]\npath = "{tmp / "r.sqlite"}"\n']
+    if "://" in database:
+        lines.append(f'[database]\nurl = "{database}"\n')
     if influx:
         lines.append(f'[influxdb]\nurl = "{influx[0]}"\ndatabase = "{influx[1]}"\n')
     if mqtt_port:
@@ -89,8 +93,9 @@ def test_show_without_influxdb_still_shows_the_registry_row(tmp_path: Path) -> N
     assert "live facts unavailable: cannot read InfluxDB" in r.stderr
 
 
-def test_list_silent_for_more_than_n_minutes(tmp_path: Path, influxd: Daemon, influx_db: str) -> None:
-    cfg = config_file(tmp_path, influx=(influxd.url, influx_db))
+def test_list_silent_for_more_than_n_minutes(tmp_path: Path, influxd: Daemon, influx_db: str,
+        database: str) -> None:
+    cfg = config_file(tmp_path, influx=(influxd.url, influx_db), database=database)
     add_water_sensor(cfg)
     add_water_sensor(cfg, "WL-2", "24e124713c210002")
     add_water_sensor(cfg, "WL-3", "24e124713c210003")
@@ -106,8 +111,9 @@ def test_list_silent_for_more_than_n_minutes(tmp_path: Path, influxd: Daemon, in
     assert "WL-2" in r.output and "WL-3" not in r.output and "1 devices" in r.output
 
 
-def test_calibrate_from_the_last_reported_distance(tmp_path: Path, influxd: Daemon, influx_db: str) -> None:
-    cfg = config_file(tmp_path, influx=(influxd.url, influx_db))
+def test_calibrate_from_the_last_reported_distance(tmp_path: Path, influxd: Daemon, influx_db: str,
+        database: str) -> None:
+    cfg = config_file(tmp_path, influx=(influxd.url, influx_db), database=database)
     add_water_sensor(cfg)
     write_uplinks(influxd, influx_db, time.time_ns() - 10 * 60_000_000_000)
     r = dev(cfg, "calibrate", "WL-1", "--from-last", "--by", "zhang.wei")
@@ -150,9 +156,9 @@ def test_watch_prints_the_devices_uplink_published_to_the_broker(tmp_path: Path,
 
 
 def test_running_service_stores_a_new_devices_uplink_and_dead_letters_a_retired_ones(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
-    cfg = make_config(tmp_path, mosquitto, influxd, influx_db)
-    reg = ["--registry", str(cfg.path(cfg.registry.path))]
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, database=database)
+    reg = ["--registry", str(cfg.registry_database())]
     info = get_model("milesight-em500-udl")
     payload, port = info.codec.encode({**info.sample(random.Random(5)), "distance_mm": 1500.0})
     fcnt = iter(range(1000))
@@ -181,9 +187,9 @@ def test_running_service_stores_a_new_devices_uplink_and_dead_letters_a_retired_
 
         def retired_dead_lettered() -> bool:
             publish_one(pub)
-            with DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path)) as store:
+            with DeadLetterStore(cfg.dead_letter_database()) as store:
                 return store.count_by_reason().get("retired_device", 0) > 0
         wait_until(retired_dead_lettered, 10, "a retired device's uplink in the dead-letter store")
         pub.close()
-    with DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path)) as store:
+    with DeadLetterStore(cfg.dead_letter_database()) as store:
         assert store.list(reason="retired_device")[0].device_key == KEY

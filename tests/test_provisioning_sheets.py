@@ -122,19 +122,18 @@ def test_gbk_csv_with_chinese_headers_imports_30_devices_and_reports_the_repairs
     assert shown(database, "JS-00")["key"] == "24e124713c200001"
 
 
-def test_xlsx_with_chinese_headers_and_a_numeric_imei_imports_with_the_repairs_reported(
-        tmp_path: Path, database: str) -> None:
+def test_xlsx_with_chinese_headers_and_a_numeric_imei_imports_with_the_repairs_reported(tmp_path: Path) -> None:
     rows = fleet()
     rows[25][2] = IMEI
     path = xlsx(tmp_path / "朝阳设备.xlsx", rows)
-    r = dev(database, "import", str(path))
+    r = dev(tmp_path, "import", str(path))
     assert r.exit_code == 0, r.output
     assert "read as xlsx, 30 data rows" in r.stderr
     # Excel kept the five IMEIs as numbers; each is read back whole, with a note
     assert r.stderr.count("the key was stored as a number") == 5
     assert f"IMEI (key): {IMEI!r} → {IMEI!r} (the key was stored as a number)" in r.stderr
-    assert count(database) == 30
-    assert shown(database, "NB-25")["key"] == IMEI
+    assert count(tmp_path) == 30
+    assert shown(tmp_path, "NB-25")["key"] == IMEI
 
 
 @pytest.mark.parametrize("kind", ["csv", "xlsx"])
@@ -186,22 +185,22 @@ def test_excel_artefacts_cell_by_cell() -> None:
         repair_cell("key", 1.2345678901234567e16)
 
 
-def test_dry_run_lists_added_changed_field_by_field_and_unchanged(tmp_path: Path, database: str) -> None:
+def test_dry_run_lists_added_changed_field_by_field_and_unchanged(tmp_path: Path) -> None:
     rows = fleet()
     path = gbk_csv(tmp_path / "f.csv", rows)
-    assert dev(database, "import", str(path)).exit_code == 0
+    assert dev(tmp_path, "import", str(path)).exit_code == 0
     rows[0][7] = "丰台区"                 # JS-00 moves district
     rows[1][9] = "2"                      # ZS-01 zone class
     rows.append(["JS-30", "24E124713C21AAAA", "", "milesight-em500-udl", "39.95", "116.45", "", "朝阳区", "", "",
                  "1800"])
-    r = dev(database, "import", str(gbk_csv(tmp_path / "g.csv", rows)), "--dry-run")
+    r = dev(tmp_path, "import", str(gbk_csv(tmp_path / "g.csv", rows)), "--dry-run")
     assert r.exit_code == 0, r.output
     out = r.stdout
     assert "+ add JS-30: milesight-em500-udl (water_level), key 24e124713c21aaaa" in out
     assert "~ change JS-00:\n    district: 朝阳区 → 丰台区" in out
     assert "~ change ZS-01:\n    zone_class: 4a → 2" in out
     assert "dry run: 1 to add, 2 to change, 28 unchanged; nothing written" in out
-    assert count(database) == 30
+    assert count(tmp_path) == 30
 
 
 @pytest.mark.parametrize("name,lang", [("t.csv", "zh"), ("t.xlsx", "zh"), ("t.csv", "en")])

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from core.database import applied_versions, open_engine
 from core.device import Device
 from provisioning.registry import Registry, RegistryError, copy_registry
 from provisioning.view import RegistryView
+from sim.daemons import start_postgres
 
 DATA = Path(__file__).parent / "data"
 
@@ -152,3 +156,47 @@ def test_a_sqlite_registry_copied_into_postgresql_keeps_its_chain_and_seals(tmp_
             assert target.verify() == [] and target.audit_rows() == source.audit_rows() + 1
             with pytest.raises(RegistryError, match="not empty"):
                 copy_registry(source, target)
+
+
+def accepting(dsn: str) -> None:
+    """Wait until a restarted PostgreSQL accepts queries (its port opens while it is still starting up)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            psycopg.connect(dsn, connect_timeout=2).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_the_view_starts_from_its_local_copy_while_postgresql_is_down(tmp_path: Path) -> None:
+    """QA F9: ingest must start while the shared database is down. The view keeps a local copy (0600) of
+    every load, starts from it with one log line instead of a traceback, and catches up when it answers."""
+    server = start_postgres(tmp_path)
+    cache = tmp_path / "registry.cache.json"
+    try:
+        with Registry(server.dsn()) as reg:
+            reg.add(device(1, "朝阳区"))
+            reg.add(Device("NB-1", "490154203237518", "generic-nb-wl", "water_level"))
+            reg.set_mac_key("NB-1")
+        first = RegistryView(server.dsn(), cache=cache)
+        assert set(first.by_id) == {"WL-001", "NB-1"} and (cache.stat().st_mode & 0o777) == 0o600
+        first.close()
+        server.stop()
+        with pytest.raises(OperationalError):
+            RegistryView(server.dsn(), max_wait_s=0.5)  # no copy: it waits, here only briefly
+        view = RegistryView(server.dsn(), cache=cache)  # no exception: the local copy
+        assert view.by_id["WL-001"].address == "朝阳区" and "490154203237518" in view.mac_keys
+        with pytest.raises(OperationalError):
+            view.refresh()  # the service logs this and tries again
+        server.restart()
+        accepting(server.dsn())
+        with Registry(server.dsn()) as reg:
+            reg.add(device(2, "海淀区"))
+        assert view.refresh() and set(view.by_id) == {"WL-001", "WL-002", "NB-1"}
+        view.close()
+    finally:
+        server.stop()

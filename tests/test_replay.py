@@ -28,12 +28,12 @@ def _signed(token: str, msg: str, nonce: str) -> bytes:
 
 
 def test_a_onenet_push_without_its_own_time_replayed_20_times_is_one_point_and_19_refusals(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
-    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, lorawan={"chirpstack": False},
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, database=database, lorawan={"chirpstack": False},
                       nbiot={"push": True, "push_port": 0, "onenet_token": "on-secret", "ctwing_token": "ct-secret",
                              "ctwing_sources": ["10.20.0.0/16"], "max_push_age_s": 600.0})
     devices = nb_fleet(2)
-    provision(cfg.path(cfg.registry.path), devices)
+    provision(cfg.registry_database(), devices)
     f = parse_frame(NbiotSimulator(devices, Scenario(), seed=4).frame(devices[0], 0, T0).frame)
     frame = build_frame(f.imei, f.msg_type, f.seq, f.payload)  # no device time: the point gets the arrival time
     msg = orjson.dumps({"imei": devices[0].key, "type": 1, "ds_id": "3300_0_5750", "value": frame.hex(),
@@ -76,13 +76,13 @@ def test_the_nonce_memory_is_bounded_and_forgets_after_the_window() -> None:
 
 
 def test_a_device_with_a_mac_key_takes_only_frames_signed_with_it(
-        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
-    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, lorawan={"chirpstack": False},
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, database: str) -> None:
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, database=database, lorawan={"chirpstack": False},
                       nbiot={"udp": True, "udp_port": 0})
     devices = nb_fleet(2)
     signed_dev, plain_dev = devices
-    provision(cfg.path(cfg.registry.path), devices)
-    with Registry(cfg.path(cfg.registry.path)) as reg:
+    provision(cfg.registry_database(), devices)
+    with Registry(cfg.registry_database()) as reg:
         key = bytes.fromhex(reg.set_mac_key(signed_dev.id))
         assert "mac_key" in reg.history(signed_dev.id)[-1]["changes"] and key.hex() not in str(reg.history(
             signed_dev.id))
@@ -106,5 +106,5 @@ def test_a_device_with_a_mac_key_takes_only_frames_signed_with_it(
     seconds = {(dev_id, t // 10**9) for dev_id, t in points}  # a whole-second device time gets µs from the seq
     assert (signed_dev.id, NOW + 2) in seconds and (plain_dev.id, NOW + 3) in seconds
     assert (signed_dev.id, NOW) not in seconds and (signed_dev.id, NOW + 1) not in seconds
-    with DeadLetterStore(cfg.path(cfg.pipeline.dead_letter_path)) as dl:
+    with DeadLetterStore(cfg.dead_letter_database()) as dl:
         assert dl.count_by_reason() == {"bad_mac": 2}

@@ -49,8 +49,9 @@ threshold = 55
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Path:
-    path = tmp_path / "r.sqlite"
+def registry(database: str) -> str:
+    """Three devices in a registry: a SQLite file, then the shared PostgreSQL (a URL, as `--registry` takes)."""
+    path = database
     with Registry(path) as reg:
         reg.add(Device("ZS-CY-001", "70b3d57ed0001234", "milesight-ws302", "noise", district="朝阳", zone_class="2"))
         reg.add(Device("ZS-HD-001", "70b3d57ed0001235", "milesight-ws302", "noise", district="海淀", zone_class="2"))
@@ -63,7 +64,7 @@ def run(*args: object):
     return runner.invoke(app, [str(a) for a in args], env=WIDE)
 
 
-def test_rules_check_prints_all_four_mistakes_of_a_file_in_one_run(tmp_path: Path, registry: Path) -> None:
+def test_rules_check_prints_all_four_mistakes_of_a_file_in_one_run(tmp_path: Path, registry: str) -> None:
     city = tmp_path / "city.toml"
     city.write_text(FOUR_MISTAKES, encoding="utf-8")
     r = run("rules", "check", city, "--registry", registry)
@@ -81,7 +82,7 @@ def test_rules_check_prints_all_four_mistakes_of_a_file_in_one_run(tmp_path: Pat
     assert "4 error(s)" in r.output
 
 
-def test_rules_check_passes_a_file_that_names_what_exists(tmp_path: Path, registry: Path) -> None:
+def test_rules_check_passes_a_file_that_names_what_exists(tmp_path: Path, registry: str) -> None:
     fixed = (FOUR_MISTAKES.replace('"cases"', '"case"').replace('"朝阳区"', '"朝阳"')
              .replace('"water"', '"water_level"').replace('"laeq"  ', '"laeq_db"'))
     fixed = fixed.replace('field = "laeq"', 'field = "laeq_db"')
@@ -102,7 +103,7 @@ def write(tmp_path: Path, rows: list[str], *, bom: bool = False) -> Path:
     return path
 
 
-def test_rules_test_reads_zone_class_and_district_from_the_registry(tmp_path: Path, registry: Path) -> None:
+def test_rules_test_reads_zone_class_and_district_from_the_registry(tmp_path: Path, registry: str) -> None:
     r = run("rules", "test", PRESETS_DIR / "noise.toml", "--device", "ZS-CY-001", "--from", write(tmp_path, NIGHT),
             "--rule", "noise.zone_limit", "--registry", registry)
     assert r.exit_code == 0, r.output
@@ -115,7 +116,7 @@ def test_rules_test_reads_zone_class_and_district_from_the_registry(tmp_path: Pa
     assert "ZS-CY-001 from the registry" in r.output and "0 transitions" in r.output  # 4b night limit 60 > 58
 
 
-def test_rules_test_says_when_the_selector_excludes_the_device(tmp_path: Path, registry: Path) -> None:
+def test_rules_test_says_when_the_selector_excludes_the_device(tmp_path: Path, registry: str) -> None:
     city = tmp_path / "chaoyang.toml"
     city.write_text('[[rule]]\nid = "cy.loud"\nkind = "noise"\nfield = "laeq_db"\nop = ">"\nthreshold = 55\n'
                     'select = { district = "朝阳" }\n', encoding="utf-8")
@@ -127,7 +128,7 @@ def test_rules_test_says_when_the_selector_excludes_the_device(tmp_path: Path, r
     assert "does not apply" not in r.output and "inactive → firing" in r.output
 
 
-def test_rules_test_says_when_the_csv_lacks_the_rules_field_and_accepts_a_bom(tmp_path: Path, registry: Path) -> None:
+def test_rules_test_says_when_the_csv_lacks_the_rules_field_and_accepts_a_bom(tmp_path: Path, registry: str) -> None:
     rows = ["time,laeq"] + [row.split(",")[0] + ",58" for row in NIGHT[1:]]
     r = run("rules", "test", PRESETS_DIR / "noise.toml", "--device", "ZS-CY-001", "--from", write(tmp_path, rows),
             "--rule", "noise.zone_limit", "--registry", registry)
@@ -147,7 +148,7 @@ def test_rules_test_without_a_zone_class_says_the_rule_has_no_threshold_for_it(t
     assert "has thresholds only for zone classes 0, 1, 2, 3, 4a, 4b; n1 has zone class none" in r.output
 
 
-def test_rules_test_json_is_one_transition_per_line_with_notes_on_stderr(tmp_path: Path, registry: Path) -> None:
+def test_rules_test_json_is_one_transition_per_line_with_notes_on_stderr(tmp_path: Path, registry: str) -> None:
     r = runner.invoke(app, ["rules", "test", str(PRESETS_DIR / "noise.toml"), "--device", "ZS-CY-001", "--from",
                             str(write(tmp_path, NIGHT)), "--rule", "noise.zone_limit", "--registry", str(registry),
                             "--json"], env=WIDE)
@@ -158,14 +159,15 @@ def test_rules_test_json_is_one_transition_per_line_with_notes_on_stderr(tmp_pat
     assert "from the registry" in r.stderr
 
 
-def test_the_service_logs_each_rule_that_names_what_does_not_exist_at_start(tmp_path: Path, registry: Path) -> None:
+def test_the_service_logs_each_rule_that_names_what_does_not_exist_at_start(tmp_path: Path, registry: str) -> None:
     city = tmp_path / "city.toml"
     city.write_text(FOUR_MISTAKES, encoding="utf-8")
-    cfg = parse_config({"registry": {"path": str(registry)}, "rules": {"files": [str(city)], "warm_up": False},
+    where = {"database": {"url": registry}} if "://" in registry else {"registry": {"path": registry}}
+    cfg = parse_config({**where, "rules": {"files": [str(city)], "warm_up": False},
                         "alerts": {"db_path": str(tmp_path / "alerts.sqlite")}}, base_dir=tmp_path, environ={})
     lines: list[str] = []
     sink = logger.add(lambda m: lines.append(str(m)), level="WARNING", format="{message}")
-    view = RegistryView(registry)
+    view = RegistryView(cfg.registry_database())
     try:
         RulesAndAlerts(cfg, view)
     finally:

@@ -83,11 +83,12 @@ def _client_ctx(pki: dict[str, Path]) -> ssl.SSLContext:
 
 
 def test_service_ingests_through_the_tls_listener_with_the_test_ca(
-        tmp_path: Path, pki: dict[str, Path], tls_broker: Daemon, influxd: Daemon, influx_db: str) -> None:
-    cfg = make_config(tmp_path, tls_broker, influxd, influx_db,
+        tmp_path: Path, pki: dict[str, Path], tls_broker: Daemon, influxd: Daemon, influx_db: str,
+        database: str) -> None:
+    cfg = make_config(tmp_path, tls_broker, influxd, influx_db, database=database,
                       mqtt={"tls": True, "ca_file": str(pki["ca"]), "cert_file": str(pki["client"]),
                             "key_file": str(pki["client_key"])})
-    provision(cfg.path(cfg.registry.path))
+    provision(cfg.registry_database())
     sim = FleetSimulator(DEVICES, Scenario("calm"), seed=3)
     t0 = time.time_ns() - 600 * 1_000_000_000
     ups = [u for r in range(3) for u in sim.round(float(r), t0 + r * 1_000_000_000)]
@@ -188,8 +189,9 @@ async def _accept(item: object) -> bool:
 
 
 def test_the_desk_console_serves_https_with_a_configured_certificate_and_a_secure_session_cookie(
-        tmp_path: Path, pki: dict[str, Path], mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
-    cfg = make_config(tmp_path, mosquitto, influxd, influx_db,
+        tmp_path: Path, pki: dict[str, Path], mosquitto: Daemon, influxd: Daemon, influx_db: str,
+        database: str) -> None:
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db, database=database,
                       alerts={"db_path": str(tmp_path / "alerts.sqlite")},
                       desk={"enabled": True, "port": 0, "users": {"wang": hash_password("rain-desk-2026!")},
                             "cert_file": str(pki["server"]), "key_file": str(pki["server_key"])})

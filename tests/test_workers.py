@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +18,8 @@ import httpx
 import paho.mqtt.client as paho
 import pytest
 from conftest import influx_query
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from servicekit import recent_ns
 from test_ingest_process import publish
 from typer.testing import CliRunner
@@ -188,3 +191,94 @@ def test_workers_refuse_a_transport_that_only_one_process_can_bind(tmp_path: Pat
     assert out.exit_code == 2 and "cannot also be --role ingest" in " ".join(out.output.replace("│", " ").split())
     out = runner.invoke(app, ["--config", str(config), "run", "--ingest-id", "a/b"])
     assert out.exit_code == 2 and "letters, digits" in out.output
+
+
+class SharedMember:
+    """A plain MQTT 5 member of the shared subscription (persistent session) that acknowledges what it gets."""
+
+    def __init__(self, broker: Daemon, client_id: str, group: str = "urbansense") -> None:
+        self.got: list[bytes] = []
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+        self.client.on_message = lambda c, u, m: self.got.append(m.payload)
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.on_connect = lambda c, *a: c.subscribe(f"$share/{group}/application/+/device/+/event/up", qos=1)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+        self.client.loop_start()
+        assert subscribed.wait(10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_retired_ingest_worker_drains_its_share_exits_and_is_dealt_nothing_new(
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+    config = _config(tmp_path, mosquitto, influxd, influx_db, free_port())
+    client_id = f"w-{influx_db[:50]}"
+    SharedMember(mosquitto, f"{client_id}-r1").close()  # worker r1's persistent session, left offline
+    other = SharedMember(mosquitto, "other-member")
+    try:
+        sim = FleetSimulator(FLEET, Scenario("calm"), seed=23)
+        t1 = recent_ns(1)
+        first = [sim.uplink(FLEET[i % len(FLEET)], float(i), t1 + i * 1_000_000) for i in range(200)]
+        publish(mosquitto, [(u.topic, u.event) for u in first])  # about half is dealt to r1's offline session
+        deadline = time.monotonic() + 30
+        while len(other.got) < 50 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)
+        share = 200 - len(other.got)
+        assert 0 < share < 200
+        log = tmp_path / "retire.log"
+        with open(log, "ab") as out:
+            proc = subprocess.run([URBANSENSE, "--config", str(config), "run", "--role", "ingest", "--ingest-id",
+                                   "r1", "--retire"], stdout=out, stderr=subprocess.STDOUT, timeout=120)
+        assert proc.returncode == 0, log.read_text()[-3000:]
+        assert len(_noise_times(influxd, influx_db, t1)) == share  # its whole share was stored before it left
+        assert "session of" in log.read_text() and "ended at the broker (retired)" in log.read_text()
+
+        before = len(other.got)
+        second = [sim.uplink(FLEET[i % len(FLEET)], float(i), t1 + (1000 + i) * 1_000_000) for i in range(100)]
+        publish(mosquitto, [(u.topic, u.event) for u in second])
+        deadline = time.monotonic() + 30
+        while len(other.got) < before + 100 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(other.got) == before + 100  # nothing new waits in a retired worker's session
+    finally:
+        other.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_that_cannot_listen_says_which_port_and_the_parent_is_not_ready(
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+    """qa2 F15: a worker whose metrics port is taken used to die in a loop with a bare traceback while the
+    parent's /readyz said "ok"; now its one error line names the port and the setting, and the parent's
+    /readyz answers 503 naming the worker."""
+    metrics_port = free_port()
+    config = _config(tmp_path, mosquitto, influxd, influx_db, metrics_port)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", metrics_port + 1))  # worker k's port is the parent's + k
+    taken.listen()
+    log = tmp_path / "run.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([URBANSENSE, "--config", str(config), "run", "--workers", "1", "--ingest-id", "t"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _log_wait(log, r"ingest worker t-w1 \(pid \d+\) exited with code 1; restarting", 2, proc)
+        assert f"error: metrics: cannot listen on 127.0.0.1:{metrics_port + 1}: Address already in use (set " \
+               "[metrics] port or run --metrics-port" in log.read_text()
+        assert "Traceback" not in log.read_text()
+        deadline = time.monotonic() + 30
+        while (ready := httpx.get(f"http://127.0.0.1:{metrics_port}/readyz", timeout=5)).status_code == 200:
+            assert time.monotonic() < deadline, ready.text
+            time.sleep(0.2)
+        assert ready.status_code == 503 and "workers: 0 of 1 up; t-w1 " in ready.text, ready.text
+        assert _metric(metrics_port, "urbansense_workers_running") == 0
+    finally:
+        taken.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)

@@ -18,7 +18,7 @@ it publishes at each rate for `--seconds` (QoS 1, paced, from a raw-socket publi
 packets are built before the clock runs), then counts the points stored (`count(depth_mm)` over
 the step's own time window) until all are there, `--grace` seconds have passed (a system that
 stored them all by then *kept up*), or a further `--drain` seconds have passed and the count
-has stopped growing for 20 s (what is still missing then is *lost*; a backlog still draining
+has stopped growing for 60 s (what is still missing then is *lost*; a backlog still draining
 is waited for up to 10 minutes). The ramp stops at the first step with a loss. Printed per step: the
 rate reached, points stored, resident memory, load average (the machine is shared). Never
 leaves loopback.
@@ -57,7 +57,7 @@ ID = {name: f"7b1f0c1d2e3a4b{i:02x}" for i, name in enumerate(("tab", "broker", 
 """Node ids of the flow in Node-RED's own shape (16 hex digits; a short word may clash with a type's name)."""
 STEP_GAP_NS = 3600 * 10**9
 """Each step's uplinks carry times in an hour of their own, so a step's points are counted alone."""
-STALL_S = 20.0
+STALL_S = 60.0
 """After the drain time, a count that has not grown for this long means the missing points are lost."""
 MAX_WAIT_S = 600.0
 
@@ -227,12 +227,21 @@ def start_node_red(tmp: Path, home: Path, devices: list, broker: Daemon, influxd
                                                                   clean_session=clean_session),
                                                     ensure_ascii=False, indent=1))
     log = tmp / "node-red.log"
-    env = {**os.environ, "NODE_RED_BENCH_PORT": str(free_port()), "NODE_RED_DISABLE_TELEMETRY": "1"}
+    ui_port = free_port()
+    env = {**os.environ, "NODE_RED_BENCH_PORT": str(ui_port), "NODE_RED_DISABLE_TELEMETRY": "1"}
     with open(log, "wb") as out:
         proc = subprocess.Popen(["node", str(red), "--settings", str(HERE / "settings.js"), "--userDir",
                                  str(user_dir), "--no-telemetry"], stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
     wait_for_line(log, "Connected to broker", proc, 60)
+    for path in ("/", "/flows", "/settings"):  # editor and admin API off (settings.js: httpAdminRoot false)
+        try:
+            status = httpx.get(f"http://127.0.0.1:{ui_port}{path}", timeout=10).status_code
+        except httpx.ConnectError:
+            continue  # no HTTP server at all: nothing to reach
+        if status != 404:
+            proc.kill()
+            raise SystemExit(f"Node-RED answers {path} with {status}: its editor or admin API is on")
     proc.log = log  # type: ignore[attr-defined]
     return proc
 
@@ -253,7 +262,7 @@ database = "urbansense"
 [metrics]
 port = {port}
 [logging]
-level = "WARNING"
+level = "INFO"
 [registry]
 path = "registry.sqlite"
 [pipeline]
@@ -275,6 +284,7 @@ path = "spool"
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
                 proc.log = log  # type: ignore[attr-defined]
+                proc.metrics_port = port  # type: ignore[attr-defined]
                 return proc
         except httpx.HTTPError:
             pass
@@ -346,6 +356,16 @@ def ramp(name: str, proc: subprocess.Popen, points: Points, broker: Daemon, devi
             tail = proc.log.read_text(errors="replace").splitlines()[-8:]  # type: ignore[attr-defined]
             print(f"  {name} exited {proc.returncode}; its log ends:\n    " + "\n    ".join(tail), flush=True)
             break
+        if stored < sent:
+            tail = proc.log.read_text(errors="replace").splitlines()[-12:]  # type: ignore[attr-defined]
+            print(f"  {name} log ends:\n    " + "\n    ".join(tail), flush=True)
+            port = getattr(proc, "metrics_port", None)
+            if port and proc.poll() is None:
+                m = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+                print("  " + "; ".join(line for line in m.splitlines() if line.startswith((
+                    "urbansense_mqtt_messages_received_total", "urbansense_mqtt_messages_acked_total",
+                    "urbansense_spool_bytes", "urbansense_queue_depth", "urbansense_write_failures_total",
+                    "urbansense_points_spooled_total"))), flush=True)
         if in_grace and verdict.kept_up == (rates[k - 1] if k else 0):
             verdict.kept_up = rate
         if stored < sent:

@@ -3,7 +3,8 @@
 module.exports = {
     uiHost: "127.0.0.1",                      // never beyond loopback
     uiPort: parseInt(process.env.NODE_RED_BENCH_PORT || "1880", 10),
-    httpAdminRoot: false,                     // no editor and no admin API at all
+    httpAdminRoot: false,                     // no editor and no admin API at all (with httpNodeRoot
+                                              // false too, Node-RED listens on no port)
     disableEditor: true,
     httpNodeRoot: false,                      // no HTTP-in endpoints
     httpStatic: false,

@@ -25,7 +25,7 @@ def build(ctx: CollectorContext) -> LorawanCollector | None:
                             username=mc.username or None, password=reveal(mc.password) or None,
                             receive_maximum=mc.receive_maximum, session_expiry_s=mc.session_expiry_s,
                             keepalive=mc.keepalive_s, reconnect_min_s=mc.reconnect_min_s,
-                            reconnect_max_s=mc.reconnect_max_s, tls=mc.tls_context(ctx.path))
+                            reconnect_max_s=mc.reconnect_max_s, tls=mc.tls_context(ctx.path), retiring=ctx.retiring)
 
 
 PLUGIN = CollectorPlugin(name="lorawan", sections={"mqtt": MqttConfig, "lorawan": LorawanConfig}, build=build,
