@@ -19,7 +19,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,11 +26,12 @@ import httpx
 import orjson
 
 from core.rfc3339 import format_rfc3339_ns
-from provisioning.registry import Registry
-from sim.daemons import free_port, start_influxd, start_mosquitto
-from sim.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
+from sim.daemons import free_port
+from sim.simulator import FleetSimulator, Publisher, Scenario
 
-KINDS = ("noise", "dust", "bin_fill", "parking", "water_level")
+sys.path.insert(0, str(Path(__file__).parent))
+from benchkit import bench_stack, fleet
+
 SENTINEL_NS = 1_000_000_000_123_456_789  # a time no real uplink has: its stamp is the template's hole
 DEDUP_HOLE = b"ffffffff-ffff-4fff-bfff-ffffffffffff"  # each publish gets its own deduplicationId here
 
@@ -77,16 +77,10 @@ def main() -> None:
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` and kill: stop the daemons on the way out
 
-    devices = demo_fleet({k: max(1, args.devices // len(KINDS)) for k in KINDS})
+    devices = fleet(args.devices)
     pool = templates(devices, args.variants)
     hole = format_rfc3339_ns(SENTINEL_NS, utc_suffix="+00:00", digits="auto").encode()
-    with tempfile.TemporaryDirectory(prefix="soak-bench-") as tmpdir:
-        tmp = Path(tmpdir)
-        with Registry(tmp / "registry.sqlite") as reg:
-            for d in devices:
-                reg.add(d, by="bench")
-        broker = start_mosquitto(tmp, autosave_interval=86_400)
-        influxd = start_influxd(tmp)
+    with bench_stack("soak-bench-", devices) as (tmp, broker, influxd):
         metrics_port = free_port()
         (tmp / "config.toml").write_text(
             f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nclient_id = "urbansense-soak"\n'
@@ -162,8 +156,6 @@ def main() -> None:
                 service.wait(60)
             except subprocess.TimeoutExpired:
                 service.kill()
-            broker.stop()
-            influxd.stop()
 
 
 if __name__ == "__main__":
