@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psycopg
 
 APT_HINT = "sudo apt-get install -y mosquitto influxdb postgresql"
 
@@ -250,6 +251,19 @@ class PostgresDaemon(Daemon):
         self.process = _spawn_postgres(self.data_dir, self.port, self.log_path)
         if not _wait_port(self.port, self.process, 30):
             raise DaemonError(f"postgres did not restart on 127.0.0.1:{self.port}:\n{self.log_tail()}")
+
+    def wait_accepting(self, timeout: float = 30.0) -> None:
+        """Wait until the server accepts sessions (after `restart` its port opens while it is still starting
+        up); raises psycopg's `OperationalError` when it does not within `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(self.dsn(), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
 
 def _pg_user() -> str | None:
