@@ -38,7 +38,7 @@ import paho.mqtt.client as paho
 from loguru import logger
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchkit import TOPIC, bench_stack, create_session, fleet
+from benchkit import TOPIC, bench_stack, create_session, fleet, publish_backlog
 
 from collectors.lorawan import parse as parse_envelope
 from core.uplink import Incoming
@@ -51,7 +51,7 @@ from service.dedup import Deduplicator
 from service.metrics import Metrics
 from service.pipeline import Pipeline
 from sim.daemons import Daemon
-from sim.simulator import FleetSimulator, Publisher, Scenario, SimUplink
+from sim.simulator import FleetSimulator, Scenario, SimUplink
 from storage.deadletter import DeadLetterStore
 from storage.influx import InfluxClient
 from storage.lineprotocol import encode_reading, tag_string
@@ -334,12 +334,7 @@ def main() -> None:
     with bench_stack("e2e-bench-", devices) as (tmp, broker, influxd):
         create_session(broker.port, SERVICE_ID)
         create_session(broker.port, RAW_ID)
-        t = time.perf_counter()
-        pub = Publisher("127.0.0.1", broker.port)
-        for u in backlog:
-            pub.publish(u.topic, u.event)
-        pub.close()
-        print(f"published the backlog in {time.perf_counter() - t:.1f} s (queued for both sessions)")
+        print(f"published the backlog in {publish_backlog(broker.port, backlog):.1f} s (queued for both sessions)")
 
         stages = stage_costs(tmp, backlog[:args.sample], devices)
         svc_wall, svc_cpu, svc = run_service(tmp, broker, influxd, n, fields, cfg_extra)

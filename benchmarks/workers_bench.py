@@ -33,11 +33,10 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchkit import TOPIC, bench_stack, create_session, fleet
+from benchkit import TOPIC, bench_stack, create_session, fleet, publish_backlog
 from e2e_bench import Counter, count_fields, machine, make_backlog, run_raw_pipe
 
 from sim.daemons import Daemon, free_port
-from sim.simulator import Publisher
 
 CLIENT_ID = "bench"
 RAW_ID = "urbansense-bench-raw"
@@ -151,12 +150,8 @@ def main() -> None:
         for k in (1, 2):
             create_session(broker.port, f"{CLIENT_ID}-g2-g2-w{k}", f"$share/g2/{TOPIC}")
         create_session(broker.port, RAW_ID)
-        t = time.perf_counter()
-        pub = Publisher("127.0.0.1", broker.port)
-        for u in backlog:
-            pub.publish(u.topic, u.event)
-        pub.close()
-        print(f"published {n:,} uplinks in {time.perf_counter() - t:.1f} s (queued for g1, g2 and the raw pipe)")
+        print(f"published {n:,} uplinks in {publish_backlog(broker.port, backlog):.1f} s "
+              "(queued for g1, g2 and the raw pipe)")
         results = {}
         for run, workers in (("g1", 1), ("g2", 2)):
             wall, leader, cpu, before = run_workers(tmp, broker, influxd, run, workers, n, fields)
