@@ -26,7 +26,7 @@ import httpx
 import orjson
 
 from core.rfc3339 import format_rfc3339_ns
-from sim.daemons import free_port
+from sim.daemons import free_port, stop_process
 from sim.simulator import FleetSimulator, Publisher, Scenario
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -151,11 +151,7 @@ def main() -> None:
             print(f"published {sent:,} uplinks in {took:.0f} s = {sent / took:,.0f} uplinks/s "
                   f"(offered {args.rate:,}/s)")
         finally:
-            service.terminate()
-            try:
-                service.wait(60)
-            except subprocess.TimeoutExpired:
-                service.kill()
+            stop_process(service, 60)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,19 @@ import psycopg
 APT_HINT = "sudo apt-get install -y mosquitto influxdb postgresql"
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
+    """Send `sig` (SIGTERM: a clean stop) to a child still running, then SIGKILL if it has not exited in `timeout`
+    seconds; returns once it has exited."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
 class DaemonError(RuntimeError):
     """A server binary is missing or did not become ready."""
 
@@ -64,14 +77,7 @@ class Daemon:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it does not exit in `timeout` seconds."""
-        if self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout)
+        stop_process(self.process, timeout)
 
     def kill(self) -> None:
         """SIGKILL: a crash, for fault tests."""
@@ -236,14 +242,7 @@ class PostgresDaemon(Daemon):
         return f"postgresql://{PG_USER}:{self.password}@127.0.0.1:{self.port}/{database}"
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout)
+        stop_process(self.process, timeout, signal.SIGINT)
 
     def restart(self) -> None:
         """Start the server again on the same port and data (after `stop` or `kill`)."""
