@@ -16,7 +16,8 @@ Migrations: each component (`alerts`, `registry`, `deadletters`, …) lists `Mig
 description, apply)`; `migrate(engine, component, migrations)` applies those above the recorded
 version, each in its own transaction together with its row in `schema_versions` (component,
 version, description, applied_ns), serialised between processes (SQLite's write lock; PostgreSQL
-`pg_advisory_xact_lock`). A database newer than the code is refused (`MigrationError`).
+`pg_advisory_xact_lock`). A database newer than the code is refused (`MigrationError`). A store opening
+its schema calls `migrate_or_refuse`: migrate, or (the CLI, `migrate_on_start = false`) refuse one that is behind.
 """
 
 from __future__ import annotations
