@@ -26,7 +26,7 @@ import httpx
 import orjson
 
 from core.rfc3339 import format_rfc3339_ns
-from sim.daemons import free_port, stop_process
+from sim.daemons import free_port, stop_process, wait_http_ok
 from sim.simulator import FleetSimulator, Publisher, Scenario
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -93,17 +93,7 @@ def main() -> None:
                                    cwd=tmp, stdout=(tmp / "service.log").open("w"), stderr=subprocess.STDOUT)
         try:
             http = httpx.Client(base_url=f"http://127.0.0.1:{metrics_port}", timeout=10)
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if http.get("/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or service.poll() is not None:
-                    raise SystemExit(f"service did not become ready; see {tmp / 'service.log'}:\n"
-                                     + (tmp / "service.log").read_text()[-3000:])
-                time.sleep(0.5)
+            wait_http_ok(f"http://127.0.0.1:{metrics_port}/readyz", 60, proc=service, log=tmp / "service.log")
             print(f"{len(pool)} devices, {args.rate:,} uplinks/s for {args.minutes:g} min; service pid "
                   f"{service.pid}, RSS at start {rss_mib(service.pid):.0f} MiB")
             print(f"{'min':>6} {'RSS MiB':>8} {'published':>11} {'stored':>11} {'up/s':>7} "

@@ -92,6 +92,28 @@ class Daemon:
             return ""
 
 
+def wait_http_ok(url: str, timeout: float = 60.0, *, proc: subprocess.Popen | None = None,
+                 log: Path | None = None) -> None:
+    """Wait until GET `url` answers 200 (a service's /healthz or /readyz). `DaemonError`, ending with the last
+    3,000 characters of `log`, when `proc` exits first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            problem = f"the process exited ({proc.returncode}) before {url} answered 200"
+        elif time.monotonic() > deadline:
+            problem = f"{url} did not answer 200 within {timeout:g} s"
+        else:
+            time.sleep(0.2)
+            continue
+        tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+        raise DaemonError(f"{problem}:\n{tail}" if tail else problem)
+
+
 def _wait_port(port: int, proc: subprocess.Popen, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

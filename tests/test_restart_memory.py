@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 from servicekit import wait_until, write_run_config
 from test_alerting_e2e import MIN, Fleet, accepted
 
@@ -23,7 +22,7 @@ from core.transition import AlertState, Severity
 from rules.engine import Engine
 from rules.loader import load_rules
 from rules.machine import RestoredAlert
-from sim.daemons import Daemon, free_port
+from sim.daemons import Daemon, DaemonError, free_port, wait_http_ok
 
 CLI = str(Path(sys.executable).parent / "urbansense")
 GAUGES = [Device(f"WL-R-{i}", f"24e12471000001{i:02d}", "milesight-em500-udl", "water_level", 39.92 + i / 100,
@@ -46,17 +45,12 @@ def _config(tmp: Path, mosquitto: Daemon, influxd: Daemon, db: str, metrics_port
 def _start(cfg: Path, log: Path, metrics_port: int) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         proc = subprocess.Popen([CLI, "--config", str(cfg), "run"], stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{metrics_port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, log.read_text()[-3000:]
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError(f"the service did not become ready:\n{log.read_text()[-3000:]}")
+    try:
+        wait_http_ok(f"http://127.0.0.1:{metrics_port}/readyz", 60, proc=proc, log=log)
+    except DaemonError:
+        proc.kill()
+        raise
+    return proc
 
 
 def test_kill_9_with_5_flood_alerts_firing_then_water_falls_resolves_all_and_closes_5_cases(

@@ -43,7 +43,7 @@ from pathlib import Path
 import httpx
 
 from provisioning.registry import Registry
-from sim.daemons import Daemon, free_port, start_influxd, start_mosquitto, stop_process
+from sim.daemons import Daemon, free_port, start_influxd, start_mosquitto, stop_process, wait_http_ok
 from sim.simulator import FleetSimulator, Scenario, SimUplink, demo_fleet
 from storage.lineprotocol import tag_string
 
@@ -276,19 +276,10 @@ path = "spool"
     with open(log, "wb") as out:
         proc = subprocess.Popen([str(exe), "--config", str(cfg), "run"], stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=tmp)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"urbansense exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                proc.log = log  # type: ignore[attr-defined]
-                proc.metrics_port = port  # type: ignore[attr-defined]
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"urbansense not ready after 90 s:\n{log.read_text()[-3000:]}")
+    wait_http_ok(f"http://127.0.0.1:{port}/readyz", 90, proc=proc, log=log)
+    proc.log = log  # type: ignore[attr-defined]
+    proc.metrics_port = port  # type: ignore[attr-defined]
+    return proc
 
 
 def rss_mib(pid: int) -> tuple[float, float]:
