@@ -326,8 +326,10 @@ class DeskServer:
             minutes = float(data.get("minutes", 60))
         except (TypeError, ValueError):
             raise web.HTTPBadRequest(text="minutes must be a number", content_type="text/plain") from None
-        if not 1 <= minutes <= 7 * 24 * 60:
-            raise web.HTTPBadRequest(text="minutes must be between 1 and 10080", content_type="text/plain")
+        longest = self.alerts.config.max_silence_s / 60
+        if not 1 <= minutes <= longest:
+            raise web.HTTPBadRequest(text=f"minutes must be between 1 and {longest:g} ([alerts] max_silence_s)",
+                                     content_type="text/plain")
         ref = request.match_info["ref"]
         try:
             sid = await self._commit(self.alerts.manager.silence_alert, ref, session.user, data["comment"],
