@@ -85,6 +85,10 @@ class Metrics:
         self.desk_lockouts = Counter("urbansense_desk_lockouts",
                                      "Desk console lockouts begun, by what was locked (user, address)", ["scope"],
                                      registry=r)
+        for outcome in ("ok", "failed", "refused"):
+            self.desk_logins.labels(outcome=outcome)  # exported from 0, so a rate can be alerted on at once
+        for scope in ("user", "address"):
+            self.desk_lockouts.labels(scope=scope)
         self.leader = Gauge("urbansense_leader", "1 while this instance runs the stateful work (rules, alert "
                             "state, outbox); 0 on a cluster's standby or ingest-only process", registry=r)
 
