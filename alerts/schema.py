@@ -4,7 +4,8 @@ Version 1 is the SQLite schema of issues 5–18 exactly (a file written by them 
 version 2 renames the operators' audit table to `alert_audit` (in a shared PostgreSQL database the
 registry's is `audit`) and adds the outbox claim columns (`claimed_by`, `claimed_until`) with
 which two instances never send the same row; version 3 chains `alert_audit` rows by hash (`alerts/audit.py`),
-sealing the rows already there. A released migration never changes: add another.
+sealing the rows already there; version 4 adds `alert_clearing`, the `keep_firing_for` clock of firing alerts
+that a restart puts back. A released migration never changes: add another.
 """
 
 from __future__ import annotations
@@ -158,8 +159,15 @@ def _v3(conn: Connection) -> None:
     conn.execute(text("CREATE UNIQUE INDEX alert_audit_seq ON alert_audit (seq)"))
 
 
+def _v4(conn: Connection) -> None:
+    """`alert_clearing`: a firing alert's `keep_firing_for` clock (since when its value is below the clear level)."""
+    Table("alert_clearing", MetaData(), Column("fingerprint", Text, primary_key=True),
+          Column("since_ns", BigInteger, nullable=False)).create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "alerts, history, silences, cases, outbox and audit (the SQLite schema of issue 18)", _v1),
     Migration(2, "audit renamed alert_audit; outbox claims (claimed_by, claimed_until)", _v2),
     Migration(3, "alert_audit hash-chained (seq, prev_hash, hash); existing rows sealed", _v3),
+    Migration(4, "alert_clearing: the keep_firing_for clock of firing alerts, restored after a restart", _v4),
 ]

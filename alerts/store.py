@@ -649,6 +649,22 @@ class AlertStore:
                 " VALUES (:seq, :time_ns, :user, :action, :target, :detail, :prev_hash, :hash) RETURNING id"),
                 row).scalar())
 
+    def set_clearing(self, marks: Iterable[tuple[str, int | None]]) -> None:
+        """Record (fingerprint, since_ns) of firing alerts whose `keep_firing_for` clock started; None: it stopped
+        (the value holds again, or the alert resolved). One transaction; what a restart reads (`clearing`)."""
+        with self._tx() as db:
+            for fp, since in marks:
+                if since is None:
+                    execute(db, "DELETE FROM alert_clearing WHERE fingerprint = :fp", {"fp": fp})
+                else:
+                    execute(db, "INSERT INTO alert_clearing (fingerprint, since_ns) VALUES (:fp, :s)"
+                                " ON CONFLICT (fingerprint) DO UPDATE SET since_ns = excluded.since_ns",
+                            {"fp": fp, "s": since})
+
+    def clearing(self) -> dict[str, int]:
+        """Fingerprint → since when its value has been below the clear threshold (`set_clearing`)."""
+        return {r["fingerprint"]: int(r["since_ns"]) for r in self._query("SELECT * FROM alert_clearing")}
+
     def verify_audit(self) -> tuple[int, list[Problem]]:
         """The operators' audit rows and what is wrong with their hash chain (rows deleted, changed, inserted)."""
         rows = self._query("SELECT * FROM alert_audit ORDER BY seq")

@@ -15,7 +15,7 @@ from sqlalchemy import table as sql_table
 from alerts.errors import AlertsError
 from alerts.store import AlertStore
 
-TABLES = ("alerts", "history", "silences", "cases", "outbox", "alert_audit")
+TABLES = ("alerts", "history", "silences", "cases", "outbox", "alert_audit", "alert_clearing")
 """Every table of the alert store, in the order they are copied."""
 _SERIAL = ("alerts", "history", "silences", "outbox", "alert_audit")
 
