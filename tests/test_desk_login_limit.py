@@ -104,3 +104,30 @@ async def test_repeated_failed_logins_are_refused_with_429_then_allowed(tmp_path
         ("wang", "login_locked"), ("li", "login"), ("zhao", "login_locked"), ("wang", "login")]
     assert [r["target"] for r in rows if r["action"] == "login_locked"] == ["user wang", "address 127.0.0.1"]
     assert not any("guess-number" in str(r) for r in rows)
+
+
+@pytest.mark.asyncio
+async def test_behind_a_trusted_proxy_each_client_address_is_counted_on_its_own(tmp_path: Path):
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    alerts = AlertsRuntime(AlertsConfig(), lambda _id: None, db_path=tmp_path / "alerts.sqlite")
+    results = {}
+    for trust in (True, False):
+        cfg = DeskConfig(enabled=True, port=0, users={"wang": cheap.hash(PASSWORD)}, login_max_failures=50,
+                         login_max_failures_per_address=2, trust_forwarded_for=trust)
+        desk = DeskServer(cfg, alerts, dict)
+        await desk.start()
+        try:
+            async with httpx.AsyncClient(base_url=desk.url, follow_redirects=False) as http:
+                async def login(password: str, client: str) -> int:
+                    # a client may send its own X-Forwarded-For; the proxy appends the address it saw
+                    headers = {"X-Forwarded-For": f"203.0.113.9, {client}"}
+                    r = await http.post("/login", data={"user": "wang", "password": password}, headers=headers)
+                    return r.status_code
+
+                codes = [await login(WRONG % i, "10.0.0.5") for i in range(2)]
+                results[trust] = (codes, await login(PASSWORD, "10.0.0.6"))
+        finally:
+            await desk.stop()
+    alerts.store.close()
+    assert results[True] == ([401, 429], 303)  # 10.0.0.5 is locked, the operator at 10.0.0.6 is not
+    assert results[False] == ([401, 429], 429)  # without trust: one address, the proxy's, for everyone

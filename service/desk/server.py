@@ -206,7 +206,7 @@ class DeskServer:
         form = await request.post()
         user = str(form.get("user", ""))[:100]
         password = str(form.get("password", ""))[:1000]
-        address = request.remote or "?"
+        address = self._client_address(request)
         if (lockout := self.limiter.check(user, address)) is not None:
             self._count_login("refused")
             return _refused_html(lockout)
@@ -222,12 +222,23 @@ class DeskServer:
         self.limiter.succeeded(user)
         self._count_login("ok")
         token, _ = self.sessions.create(user)
-        await self._audit(user, "login", detail=f"from {request.remote}")
+        await self._audit(user, "login", detail=f"from {address}")
         logger.info("desk console: {} logged in", user)
         response = web.HTTPSeeOther("/")
         response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/", secure=self.tls is not None,
                             max_age=int(self.cfg.session_ttl_s))
         raise response
+
+    def _client_address(self, request: web.Request) -> str:
+        """The connection's address; behind our own reverse proxy (`trust_forwarded_for`, a loopback peer) the
+        address that proxy put last in X-Forwarded-For (earlier entries are the client's to forge)."""
+        peer = request.remote or "?"
+        if self.cfg.trust_forwarded_for and peer in ("127.0.0.1", "::1"):
+            forwarded = request.headers.getall("X-Forwarded-For", [])
+            last = forwarded[-1].split(",")[-1].strip() if forwarded else ""
+            if last:
+                return last[:64]
+        return peer
 
     def _count_login(self, outcome: str) -> None:
         if self.metrics is not None:
