@@ -68,6 +68,7 @@ class RulesAndAlerts:
         self.transitions = 0
         self.recent: deque[AlertTransition] = deque(maxlen=50)
         self._pending: list[AlertTransition] = []
+        self._marks: list[tuple[str, int | None]] = []  # keep_firing_for clocks a strict flush could not store
         self.on_change: list[Callable[[list[AlertTransition]], None]] = []
         """Called with the transitions of each commit, after it (in the commit thread): the desk console."""
         self._on_state = on_state
@@ -142,13 +143,13 @@ class RulesAndAlerts:
         A failed commit is logged and must not stop ingest; with `strict` (the cluster leader, whose
         readings wait at the broker until this returns) the transitions stay queued and it raises.
         """
-        if self._pending or self.engine.engine.clearing:
+        if self._pending or self._marks or self.engine.engine.clearing:
             self._store(*self._take(), strict=strict)
 
     def commit(self) -> asyncio.Future[None] | None:
         """The queued transitions to the alert store in the commit thread (one commit, after every commit
         asked for before); the event loop runs on meanwhile. None when nothing is queued."""
-        if not self._pending and not self.engine.engine.clearing:
+        if not self._pending and not self._marks and not self.engine.engine.clearing:
             return None
         return asyncio.get_running_loop().run_in_executor(self.alerts.committer, self._store, *self._take())
 
@@ -156,8 +157,9 @@ class RulesAndAlerts:
         """The queued transitions and `keep_firing_for` clock changes (by fingerprint), handed over."""
         pending, self._pending = self._pending, []
         engine = self.engine.engine
-        marks = [(fingerprint(rule_id, device_id), since) for rule_id, device_id, since in engine.clearing or ()]
-        engine.clearing = []
+        marks = self._marks + [(fingerprint(rule_id, device_id), since)
+                               for rule_id, device_id, since in engine.clearing or ()]
+        self._marks, engine.clearing = [], []
         return pending, marks
 
     def _store(self, pending: list[AlertTransition], marks: list[tuple[str, int | None]], *,
@@ -169,6 +171,7 @@ class RulesAndAlerts:
         except Exception:
             if strict:
                 self._pending = pending + self._pending
+                self._marks = marks + self._marks
                 raise
             logger.exception("alerts: could not store {} transitions", len(pending))
             return
