@@ -60,7 +60,7 @@ class _Active(AlertMachine):
     the rule's columns (`_Compiled.codes`, `.levels`).
     """
 
-    __slots__ = ("clear_thr", "due_ns", "level_thr", "tags")
+    __slots__ = ("clear_thr", "due_ns", "level_thr", "noted_clear", "tags")
 
     def __init__(self, state: AlertState, tags: tuple[tuple[str, str], ...]) -> None:
         super().__init__()
@@ -69,6 +69,7 @@ class _Active(AlertMachine):
         self.due_ns: int | None = None
         self.level_thr: float | None = None
         self.clear_thr: float | None = None
+        self.noted_clear: int | None = None  # the `clear_since_ns` last reported in `Engine.clearing`
 
 
 class _Compiled:
@@ -234,6 +235,10 @@ class Engine:
         self._default_interval_s = default_interval_s
         self._emitting = True
         self._restored: set[tuple[str, str]] = set()  # (rule id, device id) put back by `restore`
+        self.clearing: list[tuple[str, str, int | None]] | None = None
+        """Set to a list to be told when a firing alert's `keep_firing_for` clock starts (rule id, device id,
+        the time the value fell below the clear threshold) or stops (None): what the alert store keeps so that
+        a restart can put the clock back (`RestoredAlert.clear_since_ns`). None: not recorded."""
         self._warm_out: list[AlertTransition] = []
 
     # -- configuration -------------------------------------------------------------------------
@@ -279,7 +284,8 @@ class Engine:
             m = comp.active.get(row)
             if m is None:
                 m = comp.active[row] = _Active(INACTIVE, ())
-            m.state, m.level, m.since_ns, m.clear_since_ns = a.state, level, a.since_ns, None
+            m.state, m.level, m.since_ns = a.state, level, a.since_ns
+            m.clear_since_ns = m.noted_clear = a.clear_since_ns if a.state is FIRING else None
             m.samples = max(1, comp.timing.for_samples if a.state is FIRING else 1)
             comp.hold[row] = a.updated_ns
             self._track(comp, row, m, a.device_id)
@@ -500,6 +506,10 @@ class Engine:
                 heapq.heappush(self._due, (due, comp.index, row, device_id))
             if self._due_stale > _COMPACT_AT and 2 * self._due_stale > len(self._due):
                 self._compact_due()
+        if m.clear_since_ns != m.noted_clear:
+            m.noted_clear = m.clear_since_ns
+            if self.clearing is not None:
+                self.clearing.append((comp.rule.id, device_id, m.clear_since_ns))
         code = _CODE[m.state]
         comp.codes[row] = code
         comp.levels[row] = m.level

@@ -78,6 +78,17 @@ class Metrics:
                                  registry=r)
         self.spool_oldest_age = Gauge("urbansense_spool_oldest_age_seconds",
                                       "Age of the oldest spooled batch (0 when the spool is empty)", registry=r)
+        self.desk_logins = Counter("urbansense_desk_logins",
+                                   "Desk console login attempts by outcome (ok; failed: wrong user name or password; "
+                                   "refused: the name or address is locked after too many failures)",
+                                   ["outcome"], registry=r)
+        self.desk_lockouts = Counter("urbansense_desk_lockouts",
+                                     "Desk console lockouts begun, by what was locked (user, address)", ["scope"],
+                                     registry=r)
+        for outcome in ("ok", "failed", "refused"):
+            self.desk_logins.labels(outcome=outcome)  # exported from 0, so a rate can be alerted on at once
+        for scope in ("user", "address"):
+            self.desk_lockouts.labels(scope=scope)
         self.leader = Gauge("urbansense_leader", "1 while this instance runs the stateful work (rules, alert "
                             "state, outbox); 0 on a cluster's standby or ingest-only process", registry=r)
 
