@@ -34,7 +34,7 @@ from core.transition import AlertState, AlertTransition
 from rules.footprint import RuleStateStats, sampled
 from rules.machine import FIRING, INACTIVE, PENDING, RESOLVED, AlertMachine, Change, RestoredAlert, RuleState, Timing
 from rules.model import ANY, OP_SYMBOLS, OPS, Rule
-from rules.nodata import SilenceWatcher
+from rules.nodata import SilenceWatcher, Slots
 from rules.schedule import LocalClock, period_at
 from rules.trend import time_to_threshold
 from rules.warmup import warm_up_queries
@@ -169,29 +169,26 @@ _Limits = tuple[tuple[float | None, ...], float | None]  # each level's limit, a
 _ACTIVE_BYTES = sys.getsizeof(_Active(INACTIVE, ()))
 
 
-class _Route:
-    """One device: its slot in the rules' columns, and what its readings go through.
+class _Profile:
+    """What a device's readings go through: shared by every device with the same kind, rules, zone class and
+    report interval (a handful of objects for a city, not one per device).
 
-    `rules` pairs each matching rule with its (level limits, clear limit) for the device's
-    zone class when the rule has no schedule (None otherwise: the limits then depend on the
-    local time); `zone` and `interval_s` come from the registry.
-
-    Kept per device because selection (kind, device list, tags completed from the registry)
-    and the registry lookups give the same answer for every reading of a device; it is
-    rebuilt when a reading comes with another kind or other tags, or the registry changed
-    (`gen`), keeping its `slot`.
+    `rules` pairs each matching rule with its (level limits, clear limit) for the zone class
+    when the rule has no schedule (None otherwise: the limits then depend on the local time);
+    `zone` and `interval_s` come from the registry. A device's profile is chosen on its first
+    reading and again when a reading comes with another kind or other tags, or the registry
+    changed (`gen`).
     """
 
-    __slots__ = ("gen", "interval_s", "kind", "reading_tags", "rules", "slot", "zone")
+    __slots__ = ("gen", "interval_s", "kind", "rules", "zone")
 
-    def __init__(self, slot: int) -> None:
-        self.slot = slot
-        self.gen = -1  # never built
-        self.kind = ""
-        self.reading_tags: tuple[tuple[str, str], ...] = ()
-        self.rules: tuple[tuple[_Compiled, _Limits | None], ...] = ()
-        self.zone = ANY
-        self.interval_s = 0.0
+    def __init__(self, gen: int, kind: str, rules: tuple[tuple[_Compiled, _Limits | None], ...], zone: str,
+                 interval_s: float) -> None:
+        self.gen = gen
+        self.kind = kind
+        self.rules = rules
+        self.zone = zone
+        self.interval_s = interval_s
 
 
 class Engine:
@@ -219,17 +216,23 @@ class Engine:
         self._compiled = [_Compiled(i, r, self._clock(r.timezone or tz), late_tolerance_s)
                           for i, r in enumerate(value_rules)]
         self._by_id = {c.rule.id: c for c in self._compiled}
+        slots = Slots(self._slot, self._device_id_at, self._seen_at, self._find_slot)
         self._watchers = [SilenceWatcher(r, r.no_data.factor or silent_factor,  # type: ignore[union-attr]
-                                         self._interval_of, self._labels_of) for r in self.rules if r.is_no_data]
+                                         self._interval_of, self._labels_of, slots) for r in self.rules if r.is_no_data]
         self._watchers_by_id = {w.rule.id: w for w in self._watchers}
         self._by_kind: dict[str, tuple[_Compiled, ...]] = {}
         self._due: list[tuple[int, int, int, str]] = []  # heap of (due_ns, rule index, row, device id)
         self._due_stale = 0  # entries of `_due` superseded since the last compaction (an upper bound)
         self._devices: dict[str, Device] = {}
-        self._routes: dict[str, _Route] = {}
-        self._gen = 0  # the registry's generation: routes built from an older one are rebuilt
-        self._seen = array("q")  # by slot: the device's newest reading time (-1: none yet)
-        self._selections: dict[tuple, tuple] = {}  # one copy of each distinct rule selection, shared by routes
+        # a device is a slot in a few columns (no object per device): its id, its newest reading
+        # time, its profile (the rules it goes through) and the tags of its newest reading
+        self._slot_of: dict[str, int] = {}
+        self._ids: list[str] = []
+        self._seen = array("q")  # -1: no reading yet
+        self._profile: list[_Profile | None] = []
+        self._tags: list[tuple[tuple[str, str], ...]] = []
+        self._gen = 0  # the registry's generation: profiles chosen under an older one are chosen again
+        self._profiles: dict[tuple, _Profile] = {}  # one object per distinct profile
         self._intervals: dict[float, float] = {}  # one float object per distinct report interval
         self._default_interval_s = default_interval_s
         self._emitting = True
@@ -242,7 +245,7 @@ class Engine:
         """Give the engine the registry: zone class, district and expected interval per device."""
         self._devices = {d.id: d for d in devices}
         self._gen += 1
-        self._selections.clear()
+        self._profiles.clear()
         for w in self._watchers:
             w.set_devices(self._devices)
 
@@ -311,8 +314,8 @@ class Engine:
         comp = self._by_id.get(rule_id)
         if comp is None:
             raise KeyError(f"no rule {rule_id!r}")
-        route = self._routes.get(device_id)
-        row = comp.row(route.slot) if route is not None else -1
+        slot = self._find_slot(device_id)
+        row = comp.row(slot) if slot >= 0 else -1
         if row < 0:
             return None
         m = comp.active.get(row)
@@ -330,8 +333,8 @@ class Engine:
     def window_of(self, rule_id: str, device_id: str) -> Window | None:
         """A view of one (rule, device)'s window (None when the rule has not seen the device): for tests and tools."""
         comp = self._by_id[rule_id]
-        route = self._routes.get(device_id)
-        row = comp.row(route.slot) if route is not None else -1
+        slot = self._find_slot(device_id)
+        row = comp.row(slot) if slot >= 0 else -1
         return None if row < 0 else Window(comp.window, row)
 
     def state_stats(self) -> list[RuleStateStats]:
@@ -354,11 +357,14 @@ class Engine:
         time_ns = reading.time_ns
         history = reading.history
         reading_tags = reading.tags
-        route = self._routes.get(device_id)
-        if route is None or route.gen != self._gen or route.kind != reading.kind or (
-                route.reading_tags is not reading_tags and route.reading_tags != reading_tags):
-            route = self._route(device_id, reading.kind, reading_tags, route)
-        slot = route.slot
+        slot = self._slot_of.get(device_id)
+        if slot is None:
+            slot = self._slot(device_id)
+        profile = self._profile[slot]
+        kept = self._tags[slot]
+        if profile is None or profile.gen != self._gen or profile.kind != reading.kind or (
+                kept is not reading_tags and kept != reading_tags):
+            profile = self._choose_profile(slot, device_id, reading.kind, reading_tags)
         seen = self._seen
         last_seen = seen[slot]
         previous = last_seen if last_seen >= 0 else None
@@ -367,13 +373,13 @@ class Engine:
         if not history and time_ns > self._newest_ns:
             self._newest_ns = time_ns
         for watcher in self._watchers:
-            resolved = watcher.seen(device_id, reading.kind, time_ns, previous, reading_tags, self.tags_of)
+            resolved = watcher.seen(slot, device_id, reading.kind, time_ns, previous, reading_tags, self.tags_of)
             if resolved is not None and (self._emitting or (resolved.rule_id, device_id) in self._restored):
                 (out if self._emitting else self._warm_out).append(resolved)
         fields = reading.fields
         health = reading.health
         bad = self._gate_bad and fields.get("quality") == BAD
-        for comp, limits in route.rules:
+        for comp, limits in profile.rules:
             if bad and comp.ignore_bad:
                 continue
             raw = fields.get(comp.field)
@@ -410,7 +416,7 @@ class Engine:
                     change = machine.advance(comp.timing, time_ns)
                     if change is not None:
                         self._emit(comp, row, machine, device_id, change, out)
-            cap = route.interval_s
+            cap = profile.interval_s
             gap = (time_ns - last_ns) / _NS
             weight = cap if last_ns < 0 or cap < gap else gap  # min(gap, cap) without the call
             trend = comp.trend
@@ -433,7 +439,7 @@ class Engine:
             if result is not None and not quiet:
                 comp.values[row] = result
                 if limits is None:
-                    limits = self._scheduled_limits(comp, time_ns, route.zone)
+                    limits = self._scheduled_limits(comp, time_ns, profile.zone)
                 met, holds, level_thr = _compare(comp.op, limits, result)
                 if met >= 0 or machine is not None:
                     # (inactive or resolved with no level met, `observe` changes nothing)
@@ -467,7 +473,7 @@ class Engine:
                 self._emit(comp, row, m, device_id, change, out)
             self._track(comp, row, m, device_id)
         for watcher in self._watchers:
-            out.extend(watcher.tick(now_ns, self._last_seen))
+            out.extend(watcher.tick(now_ns))
         out.sort(key=lambda t: t.time_ns)
         return out
 
@@ -580,19 +586,31 @@ class Engine:
         return eta if eta is not None and math.isfinite(eta) else None
 
     def _slot(self, device_id: str) -> int:
-        """The device's slot in the rules' columns (a route, not yet built, is made for a new device)."""
-        route = self._routes.get(device_id)
-        if route is None:
-            route = self._routes[device_id] = _Route(len(self._seen))
+        """The device's slot in the rules' columns, made (with no profile yet) for a device new to the engine."""
+        slot = self._slot_of.get(device_id)
+        if slot is None:
+            slot = self._slot_of[device_id] = len(self._ids)
+            self._ids.append(device_id)
             self._seen.append(-1)
-        return route.slot
+            self._profile.append(None)
+            self._tags.append(())
+        return slot
 
-    def _route(self, device_id: str, kind: str, reading_tags: tuple[tuple[str, str], ...],
-               route: _Route | None) -> _Route:
-        """Select the rules for a device's readings once (see `_Route` for when it is rebuilt)."""
-        if route is None:
-            route = self._routes[device_id] = _Route(len(self._seen))
-            self._seen.append(-1)
+    def _find_slot(self, device_id: str) -> int:
+        """The device's slot, -1 when it has none."""
+        return self._slot_of.get(device_id, -1)
+
+    def _device_id_at(self, slot: int) -> str:
+        return self._ids[slot]
+
+    def _seen_at(self, slot: int) -> int | None:
+        """The newest reading time (ns) of the device in `slot`, None when it has not reported."""
+        t = self._seen[slot]
+        return t if t >= 0 else None
+
+    def _choose_profile(self, slot: int, device_id: str, kind: str, reading_tags: tuple[tuple[str, str], ...]
+                        ) -> _Profile:
+        """Select the rules for a device's readings once (see `_Profile` for when this runs again)."""
         tags = self.tags_of(device_id, reading_tags)
         rules = self._by_kind.get(kind)
         if rules is None:
@@ -601,17 +619,17 @@ class Engine:
         selected = tuple((c, None if c.period_of_minute is not None else c.thresholds(ANY, zone)) for c in rules
                          if (c.rule.select.devices is None or device_id in c.rule.select.devices)
                          and (not c.needs_tags or c.rule.select.matches(device_id, tags)))
-        selected = self._selections.setdefault(selected, selected)  # ~60 B a rule, per device otherwise
         for comp, _ in selected:  # every selected rule's row index reaches this slot (rows themselves come later)
-            if route.slot >= len(comp.row_of):
-                comp.row_of.extend(array("i", [-1]) * (route.slot + 1 - len(comp.row_of)))
-        route.kind = kind
-        route.reading_tags = reading_tags
-        route.rules = selected
-        route.zone = zone
-        route.interval_s = self._interval_of(device_id)
-        route.gen = self._gen
-        return route
+            if slot >= len(comp.row_of):
+                comp.row_of.extend(array("i", [-1]) * (slot + 1 - len(comp.row_of)))
+        interval = self._interval_of(device_id)
+        key = (kind, selected, zone, interval)
+        profile = self._profiles.get(key)
+        if profile is None:
+            profile = self._profiles[key] = _Profile(self._gen, kind, selected, zone, interval)
+        self._profile[slot] = profile
+        self._tags[slot] = reading_tags
+        return profile
 
     def _rules_for_kind(self, kind: str) -> tuple[_Compiled, ...]:
         found = tuple(c for c in self._compiled if c.rule.select.kinds is None or kind in c.rule.select.kinds)
@@ -636,19 +654,11 @@ class Engine:
 
     def _labels_of(self, device_id: str) -> tuple[tuple[str, str], ...]:
         """The tags of the device's newest reading, else the registry's (a no-data alert's labels)."""
-        route = self._routes.get(device_id)
-        if route is not None and route.reading_tags:
-            return route.reading_tags
+        slot = self._slot_of.get(device_id)
+        if slot is not None and self._tags[slot]:
+            return self._tags[slot]
         device = self._devices.get(device_id)
         return device.tags() if device is not None else ()
-
-    def _last_seen(self, device_id: str) -> int | None:
-        """The device's newest reading time (ns), None when it has not reported."""
-        route = self._routes.get(device_id)
-        if route is None:
-            return None
-        t = self._seen[route.slot]
-        return t if t >= 0 else None
 
     def _interval_of(self, device_id: str) -> float:
         device = self._devices.get(device_id)
@@ -657,9 +667,10 @@ class Engine:
 
     def _devices_footprint(self) -> RuleStateStats:
         """The engine's per-device bookkeeping: routes (one per device), their dict and the slots' columns."""
-        n = len(self._routes)
-        route_bytes = sys.getsizeof(_Route(0)) * n + sys.getsizeof(self._routes) + sys.getsizeof(self._seen)
-        return RuleStateStats("(devices)", n, 0, route_bytes)
+        n = len(self._ids)
+        slot_ints = max(0, n - 257) * sys.getsizeof(1 << 20)  # the dict's slot numbers (small ones are shared)
+        columns = (self._slot_of, self._ids, self._seen, self._profile, self._tags)
+        return RuleStateStats("(devices)", n, 0, slot_ints + sum(sys.getsizeof(c) for c in columns))
 
     def _clock(self, tz: str) -> LocalClock:
         clock = self._clocks.get(tz)
