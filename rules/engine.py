@@ -36,6 +36,7 @@ from rules.machine import FIRING, INACTIVE, PENDING, RESOLVED, AlertMachine, Cha
 from rules.model import ANY, OP_SYMBOLS, OPS, Rule
 from rules.nodata import SilenceWatcher, Slots
 from rules.schedule import LocalClock, period_at
+from rules.shared_windows import MeanGroup
 from rules.trend import time_to_threshold
 from rules.warmup import warm_up_queries
 from rules.windows import PointStore, Window, WindowStore, make_store
@@ -80,9 +81,10 @@ class _Compiled:
     live in `active`; `hold` has the rows `restore` put back (see `Engine.restore`).
     """
 
-    __slots__ = ("_thresholds", "active", "aggregate", "clock", "codes", "field", "hold", "horizon_ns", "ignore_bad",
-                 "index", "last_ns", "late_ns", "levels", "min_coverage_s", "min_samples", "needs_tags", "op",
-                 "period_of_minute", "plain", "row_of", "rule", "timing", "trend", "values", "window")
+    __slots__ = ("_thresholds", "active", "aggregate", "clock", "codes", "field", "followers", "group", "hold",
+                 "horizon_ns", "ignore_bad", "index", "last_ns", "late_ns", "levels", "min_coverage_s", "min_samples",
+                 "needs_tags", "op", "period_of_minute", "plain", "row_of", "rule", "siblings", "timing", "trend",
+                 "values", "window")
 
     def __init__(self, index: int, rule: Rule, clock: LocalClock, late_tolerance_s: float = 120.0) -> None:
         self.index = index
@@ -112,6 +114,20 @@ class _Compiled:
         self.window: WindowStore = make_store(rule.aggregate, rule.window_s, rule.max_samples, rule.per_s,
                                               rule.resolution_s)
         self.trend = PointStore(rule.eta.window_s, _ETA_MAX_SAMPLES) if rule.eta else None
+        self.group: MeanGroup | None = None  # the rules sharing this one's buckets (`share_windows`)
+        self.siblings: tuple[_Compiled, ...] = ()  # the group's rules, this one included (rows made together)
+        self.followers: tuple[_Compiled, ...] = ()  # the group's lead: the others, checked before it adds
+
+    def join(self, group: MeanGroup, members: list[_Compiled]) -> None:
+        """Keep this rule's windows in `group` with `members` (the first the lead: the engine visits it first)."""
+        i = members.index(self)
+        self.group = group
+        self.window = group.member(i)
+        self.siblings = tuple(members)
+        self.row_of = members[0].row_of  # one row index for the group: a device's row is the same in each
+        if i == 0:
+            self.followers = tuple(members[1:])
+            self.plain = False  # (the lead's own path in `Engine.process`)
 
     def thresholds(self, period: str, zone: str) -> _Limits:
         """Each level's limit and the clear limit in (period, zone class).
@@ -139,14 +155,22 @@ class _Compiled:
             row_of.extend(array("i", [-1]) * (slot + 1 - len(row_of)))
         row = row_of[slot]
         if row < 0:
-            row = row_of[slot] = self.window.new_row()
-            if self.trend is not None:
-                self.trend.new_row()
-            self.last_ns.append(-1)
-            self.values.append(_NAN)
-            self.codes.append(0)
-            self.levels.append(-1)
+            if self.group is not None:
+                row = row_of[slot] = self.group.new_row()
+                for comp in self.siblings:
+                    comp._new_row()
+            else:
+                row = row_of[slot] = self.window.new_row()
+                self._new_row()
         return row
+
+    def _new_row(self) -> None:
+        if self.trend is not None:
+            self.trend.new_row()
+        self.last_ns.append(-1)
+        self.values.append(_NAN)
+        self.codes.append(0)
+        self.levels.append(-1)
 
     def footprint(self) -> RuleStateStats:
         """States (rows), window entries and bytes of this rule (see rules/footprint.py)."""
@@ -216,6 +240,7 @@ class Engine:
         self._compiled = [_Compiled(i, r, self._clock(r.timezone or tz), late_tolerance_s)
                           for i, r in enumerate(value_rules)]
         self._by_id = {c.rule.id: c for c in self._compiled}
+        _share_windows(self._compiled)
         slots = Slots(self._slot, self._device_id_at, self._seen_at, self._find_slot)
         self._watchers = [SilenceWatcher(r, r.no_data.factor or silent_factor,  # type: ignore[union-attr]
                                          self._interval_of, self._labels_of, slots) for r in self.rules if r.is_no_data]
@@ -285,6 +310,8 @@ class Engine:
             m.state, m.level, m.since_ns, m.clear_since_ns = a.state, level, a.since_ns, None
             m.samples = max(1, comp.timing.for_samples if a.state is FIRING else 1)
             comp.hold[row] = a.updated_ns
+            if comp.group is not None:
+                comp.group.split(row)  # (this rule skips history the others take)
             self._track(comp, row, m, a.device_id)
             self._restored.add((a.rule_id, a.device_id))
             n += 1
@@ -316,8 +343,9 @@ class Engine:
             raise KeyError(f"no rule {rule_id!r}")
         slot = self._find_slot(device_id)
         row = comp.row(slot) if slot >= 0 else -1
-        if row < 0:
-            return None
+        if row < 0 or (comp.group is not None and comp.last_ns[row] < 0 and not comp.codes[row]
+                       and row not in comp.active):
+            return None  # (a rule sharing buckets has the row its group made, and no reading yet)
         m = comp.active.get(row)
         if m is not None:
             state, level, samples, clear_since = m.state, m.level, m.samples, m.clear_since_ns
@@ -429,6 +457,10 @@ class Engine:
                     self._track(comp, row, machine, device_id)  # type: ignore[arg-type]
                 continue  # history the restored state already reflects
             if comp.plain:
+                result = window.update(row, time_ns, value, weight, comp.min_samples, comp.min_coverage_s)
+            elif comp.followers:  # the lead of rules sharing buckets: they part ways if the others miss this reading
+                if not comp.group.is_split(row) and not _all_take(comp.followers, fields, health):  # type: ignore[union-attr]
+                    comp.group.split(row)  # type: ignore[union-attr]
                 result = window.update(row, time_ns, value, weight, comp.min_samples, comp.min_coverage_s)
             else:
                 window.add(row, time_ns, value, weight)
@@ -547,7 +579,7 @@ class Engine:
         if not math.isfinite(value):  # type: ignore[arg-type]
             value = None
         eta = self._eta_of(comp, row)
-        trend = comp.window if not comp.plain else comp.trend
+        trend = comp.trend if comp.plain or comp.followers else comp.window
         current = trend.last(row) if isinstance(trend, PointStore) else (value if rule.aggregate == "last" else None)
         rate = trend.slope_per_s(row) if isinstance(trend, PointStore) else None
         firing = change.to_state is AlertState.FIRING
@@ -680,6 +712,35 @@ class Engine:
 
 
 _NO_LIMITS: _Limits = ((), None)
+_SHARABLE = ("mean", "laeq")
+
+
+def _share_windows(compiled: list[_Compiled]) -> None:
+    """Group the mean and LAeq rules that see the very same samples (same aggregate, window, resolution, cap,
+    selector and quality gate; fields differ) so that they keep one set of buckets (rules/shared_windows.py)."""
+    groups: dict[tuple, list[_Compiled]] = {}
+    for comp in compiled:
+        r = comp.rule
+        if r.aggregate in _SHARABLE and r.window_s > 0:
+            key = (r.aggregate, r.window_s, r.resolution_s, r.max_samples, r.select, r.ignore_bad)
+            groups.setdefault(key, []).append(comp)
+    for members in groups.values():
+        if len(members) > 1 and len({m.field for m in members}) == len(members):
+            r = members[0].rule
+            group = MeanGroup(len(members), r.aggregate, r.window_s, r.max_samples, r.resolution_s)
+            for comp in members:
+                comp.join(group, members)
+
+
+def _all_take(comps: tuple[_Compiled, ...], fields: dict, health: dict) -> bool:
+    """Whether the reading has a finite number for each rule's field (as `Engine.process` requires)."""
+    for comp in comps:
+        raw = fields.get(comp.field)
+        if raw is None:
+            raw = health.get(comp.field)
+        if raw is None or isinstance(raw, str) or not isfinite(float(raw)):
+            return False
+    return True
 
 
 def _compare(op: Callable[[float, float], bool], limits: _Limits, value: float) -> tuple[int, bool, float | None]:
