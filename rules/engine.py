@@ -459,8 +459,15 @@ class Engine:
             if comp.plain:
                 result = window.update(row, time_ns, value, weight, comp.min_samples, comp.min_coverage_s)
             elif comp.followers:  # the lead of rules sharing buckets: they part ways if the others miss this reading
-                if not comp.group.is_split(row) and not _all_take(comp.followers, fields, health):  # type: ignore[union-attr]
-                    comp.group.split(row)  # type: ignore[union-attr]
+                group = comp.group
+                if not group.split_rows[row]:  # type: ignore[union-attr]
+                    for other in comp.followers:  # (as the checks above: a finite number for its field)
+                        raw = fields.get(other.field)
+                        if raw is None:
+                            raw = health.get(other.field)
+                        if raw is None or isinstance(raw, str) or not isfinite(float(raw)):
+                            group.split(row)  # type: ignore[union-attr]
+                            break
                 result = window.update(row, time_ns, value, weight, comp.min_samples, comp.min_coverage_s)
             else:
                 window.add(row, time_ns, value, weight)
@@ -730,17 +737,6 @@ def _share_windows(compiled: list[_Compiled]) -> None:
             group = MeanGroup(len(members), r.aggregate, r.window_s, r.max_samples, r.resolution_s)
             for comp in members:
                 comp.join(group, members)
-
-
-def _all_take(comps: tuple[_Compiled, ...], fields: dict, health: dict) -> bool:
-    """Whether the reading has a finite number for each rule's field (as `Engine.process` requires)."""
-    for comp in comps:
-        raw = fields.get(comp.field)
-        if raw is None:
-            raw = health.get(comp.field)
-        if raw is None or isinstance(raw, str) or not isfinite(float(raw)):
-            return False
-    return True
 
 
 def _compare(op: Callable[[float, float], bool], limits: _Limits, value: float) -> tuple[int, bool, float | None]:

@@ -31,11 +31,11 @@ _NS = 1_000_000_000
 class MeanGroup:
     """The shared columns of k mean (or LAeq) windows; `member(i)` is rule i's store."""
 
-    __slots__ = ("_base", "_cov", "_cut", "_fresh", "_gt", "_k", "_key", "_limit", "_members", "_n", "_pend",
-                 "_res_ns", "_rows", "_since", "_span_ns", "_split", "_stride", "_sums", "energy")
+    __slots__ = ("_base", "_cov", "_gt", "_k", "_key", "_limit", "_members", "_n", "_res_ns", "_rows", "_since",
+                 "_span_ns", "_split", "_step", "_stride", "_sums", "energy", "split_rows")
 
     def __init__(self, k: int, aggregate: str, window_s: float, max_samples: int, resolution_s: float = 0.0) -> None:
-        if aggregate not in ("mean", "laeq") or k < 2:
+        if aggregate not in ("mean", "laeq") or not 2 <= k <= 63:
             raise ValueError("a group shares the windows of two or more mean or laeq rules")
         self.energy = aggregate == "laeq"
         self._k = k
@@ -50,10 +50,11 @@ class MeanGroup:
         self._cov = array("d")
         self._since = array("i")
         self._gt = array("q")  # per row: the newest sample's time (-1: none)
-        self._pend = array("b")  # per row: members that took the newest sample (k: all)
-        self._cut = array("i")  # per row: fields of expired entries the last member deletes
-        self._fresh = bytearray()  # per row: the newest sample opened a new entry
+        # per row: how many members took the newest sample (k: all), + 64 when it opened an entry,
+        # + (fields of the expired entries the last member deletes) << 7
+        self._step = array("q")
         self._split = bytearray()  # per row: 1 once each member keeps its own row
+        self.split_rows = self._split  # (read by the engine's hot path)
         self._sums = [array("d") for _ in range(k)]
         store = LaeqStore if self.energy else MeanStore
         self._members = [GroupMember(self, i, store(window_s, max_samples, resolution_s)) for i in range(k)]
@@ -74,9 +75,7 @@ class MeanGroup:
         self._cov.append(0.0)
         self._since.append(0)
         self._gt.append(-1)
-        self._pend.append(self._k)
-        self._cut.append(0)
-        self._fresh.append(0)
+        self._step.append(self._k)
         self._split.append(0)
         for s in self._sums:
             s.append(0.0)
@@ -117,24 +116,26 @@ class MeanGroup:
         return 0 if a is None else sys.getsizeof(a)
 
     def column_bytes(self) -> int:
-        shared = (self._rows, self._base, self._key, self._n, self._cov, self._since, self._gt, self._pend,
-                  self._cut, self._fresh, self._split)
+        shared = (self._rows, self._base, self._key, self._n, self._cov, self._since, self._gt, self._step,
+                  self._split)
         return sum(sys.getsizeof(c) for c in shared)
 
     def row_field_bytes(self) -> int:
         """Bytes of one row's share of the shared columns."""
-        return 8 * 7 + 4 + 4 + 1 + 1 + 1
+        return 8 * 8 + 4 + 1
 
 
 class GroupMember(WindowStore):
     """Rule i's window in a `MeanGroup` (see the module docstring); `own` holds its rows once split."""
 
-    __slots__ = ("_g", "_i", "_own_row", "own")
+    __slots__ = ("_energy", "_g", "_i", "_own_row", "_sum", "own")
 
     def __init__(self, group: MeanGroup, i: int, own: MeanStore) -> None:
         super().__init__()
         self._g = group
         self._i = i
+        self._energy = group.energy
+        self._sum = group._sums[i]
         self.own = own
         self._own_row = array("i")  # per row: the private row once split (-1 before)
 
@@ -159,113 +160,107 @@ class GroupMember(WindowStore):
 
     def update(self, row: int, time_ns: int, value: float, weight_s: float, min_samples: int,
                min_coverage_s: float) -> float | None:
+        """`MeanStore.update` on the shared row: the lead (member 0) takes a new sample, the others follow."""
         g = self._g
         if g._split[row]:
             return self.own.update(self._own_row[row], time_ns, value, weight_s, min_samples, min_coverage_s)
-        i = self._i
+        energy = self._energy
+        wx = weight_s * (10.0 ** (value / 10.0) if energy else value)
+        stride = g._stride
         gt = g._gt[row]
-        if time_ns > gt:
-            if i or g._pend[row] != g._k:  # the lead skipped this reading (or a member the one before): part ways
-                g.split(row)
-                return self.own.update(self._own_row[row], time_ns, value, weight_s, min_samples, min_coverage_s)
-            return self._lead(g, row, time_ns, value, weight_s, min_samples, min_coverage_s)
-        if time_ns < gt or g._pend[row] > i:  # (cannot happen while the engine keeps the members in step)
+        step = g._step[row]  # members that took the newest sample | 64 if it opened an entry | expired fields << 7
+        i = self._i
+        if time_ns > gt and not i and (step & 63) == g._k:  # the lead, a new sample
+            a = g._rows[row]
+            if a is None:
+                a = g._rows[row] = array("d")
+                g._base[row] = time_ns
+                g._key[row] = -1
+                g._n[row] = 0.0
+                g._since[row] = 0
+                for sums in g._sums:
+                    sums[row] = 0.0
+                off = 0
+            else:
+                off = time_ns - g._base[row]
+                if off >= _REBASE_AT:
+                    shift = float(off)
+                    g._base[row] = time_ns
+                    for j in range(0, len(a), stride):
+                        a[j] -= shift
+                    off = 0
+            key = time_ns // g._res_ns
+            if key == g._key[row]:
+                a[-stride] = off
+                a[1 - stride] += 1.0
+                a[2 - stride] += weight_s
+                a[3 - stride] += wx
+                step = 1
+            else:
+                g._key[row] = key
+                a.append(off)
+                a.append(1.0)
+                a.append(weight_s)
+                a.append(wx)
+                a.extend(_ZEROS[: stride - 4])
+                step = 65
+            n = g._n[row] + 1
+            cov = g._cov[row] + weight_s
+            sums = self._sum
+            total = sums[row] + wx
+            since = g._since[row] + 1
+            if since >= _RESUM_EVERY:
+                since = 0
+                total = math.fsum(a[3::stride])
+                cov = math.fsum(a[2::stride])
+            g._since[row] = since
+            cutoff = off - g._span_ns
+            limit = g._limit
+            if a[0] <= cutoff or len(a) > limit:
+                last = len(a) - stride
+                k = 0
+                while k < last and (a[k] <= cutoff or len(a) - k > limit):
+                    n -= a[k + 1]
+                    cov -= a[k + 2]
+                    total -= a[k + 3]
+                    k += stride
+                step |= k << 7
+            g._step[row] = step
+            g._gt[row] = time_ns
+            g._n[row] = n
+            g._cov[row] = cov
+            sums[row] = total
+        elif time_ns == gt and (step & 63) == i:  # a later member, at the lead's time
+            a = g._rows[row]
+            assert a is not None
+            col = 3 + i - stride
+            if step & 64:
+                a[col] = wx
+            else:
+                a[col] += wx
+            sums = self._sum
+            total = sums[row] + wx
+            if g._since[row] == 0:  # the lead re-summed at this sample
+                total = math.fsum(a[3 + i::stride])
+            cut = step >> 7
+            if cut:
+                for k in range(3 + i, cut, stride):
+                    total -= a[k]
+                if i + 1 == g._k:
+                    del a[:cut]
+            sums[row] = total
+            g._step[row] = step + 1
+            n = g._n[row]
+            cov = g._cov[row]
+        else:  # the lead skipped this reading (or a member the one before): part ways, exactly, before adding
             g.split(row)
             return self.own.update(self._own_row[row], time_ns, value, weight_s, min_samples, min_coverage_s)
-        return self._follow(g, row, value, weight_s, min_samples, min_coverage_s)
-
-    def _lead(self, g: MeanGroup, row: int, time_ns: int, value: float, weight_s: float, min_samples: int,
-              min_coverage_s: float) -> float | None:
-        """The first member takes a new sample: the shared fields, its own Σw·x, the expiry (deleted by the last)."""
-        wx = weight_s * (10.0 ** (value / 10.0) if g.energy else value)
-        stride = g._stride
-        a = g._rows[row]
-        if a is None:
-            a = g._rows[row] = array("d")
-            g._base[row] = time_ns
-            g._key[row] = -1
-            g._n[row] = 0.0
-            g._since[row] = 0
-            for s in g._sums:
-                s[row] = 0.0
-            off = 0
-        else:
-            off = time_ns - g._base[row]
-            if off >= _REBASE_AT:
-                shift = float(off)
-                g._base[row] = time_ns
-                for j in range(0, len(a), stride):
-                    a[j] -= shift
-                off = 0
-        key = time_ns // g._res_ns
-        if key == g._key[row]:
-            a[-stride] = off
-            a[1 - stride] += 1.0
-            a[2 - stride] += weight_s
-            a[3 - stride] += wx
-            g._fresh[row] = 0
-        else:
-            g._key[row] = key
-            a.append(off)
-            a.append(1.0)
-            a.append(weight_s)
-            a.append(wx)
-            a.extend(_ZEROS[: stride - 4])
-            g._fresh[row] = 1
-        n = g._n[row] + 1
-        cov = g._cov[row] + weight_s
-        sums = g._sums[0]
-        total = sums[row] + wx
-        since = g._since[row] + 1
-        if since >= _RESUM_EVERY:
-            since = 0
-            total = math.fsum(a[3::stride])
-            cov = math.fsum(a[2::stride])
-        g._since[row] = since
-        cutoff = off - g._span_ns
-        limit = g._limit
-        k = 0
-        if a[0] <= cutoff or len(a) > limit:
-            last = len(a) - stride
-            while k < last and (a[k] <= cutoff or len(a) - k > limit):
-                n -= a[k + 1]
-                cov -= a[k + 2]
-                total -= a[k + 3]
-                k += stride
-        g._cut[row] = k
-        g._gt[row] = time_ns
-        g._pend[row] = 1
-        g._n[row] = n
-        g._cov[row] = cov
-        sums[row] = total
-        return _result(g.energy, n, cov, total, min_samples, min_coverage_s)
-
-    def _follow(self, g: MeanGroup, row: int, value: float, weight_s: float, min_samples: int,
-                min_coverage_s: float) -> float | None:
-        """A later member takes the same sample: its Σw·x only, the lead's expiry applied to its sum."""
-        i = self._i
-        wx = weight_s * (10.0 ** (value / 10.0) if g.energy else value)
-        stride = g._stride
-        a = g._rows[row]
-        assert a is not None
-        col = 3 + i - stride
-        if g._fresh[row]:
-            a[col] = wx
-        else:
-            a[col] += wx
-        sums = g._sums[i]
-        total = sums[row] + wx
-        if g._since[row] == 0:  # the lead re-summed at this sample
-            total = math.fsum(a[3 + i::stride])
-        cut = g._cut[row]
-        for k in range(0, cut, stride):
-            total -= a[k + 3 + i]
-        sums[row] = total
-        pend = g._pend[row] + 1
-        if pend == g._k and cut:
-            del a[:cut]
-        g._pend[row] = pend
-        return _result(g.energy, g._n[row], g._cov[row], total, min_samples, min_coverage_s)
+        if n < min_samples or cov < min_coverage_s or not n or cov <= 0:
+            return None
+        if energy:
+            mean_energy = total / cov
+            return 10.0 * math.log10(mean_energy) if mean_energy > 0 else None
+        return total / cov
 
     def value(self, row: int) -> float | None:
         g = self._g
@@ -320,12 +315,3 @@ class GroupMember(WindowStore):
 
 _ZEROS = array("d", bytes(8 * 64))
 
-
-def _result(energy: bool, n: float, cov: float, total: float, min_samples: int, min_coverage_s: float) -> float | None:
-    """What `MeanStore.update` returns for these running figures."""
-    if n < min_samples or cov < min_coverage_s or not n or cov <= 0:
-        return None
-    if energy:
-        mean_energy = total / cov
-        return 10.0 * math.log10(mean_energy) if mean_energy > 0 else None
-    return total / cov
