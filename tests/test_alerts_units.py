@@ -251,3 +251,18 @@ def test_example_config_sends_coded_flood_cases_and_names_the_gaps_it_leaves():
     table = load_categories()
     cat = table.for_alert({"case_category": "road_waterlogging"}, "water_level", receiver.edition)
     assert cat is not None and cat.code
+
+
+def test_an_eta_under_a_minute_is_not_about_less_than_a_minute():
+    """QA3 F13: the desk read "约 不足 1 分钟" ("about less than a minute")."""
+    from alerts.describe import describe
+    from alerts.model import Measured
+
+    for target, key in ((270.0, "eta"), (None, "eta")):
+        d = describe(Measured("depth_mm", "last", target, 265.0, 0.5), value=265.0, threshold=150.0, eta_s=30.0,
+                     time_ns=T0, labels={}, kind="water_level")
+        fact = d.fact(key)
+        assert fact is not None and "不足 1 分钟" in fact.text and "约" not in fact.text, fact
+    d = describe(Measured("depth_mm", "last", 270.0, 200.0, 0.1), value=200.0, threshold=150.0, eta_s=700.0,
+                 time_ns=T0, labels={}, kind="water_level")
+    assert d.fact("eta").text == "约 12 分钟"  # type: ignore[union-attr]
