@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+from conftest import captured_log
 from playwright.sync_api import sync_playwright
 from servicekit import make_config, running, wait_until
 from test_alerting_e2e import WATER, Fleet
@@ -125,3 +126,13 @@ def test_the_desk_row_follows_the_gauge_not_the_last_transition(tmp_path: Path, 
         shown = alerts_show(cfg.alerts_database(), depth_fp)["alert"]
         assert shown["measured"].startswith("160 mm") and shown["measured_at"]  # says the value is as of then
     fleet.pub.close()
+
+
+def test_an_empty_registry_is_warned_about_at_start(tmp_path: Path, mosquitto: Daemon, influxd: Daemon,
+                                                    influx_db: str) -> None:
+    """QA3 F13: `[registry] path` at an empty file ran "0 devices" without a word."""
+    cfg = make_config(tmp_path, mosquitto, influxd, influx_db)
+    Registry(cfg.registry_database()).close()
+    with captured_log("WARNING") as lines, running(cfg):
+        pass
+    assert any("holds no devices" in x and "device import" in x for x in lines), lines
