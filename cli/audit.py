@@ -7,6 +7,7 @@ import json
 import typer
 
 from cli.device_common import JsonOpt, RegistryOpt, open_registry
+from core.controls import printable
 
 audit_app = typer.Typer(
     help="Tamper evidence of the device registry: the hash-chained audit trail and the device rows.\n\n"
@@ -35,7 +36,7 @@ def verify(ctx: typer.Context, registry: RegistryOpt = None, as_json: JsonOpt = 
     elif problems:
         typer.secho(f"audit trail NOT intact: {len(problems)} problem(s)", fg="red", err=True)
         for p in problems:
-            typer.echo(f"  {p}")
+            typer.echo(f"  {printable(p)}")
     else:
         typer.echo(f"audit trail intact: {rows} audit rows chained, {devices} device rows match it")
     if problems:

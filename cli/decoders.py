@@ -14,8 +14,8 @@ import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from cli.tables import TextTable
 from collectors.pasted import parse_pasted
 from core.uplink import EnvelopeError, Uplink
 from decoders.codec import Decoded, DecodeError
@@ -98,7 +98,7 @@ def _show(info: ModelInfo, fport: int, decoded: Decoded, as_json: bool) -> None:
                                  "history": [{"time_s": r.time_s, "fields": r.fields} for r in decoded.history],
                                  }).decode())
         return
-    table = Table(title=f"{info.model} ({info.kind}), fPort {fport}")
+    table = TextTable(title=f"{info.model} ({info.kind}), fPort {fport}")
     table.add_column("field")
     table.add_column("value", justify="right")
     for name, value in decoded.fields.items():
@@ -155,7 +155,7 @@ def models(
         for row in rows:
             typer.echo(orjson.dumps(row).decode())
     else:
-        table = Table(title=f"{len(rows)} device models")
+        table = TextTable(title=f"{len(rows)} device models")
         for column in ("model", "kind", "source", "origin", "fields"):
             table.add_column(column, overflow="fold")
         for r in rows:

@@ -20,8 +20,10 @@ from cli.device_common import (
     err_console,
     fail,
     fmt_value,
+    in_district,
     open_registry,
 )
+from cli.tables import plain
 from provisioning.columns import TEMPLATE_EXAMPLE, TEMPLATE_ZH
 from provisioning.csvio import HEADER, CsvFormatError, write_csv
 from provisioning.importer import Preview, plan_import, preview
@@ -58,12 +60,13 @@ def _progress() -> Progress:
 
 
 def _show(value: object) -> str:
-    return "(empty)" if value in (None, "") else fmt_value(value)
+    return "(empty)" if value in (None, "") else plain(fmt_value(value))
 
 
 def _print_preview(pre: Preview) -> None:
     for d in pre.added:
-        console.print(f"+ add {d.id}: {d.model} ({d.kind}), key {d.key}" + (f", {d.district}" if d.district else ""))
+        district = f", {d.district}" if d.district else ""
+        console.print(plain(f"+ add {d.id}: {d.model} ({d.kind}), key {d.key}{district}"))
     for device_id, changes in pre.changed:
         console.print(f"~ change {device_id}:")
         for c in changes:
@@ -149,7 +152,8 @@ def export(ctx: typer.Context,
            output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default: stdout)")]
            = None,
            kind: Annotated[str | None, typer.Option(help="only this kind")] = None,
-           district: Annotated[str | None, typer.Option(help="only this district")] = None,
+           district: Annotated[str | None, typer.Option(help="district containing this text (朝阳 finds 朝阳区)")]
+           = None,
            excel: Annotated[bool, typer.Option("--excel", help="start with a UTF-8 byte-order mark so Excel "
                                                "shows Chinese text correctly")] = False,
            registry: RegistryOpt = None) -> None:
@@ -157,9 +161,8 @@ def export(ctx: typer.Context,
 
     Example: [bold]urbansense device export --district 朝阳 -o chaoyang.csv --excel[/bold]
     """
-    where = {k: v for k, v in (("kind", kind), ("district", district)) if v}
     with open_registry(ctx, registry) as reg:
-        devices = reg.all(**where)
+        devices = in_district(reg, reg.all(**({"kind": kind} if kind else {})), district)
     if output is None:
         write_csv(devices, sys.stdout)
         return

@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from cli.state import database_exit_code, state
 from core.database import DatabaseError, describe_url, holds_nothing
 from core.device import Device
+from core.districts import district_matches, no_match_note
 from core.secrets import reveal
 from provisioning.lookup import AmbiguousDevice, DeviceNotFound, find_device
 from provisioning.registry import Registry
@@ -87,6 +88,18 @@ def get_device(reg: Registry, text: str, *, prefix: bool = True) -> Device:
         raise fail(str(exc), 2) from None
     except DeviceNotFound as exc:
         raise fail(str(exc), 1) from None
+
+
+def in_district(reg: Registry, devices: list[Device], district: str | None) -> list[Device]:
+    """`devices` in the districts `district` matches (`core.districts`: `朝阳` finds `朝阳区`); when it
+    matches no device of the registry, a note on stderr names the districts there are."""
+    if district is None:
+        return devices
+    found = [d for d in devices if district_matches(district, d.district)]
+    known = {d.district for d in reg.all()}
+    if not any(district_matches(district, k) for k in known):
+        err_console.print(f"[yellow]note:[/yellow] {escape(no_match_note(district, known))}")
+    return found
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -25,6 +25,7 @@ from loguru import logger
 
 from alerts.errors import AlertsError
 from alerts.runtime import AlertsRuntime
+from core.controls import bad_character
 from core.device import Device
 from core.transition import AlertTransition, Severity
 from service.config import DeskConfig
@@ -41,6 +42,7 @@ ROUTINE_EVERY_S = 0.25
 is a snapshot of every active alert, and a night of noise alerts makes one cost milliseconds of the event
 loop that carries the flood alerts. A flood gauge's or any critical alert's change is pushed at once."""
 MAX_COMMENT = 500
+CSP = web.AppKey("csp", str)
 
 
 class DeskServer:
@@ -69,6 +71,7 @@ class DeskServer:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024, middlewares=[_security_headers])
+        app[CSP] = content_policy(self.cfg.tile_source())
         app.add_routes([
             web.get("/login", self.login_page), web.post("/login", self.login), web.post("/logout", self.logout),
             web.get("/", self.page), web.get("/api/state", self.state), web.get("/events", self.events),
@@ -263,7 +266,12 @@ class DeskServer:
             raise web.HTTPBadRequest(text="expected a JSON body", content_type="text/plain") from None
         if not isinstance(data, dict):
             raise web.HTTPBadRequest(text="expected a JSON object", content_type="text/plain")
-        comment = str(data.get("comment", "")).strip()
+        comment = str(data.get("comment", ""))
+        bad = bad_character(comment, allow="\n")
+        if bad:
+            raise web.HTTPBadRequest(text=f"comment holds {bad}: type plain text (line breaks are fine)",
+                                     content_type="text/plain")
+        comment = comment.strip()
         if len(comment) > MAX_COMMENT:
             raise web.HTTPBadRequest(text=f"comment longer than {MAX_COMMENT} characters", content_type="text/plain")
         data["comment"] = comment
@@ -311,21 +319,27 @@ async def _security_headers(request: web.Request, handler: Callable) -> web.Stre
         response = await handler(request)
     except web.HTTPException as exc:
         response = exc
-        _harden(response)
+        _harden(response, request.app[CSP])
         raise
-    _harden(response)
+    _harden(response, request.app[CSP])
     return response
 
 
-def _harden(response: web.StreamResponse) -> None:
+def content_policy(tile_source: str) -> str:
+    """The page's Content-Security-Policy: images only from the console itself, `data:` (Leaflet's own)
+    and the configured map tile server, so markup slipped into a device's text can fetch nothing."""
+    images = " ".join(x for x in ("'self'", "data:", tile_source) if x)
+    return (f"default-src 'self'; img-src {images}; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+            "frame-ancestors 'none'")
+
+
+def _harden(response: web.StreamResponse, csp: str) -> None:
     if response.prepared:
         return
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("Content-Security-Policy",
-                                "default-src 'self'; img-src 'self' data: https: http:; "
-                                "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'")
+    response.headers.setdefault("Content-Security-Policy", csp)
 
 
 def _login_html(message: str = "", status: int = 200) -> web.Response:
