@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.device_common import (
@@ -93,7 +92,7 @@ def import_(ctx: typer.Context,
     rows = sheet.rows
     err_console.print(f"{file.name}: read as {sheet.encoding}, {len(rows)} data rows")
     for repair in sheet.repairs:
-        err_console.print(f"[yellow]repaired:[/yellow] {escape(str(repair))}")
+        err_console.print(f"[yellow]repaired:[/yellow] {plain(str(repair))}")
     with open_registry(ctx, registry) as reg:
         registered = {d.id: d for d in reg.all()}
         with _progress() as progress:
@@ -101,7 +100,7 @@ def import_(ctx: typer.Context,
             plan = plan_import(rows, reg.key_owners(), bbox=box, labels=sheet.labels(),
                                progress=lambda n: progress.advance(task, n), existing=registered)
         for bad in plan.bad:
-            err_console.print(f"[red]invalid:[/red] {escape(str(bad))}")
+            err_console.print(f"[red]invalid:[/red] {plain(str(bad))}")
         if plan.bad and not skip_invalid:
             raise fail(f"{len(plan.bad)} of {len(rows)} rows are invalid; nothing was written "
                        "(fix them, or use --skip-invalid to write the other rows)", 1)

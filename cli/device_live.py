@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -35,7 +34,7 @@ from cli.device_common import (
     open_registry,
     with_influx,
 )
-from cli.tables import TextTable
+from cli.tables import TextTable, plain
 from core.database import holds_nothing
 from core.device import STATUSES, Device
 from core.kinds import KIND_NAMES
@@ -189,7 +188,7 @@ def show(ctx: typer.Context, id: LookupArg, as_json: JsonOpt = False,
                       f"`urbansense deadletter show {refusal.id}` has the raw message")
     console.print(table)
     if problem:
-        err_console.print(f"[yellow]live facts unavailable:[/yellow] {escape(str(problem))}")
+        err_console.print(f"[yellow]live facts unavailable:[/yellow] {plain(str(problem))}")
 
 
 def _add_facts(table: Table, facts: LiveFacts) -> None:

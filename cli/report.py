@@ -11,11 +11,10 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from cli.state import state
-from cli.tables import TextTable
+from cli.tables import TextTable, plain
 from core.database import holds_nothing
 from core.districts import matching_districts, no_match_note
 from core.kinds import KIND_NAMES as KINDS
@@ -84,7 +83,7 @@ def _one_district(query: str | None, known: list[str]) -> str | None:
     if len(names) > 1:
         raise ValueError(f"--district {query!r} matches {', '.join(names)}: give one of them")
     if not names:
-        Console(stderr=True).print(f"[yellow]note:[/] {escape(no_match_note(query, known))}", highlight=False)
+        Console(stderr=True).print(f"[yellow]note:[/] {plain(no_match_note(query, known))}", highlight=False)
         return query
     return names[0]
 
@@ -126,7 +125,7 @@ def register(app: typer.Typer) -> None:
         try:
             figures = asyncio.run(run_report(cfg, start, end, district, kind))
         except Exception as exc:  # a person is waiting: say what failed, not a traceback
-            console.print(f"[red]error:[/] cannot compute the report: {escape(str(exc))}", highlight=False)
+            console.print(f"[red]error:[/] cannot compute the report: {plain(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
         title = f"urbansense {from_} → {to}" + (f" {district}" if district else "") + (f" {kind}" if kind else "")
         console.print(table(figures, title))

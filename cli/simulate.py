@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from cli.state import state
+from cli.tables import plain
 from core.database import holds_nothing
 from core.districts import matching_districts, no_match_note
 from core.secrets import reveal
@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
             for q in storm_district:
                 if not matching_districts(q, known):
                     Console(stderr=True).print(
-                        f"[yellow]note:[/yellow] {escape(no_match_note(q, known, what='water gauges'))}",
+                        f"[yellow]note:[/yellow] {plain(no_match_note(q, known, what='water gauges'))}",
                         highlight=False)
         if transport != "lorawan":
             if transport not in TRANSPORTS:
