@@ -190,7 +190,8 @@ class DeskConfig(_Section):
         default_factory=dict,
         description="user name → argon2 password hash (`urbansense desk hash-password` prints one)")
     session_ttl_s: float = Field(8 * 3600.0, gt=0, description="a login lasts this long, then the user logs in again")
-    tile_url: str = Field("", description="map tile URL template ({z}/{x}/{y}) of the city's map service; "
+    tile_url: str = Field("", description="map tile URL template ({z}/{x}/{y}; {s}. may start the host) of the "
+                          "city's map service, the one image source the page allows besides itself; "
                           "empty = gauges on a plain background (works offline)")
     tile_attribution: str = Field("", description="attribution shown under the tiles")
     recent_notifications: int = Field(30, ge=1, le=500, description="notifications listed on the page")
