@@ -96,7 +96,9 @@ def in_district(reg: Registry, devices: list[Device], district: str | None) -> l
     if district is None:
         return devices
     found = [d for d in devices if district_matches(district, d.district)]
-    known = {d.district for d in reg.all()}
+    if found:
+        return found
+    known = {d.district for d in reg.all()}  # the other filters may be why nothing was found
     if not any(district_matches(district, k) for k in known):
         err_console.print(f"[yellow]note:[/yellow] {plain(no_match_note(district, known))}")
     return found
