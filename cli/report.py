@@ -83,7 +83,8 @@ def _one_district(query: str | None, known: list[str]) -> str | None:
     if len(names) > 1:
         raise ValueError(f"--district {query!r} matches {', '.join(names)}: give one of them")
     if not names:
-        Console(stderr=True).print(f"[yellow]note:[/] {plain(no_match_note(query, known))}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[yellow]note:[/] {plain(no_match_note(query, known))}",
+                                                   highlight=False)
         return query
     return names[0]
 

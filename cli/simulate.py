@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
             districts = tuple(n for q in storm_district for n in matching_districts(q, known))
             for q in storm_district:
                 if not matching_districts(q, known):
-                    Console(stderr=True).print(
+                    Console(stderr=True, soft_wrap=True).print(
                         f"[yellow]note:[/yellow] {plain(no_match_note(q, known, what='water gauges'))}",
                         highlight=False)
         if transport != "lorawan":
@@ -70,8 +70,12 @@ def register(app: typer.Typer) -> None:
             console.print("[red]error:[/red] the registry has no LoRaWAN devices to simulate "
                           "(add some with `urbansense device add`)")
             raise typer.Exit(1)
-        pub = Publisher(cfg.mqtt.host, cfg.mqtt.port, username=cfg.mqtt.username or None,
-                        password=reveal(cfg.mqtt.password) or None, tls=cfg.mqtt_tls())
+        try:
+            pub = Publisher(cfg.mqtt.host, cfg.mqtt.port, username=cfg.mqtt.username or None,
+                            password=reveal(cfg.mqtt.password) or None, tls=cfg.mqtt_tls())
+        except ConnectionError as exc:  # a person is waiting: the reason, not a traceback
+            Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {plain(str(exc))}", highlight=False)
+            raise typer.Exit(1) from None
         console.print(f"simulating {len(sim.devices)} devices, scenario {scenario}, {rate}/s for {duration}s")
         try:
             sent = run_simulation(sim, pub, rate=rate, duration_s=duration)

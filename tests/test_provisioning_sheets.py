@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -246,3 +247,13 @@ def test_export_and_list_match_a_district_alike_and_say_when_it_matches_nothing(
         assert "0 devices matched district '西城' (known districts: 东城区, 朝阳区, 海淀区)" in none.stderr
     exported = dev(tmp_path, "export", "--district", "海淀区", "--kind", "noise")
     assert {r["district"] for r in csv.DictReader(io.StringIO(exported.stdout))} == {"海淀区"}
+    with socket.socket() as s:  # a port nobody listens on: simulate says so, after the district note
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[mqtt]\nport = {closed}\n[registry]\npath = "{registry(tmp_path)}"\n', encoding="utf-8")
+    sim = runner.invoke(app, ["--config", str(cfg), "simulate", "--scenario", "rainstorm", "--storm-district", "西城"])
+    assert sim.exit_code == 1, sim.output
+    assert "0 water gauges matched district '西城' (known districts: 东城区, 朝阳区, 海淀区)" in sim.stderr
+    assert "error: simulator could not connect to the broker" in sim.stderr
+    assert isinstance(sim.exception, SystemExit)  # a clear exit, not a ConnectionError's traceback
