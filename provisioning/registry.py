@@ -414,6 +414,18 @@ def _mac_keys(conn: Connection) -> dict[str, bytes]:
     return {str(r[0]): bytes.fromhex(r[1]) for r in rows}
 
 
+def registry_copied(source: Registry, target: Registry) -> bool:
+    """True when `target` already holds `source`'s audit trail (its last row, same seq and hash): a copy made
+    before, perhaps with changes since. False for an empty source."""
+    with source._read() as src:
+        last = src.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
+    if last is None:
+        return False
+    with target._read() as conn:
+        there = conn.execute(select(audit.c.hash).where(audit.c.seq == last.seq)).scalar_one_or_none()
+    return there == last.hash
+
+
 def copy_registry(source: Registry, target: Registry) -> int:
     """Copy every device, audit row and MAC key of `source` into the empty registry `target`, values and
     hashes verbatim (e.g. a city's SQLite file into the shared PostgreSQL when it moves to hot standby);

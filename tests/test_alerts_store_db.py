@@ -56,7 +56,7 @@ def test_a_file_written_by_issue_18_is_migrated_in_place(tmp_path: Path) -> None
 
     store = AlertStore(path)
     try:
-        assert current_version(store.engine, COMPONENT) == len(MIGRATIONS) == 2
+        assert current_version(store.engine, COMPONENT) == len(MIGRATIONS) == 4
         assert store.find("abcd").device_id == "wl-1"
         assert [(a["user"], a["action"]) for a in store.audit()] == [("张三", "login")]  # now in alert_audit
         assert [d.body for d in store.claim_due(10, 5)] == [{"x": 1}]
@@ -69,7 +69,7 @@ def test_a_file_written_by_issue_18_is_migrated_in_place(tmp_path: Path) -> None
 
 def test_a_store_behind_its_code_refuses_when_migrations_are_off(database: str) -> None:
     engine = open_engine(database)
-    migrate(engine, COMPONENT, MIGRATIONS[:1])
+    migrate(engine, COMPONENT, MIGRATIONS[:-1])
     engine.dispose()
     with pytest.raises(AlertsError, match=r"1 version.* behind.*urbansense db migrate"):
         AlertStore(database, migrate_schema=False)
