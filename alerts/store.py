@@ -37,9 +37,8 @@ from core.database import (
     execute,
     is_postgres,
     is_postgres_url,
-    migrate,
+    migrate_or_refuse,
     open_engine,
-    pending,
     read_connection,
 )
 from core.hashchain import GENESIS, Problem, link_hash, verify_links
@@ -199,12 +198,7 @@ class AlertStore:
         self._batch_depth = 0
         self._shared_conn = str(target) == ":memory:"
         try:
-            if migrate_schema:
-                migrate(self.engine, COMPONENT, MIGRATIONS)
-            elif behind := pending(self.engine, COMPONENT, MIGRATIONS):
-                raise AlertsError(f"the alert store's schema is {len(behind)} migration(s) behind "
-                                  "(the CLI and a start with [database] migrate_on_start = false never migrate): "
-                                  "run `urbansense db migrate`")
+            migrate_or_refuse(self.engine, COMPONENT, MIGRATIONS, migrate_schema=migrate_schema)
         except MigrationError as exc:
             self.engine.dispose()
             raise AlertsError(f"alert store {describe_url(target)}: {exc}") from None

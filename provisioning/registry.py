@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, func, select, true
 
-from core.database import MigrationError, is_postgres, migrate, open_engine, pending, read_connection
+from core.database import is_postgres, migrate_or_refuse, open_engine, read_connection
 from core.device import Device
 from provisioning.audit import GENESIS, Problem, entry_hash, row_hash, verify_chain
 from provisioning.schema import (
@@ -92,12 +92,7 @@ class Registry:
         self.engine: Engine = open_engine(path)
         self.postgres = is_postgres(self.engine)
         try:
-            if migrate_schema:
-                migrate(self.engine, COMPONENT, MIGRATIONS)
-            elif todo := pending(self.engine, COMPONENT, MIGRATIONS):
-                raise MigrationError(f"the registry schema is {len(todo)} version(s) behind this urbansense; "
-                                     "run `urbansense db migrate` (the CLI never migrates; `urbansense run` does "
-                                     "when [database] migrate_on_start = true)")
+            migrate_or_refuse(self.engine, COMPONENT, MIGRATIONS, migrate_schema=migrate_schema)
         except BaseException:
             self.engine.dispose()
             raise

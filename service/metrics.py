@@ -62,13 +62,16 @@ class Metrics:
                                     registry=r)
         self.rule_state_states = Gauge("urbansense_rule_state_states",
                                        "(rule, device) rows the rules engine holds (rule \"(devices)\": devices it "
-                                       "keeps a route and slot for)", ["rule"], registry=r)
+                                       "keeps a slot for; a no-data rule: devices queued or firing)", ["rule"],
+                                       registry=r)
         self.rule_state_entries = Gauge("urbansense_rule_state_entries",
-                                        "Window entries (time buckets or trend points) the rules engine holds",
+                                        "Window entries the rules engine holds (time buckets or trend points; rules "
+                                        "sharing buckets each count them; a no-data rule: its queue)",
                                         ["rule"], registry=r)
         self.rule_state_bytes = Gauge("urbansense_rule_state_bytes",
                                       "Bytes of rule state (columns, window entry arrays, pending and firing "
-                                      "machines), entry arrays sampled above 1,000 rows", ["rule"], registry=r)
+                                      "machines; shared buckets split evenly between their rules), entry "
+                                      "arrays sampled above 1,000 rows", ["rule"], registry=r)
         self.rule_state_active = Gauge("urbansense_rule_state_active",
                                        "Pending or firing (rule, device) alert machines: the only per-state objects",
                                        ["rule"], registry=r)

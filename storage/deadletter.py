@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
-from core.database import Migration, MigrationError, is_postgres, migrate, open_engine, pending, read_connection
+from core.database import Migration, is_postgres, migrate, migrate_or_refuse, open_engine, read_connection
 from core.timing import backoff_s
 
 COMPONENT = "deadletters"
@@ -145,12 +145,7 @@ class DeadLetterStore:
         try:
             if not self.postgres:
                 self._prepare_sqlite()
-            if not migrate_schema and (todo := pending(self.engine, COMPONENT, MIGRATIONS)):
-                raise MigrationError(f"the dead-letter schema is {len(todo)} version(s) behind this urbansense; "
-                                     "run `urbansense db migrate` (the CLI never migrates; `urbansense run` does "
-                                     "when [database] migrate_on_start = true)")
-            if migrate_schema:
-                migrate(self.engine, COMPONENT, MIGRATIONS)
+            migrate_or_refuse(self.engine, COMPONENT, MIGRATIONS, migrate_schema=migrate_schema, what="dead-letter")
             self._migrated = True
         except (OperationalError, InterfaceError) as exc:
             if self.fallback_path is None:
