@@ -210,8 +210,11 @@ class DeskServer:
         user = str(form.get("user", ""))[:100]
         password = str(form.get("password", ""))[:1000]
         address = self._client_address(request)
-        if (lockout := self.limiter.check(user, address)) is not None:
+        lockout, started = self.limiter.attempt(user, address)
+        if lockout is not None:
             self._count_login("refused")
+            if started:  # a burst of guesses, more than the limit at once
+                await self._lockout_started(lockout, user, address, burst=True)
             return _refused_html(lockout)
         ok = bool(user) and await asyncio.to_thread(self.users.verify, user, password)
         if not ok:
@@ -222,7 +225,7 @@ class DeskServer:
                 await self._lockout_started(lockout, user, address)
                 return _refused_html(lockout)
             return _login_html("用户名或密码错误 (wrong user name or password)", status=401)
-        self.limiter.succeeded(user)
+        self.limiter.succeeded(user, address)
         self._count_login("ok")
         token, _ = self.sessions.create(user)
         await self._audit(user, "login", detail=f"from {address}")
@@ -247,11 +250,12 @@ class DeskServer:
         if self.metrics is not None:
             self.metrics.desk_logins.labels(outcome=outcome).inc()
 
-    async def _lockout_started(self, lockout: Lockout, user: str, address: str) -> None:
+    async def _lockout_started(self, lockout: Lockout, user: str, address: str, *, burst: bool = False) -> None:
         """Logged, counted and audited once per lockout; the tries it refuses are only counted."""
         cfg = self.cfg
         limit = cfg.login_max_failures if lockout.scope == "user" else cfg.login_max_failures_per_address
-        why = (f"{limit} failed logins for {lockout.scope} {lockout.key!r} within {cfg.login_window_s:g} s: "
+        what = f"more than {limit} login attempts" if burst else f"{limit} failed logins"
+        why = (f"{what} for {lockout.scope} {lockout.key!r} within {cfg.login_window_s:g} s: "
                f"refused for {cfg.login_lockout_s:g} s")
         logger.warning("desk console: {} (last try: user {!r} from {})", why, user, address)
         if self.metrics is not None:
