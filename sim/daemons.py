@@ -115,7 +115,8 @@ def mosquitto_config(port: int, data_dir: Path, *, max_queued_messages: int = 1_
     Mosquitto keeps only `max_queued_messages` (default 1,000) per offline client and
     silently drops the rest, and with persistence on saves only every
     `autosave_interval` (default 1,800 s): both are raised/lowered here so that a
-    consumer that is away or a broker restart loses nothing. With `tls` the listener
+    consumer that is away or a broker restart loses nothing. `set_tcp_nodelay`: Nagle's algorithm would
+    hold a small PUBLISH until the previous one is acknowledged (alert latency). With `tls` the listener
     speaks TLS 1.2+ only (and asks for a client certificate unless told not to).
     """
     tls_lines = [] if tls is None else [
@@ -134,6 +135,7 @@ def mosquitto_config(port: int, data_dir: Path, *, max_queued_messages: int = 1_
         "max_queued_bytes 0",
         f"max_inflight_messages {max_inflight_messages}",
         "persistent_client_expiration 7d",
+        "set_tcp_nodelay true",
         "log_type error",
         "log_type warning",
         "log_type notice",
