@@ -32,6 +32,7 @@ from alerts.config import AlertsConfig
 from alerts.model import AlertRecord, fingerprint
 from alerts.runtime import AlertsRuntime
 from alerts.store import AlertStore, Enqueue
+from alerts.testing import RecordingServer
 from collectors.lorawan.chirpstack import build_chirpstack_event
 from collectors.mqtt import TCP_QUICKACK, MqttConsumer, MqttDelivery, _ConsumerClient
 from core.device import Device
@@ -409,3 +410,45 @@ def test_a_backlog_is_read_many_packets_per_socket_read_and_its_acks_leave_in_fe
         assert sends["n"] <= n // 20, f"{sends['n']} socket writes for {n} acks"
     finally:
         consumer.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_notification_is_sent_from_its_transitions_commit_without_another_turn_through_the_commit_thread(
+        tmp_path: Path) -> None:
+    """The commit thread is busy right after a flood's commit (the next chunk's transitions, other deliveries'
+    marks, here: held on purpose until the desk has the message). The send must not wait for it: the rows are
+    claimed in the commit that made them, and the send starts on the loop."""
+    desk = RecordingServer().start()
+    config = AlertsConfig.model_validate({"receivers": {"desk": {"type": "webhook", "url": f"{desk.url}/desk"}},
+                                          "default_receivers": ["desk"]})
+    alerts = AlertsRuntime(config, lambda _id: None, db_path=tmp_path / "alerts.sqlite")
+    worker = asyncio.create_task(alerts.run())
+    loop = asyncio.get_running_loop()
+
+    async def accepted(n: int) -> bool:
+        for _ in range(1000):
+            if len(desk.accepted) >= n:
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    def hold_until_the_desk_has(n: int) -> bool:
+        for _ in range(1000):  # 10 s
+            if len(desk.accepted) >= n:
+                return True
+            threading.Event().wait(0.01)
+        return False
+
+    try:
+        await alerts.handle_many_soon([firing("WL-1", 0)])
+        assert await accepted(1)  # the worker runs
+        stored = alerts.handle_many_soon([firing("WL-2", 0)])
+        held = loop.run_in_executor(alerts.committer, hold_until_the_desk_has, 2)  # next in the commit thread
+        await stored
+        assert await held, "the send waited for the commit thread"
+    finally:
+        await alerts.stop()
+        await worker
+        alerts.close()
+        desk.stop()
+    assert [orjson.loads(r.body)["device_id"] for r in desk.accepted] == ["WL-1", "WL-2"]
