@@ -109,7 +109,8 @@ class BrokerTls:
 
 
 def mosquitto_config(port: int, data_dir: Path, *, max_queued_messages: int = 1_000_000,
-                     max_inflight_messages: int = 0, autosave_interval: int = 1, tls: BrokerTls | None = None) -> str:
+                     max_inflight_messages: int = 0, autosave_interval: int = 1, tls: BrokerTls | None = None,
+                     tcp_nodelay: bool = True) -> str:
     """A Mosquitto 2.0 config sized for a sensor backlog.
 
     Mosquitto keeps only `max_queued_messages` (default 1,000) per offline client and
@@ -135,7 +136,7 @@ def mosquitto_config(port: int, data_dir: Path, *, max_queued_messages: int = 1_
         "max_queued_bytes 0",
         f"max_inflight_messages {max_inflight_messages}",
         "persistent_client_expiration 7d",
-        "set_tcp_nodelay true",
+        f"set_tcp_nodelay {'true' if tcp_nodelay else 'false'}",
         "log_type error",
         "log_type warning",
         "log_type notice",

@@ -50,7 +50,7 @@ from service.desk.server import DeskServer
 from service.inbox import Inbox
 from service.metrics import Metrics
 from service.pipeline import Pipeline
-from sim.daemons import Daemon, start_influxd
+from sim.daemons import Daemon, mosquitto_config, start_influxd
 from sim.simulator import FleetSimulator, Publisher, Scenario
 from storage.deadletter import DeadLetterStore
 from storage.influx import InfluxClient
@@ -452,3 +452,13 @@ async def test_a_notification_is_sent_from_its_transitions_commit_without_anothe
         alerts.close()
         desk.stop()
     assert [orjson.loads(r.body)["device_id"] for r in desk.accepted] == ["WL-1", "WL-2"]
+
+
+def test_the_brokers_we_ship_and_start_send_small_publishes_without_nagles_delay(tmp_path: Path) -> None:
+    """Mosquitto's default `set_tcp_nodelay false` lets Nagle's algorithm hold a flood reading's PUBLISH until
+    the consumer acknowledges the previous one at TCP level; the compose broker and the one the demo, tests and
+    benchmarks start turn it off."""
+    compose = Path(__file__).parent.parent / "deploy" / "compose" / "mosquitto" / "mosquitto.conf"
+    settings = [line.split() for line in compose.read_text().splitlines() if line and not line.startswith("#")]
+    assert ["set_tcp_nodelay", "true"] in settings
+    assert "set_tcp_nodelay true" in mosquitto_config(1883, tmp_path).splitlines()
