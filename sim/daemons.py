@@ -138,13 +138,15 @@ class BrokerTls:
 
 
 def mosquitto_config(port: int, data_dir: Path, *, max_queued_messages: int = 1_000_000,
-                     max_inflight_messages: int = 0, autosave_interval: int = 1, tls: BrokerTls | None = None) -> str:
+                     max_inflight_messages: int = 0, autosave_interval: int = 1, tls: BrokerTls | None = None,
+                     tcp_nodelay: bool = True) -> str:
     """A Mosquitto 2.0 config sized for a sensor backlog.
 
     Mosquitto keeps only `max_queued_messages` (default 1,000) per offline client and
     silently drops the rest, and with persistence on saves only every
     `autosave_interval` (default 1,800 s): both are raised/lowered here so that a
-    consumer that is away or a broker restart loses nothing. With `tls` the listener
+    consumer that is away or a broker restart loses nothing. `set_tcp_nodelay`: Nagle's algorithm would
+    hold a small PUBLISH until the previous one is acknowledged (alert latency). With `tls` the listener
     speaks TLS 1.2+ only (and asks for a client certificate unless told not to).
     """
     tls_lines = [] if tls is None else [
@@ -163,6 +165,7 @@ def mosquitto_config(port: int, data_dir: Path, *, max_queued_messages: int = 1_
         "max_queued_bytes 0",
         f"max_inflight_messages {max_inflight_messages}",
         "persistent_client_expiration 7d",
+        f"set_tcp_nodelay {'true' if tcp_nodelay else 'false'}",
         "log_type error",
         "log_type warning",
         "log_type notice",
