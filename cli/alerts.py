@@ -121,6 +121,8 @@ def alert_dict(a: AlertRecord, deliveries: dict[str, list[str]] | None = None,
         "state": a.display_state, "severity": a.severity, "route": a.route,
         "quantity": d.name, "measured": d.value_text, "threshold_text": d.threshold_text,
         "facts": d.sentence(), "value": a.value, "unit": d.raw_unit,
+        # measured, facts and eta_s are the values of the last transition, not the gauge now (the desk shows that)
+        "measured_at": _when(a.updated_ns),
         "threshold": a.threshold, "eta_s": a.eta_s, "summary": a.summary, "labels": a.labels,
         "started": _when(a.started_ns), "updated": _when(a.updated_ns), "resolved": _when(a.resolved_ns),
         "acknowledged_by": a.acked_by, "acknowledged_at": _when(a.acked_ns), "ack_comment": a.ack_comment,
@@ -233,13 +235,15 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], str | Path]
                 _print_json_lines([alert_dict(a, store.deliveries(a.fingerprint, a.started_ns), _zone_name())
                                    for a in alerts])
                 return
-            t = _table("ID", "STATE", "SEV", "RULE", "DEVICE", "MEASURED / LIMIT", f"SINCE ({_zone_name()})", "NOTE")
+            t = _table("ID", "STATE", "SEV", "RULE", "DEVICE", "MEASURED / LIMIT (AS OF)", f"SINCE ({_zone_name()})",
+                       "NOTE")
             for a in alerts:
                 note = f"ack {a.acked_by}" if a.acked_by and a.state == "firing" else (a.suppressed_by or "")
                 d = describe(a.measured, value=a.value, threshold=a.threshold, eta_s=a.eta_s,
                              time_ns=a.updated_ns, labels=a.labels, kind=a.labels.get("kind", ""), tz=_zone_name())
                 t.add_row(str(a.id), a.display_state, a.severity, a.rule_id, a.device_id,
-                          f"{d.name} {d.value_text} / {d.threshold_text}", _short(a.started_ns), note)
+                          f"{d.name} {d.value_text} / {d.threshold_text} (as of {_short(a.updated_ns)})",
+                          _short(a.started_ns), note)
             console.print(t)
         run(body)
 

@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
                  help="stop after this many seconds (default: run until Ctrl-C)")] = None,
              rate: Annotated[float, typer.Option(help="simulated uplinks per second")] = 40.0,
              data: Annotated[Path, typer.Option(help="where the demo keeps its data")] = Path("var/demo")) -> None:
-        """The whole system on this machine: Mosquitto and InfluxDB on loopback, 60 devices, a rainstorm.
+        """The whole system on this machine: Mosquitto and InfluxDB on loopback, a 62-device fleet, a rainstorm
+        compressed into the run (see the note it prints).
 
         Example: [bold]urbansense demo --duration 60[/bold]
         """

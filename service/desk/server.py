@@ -31,6 +31,7 @@ from alerts.runtime import AlertsRuntime
 from core.controls import bad_character
 from core.device import Device
 from core.transition import AlertTransition, Severity
+from rules.model import TrendNow
 from service.config import DeskConfig
 from service.desk.auth import Session, Sessions, Users
 from service.desk.limits import Lockout, LoginLimiter
@@ -55,8 +56,11 @@ class DeskServer:
 
     def __init__(self, cfg: DeskConfig, alerts: AlertsRuntime, devices: Callable[[], dict[str, Device]], *,
                  timezone: str = "Asia/Shanghai", tls: ssl.SSLContext | None = None,
-                 metrics: Metrics | None = None) -> None:
-        """`metrics`: where login outcomes and lockouts are counted (the service's; None in a bare test)."""
+                 metrics: Metrics | None = None, trend: Callable[[str, str], TrendNow | None] | None = None,
+                 watch: Callable[[frozenset[str]], None] | None = None) -> None:
+        """`metrics`: where login outcomes and lockouts are counted (the service's; None in a bare test).
+        `trend` and `watch`: the rules engine's newest reading of a flood alert's gauge, and where to say which
+        gauges those are (`reading_seen` is then to be called on each of their readings); see `DeskState`."""
         self.cfg = cfg
         self.metrics = metrics
         self.tls = tls
@@ -76,7 +80,8 @@ class DeskServer:
         self._pushed_at = -ROUTINE_EVERY_S
         self._runner: web.AppRunner | None = None
         self.events_sent = 0
-        self._state = DeskState(alerts.store, devices, tz=timezone, recent=cfg.recent_notifications)
+        self._state = DeskState(alerts.store, devices, tz=timezone, recent=cfg.recent_notifications, trend=trend,
+                                watch=watch)
 
     # lifecycle
 
@@ -133,6 +138,10 @@ class DeskServer:
             self._schedule(urgent)
         else:
             loop.call_soon_threadsafe(self._schedule, urgent)
+
+    def reading_seen(self, device_id: str) -> None:
+        """A flood gauge with an active alert reported: its row's depth, rise rate and ETA move (a routine push)."""
+        self.changed(urgent=False)
 
     def transitions_stored(self, transitions: Iterable[AlertTransition]) -> None:
         """Alert transitions were committed: urgent when one is critical or on a flood gauge."""
