@@ -27,6 +27,8 @@ from alerts.matchers import parse_matcher
 from alerts.model import AlertRecord
 from alerts.silencing import SilencePolicy, check_silence, known_labels
 from alerts.store import AlertStore, OutboxRow, Silence
+from cli.tables import TextTable, plain
+from core.controls import bad_character
 from core.database import holds_nothing, is_postgres_url
 from core.timing import parse_duration
 from rules.loader import check_rules
@@ -144,7 +146,7 @@ def _outbox_dict(o: OutboxRow) -> dict[str, Any]:
 
 def _table(*columns: str, title: str | None = None) -> Table:
     """Cells wrap instead of being cut, so ids and fingerprints stay whole on narrow terminals."""
-    t = Table(title=title)
+    t = TextTable(title=title)
     for c in columns:
         t.add_column(c, overflow="fold")
     return t
@@ -267,7 +269,7 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], str | Path]
                 return
             for k, v in info.items():
                 if v not in (None, "", [], {}):
-                    console.print(f"[bold]{k}[/bold]: {v}", highlight=False)
+                    console.print(f"[bold]{k}[/bold]: {plain(v)}", highlight=False)
             t = _table("TIME", "FROM", "TO", "SEV", "VALUE", "EVENT", "SEQ", "RECEIVERS", "NOTE", title="history")
             for h in history:
                 t.add_row(h["time"], h["from"], h["to"], h["severity"], _num(h["value"]), h["event"] or "",
@@ -398,5 +400,10 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], str | Path]
 
 
 def _with_note(comment: str, by: str) -> str:
-    """`--by` is never the actor (that is the OS user): it is kept as a note in the comment."""
+    """`--by` is never the actor (that is the OS user): it is kept as a note in the comment.
+    AlertsError for a control or format character in either (as the desk console refuses them)."""
+    for option, text in (("--comment", comment), ("--by", by)):
+        bad = bad_character(text, allow="\n")
+        if bad:
+            raise AlertsError(f"{option} holds {bad}: type plain text")
     return f"{comment} [--by {by}]".strip() if by else comment

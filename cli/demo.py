@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
+from cli.tables import plain
 from sim.daemons import APT_HINT, DaemonError
 from sim.demo import console, run_demo
 
@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         try:
             counts = run_demo(data, duration, rate)
         except DaemonError as exc:
-            console.print(f"[red]error:[/red] {escape(str(exc))}")
+            console.print(f"[red]error:[/red] {plain(str(exc))}")
             console.print(f"install the servers with: [bold]{APT_HINT}[/bold]")
             raise typer.Exit(1) from None
         missing = [k for k, c in counts.items() if c == 0]

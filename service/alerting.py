@@ -241,6 +241,7 @@ class RulesAndAlerts:
                 self._devices_loaded_at = self.view.loaded_at
                 self.engine.set_devices(self.view.by_id.values())
             if catching_up():
+                self.report_state()  # the gauges still tell what the windows hold while a backlog replays
                 continue
             lines = self._collect(self.engine.tick(time.time_ns()))
             stored = self.commit()  # in order with the pipeline's: both are asked for on this loop

@@ -16,6 +16,8 @@
     for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(c == null ? "" : String(c)));
     return e;
   }
+  // Leaflet takes some texts (the attribution) only as HTML: anything configured or device-provided goes in escaped
+  const escapeHtml = (s) => String(s).replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
   let zone = "Asia/Shanghai";
   const time = (ms) => ms == null ? "—" : new Date(ms).toLocaleTimeString("zh-CN", { hour12: false, timeZone: zone });
   const fact = (a, key) => (a.facts.find((f) => f.key === key) || {}).text;
@@ -84,7 +86,7 @@
   function renderMap(gauges, tiles) {
     if (!map) {
       map = L.map("map", { zoomControl: true, attributionControl: !!tiles.url });
-      if (tiles.url) L.tileLayer(tiles.url, { attribution: tiles.attribution || "", maxZoom: 19 }).addTo(map);
+      if (tiles.url) L.tileLayer(tiles.url, { attribution: escapeHtml(tiles.attribution || ""), maxZoom: 19 }).addTo(map);
       map.setView([39.9, 116.4], 11);
     }
     const seen = new Set();
@@ -94,8 +96,9 @@
       let m = markers[g.device_id];
       if (!m) {
         m = markers[g.device_id] = L.circleMarker([g.lat, g.lon], style).addTo(map);
-        m.bindTooltip(g.device_id + " " + (g.place || ""));
+        m.bindTooltip(el("span", { class: "tip" }));  // a node, never a string: Leaflet renders a string as HTML
       } else m.setStyle(style);
+      m.getTooltip().getContent().textContent = g.device_id + " " + (g.place || "");
       m.getElement && m.getElement() && m.getElement().setAttribute("data-state", g.state);
     }
     for (const id of Object.keys(markers)) if (!seen.has(id)) { markers[id].remove(); delete markers[id]; }
