@@ -33,7 +33,7 @@ from core.timing import format_duration
 from core.transition import AlertState, AlertTransition
 from rules.footprint import RuleStateStats, sampled
 from rules.machine import FIRING, INACTIVE, PENDING, RESOLVED, AlertMachine, Change, RestoredAlert, RuleState, Timing
-from rules.model import ANY, OP_SYMBOLS, OPS, Rule
+from rules.model import ANY, OP_SYMBOLS, OPS, Rule, TrendNow
 from rules.nodata import SilenceWatcher, Slots
 from rules.schedule import LocalClock, period_at
 from rules.shared_windows import MeanGroup
@@ -363,6 +363,29 @@ class Engine:
         return RuleState(state, sev, None if value != value else value, samples,
                          m.since_ns if m is not None and state is PENDING else None, clear_since,
                          last_ns if last_ns >= 0 else None, comp.window.count(row), comp.window.coverage(row))
+
+    def trend_now(self, rule_id: str, device_id: str) -> TrendNow | None:
+        """The newest reading one (rule, device) has seen, with its rate and time to the rule's target, computed
+        now from the window (not frozen at the last transition); None when the rule has not seen the device
+        or is a no-data watcher."""
+        comp = self._by_id.get(rule_id)
+        slot = self._find_slot(device_id) if comp is not None else -1
+        row = comp.row(slot) if comp is not None and slot >= 0 else -1
+        if comp is None or row < 0 or comp.last_ns[row] < 0:
+            return None
+        rule = comp.rule
+        trend = comp.trend if comp.plain or comp.followers else comp.window
+        value = comp.values[row]
+        if isinstance(trend, PointStore):
+            current, rate = trend.last(row), trend.slope_per_s(row)
+        else:
+            current, rate = (value if rule.aggregate == "last" and value == value else None), None
+        if rule.aggregate == "eta" and rule.target is not None:
+            eta = _eta(comp.window, row, rule.target, rule.rising, rule.min_samples)  # type: ignore[arg-type]
+        else:
+            eta = self._eta_of(comp, row)
+        return TrendNow(int(comp.last_ns[row]), current, rate if rate is not None and math.isfinite(rate) else None,
+                        eta if eta is not None and math.isfinite(eta) else None)
 
     def window_of(self, rule_id: str, device_id: str) -> Window | None:
         """A view of one (rule, device)'s window (None when the rule has not seen the device): for tests and tools."""

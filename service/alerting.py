@@ -30,7 +30,7 @@ from rules.footprint import RuleStateStats
 from rules.gate import RuleSet
 from rules.loader import load_rules
 from rules.machine import RestoredAlert
-from rules.model import Rule
+from rules.model import Rule, TrendNow
 from rules.warmup import readings_from_series
 from service.config import Config
 from service.rule_vocabulary import rule_vocabulary
@@ -72,6 +72,9 @@ class RulesAndAlerts:
         self.on_change: list[Callable[[list[AlertTransition]], None]] = []
         """Called with the transitions of each commit, after it (in the commit thread): the desk console."""
         self._on_state = on_state
+        self.live_devices: frozenset[str] = frozenset()
+        """Devices whose every reading `on_live` hears of (the desk console's flood gauges with an active alert)."""
+        self.on_live: Callable[[str], None] | None = None
         self._state_seen_at = -math.inf
         self._warm_lines = b""
         logger.info("rules: {} loaded", len(rules))
@@ -195,7 +198,17 @@ class RulesAndAlerts:
         except Exception:  # a rule bug must not stop ingest; the reading itself is still stored
             logger.exception("rules: evaluating {} failed", reading.device_id)
             return b""
+        if reading.device_id in self.live_devices and self.on_live is not None:
+            self.on_live(reading.device_id)
         return self._collect(transitions) if transitions else b""
+
+    def trend_now(self, rule_id: str, device_id: str) -> TrendNow | None:
+        """The newest reading the rules engine has of (rule, device), with its rate and time to target."""
+        try:
+            return self.engine.trend_now(rule_id, device_id)
+        except Exception:  # a view for the desk: never worth breaking a snapshot
+            logger.exception("rules: trend of {} on {} failed", rule_id, device_id)
+            return None
 
     def report_state(self, every_s: float = _STATE_EVERY_S) -> None:
         """Hand the rule-state footprint to `on_state`, at most once per `every_s` (it walks a sample)."""
@@ -228,6 +241,7 @@ class RulesAndAlerts:
                 self._devices_loaded_at = self.view.loaded_at
                 self.engine.set_devices(self.view.by_id.values())
             if catching_up():
+                self.report_state()  # the gauges still tell what the windows hold while a backlog replays
                 continue
             lines = self._collect(self.engine.tick(time.time_ns()))
             stored = self.commit()  # in order with the pipeline's: both are asked for on this loop

@@ -28,8 +28,10 @@ from loguru import logger
 
 from alerts.errors import AlertsError
 from alerts.runtime import AlertsRuntime
+from core.controls import bad_character
 from core.device import Device
 from core.transition import AlertTransition, Severity
+from rules.model import TrendNow
 from service.config import DeskConfig
 from service.desk.auth import Session, Sessions, Users
 from service.desk.limits import Lockout, LoginLimiter
@@ -46,6 +48,7 @@ ROUTINE_EVERY_S = 0.25
 is a snapshot of every active alert, and a night of noise alerts makes one cost milliseconds of the event
 loop that carries the flood alerts. A flood gauge's or any critical alert's change is pushed at once."""
 MAX_COMMENT = 500
+CSP = web.AppKey("csp", str)
 
 
 class DeskServer:
@@ -53,8 +56,11 @@ class DeskServer:
 
     def __init__(self, cfg: DeskConfig, alerts: AlertsRuntime, devices: Callable[[], dict[str, Device]], *,
                  timezone: str = "Asia/Shanghai", tls: ssl.SSLContext | None = None,
-                 metrics: Metrics | None = None) -> None:
-        """`metrics`: where login outcomes and lockouts are counted (the service's; None in a bare test)."""
+                 metrics: Metrics | None = None, trend: Callable[[str, str], TrendNow | None] | None = None,
+                 watch: Callable[[frozenset[str]], None] | None = None) -> None:
+        """`metrics`: where login outcomes and lockouts are counted (the service's; None in a bare test).
+        `trend` and `watch`: the rules engine's newest reading of a flood alert's gauge, and where to say which
+        gauges those are (`reading_seen` is then to be called on each of their readings); see `DeskState`."""
         self.cfg = cfg
         self.metrics = metrics
         self.tls = tls
@@ -74,12 +80,14 @@ class DeskServer:
         self._pushed_at = -ROUTINE_EVERY_S
         self._runner: web.AppRunner | None = None
         self.events_sent = 0
-        self._state = DeskState(alerts.store, devices, tz=timezone, recent=cfg.recent_notifications)
+        self._state = DeskState(alerts.store, devices, tz=timezone, recent=cfg.recent_notifications, trend=trend,
+                                watch=watch)
 
     # lifecycle
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024, middlewares=[_security_headers])
+        app[CSP] = content_policy(self.cfg.tile_source())
         app.add_routes([
             web.get("/login", self.login_page), web.post("/login", self.login), web.post("/logout", self.logout),
             web.get("/", self.page), web.get("/api/state", self.state), web.get("/events", self.events),
@@ -130,6 +138,10 @@ class DeskServer:
             self._schedule(urgent)
         else:
             loop.call_soon_threadsafe(self._schedule, urgent)
+
+    def reading_seen(self, device_id: str) -> None:
+        """A flood gauge with an active alert reported: its row's depth, rise rate and ETA move (a routine push)."""
+        self.changed(urgent=False)
 
     def transitions_stored(self, transitions: Iterable[AlertTransition]) -> None:
         """Alert transitions were committed: urgent when one is critical or on a flood gauge."""
@@ -314,7 +326,12 @@ class DeskServer:
             raise web.HTTPBadRequest(text="expected a JSON body", content_type="text/plain") from None
         if not isinstance(data, dict):
             raise web.HTTPBadRequest(text="expected a JSON object", content_type="text/plain")
-        comment = str(data.get("comment", "")).strip()
+        comment = str(data.get("comment", ""))
+        bad = bad_character(comment, allow="\n")
+        if bad:
+            raise web.HTTPBadRequest(text=f"comment holds {bad}: type plain text (line breaks are fine)",
+                                     content_type="text/plain")
+        comment = comment.strip()
         if len(comment) > MAX_COMMENT:
             raise web.HTTPBadRequest(text=f"comment longer than {MAX_COMMENT} characters", content_type="text/plain")
         data["comment"] = comment
@@ -364,21 +381,27 @@ async def _security_headers(request: web.Request, handler: Callable) -> web.Stre
         response = await handler(request)
     except web.HTTPException as exc:
         response = exc
-        _harden(response)
+        _harden(response, request.app[CSP])
         raise
-    _harden(response)
+    _harden(response, request.app[CSP])
     return response
 
 
-def _harden(response: web.StreamResponse) -> None:
+def content_policy(tile_source: str) -> str:
+    """The page's Content-Security-Policy: images only from the console itself, `data:` (Leaflet's own)
+    and the configured map tile server, so markup slipped into a device's text can fetch nothing."""
+    images = " ".join(x for x in ("'self'", "data:", tile_source) if x)
+    return (f"default-src 'self'; img-src {images}; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+            "frame-ancestors 'none'")
+
+
+def _harden(response: web.StreamResponse, csp: str) -> None:
     if response.prepared:
         return
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("Content-Security-Policy",
-                                "default-src 'self'; img-src 'self' data: https: http:; "
-                                "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'")
+    response.headers.setdefault("Content-Security-Policy", csp)
 
 
 def _refused_html(lockout: Lockout) -> web.Response:
