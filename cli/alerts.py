@@ -19,14 +19,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from alerts.config import AlertsConfig
 from alerts.describe import describe
 from alerts.errors import AlertsError
 from alerts.manager import AlertLifecycle
 from alerts.matchers import parse_matcher
 from alerts.model import AlertRecord
+from alerts.silencing import SilencePolicy, check_silence, known_labels
 from alerts.store import AlertStore, OutboxRow, Silence
+from cli.tables import TextTable, plain
+from core.controls import bad_character
 from core.database import holds_nothing, is_postgres_url
 from core.timing import parse_duration
+from rules.loader import check_rules
 
 DB_ENV = "URBANSENSE_ALERTS_DB"
 DEFAULT_TZ = "Asia/Shanghai"
@@ -116,6 +121,8 @@ def alert_dict(a: AlertRecord, deliveries: dict[str, list[str]] | None = None,
         "state": a.display_state, "severity": a.severity, "route": a.route,
         "quantity": d.name, "measured": d.value_text, "threshold_text": d.threshold_text,
         "facts": d.sentence(), "value": a.value, "unit": d.raw_unit,
+        # measured, facts and eta_s are the values of the last transition, not the gauge now (the desk shows that)
+        "measured_at": _when(a.updated_ns),
         "threshold": a.threshold, "eta_s": a.eta_s, "summary": a.summary, "labels": a.labels,
         "started": _when(a.started_ns), "updated": _when(a.updated_ns), "resolved": _when(a.resolved_ns),
         "acknowledged_by": a.acked_by, "acknowledged_at": _when(a.acked_ns), "ack_comment": a.ack_comment,
@@ -139,7 +146,7 @@ def _outbox_dict(o: OutboxRow) -> dict[str, Any]:
 
 def _table(*columns: str, title: str | None = None) -> Table:
     """Cells wrap instead of being cut, so ids and fingerprints stay whole on narrow terminals."""
-    t = Table(title=title)
+    t = TextTable(title=title)
     for c in columns:
         t.add_column(c, overflow="fold")
     return t
@@ -156,14 +163,22 @@ def _print_json_lines(rows: list[dict[str, Any]]) -> None:
         typer.echo(orjson.dumps(row).decode())
 
 
+def _default_silence_policy() -> SilencePolicy:
+    """The preset rules' labels and the default longest silence (no config to read)."""
+    labels = {k for r in check_rules([], include_presets=True).rules for k, _ in r.labels}
+    return SilencePolicy(known_labels(labels), AlertsConfig().max_silence_s)
+
+
 def register(app: typer.Typer, *, db_path: Callable[[typer.Context], str | Path] | None = None,
              manager: Callable[[typer.Context, AlertStore], AlertLifecycle] | None = None,
-             timezone: Callable[[typer.Context], str] | None = None) -> None:
+             timezone: Callable[[typer.Context], str] | None = None,
+             silence_policy: Callable[[typer.Context], SilencePolicy] | None = None) -> None:
     """Add the `alerts` command group to `app`. `db_path` gives the configured database when no
     `--db` or $URBANSENSE_ALERTS_DB is given (default var/alerts.sqlite); `manager` builds the configured
     alert manager, so that an ack also enqueues the case platform's update (the service delivers it);
     `timezone` the city's zone (default Asia/Shanghai), in which times are shown and read and clock times
-    in descriptions are given."""
+    in descriptions are given; `silence_policy` the labels alerts can carry and the longest silence (default:
+    the preset rules' labels and `[alerts] max_silence_s`'s default)."""
     sub = typer.Typer(help="Alerts: list, show, acknowledge, silence. Times in the city's zone (\\[alerts] "
                            "timezone).\n\nExample: [bold]urbansense alerts list --state firing[/bold]",
                       no_args_is_help=True, rich_markup_mode="rich")
@@ -220,13 +235,15 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], str | Path]
                 _print_json_lines([alert_dict(a, store.deliveries(a.fingerprint, a.started_ns), _zone_name())
                                    for a in alerts])
                 return
-            t = _table("ID", "STATE", "SEV", "RULE", "DEVICE", "MEASURED / LIMIT", f"SINCE ({_zone_name()})", "NOTE")
+            t = _table("ID", "STATE", "SEV", "RULE", "DEVICE", "MEASURED / LIMIT (AS OF)", f"SINCE ({_zone_name()})",
+                       "NOTE")
             for a in alerts:
                 note = f"ack {a.acked_by}" if a.acked_by and a.state == "firing" else (a.suppressed_by or "")
                 d = describe(a.measured, value=a.value, threshold=a.threshold, eta_s=a.eta_s,
                              time_ns=a.updated_ns, labels=a.labels, kind=a.labels.get("kind", ""), tz=_zone_name())
                 t.add_row(str(a.id), a.display_state, a.severity, a.rule_id, a.device_id,
-                          f"{d.name} {d.value_text} / {d.threshold_text}", _short(a.started_ns), note)
+                          f"{d.name} {d.value_text} / {d.threshold_text} (as of {_short(a.updated_ns)})",
+                          _short(a.started_ns), note)
             console.print(t)
         run(body)
 
@@ -252,7 +269,7 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], str | Path]
                 return
             for k, v in info.items():
                 if v not in (None, "", [], {}):
-                    console.print(f"[bold]{k}[/bold]: {v}", highlight=False)
+                    console.print(f"[bold]{k}[/bold]: {plain(v)}", highlight=False)
             t = _table("TIME", "FROM", "TO", "SEV", "VALUE", "EVENT", "SEQ", "RECEIVERS", "NOTE", title="history")
             for h in history:
                 t.add_row(h["time"], h["from"], h["to"], h["severity"], _num(h["value"]), h["event"] or "",
@@ -294,10 +311,15 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], str | Path]
         end: Annotated[str | None, typer.Option(help="ISO end time")] = None,
         for_: Annotated[str | None, typer.Option("--for", help="duration, e.g. 2h")] = None,
         by: Annotated[str, typer.Option(help="a note (on whose behalf); the OS user is recorded as the actor")] = "",
+        any_label: Annotated[bool, typer.Option(
+            "--any-label", help="accept a matcher on a label no rule or device has yet (one a rule file about to "
+                                "be deployed adds); without it such a matcher is refused as a likely misspelling")
+        ] = False,
     ) -> None:
         """Hold back notifications of matching alerts for a while (state is still tracked).
 
-        Times without an offset are in the city's zone.
+        Times without an offset are in the city's zone. A matcher on a label no rule or device has (a
+        misspelt `devcie_id`) and a silence longer than \\[alerts] max_silence_s (default 7 days) are refused.
         Example: [bold]urbansense alerts silence -m district=朝阳 --for 2h --comment "festival"[/bold]
         """
         def body(store: AlertStore) -> None:
@@ -306,6 +328,10 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], str | Path]
             matchers = [parse_matcher(m) for m in match]
             starts = parse_time_ns(start)
             ends = parse_time_ns(end) if end else starts + int(parse_duration_s(for_ or "") * 1e9)
+            policy = silence_policy(state["ctx"]) if silence_policy is not None else _default_silence_policy()
+            if any_label:
+                policy = SilencePolicy(None, policy.max_s)
+            check_silence(matchers, starts, ends, policy)
             sid = store.add_silence(matchers, starts, ends, _with_note(comment, by), getpass.getuser(),
                                     time.time_ns())
             typer.echo(f"silence {sid}: {' '.join(map(str, matchers))} until {_when(ends)}")
@@ -374,5 +400,10 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], str | Path]
 
 
 def _with_note(comment: str, by: str) -> str:
-    """`--by` is never the actor (that is the OS user): it is kept as a note in the comment."""
+    """`--by` is never the actor (that is the OS user): it is kept as a note in the comment.
+    AlertsError for a control or format character in either (as the desk console refuses them)."""
+    for option, text in (("--comment", comment), ("--by", by)):
+        bad = bad_character(text, allow="\n")
+        if bad:
+            raise AlertsError(f"{option} holds {bad}: type plain text")
     return f"{comment} [--by {by}]".strip() if by else comment

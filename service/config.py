@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, create_model, field_validator
 
@@ -189,10 +190,25 @@ class DeskConfig(_Section):
         default_factory=dict,
         description="user name → argon2 password hash (`urbansense desk hash-password` prints one)")
     session_ttl_s: float = Field(8 * 3600.0, gt=0, description="a login lasts this long, then the user logs in again")
-    tile_url: str = Field("", description="map tile URL template ({z}/{x}/{y}) of the city's map service; "
+    tile_url: str = Field("", description="map tile URL template ({z}/{x}/{y}; {s}. may start the host) of the "
+                          "city's map service, the one image source the page allows besides itself; "
                           "empty = gauges on a plain background (works offline)")
     tile_attribution: str = Field("", description="attribution shown under the tiles")
     recent_notifications: int = Field(30, ge=1, le=500, description="notifications listed on the page")
+    login_max_failures: int = Field(
+        5, ge=1, description="failed logins for one user name within login_window_s before that name is locked")
+    login_max_failures_per_address: int = Field(
+        20, ge=1, description="failed logins from one address (any user names) within login_window_s before that "
+        "address is locked; behind a reverse proxy every user shares its address, so keep this above "
+        "login_max_failures")
+    trust_forwarded_for: bool = Field(
+        False, description="the console sits behind a reverse proxy on this machine: take a client's address "
+        "(login limits, audit) from the last X-Forwarded-For entry, which the proxy adds, on requests from "
+        "loopback; off = the connection's address")
+    login_window_s: float = Field(300.0, gt=0, description="seconds over which failed logins are counted")
+    login_lockout_s: float = Field(
+        900.0, gt=0, description="seconds a locked user name or address is refused (HTTP 429 with Retry-After) "
+        "without its password being checked")
 
     @field_validator("users")
     @classmethod
@@ -202,6 +218,31 @@ class DeskConfig(_Section):
             raise ValueError(f"users {', '.join(bad)}: expected an argon2 hash ($argon2id$…) from "
                              "`urbansense desk hash-password`, never a plain password")
         return v
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_url(cls, v: str) -> str:
+        if v:
+            tile_origin(v)
+        return v
+
+    def tile_source(self) -> str:
+        """The tile server's origin for the page's Content-Security-Policy `img-src` ("" without tiles)."""
+        return tile_origin(self.tile_url) if self.tile_url else ""
+
+
+def tile_origin(url: str) -> str:
+    """`https://{s}.tile.example.org/{z}/{x}/{y}.png` → `https://*.tile.example.org`: the origin the map's
+    tiles come from, as a CSP source. ValueError for anything but an http(s) URL whose host is plain
+    (a `{s}.` subdomain placeholder at its start is the one allowed)."""
+    parts = urlsplit(url)
+    host = parts.netloc
+    if host.startswith("{s}."):
+        host = "*." + host[4:]
+    if parts.scheme not in ("http", "https") or not host or any(c in host for c in "{}@ ;,'\""):
+        raise ValueError("expected an http(s) URL template with a plain host, e.g. "
+                         "https://tiles.city.gov.cn/{z}/{x}/{y}.png ({s}. may start the host)")
+    return f"{parts.scheme}://{host}"
 
 
 class BaseConfig(_Section):

@@ -21,10 +21,24 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+import psycopg
 
 _D = TypeVar("_D", bound="Daemon")
 
 APT_HINT = "sudo apt-get install -y mosquitto influxdb postgresql"
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
+    """Send `sig` (SIGTERM: a clean stop) to a child still running, then SIGKILL if it has not exited in `timeout`
+    seconds; returns once it has exited."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
 
 
 class DaemonError(RuntimeError):
@@ -84,14 +98,7 @@ class Daemon:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it does not exit in `timeout` seconds."""
-        if self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout)
+        stop_process(self.process, timeout)
 
     def kill(self) -> None:
         """SIGKILL: a crash, for fault tests."""
@@ -104,6 +111,28 @@ class Daemon:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def wait_http_ok(url: str, timeout: float = 60.0, *, proc: subprocess.Popen | None = None,
+                 log: Path | None = None) -> None:
+    """Wait until GET `url` answers 200 (a service's /healthz or /readyz). `DaemonError`, ending with the last
+    3,000 characters of `log`, when `proc` exits first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            problem = f"the process exited ({proc.returncode}) before {url} answered 200"
+        elif time.monotonic() > deadline:
+            problem = f"{url} did not answer 200 within {timeout:g} s"
+        else:
+            time.sleep(0.2)
+            continue
+        tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+        raise DaemonError(f"{problem}:\n{tail}" if tail else problem)
 
 
 def _wait_port(port: int, proc: subprocess.Popen, timeout: float) -> bool:
@@ -130,13 +159,15 @@ class BrokerTls:
 
 
 def mosquitto_config(port: int, data_dir: Path, *, max_queued_messages: int = 1_000_000,
-                     max_inflight_messages: int = 0, autosave_interval: int = 1, tls: BrokerTls | None = None) -> str:
+                     max_inflight_messages: int = 0, autosave_interval: int = 1, tls: BrokerTls | None = None,
+                     tcp_nodelay: bool = True) -> str:
     """A Mosquitto 2.0 config sized for a sensor backlog.
 
     Mosquitto keeps only `max_queued_messages` (default 1,000) per offline client and
     silently drops the rest, and with persistence on saves only every
     `autosave_interval` (default 1,800 s): both are raised/lowered here so that a
-    consumer that is away or a broker restart loses nothing. With `tls` the listener
+    consumer that is away or a broker restart loses nothing. `set_tcp_nodelay`: Nagle's algorithm would
+    hold a small PUBLISH until the previous one is acknowledged (alert latency). With `tls` the listener
     speaks TLS 1.2+ only (and asks for a client certificate unless told not to).
     """
     tls_lines = [] if tls is None else [
@@ -155,6 +186,7 @@ def mosquitto_config(port: int, data_dir: Path, *, max_queued_messages: int = 1_
         "max_queued_bytes 0",
         f"max_inflight_messages {max_inflight_messages}",
         "persistent_client_expiration 7d",
+        f"set_tcp_nodelay {'true' if tcp_nodelay else 'false'}",
         "log_type error",
         "log_type warning",
         "log_type notice",
@@ -262,14 +294,7 @@ class PostgresDaemon(Daemon):
         return f"postgresql://{PG_USER}:{self.password}@127.0.0.1:{self.port}/{database}"
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout)
+        stop_process(self.process, timeout, signal.SIGINT)
 
     def restart(self) -> None:
         """Start the server again on the same port and data (after `stop` or `kill`)."""
@@ -277,6 +302,19 @@ class PostgresDaemon(Daemon):
         self.process = _spawn_postgres(self.data_dir, self.port, self.log_path)
         if not _wait_port(self.port, self.process, 30):
             raise DaemonError(f"postgres did not restart on 127.0.0.1:{self.port}:\n{self.log_tail()}")
+
+    def wait_accepting(self, timeout: float = 30.0) -> None:
+        """Wait until the server accepts sessions (after `restart` its port opens while it is still starting
+        up); raises psycopg's `OperationalError` when it does not within `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(self.dsn(), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
 
 def _pg_user() -> str | None:

@@ -10,9 +10,11 @@ from typing import Any
 import orjson
 
 from alerts.describe import describe
+from alerts.matchers import all_match
 from alerts.model import SEVERITY_RANK, AlertRecord
 from alerts.store import AlertStore, OutboxRow
 from core.device import Device
+from rules.model import TrendNow
 
 FLOOD_KIND = "water_level"
 
@@ -39,13 +41,26 @@ def alert_view(a: AlertRecord, device: Device | None, tz: str) -> dict[str, Any]
         "facts": [f.to_json() for f in d.facts],
         "depth_mm": depth, "rise_cm_h": rate.value if rate and rate.unit == "cm/h" else None,
         "eta_s": a.eta_s, "eta_at": eta_at.text if eta_at else None,
+        "eta_at_ms": _ms(a.updated_ns + int(a.eta_s * 1e9)) if a.eta_s is not None and a.eta_s > 0 else None,
         "since_ms": _ms(a.started_ns), "updated_ms": _ms(a.updated_ns),
         "acked_by": a.acked_by, "ack_comment": a.ack_comment, "held_back_by": a.suppressed_by,
-        "case_id": a.case_id, "case_key": a.case_key,
+        "case_id": a.case_id, "case_key": a.case_key, "depth_field": a.measured.field == "depth_mm",
         "place": " ".join(x for x in (device.district, device.street, device.address) if x) if device
         else " ".join(a.labels.get(k, "") for k in ("district", "street")).strip(),
         "lat": device.latitude if device else None, "lon": device.longitude if device else None,
     }
+
+
+def live_view(now: TrendNow, view: dict[str, Any]) -> dict[str, Any]:
+    """A flood alert's gauge as the rules engine has it now: the newest depth (mm), the rise rate (cm/h), the
+    seconds until 27 cm as of that reading and the clock time that is (ms), and when the reading was taken.
+    What the row shows instead of the values frozen at the alert's last transition."""
+    reading_ms = now.time_ns // 1_000_000
+    eta = now.eta_s
+    return {"reading_ms": reading_ms,
+            "depth_mm": now.current if view["depth_field"] else None,
+            "rise_cm_h": None if now.rate_per_s is None or not view["depth_field"] else now.rate_per_s * 360,
+            "eta_s": eta, "eta_at_ms": reading_ms + int(eta * 1000) if eta is not None and eta > 0 else None}
 
 
 def _order(v: dict[str, Any]) -> tuple:
@@ -75,12 +90,19 @@ class DeskState:
     with it alert delivery) for tens of milliseconds per change."""
 
     def __init__(self, store: AlertStore, devices: Callable[[], dict[str, Device]], *, tz: str,
-                 recent: int) -> None:
+                 recent: int, trend: Callable[[str, str], TrendNow | None] | None = None,
+                 watch: Callable[[frozenset[str]], None] | None = None) -> None:
+        """`trend(rule_id, device_id)`: the rules engine's newest reading of a flood alert's gauge (its `live`
+        entry); `watch(device_ids)`: told which gauges those are, so that their readings push a fresh snapshot."""
         self.store = store
+        self.trend = trend
+        self.watch = watch
+        self.watched: frozenset[str] = frozenset()
         self.devices = devices
         self.tz = tz
         self.recent = recent
         self._views: dict[str, tuple[tuple[Any, ...], dict[str, Any], bytes]] = {}
+        self._labels: dict[str, dict[str, str]] = {}
 
     def snapshot_json(self) -> bytes:
         devices = self.devices()
@@ -89,8 +111,10 @@ class DeskState:
         for a in self.store.get_committed(stale):
             view = alert_view(a, devices.get(a.device_id), self.tz)
             self._views[a.fingerprint] = (versions.get(a.fingerprint, ()), view, orjson.dumps(view))
+            self._labels[a.fingerprint] = dict(a.labels)
         for fp in [fp for fp in self._views if fp not in versions]:
             del self._views[fp]
+            self._labels.pop(fp, None)
         cached = sorted(self._views.values(), key=lambda c: _order(c[1]))
         by_device: dict[str, list[dict[str, Any]]] = {}
         for _, view, _ in cached:
@@ -105,9 +129,39 @@ class DeskState:
         for a in self.store.get_committed(missing):
             known[a.fingerprint] = {"rule_id": a.rule_id, "device_id": a.device_id}
         notes = [notification_view(o, known.get(o.fingerprint)) for o in rows]
+        live = self._live(cached)
         return b"".join((b'{"now_ms":', str(time.time_ns() // 1_000_000).encode(), b',"alerts":[',
                          b",".join(c[2] for c in cached), b'],"gauges":', orjson.dumps(gauges),
-                         b',"notifications":', orjson.dumps(notes), b"}"))
+                         b',"notifications":', orjson.dumps(notes), b',"live":', orjson.dumps(live),
+                         b',"silences":', orjson.dumps(self._silences()), b"}"))
+
+    def _silences(self) -> dict[str, dict[str, Any]]:
+        """fingerprint → the active silence that holds an active alert back: until when (ms), by whom, why."""
+        active = self.store.silences(active_at_ns=time.time_ns())
+        out: dict[str, dict[str, Any]] = {}
+        if not active:
+            return out
+        for fp, labels in self._labels.items():
+            s = next((s for s in active if all_match(s.matchers, labels)), None)
+            if s is not None:
+                out[fp] = {"id": s.id, "until_ms": _ms(s.ends_ns), "by": s.created_by, "comment": s.comment}
+        return out
+
+    def _live(self, cached: list[tuple[tuple[Any, ...], dict[str, Any], bytes]]) -> dict[str, dict[str, Any]]:
+        """fingerprint → `live_view` of every active flood alert whose gauge the rules engine has a reading of."""
+        live: dict[str, dict[str, Any]] = {}
+        flood = [view for _, view, _ in cached if view["flood"]]
+        if self.trend is not None:
+            for view in flood:
+                now = self.trend(view["rule_id"], view["device_id"])
+                if now is not None:
+                    live[view["fingerprint"]] = live_view(now, view)
+        watched = frozenset(view["device_id"] for view in flood)
+        if watched != self.watched:
+            self.watched = watched
+            if self.watch is not None:
+                self.watch(watched)
+        return live
 
 
 def snapshot(store: AlertStore, devices: dict[str, Device], *, tz: str, recent: int) -> dict[str, Any]:
