@@ -399,6 +399,8 @@ class Engine:
         if profile is None or profile.gen != self._gen or profile.kind != reading.kind or (
                 kept is not reading_tags and kept != reading_tags):
             profile = self._choose_profile(slot, device_id, reading.kind, reading_tags)
+        else:
+            reading_tags = kept  # (equal: the alert machines keep the device's one tuple, not each reading's)
         seen = self._seen
         last_seen = seen[slot]
         previous = last_seen if last_seen >= 0 else None
