@@ -81,8 +81,8 @@ class _Compiled:
     """
 
     __slots__ = ("_thresholds", "active", "aggregate", "clock", "codes", "field", "hold", "horizon_ns", "ignore_bad",
-                 "index", "last_ns", "late_ns", "levels", "min_coverage_s", "min_samples", "needs_tags", "op",
-                 "period_of_minute", "plain", "row_of", "rule", "timing", "trend", "values", "window")
+                 "index", "last_ns", "late_ns", "levels", "min_coverage_s", "min_samples", "min_span_s", "needs_tags",
+                 "op", "period_of_minute", "plain", "row_of", "rule", "timing", "trend", "values", "window")
 
     def __init__(self, index: int, rule: Rule, clock: LocalClock, late_tolerance_s: float = 120.0) -> None:
         self.index = index
@@ -91,6 +91,7 @@ class _Compiled:
         self.aggregate = rule.aggregate
         self.plain = rule.aggregate not in ("slope", "eta")  # the window's value is the rule's value
         self.min_samples = rule.min_samples
+        self.min_span_s = rule.min_span_s
         self.min_coverage_s = rule.min_coverage_s
         self.ignore_bad = rule.ignore_bad
         self.op = OPS[rule.op]
@@ -426,7 +427,8 @@ class Engine:
                 result = window.update(row, time_ns, value, weight, comp.min_samples, comp.min_coverage_s)
             else:
                 window.add(row, time_ns, value, weight)
-                if window.count(row) < comp.min_samples or window.coverage(row) < comp.min_coverage_s:
+                if window.count(row) < comp.min_samples or window.coverage(row) < comp.min_coverage_s \
+                        or window.span_s(row) < comp.min_span_s:  # type: ignore[attr-defined]
                     result = None
                 else:
                     result = self._trend_value(comp, row)
@@ -480,7 +482,7 @@ class Engine:
         if comp.aggregate == "slope":
             slope = window.slope_per_s(row)
             return None if slope is None else slope * rule.per_s
-        return _eta(window, row, rule.target, rule.rising, rule.min_samples)  # type: ignore[arg-type]
+        return _eta(window, row, rule.target, rule.rising, rule.min_samples, rule.min_span_s)  # type: ignore[arg-type]
 
     @staticmethod
     def _scheduled_limits(comp: _Compiled, time_ns: int, zone: str) -> _Limits:
@@ -543,7 +545,11 @@ class Engine:
         eta = self._eta_of(comp, row)
         trend = comp.window if not comp.plain else comp.trend
         current = trend.last(row) if isinstance(trend, PointStore) else (value if rule.aggregate == "last" else None)
-        rate = trend.slope_per_s(row) if isinstance(trend, PointStore) else None
+        rate = None
+        if isinstance(trend, PointStore):
+            need = (rule.min_samples, rule.min_span_s) if not comp.plain else \
+                (rule.eta.min_samples, rule.eta.min_span_s) if rule.eta else (2, 0.0)
+            rate = trend.slope_per_s(row) if _trend_ready(trend, row, *need) else None  # no rate from seconds
         firing = change.to_state is AlertState.FIRING
         out.append(AlertTransition(
             rule_id=rule.id,
@@ -574,7 +580,7 @@ class Engine:
             if eta != eta:
                 eta = None
         elif rule.eta is not None and comp.trend is not None:
-            eta = _eta(comp.trend, row, rule.eta.target, rule.rising, rule.eta.min_samples)
+            eta = _eta(comp.trend, row, rule.eta.target, rule.rising, rule.eta.min_samples, rule.eta.min_span_s)
         else:
             return None
         return eta if eta is not None and math.isfinite(eta) else None
@@ -686,8 +692,14 @@ def _compare(op: Callable[[float, float], bool], limits: _Limits, value: float) 
     return met, clear is not None and op(value, clear), level_thr
 
 
-def _eta(store: PointStore, row: int, target: float, rising: bool, min_samples: int) -> float | None:
-    if store.count(row) < min_samples:
+def _trend_ready(store: PointStore, row: int, min_samples: int, min_span_s: float) -> bool:
+    """Enough samples over a long enough time for a slope that is the trend, not the noise of a few seconds."""
+    return store.count(row) >= min_samples and store.span_s(row) >= min_span_s
+
+
+def _eta(store: PointStore, row: int, target: float, rising: bool, min_samples: int,
+         min_span_s: float = 0.0) -> float | None:
+    if not _trend_ready(store, row, min_samples, min_span_s):
         return None
     slope = store.slope_per_s(row)
     last = store.last(row)

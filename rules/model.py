@@ -125,6 +125,8 @@ class EtaSpec:
     target: float
     window_s: float
     min_samples: int = 3
+    min_span_s: float = 0.0
+    """The samples must span this long (oldest to newest) before there is a slope: see `Rule.min_span_s`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +173,9 @@ class Rule:
     for_samples: int = 1
     keep_firing_for_s: float = 0.0
     min_samples: int = 1
+    min_span_s: float = 0.0
+    """Trends (slope, eta): the window's samples must span this long, oldest to newest, before a slope is taken;
+    four samples seconds apart (a cold start, a burst of retransmissions) give a slope of noise."""
     min_coverage_s: float = 0.0
     max_samples: int = 2048
     resolution_s: float = 0.0

@@ -602,6 +602,11 @@ class PointStore(_Series):
             return 0.0  # what theil_sen_slope returns here: (v - v) / dt for every pair with dt > 0
         return theil_sen_slope_offsets(a[0::3], a[2::3])
 
+    def span_s(self, row: int) -> float:
+        """Seconds from the row's oldest sample to its newest (0 below two samples)."""
+        a = self._rows[row]
+        return 0.0 if a is None or len(a) < 6 else (a[-3] - a[0]) / _NS
+
     def last(self, row: int) -> float | None:
         """The row's newest value."""
         a = self._rows[row]
