@@ -25,6 +25,7 @@ from service.app import file_lock_cluster, run_service
 from service.cluster import Role
 from service.config import CONFIG_ENV, DEFAULT_PATH, ConfigError, load_config
 from service.httpserver import ListenError
+from service.ingest_lock import IngestIdHeld
 from service.logs import setup_logging
 from service.workers import WorkersRefused, run_with_workers, workers_config
 
@@ -132,7 +133,7 @@ def run(ctx: typer.Context,
         service = run_service(cfg, ingest_id=ingest_id, retiring=retire)
     try:
         code = asyncio.run(service)
-    except ListenError as exc:  # one line naming the address and the setting, not a traceback
+    except (ListenError, IngestIdHeld) as exc:  # one line naming the address / the ids and pid, not a traceback
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     if code:
