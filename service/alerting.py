@@ -57,6 +57,7 @@ class RulesAndAlerts:
         self.cfg = cfg
         self.view = view
         self.engine = RuleSet(rules, tz=rc.timezone, silent_factor=rc.silent_factor)
+        self._valueless = frozenset(r.id for r in rules if r.is_no_data or r.is_quality)
         self.engine.set_devices(view.by_id.values())
         self._devices_loaded_at = view.loaded_at
         self.alerts = AlertsRuntime(cfg.alerts, lambda device_id: self.view.by_id.get(device_id),
@@ -216,6 +217,28 @@ class RulesAndAlerts:
             if lines:
                 await writer.add(lines)
             self.report_state()
+
+    def live(self, rule_id: str, device_id: str, now_ns: int) -> dict[str, object] | None:
+        """What the rules hold now behind an active value alert (the desk shows it beside the stored one):
+        `reading_ms` the rule's newest reading of the device, `value` its value now (an ETA rule's: seconds
+        to the target from that reading), `clearing_ms` since when it is below the clear threshold (its
+        `keep_firing_for` runs), `stale` no reading within the device's expected interval × `silent_factor`
+        — an alert restored at start whose gauge has not reported since is shown as that, not as live.
+        None for rules with no value (no data, quality) and rules no longer loaded."""
+        if rule_id in self._valueless:
+            return None
+        try:
+            st = self.engine.state_of(rule_id, device_id)
+        except KeyError:
+            return None
+        device = self.view.by_id.get(device_id)
+        interval_s = float(device.expected_interval_s) if device is not None and device.expected_interval_s else 300.0
+        last = st.last_time_ns if st is not None else None
+        clearing = st.clear_since_ns if st is not None else None
+        return {"reading_ms": None if last is None else last // 1_000_000,
+                "value": st.value if st is not None else None,
+                "clearing_ms": None if clearing is None else clearing // 1_000_000,
+                "stale": last is None or now_ns - last > interval_s * self.cfg.rules.silent_factor * 1e9}
 
     async def deliver(self) -> None:
         """The notification outbox (delivery and repeats), until `close`."""

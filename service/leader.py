@@ -57,6 +57,7 @@ class LeaderPart:
                                   else None, setting="desk") if cfg.desk.cert_file else None)
             self.desk = DeskServer(cfg.desk, alerting.alerts, lambda: self.view.by_id, timezone=cfg.alerts.timezone,
                                    tls=tls)
+            self.desk.show_live(alerting.live)
             await self.desk.start()
             alerting.on_change.append(self.desk.transitions_stored)
             desk = self.desk

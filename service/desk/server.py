@@ -102,6 +102,10 @@ class DeskServer:
     def url(self) -> str:
         return f"{'https' if self.tls is not None else 'http'}://{self.cfg.host}:{self.port}/"
 
+    def show_live(self, live: Callable[[str, str, int], dict[str, Any] | None]) -> None:
+        """Show each active alert beside what the rules hold now (`RulesAndAlerts.live`): newest reading, stale."""
+        self._state.live = live
+
     # live updates
 
     def changed(self, urgent: bool = True) -> None:

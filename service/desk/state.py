@@ -15,6 +15,8 @@ from alerts.store import AlertStore, OutboxRow
 from core.device import Device
 
 FLOOD_KIND = "water_level"
+Live = Callable[[str, str, int], "dict[str, Any] | None"]
+"""(rule id, device id, now ns) → the rules' view of an active alert now (see `DeskState.live`)."""
 
 
 def _ms(ns: int | None) -> int | None:
@@ -39,6 +41,10 @@ def alert_view(a: AlertRecord, device: Device | None, tz: str) -> dict[str, Any]
         "facts": [f.to_json() for f in d.facts],
         "depth_mm": depth, "rise_cm_h": rate.value if rate and rate.unit == "cm/h" else None,
         "eta_s": a.eta_s, "eta_at": eta_at.text if eta_at else None,
+        "eta_due_ms": None if a.eta_s is None else _ms(a.updated_ns + int(a.eta_s * 1e9)),
+        "eta_rule": a.measured.aggregate == "eta", "depth_rule": a.measured.field == "depth_mm"
+        and a.measured.aggregate == "last",
+        "untold": a.state == "firing" and a.notified and not a.receivers,
         "since_ms": _ms(a.started_ns), "updated_ms": _ms(a.updated_ns),
         "acked_by": a.acked_by, "ack_comment": a.ack_comment, "held_back_by": a.suppressed_by,
         "case_id": a.case_id, "case_key": a.case_key,
@@ -76,6 +82,10 @@ class DeskState:
 
     def __init__(self, store: AlertStore, devices: Callable[[], dict[str, Device]], *, tz: str,
                  recent: int) -> None:
+        self.live: Live | None = None
+        """What the rules hold now behind each active alert (`RulesAndAlerts.live`): newest reading, value now,
+        stale. The snapshot carries it per alert under "live", so that an alert the store restored at start is
+        shown against the gauge's current readings, not as the previous run left it (qa3 F2)."""
         self.store = store
         self.devices = devices
         self.tz = tz
@@ -105,9 +115,15 @@ class DeskState:
         for a in self.store.get_committed(missing):
             known[a.fingerprint] = {"rule_id": a.rule_id, "device_id": a.device_id}
         notes = [notification_view(o, known.get(o.fingerprint)) for o in rows]
-        return b"".join((b'{"now_ms":', str(time.time_ns() // 1_000_000).encode(), b',"alerts":[',
+        now_ns = time.time_ns()
+        live = {}
+        if self.live is not None:
+            for fp, (_, view, _) in self._views.items():
+                if (got := self.live(view["rule_id"], view["device_id"], now_ns)) is not None:
+                    live[fp] = got
+        return b"".join((b'{"now_ms":', str(now_ns // 1_000_000).encode(), b',"alerts":[',
                          b",".join(c[2] for c in cached), b'],"gauges":', orjson.dumps(gauges),
-                         b',"notifications":', orjson.dumps(notes), b"}"))
+                         b',"notifications":', orjson.dumps(notes), b',"live":', orjson.dumps(live), b"}"))
 
 
 def snapshot(store: AlertStore, devices: dict[str, Device], *, tz: str, recent: int) -> dict[str, Any]:

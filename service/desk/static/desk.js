@@ -20,33 +20,53 @@
   const time = (ms) => ms == null ? "—" : new Date(ms).toLocaleTimeString("zh-CN", { hour12: false, timeZone: zone });
   const fact = (a, key) => (a.facts.find((f) => f.key === key) || {}).text;
 
-  function etaText(a) {
-    if (a.eta_s == null) return a.severity === "critical" && a.flood ? "已达到" : "—";
-    if (a.eta_s <= 0) return "已达到";
-    const m = Math.round(a.eta_s / 60);
-    return (m < 1 ? "不足 1 分钟" : m + " 分钟") + (a.eta_at ? "（" + a.eta_at.split("（")[0] + "）" : "");
+  const hhmm = (ms) => new Date(ms).toLocaleTimeString("zh-CN", { hour12: false, timeZone: zone, hour: "2-digit", minute: "2-digit" });
+  let now = Date.now(), live = {};
+
+  // The time left counts from now to the predicted moment: an ETA whose moment has passed is overdue, never
+  // "less than a minute"; an ETA rule's prediction is the rules' current one; a gauge without recent readings
+  // (an alert restored at start, a sensor gone quiet) has no ETA to show.
+  function etaText(a, l) {
+    if (l && l.stale) return l.reading_ms == null ? "无读数（启动后未收到）" : "数据过期（最后读数 " + hhmm(l.reading_ms) + "）";
+    let eta = a.eta_s, due = a.eta_due_ms;
+    if (l && a.eta_rule && l.value != null && l.reading_ms != null) { eta = l.value; due = l.reading_ms + l.value * 1000; }
+    if (eta == null || due == null) return a.severity === "critical" && a.flood ? "已达到" : "—";
+    if (eta <= 0) return "已达到";
+    const left = due - now;
+    if (left <= 0) return "已超过（" + hhmm(due) + "）";
+    const m = Math.round(left / 60000);
+    return (m < 1 ? "不足 1 分钟" : m + " 分钟") + "（" + hhmm(due) + "）";
+  }
+
+  function stateText(a, l) {
+    let text = a.acked_by ? "已确认（" + a.acked_by + "）" + (a.ack_comment ? "：" + a.ack_comment : "")
+      : (a.held_back_by ? "已静默" : STATE[a.state] || a.state);
+    if (l && l.clearing_ms != null) text += " · 已回落（" + hhmm(l.clearing_ms) + " 起）";
+    return text;
   }
 
   function renderAlerts(alerts) {
     const body = document.querySelector("#alerts tbody");
     body.replaceChildren(...alerts.map((a) => {
-      const measured = a.depth_mm != null ? (a.depth_mm / 10).toFixed(1) + " cm" : a.value_text;
+      const l = live[a.fingerprint];
+      const depth = a.depth_rule && l && l.value != null && !l.stale ? l.value : a.depth_mm;  // the gauge now
+      const measured = depth != null ? (depth / 10).toFixed(1) + " cm" : a.value_text;
       const ack = el("button", { type: "button", class: "ack", disabled: !!a.acked_by }, "确认");
       ack.addEventListener("click", () => openAction("ack", a));
       const sil = el("button", { type: "button", class: "silence" }, "静默");
       sil.addEventListener("click", () => openAction("silence", a));
-      const state = a.acked_by ? "已确认（" + a.acked_by + "）" + (a.ack_comment ? "：" + a.ack_comment : "")
-        : (a.held_back_by ? "已静默" : STATE[a.state] || a.state);
-      return el("tr", { class: a.severity + (a.acked_by ? " acknowledged" : ""), "data-fingerprint": a.fingerprint,
+      const untold = a.untold ? el("strong", { class: "untold", title: "没有路由到任何接收方：值守台之外无人知道" }, "未通知任何人") : "";
+      return el("tr", { class: a.severity + (a.acked_by ? " acknowledged" : "") + (l && l.stale ? " stale" : "")
+                        + (a.untold ? " untold" : ""), "data-fingerprint": a.fingerprint,
                         "data-rule": a.rule_id, "data-device": a.device_id },
         el("td", {}, el("span", { class: "sev " + a.severity }, SEV[a.severity] || a.severity)),
         el("td", { title: a.rule_id }, a.place || a.device_id, el("br"), el("small", {}, a.device_id + " · " + a.rule_id)),
-        el("td", { class: "depth", title: a.quantity + " " + a.value_text }, measured),
+        el("td", { class: "depth", title: a.quantity + " " + a.value_text + "（告警时）" }, measured),
         el("td", { class: "rate" }, a.rise_cm_h == null ? "—" : (a.rise_cm_h > 0 ? "+" : "") + a.rise_cm_h.toFixed(1) + " cm/h"),
-        el("td", { class: "eta" }, etaText(a)),
+        el("td", { class: "eta" }, etaText(a, l)),
         el("td", {}, time(a.since_ms)),
         el("td", { class: "case" }, a.case_id || (a.case_key ? "待受理" : "—")),
-        el("td", { class: "state" }, state),
+        el("td", { class: "state" }, stateText(a, l), untold ? el("br") : "", untold),
         el("td", {}, ack, " ", sil));
     }));
     document.getElementById("none").hidden = alerts.length > 0;
@@ -75,6 +95,12 @@
       map.fitBounds(L.latLngBounds(gauges.map((g) => [g.lat, g.lon])).pad(0.3), { maxZoom: 15 });
       fitted = true;
     }
+  }
+
+  function renderUntold(alerts) {
+    const n = alerts.filter((a) => a.untold).length, box = document.getElementById("untold");
+    box.hidden = n === 0;
+    box.textContent = n ? n + " 条活动告警没有通知任何人：没有路由到接收方（[alerts] routes / receivers），值守台之外无人知道" : "";
   }
 
   function renderNotifications(rows) {
@@ -118,7 +144,10 @@
   }
 
   function apply(state) {
+    now = state.now_ms || Date.now();
+    live = state.live || {};
     renderAlerts(state.alerts);
+    renderUntold(state.alerts);
     renderMap(state.gauges, window.deskTiles || {});
     renderNotifications(state.notifications);
     cue(state.alerts);
@@ -162,12 +191,17 @@
       location.href = "/login";
     });
     apply(state);
-    const live = document.getElementById("live");
+    // a snapshot is pushed on changes only: refresh now and then, so that time-left, overdue and stale stay true
+    setInterval(async () => {
+      const r = await fetch("/api/state", { credentials: "same-origin" }).catch(() => null);
+      if (r && r.ok) apply(await r.json());
+    }, 30000);
+    const liveBadge = document.getElementById("live");
     const es = new EventSource("/events");
     es.addEventListener("state", (e) => { apply(JSON.parse(e.data)); });
-    es.onopen = () => { live.textContent = "实时"; live.classList.remove("off"); };
+    es.onopen = () => { liveBadge.textContent = "实时"; liveBadge.classList.remove("off"); };
     es.onerror = async () => {
-      live.textContent = "重连中…"; live.classList.add("off");
+      liveBadge.textContent = "重连中…"; liveBadge.classList.add("off");
       const check = await fetch("/api/state", { credentials: "same-origin" }).catch(() => null);
       if (check && check.status === 401) location.href = "/login";
     };
