@@ -20,7 +20,7 @@ from cli.state import State, state
 from core.database import MigrationError, holds_nothing
 from provisioning.view import RegistryView
 from rules.loader import load_rules
-from service.alerting import case_code_warnings
+from service.alerting import case_code_warnings, unrouted_warnings
 from service.app import file_lock_cluster, run_service
 from service.cluster import Role
 from service.config import CONFIG_ENV, DEFAULT_PATH, ConfigError, load_config
@@ -98,8 +98,9 @@ def run(ctx: typer.Context,
     run refuses \\[cluster] enabled or --role leader/both, and only --workers N (one machine,
     a file lock) runs a cluster.
 
-    With --workers N this process leads (rules, alerts, outbox) and N child processes ingest
-    through MQTT 5 shared subscriptions, each restarted if it dies; SIGTERM stops them all.
+    With --workers N this process campaigns to lead (rules, alerts, outbox) and N child processes
+    ingest through MQTT 5 shared subscriptions, each restarted if it dies; SIGTERM stops them all.
+    A second run with ingest ids that already run on this machine is refused (exit 1).
 
     Example: [bold]urbansense --config /etc/urbansense/config.toml run[/bold]
     Example: [bold]urbansense --config /etc/urbansense/config.toml run --role ingest[/bold]
@@ -155,7 +156,7 @@ def check_config(ctx: typer.Context) -> None:
                        tz=cfg.rules.timezone)
     if problem := file_lock_cluster(cfg):
         typer.echo(f"warning: {problem}", err=True)
-    for warning in case_code_warnings(cfg, rules):
+    for warning in (*case_code_warnings(cfg, rules), *unrouted_warnings(cfg, rules)):
         typer.echo(f"warning: {warning}", err=True)
 
 

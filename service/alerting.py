@@ -46,6 +46,25 @@ def case_code_warnings(cfg: Config, rules: Iterable[Rule]) -> list[str]:
     return category_warnings(cfg.alerts, used, base_dir=cfg.base_dir)
 
 
+def unrouted_warnings(cfg: Config, rules: Iterable[Rule]) -> list[str]:
+    """Routes the enabled rules use that no `[[alerts.routes]]` entry takes and no default receiver catches:
+    their alerts are recorded and shown on the desk, but nobody is told (qa3 F1). Routes that match on labels
+    count as taking the route (they may not match every alert: `alerts show` says when nobody was told)."""
+    ac = cfg.alerts
+    if ac.default_receivers:
+        return []
+    taken = {r.route for r in ac.routes}
+    unrouted: dict[str, list[str]] = {}
+    for rule in rules:
+        if rule.enabled:
+            for level in rule.levels:
+                if level.route not in taken and "" not in taken and rule.id not in unrouted.get(level.route, []):
+                    unrouted.setdefault(level.route, []).append(rule.id)
+    return [f"alerts: no receiver takes route {route!r} ({', '.join(ids[:4])}{' …' if len(ids) > 4 else ''}): "
+            "such alerts are recorded and shown on the desk, but nobody is told; add [alerts.receivers] and "
+            "[[alerts.routes]] (alerts/config.example.toml)" for route, ids in sorted(unrouted.items())]
+
+
 class RulesAndAlerts:
     """Owns the rules `Engine` and the `AlertsRuntime` (alert states, notifiers, outbox) for one service."""
 
@@ -73,7 +92,7 @@ class RulesAndAlerts:
         self._state_seen_at = -math.inf
         self._warm_lines = b""
         logger.info("rules: {} loaded", len(rules))
-        for warning in case_code_warnings(cfg, rules):
+        for warning in (*case_code_warnings(cfg, rules), *unrouted_warnings(cfg, rules)):
             logger.warning(warning)
         for mismatch in cross_check(rules, rule_vocabulary(cfg.alerts, view.by_id.values())):
             logger.warning("rules: {} (`urbansense rules check` lists them all)", mismatch)

@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+from typer.testing import CliRunner
 
 from alerts.routing import Router
 from alerts.runtime import AlertsRuntime
 from alerts.store import AlertStore
+from cli.app import app
 from core.transition import AlertState, AlertTransition, Severity
 from rules.loader import load_rules
 from service.config import load_config
@@ -74,3 +76,15 @@ def test_a_second_run_starts_dry(tmp_path: Path, influxd: Daemon, influx_db: str
     assert [influx_db] not in shown.get("values", [])  # nothing to warm up from
     assert (tmp_path / "config.toml").exists() and (tmp_path / "rules.toml").exists()
     assert clear_previous_run(tmp_path / "new", influxd.url, influx_db) is False  # a first run: nothing to say
+
+
+def test_check_config_warns_when_alerts_would_reach_nobody(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.toml"
+    bare.write_text('[alerts]\ndb_path = "alerts.sqlite"\n', encoding="utf-8")
+    out = CliRunner().invoke(app, ["--config", str(bare), "check-config"], terminal_width=400)
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    assert "warning: alerts: no receiver takes route 'emergency' (water.depth, water.rising): such alerts are " \
+           "recorded and shown on the desk, but nobody is told" in text
+    demo = CliRunner().invoke(app, ["--config", str(demo_config(tmp_path)), "check-config"], terminal_width=400)
+    assert demo.exit_code == 0 and "nobody is told" not in demo.output, demo.output
