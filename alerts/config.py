@@ -162,6 +162,9 @@ class AlertsConfig(_Model):
     evaluation_interval_s: float = Field(15.0, gt=0,
                                          description=("how often repeats and held-back notifications are checked, "
                                                       "seconds"))
+    max_silence_s: float = Field(7 * 86400.0, gt=0,
+                                 description="longest silence `urbansense alerts silence` and the desk console "
+                                             "accept, seconds (a longer one is refused: renew it instead)")
     receivers: dict[str, Receiver] = Field(
         default_factory=dict, description="named receivers; see alerts/config.example.toml for every type")
     routes: list[RouteConfig] = Field(default_factory=list, description=("routing tree, tried in order; see "

@@ -25,6 +25,8 @@ from core.device import Device
 from core.transition import AlertState, AlertTransition
 
 DEVICE_LABELS = ("kind", "model", "district", "street", "zone_class", "site")
+IDENTITY_LABELS = ("alertname", "rule_id", "device_id", "route", "severity")
+"""Labels every alert carries beside the device's and its rule's (`alert_labels`)."""
 
 
 def case_group(a: AlertRecord) -> str:

@@ -3,7 +3,9 @@
 Version 1 is the SQLite schema of issues 5–18 exactly (a file written by them is adopted as it is);
 version 2 renames the operators' audit table to `alert_audit` (in a shared PostgreSQL database the
 registry's is `audit`) and adds the outbox claim columns (`claimed_by`, `claimed_until`) with
-which two instances never send the same row. A released migration never changes: add another.
+which two instances never send the same row; version 3 chains `alert_audit` rows by hash (`alerts/audit.py`),
+sealing the rows already there; version 4 adds `alert_clearing`, the `keep_firing_for` clock of firing alerts
+that a restart puts back. A released migration never changes: add another.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from sqlalchemy import (
     text,
 )
 
+from alerts.audit import audit_parts
 from core.database import Migration
+from core.hashchain import GENESIS, link_hash
 
 COMPONENT = "alerts"
 
@@ -141,7 +145,29 @@ def _v2(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE outbox ADD COLUMN claimed_until BIGINT"))
 
 
+def _v3(conn: Connection) -> None:
+    """`alert_audit` hash-chained (`seq`, `prev_hash`, `hash`); the rows already there sealed in `id` order."""
+    for col in ("seq BIGINT", "prev_hash TEXT NOT NULL DEFAULT ''", "hash TEXT NOT NULL DEFAULT ''"):
+        conn.execute(text(f"ALTER TABLE alert_audit ADD COLUMN {col}"))
+    prev = GENESIS
+    rows = conn.execute(text('SELECT id, time_ns, "user", action, target, detail FROM alert_audit ORDER BY id'))
+    for seq, r in enumerate(rows.mappings().all(), 1):
+        h = link_hash(prev, audit_parts({**r, "seq": seq}))
+        conn.execute(text("UPDATE alert_audit SET seq = :s, prev_hash = :p, hash = :h WHERE id = :id"),
+                     {"s": seq, "p": prev, "h": h, "id": r["id"]})
+        prev = h
+    conn.execute(text("CREATE UNIQUE INDEX alert_audit_seq ON alert_audit (seq)"))
+
+
+def _v4(conn: Connection) -> None:
+    """`alert_clearing`: a firing alert's `keep_firing_for` clock (since when its value is below the clear level)."""
+    Table("alert_clearing", MetaData(), Column("fingerprint", Text, primary_key=True),
+          Column("since_ns", BigInteger, nullable=False)).create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "alerts, history, silences, cases, outbox and audit (the SQLite schema of issue 18)", _v1),
     Migration(2, "audit renamed alert_audit; outbox claims (claimed_by, claimed_until)", _v2),
+    Migration(3, "alert_audit hash-chained (seq, prev_hash, hash); existing rows sealed", _v3),
+    Migration(4, "alert_clearing: the keep_firing_for clock of firing alerts, restored after a restart", _v4),
 ]

@@ -26,6 +26,7 @@ import orjson
 from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 
+from alerts.audit import AUDIT_LOCK, audit_parts
 from alerts.errors import AlertsError
 from alerts.matchers import Matcher, matchers_from_json
 from alerts.model import AlertRecord, Delivery, Measured
@@ -36,11 +37,11 @@ from core.database import (
     execute,
     is_postgres,
     is_postgres_url,
-    migrate,
+    migrate_or_refuse,
     open_engine,
-    pending,
     read_connection,
 )
+from core.hashchain import GENESIS, Problem, link_hash, verify_links
 from core.transition import AlertState, Severity
 
 Row = dict[str, Any]
@@ -197,12 +198,7 @@ class AlertStore:
         self._batch_depth = 0
         self._shared_conn = str(target) == ":memory:"
         try:
-            if migrate_schema:
-                migrate(self.engine, COMPONENT, MIGRATIONS)
-            elif behind := pending(self.engine, COMPONENT, MIGRATIONS):
-                raise AlertsError(f"the alert store's schema is {len(behind)} migration(s) behind "
-                                  "(the CLI and a start with [database] migrate_on_start = false never migrate): "
-                                  "run `urbansense db migrate`")
+            migrate_or_refuse(self.engine, COMPONENT, MIGRATIONS, migrate_schema=migrate_schema)
         except MigrationError as exc:
             self.engine.dispose()
             raise AlertsError(f"alert store {describe_url(target)}: {exc}") from None
@@ -632,12 +628,41 @@ class AlertStore:
     # audit
 
     def add_audit(self, time_ns: int, user: str, action: str, target: str = "", detail: str = "") -> int:
-        """One line of the operators' audit trail (desk logins, acks, silences), with the user's name."""
+        """One line of the operators' audit trail (desk logins, acks, silences), with the user's name, chained
+        by hash onto the line before it (`alerts/audit.py`)."""
+        row = {"time_ns": time_ns, "user": user, "action": action, "target": target, "detail": detail}
+        row = {k: v.replace("\x00", "\\x00") if isinstance(v, str) else v for k, v in row.items()}  # as stored
         with self._tx() as db:
+            if self.postgres:
+                execute(db, f"SELECT pg_advisory_xact_lock({AUDIT_LOCK})")
+            last = execute(db, "SELECT seq, hash FROM alert_audit ORDER BY seq DESC LIMIT 1").rows
+            row["seq"], row["prev_hash"] = (int(last[0]["seq"]) + 1, last[0]["hash"]) if last else (1, GENESIS)
+            row["hash"] = link_hash(row["prev_hash"], audit_parts(row))
             return int(execute(db, (
-                'INSERT INTO alert_audit (time_ns, "user", action, target, detail)'
-                " VALUES (:t, :u, :a, :tg, :d) RETURNING id"),
-                {"t": time_ns, "u": user, "a": action, "tg": target, "d": detail}).scalar())
+                'INSERT INTO alert_audit (seq, time_ns, "user", action, target, detail, prev_hash, hash)'
+                " VALUES (:seq, :time_ns, :user, :action, :target, :detail, :prev_hash, :hash) RETURNING id"),
+                row).scalar())
+
+    def set_clearing(self, marks: Iterable[tuple[str, int | None]]) -> None:
+        """Record (fingerprint, since_ns) of firing alerts whose `keep_firing_for` clock started; None: it stopped
+        (the value holds again, or the alert resolved). One transaction; what a restart reads (`clearing`)."""
+        with self._tx() as db:
+            for fp, since in marks:
+                if since is None:
+                    execute(db, "DELETE FROM alert_clearing WHERE fingerprint = :fp", {"fp": fp})
+                else:
+                    execute(db, "INSERT INTO alert_clearing (fingerprint, since_ns) VALUES (:fp, :s)"
+                                " ON CONFLICT (fingerprint) DO UPDATE SET since_ns = excluded.since_ns",
+                            {"fp": fp, "s": since})
+
+    def clearing(self) -> dict[str, int]:
+        """Fingerprint → since when its value has been below the clear threshold (`set_clearing`)."""
+        return {r["fingerprint"]: int(r["since_ns"]) for r in self._query("SELECT * FROM alert_clearing")}
+
+    def verify_audit(self) -> tuple[int, list[Problem]]:
+        """The operators' audit rows and what is wrong with their hash chain (rows deleted, changed, inserted)."""
+        rows = self._query("SELECT * FROM alert_audit ORDER BY seq")
+        return len(rows), verify_links(rows, audit_parts, label="alert audit seq")
 
     def audit(self, limit: int = 1000) -> list[dict[str, Any]]:
         """The audit trail, newest first."""

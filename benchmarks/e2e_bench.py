@@ -25,7 +25,7 @@ import asyncio
 import base64
 import os
 import queue
-import tempfile
+import sys
 import threading
 import time
 from collections import Counter as Counter_
@@ -36,14 +36,13 @@ import httpx
 import orjson
 import paho.mqtt.client as paho
 from loguru import logger
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
+
+sys.path.insert(0, str(Path(__file__).parent))
+from benchkit import TOPIC, bench_stack, create_session, fleet, publish_backlog
 
 from collectors.lorawan import parse as parse_envelope
 from core.uplink import Incoming
 from decoders import derive, get_model
-from provisioning.registry import Registry
 from provisioning.view import RegistryView
 from service.app import Service
 from service.collectors import envelope_parsers
@@ -51,15 +50,13 @@ from service.config import parse_config
 from service.dedup import Deduplicator
 from service.metrics import Metrics
 from service.pipeline import Pipeline
-from sim.daemons import Daemon, start_influxd, start_mosquitto
-from sim.simulator import FleetSimulator, Publisher, Scenario, SimUplink, demo_fleet
+from sim.daemons import Daemon
+from sim.simulator import FleetSimulator, Scenario, SimUplink
 from storage.deadletter import DeadLetterStore
 from storage.influx import InfluxClient
 from storage.lineprotocol import encode_reading, tag_string
 from storage.writer import BatchWriter
 
-KINDS = ("noise", "dust", "bin_fill", "parking", "water_level")
-TOPIC = "application/+/device/+/event/up"
 SERVICE_ID = "urbansense-bench-service"
 RAW_ID = "urbansense-bench-raw"
 T0_NS = 1_760_000_000_000_000_000
@@ -84,22 +81,6 @@ def count_fields(backlog: list[SimUplink]) -> dict[str, str]:
         keys = set(u.expected)
         common[u.device.kind] = common[u.device.kind] & keys if u.device.kind in common else keys
     return {kind: sorted(keys)[0] for kind, keys in common.items()}
-
-
-def create_session(port: int, client_id: str) -> None:
-    """Connect with a fixed id, subscribe QoS 1, disconnect: the broker now queues for this session."""
-    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-    subscribed = threading.Event()
-    c.on_subscribe = lambda *a: subscribed.set()
-    c.on_connect = lambda client, *a: client.subscribe([(TOPIC, SubscribeOptions(qos=1))])
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 7 * 24 * 3600
-    c.connect("127.0.0.1", port, clean_start=False, properties=props)
-    c.loop_start()
-    if not subscribed.wait(10):
-        raise SystemExit(f"could not create the session of {client_id}")
-    c.disconnect()
-    c.loop_stop()
 
 
 class Counter:
@@ -340,8 +321,7 @@ def main() -> None:
         except orjson.JSONDecodeError:
             cfg_extra.setdefault(section, {})[name] = value
 
-    per_kind = {k: max(1, args.devices // len(KINDS)) for k in KINDS}
-    devices = demo_fleet(per_kind)
+    devices = fleet(args.devices)
     n = args.uplinks
     print(f"machine: {machine()}; {len(devices)} devices, {n:,} uplinks, scenario {args.scenario}, "
           f"one uplink per device every {args.interval} s")
@@ -351,46 +331,31 @@ def main() -> None:
     fields = count_fields(backlog)
     print(f"generated {n:,} uplinks (mean {size:,.0f} bytes) in {time.perf_counter() - t:.1f} s")
 
-    with tempfile.TemporaryDirectory(prefix="e2e-bench-") as tmpdir:
-        tmp = Path(tmpdir)
-        with Registry(tmp / "registry.sqlite") as reg:
-            for d in devices:
-                reg.add(d, by="bench")
-        broker = start_mosquitto(tmp, autosave_interval=86_400)
-        influxd = start_influxd(tmp)
-        try:
-            create_session(broker.port, SERVICE_ID)
-            create_session(broker.port, RAW_ID)
-            t = time.perf_counter()
-            pub = Publisher("127.0.0.1", broker.port)
-            for u in backlog:
-                pub.publish(u.topic, u.event)
-            pub.close()
-            print(f"published the backlog in {time.perf_counter() - t:.1f} s (queued for both sessions)")
+    with bench_stack("e2e-bench-", devices) as (tmp, broker, influxd):
+        create_session(broker.port, SERVICE_ID)
+        create_session(broker.port, RAW_ID)
+        print(f"published the backlog in {publish_backlog(broker.port, backlog):.1f} s (queued for both sessions)")
 
-            stages = stage_costs(tmp, backlog[:args.sample], devices)
-            svc_wall, svc_cpu, svc = run_service(tmp, broker, influxd, n, fields, cfg_extra)
-            stats = svc.pipeline.stats if svc.pipeline else None
-            if svc.alerting is not None:
-                rules = Counter_(f"{t.rule_id}→{t.to_state}" for t in svc.alerting.recent)
-                print(f"alert transitions during the run: {svc.alerting.transitions:,} (last 50: {dict(rules)})")
-            print(f"service : {n:,} uplinks in {svc_wall:.2f} s = {n / svc_wall:,.0f} uplinks/s "
-                  f"(process CPU {svc_cpu:.2f} s = {svc_cpu / n * 1e6:.0f} µs/uplink; "
-                  f"rejected {dict(stats.rejected) if stats else '?'})")
-            if args.skip_raw:
-                raw_wall = raw_cpu = float("nan")
-            else:
-                raw_wall, raw_cpu = run_raw_pipe(broker, influxd, devices, n, fields)
-                print(f"raw pipe: {n:,} uplinks in {raw_wall:.2f} s = {n / raw_wall:,.0f} uplinks/s "
-                      f"(process CPU {raw_cpu:.2f} s = {raw_cpu / n * 1e6:.0f} µs/uplink)")
-                print(f"ratio service / raw pipe: {raw_wall / svc_wall:.2f}")
-            print("per-stage cost, µs per uplink (best of 3 over "
-                  f"{min(args.sample, n):,} uplinks of the backlog):")
-            for name, us in stages.items():
-                print(f"  {name:<46} {us:7.1f}")
-        finally:
-            broker.stop()
-            influxd.stop()
+        stages = stage_costs(tmp, backlog[:args.sample], devices)
+        svc_wall, svc_cpu, svc = run_service(tmp, broker, influxd, n, fields, cfg_extra)
+        stats = svc.pipeline.stats if svc.pipeline else None
+        if svc.alerting is not None:
+            rules = Counter_(f"{t.rule_id}→{t.to_state}" for t in svc.alerting.recent)
+            print(f"alert transitions during the run: {svc.alerting.transitions:,} (last 50: {dict(rules)})")
+        print(f"service : {n:,} uplinks in {svc_wall:.2f} s = {n / svc_wall:,.0f} uplinks/s "
+              f"(process CPU {svc_cpu:.2f} s = {svc_cpu / n * 1e6:.0f} µs/uplink; "
+              f"rejected {dict(stats.rejected) if stats else '?'})")
+        if args.skip_raw:
+            raw_wall = raw_cpu = float("nan")
+        else:
+            raw_wall, raw_cpu = run_raw_pipe(broker, influxd, devices, n, fields)
+            print(f"raw pipe: {n:,} uplinks in {raw_wall:.2f} s = {n / raw_wall:,.0f} uplinks/s "
+                  f"(process CPU {raw_cpu:.2f} s = {raw_cpu / n * 1e6:.0f} µs/uplink)")
+            print(f"ratio service / raw pipe: {raw_wall / svc_wall:.2f}")
+        print("per-stage cost, µs per uplink (best of 3 over "
+              f"{min(args.sample, n):,} uplinks of the backlog):")
+        for name, us in stages.items():
+            print(f"  {name:<46} {us:7.1f}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,11 +26,12 @@ import httpx
 import orjson
 
 from core.rfc3339 import format_rfc3339_ns
-from provisioning.registry import Registry
-from sim.daemons import free_port, start_influxd, start_mosquitto
-from sim.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
+from sim.daemons import free_port, stop_process, wait_http_ok
+from sim.simulator import FleetSimulator, Publisher, Scenario
 
-KINDS = ("noise", "dust", "bin_fill", "parking", "water_level")
+sys.path.insert(0, str(Path(__file__).parent))
+from benchkit import bench_stack, fleet
+
 SENTINEL_NS = 1_000_000_000_123_456_789  # a time no real uplink has: its stamp is the template's hole
 DEDUP_HOLE = b"ffffffff-ffff-4fff-bfff-ffffffffffff"  # each publish gets its own deduplicationId here
 
@@ -77,16 +77,10 @@ def main() -> None:
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` and kill: stop the daemons on the way out
 
-    devices = demo_fleet({k: max(1, args.devices // len(KINDS)) for k in KINDS})
+    devices = fleet(args.devices)
     pool = templates(devices, args.variants)
     hole = format_rfc3339_ns(SENTINEL_NS, utc_suffix="+00:00", digits="auto").encode()
-    with tempfile.TemporaryDirectory(prefix="soak-bench-") as tmpdir:
-        tmp = Path(tmpdir)
-        with Registry(tmp / "registry.sqlite") as reg:
-            for d in devices:
-                reg.add(d, by="bench")
-        broker = start_mosquitto(tmp, autosave_interval=86_400)
-        influxd = start_influxd(tmp)
+    with bench_stack("soak-bench-", devices) as (tmp, broker, influxd):
         metrics_port = free_port()
         (tmp / "config.toml").write_text(
             f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nclient_id = "urbansense-soak"\n'
@@ -99,17 +93,7 @@ def main() -> None:
                                    cwd=tmp, stdout=(tmp / "service.log").open("w"), stderr=subprocess.STDOUT)
         try:
             http = httpx.Client(base_url=f"http://127.0.0.1:{metrics_port}", timeout=10)
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if http.get("/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or service.poll() is not None:
-                    raise SystemExit(f"service did not become ready; see {tmp / 'service.log'}:\n"
-                                     + (tmp / "service.log").read_text()[-3000:])
-                time.sleep(0.5)
+            wait_http_ok(f"http://127.0.0.1:{metrics_port}/readyz", 60, proc=service, log=tmp / "service.log")
             print(f"{len(pool)} devices, {args.rate:,} uplinks/s for {args.minutes:g} min; service pid "
                   f"{service.pid}, RSS at start {rss_mib(service.pid):.0f} MiB")
             print(f"{'min':>6} {'RSS MiB':>8} {'published':>11} {'stored':>11} {'up/s':>7} "
@@ -157,13 +141,7 @@ def main() -> None:
             print(f"published {sent:,} uplinks in {took:.0f} s = {sent / took:,.0f} uplinks/s "
                   f"(offered {args.rate:,}/s)")
         finally:
-            service.terminate()
-            try:
-                service.wait(60)
-            except subprocess.TimeoutExpired:
-                service.kill()
-            broker.stop()
-            influxd.stop()
+            stop_process(service, 60)
 
 
 if __name__ == "__main__":

@@ -27,43 +27,19 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
 import httpx
-import paho.mqtt.client as paho
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 sys.path.insert(0, str(Path(__file__).parent))
-from e2e_bench import KINDS, TOPIC, Counter, count_fields, machine, make_backlog, run_raw_pipe
-from e2e_bench import create_session as create_raw_session
+from benchkit import TOPIC, bench_stack, create_session, fleet, publish_backlog
+from e2e_bench import Counter, count_fields, machine, make_backlog, run_raw_pipe
 
-from provisioning.registry import Registry
-from sim.daemons import Daemon, free_port, start_influxd, start_mosquitto
-from sim.simulator import Publisher, demo_fleet
+from sim.daemons import Daemon, free_port
 
 CLIENT_ID = "bench"
 RAW_ID = "urbansense-bench-raw"
-
-
-def create_shared_session(port: int, client_id: str, group: str) -> None:
-    """A persistent session subscribed to `$share/<group>/<uplink topic>`: the broker queues its share."""
-    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-    subscribed = threading.Event()
-    c.on_subscribe = lambda *a: subscribed.set()
-    c.on_connect = lambda client, *a: client.subscribe([(f"$share/{group}/{TOPIC}", SubscribeOptions(qos=1))])
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 7 * 24 * 3600
-    c.connect("127.0.0.1", port, clean_start=False, properties=props)
-    c.loop_start()
-    if not subscribed.wait(10):
-        raise SystemExit(f"could not create the session of {client_id}")
-    c.disconnect()
-    c.loop_stop()
 
 
 def write_config(tmp: Path, broker: Daemon, influxd: Daemon, run: str, metrics_port: int) -> Path:
@@ -164,49 +140,35 @@ def main() -> None:
     ap.add_argument("--uplinks", type=int, default=50_000, help="backlog size (default 50,000)")
     ap.add_argument("--devices", type=int, default=1000, help="devices, split evenly over the five kinds")
     args = ap.parse_args()
-    devices = demo_fleet({k: max(1, args.devices // len(KINDS)) for k in KINDS})
+    devices = fleet(args.devices)
     n = args.uplinks
     print(f"machine: {machine()}; load average {load()} (shared machine: other work runs beside this)")
     backlog = make_backlog(devices, n, "calm", 60)
     fields = count_fields(backlog)
-    with tempfile.TemporaryDirectory(prefix="workers-bench-") as tmpdir:
-        tmp = Path(tmpdir)
-        with Registry(tmp / "registry.sqlite") as reg:
-            for d in devices:
-                reg.add(d, by="bench")
-        broker = start_mosquitto(tmp, autosave_interval=86_400)
-        influxd = start_influxd(tmp)
-        try:
-            create_shared_session(broker.port, f"{CLIENT_ID}-g1-g1-w1", "g1")  # <client_id>-<ingest id>
-            for k in (1, 2):
-                create_shared_session(broker.port, f"{CLIENT_ID}-g2-g2-w{k}", "g2")
-            create_raw_session(broker.port, RAW_ID)
-            t = time.perf_counter()
-            pub = Publisher("127.0.0.1", broker.port)
-            for u in backlog:
-                pub.publish(u.topic, u.event)
-            pub.close()
-            print(f"published {n:,} uplinks in {time.perf_counter() - t:.1f} s (queued for g1, g2 and the raw pipe)")
-            results = {}
-            for run, workers in (("g1", 1), ("g2", 2)):
-                wall, leader, cpu, before = run_workers(tmp, broker, influxd, run, workers, n, fields)
-                results[workers] = (n - before) / wall
-                print(f"--workers {workers}: {n - before:,} uplinks stored in {wall:.2f} s = {results[workers]:,.0f} "
-                      f"uplinks/s once every worker was up ({before:,} were stored before); the leader had all N "
-                      f"readings after {leader:.2f} s (load average now {load()})")
-                print("  CPU s by process (start-up included): " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
-                      + f"; ingest {sum(v for k, v in cpu.items() if k != 'leader') / n * 1e6:.0f} µs/uplink, "
-                      f"leader {cpu['leader'] / n * 1e6:.0f} µs/reading")
-            raw_wall, _ = run_raw_pipe(broker, influxd, devices, n, fields)
-            raw = n / raw_wall
-            print(f"raw pipe: {n:,} uplinks in {raw_wall:.2f} s = {raw:,.0f} uplinks/s")
-            for workers, rate in results.items():
-                print(f"ratio {workers} worker(s) / raw pipe: {rate / raw:.2f}")
-            print(f"ratio 2 workers / 1 worker: {results[2] / results[1]:.2f}; load average after {load()}; "
-                  f"cores {os.cpu_count()}")
-        finally:
-            broker.stop()
-            influxd.stop()
+    with bench_stack("workers-bench-", devices) as (tmp, broker, influxd):
+        create_session(broker.port, f"{CLIENT_ID}-g1-g1-w1", f"$share/g1/{TOPIC}")  # <client_id>-<ingest id>
+        for k in (1, 2):
+            create_session(broker.port, f"{CLIENT_ID}-g2-g2-w{k}", f"$share/g2/{TOPIC}")
+        create_session(broker.port, RAW_ID)
+        print(f"published {n:,} uplinks in {publish_backlog(broker.port, backlog):.1f} s "
+              "(queued for g1, g2 and the raw pipe)")
+        results = {}
+        for run, workers in (("g1", 1), ("g2", 2)):
+            wall, leader, cpu, before = run_workers(tmp, broker, influxd, run, workers, n, fields)
+            results[workers] = (n - before) / wall
+            print(f"--workers {workers}: {n - before:,} uplinks stored in {wall:.2f} s = {results[workers]:,.0f} "
+                  f"uplinks/s once every worker was up ({before:,} were stored before); the leader had all N "
+                  f"readings after {leader:.2f} s (load average now {load()})")
+            print("  CPU s by process (start-up included): " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+                  + f"; ingest {sum(v for k, v in cpu.items() if k != 'leader') / n * 1e6:.0f} µs/uplink, "
+                  f"leader {cpu['leader'] / n * 1e6:.0f} µs/reading")
+        raw_wall, _ = run_raw_pipe(broker, influxd, devices, n, fields)
+        raw = n / raw_wall
+        print(f"raw pipe: {n:,} uplinks in {raw_wall:.2f} s = {raw:,.0f} uplinks/s")
+        for workers, rate in results.items():
+            print(f"ratio {workers} worker(s) / raw pipe: {rate / raw:.2f}")
+        print(f"ratio 2 workers / 1 worker: {results[2] / results[1]:.2f}; load average after {load()}; "
+              f"cores {os.cpu_count()}")
 
 
 if __name__ == "__main__":

@@ -19,14 +19,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from alerts.config import AlertsConfig
 from alerts.describe import describe
 from alerts.errors import AlertsError
 from alerts.manager import AlertLifecycle
 from alerts.matchers import parse_matcher
 from alerts.model import AlertRecord
+from alerts.silencing import SilencePolicy, check_silence, known_labels
 from alerts.store import AlertStore, OutboxRow, Silence
 from core.database import holds_nothing, is_postgres_url
 from core.timing import parse_duration
+from rules.loader import check_rules
 
 DB_ENV = "URBANSENSE_ALERTS_DB"
 DEFAULT_TZ = "Asia/Shanghai"
@@ -156,14 +159,22 @@ def _print_json_lines(rows: list[dict[str, Any]]) -> None:
         typer.echo(orjson.dumps(row).decode())
 
 
+def _default_silence_policy() -> SilencePolicy:
+    """The preset rules' labels and the default longest silence (no config to read)."""
+    labels = {k for r in check_rules([], include_presets=True).rules for k, _ in r.labels}
+    return SilencePolicy(known_labels(labels), AlertsConfig().max_silence_s)
+
+
 def register(app: typer.Typer, *, db_path: Callable[[typer.Context], str | Path] | None = None,
              manager: Callable[[typer.Context, AlertStore], AlertLifecycle] | None = None,
-             timezone: Callable[[typer.Context], str] | None = None) -> None:
+             timezone: Callable[[typer.Context], str] | None = None,
+             silence_policy: Callable[[typer.Context], SilencePolicy] | None = None) -> None:
     """Add the `alerts` command group to `app`. `db_path` gives the configured database when no
     `--db` or $URBANSENSE_ALERTS_DB is given (default var/alerts.sqlite); `manager` builds the configured
     alert manager, so that an ack also enqueues the case platform's update (the service delivers it);
     `timezone` the city's zone (default Asia/Shanghai), in which times are shown and read and clock times
-    in descriptions are given."""
+    in descriptions are given; `silence_policy` the labels alerts can carry and the longest silence (default:
+    the preset rules' labels and `[alerts] max_silence_s`'s default)."""
     sub = typer.Typer(help="Alerts: list, show, acknowledge, silence. Times in the city's zone (\\[alerts] "
                            "timezone).\n\nExample: [bold]urbansense alerts list --state firing[/bold]",
                       no_args_is_help=True, rich_markup_mode="rich")
@@ -294,10 +305,15 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], str | Path]
         end: Annotated[str | None, typer.Option(help="ISO end time")] = None,
         for_: Annotated[str | None, typer.Option("--for", help="duration, e.g. 2h")] = None,
         by: Annotated[str, typer.Option(help="a note (on whose behalf); the OS user is recorded as the actor")] = "",
+        any_label: Annotated[bool, typer.Option(
+            "--any-label", help="accept a matcher on a label no rule or device has yet (one a rule file about to "
+                                "be deployed adds); without it such a matcher is refused as a likely misspelling")
+        ] = False,
     ) -> None:
         """Hold back notifications of matching alerts for a while (state is still tracked).
 
-        Times without an offset are in the city's zone.
+        Times without an offset are in the city's zone. A matcher on a label no rule or device has (a
+        misspelt `devcie_id`) and a silence longer than \\[alerts] max_silence_s (default 7 days) are refused.
         Example: [bold]urbansense alerts silence -m district=朝阳 --for 2h --comment "festival"[/bold]
         """
         def body(store: AlertStore) -> None:
@@ -306,6 +322,10 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], str | Path]
             matchers = [parse_matcher(m) for m in match]
             starts = parse_time_ns(start)
             ends = parse_time_ns(end) if end else starts + int(parse_duration_s(for_ or "") * 1e9)
+            policy = silence_policy(state["ctx"]) if silence_policy is not None else _default_silence_policy()
+            if any_label:
+                policy = SilencePolicy(None, policy.max_s)
+            check_silence(matchers, starts, ends, policy)
             sid = store.add_silence(matchers, starts, ends, _with_note(comment, by), getpass.getuser(),
                                     time.time_ns())
             typer.echo(f"silence {sid}: {' '.join(map(str, matchers))} until {_when(ends)}")

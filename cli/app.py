@@ -11,19 +11,21 @@ from typing import Annotated
 
 import typer
 
+from alerts.config import AlertsConfig
 from alerts.manager import AlertLifecycle
 from alerts.notifiers import build_notifiers
 from alerts.routing import Router
+from alerts.silencing import SilencePolicy, known_labels
 from alerts.store import AlertStore
 from cli import alerts, audit, db, deadletter, decoders, demo, desk, device, grafana, report, rules, simulate, trace
 from cli.state import State, state
 from core.database import MigrationError, holds_nothing
 from provisioning.view import RegistryView
-from rules.loader import load_rules
+from rules.loader import RuleError, check_rules, load_rules
 from service.alerting import case_code_warnings, unrouted_warnings
 from service.app import file_lock_cluster, run_service
 from service.cluster import Role
-from service.config import CONFIG_ENV, DEFAULT_PATH, ConfigError, load_config
+from service.config import CONFIG_ENV, DEFAULT_PATH, ConfigError, RulesConfig, load_config
 from service.httpserver import ListenError
 from service.ingest_lock import IngestIdHeld
 from service.logs import setup_logging
@@ -175,6 +177,23 @@ def _configured_manager(ctx: typer.Context, store: AlertStore) -> AlertLifecycle
                         timezone=ac.timezone)
 
 
+def _configured_silence_policy(ctx: typer.Context) -> SilencePolicy:
+    """The labels the configured rules (presets included when on) and devices give alerts, and the configured
+    longest silence."""
+    try:
+        cfg = state(ctx).config
+    except ConfigError:
+        cfg = None
+    rc = cfg.rules if cfg is not None else RulesConfig()
+    try:
+        rules = load_rules([cfg.path(f) for f in rc.files] if cfg is not None else [], include_presets=rc.presets,
+                           tz=rc.timezone)
+    except RuleError:  # `rules check` reports those; the presets still say what most labels are
+        rules = check_rules([], include_presets=True).rules
+    max_s = cfg.alerts.max_silence_s if cfg is not None else AlertsConfig().max_silence_s
+    return SilencePolicy(known_labels({k for r in rules for k, _ in r.labels}), max_s)
+
+
 def _configured_timezone(ctx: typer.Context) -> str:
     """`[alerts] timezone` of the config, or Asia/Shanghai when there is no config file (`--db` alone)."""
     path = state(ctx).config_path
@@ -199,7 +218,8 @@ COMMANDS = (device.register, decoders.register, rules.register, deadletter.regis
 
 for _register in COMMANDS:
     _register(app)
-alerts.register(app, db_path=_configured_alerts_db, manager=_configured_manager, timezone=_configured_timezone)
+alerts.register(app, db_path=_configured_alerts_db, manager=_configured_manager, timezone=_configured_timezone,
+                silence_policy=_configured_silence_policy)
 
 
 def main() -> None:

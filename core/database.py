@@ -16,7 +16,8 @@ Migrations: each component (`alerts`, `registry`, `deadletters`, …) lists `Mig
 description, apply)`; `migrate(engine, component, migrations)` applies those above the recorded
 version, each in its own transaction together with its row in `schema_versions` (component,
 version, description, applied_ns), serialised between processes (SQLite's write lock; PostgreSQL
-`pg_advisory_xact_lock`). A database newer than the code is refused (`MigrationError`).
+`pg_advisory_xact_lock`). A database newer than the code is refused (`MigrationError`). A store opening
+its schema calls `migrate_or_refuse`: migrate, or (the CLI, `migrate_on_start = false`) refuse one that is behind.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ from core.secrets import redact_url
 
 __all__ = [
     "BUSY_TIMEOUT_S", "DatabaseError", "Migration", "MigrationError", "Rows", "applied_versions", "bare_at_problem",
-    "current_version", "describe_url", "execute", "is_postgres", "is_postgres_url", "migrate", "open_engine",
+    "current_version", "describe_url", "execute", "is_postgres", "is_postgres_url", "migrate", "migrate_or_refuse",
+    "open_engine",
     "pending", "read_connection", "schema_versions",
 ]
 
@@ -347,6 +349,21 @@ def migrate(engine: Engine, component: str, migrations: Sequence[Migration], *,
         applied.append(step)
         if on_apply is not None:
             on_apply(step)
+
+
+def migrate_or_refuse(engine: Engine, component: str, migrations: Sequence[Migration], *, migrate_schema: bool,
+                      what: str | None = None) -> list[Migration]:
+    """What every store does on opening: apply the pending migrations (`migrate_schema`), else refuse a schema
+    that is behind with a `MigrationError` naming `urbansense db migrate` (the CLI never migrates, nor does a
+    start with `[database] migrate_on_start = false`). `what` names the schema in that error (default:
+    `component`). Returns the migrations applied."""
+    if migrate_schema:
+        return migrate(engine, component, migrations)
+    if todo := pending(engine, component, migrations):
+        raise MigrationError(f"the {what or component} schema is {len(todo)} version(s) behind this urbansense; "
+                             "run `urbansense db migrate` (the CLI never migrates; `urbansense run` does "
+                             "when [database] migrate_on_start = true)")
+    return []
 
 
 def _lock(conn: Connection, component: str) -> None:

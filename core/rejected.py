@@ -16,3 +16,10 @@ class Rejected(ValueError):
         self.reason = reason
         self.detail = detail
         self.device_key = device_key
+
+    def naming(self, device_key: str | None) -> Rejected:
+        """This refusal with `device_key` (the DevEUI / IMEI its envelope named) unless it names one already:
+        a payload that is bad still leaves its dead letter findable by device."""
+        if self.device_key is None:
+            self.device_key = device_key
+        return self

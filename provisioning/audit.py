@@ -1,6 +1,6 @@
 """Tamper evidence for the registry: a hash chain over the audit trail, and a hash on every device row.
 
-Each audit row carries `hash = SHA-256(prev_hash, device_id, at, by, action, changes, note)`,
+Each audit row carries `hash = SHA-256(prev_hash, device_id, at, by, action, changes, note)` (`core.hashchain`),
 `prev_hash` being the hash of the row before it, so deleting or editing a row breaks the
 chain at that point. Each device row carries `row_hash = SHA-256(its columns, the hash of
 its last audit row)`, so a row changed with `sqlite3` or `psql` (not through urbansense) no longer
@@ -14,16 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-GENESIS = "0" * 64
+from core.hashchain import GENESIS, Problem, link_hash, verify_links
+
+__all__ = ["GENESIS", "Problem", "entry_hash", "row_hash", "verify_chain"]
 
 
 def entry_hash(prev_hash: str, device_id: str, at: float, by: str, action: str, changes: str, note: str) -> str:
     """The hash of one audit row (`changes` as stored: canonical JSON)."""
-    text = "\x1f".join((prev_hash, device_id, repr(float(at)), by, action, changes, note))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return link_hash(prev_hash, (device_id, repr(float(at)), by, action, changes, note))
 
 
 def row_hash(row: Mapping[str, Any], audit_hash: str) -> str:
@@ -32,29 +32,7 @@ def row_hash(row: Mapping[str, Any], audit_hash: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing `verify` found: where (an audit seq or a device id) and what."""
-
-    where: str
-    what: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.what}"
-
-
 def verify_chain(rows: Iterable[Mapping[str, Any]]) -> list[Problem]:
     """Walk the audit rows in `seq` order; report altered rows, broken links and missing rows."""
-    problems: list[Problem] = []
-    prev_hash, prev_seq = GENESIS, 0
-    for r in rows:
-        seq = r["seq"]
-        if seq != prev_seq + 1:
-            problems.append(Problem(f"audit seq {seq}", f"rows {prev_seq + 1}..{seq - 1} are missing (deleted)"))
-        if r["prev_hash"] != prev_hash:
-            problems.append(Problem(f"audit seq {seq}", "chain broken: the row before it was deleted or changed"))
-        expected = entry_hash(r["prev_hash"], r["device_id"], r["at"], r["by"], r["action"], r["changes"], r["note"])
-        if r["hash"] != expected:
-            problems.append(Problem(f"audit seq {seq}", "row changed after it was written (hash mismatch)"))
-        prev_hash, prev_seq = r["hash"], seq
-    return problems
+    return verify_links(rows, lambda r: (r["device_id"], repr(float(r["at"])), r["by"], r["action"], r["changes"],
+                                         r["note"]))

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, func, select, true
 
-from core.database import MigrationError, is_postgres, migrate, open_engine, pending, read_connection
+from core.database import is_postgres, migrate_or_refuse, open_engine, read_connection
 from core.device import Device
 from provisioning.audit import GENESIS, Problem, entry_hash, row_hash, verify_chain
 from provisioning.schema import (
@@ -92,12 +92,7 @@ class Registry:
         self.engine: Engine = open_engine(path)
         self.postgres = is_postgres(self.engine)
         try:
-            if migrate_schema:
-                migrate(self.engine, COMPONENT, MIGRATIONS)
-            elif todo := pending(self.engine, COMPONENT, MIGRATIONS):
-                raise MigrationError(f"the registry schema is {len(todo)} version(s) behind this urbansense; "
-                                     "run `urbansense db migrate` (the CLI never migrates; `urbansense run` does "
-                                     "when [database] migrate_on_start = true)")
+            migrate_or_refuse(self.engine, COMPONENT, MIGRATIONS, migrate_schema=migrate_schema)
         except BaseException:
             self.engine.dispose()
             raise
@@ -417,6 +412,18 @@ def _mac_keys(conn: Connection) -> dict[str, bytes]:
     rows = conn.execute(select(devices.c.key, mac_keys.c.key)
                         .select_from(mac_keys.join(devices, devices.c.id == mac_keys.c.device_id)))
     return {str(r[0]): bytes.fromhex(r[1]) for r in rows}
+
+
+def registry_copied(source: Registry, target: Registry) -> bool:
+    """True when `target` already holds `source`'s audit trail (its last row, same seq and hash): a copy made
+    before, perhaps with changes since. False for an empty source."""
+    with source._read() as src:
+        last = src.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
+    if last is None:
+        return False
+    with target._read() as conn:
+        there = conn.execute(select(audit.c.hash).where(audit.c.seq == last.seq)).scalar_one_or_none()
+    return there == last.hash
 
 
 def copy_registry(source: Registry, target: Registry) -> int:

@@ -34,8 +34,9 @@ from core.transition import AlertState, AlertTransition
 from rules.footprint import RuleStateStats, sampled
 from rules.machine import FIRING, INACTIVE, PENDING, RESOLVED, AlertMachine, Change, RestoredAlert, RuleState, Timing
 from rules.model import ANY, OP_SYMBOLS, OPS, Rule
-from rules.nodata import SilenceWatcher
+from rules.nodata import SilenceWatcher, Slots
 from rules.schedule import LocalClock, period_at
+from rules.shared_windows import MeanGroup
 from rules.trend import time_to_threshold
 from rules.warmup import warm_up_queries
 from rules.windows import PointStore, Window, WindowStore, make_store
@@ -60,7 +61,7 @@ class _Active(AlertMachine):
     the rule's columns (`_Compiled.codes`, `.levels`).
     """
 
-    __slots__ = ("clear_thr", "due_ns", "level_thr", "tags")
+    __slots__ = ("clear_thr", "due_ns", "level_thr", "noted_clear", "tags")
 
     def __init__(self, state: AlertState, tags: tuple[tuple[str, str], ...]) -> None:
         super().__init__()
@@ -69,6 +70,7 @@ class _Active(AlertMachine):
         self.due_ns: int | None = None
         self.level_thr: float | None = None
         self.clear_thr: float | None = None
+        self.noted_clear: int | None = None  # the `clear_since_ns` last reported in `Engine.clearing`
 
 
 class _Compiled:
@@ -80,9 +82,10 @@ class _Compiled:
     live in `active`; `hold` has the rows `restore` put back (see `Engine.restore`).
     """
 
-    __slots__ = ("_thresholds", "active", "aggregate", "clock", "codes", "field", "hold", "horizon_ns", "ignore_bad",
-                 "index", "last_ns", "late_ns", "levels", "min_coverage_s", "min_samples", "min_span_s", "needs_tags",
-                 "op", "period_of_minute", "plain", "row_of", "rule", "timing", "trend", "values", "window")
+    __slots__ = ("_thresholds", "active", "aggregate", "clock", "codes", "field", "followers", "group", "hold",
+                 "horizon_ns", "ignore_bad", "index", "last_ns", "late_ns", "levels", "min_coverage_s", "min_samples",
+                 "min_span_s", "needs_tags", "op", "period_of_minute", "plain", "row_of", "rule", "siblings", "timing",
+                 "trend", "values", "window")
 
     def __init__(self, index: int, rule: Rule, clock: LocalClock, late_tolerance_s: float = 120.0) -> None:
         self.index = index
@@ -113,6 +116,20 @@ class _Compiled:
         self.window: WindowStore = make_store(rule.aggregate, rule.window_s, rule.max_samples, rule.per_s,
                                               rule.resolution_s)
         self.trend = PointStore(rule.eta.window_s, _ETA_MAX_SAMPLES) if rule.eta else None
+        self.group: MeanGroup | None = None  # the rules sharing this one's buckets (`share_windows`)
+        self.siblings: tuple[_Compiled, ...] = ()  # the group's rules, this one included (rows made together)
+        self.followers: tuple[_Compiled, ...] = ()  # the group's lead: the others, checked before it adds
+
+    def join(self, group: MeanGroup, members: list[_Compiled]) -> None:
+        """Keep this rule's windows in `group` with `members` (the first the lead: the engine visits it first)."""
+        i = members.index(self)
+        self.group = group
+        self.window = group.member(i)
+        self.siblings = tuple(members)
+        self.row_of = members[0].row_of  # one row index for the group: a device's row is the same in each
+        if i == 0:
+            self.followers = tuple(members[1:])
+            self.plain = False  # (the lead's own path in `Engine.process`)
 
     def thresholds(self, period: str, zone: str) -> _Limits:
         """Each level's limit and the clear limit in (period, zone class).
@@ -140,14 +157,22 @@ class _Compiled:
             row_of.extend(array("i", [-1]) * (slot + 1 - len(row_of)))
         row = row_of[slot]
         if row < 0:
-            row = row_of[slot] = self.window.new_row()
-            if self.trend is not None:
-                self.trend.new_row()
-            self.last_ns.append(-1)
-            self.values.append(_NAN)
-            self.codes.append(0)
-            self.levels.append(-1)
+            if self.group is not None:
+                row = row_of[slot] = self.group.new_row()
+                for comp in self.siblings:
+                    comp._new_row()
+            else:
+                row = row_of[slot] = self.window.new_row()
+                self._new_row()
         return row
+
+    def _new_row(self) -> None:
+        if self.trend is not None:
+            self.trend.new_row()
+        self.last_ns.append(-1)
+        self.values.append(_NAN)
+        self.codes.append(0)
+        self.levels.append(-1)
 
     def footprint(self) -> RuleStateStats:
         """States (rows), window entries and bytes of this rule (see rules/footprint.py)."""
@@ -170,29 +195,26 @@ _Limits = tuple[tuple[float | None, ...], float | None]  # each level's limit, a
 _ACTIVE_BYTES = sys.getsizeof(_Active(INACTIVE, ()))
 
 
-class _Route:
-    """One device: its slot in the rules' columns, and what its readings go through.
+class _Profile:
+    """What a device's readings go through: shared by every device with the same kind, rules, zone class and
+    report interval (a handful of objects for a city, not one per device).
 
-    `rules` pairs each matching rule with its (level limits, clear limit) for the device's
-    zone class when the rule has no schedule (None otherwise: the limits then depend on the
-    local time); `zone` and `interval_s` come from the registry.
-
-    Kept per device because selection (kind, device list, tags completed from the registry)
-    and the registry lookups give the same answer for every reading of a device; it is
-    rebuilt when a reading comes with another kind or other tags, or the registry changed
-    (`gen`), keeping its `slot`.
+    `rules` pairs each matching rule with its (level limits, clear limit) for the zone class
+    when the rule has no schedule (None otherwise: the limits then depend on the local time);
+    `zone` and `interval_s` come from the registry. A device's profile is chosen on its first
+    reading and again when a reading comes with another kind or other tags, or the registry
+    changed (`gen`).
     """
 
-    __slots__ = ("gen", "interval_s", "kind", "reading_tags", "rules", "slot", "zone")
+    __slots__ = ("gen", "interval_s", "kind", "rules", "zone")
 
-    def __init__(self, slot: int) -> None:
-        self.slot = slot
-        self.gen = -1  # never built
-        self.kind = ""
-        self.reading_tags: tuple[tuple[str, str], ...] = ()
-        self.rules: tuple[tuple[_Compiled, _Limits | None], ...] = ()
-        self.zone = ANY
-        self.interval_s = 0.0
+    def __init__(self, gen: int, kind: str, rules: tuple[tuple[_Compiled, _Limits | None], ...], zone: str,
+                 interval_s: float) -> None:
+        self.gen = gen
+        self.kind = kind
+        self.rules = rules
+        self.zone = zone
+        self.interval_s = interval_s
 
 
 class Engine:
@@ -220,21 +242,32 @@ class Engine:
         self._compiled = [_Compiled(i, r, self._clock(r.timezone or tz), late_tolerance_s)
                           for i, r in enumerate(value_rules)]
         self._by_id = {c.rule.id: c for c in self._compiled}
+        _share_windows(self._compiled)
+        slots = Slots(self._slot, self._device_id_at, self._seen_at, self._find_slot)
         self._watchers = [SilenceWatcher(r, r.no_data.factor or silent_factor,  # type: ignore[union-attr]
-                                         self._interval_of, self._labels_of) for r in self.rules if r.is_no_data]
+                                         self._interval_of, self._labels_of, slots) for r in self.rules if r.is_no_data]
         self._watchers_by_id = {w.rule.id: w for w in self._watchers}
         self._by_kind: dict[str, tuple[_Compiled, ...]] = {}
         self._due: list[tuple[int, int, int, str]] = []  # heap of (due_ns, rule index, row, device id)
         self._due_stale = 0  # entries of `_due` superseded since the last compaction (an upper bound)
         self._devices: dict[str, Device] = {}
-        self._routes: dict[str, _Route] = {}
-        self._gen = 0  # the registry's generation: routes built from an older one are rebuilt
-        self._seen = array("q")  # by slot: the device's newest reading time (-1: none yet)
-        self._selections: dict[tuple, tuple] = {}  # one copy of each distinct rule selection, shared by routes
+        # a device is a slot in a few columns (no object per device): its id, its newest reading
+        # time, its profile (the rules it goes through) and the tags of its newest reading
+        self._slot_of: dict[str, int] = {}
+        self._ids: list[str] = []
+        self._seen = array("q")  # -1: no reading yet
+        self._profile: list[_Profile | None] = []
+        self._tags: list[tuple[tuple[str, str], ...]] = []
+        self._gen = 0  # the registry's generation: profiles chosen under an older one are chosen again
+        self._profiles: dict[tuple, _Profile] = {}  # one object per distinct profile
         self._intervals: dict[float, float] = {}  # one float object per distinct report interval
         self._default_interval_s = default_interval_s
         self._emitting = True
         self._restored: set[tuple[str, str]] = set()  # (rule id, device id) put back by `restore`
+        self.clearing: list[tuple[str, str, int | None]] | None = None
+        """Set to a list to be told when a firing alert's `keep_firing_for` clock starts (rule id, device id,
+        the time the value fell below the clear threshold) or stops (None): what the alert store keeps so that
+        a restart can put the clock back (`RestoredAlert.clear_since_ns`). None: not recorded."""
         self._warm_out: list[AlertTransition] = []
 
     # -- configuration -------------------------------------------------------------------------
@@ -243,7 +276,7 @@ class Engine:
         """Give the engine the registry: zone class, district and expected interval per device."""
         self._devices = {d.id: d for d in devices}
         self._gen += 1
-        self._selections.clear()
+        self._profiles.clear()
         for w in self._watchers:
             w.set_devices(self._devices)
 
@@ -280,9 +313,12 @@ class Engine:
             m = comp.active.get(row)
             if m is None:
                 m = comp.active[row] = _Active(INACTIVE, ())
-            m.state, m.level, m.since_ns, m.clear_since_ns = a.state, level, a.since_ns, None
+            m.state, m.level, m.since_ns = a.state, level, a.since_ns
+            m.clear_since_ns = m.noted_clear = a.clear_since_ns if a.state is FIRING else None
             m.samples = max(1, comp.timing.for_samples if a.state is FIRING else 1)
             comp.hold[row] = a.updated_ns
+            if comp.group is not None:
+                comp.group.split(row)  # (this rule skips history the others take)
             self._track(comp, row, m, a.device_id)
             self._restored.add((a.rule_id, a.device_id))
             n += 1
@@ -312,10 +348,11 @@ class Engine:
         comp = self._by_id.get(rule_id)
         if comp is None:
             raise KeyError(f"no rule {rule_id!r}")
-        route = self._routes.get(device_id)
-        row = comp.row(route.slot) if route is not None else -1
-        if row < 0:
-            return None
+        slot = self._find_slot(device_id)
+        row = comp.row(slot) if slot >= 0 else -1
+        if row < 0 or (comp.group is not None and comp.last_ns[row] < 0 and not comp.codes[row]
+                       and row not in comp.active):
+            return None  # (a rule sharing buckets has the row its group made, and no reading yet)
         m = comp.active.get(row)
         if m is not None:
             state, level, samples, clear_since = m.state, m.level, m.samples, m.clear_since_ns
@@ -331,8 +368,8 @@ class Engine:
     def window_of(self, rule_id: str, device_id: str) -> Window | None:
         """A view of one (rule, device)'s window (None when the rule has not seen the device): for tests and tools."""
         comp = self._by_id[rule_id]
-        route = self._routes.get(device_id)
-        row = comp.row(route.slot) if route is not None else -1
+        slot = self._find_slot(device_id)
+        row = comp.row(slot) if slot >= 0 else -1
         return None if row < 0 else Window(comp.window, row)
 
     def state_stats(self) -> list[RuleStateStats]:
@@ -355,11 +392,14 @@ class Engine:
         time_ns = reading.time_ns
         history = reading.history
         reading_tags = reading.tags
-        route = self._routes.get(device_id)
-        if route is None or route.gen != self._gen or route.kind != reading.kind or (
-                route.reading_tags is not reading_tags and route.reading_tags != reading_tags):
-            route = self._route(device_id, reading.kind, reading_tags, route)
-        slot = route.slot
+        slot = self._slot_of.get(device_id)
+        if slot is None:
+            slot = self._slot(device_id)
+        profile = self._profile[slot]
+        kept = self._tags[slot]
+        if profile is None or profile.gen != self._gen or profile.kind != reading.kind or (
+                kept is not reading_tags and kept != reading_tags):
+            profile = self._choose_profile(slot, device_id, reading.kind, reading_tags)
         seen = self._seen
         last_seen = seen[slot]
         previous = last_seen if last_seen >= 0 else None
@@ -368,13 +408,13 @@ class Engine:
         if not history and time_ns > self._newest_ns:
             self._newest_ns = time_ns
         for watcher in self._watchers:
-            resolved = watcher.seen(device_id, reading.kind, time_ns, previous, reading_tags, self.tags_of)
+            resolved = watcher.seen(slot, device_id, reading.kind, time_ns, previous, reading_tags, self.tags_of)
             if resolved is not None and (self._emitting or (resolved.rule_id, device_id) in self._restored):
                 (out if self._emitting else self._warm_out).append(resolved)
         fields = reading.fields
         health = reading.health
         bad = self._gate_bad and fields.get("quality") == BAD
-        for comp, limits in route.rules:
+        for comp, limits in profile.rules:
             if bad and comp.ignore_bad:
                 continue
             raw = fields.get(comp.field)
@@ -411,7 +451,7 @@ class Engine:
                     change = machine.advance(comp.timing, time_ns)
                     if change is not None:
                         self._emit(comp, row, machine, device_id, change, out)
-            cap = route.interval_s
+            cap = profile.interval_s
             gap = (time_ns - last_ns) / _NS
             weight = cap if last_ns < 0 or cap < gap else gap  # min(gap, cap) without the call
             trend = comp.trend
@@ -425,6 +465,17 @@ class Engine:
                 continue  # history the restored state already reflects
             if comp.plain:
                 result = window.update(row, time_ns, value, weight, comp.min_samples, comp.min_coverage_s)
+            elif comp.followers:  # the lead of rules sharing buckets: they part ways if the others miss this reading
+                group = comp.group
+                if not group.split_rows[row]:  # type: ignore[union-attr]
+                    for other in comp.followers:  # (as the checks above: a finite number for its field)
+                        raw = fields.get(other.field)
+                        if raw is None:
+                            raw = health.get(other.field)
+                        if raw is None or isinstance(raw, str) or not isfinite(float(raw)):
+                            group.split(row)  # type: ignore[union-attr]
+                            break
+                result = window.update(row, time_ns, value, weight, comp.min_samples, comp.min_coverage_s)
             else:
                 window.add(row, time_ns, value, weight)
                 if window.count(row) < comp.min_samples or window.coverage(row) < comp.min_coverage_s \
@@ -435,7 +486,7 @@ class Engine:
             if result is not None and not quiet:
                 comp.values[row] = result
                 if limits is None:
-                    limits = self._scheduled_limits(comp, time_ns, route.zone)
+                    limits = self._scheduled_limits(comp, time_ns, profile.zone)
                 met, holds, level_thr = _compare(comp.op, limits, result)
                 if met >= 0 or machine is not None:
                     # (inactive or resolved with no level met, `observe` changes nothing)
@@ -469,7 +520,7 @@ class Engine:
                 self._emit(comp, row, m, device_id, change, out)
             self._track(comp, row, m, device_id)
         for watcher in self._watchers:
-            out.extend(watcher.tick(now_ns, self._last_seen))
+            out.extend(watcher.tick(now_ns))
         out.sort(key=lambda t: t.time_ns)
         return out
 
@@ -502,6 +553,10 @@ class Engine:
                 heapq.heappush(self._due, (due, comp.index, row, device_id))
             if self._due_stale > _COMPACT_AT and 2 * self._due_stale > len(self._due):
                 self._compact_due()
+        if m.clear_since_ns != m.noted_clear:
+            m.noted_clear = m.clear_since_ns
+            if self.clearing is not None:
+                self.clearing.append((comp.rule.id, device_id, m.clear_since_ns))
         code = _CODE[m.state]
         comp.codes[row] = code
         comp.levels[row] = m.level
@@ -543,7 +598,7 @@ class Engine:
         if not math.isfinite(value):  # type: ignore[arg-type]
             value = None
         eta = self._eta_of(comp, row)
-        trend = comp.window if not comp.plain else comp.trend
+        trend = comp.trend if comp.plain or comp.followers else comp.window
         current = trend.last(row) if isinstance(trend, PointStore) else (value if rule.aggregate == "last" else None)
         rate = None
         if isinstance(trend, PointStore):
@@ -586,19 +641,31 @@ class Engine:
         return eta if eta is not None and math.isfinite(eta) else None
 
     def _slot(self, device_id: str) -> int:
-        """The device's slot in the rules' columns (a route, not yet built, is made for a new device)."""
-        route = self._routes.get(device_id)
-        if route is None:
-            route = self._routes[device_id] = _Route(len(self._seen))
+        """The device's slot in the rules' columns, made (with no profile yet) for a device new to the engine."""
+        slot = self._slot_of.get(device_id)
+        if slot is None:
+            slot = self._slot_of[device_id] = len(self._ids)
+            self._ids.append(device_id)
             self._seen.append(-1)
-        return route.slot
+            self._profile.append(None)
+            self._tags.append(())
+        return slot
 
-    def _route(self, device_id: str, kind: str, reading_tags: tuple[tuple[str, str], ...],
-               route: _Route | None) -> _Route:
-        """Select the rules for a device's readings once (see `_Route` for when it is rebuilt)."""
-        if route is None:
-            route = self._routes[device_id] = _Route(len(self._seen))
-            self._seen.append(-1)
+    def _find_slot(self, device_id: str) -> int:
+        """The device's slot, -1 when it has none."""
+        return self._slot_of.get(device_id, -1)
+
+    def _device_id_at(self, slot: int) -> str:
+        return self._ids[slot]
+
+    def _seen_at(self, slot: int) -> int | None:
+        """The newest reading time (ns) of the device in `slot`, None when it has not reported."""
+        t = self._seen[slot]
+        return t if t >= 0 else None
+
+    def _choose_profile(self, slot: int, device_id: str, kind: str, reading_tags: tuple[tuple[str, str], ...]
+                        ) -> _Profile:
+        """Select the rules for a device's readings once (see `_Profile` for when this runs again)."""
         tags = self.tags_of(device_id, reading_tags)
         rules = self._by_kind.get(kind)
         if rules is None:
@@ -607,17 +674,17 @@ class Engine:
         selected = tuple((c, None if c.period_of_minute is not None else c.thresholds(ANY, zone)) for c in rules
                          if (c.rule.select.devices is None or device_id in c.rule.select.devices)
                          and (not c.needs_tags or c.rule.select.matches(device_id, tags)))
-        selected = self._selections.setdefault(selected, selected)  # ~60 B a rule, per device otherwise
         for comp, _ in selected:  # every selected rule's row index reaches this slot (rows themselves come later)
-            if route.slot >= len(comp.row_of):
-                comp.row_of.extend(array("i", [-1]) * (route.slot + 1 - len(comp.row_of)))
-        route.kind = kind
-        route.reading_tags = reading_tags
-        route.rules = selected
-        route.zone = zone
-        route.interval_s = self._interval_of(device_id)
-        route.gen = self._gen
-        return route
+            if slot >= len(comp.row_of):
+                comp.row_of.extend(array("i", [-1]) * (slot + 1 - len(comp.row_of)))
+        interval = self._interval_of(device_id)
+        key = (kind, selected, zone, interval)
+        profile = self._profiles.get(key)
+        if profile is None:
+            profile = self._profiles[key] = _Profile(self._gen, kind, selected, zone, interval)
+        self._profile[slot] = profile
+        self._tags[slot] = reading_tags
+        return profile
 
     def _rules_for_kind(self, kind: str) -> tuple[_Compiled, ...]:
         found = tuple(c for c in self._compiled if c.rule.select.kinds is None or kind in c.rule.select.kinds)
@@ -642,19 +709,11 @@ class Engine:
 
     def _labels_of(self, device_id: str) -> tuple[tuple[str, str], ...]:
         """The tags of the device's newest reading, else the registry's (a no-data alert's labels)."""
-        route = self._routes.get(device_id)
-        if route is not None and route.reading_tags:
-            return route.reading_tags
+        slot = self._slot_of.get(device_id)
+        if slot is not None and self._tags[slot]:
+            return self._tags[slot]
         device = self._devices.get(device_id)
         return device.tags() if device is not None else ()
-
-    def _last_seen(self, device_id: str) -> int | None:
-        """The device's newest reading time (ns), None when it has not reported."""
-        route = self._routes.get(device_id)
-        if route is None:
-            return None
-        t = self._seen[route.slot]
-        return t if t >= 0 else None
 
     def _interval_of(self, device_id: str) -> float:
         device = self._devices.get(device_id)
@@ -663,9 +722,10 @@ class Engine:
 
     def _devices_footprint(self) -> RuleStateStats:
         """The engine's per-device bookkeeping: routes (one per device), their dict and the slots' columns."""
-        n = len(self._routes)
-        route_bytes = sys.getsizeof(_Route(0)) * n + sys.getsizeof(self._routes) + sys.getsizeof(self._seen)
-        return RuleStateStats("(devices)", n, 0, route_bytes)
+        n = len(self._ids)
+        slot_ints = max(0, n - 257) * sys.getsizeof(1 << 20)  # the dict's slot numbers (small ones are shared)
+        columns = (self._slot_of, self._ids, self._seen, self._profile, self._tags)
+        return RuleStateStats("(devices)", n, 0, slot_ints + sum(sys.getsizeof(c) for c in columns))
 
     def _clock(self, tz: str) -> LocalClock:
         clock = self._clocks.get(tz)
@@ -675,6 +735,24 @@ class Engine:
 
 
 _NO_LIMITS: _Limits = ((), None)
+_SHARABLE = ("mean", "laeq")
+
+
+def _share_windows(compiled: list[_Compiled]) -> None:
+    """Group the mean and LAeq rules that see the very same samples (same aggregate, window, resolution, cap,
+    selector and quality gate; fields differ) so that they keep one set of buckets (rules/shared_windows.py)."""
+    groups: dict[tuple, list[_Compiled]] = {}
+    for comp in compiled:
+        r = comp.rule
+        if r.aggregate in _SHARABLE and r.window_s > 0:
+            key = (r.aggregate, r.window_s, r.resolution_s, r.max_samples, r.select, r.ignore_bad)
+            groups.setdefault(key, []).append(comp)
+    for members in groups.values():
+        if len(members) > 1 and len({m.field for m in members}) == len(members):
+            r = members[0].rule
+            group = MeanGroup(len(members), r.aggregate, r.window_s, r.max_samples, r.resolution_s)
+            for comp in members:
+                comp.join(group, members)
 
 
 def _compare(op: Callable[[float, float], bool], limits: _Limits, value: float) -> tuple[int, bool, float | None]:

@@ -42,7 +42,9 @@ class RuleState:
 class RestoredAlert:
     """An alert the alert store lists as firing or pending, to put back into its machine after a restart.
 
-    `since_ns`: when it started firing (or pending); `updated_ns`: its last stored transition.
+    `since_ns`: when it started firing (or pending); `updated_ns`: its last stored transition;
+    `clear_since_ns`: when a firing alert's value fell below its clear threshold, its `keep_firing_for`
+    clock running (None: it holds).
     """
 
     rule_id: str
@@ -51,6 +53,7 @@ class RestoredAlert:
     severity: Severity
     since_ns: int
     updated_ns: int
+    clear_since_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

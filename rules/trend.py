@@ -113,15 +113,18 @@ def _pair_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def time_to_threshold(current: float, slope_per_s: float, target: float, *, rising: bool = True) -> float:
-    """Seconds until `current` reaches `target` at `slope_per_s`: 0 when already there, inf when moving away.
+    """Seconds until `current` reaches `target` at `slope_per_s`: 0 when already there (and not receding),
+    inf when moving away.
 
     `rising` says which side is the alarm side: depth rising to 270 mm is rising,
-    a battery draining to 10 % is not.
+    a battery draining to 10 % is not. Past the target and moving back (water above 27 cm that is
+    falling) is "never" too: the forecast is of reaching the target, and a receding flood is not
+    about to reach it (a "water rising" warning during the recession would contradict its own rate).
     """
     if rising:
         if current >= target:
-            return 0.0
+            return 0.0 if slope_per_s >= 0 else math.inf
         return (target - current) / slope_per_s if slope_per_s > 0 else math.inf
     if current <= target:
-        return 0.0
+        return 0.0 if slope_per_s <= 0 else math.inf
     return (current - target) / -slope_per_s if slope_per_s < 0 else math.inf

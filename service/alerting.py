@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 
 from loguru import logger
 
+from alerts.model import AlertRecord, fingerprint
 from alerts.notifiers import category_warnings
 from alerts.points import transition_point
 from alerts.runtime import AlertsRuntime
@@ -77,6 +78,7 @@ class RulesAndAlerts:
         self.view = view
         self.engine = RuleSet(rules, tz=rc.timezone, silent_factor=rc.silent_factor)
         self._valueless = frozenset(r.id for r in rules if r.is_no_data or r.is_quality)
+        self.engine.engine.clearing = []  # keep_firing_for clocks, stored with the transitions (see `restore`)
         self.engine.set_devices(view.by_id.values())
         self._devices_loaded_at = view.loaded_at
         self.alerts = AlertsRuntime(cfg.alerts, lambda device_id: self.view.by_id.get(device_id),
@@ -86,6 +88,7 @@ class RulesAndAlerts:
         self.transitions = 0
         self.recent: deque[AlertTransition] = deque(maxlen=50)
         self._pending: list[AlertTransition] = []
+        self._marks: list[tuple[str, int | None]] = []  # keep_firing_for clocks a strict flush could not store
         self.on_change: list[Callable[[list[AlertTransition]], None]] = []
         """Called with the transitions of each commit, after it (in the commit thread): the desk console."""
         self._on_state = on_state
@@ -100,10 +103,16 @@ class RulesAndAlerts:
     def restore(self) -> int:
         """Put the alerts the store lists as firing or pending back into the rules engine (restart memory)."""
         records = self.alerts.store.list_alerts(states=("firing", "pending"), limit=1 << 31)
+        clearing = self.alerts.store.clearing()
+
+        def clear_since(a: AlertRecord) -> int | None:  # a clock started before the last transition is stale
+            since = clearing.get(a.fingerprint)
+            return since if a.state == "firing" and since is not None and since >= a.updated_ns else None
+
         n = self.engine.restore(
             RestoredAlert(a.rule_id, a.device_id, AlertState(a.state), Severity(a.severity),
                           a.started_ns if a.state == "firing" and a.started_ns is not None else a.updated_ns,
-                          a.updated_ns)
+                          a.updated_ns, clear_since(a))
             for a in records)
         if records:
             logger.info("rules: {} firing or pending alerts restored from the alert store", n)
@@ -154,24 +163,35 @@ class RulesAndAlerts:
         A failed commit is logged and must not stop ingest; with `strict` (the cluster leader, whose
         readings wait at the broker until this returns) the transitions stay queued and it raises.
         """
-        if self._pending:
-            pending, self._pending = self._pending, []
-            self._store(pending, strict=strict)
+        if self._pending or self._marks or self.engine.engine.clearing:
+            self._store(*self._take(), strict=strict)
 
     def commit(self) -> asyncio.Future[None] | None:
         """The queued transitions to the alert store in the commit thread (one commit, after every commit
         asked for before); the event loop runs on meanwhile. None when nothing is queued."""
-        if not self._pending:
+        if not self._pending and not self._marks and not self.engine.engine.clearing:
             return None
-        pending, self._pending = self._pending, []
-        return asyncio.get_running_loop().run_in_executor(self.alerts.committer, self._store, pending)
+        return asyncio.get_running_loop().run_in_executor(self.alerts.committer, self._store, *self._take())
 
-    def _store(self, pending: list[AlertTransition], *, strict: bool = False) -> None:
+    def _take(self) -> tuple[list[AlertTransition], list[tuple[str, int | None]]]:
+        """The queued transitions and `keep_firing_for` clock changes (by fingerprint), handed over."""
+        pending, self._pending = self._pending, []
+        engine = self.engine.engine
+        marks = self._marks + [(fingerprint(rule_id, device_id), since)
+                               for rule_id, device_id, since in engine.clearing or ()]
+        self._marks, engine.clearing = [], []
+        return pending, marks
+
+    def _store(self, pending: list[AlertTransition], marks: list[tuple[str, int | None]], *,
+               strict: bool = False) -> None:
         try:
-            results = self.alerts.handle_many(pending)
+            results = self.alerts.handle_many(pending) if pending else []
+            if marks:  # rare (a value falling below the clear threshold), after the transitions it follows
+                self.alerts.store.set_clearing(marks)
         except Exception:
             if strict:
                 self._pending = pending + self._pending
+                self._marks = marks + self._marks
                 raise
             logger.exception("alerts: could not store {} transitions", len(pending))
             return
@@ -179,7 +199,7 @@ class RulesAndAlerts:
             if isinstance(result, Exception):  # a broken transition must not stop ingest
                 logger.opt(exception=result).error("alerts: could not handle {} {} → {}",
                                                    t.rule_id, t.device_id, t.to_state)
-        for callback in self.on_change:
+        for callback in self.on_change if pending else ():
             callback(pending)
 
     def _handle(self, transitions: Iterable[AlertTransition]) -> bytes:

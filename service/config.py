@@ -193,6 +193,20 @@ class DeskConfig(_Section):
                           "empty = gauges on a plain background (works offline)")
     tile_attribution: str = Field("", description="attribution shown under the tiles")
     recent_notifications: int = Field(30, ge=1, le=500, description="notifications listed on the page")
+    login_max_failures: int = Field(
+        5, ge=1, description="failed logins for one user name within login_window_s before that name is locked")
+    login_max_failures_per_address: int = Field(
+        20, ge=1, description="failed logins from one address (any user names) within login_window_s before that "
+        "address is locked; behind a reverse proxy every user shares its address, so keep this above "
+        "login_max_failures")
+    trust_forwarded_for: bool = Field(
+        False, description="the console sits behind a reverse proxy on this machine: take a client's address "
+        "(login limits, audit) from the last X-Forwarded-For entry, which the proxy adds, on requests from "
+        "loopback; off = the connection's address")
+    login_window_s: float = Field(300.0, gt=0, description="seconds over which failed logins are counted")
+    login_lockout_s: float = Field(
+        900.0, gt=0, description="seconds a locked user name or address is refused (HTTP 429 with Retry-After) "
+        "without its password being checked")
 
     @field_validator("users")
     @classmethod

@@ -43,6 +43,7 @@ class LeaderPart:
         self.progress = progress
         self.alerting = RulesAndAlerts(cfg, view, on_state=metrics.observe_rule_state)
         self.desk: DeskServer | None = None
+        self.metrics = metrics
         self.stopping = asyncio.Event()
         self.tasks: dict[str, asyncio.Task[Any]] = {}
 
@@ -56,7 +57,7 @@ class LeaderPart:
             tls = (server_context(cfg.path(cfg.desk.cert_file), cfg.path(cfg.desk.key_file) if cfg.desk.key_file
                                   else None, setting="desk") if cfg.desk.cert_file else None)
             self.desk = DeskServer(cfg.desk, alerting.alerts, lambda: self.view.by_id, timezone=cfg.alerts.timezone,
-                                   tls=tls)
+                                   tls=tls, metrics=self.metrics)
             self.desk.show_live(alerting.live)
             await self.desk.start()
             alerting.on_change.append(self.desk.transitions_stored)

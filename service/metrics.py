@@ -62,13 +62,16 @@ class Metrics:
                                     registry=r)
         self.rule_state_states = Gauge("urbansense_rule_state_states",
                                        "(rule, device) rows the rules engine holds (rule \"(devices)\": devices it "
-                                       "keeps a route and slot for)", ["rule"], registry=r)
+                                       "keeps a slot for; a no-data rule: devices queued or firing)", ["rule"],
+                                       registry=r)
         self.rule_state_entries = Gauge("urbansense_rule_state_entries",
-                                        "Window entries (time buckets or trend points) the rules engine holds",
+                                        "Window entries the rules engine holds (time buckets or trend points; rules "
+                                        "sharing buckets each count them; a no-data rule: its queue)",
                                         ["rule"], registry=r)
         self.rule_state_bytes = Gauge("urbansense_rule_state_bytes",
                                       "Bytes of rule state (columns, window entry arrays, pending and firing "
-                                      "machines), entry arrays sampled above 1,000 rows", ["rule"], registry=r)
+                                      "machines; shared buckets split evenly between their rules), entry "
+                                      "arrays sampled above 1,000 rows", ["rule"], registry=r)
         self.rule_state_active = Gauge("urbansense_rule_state_active",
                                        "Pending or firing (rule, device) alert machines: the only per-state objects",
                                        ["rule"], registry=r)
@@ -78,6 +81,17 @@ class Metrics:
                                  registry=r)
         self.spool_oldest_age = Gauge("urbansense_spool_oldest_age_seconds",
                                       "Age of the oldest spooled batch (0 when the spool is empty)", registry=r)
+        self.desk_logins = Counter("urbansense_desk_logins",
+                                   "Desk console login attempts by outcome (ok; failed: wrong user name or password; "
+                                   "refused: the name or address is locked after too many failures)",
+                                   ["outcome"], registry=r)
+        self.desk_lockouts = Counter("urbansense_desk_lockouts",
+                                     "Desk console lockouts begun, by what was locked (user, address)", ["scope"],
+                                     registry=r)
+        for outcome in ("ok", "failed", "refused"):
+            self.desk_logins.labels(outcome=outcome)  # exported from 0, so a rate can be alerted on at once
+        for scope in ("user", "address"):
+            self.desk_lockouts.labels(scope=scope)
         self.leader = Gauge("urbansense_leader", "1 while this instance runs the stateful work (rules, alert "
                             "state, outbox); 0 on a cluster's standby or ingest-only process", registry=r)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import BigInteger, Column, Connection, Engine, MetaData, Table, Text, case, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from core.database import Migration, MigrationError, is_postgres, migrate, open_engine, pending, read_connection
+from core.database import Migration, is_postgres, migrate_or_refuse, open_engine, read_connection
 from core.reading import Reading
 
 _META = MetaData()
@@ -44,12 +44,11 @@ class LeaderProgress:
         """Opens the database and applies the pending migrations (`migrate_schema=False`: refuses with
         `MigrationError` while the schema is behind, as `[database] migrate_on_start = false` asks)."""
         self.engine: Engine = open_engine(url_or_path, pool_size=1)
-        if migrate_schema:
-            migrate(self.engine, COMPONENT, MIGRATIONS)
-        elif todo := pending(self.engine, COMPONENT, MIGRATIONS):
+        try:
+            migrate_or_refuse(self.engine, COMPONENT, MIGRATIONS, migrate_schema=migrate_schema)
+        except BaseException:
             self.engine.dispose()
-            raise MigrationError(f"the {COMPONENT} schema is {len(todo)} migration(s) behind; run "
-                                 "`urbansense db migrate`")
+            raise
 
     def load(self) -> dict[str, int]:
         """Device id → newest committed reading time (ns)."""

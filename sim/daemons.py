@@ -19,8 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psycopg
 
 APT_HINT = "sudo apt-get install -y mosquitto influxdb postgresql"
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
+    """Send `sig` (SIGTERM: a clean stop) to a child still running, then SIGKILL if it has not exited in `timeout`
+    seconds; returns once it has exited."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
 
 
 class DaemonError(RuntimeError):
@@ -63,14 +77,7 @@ class Daemon:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it does not exit in `timeout` seconds."""
-        if self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout)
+        stop_process(self.process, timeout)
 
     def kill(self) -> None:
         """SIGKILL: a crash, for fault tests."""
@@ -83,6 +90,28 @@ class Daemon:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def wait_http_ok(url: str, timeout: float = 60.0, *, proc: subprocess.Popen | None = None,
+                 log: Path | None = None) -> None:
+    """Wait until GET `url` answers 200 (a service's /healthz or /readyz). `DaemonError`, ending with the last
+    3,000 characters of `log`, when `proc` exits first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            problem = f"the process exited ({proc.returncode}) before {url} answered 200"
+        elif time.monotonic() > deadline:
+            problem = f"{url} did not answer 200 within {timeout:g} s"
+        else:
+            time.sleep(0.2)
+            continue
+        tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+        raise DaemonError(f"{problem}:\n{tail}" if tail else problem)
 
 
 def _wait_port(port: int, proc: subprocess.Popen, timeout: float) -> bool:
@@ -235,14 +264,7 @@ class PostgresDaemon(Daemon):
         return f"postgresql://{PG_USER}:{self.password}@127.0.0.1:{self.port}/{database}"
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout)
+        stop_process(self.process, timeout, signal.SIGINT)
 
     def restart(self) -> None:
         """Start the server again on the same port and data (after `stop` or `kill`)."""
@@ -250,6 +272,19 @@ class PostgresDaemon(Daemon):
         self.process = _spawn_postgres(self.data_dir, self.port, self.log_path)
         if not _wait_port(self.port, self.process, 30):
             raise DaemonError(f"postgres did not restart on 127.0.0.1:{self.port}:\n{self.log_tail()}")
+
+    def wait_accepting(self, timeout: float = 30.0) -> None:
+        """Wait until the server accepts sessions (after `restart` its port opens while it is still starting
+        up); raises psycopg's `OperationalError` when it does not within `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(self.dsn(), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
 
 def _pg_user() -> str | None:

@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
-from core.database import Migration, MigrationError, is_postgres, migrate, open_engine, pending, read_connection
+from core.database import Migration, is_postgres, migrate, migrate_or_refuse, open_engine, read_connection
 from core.timing import backoff_s
 
 COMPONENT = "deadletters"
@@ -145,12 +145,7 @@ class DeadLetterStore:
         try:
             if not self.postgres:
                 self._prepare_sqlite()
-            if not migrate_schema and (todo := pending(self.engine, COMPONENT, MIGRATIONS)):
-                raise MigrationError(f"the dead-letter schema is {len(todo)} version(s) behind this urbansense; "
-                                     "run `urbansense db migrate` (the CLI never migrates; `urbansense run` does "
-                                     "when [database] migrate_on_start = true)")
-            if migrate_schema:
-                migrate(self.engine, COMPONENT, MIGRATIONS)
+            migrate_or_refuse(self.engine, COMPONENT, MIGRATIONS, migrate_schema=migrate_schema, what="dead-letter")
             self._migrated = True
         except (OperationalError, InterfaceError) as exc:
             if self.fallback_path is None:
@@ -478,18 +473,34 @@ def _row(r: Any) -> DeadLetter:
                       detail=r[6], device_key=r[7], replayed_ns=r[8])
 
 
-def copy_dead_letters(source: DeadLetterStore, target: DeadLetterStore, batch: int = 1000) -> int:
+def copy_dead_letters(source: DeadLetterStore, target: DeadLetterStore, batch: int = 1000, *,
+                      skip_present: bool = False, on_batch: Callable[[int, int], None] | None = None) -> int:
     """Copy every dead letter of `source` into `target` (e.g. a SQLite file into the shared PostgreSQL),
-    oldest first, bytes and texts as stored, replay marks kept; ids are the target's own. Returns the count."""
-    copied, last_id = 0, 0
+    oldest first, bytes and texts as stored, replay marks kept; ids are the target's own. Returns the count
+    copied. `skip_present`: leave out a letter `target` already holds (same time, source, topic, reason and
+    payload), so a copy run again adds only what is new. `on_batch(done, skipped)` after each batch."""
+    copied, skipped, last_id = 0, 0, 0
     columns = [c for c in _COLUMNS if c.name != "id"]
+    identity = (dead_letters.c.time_ns, dead_letters.c.source, dead_letters.c.topic, dead_letters.c.reason,
+                dead_letters.c.payload)
     while True:
         with read_connection(source.engine) as conn:
             rows = conn.execute(select(*_COLUMNS).where(dead_letters.c.id > last_id)
                                 .order_by(dead_letters.c.id).limit(batch)).all()
         if not rows:
             return copied
-        with target._lock, target.engine.begin() as conn:
-            conn.execute(dead_letters.insert(), [{c.name: r[i + 1] for i, c in enumerate(columns)} for r in rows])
-        copied += len(rows)
         last_id = int(rows[-1][0])
+        if skip_present:
+            times = [r[1] for r in rows]
+            with read_connection(target.engine) as conn:
+                present = {tuple(bytes(v) if isinstance(v, memoryview) else v for v in t) for t in conn.execute(
+                    select(*identity).where(dead_letters.c.time_ns.between(min(times), max(times))))}
+            fresh = [r for r in rows if (r[1], r[2], r[3], r[5], bytes(r[4])) not in present]
+            skipped += len(rows) - len(fresh)
+            rows = fresh
+        if rows:
+            with target._lock, target.engine.begin() as conn:
+                conn.execute(dead_letters.insert(), [{c.name: r[i + 1] for i, c in enumerate(columns)} for r in rows])
+        copied += len(rows)
+        if on_batch is not None:
+            on_batch(copied, skipped)

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -13,6 +14,7 @@ import httpx
 import psycopg
 import pytest
 from hypothesis import settings
+from loguru import logger
 
 from sim.daemons import PG_BIN_DIRS, Daemon, PostgresDaemon, start_influxd, start_mosquitto, start_postgres
 
@@ -90,6 +92,17 @@ def influx_query(influxd: Daemon, db: str, q: str) -> list[dict]:
     if "error" in result:
         raise AssertionError(f"InfluxQL error for {q!r}: {result['error']}")
     return result.get("series", [])
+
+
+@contextmanager
+def captured_log(level: str = "INFO", fmt: str = "{level} {message}") -> Iterator[list[str]]:
+    """The lines logged at `level` or above while inside, each formatted by `fmt` (loguru's format)."""
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level=level, format=fmt)
+    try:
+        yield lines
+    finally:
+        logger.remove(sink)
 
 
 DAEMON_FIXTURES = frozenset({"influxd", "influx_db", "mosquitto", "own_broker", "own_influxd", "postgres", "pg_dsn"})

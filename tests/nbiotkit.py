@@ -7,6 +7,7 @@ from pathlib import Path
 from conftest import influx_query
 
 from core.device import Device
+from core.keys import luhn_ok
 from provisioning.registry import Registry
 from sim.daemons import Daemon
 
@@ -14,13 +15,7 @@ from sim.daemons import Daemon
 def imei(n: int) -> str:
     """A valid IMEI (Luhn check digit) from a serial number."""
     body = f"86612345{n:06d}"
-    total = 0
-    for i, ch in enumerate(reversed(body)):
-        d = int(ch)
-        if i % 2 == 0:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return body + str((10 - total % 10) % 10)
+    return next(body + c for c in "0123456789" if luhn_ok(body + c))
 
 
 def nb_fleet(n: int) -> list[Device]:

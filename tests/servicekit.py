@@ -1,14 +1,19 @@
-"""Test helpers: run the real service in a background thread against the fixtures' servers."""
+"""Test helpers: run the real service in a background thread against the fixtures' servers, or write the
+config of an `urbansense run` child process."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from core.device import Device
+from provisioning.registry import Registry
 from service.app import Service
 from service.config import Config, parse_config
 from sim.daemons import Daemon
@@ -32,6 +37,31 @@ def make_config(tmp: Path, mosquitto: Daemon, influxd: Daemon, db: str, database
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return parse_config(data, base_dir=tmp, environ={})
+
+
+def write_run_config(tmp: Path, broker: Daemon, influxd: Daemon, db: str, metrics_port: int, *, client_id: str,
+                     devices: Iterable[Device] = (), **sections: dict[str, Any]) -> Path:
+    """`tmp/config.toml` for `urbansense run` as a child process: the fixtures' broker and InfluxDB (database
+    `db`, flushed every 0.1 s), `/readyz` and `/metrics` on `metrics_port`, registry and dead letters in
+    `tmp`. `sections` add or override keys (`rules={"warm_up": False}`; a nested table by its dotted name,
+    `**{"alerts.receivers.cases": {...}}`); `devices` are registered in `tmp/registry.sqlite` first."""
+    data: dict[str, dict[str, Any]] = {
+        "mqtt": {"port": broker.port, "client_id": client_id},
+        "influxdb": {"url": influxd.url, "database": db, "flush_interval_s": 0.1},
+        "registry": {"path": "registry.sqlite"},
+        "pipeline": {"dead_letter_path": "deadletter.sqlite"},
+        "metrics": {"port": metrics_port},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    path = tmp / "config.toml"
+    path.write_text("".join(f"[{name}]\n" + "".join(f"{k} = {json.dumps(v, ensure_ascii=False)}\n"
+                                                    for k, v in values.items())
+                            for name, values in data.items()))  # JSON's scalars, strings and arrays are TOML's
+    with Registry(tmp / "registry.sqlite") as reg:
+        for d in devices:
+            reg.add(d, by="test")
+    return path
 
 
 @contextmanager

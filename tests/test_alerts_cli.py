@@ -125,7 +125,7 @@ def test_silence_refuses_bad_input(cli):
     assert "duration" in cli("silence", "-m", "a=b", "--for", "forever", "--comment", "x", code=1)
     assert "must end after" in cli("silence", "-m", "a=b", "--start", "2026-07-21T12:00",
                                    "--end", "2026-07-21T11:00", "--comment", "x", code=1)
-    assert "needs a comment" in cli("silence", "-m", "a=b", "--for", "1h", "--comment", " ", code=1)
+    assert "needs a comment" in cli("silence", "-m", "district=b", "--for", "1h", "--comment", " ", code=1)
 
 
 def test_outbox_listing(cli):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from loguru import logger
+from conftest import captured_log
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from typer.testing import CliRunner
@@ -46,10 +46,8 @@ def behind_its_back(where: str, sql: str) -> None:
 
 @pytest.fixture
 def errors():  # type: ignore[no-untyped-def]
-    lines: list[str] = []
-    sink = logger.add(lambda m: lines.append(str(m)), level="ERROR", format="{message}")
-    yield lines
-    logger.remove(sink)
+    with captured_log("ERROR", "{message}") as lines:
+        yield lines
 
 
 def test_a_row_changed_with_sqlite_behind_the_service_is_reported_not_applied(database: str, errors) -> None:

@@ -7,7 +7,7 @@ import getpass
 import time
 from pathlib import Path
 
-from loguru import logger
+from conftest import captured_log
 from typer.testing import CliRunner
 
 from alerts.model import fingerprint
@@ -44,9 +44,7 @@ def test_check_config_is_quiet_about_categories_that_have_codes(tmp_path: Path):
 
 
 def test_start_up_warns_of_a_case_category_without_a_code(tmp_path: Path):
-    lines: list[str] = []
-    sink = logger.add(lambda m: lines.append(f"{m.record['level'].name} {m.record['message']}"), level="WARNING")
-    try:
+    with captured_log("WARNING") as lines:
         cfg = parse_config({"registry": {"path": str(tmp_path / "registry.sqlite")},
                             "alerts": {"db_path": str(tmp_path / "alerts.sqlite"), "receivers": {
                                 "cases": {"type": "case_platform", "url": "http://127.0.0.1:9"}}}},
@@ -55,8 +53,6 @@ def test_start_up_warns_of_a_case_category_without_a_code(tmp_path: Path):
         view = RegistryView(cfg.registry_database())
         RulesAndAlerts(cfg, view).alerts.close()
         view.close()
-    finally:
-        logger.remove(sink)
     assert any(x.startswith("WARNING alerts.receivers.cases: case category 'road_waterlogging'") for x in lines), lines
 
 

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mutation import mutate
 
 from collectors.lorawan import (
     FORMATS,
@@ -423,17 +424,6 @@ def test_arbitrary_json_raises_only_envelope_errors(topic: str, doc: Any) -> Non
     _accepts_or_refuses_cleanly(topic, orjson.dumps(doc))
 
 
-def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
-    out = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
 _VALID = [
     (CHIRPSTACK_TOPIC, orjson.loads(CHIRPSTACK_DOCS_STYLE)),
     (TTS_TOPIC, orjson.loads(TTS_DOCS_STYLE)),
@@ -450,15 +440,6 @@ def test_mutated_valid_events_raise_only_envelope_errors(data: st.DataObject) ->
     topic, original = data.draw(st.sampled_from(_VALID))
     doc = copy.deepcopy(original)
     for _ in range(data.draw(st.integers(1, 3))):
-        paths = _paths(doc)
-        if not paths:
+        if not mutate(data, doc, _JSON):
             break
-        path = data.draw(st.sampled_from(paths))
-        parent = doc
-        for key in path[:-1]:
-            parent = parent[key]
-        if data.draw(st.booleans()):
-            del parent[path[-1]]
-        else:
-            parent[path[-1]] = data.draw(_JSON)
     _accepts_or_refuses_cleanly(topic, orjson.dumps(doc))

@@ -40,12 +40,15 @@ def test_status_and_migrate_bring_the_alert_store_up_to_date(tmp_path: Path, dat
     migrate(engine, COMPONENT, MIGRATIONS[:1])  # a store left at version 1 by an older urbansense
     engine.dispose()
     out = db(cfg, "status", code=1)
-    assert "alerts:" in out and "version 1 of 2, 1 migration(s) pending" in out and MIGRATIONS[1].description in out
-    assert f"alerts: applied 2: {MIGRATIONS[1].description}" in db(cfg, "migrate")
+    assert "alerts:" in out and "version 1 of 4, 3 migration(s) pending" in out and MIGRATIONS[1].description in out
+    done = db(cfg, "migrate")
+    assert f"alerts: applied 2: {MIGRATIONS[1].description}" in done
+    assert f"alerts: applied 3: {MIGRATIONS[2].description}" in done
+    assert f"alerts: applied 4: {MIGRATIONS[3].description}" in done
     assert "alerts: up to date" in db(cfg, "migrate")
     rows = {r["component"]: r for r in map(json.loads, db(cfg, "status", "--json").splitlines())}
     row = rows["alerts"]
-    assert (row["component"], row["version"], row["latest"], row["pending"]) == ("alerts", 2, 2, [])
+    assert (row["component"], row["version"], row["latest"], row["pending"]) == ("alerts", 4, 4, [])
     assert [(rows[c]["version"], rows[c]["pending"]) for c in ("registry", "deadletters")] == [(2, []), (1, [])]
     if "://" in database:  # the password never shows
         password = database.split(":")[2].split("@")[0]

@@ -31,7 +31,7 @@ from collectors.lorawan.chirpstack import build_chirpstack_event
 from core.device import Device
 from decoders import get_model
 from provisioning.registry import Registry
-from sim.daemons import Daemon, PostgresDaemon, free_port, start_postgres
+from sim.daemons import Daemon, PostgresDaemon, free_port, start_postgres, stop_process
 from sim.simulator import Publisher
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,14 +99,8 @@ class Instance:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop_process(self.proc, 40)
 
 
 def wait_until(cond, timeout: float, what: str, instances: list[Instance]) -> float:

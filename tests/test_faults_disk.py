@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from loguru import logger
+from conftest import captured_log
 from servicekit import make_config, running, wait_until
 from test_faults_ingest import DB, Stream, assert_exact, provision, tally
 
@@ -56,10 +56,8 @@ def read_only_disk(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def errors() -> Iterator[list[str]]:
-    lines: list[str] = []
-    sink = logger.add(lambda m: lines.append(str(m)), level="INFO", format="{level} {message}")
-    yield lines
-    logger.remove(sink)
+    with captured_log("INFO") as lines:
+        yield lines
 
 
 def test_spool_filesystem_full_influxdb_down_then_flapping_stores_every_uplink_without_restart(

@@ -20,9 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import influx_query
-from servicekit import recent_ns
+from servicekit import recent_ns, write_run_config
 
-from provisioning.registry import Registry
 from service.faults import ENV, FaultHook, InjectedFault, from_env
 from sim.daemons import Daemon, free_port
 from sim.simulator import FleetSimulator, Publisher, Scenario, demo_fleet
@@ -38,27 +37,8 @@ class Process:
     def __init__(self, tmp: Path, broker: Daemon, influxd: Daemon, db: str, fault: str) -> None:
         self.tmp = tmp
         self.port = free_port()
-        self.config = tmp / "config.toml"
-        self.config.write_text(f"""
-[mqtt]
-port = {broker.port}
-client_id = "process-{db}"
-[influxdb]
-url = "{influxd.url}"
-database = "{db}"
-flush_interval_s = 0.1
-[registry]
-path = "registry.sqlite"
-[pipeline]
-dead_letter_path = "deadletter.sqlite"
-[metrics]
-port = {self.port}
-[logging]
-level = "INFO"
-""")
-        with Registry(tmp / "registry.sqlite") as reg:
-            for d in FLEET:
-                reg.add(d, by="test")
+        self.config = write_run_config(tmp, broker, influxd, db, self.port, client_id=f"process-{db}", devices=FLEET,
+                                       logging={"level": "INFO"})
         self.env = {**os.environ, ENV: fault}
         self.log_path = tmp / "service.log"
         self.proc: subprocess.Popen | None = None

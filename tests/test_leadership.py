@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.daemons import PostgresDaemon, start_postgres
+from sim.daemons import PostgresDaemon, start_postgres, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,13 +59,7 @@ class Contender:
         return bool(ev) and ev[-1][1] == "LEADER"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process, 10)
         self.handle.close()
 
 

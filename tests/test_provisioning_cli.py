@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from devicecli import dev
 from typer.testing import CliRunner
 
 from cli.app import app
@@ -15,16 +16,6 @@ from cli.app import app
 runner = CliRunner()
 
 WATER = ["--model", "milesight-em500-udl", "--mount-height-mm", "2000"]
-
-
-def registry(where: Path | str) -> str:
-    """A folder's own SQLite registry, or the `database` fixture's target (a file or a PostgreSQL URL)."""
-    return str(where / "r.sqlite") if isinstance(where, Path) else where
-
-
-def dev(where: Path | str, *args: str, config: Path | None = None):
-    pre = ["--config", str(config)] if config else []
-    return runner.invoke(app, [*pre, "device", *args, "--registry", registry(where)])
 
 
 @pytest.mark.parametrize(("args", "field", "form"), [

@@ -9,14 +9,12 @@ import io
 import json
 from pathlib import Path
 
+from devicecli import dev, registry
 from sqlalchemy import text
-from typer.testing import CliRunner
 
-from cli.app import app
 from core.database import open_engine
 from provisioning.csvio import HEADER
 
-runner = CliRunner()
 DISTRICTS = ("朝阳区", "海淀区", "东城区", "丰台区")
 KINDS = (  # model, extra columns
     ("milesight-em500-udl", {"mount_height_mm": "2000"}),
@@ -40,15 +38,6 @@ def write(path: Path, rows: list[dict[str, str]], *, bom: bool = False) -> Path:
         w.writeheader()
         w.writerows(rows)
     return path
-
-
-def registry(where: Path | str) -> str:
-    """A folder's own SQLite registry, or the `database` fixture's target (a file or a PostgreSQL URL)."""
-    return str(where / "r.sqlite") if isinstance(where, Path) else where
-
-
-def dev(where: Path | str, *args: str):
-    return runner.invoke(app, ["device", *args, "--registry", registry(where)])
 
 
 def count(where: Path | str, table: str) -> int:

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+from devicecli import dev
 from typer.testing import CliRunner
 
 from cli.app import app
@@ -14,15 +15,6 @@ from sim.daemons import Daemon
 from storage.deadletter import DeadLetter, DeadLetterStore
 
 runner = CliRunner()
-
-
-def registry(where: Path | str) -> str:
-    """A folder's own SQLite registry, or the `database` fixture's target (a file or a PostgreSQL URL)."""
-    return str(where / "r.sqlite") if isinstance(where, Path) else where
-
-
-def dev(tmp: Path | str, *args: str):
-    return runner.invoke(app, ["device", *args, "--registry", registry(tmp)])
 
 
 def add(tmp: Path | str, device_id: str, key: str, district: str = "", street: str = "",

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from devicecli import dev, registry
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import text
 from typer.testing import CliRunner
@@ -75,15 +76,6 @@ def xlsx(path: Path, rows: list[list[object]], *, numeric_imei: bool = True) -> 
         ws.append(cells)
     book.save(path)
     return path
-
-
-def registry(where: Path | str) -> str:
-    """A folder's own SQLite registry, or the `database` fixture's target (a file or a PostgreSQL URL)."""
-    return str(where / "r.sqlite") if isinstance(where, Path) else where
-
-
-def dev(where: Path | str, *args: str):
-    return runner.invoke(app, ["device", *args, "--registry", registry(where)])
 
 
 def count(where: Path | str) -> int:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
@@ -158,19 +156,6 @@ def test_a_sqlite_registry_copied_into_postgresql_keeps_its_chain_and_seals(tmp_
                 copy_registry(source, target)
 
 
-def accepting(dsn: str) -> None:
-    """Wait until a restarted PostgreSQL accepts queries (its port opens while it is still starting up)."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            psycopg.connect(dsn, connect_timeout=2).close()
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 @pytest.mark.slow
 def test_the_view_starts_from_its_local_copy_while_postgresql_is_down(tmp_path: Path) -> None:
     """QA F9: ingest must start while the shared database is down. The view keeps a local copy (0600) of
@@ -193,7 +178,7 @@ def test_the_view_starts_from_its_local_copy_while_postgresql_is_down(tmp_path: 
         with pytest.raises(OperationalError):
             view.refresh()  # the service logs this and tries again
         server.restart()
-        accepting(server.dsn())
+        server.wait_accepting()
         with Registry(server.dsn()) as reg:
             reg.add(device(2, "海淀区"))
         assert view.refresh() and set(view.by_id) == {"WL-001", "WL-002", "NB-1"}

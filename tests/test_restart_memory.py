@@ -12,19 +12,17 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-from servicekit import wait_until
+from servicekit import wait_until, write_run_config
 from test_alerting_e2e import MIN, Fleet, accepted
 
 from alerts.testing import RecordingServer
 from core.device import Device
 from core.reading import Reading
 from core.transition import AlertState, Severity
-from provisioning.registry import Registry
 from rules.engine import Engine
 from rules.loader import load_rules
 from rules.machine import RestoredAlert
-from sim.daemons import Daemon, free_port
+from sim.daemons import Daemon, DaemonError, free_port, wait_http_ok
 
 CLI = str(Path(sys.executable).parent / "urbansense")
 GAUGES = [Device(f"WL-R-{i}", f"24e12471000001{i:02d}", "milesight-em500-udl", "water_level", 39.92 + i / 100,
@@ -33,54 +31,26 @@ GAUGES = [Device(f"WL-R-{i}", f"24e12471000001{i:02d}", "milesight-em500-udl", "
 
 
 def _config(tmp: Path, mosquitto: Daemon, influxd: Daemon, db: str, metrics_port: int, cases_url: str) -> Path:
-    path = tmp / "config.toml"
-    path.write_text(f"""
-[mqtt]
-port = {mosquitto.port}
-client_id = "restart-memory"
-[influxdb]
-url = "{influxd.url}"
-database = "{db}"
-flush_interval_s = 0.1
-[registry]
-path = "{tmp / 'registry.sqlite'}"
-reload_interval_s = 0.5
-[pipeline]
-dead_letter_path = "{tmp / 'deadletter.sqlite'}"
-[spool]
-path = "{tmp / 'spool'}"
-[metrics]
-port = {metrics_port}
-[rules]
-tick_interval_s = 0.5
-[alerts]
-db_path = "{tmp / 'alerts.sqlite'}"
-default_receivers = ["cases"]
-[alerts.receivers.cases]
-type = "case_platform"
-url = "{cases_url}"
-[alerts.outbox]
-base_delay_s = 0.2
-poll_interval_s = 0.2
-jitter = 0.0
-""")
-    return path
+    """The config, with the five gauges registered."""
+    return write_run_config(
+        tmp, mosquitto, influxd, db, metrics_port, client_id="restart-memory", devices=GAUGES,
+        registry={"path": str(tmp / "registry.sqlite"), "reload_interval_s": 0.5},
+        pipeline={"dead_letter_path": str(tmp / "deadletter.sqlite")}, spool={"path": str(tmp / "spool")},
+        rules={"tick_interval_s": 0.5},
+        alerts={"db_path": str(tmp / "alerts.sqlite"), "default_receivers": ["cases"]},
+        **{"alerts.receivers.cases": {"type": "case_platform", "url": cases_url},
+           "alerts.outbox": {"base_delay_s": 0.2, "poll_interval_s": 0.2, "jitter": 0.0}})
 
 
 def _start(cfg: Path, log: Path, metrics_port: int) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         proc = subprocess.Popen([CLI, "--config", str(cfg), "run"], stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{metrics_port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, log.read_text()[-3000:]
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError(f"the service did not become ready:\n{log.read_text()[-3000:]}")
+    try:
+        wait_http_ok(f"http://127.0.0.1:{metrics_port}/readyz", 60, proc=proc, log=log)
+    except DaemonError:
+        proc.kill()
+        raise
+    return proc
 
 
 def test_kill_9_with_5_flood_alerts_firing_then_water_falls_resolves_all_and_closes_5_cases(
@@ -89,9 +59,6 @@ def test_kill_9_with_5_flood_alerts_firing_then_water_falls_resolves_all_and_clo
     log = tmp_path / "service.log"
     with RecordingServer() as cases:
         cfg = _config(tmp_path, mosquitto, influxd, influx_db, metrics_port, cases.url)
-        with Registry(tmp_path / "registry.sqlite") as reg:
-            for d in GAUGES:
-                reg.add(d, by="test")
         base = time.time_ns() - 60 * MIN
         fleet = Fleet(mosquitto.port)
         proc = _start(cfg, log, metrics_port)

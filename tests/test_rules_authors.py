@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from loguru import logger
+from conftest import captured_log
 from typer.testing import CliRunner
 
 from cli.app import app
@@ -165,13 +165,11 @@ def test_the_service_logs_each_rule_that_names_what_does_not_exist_at_start(tmp_
     where = {"database": {"url": registry}} if "://" in registry else {"registry": {"path": registry}}
     cfg = parse_config({**where, "rules": {"files": [str(city)], "warm_up": False},
                         "alerts": {"db_path": str(tmp_path / "alerts.sqlite")}}, base_dir=tmp_path, environ={})
-    lines: list[str] = []
-    sink = logger.add(lambda m: lines.append(str(m)), level="WARNING", format="{message}")
     view = RegistryView(cfg.registry_database())
     try:
-        RulesAndAlerts(cfg, view)
+        with captured_log("WARNING", "{message}") as lines:
+            RulesAndAlerts(cfg, view)
     finally:
-        logger.remove(sink)
         view.close()
     logged = [line for line in lines if line.startswith("rules: ")]
     assert len(logged) == 4, lines

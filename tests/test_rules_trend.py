@@ -33,7 +33,11 @@ def test_time_to_threshold_rising():
     # 200 mm now, rising 0.1 mm/s: 70 mm to go -> 700 s
     assert time_to_threshold(200, 0.1, 270) == pytest.approx(700)
     assert time_to_threshold(270, 0.1, 270) == 0
-    assert time_to_threshold(280, -0.5, 270) == 0  # already there
+    assert time_to_threshold(280, 0.5, 270) == 0  # already there, still rising
+    assert time_to_threshold(280, 0.0, 270) == 0  # already there, steady
+    assert time_to_threshold(280, -0.5, 270) == math.inf  # past it and receding: not about to reach it
+    assert time_to_threshold(5, -0.1, 10, rising=False) == 0  # a battery below 10 % and still draining
+    assert time_to_threshold(5, 0.1, 10, rising=False) == math.inf  # below 10 % but charging
     assert time_to_threshold(200, 0.0, 270) == math.inf
     assert time_to_threshold(200, -0.1, 270) == math.inf
 

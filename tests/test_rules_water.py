@@ -78,3 +78,20 @@ def test_one_low_reading_cannot_close_the_emergency():
 def test_steady_water_gives_no_eta():
     depth = [t for t in replay(water_engine(), [160.0] * 10) if t.rule_id == "water.depth"]
     assert len(depth) == 1 and depth[0].eta_s is None
+
+
+def test_no_rising_warning_for_water_above_27_cm_that_is_falling():
+    """QA F11: a leader that starts during the recession saw 40 cm falling at 132 cm/h and fired
+    "water rising, 27 cm reached in 0 s": a forecast of reaching 27 cm, for water on its way down."""
+    receding = [400, 390, 375, 360, 345, 330, 315, 300, 285]  # above 270 mm the whole time, falling
+    rising = [t for t in replay(water_engine(), receding) if t.rule_id == "water.rising"]
+    assert rising == []
+    depth = [t for t in replay(water_engine(), receding) if t.rule_id == "water.depth"]
+    assert depth and depth[0].severity is Severity.CRITICAL  # the depth alert still says how deep it is
+
+
+def test_a_rising_warning_that_fired_on_the_way_up_resolves_when_the_water_recedes_above_27_cm():
+    crest = [100, 150, 200, 250, 300, 330] + [330 - 2 * m for m in range(1, 30)]  # falls 2 mm/min, stays > 270 mm
+    rising = [t for t in replay(water_engine(), crest) if t.rule_id == "water.rising"]
+    assert rising[0].to_state is AlertState.FIRING
+    assert rising[-1].to_state is AlertState.RESOLVED

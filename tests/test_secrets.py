@@ -25,7 +25,7 @@ from alerts.notifiers.base import RetryableError
 from alerts.notifiers.webhook import WebhookNotifier
 from cli.app import app
 from core.secrets import SecretUrl, redact_url
-from sim.daemons import Daemon, free_port
+from sim.daemons import Daemon, free_port, wait_http_ok
 from sim.nbiot import ctwing_push, onenet_push
 from storage.deadletter import DeadLetter, DeadLetterStore
 
@@ -150,18 +150,6 @@ def _cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.Com
     return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def _wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer within {timeout}s")
-
-
 def test_planted_secrets_appear_in_no_output(tmp_path: Path, mosquitto: Daemon, influxd: Daemon,
                                              influx_db: str) -> None:
     metrics_port, push_port = free_port(), free_port()
@@ -183,8 +171,8 @@ def test_planted_secrets_appear_in_no_output(tmp_path: Path, mosquitto: Daemon, 
     with open(log_path, "w") as log:
         proc = subprocess.Popen([CLI, "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_http(f"http://127.0.0.1:{metrics_port}/healthz", 60)
-        _wait_http(f"http://127.0.0.1:{metrics_port}/readyz", 60)
+        wait_http_ok(f"http://127.0.0.1:{metrics_port}/healthz", 60, proc=proc, log=log_path)
+        wait_http_ok(f"http://127.0.0.1:{metrics_port}/readyz", 60, proc=proc, log=log_path)
         base = f"http://127.0.0.1:{push_port}/push"
         ctwing, onenet = ENV["URBANSENSE_CTWING_TOKEN"], ENV["URBANSENSE_ONENET_TOKEN"]
         with httpx.Client(timeout=30) as http:

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import influx_query
-from loguru import logger
+from conftest import captured_log, influx_query
 
 from sim.daemons import Daemon
 from storage.influx import InfluxClient
@@ -83,12 +82,8 @@ def test_a_torn_last_record_is_logged_and_skipped_and_the_rest_kept(tmp_path: Pa
     [seg] = segments(tmp_path)
     with open(seg, "r+b") as f:
         f.truncate(seg.stat().st_size - 3)
-    messages: list[str] = []
-    sink = logger.add(messages.append, level="WARNING")
-    try:
+    with captured_log("WARNING") as messages:
         again = DiskSpool(tmp_path)
-    finally:
-        logger.remove(sink)
     assert again.torn_records == 1
     assert any("torn record" in m for m in messages)
     again.append_sync(b"after x=1 1\n")

@@ -14,8 +14,7 @@ from pathlib import Path
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import influx_query
-from loguru import logger
+from conftest import captured_log, influx_query
 from paho.mqtt.enums import CallbackAPIVersion
 from servicekit import make_config, running, wait_until
 from test_faults_ingest import DEVICES, provision
@@ -106,18 +105,16 @@ def test_service_ingests_through_the_tls_listener_with_the_test_ca(
 def test_a_broker_certificate_from_another_ca_is_refused_with_a_clear_error(
         tmp_path: Path, pki: dict[str, Path]) -> None:
     rogue = start_mosquitto(tmp_path / "rogue", tls=BrokerTls(pki["ca"], pki["rogue"], pki["rogue_key"]))
-    lines: list[str] = []
-    sink = logger.add(lambda m: lines.append(str(m)), level="WARNING", format="{level} {message}")
     try:
-        consumer = MqttConsumer(host="127.0.0.1", port=rogue.port, client_id="tls-refused", topics=["x/#"],
-                                on_message=lambda m: None, tls=_client_ctx(pki), reconnect_max_s=1.0)
-        consumer.start()
-        assert not consumer.wait_connected(3), "a certificate from another CA must not be accepted"
-        consumer.stop()
-        with pytest.raises(ConnectionError, match=r"certificate .* was refused: unable to get local issuer"):
-            Publisher("127.0.0.1", rogue.port, tls=_client_ctx(pki))
+        with captured_log("WARNING") as lines:
+            consumer = MqttConsumer(host="127.0.0.1", port=rogue.port, client_id="tls-refused", topics=["x/#"],
+                                    on_message=lambda m: None, tls=_client_ctx(pki), reconnect_max_s=1.0)
+            consumer.start()
+            assert not consumer.wait_connected(3), "a certificate from another CA must not be accepted"
+            consumer.stop()
+            with pytest.raises(ConnectionError, match=r"certificate .* was refused: unable to get local issuer"):
+                Publisher("127.0.0.1", rogue.port, tls=_client_ctx(pki))
     finally:
-        logger.remove(sink)
         rogue.stop()
     errors = [e for e in lines if e.startswith("ERROR") and "TLS" in e]
     assert errors and "certificate was refused: unable to get local issuer certificate" in errors[0], lines

@@ -20,12 +20,11 @@ import pytest
 from conftest import influx_query
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from servicekit import recent_ns
+from servicekit import recent_ns, write_run_config
 from test_ingest_process import publish
 from typer.testing import CliRunner
 
 from cli.app import app
-from provisioning.registry import Registry
 from service.bus import decode_readings
 from sim.daemons import Daemon, free_port
 from sim.simulator import FleetSimulator, Scenario, demo_fleet
@@ -36,30 +35,8 @@ URBANSENSE = str(Path(sys.executable).parent / "urbansense")
 
 
 def _config(tmp: Path, broker: Daemon, influxd: Daemon, db: str, metrics_port: int) -> Path:
-    path = tmp / "config.toml"
-    path.write_text(f"""
-[mqtt]
-port = {broker.port}
-client_id = "w-{db[:50]}"
-[influxdb]
-url = "{influxd.url}"
-database = "{db}"
-flush_interval_s = 0.1
-[registry]
-path = "registry.sqlite"
-[pipeline]
-dead_letter_path = "deadletter.sqlite"
-[metrics]
-port = {metrics_port}
-[rules]
-warm_up = false
-[logging]
-level = "INFO"
-""")
-    with Registry(tmp / "registry.sqlite") as reg:
-        for d in FLEET:
-            reg.add(d, by="test")
-    return path
+    return write_run_config(tmp, broker, influxd, db, metrics_port, client_id=f"w-{db[:50]}", devices=FLEET,
+                            rules={"warm_up": False}, logging={"level": "INFO"})
 
 
 class BusWatcher:

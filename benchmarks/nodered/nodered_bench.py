@@ -31,7 +31,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -44,7 +43,7 @@ from pathlib import Path
 import httpx
 
 from provisioning.registry import Registry
-from sim.daemons import Daemon, free_port, start_influxd, start_mosquitto
+from sim.daemons import Daemon, free_port, start_influxd, start_mosquitto, stop_process, wait_http_ok
 from sim.simulator import FleetSimulator, Scenario, SimUplink, demo_fleet
 from storage.lineprotocol import tag_string
 
@@ -277,29 +276,10 @@ path = "spool"
     with open(log, "wb") as out:
         proc = subprocess.Popen([str(exe), "--config", str(cfg), "run"], stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=tmp)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"urbansense exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                proc.log = log  # type: ignore[attr-defined]
-                proc.metrics_port = port  # type: ignore[attr-defined]
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"urbansense not ready after 90 s:\n{log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    wait_http_ok(f"http://127.0.0.1:{port}/readyz", 90, proc=proc, log=log)
+    proc.log = log  # type: ignore[attr-defined]
+    proc.metrics_port = port  # type: ignore[attr-defined]
+    return proc
 
 
 def rss_mib(pid: int) -> tuple[float, float]:
@@ -404,7 +384,7 @@ def crash_step(name: str, start: Callable[[], subprocess.Popen], points: Points,
         count = points.count(base_ns, hi)
         if count > stored:
             stored, progress, progress_at = count, time.monotonic(), time.monotonic() - end
-    stop(proc)
+    stop_process(proc, 60)
     lost = len(packets) - stored
     print(f"  {name:<10} kill -9 halfway through {len(packets):,} uplinks at {rate:,}/s ({before:,} stored before "
           f"the kill), restarted: stored {stored:,} (the last {progress_at:.0f} s after publishing ended): "
@@ -459,7 +439,7 @@ def main() -> None:
                     results[name] = ramp(name, proc, points, broker, devices, rates, args.seconds, args.grace,
                                          args.drain, base_ns)
                 finally:
-                    stop(proc)
+                    stop_process(proc, 60)
                 base_ns += len(rates) * STEP_GAP_NS
                 if args.crash:
                     crash_step(name, start, points, broker, devices, args.crash, args.seconds, args.drain, base_ns)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import binascii
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -129,3 +130,11 @@ def dev_eui(value: str, path: str) -> str:
 def _show(value: Any) -> str:
     r = repr(value)
     return r if len(r) <= 40 else r[:37] + "..."
+
+
+def quietly(read: Callable[..., str | None], *args: Any) -> str | None:
+    """`read(*args)`, or None where it raises `EnvelopeError`: for naming the device of a refused envelope."""
+    try:
+        return read(*args)
+    except EnvelopeError:
+        return None

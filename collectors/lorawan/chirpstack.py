@@ -141,7 +141,23 @@ def _refuse_encrypted(doc: dict[str, Any]) -> None:
 
 
 def _parse_checked(topic: str, payload: bytes, received_ns: int, doc: dict[str, Any] | None) -> Uplink:
-    """Every check in order, each failure a precise `EnvelopeError`; `doc` is the payload when already loaded."""
+    """Every check in order, each failure a precise `EnvelopeError` naming the DevEUI the envelope gave (so a bad
+    payload's dead letter is still found by device); `doc` is the payload when already loaded."""
+    try:
+        return _checked(topic, payload, received_ns, doc)
+    except EnvelopeError as exc:
+        raise exc.naming(_named_eui(topic, doc)) from None
+
+
+def _named_eui(topic: str, doc: dict[str, Any] | None) -> str | None:
+    """The DevEUI a refused envelope names: `deviceInfo.devEui` when it reads, else its topic's; never raises."""
+    info = doc.get("deviceInfo") if doc is not None else None
+    eui = info.get("devEui") if isinstance(info, dict) else None
+    return (f.quietly(f.dev_eui, eui, "deviceInfo.devEui") if isinstance(eui, str) else None) or f.quietly(
+        _topic_dev_eui, topic)
+
+
+def _checked(topic: str, payload: bytes, received_ns: int, doc: dict[str, Any] | None) -> Uplink:
     topic_eui = _topic_dev_eui(topic)
     if doc is None:
         doc = f.load_object(payload, _NOT_JSON_HINT)

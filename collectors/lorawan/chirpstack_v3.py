@@ -85,8 +85,26 @@ def parse_chirpstack_v3(topic: str, payload: bytes, received_ns: int) -> Uplink:
     """One ChirpStack v3 uplink (either marshaler) → `Uplink` with its decoded object; `EnvelopeError` if malformed.
 
     The times offered, best first: each gateway's `time` and `timeSinceGPSEpoch`, then
-    `publishedAt` (see `core.timepolicy`). fPort 0 (MAC commands only) is `mac_only`.
+    `publishedAt` (see `core.timepolicy`). fPort 0 (MAC commands only) is `mac_only`. A refusal names the
+    DevEUI the envelope gave, so a bad payload's dead letter is still found by device.
     """
+    try:
+        return _parse(topic, payload, received_ns)
+    except EnvelopeError as exc:
+        raise exc.naming(_named_eui(topic, payload)) from None
+
+
+def _named_eui(topic: str, payload: bytes) -> str | None:
+    """The DevEUI a refused v3 envelope names: `devEUI` when it reads, else its topic's; never raises."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        doc = None
+    eui = f.quietly(eui_hex, doc["devEUI"], "devEUI") if isinstance(doc, dict) and "devEUI" in doc else None
+    return eui or f.quietly(_topic_dev_eui, topic)
+
+
+def _parse(topic: str, payload: bytes, received_ns: int) -> Uplink:
     topic_eui = _topic_dev_eui(topic)
     doc = f.load_object(payload, _HINT)
     if "devEUI" not in doc:

@@ -56,58 +56,61 @@ def parse_tts(topic: str, payload: bytes, received_ns: int) -> Uplink:
         raise EnvelopeError("missing_field",
                             "end_device_ids.dev_eui is absent (an ABP device registered without a DevEUI?)")
     eui = f.dev_eui(raw_eui, "end_device_ids.dev_eui")
-    data = f.base64_bytes(up, "frm_payload", "uplink_message.frm_payload")
-    port = f.uint(up, "f_port", "uplink_message.f_port", 255)
-    fcnt = f.uint(up, "f_cnt", "uplink_message.f_cnt", _U32)
-    if up.get("app_s_key"):
-        raise EnvelopeError(
-            "encrypted_payload",
-            "uplink_message.app_s_key is present: The Things Stack forwarded the FRMPayload still encrypted "
-            "(skip_payload_crypto). Turn payload crypto back on for this application or device, or decrypt "
-            "with the AppSKey unwrapped by its KEK before urbansense")
-    if port == 0:
-        raise EnvelopeError("mac_only", f"f_port 0 (f_cnt {fcnt}): MAC commands only, no application payload")
+    try:  # from here on a refusal names the DevEUI (its dead letter stays findable by device)
+        data = f.base64_bytes(up, "frm_payload", "uplink_message.frm_payload")
+        port = f.uint(up, "f_port", "uplink_message.f_port", 255)
+        fcnt = f.uint(up, "f_cnt", "uplink_message.f_cnt", _U32)
+        if up.get("app_s_key"):
+            raise EnvelopeError(
+                "encrypted_payload",
+                "uplink_message.app_s_key is present: The Things Stack forwarded the FRMPayload still encrypted "
+                "(skip_payload_crypto). Turn payload crypto back on for this application or device, or decrypt "
+                "with the AppSKey unwrapped by its KEK before urbansense")
+        if port == 0:
+            raise EnvelopeError("mac_only", f"f_port 0 (f_cnt {fcnt}): MAC commands only, no application payload")
 
-    gateways: set[str] = set()
-    best_rssi: float | None = None
-    best_snr: float | None = None
-    rx_times: list[TimeCandidate] = []
-    for i, rx in enumerate(f.array(up, "rx_metadata", "uplink_message.rx_metadata")):
-        if type(rx) is not dict:
-            raise EnvelopeError("bad_field", f"{_RX}[{i}] is a {type(rx).__name__}, not an object")
-        gw_ids = rx.get("gateway_ids")
-        gw = gw_ids.get("gateway_id") if type(gw_ids) is dict else None
-        rssi = rx.get("rssi")
-        if rssi is None:
-            rssi = rx.get("channel_rssi", 0)
-        snr = rx.get("snr", 0)
-        if type(gw) is not str or type(rssi) not in f.NUMBER or type(snr) not in f.NUMBER:
-            gw, rssi, snr = _checked_rx(rx, f"{_RX}[{i}]")
-        if gw:
-            gateways.add(gw)
-        if best_rssi is None or rssi > best_rssi:
-            best_rssi, best_snr = rssi, snr
-        for key in ("time", "received_at"):
-            if rx.get(key) is not None:
-                rx_times.append(from_rfc3339(f"rx_metadata.{key}", rx[key]))
+        gateways: set[str] = set()
+        best_rssi: float | None = None
+        best_snr: float | None = None
+        rx_times: list[TimeCandidate] = []
+        for i, rx in enumerate(f.array(up, "rx_metadata", "uplink_message.rx_metadata")):
+            if type(rx) is not dict:
+                raise EnvelopeError("bad_field", f"{_RX}[{i}] is a {type(rx).__name__}, not an object")
+            gw_ids = rx.get("gateway_ids")
+            gw = gw_ids.get("gateway_id") if type(gw_ids) is dict else None
+            rssi = rx.get("rssi")
+            if rssi is None:
+                rssi = rx.get("channel_rssi", 0)
+            snr = rx.get("snr", 0)
+            if type(gw) is not str or type(rssi) not in f.NUMBER or type(snr) not in f.NUMBER:
+                gw, rssi, snr = _checked_rx(rx, f"{_RX}[{i}]")
+            if gw:
+                gateways.add(gw)
+            if best_rssi is None or rssi > best_rssi:
+                best_rssi, best_snr = rssi, snr
+            for key in ("time", "received_at"):
+                if rx.get(key) is not None:
+                    rx_times.append(from_rfc3339(f"rx_metadata.{key}", rx[key]))
 
-    times = tuple(from_rfc3339(name, parent["received_at"])
-                  for name, parent in (("uplink_message.received_at", up), ("received_at", doc))
-                  if parent.get("received_at") is not None) + tuple(rx_times)
-    return Uplink(
-        device_key=eui,
-        payload=data,
-        port=port,
-        time_ns=envelope_time(times, received_ns),
-        source=SOURCE,
-        received_ns=received_ns,
-        fcnt=fcnt,
-        rssi_dbm=None if best_rssi is None else float(best_rssi),
-        snr_db=None if best_snr is None else float(best_snr),
-        gateway_ids=tuple(sorted(gateways)),
-        dedup_id=_dedup_id(f.array(doc, "correlation_ids", "correlation_ids")),
-        times=times,
-    )
+        times = tuple(from_rfc3339(name, parent["received_at"])
+                      for name, parent in (("uplink_message.received_at", up), ("received_at", doc))
+                      if parent.get("received_at") is not None) + tuple(rx_times)
+        return Uplink(
+            device_key=eui,
+            payload=data,
+            port=port,
+            time_ns=envelope_time(times, received_ns),
+            source=SOURCE,
+            received_ns=received_ns,
+            fcnt=fcnt,
+            rssi_dbm=None if best_rssi is None else float(best_rssi),
+            snr_db=None if best_snr is None else float(best_snr),
+            gateway_ids=tuple(sorted(gateways)),
+            dedup_id=_dedup_id(f.array(doc, "correlation_ids", "correlation_ids")),
+            times=times,
+        )
+    except EnvelopeError as exc:
+        raise exc.naming(eui) from None
 
 
 def _checked_rx(rx: dict[str, Any], path: str) -> tuple[str | None, float, float]:

@@ -75,7 +75,7 @@ def _bytes_uplink(raw: bytes, imei: str, times: tuple[TimeCandidate, ...], sourc
     except EnvelopeError:
         return Uplink(imei, raw, DATA, envelope_time(times, received_ns), source, received_ns, times=times)
     if frame.imei != imei:
-        raise EnvelopeError("imei_mismatch", f"frame carries IMEI {frame.imei}, the platform says {imei}")
+        raise EnvelopeError("imei_mismatch", f"frame carries IMEI {frame.imei}, the platform says {imei}", imei)
     up = to_uplink(frame, source, received_ns)
     both = up.times + times
     return dataclasses.replace(up, time_ns=envelope_time(both, received_ns), times=both)
@@ -89,6 +89,13 @@ def parse_ctwing(body: bytes, received_ns: int) -> list[Uplink]:
     if doc.get("messageType", "dataReport") != "dataReport":
         return []
     imei = _imei(doc.get("IMEI") or doc.get("imei"))
+    try:
+        return _ctwing_report(doc, imei, received_ns)
+    except EnvelopeError as exc:  # a bad payload's dead letter still names the IMEI it came from
+        raise exc.naming(imei) from None
+
+
+def _ctwing_report(doc: dict[str, Any], imei: str, received_ns: int) -> list[Uplink]:
     times = _times("ctwing.timestamp", doc.get("timestamp"))
     time_ns = envelope_time(times, received_ns)
     payload = doc.get("payload")
@@ -175,7 +182,7 @@ def _onenet_one(m: object, received_ns: int) -> Uplink | None:
         return None
     key, alt = _onenet_keys(m)
     if "value" not in m:
-        raise EnvelopeError("bad_envelope", "OneNET data point without a value")
+        raise EnvelopeError("bad_envelope", "OneNET data point without a value", key)
     value = m["value"]
     times = _times("onenet.at", m.get("at"))
     time_ns = envelope_time(times, received_ns)

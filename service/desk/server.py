@@ -5,7 +5,10 @@ snapshot), `GET /events` (server-sent events: a `state` event with the full snap
 on every change), `POST /api/alerts/{ref}/ack` and `/silence` (JSON `{comment, minutes}`, header
 `X-CSRF-Token`), `/static/…`. Everything but the login page and static files needs a session;
 actions also need the session's CSRF token and a same-origin request. Logins, failed logins,
-acks and silences are written to the audit trail with the user's name.
+lockouts, acks and silences are written to the audit trail with the user's name. After
+`[desk] login_max_failures` failed logins for a user name (or `login_max_failures_per_address` from
+one address) within `login_window_s`, `POST /login` answers 429 with Retry-After for `login_lockout_s`
+without checking the password (`service/desk/limits.py`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from core.device import Device
 from core.transition import AlertTransition, Severity
 from service.config import DeskConfig
 from service.desk.auth import Session, Sessions, Users
+from service.desk.limits import Lockout, LoginLimiter
 from service.desk.state import FLOOD_KIND, DeskState
+from service.metrics import Metrics
 
 T = TypeVar("T")
 
@@ -47,14 +52,20 @@ class DeskServer:
     """`await start()` inside the service's event loop; `changed()` after anything the page shows moved."""
 
     def __init__(self, cfg: DeskConfig, alerts: AlertsRuntime, devices: Callable[[], dict[str, Device]], *,
-                 timezone: str = "Asia/Shanghai", tls: ssl.SSLContext | None = None) -> None:
+                 timezone: str = "Asia/Shanghai", tls: ssl.SSLContext | None = None,
+                 metrics: Metrics | None = None) -> None:
+        """`metrics`: where login outcomes and lockouts are counted (the service's; None in a bare test)."""
         self.cfg = cfg
+        self.metrics = metrics
         self.tls = tls
         self.alerts = alerts
         self.devices = devices
         self.timezone = timezone
         self.users = Users(cfg.users)
         self.sessions = Sessions(cfg.session_ttl_s)
+        self.limiter = LoginLimiter(max_per_user=cfg.login_max_failures,
+                                    max_per_address=cfg.login_max_failures_per_address,
+                                    window_s=cfg.login_window_s, lockout_s=cfg.login_lockout_s)
         self.port = cfg.port
         self._clients: set[asyncio.Queue[bytes | None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -199,18 +210,54 @@ class DeskServer:
         form = await request.post()
         user = str(form.get("user", ""))[:100]
         password = str(form.get("password", ""))[:1000]
+        address = self._client_address(request)
+        if (lockout := self.limiter.check(user, address)) is not None:
+            self._count_login("refused")
+            return _refused_html(lockout)
         ok = bool(user) and await asyncio.to_thread(self.users.verify, user, password)
         if not ok:
-            await self._audit(user or "?", "login_failed", detail=f"from {request.remote}")
-            logger.warning("desk console: failed login for {!r} from {}", user, request.remote)
+            self._count_login("failed")
+            await self._audit(user or "?", "login_failed", detail=f"from {address}")
+            logger.warning("desk console: failed login for {!r} from {}", user, address)
+            if (lockout := self.limiter.failed(user, address)) is not None:
+                await self._lockout_started(lockout, user, address)
+                return _refused_html(lockout)
             return _login_html("用户名或密码错误 (wrong user name or password)", status=401)
+        self.limiter.succeeded(user)
+        self._count_login("ok")
         token, _ = self.sessions.create(user)
-        await self._audit(user, "login", detail=f"from {request.remote}")
+        await self._audit(user, "login", detail=f"from {address}")
         logger.info("desk console: {} logged in", user)
         response = web.HTTPSeeOther("/")
         response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/", secure=self.tls is not None,
                             max_age=int(self.cfg.session_ttl_s))
         raise response
+
+    def _client_address(self, request: web.Request) -> str:
+        """The connection's address; behind our own reverse proxy (`trust_forwarded_for`, a loopback peer) the
+        address that proxy put last in X-Forwarded-For (earlier entries are the client's to forge)."""
+        peer = request.remote or "?"
+        if self.cfg.trust_forwarded_for and peer in ("127.0.0.1", "::1"):
+            forwarded = request.headers.getall("X-Forwarded-For", [])
+            last = forwarded[-1].split(",")[-1].strip() if forwarded else ""
+            if last:
+                return last[:64]
+        return peer
+
+    def _count_login(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.desk_logins.labels(outcome=outcome).inc()
+
+    async def _lockout_started(self, lockout: Lockout, user: str, address: str) -> None:
+        """Logged, counted and audited once per lockout; the tries it refuses are only counted."""
+        cfg = self.cfg
+        limit = cfg.login_max_failures if lockout.scope == "user" else cfg.login_max_failures_per_address
+        why = (f"{limit} failed logins for {lockout.scope} {lockout.key!r} within {cfg.login_window_s:g} s: "
+               f"refused for {cfg.login_lockout_s:g} s")
+        logger.warning("desk console: {} (last try: user {!r} from {})", why, user, address)
+        if self.metrics is not None:
+            self.metrics.desk_lockouts.labels(scope=lockout.scope).inc()
+        await self._audit(user or "?", "login_locked", f"{lockout.scope} {lockout.key}", why)
 
     async def logout(self, request: web.Request) -> web.Response:
         session = self._require_action(request)
@@ -294,8 +341,10 @@ class DeskServer:
             minutes = float(data.get("minutes", 60))
         except (TypeError, ValueError):
             raise web.HTTPBadRequest(text="minutes must be a number", content_type="text/plain") from None
-        if not 1 <= minutes <= 7 * 24 * 60:
-            raise web.HTTPBadRequest(text="minutes must be between 1 and 10080", content_type="text/plain")
+        longest = self.alerts.config.max_silence_s / 60
+        if not 1 <= minutes <= longest:
+            raise web.HTTPBadRequest(text=f"minutes must be between 1 and {longest:g} ([alerts] max_silence_s)",
+                                     content_type="text/plain")
         ref = request.match_info["ref"]
         try:
             sid = await self._commit(self.alerts.manager.silence_alert, ref, session.user, data["comment"],
@@ -330,6 +379,14 @@ def _harden(response: web.StreamResponse) -> None:
     response.headers.setdefault("Content-Security-Policy",
                                 "default-src 'self'; img-src 'self' data: https: http:; "
                                 "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'")
+
+
+def _refused_html(lockout: Lockout) -> web.Response:
+    """HTTP 429 for a locked user name or address, saying when to try again."""
+    response = _login_html(f"登录失败次数过多，请 {lockout.retry_after} 秒后再试 "
+                           f"(too many failed logins; try again in {lockout.retry_after} s)", status=429)
+    response.headers["Retry-After"] = lockout.retry_after
+    return response
 
 
 def _login_html(message: str = "", status: int = 200) -> web.Response:
