@@ -95,6 +95,9 @@ def test_a_restarted_desk_shows_restored_alerts_against_the_readings_now_and_who
                 assert re.search(r"已超过（\d\d:\d\d）", c_row) and "不足 1 分钟" not in c_row, c_row
                 for device in (A.id, B.id, C.id):  # nobody but the desk knows: said on every row and above
                     assert "未通知任何人" in row(device)
+                # on the map, B (every alert of it without a recent reading) is grey, not a live flood colour
+                assert page.locator('path.leaflet-interactive[fill="#757575"]').count() == 1
+                assert page.locator('path.leaflet-interactive[fill="#c62828"]').count() == 1  # A: critical
                 banner = page.locator("#untold")
                 assert banner.is_visible() and "没有通知任何人" in banner.inner_text()
             finally:

@@ -5,7 +5,8 @@
   const STATE = { firing: "告警中", acknowledged: "已确认" };
   const EVENT = { firing: "告警", escalated: "升级", repeat: "持续", resolved: "恢复", acknowledged: "确认" };
   const DELIVERY = { delivered: "已送达", queued: "排队", retrying: "重试中", failed: "已放弃" };
-  const COLOR = { normal: "#2e7d32", warning: "#ef6c00", critical: "#c62828", info: "#1565c0", acknowledged: "#6a1b9a" };
+  const COLOR = { normal: "#2e7d32", warning: "#ef6c00", critical: "#c62828", info: "#1565c0", acknowledged: "#6a1b9a",
+                  stale: "#757575" };
   let csrf = "", map = null, markers = {}, fitted = false, seenCritical = null, audio = null, pending = null;
 
   function el(tag, attrs, ...children) {
@@ -73,7 +74,18 @@
     document.getElementById("count").textContent = alerts.length ? "（" + alerts.length + "）" : "";
   }
 
-  function renderMap(gauges, tiles) {
+  // a gauge whose every active alert has no recent reading is painted as unknown, not as a live flood
+  function staleGauges(alerts) {
+    const fresh = new Set(), out = new Set();
+    for (const a of alerts) {
+      const l = live[a.fingerprint];  // (none for a rule without a value: device silent, data quality)
+      if (l) (l.stale ? out : fresh).add(a.device_id);
+    }
+    for (const id of fresh) out.delete(id);
+    return out;
+  }
+
+  function renderMap(gauges, tiles, stale) {
     if (!map) {
       map = L.map("map", { zoomControl: true, attributionControl: !!tiles.url });
       if (tiles.url) L.tileLayer(tiles.url, { attribution: tiles.attribution || "", maxZoom: 19 }).addTo(map);
@@ -82,13 +94,14 @@
     const seen = new Set();
     for (const g of gauges) {
       seen.add(g.device_id);
-      const style = { radius: 9, weight: 2, color: "#fff", fillColor: COLOR[g.state] || COLOR.normal, fillOpacity: 0.95 };
+      const state = g.state !== "normal" && stale.has(g.device_id) ? "stale" : g.state;
+      const style = { radius: 9, weight: 2, color: "#fff", fillColor: COLOR[state] || COLOR.normal, fillOpacity: 0.95 };
       let m = markers[g.device_id];
       if (!m) {
         m = markers[g.device_id] = L.circleMarker([g.lat, g.lon], style).addTo(map);
         m.bindTooltip(g.device_id + " " + (g.place || ""));
       } else m.setStyle(style);
-      m.getElement && m.getElement() && m.getElement().setAttribute("data-state", g.state);
+      m.getElement && m.getElement() && m.getElement().setAttribute("data-state", state);
     }
     for (const id of Object.keys(markers)) if (!seen.has(id)) { markers[id].remove(); delete markers[id]; }
     if (!fitted && gauges.length) {
@@ -148,7 +161,7 @@
     live = state.live || {};
     renderAlerts(state.alerts);
     renderUntold(state.alerts);
-    renderMap(state.gauges, window.deskTiles || {});
+    renderMap(state.gauges, window.deskTiles || {}, staleGauges(state.alerts));
     renderNotifications(state.notifications);
     cue(state.alerts);
     document.body.dataset.updated = String(state.now_ms);
