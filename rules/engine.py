@@ -365,6 +365,19 @@ class Engine:
                          m.since_ns if m is not None and state is PENDING else None, clear_since,
                          last_ns if last_ns >= 0 else None, comp.window.count(row), comp.window.coverage(row))
 
+    def now_of(self, rule_id: str, device_id: str) -> tuple[int, float | None, int | None] | None:
+        """(newest reading time ns, value then, since when below the clear level) of one (rule, device) of a value
+        rule; None when it has not seen the device or is not a value rule. Lean: asked for every active alert of
+        every desk snapshot."""
+        comp = self._by_id.get(rule_id)
+        slot = self._find_slot(device_id) if comp is not None else -1
+        row = comp.row(slot) if comp is not None and slot >= 0 else -1
+        if comp is None or row < 0 or comp.last_ns[row] < 0:
+            return None
+        value = comp.values[row]
+        m = comp.active.get(row) if comp.active else None
+        return comp.last_ns[row], None if value != value else value, m.clear_since_ns if m is not None else None
+
     def window_of(self, rule_id: str, device_id: str) -> Window | None:
         """A view of one (rule, device)'s window (None when the rule has not seen the device): for tests and tools."""
         comp = self._by_id[rule_id]

@@ -266,16 +266,11 @@ class RulesAndAlerts:
         None for rules with no value (no data, quality) and rules no longer loaded."""
         if rule_id in self._valueless:
             return None
-        try:
-            st = self.engine.state_of(rule_id, device_id)
-        except KeyError:
-            return None
+        got = self.engine.engine.now_of(rule_id, device_id)
+        last, value, clearing = got if got is not None else (None, None, None)
         device = self.view.by_id.get(device_id)
         interval_s = float(device.expected_interval_s) if device is not None and device.expected_interval_s else 300.0
-        last = st.last_time_ns if st is not None else None
-        clearing = st.clear_since_ns if st is not None else None
-        return {"reading_ms": None if last is None else last // 1_000_000,
-                "value": st.value if st is not None else None,
+        return {"reading_ms": None if last is None else last // 1_000_000, "value": value,
                 "clearing_ms": None if clearing is None else clearing // 1_000_000,
                 "stale": last is None or now_ns - last > interval_s * self.cfg.rules.silent_factor * 1e9}
 
