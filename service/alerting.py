@@ -77,6 +77,7 @@ class RulesAndAlerts:
         self.cfg = cfg
         self.view = view
         self.engine = RuleSet(rules, tz=rc.timezone, silent_factor=rc.silent_factor)
+        self._restored: list[tuple[str, str]] = []
         self._valueless = frozenset(r.id for r in rules if r.is_no_data or r.is_quality)
         self.engine.engine.clearing = []  # keep_firing_for clocks, stored with the transitions (see `restore`)
         self.engine.set_devices(view.by_id.values())
@@ -116,7 +117,19 @@ class RulesAndAlerts:
             for a in records)
         if records:
             logger.info("rules: {} firing or pending alerts restored from the alert store", n)
+        self._restored = [(a.rule_id, a.device_id) for a in records]
         return n
+
+    def report_stale_restored(self) -> list[tuple[str, str]]:
+        """After warm-up: log the restored alerts whose device has no recent reading (the desk shows them as
+        data stale, not as live, until it reports); returns them as (rule id, device id)."""
+        now = time.time_ns()
+        stale = [(r, d) for r, d in self._restored if (got := self.live(r, d, now)) is not None and got["stale"]]
+        if stale:
+            logger.warning("rules: {} of {} restored alerts have no recent reading ({}{}): shown as data stale until "
+                           "their devices report", len(stale), len(self._restored),
+                           ", ".join(f"{r} {d}" for r, d in stale[:5]), " …" if len(stale) > 5 else "")
+        return stale
 
     async def warm_up(self, influx: InfluxClient, keep: Callable[[Reading], bool] | None = None) -> None:
         """Restore alert state from the store, then replay recent history into the rule windows.
@@ -127,6 +140,7 @@ class RulesAndAlerts:
         """
         self.restore()
         if not self.cfg.rules.warm_up:
+            self.report_stale_restored()
             return
         n = 0
         moved: list[AlertTransition] = []
@@ -143,6 +157,7 @@ class RulesAndAlerts:
                 n += len(readings)
                 moved.extend(self.engine.warm_up(readings))
         logger.info("rules warmed up from {} stored readings", n)
+        self.report_stale_restored()
         if moved:
             self._warm_lines = self._handle(sorted(moved, key=lambda t: t.time_ns))
 

@@ -62,6 +62,9 @@ def test_a_restarted_desk_shows_restored_alerts_against_the_readings_now_and_who
         fleet.send(C, time.time_ns(), distance_mm=2000.0 - 200.0)
         assert fleet.pub.flush(10)
         assert svc.desk is not None and svc.alerting is not None
+        # at start, before any new reading: every restored gauge's newest stored reading decides; B's is 12 min old
+        assert ("water.depth", B.id) in svc.alerting.report_stale_restored()
+        assert ("water.depth", C.id) not in svc.alerting.report_stale_restored()
         wait_until(lambda: (st := svc.alerting.engine.state_of("water.depth", A.id)) is not None
                    and st.clear_since_ns is not None, 20, "A's dry reading at the rules")
         with httpx.Client(base_url=svc.desk.url) as http:
