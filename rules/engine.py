@@ -33,7 +33,7 @@ from core.timing import format_duration
 from core.transition import AlertState, AlertTransition
 from rules.footprint import RuleStateStats, sampled
 from rules.machine import FIRING, INACTIVE, PENDING, RESOLVED, AlertMachine, Change, RestoredAlert, RuleState, Timing
-from rules.model import ANY, OP_SYMBOLS, OPS, Rule
+from rules.model import ANY, OP_SYMBOLS, OPS, Rule, TrendNow
 from rules.nodata import SilenceWatcher, Slots
 from rules.schedule import LocalClock, period_at
 from rules.shared_windows import MeanGroup
@@ -365,18 +365,35 @@ class Engine:
                          m.since_ns if m is not None and state is PENDING else None, clear_since,
                          last_ns if last_ns >= 0 else None, comp.window.count(row), comp.window.coverage(row))
 
-    def now_of(self, rule_id: str, device_id: str) -> tuple[int, float | None, int | None] | None:
-        """(newest reading time ns, value then, since when below the clear level) of one (rule, device) of a value
-        rule; None when it has not seen the device or is not a value rule. Lean: asked for every active alert of
-        every desk snapshot."""
+    def trend_now(self, rule_id: str, device_id: str) -> TrendNow | None:
+        """The newest reading one (rule, device) has seen, with its rate and time to the rule's target, computed
+        now from the window (not frozen at the last transition; none from a trend not ready: `min_samples`,
+        `min_span`), and since when it is below the clear level; None when the rule has not seen the device
+        or is a no-data watcher."""
         comp = self._by_id.get(rule_id)
         slot = self._find_slot(device_id) if comp is not None else -1
         row = comp.row(slot) if comp is not None and slot >= 0 else -1
         if comp is None or row < 0 or comp.last_ns[row] < 0:
             return None
+        rule = comp.rule
+        trend = comp.trend if comp.plain or comp.followers else comp.window
         value = comp.values[row]
+        if isinstance(trend, PointStore):
+            need = (rule.min_samples, rule.min_span_s) if trend is comp.window else \
+                (rule.eta.min_samples, rule.eta.min_span_s) if rule.eta else (2, 0.0)
+            current = trend.last(row)
+            rate = trend.slope_per_s(row) if _trend_ready(trend, row, *need) else None  # no rate from seconds
+        else:
+            current, rate = (value if rule.aggregate == "last" and value == value else None), None
+        if rule.aggregate == "eta" and rule.target is not None:
+            eta = _eta(comp.window, row, rule.target, rule.rising, rule.min_samples,  # type: ignore[arg-type]
+                       rule.min_span_s)
+        else:
+            eta = self._eta_of(comp, row)
         m = comp.active.get(row) if comp.active else None
-        return comp.last_ns[row], None if value != value else value, m.clear_since_ns if m is not None else None
+        return TrendNow(int(comp.last_ns[row]), current, rate if rate is not None and math.isfinite(rate) else None,
+                        eta if eta is not None and math.isfinite(eta) else None,
+                        m.clear_since_ns if m is not None else None)
 
     def window_of(self, rule_id: str, device_id: str) -> Window | None:
         """A view of one (rule, device)'s window (None when the rule has not seen the device): for tests and tools."""

@@ -30,7 +30,7 @@ from rules.footprint import RuleStateStats
 from rules.gate import RuleSet
 from rules.loader import load_rules
 from rules.machine import RestoredAlert
-from rules.model import Rule
+from rules.model import Rule, TrendNow
 from rules.warmup import readings_from_series
 from service.config import Config
 from service.rule_vocabulary import rule_vocabulary
@@ -79,6 +79,7 @@ class RulesAndAlerts:
         self.engine = RuleSet(rules, tz=rc.timezone, silent_factor=rc.silent_factor)
         self._restored: list[tuple[str, str]] = []
         self._valueless = frozenset(r.id for r in rules if r.is_no_data or r.is_quality)
+        self._silent_factor = rc.silent_factor
         self.engine.engine.clearing = []  # keep_firing_for clocks, stored with the transitions (see `restore`)
         self.engine.set_devices(view.by_id.values())
         self._devices_loaded_at = view.loaded_at
@@ -93,6 +94,9 @@ class RulesAndAlerts:
         self.on_change: list[Callable[[list[AlertTransition]], None]] = []
         """Called with the transitions of each commit, after it (in the commit thread): the desk console."""
         self._on_state = on_state
+        self.live_devices: frozenset[str] = frozenset()
+        """Devices whose every reading `on_live` hears of (the desk console's flood gauges with an active alert)."""
+        self.on_live: Callable[[str], None] | None = None
         self._state_seen_at = -math.inf
         self._warm_lines = b""
         logger.info("rules: {} loaded", len(rules))
@@ -124,12 +128,21 @@ class RulesAndAlerts:
         """After warm-up: log the restored alerts whose device has no recent reading (the desk shows them as
         data stale, not as live, until it reports); returns them as (rule id, device id)."""
         now = time.time_ns()
-        stale = [(r, d) for r, d in self._restored if (got := self.live(r, d, now)) is not None and got["stale"]]
-        if stale:
+
+        def stale(rule_id: str, device_id: str) -> bool:  # as the desk says it (service/desk/state.py)
+            if rule_id in self._valueless:
+                return False
+            seen = self.trend_now(rule_id, device_id)
+            device = self.view.by_id.get(device_id)
+            interval_s = device.expected_interval_s if device is not None else 300.0
+            return seen is None or now - seen.time_ns > interval_s * self._silent_factor * 1e9
+
+        stale_ones = [(r, d) for r, d in self._restored if stale(r, d)]
+        if stale_ones:
             logger.warning("rules: {} of {} restored alerts have no recent reading ({}{}): shown as data stale until "
-                           "their devices report", len(stale), len(self._restored),
-                           ", ".join(f"{r} {d}" for r, d in stale[:5]), " …" if len(stale) > 5 else "")
-        return stale
+                           "their devices report", len(stale_ones), len(self._restored),
+                           ", ".join(f"{r} {d}" for r, d in stale_ones[:5]), " …" if len(stale_ones) > 5 else "")
+        return stale_ones
 
     async def warm_up(self, influx: InfluxClient, keep: Callable[[Reading], bool] | None = None) -> None:
         """Restore alert state from the store, then replay recent history into the rule windows.
@@ -230,7 +243,17 @@ class RulesAndAlerts:
         except Exception:  # a rule bug must not stop ingest; the reading itself is still stored
             logger.exception("rules: evaluating {} failed", reading.device_id)
             return b""
+        if reading.device_id in self.live_devices and self.on_live is not None:
+            self.on_live(reading.device_id)
         return self._collect(transitions) if transitions else b""
+
+    def trend_now(self, rule_id: str, device_id: str) -> TrendNow | None:
+        """The newest reading the rules engine has of (rule, device), with its rate and time to target."""
+        try:
+            return self.engine.trend_now(rule_id, device_id)
+        except Exception:  # a view for the desk: never worth breaking a snapshot
+            logger.exception("rules: trend of {} on {} failed", rule_id, device_id)
+            return None
 
     def report_state(self, every_s: float = _STATE_EVERY_S) -> None:
         """Hand the rule-state footprint to `on_state`, at most once per `every_s` (it walks a sample)."""
@@ -263,6 +286,7 @@ class RulesAndAlerts:
                 self._devices_loaded_at = self.view.loaded_at
                 self.engine.set_devices(self.view.by_id.values())
             if catching_up():
+                self.report_state()  # the gauges still tell what the windows hold while a backlog replays
                 continue
             lines = self._collect(self.engine.tick(time.time_ns()))
             stored = self.commit()  # in order with the pipeline's: both are asked for on this loop
@@ -271,23 +295,6 @@ class RulesAndAlerts:
             if lines:
                 await writer.add(lines)
             self.report_state()
-
-    def live(self, rule_id: str, device_id: str, now_ns: int) -> dict[str, object] | None:
-        """What the rules hold now behind an active value alert (the desk shows it beside the stored one):
-        `reading_ms` the rule's newest reading of the device, `value` its value now (an ETA rule's: seconds
-        to the target from that reading), `clearing_ms` since when it is below the clear threshold (its
-        `keep_firing_for` runs), `stale` no reading within the device's expected interval × `silent_factor`
-        — an alert restored at start whose gauge has not reported since is shown as that, not as live.
-        None for rules with no value (no data, quality) and rules no longer loaded."""
-        if rule_id in self._valueless:
-            return None
-        got = self.engine.engine.now_of(rule_id, device_id)
-        last, value, clearing = got if got is not None else (None, None, None)
-        device = self.view.by_id.get(device_id)
-        interval_s = float(device.expected_interval_s) if device is not None and device.expected_interval_s else 300.0
-        return {"reading_ms": None if last is None else last // 1_000_000, "value": value,
-                "clearing_ms": None if clearing is None else clearing // 1_000_000,
-                "stale": last is None or now_ns - last > interval_s * self.cfg.rules.silent_factor * 1e9}
 
     async def deliver(self) -> None:
         """The notification outbox (delivery and repeats), until `close`."""

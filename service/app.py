@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector as Collector_
 from alerts.metrics import AlertsCollector
 from alerts.outbox import OutboxStats
 from collectors.plugin import Collector, MetricsSource
-from core.database import is_postgres_url
+from core.database import describe_url, is_postgres_url
 from core.reading import Reading
 from core.secrets import reveal
 from core.timing import backoff_s
@@ -214,6 +214,10 @@ class Service:
                             cache=cfg.path(cfg.registry.path).with_suffix(".cache.json") if cfg.database.shared
                             else None)
         self.view = view
+        if not view.by_id:
+            logger.warning("device registry {} holds no devices: every uplink will be dead-lettered as an unknown "
+                           "device (add some with `urbansense device import SHEET.xlsx` or `device add`)",
+                           describe_url(cfg.registry_database()))
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
         if cl.ingests:

@@ -16,6 +16,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from alerts.describe import describe
+from alerts.model import Measured
 from alerts.testing import RecordingServer
 from provisioning.registry import Registry
 from service.app import Service
@@ -106,7 +108,7 @@ receivers = ["ops"]
 [desk]
 enabled = true                # the emergency desk console: watch the rainstorm arrive there
 port = {desk_port}                   # its generated loopback port
-users = {{ demo = "{demo_hash}" }}  # this run's one-time password (printed at start), argon2id-hashed
+users = {{ demo = "{demo_hash}" }}  # this run's password (printed at start, new at every start), argon2id-hashed
 """
 
 DEMO_RULES = """\
@@ -178,7 +180,10 @@ def _alerts_table(svc: object) -> Table:
     for tr in list(alerting.recent)[-12:] if alerting else []:
         when = time.strftime("%H:%M:%S", time.localtime(tr.time_ns / 1e9))
         colour = {"critical": "red", "warning": "yellow"}.get(str(tr.severity), "cyan")
-        value = f"{tr.value:.1f}" if tr.value is not None else ""
+        labels = dict(tr.labels)
+        value = describe(Measured(tr.field_name, tr.aggregate, tr.target, tr.current, tr.rate_per_s), value=tr.value,
+                         threshold=tr.threshold, eta_s=tr.eta_s, time_ns=tr.time_ns, labels=labels,
+                         kind=labels.get("kind", "")).value_text if tr.value is not None else ""
         eta = f"{tr.eta_s / 60:.1f} min" if tr.eta_s is not None and tr.eta_s < 1e9 else ""
         t.add_row(when, tr.rule_id, tr.device_id, str(tr.to_state), f"[{colour}]{tr.severity}[/{colour}]", value, eta)
     return t
@@ -289,11 +294,13 @@ async def _run(cfg: Config, duration: float | None, rate: float, influx_url: str
     await svc.started.wait()
     if svc.desk is not None:
         console.print(f"[bold]emergency desk console:[/bold] {svc.desk.url}  "
-                      f"user [bold]demo[/bold], one-time password [bold]{password}[/bold]")
+                      f"user [bold]demo[/bold], this run's password [bold]{password}[/bold] (new at every start)")
     with Registry(cfg.registry_database()) as reg:
         devices = reg.all()
     storm = sorted({d.district for d in devices if d.kind == "water_level"})[:1]
     ramp = max(10.0, (duration or 300) * 0.7)
+    console.print(f"[yellow]time is compressed:[/yellow] the rainstorm rises over {ramp:.0f} s of this run (a real one "
+                  "takes an hour or more), so rise rates read tens of m/h and ETAs are minutes, not hours")
     sim = FleetSimulator(devices, Scenario("rainstorm", tuple(storm), ramp))
     pub = Publisher(cfg.mqtt.host, cfg.mqtt.port)
     stop_sim = threading.Event()

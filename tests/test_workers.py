@@ -20,7 +20,7 @@ import pytest
 from conftest import influx_query
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from servicekit import recent_ns, write_run_config
+from servicekit import metric, recent_ns, write_run_config
 from test_ingest_process import publish
 from typer.testing import CliRunner
 
@@ -131,9 +131,9 @@ def test_two_ingest_workers_share_the_stream_and_a_sigkilled_one_loses_nothing(
         assert set.union(*by_worker.values()) == {u.time_ns for u in uplinks}  # together: all, to the leader
 
         deadline = time.monotonic() + 120  # the leader (this process) got every reading from the bus, once
-        while (handed := _metric(metrics_port, "urbansense_bus_readings_total")) < N and time.monotonic() < deadline:
+        while (handed := metric(metrics_port, "urbansense_bus_readings_total")) < N and time.monotonic() < deadline:
             time.sleep(0.5)
-        late = _metric(metrics_port, "urbansense_bus_late_readings_total")  # a redelivery after the SIGKILL
+        late = metric(metrics_port, "urbansense_bus_late_readings_total")  # a redelivery after the SIGKILL
         assert N <= handed <= N + late
 
         children = [int(p) for p in re.findall(r"ingest worker t-w\d started \(pid (\d+)\)", log.read_text())]
@@ -145,11 +145,6 @@ def test_two_ingest_workers_share_the_stream_and_a_sigkilled_one_loses_nothing(
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-
-
-def _metric(port: int, name: str) -> float:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
 def _noise_times(influxd: Daemon, db: str, since_ns: int) -> list[int]:
@@ -256,7 +251,7 @@ def test_a_worker_that_cannot_listen_says_which_port_and_the_parent_is_not_ready
             assert time.monotonic() < deadline, ready.text
             time.sleep(0.2)
         assert ready.status_code == 503 and "workers: 0 of 1 up; t-w1 " in ready.text, ready.text
-        assert _metric(metrics_port, "urbansense_workers_running") == 0
+        assert metric(metrics_port, "urbansense_workers_running") == 0
     finally:
         taken.close()
         proc.send_signal(signal.SIGTERM)
