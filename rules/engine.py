@@ -385,11 +385,10 @@ class Engine:
             rate = trend.slope_per_s(row) if _trend_ready(trend, row, *need) else None  # no rate from seconds
         else:
             current, rate = (value if rule.aggregate == "last" and value == value else None), None
-        if rule.aggregate == "eta" and rule.target is not None:
-            eta = _eta(comp.window, row, rule.target, rule.rising, rule.min_samples,  # type: ignore[arg-type]
-                       rule.min_span_s)
-        else:
-            eta = self._eta_of(comp, row)
+        # the ETA from that same slope (Theil-Sen once a call: the desk asks for every flood alert of a snapshot)
+        target = rule.target if rule.aggregate == "eta" else rule.eta.target if rule.eta is not None else None
+        eta = time_to_threshold(current, rate, target, rising=rule.rising) \
+            if target is not None and rate is not None and current is not None else None
         m = comp.active.get(row) if comp.active else None
         return TrendNow(int(comp.last_ns[row]), current, rate if rate is not None and math.isfinite(rate) else None,
                         eta if eta is not None and math.isfinite(eta) else None,
