@@ -128,6 +128,14 @@ class AlertLifecycle:
             prev_state, prev_sev = a.state, a.severity
             event, note = self._next_state(a, t)
             if event is None and a.state == prev_state and a.severity == prev_sev:
+                if cur is not None and a.state is AlertState.FIRING and t.to_state == AlertState.FIRING \
+                        and t.time_ns > cur.updated_ns:  # firing → firing: the row shows the newer values
+                    a.value, a.threshold, a.eta_s, a.updated_ns, a.summary = (t.value, t.threshold, t.eta_s,
+                                                                              t.time_ns, t.summary)
+                    a.measured = Measured(t.field_name, t.aggregate, t.target, t.current, t.rate_per_s,
+                                          a.measured.held_s)
+                    self.store.save(a, now_ns=now)
+                    return Outcome(fp, a.state, None, 0, note="already firing: values updated")
                 return Outcome(fp, a.state, None, 0, note=note or "no change")
             labels["severity"] = a.severity
             a.labels, a.route, a.summary = labels, t.route, t.summary

@@ -341,3 +341,16 @@ def test_a_lower_rules_update_never_downgrades_the_spots_case(mgr: AlertLifecycl
     mgr.handle(tr(R, at=600, rule="water.depth", route="emergency", sev=Severity.CRITICAL, frm=F, labels=flood))
     last = [o.body for o in mgr.store.outbox(fingerprint("water.depth", "wl-001")) if o.receiver == "cases"][-1]
     assert (last["action"], last["severity"]) == ("update", "warning") and last["title"].startswith("【预警】")
+
+
+def test_firing_to_firing_with_a_higher_depth_reaches_the_alert(mgr: AlertLifecycle):
+    """QA3 F10: a `firing → firing` transition at the same level (a restored alert's first reading) left the
+    alert at its old depth; it now carries the newer values, and tells nobody again."""
+    mgr.handle(tr(F, value=160.0))
+    before = len(mgr.store.outbox())
+    out = mgr.handle(tr(F, at=60, value=230.0, frm=F))
+    a = mgr.store.get(fingerprint("water_depth", "wl-001"))
+    assert a is not None and a.value == 230.0 and a.updated_ns == T0 + 60 * S, out
+    assert len(mgr.store.outbox()) == before
+    mgr.handle(tr(F, at=30, value=999.0, frm=F))  # an older one changes nothing
+    assert mgr.store.get(fingerprint("water_depth", "wl-001")).value == 230.0  # type: ignore[union-attr]
