@@ -20,9 +20,10 @@ from alerts.describe import describe
 from alerts.model import Measured
 from alerts.testing import RecordingServer
 from provisioning.registry import Registry
-from service.app import Service
+from service.app import Service, default_ingest_id
 from service.config import Config, load_config
 from service.desk.auth import hash_password
+from service.ingest_lock import check_free
 from service.logs import setup_logging
 from sim.daemons import Daemon, free_port, start_influxd, start_mosquitto
 from sim.simulator import FleetSimulator, Publisher, Scenario, demo_fleet, run_simulation
@@ -257,6 +258,7 @@ def run_demo(base: Path, duration: float | None, rate: float) -> dict[str, int]:
     """Run the whole demo; returns the number of points per kind found in InfluxDB at the end."""
     base.mkdir(parents=True, exist_ok=True)
     daemons: list[Daemon] = []
+    check_free(base / "spool", [default_ingest_id()])  # IngestIdHeld: a demo runs on this folder; clear nothing
     receivers = RecordingServer().start()  # the demo's case platform and webhooks, on loopback
     try:
         influx = start_influxd(base, port=free_port())

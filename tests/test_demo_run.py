@@ -14,8 +14,10 @@ from alerts.store import AlertStore
 from cli.app import app
 from core.transition import AlertState, AlertTransition, Severity
 from rules.loader import load_rules
+from service.app import default_ingest_id
 from service.config import load_config
 from service.desk.auth import hash_password
+from service.ingest_lock import IngestIdLock
 from sim.daemons import Daemon
 from sim.demo import DEMO_CONFIG, DEMO_RULES, clear_previous_run
 
@@ -88,3 +90,16 @@ def test_check_config_warns_when_alerts_would_reach_nobody(tmp_path: Path) -> No
            "recorded and shown on the desk, but nobody is told" in text
     demo = CliRunner().invoke(app, ["--config", str(demo_config(tmp_path)), "check-config"], terminal_width=400)
     assert demo.exit_code == 0 and "nobody is told" not in demo.output, demo.output
+
+
+def test_a_demo_on_a_folder_where_one_runs_clears_nothing_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "alerts.sqlite").write_bytes(b"the running demo's alert store")
+    running = IngestIdLock(tmp_path / "spool", default_ingest_id())  # as the running demo's service holds it
+    try:
+        out = CliRunner().invoke(app, ["demo", "--data", str(tmp_path), "--duration", "1"], terminal_width=400)
+    finally:
+        running.release()
+    assert out.exit_code == 1, out.output
+    text = " ".join(out.output.split())
+    assert "is already running on this machine" in text and f"urbansense demo --data {tmp_path}" in text
+    assert (tmp_path / "alerts.sqlite").read_bytes() == b"the running demo's alert store"
