@@ -547,6 +547,8 @@ def describe(rule: Rule) -> Mapping[str, str]:
             extras.append(f"clear {rule.clear.describe()}")
         if rule.for_samples > 1:
             extras.append(f"{rule.for_samples} samples")
+        if rule.is_trend:
+            extras.append(f"slope of ≥ {rule.min_samples} samples over ≥ {format_duration(rule.min_span_s)}")
         if rule.keep_firing_for_s:
             extras.append(f"keep {format_duration(rule.keep_firing_for_s)}")
         if rule.schedule:

@@ -13,7 +13,7 @@ from core.device import Device
 from core.reading import Reading
 from core.transition import AlertState
 from rules.engine import Engine
-from rules.loader import RuleError, RuleErrors, load_rules
+from rules.loader import RuleError, RuleErrors, describe, load_rules
 
 S = 1_000_000_000
 M = 60 * S
@@ -40,6 +40,7 @@ def test_presets_say_how_long_a_trend_must_span() -> None:
     assert rules["bin.full_soon"].min_span_s == 3600
     assert rules["water.rising"].min_span_s == 300
     assert rules["water.depth"].eta is not None and rules["water.depth"].eta.min_span_s == 300
+    assert "slope of ≥ 4 samples over ≥ 5m" in describe(rules["water.rising"])["condition"]  # `rules check` says so
 
 
 def test_a_cold_start_of_seconds_of_bin_readings_raises_no_full_soon_alert() -> None:
