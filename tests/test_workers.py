@@ -264,7 +264,7 @@ def test_a_second_run_of_the_same_workers_is_refused_naming_the_ids_and_the_pid(
     """qa3 F8: the same `run --workers` started again (an operator who forgot it was running) claimed "this
     process leads" and started workers with the same ingest ids, which took the MQTT sessions from each other
     every half second for ever. Now it is refused before it starts anything, naming the ids and the pid."""
-    config = _config(tmp_path, mosquitto, influxd, influx_db, free_port())
+    config = _config(tmp_path, mosquitto, influxd, influx_db, 0)  # any free ports: worker k's is not the parent's + k
     log = tmp_path / "run.log"
     with open(log, "ab") as out:
         first = subprocess.Popen([URBANSENSE, "--config", str(config), "run", "--workers", "1", "--ingest-id", "t"],
