@@ -79,6 +79,7 @@ db_path = "alerts.sqlite"     # alert state and the notification outbox, relativ
 # own on loopback, so that you see cases opened and notifications delivered (desk: 最近通知).
 [alerts.receivers.cases]
 type = "case_platform"        # opens, updates and closes city-management cases
+edition = "cjt214"            # CJ/T 214 codes: the 2026 edition has no code yet for road waterlogging
 url = "{receiver_url}/case-platform"
 district_codes = {{ "朝阳" = "110105", "海淀" = "110108", "东城" = "110101", "丰台" = "110106" }}
 
