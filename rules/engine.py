@@ -382,7 +382,7 @@ class Engine:
             need = (rule.min_samples, rule.min_span_s) if trend is comp.window else \
                 (rule.eta.min_samples, rule.eta.min_span_s) if rule.eta else (2, 0.0)
             current = trend.last(row)
-            rate = trend.slope_per_s(row) if _trend_ready(trend, row, *need) else None  # no rate from seconds
+            rate = trend.slope_now(row) if _trend_ready(trend, row, *need) else None  # no rate from seconds
         else:
             current, rate = (value if rule.aggregate == "last" and value == value else None), None
         # the ETA from that same slope (Theil-Sen once a call: the desk asks for every flood alert of a snapshot)

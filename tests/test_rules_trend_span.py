@@ -106,3 +106,19 @@ def test_min_span_is_checked_when_the_rules_load(tmp_path) -> None:
     f.write_text('[[rule]]\nid = "x.trend"\nkind = "bin_fill"\nfield = "fill_pct"\naggregate = "slope"\n'
                  'window = "1h"\nop = ">"\nthreshold = 1\n')
     assert load_rules([f], include_presets=False)[0].min_span_s == 360  # default: a tenth of the window
+
+
+def test_the_desks_slope_is_kept_until_the_rows_next_sample() -> None:
+    from rules.windows import PointStore
+
+    store = PointStore(900.0, 64)
+    row = store.new_row()
+    for k in range(5):
+        store.add(row, T0 + k * M, 100.0 + 10 * k, 60.0)
+    first = store.slope_now(row)
+    assert first == store.slope_per_s(row) == pytest.approx(10 / 60)
+    for k in range(5, 12):  # the water falls: new samples, computed anew, never the kept one
+        store.add(row, T0 + k * M, 140.0 - 10 * (k - 5), 60.0)
+    assert store.slope_now(row) == store.slope_per_s(row) != first
+    store.clear(row)
+    assert store.slope_now(row) is None
