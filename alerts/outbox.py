@@ -89,6 +89,41 @@ class OutboxWorker:
             pass
         loop.call_soon_threadsafe(event.set)
 
+    def send_committed(self) -> None:
+        """Rows were just committed in this thread (the commit thread): claim the due ones here and start their
+        sends on the event loop, rather than waking the loop to ask this thread for the claim in turn, behind
+        whatever commits were asked for meanwhile (the next chunk's transitions, other deliveries' marks).
+        On the event loop itself, or before `run`, or when the claim fails, it is `wake()`."""
+        loop = self._loop
+        if (loop is None or loop.is_closed() or self._stopping or self._on_loop(loop)
+                or self.store.in_transaction):  # (not committed yet: the worker looks after the commit)
+            self.wake()
+            return
+        room = self.cfg.max_in_flight - len(self._inflight)
+        if room <= 0:
+            return  # each send that ends looks again
+        try:
+            rows = self.store.claim_due(self.clock(), room, busy=list(self._inflight),
+                                        claim_ns=int(self.cfg.claim_s * 1e9))
+        except SQLAlchemyError:
+            self.wake()  # the worker's own look logs and retries
+            return
+        if rows:
+            loop.call_soon_threadsafe(self._start_claimed, rows)
+        if len(rows) >= room:
+            self.wake()  # there may be more than there was room for
+
+    def _start_claimed(self, rows: list[Delivery]) -> None:
+        if not self._stopping:  # else their claims end with `run` (or lapse) and the next instance sends them
+            self._start(rows)
+
+    @staticmethod
+    def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+        try:
+            return asyncio.get_running_loop() is loop
+        except RuntimeError:
+            return False
+
     async def run(self) -> None:
         """Deliver until `stop()`. One worker runs per database (the leader's), so with `take_over_claims`
         the claims found at start belong to a predecessor that died or stepped down and are taken over at
@@ -157,10 +192,15 @@ class OutboxWorker:
         claim = functools.partial(self.store.claim_due, self.clock(), room, busy=list(self._inflight.keys()),
                                   claim_ns=int(self.cfg.claim_s * 1e9))
         rows = await asyncio.get_running_loop().run_in_executor(self.executor, claim)
+        self._start(rows)
+        return len(rows)
+
+    def _start(self, rows: list[Delivery]) -> None:
+        """Start sending claimed rows (on the event loop). A row of a queue whose previous row is still in
+        `_inflight` is that row's successor (only a head is claimed): the predecessor is only finishing."""
         for d in rows:
             key = d.queue_key
             self._inflight[key] = asyncio.create_task(self._deliver(d, key), name=f"deliver-{d.id}")
-        return len(rows)
 
     async def _finish_inflight(self) -> None:
         tasks = list(self._inflight.values())
@@ -197,7 +237,8 @@ class OutboxWorker:
                 logger.info("notification {} ({}) delivered to {} after {} attempt(s)", d.idempotency_key,
                             d.body.get("event") or d.body.get("action") or "", d.receiver, d.attempts + 1)
         finally:
-            self._inflight.pop(key, None)
+            if self._inflight.get(key) is asyncio.current_task():  # not a successor started meanwhile
+                del self._inflight[key]
             if self._wake is not None:
                 self._wake.set()
             if self.on_change is not None:

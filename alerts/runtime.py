@@ -69,7 +69,9 @@ class AlertsRuntime:
                 except Exception as exc:
                     results.append(exc)
         if any(isinstance(r, Outcome) and r.enqueued for r in results):
-            self.worker.wake()  # now that the rows are committed (a wake inside the batch would find none)
+            # now that the rows are committed (inside the batch a claim would find none): claimed and
+            # started from here, the send does not wait for another turn through the commit thread
+            self.worker.send_committed()
         return results
 
     def handle_many_soon(self, transitions: Iterable[AlertTransition]) -> asyncio.Future[list[Outcome | Exception]]:

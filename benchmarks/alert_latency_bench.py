@@ -22,7 +22,8 @@ no wall-clock step (NTP) can bend them. For each flood it prints p50/p95/p99/max
 publish to (a) the webhook's receipt of the critical notification and (b) the first console
 `state` event that shows the alert; also the background rate published and ingested, the
 processes' CPU use and the load average. `--stages` also times the service's own stages
-(reading decoded, transition, committed, send started; wrappers installed in the service process).
+(network thread: paho hands the message on; received: `Pipeline.to_readings`; rule: transition;
+stored: committed; sending: the webhook's send starts; wrappers installed in the service process).
 """
 
 from __future__ import annotations
@@ -143,17 +144,31 @@ def flood_process(port: int, flood_gauges: list[Device], floods_per_s: float, se
     out.put(("floods", published))
 
 
-STAGES: dict[str, dict[str, int]] = {"received": {}, "rule": {}, "stored": {}, "sending": {}}
+STAGES: dict[str, dict[str, int]] = {"network thread": {}, "received": {}, "rule": {}, "stored": {},
+                                     "sending": {}}
 GC_PAUSES_MS: dict[int, list[float]] = {}
 
 
 def trace_stages() -> None:
     """Wrap the service's own methods to time the stages of a flood uplink (bench only, service process)."""
     from alerts.notifiers.webhook import WebhookNotifier
+    from collectors.mqtt import MqttConsumer
     from service.alerting import RulesAndAlerts
     from service.pipeline import Pipeline
 
     to_readings, send, collect = Pipeline.to_readings, WebhookNotifier.send, RulesAndAlerts._collect
+    on_message = MqttConsumer._on_message
+    first_gauge = int(gauges(1)[0].key, 16)
+
+    def on_message_(self, client, userdata, message):  # type: ignore[no-untyped-def]
+        parts = message.topic.split("/")
+        if "device" in parts and parts.index("device") + 1 < len(parts):
+            i = int(parts[parts.index("device") + 1], 16) - first_gauge
+            if 0 <= i < 100_000:
+                STAGES["network thread"].setdefault(f"WL-B{i:04d}", now_ns())
+        return on_message(self, client, userdata, message)
+
+    MqttConsumer._on_message = on_message_  # type: ignore[method-assign]
     threaded = hasattr(RulesAndAlerts, "_store")  # (before the commit thread: `flush` on the loop)
     store: Any = RulesAndAlerts._store if threaded else RulesAndAlerts.flush
 
@@ -312,7 +327,8 @@ def config(args: argparse.Namespace, tmp: Path, mosq: Daemon, influx: Daemon, de
 
 def run(args: argparse.Namespace, tmp: Path) -> None:
     ctx = mp.get_context("spawn")
-    mosq: Daemon = start_mosquitto(tmp, port=free_port())
+    mosq: Daemon = start_mosquitto(tmp, port=free_port(), **({} if args.broker_nodelay == "as-is"
+                                                             else {"tcp_nodelay": args.broker_nodelay == "on"}))
     influx: Daemon = start_influxd(tmp, port=free_port())
     procs: list[Any] = []
     stop_service, stop_background = ctx.Event(), ctx.Event()
@@ -396,7 +412,7 @@ def report(args: argparse.Namespace, results: dict[str, Any], desk: Desk, load: 
     pub_cpu = sum(b["cpu_s"] for b in bg)
     hook = [(desk.received[d] - t) / 1e6 for d, t in published.items() if d in desk.received]
     seen = [(console["seen"][d] - t) / 1e6 for d, t in published.items() if d in console["seen"]]
-    knobs = {k: v for k in ("chunk_size", "switch_interval_ms", "gc_freeze")
+    knobs = {k: v for k in ("chunk_size", "switch_interval_ms", "gc_freeze", "broker_nodelay")
              if (v := getattr(args, k)) not in (0, "as-is")}
     print(f"rate {args.rate:g}/s, {args.devices} background devices, {args.floods_per_s:g} floods/s"
           + (f"; {knobs}" if knobs else ""))
@@ -435,6 +451,8 @@ def main() -> None:
                    help="the service's sys.setswitchinterval, ms (0 = as `urbansense run` sets it)")
     p.add_argument("--gc-freeze", choices=("on", "off", "as-is"), default="as-is",
                    help="gc.freeze() the service's start-up heap or not (as-is: as `urbansense run` does)")
+    p.add_argument("--broker-nodelay", choices=("on", "off", "as-is"), default="as-is",
+                   help="Mosquitto's set_tcp_nodelay (as-is: as `sim.daemons` writes it; off: Mosquitto's default)")
     p.add_argument("--stages", action="store_true", help="also time the stages in between (wraps service methods)")
     args = p.parse_args()
     logger.remove()
