@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.tables import plain
+from service.ingest_lock import IngestIdHeld
 from sim.daemons import APT_HINT, DaemonError
 from sim.demo import console, run_demo
 
@@ -25,6 +26,9 @@ def register(app: typer.Typer) -> None:
         """
         try:
             counts = run_demo(data, duration, rate)
+        except IngestIdHeld as exc:  # a demo already runs on this folder: its state is not to be cleared
+            console.print(f"[red]error:[/red] {plain(str(exc))} (another `urbansense demo --data {data}`?)")
+            raise typer.Exit(1) from None
         except DaemonError as exc:
             console.print(f"[red]error:[/red] {plain(str(exc))}")
             console.print(f"install the servers with: [bold]{APT_HINT}[/bold]")

@@ -60,7 +60,8 @@ class LeaderPart:
                 alerting.live_devices = device_ids
 
             self.desk = DeskServer(cfg.desk, alerting.alerts, lambda: self.view.by_id, timezone=cfg.alerts.timezone,
-                                   tls=tls, metrics=self.metrics, trend=alerting.trend_now, watch=watch)
+                                   tls=tls, metrics=self.metrics, trend=alerting.trend_now, watch=watch,
+                                   silent_factor=cfg.rules.silent_factor)
             alerting.on_live = self.desk.reading_seen
             await self.desk.start()
             alerting.on_change.append(self.desk.transitions_stored)

@@ -52,12 +52,13 @@ def test_the_desk_row_follows_the_gauge_not_the_last_transition(tmp_path: Path, 
     with running(cfg) as svc:
         assert svc.desk is not None
         url = svc.desk.url
-        # WL-CY-1 rises 30 mm a minute to 19 cm: the 15 cm level and the rising warning fire
-        for k, depth in enumerate((100.0, 130.0, 160.0, 190.0)):
-            fleet.send(WATER[0], now - (6 - k) * MIN, distance_mm=2000.0 - depth)
+        # WL-CY-1 rises 30 mm a minute to 19 cm: the 15 cm level and the rising warning fire (the rising rule's
+        # readings must span 5 minutes: rules/presets/water_level.toml `min_span`)
+        for k, depth in enumerate((40.0, 70.0, 100.0, 130.0, 160.0, 190.0)):
+            fleet.send(WATER[0], now - (8 - k) * MIN, distance_mm=2000.0 - depth)
         # WL-CY-2 did the same half an hour ago and has not reported since: its 27 cm forecast time is long past
-        for k, depth in enumerate((100.0, 130.0, 160.0, 190.0)):
-            fleet.send(WATER[1], now - (30 - k) * MIN, distance_mm=2000.0 - depth)
+        for k, depth in enumerate((40.0, 70.0, 100.0, 130.0, 160.0, 190.0)):
+            fleet.send(WATER[1], now - (32 - k) * MIN, distance_mm=2000.0 - depth)
         assert fleet.pub.flush(10)
         store = svc.alerting.alerts.store
         wait_until(lambda: {a.fingerprint for a in store.list_alerts(["firing"])} >= {depth_fp, rising_fp, stale_fp},

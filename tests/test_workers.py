@@ -256,3 +256,40 @@ def test_a_worker_that_cannot_listen_says_which_port_and_the_parent_is_not_ready
         taken.close()
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
+
+
+@pytest.mark.timeout(180)
+def test_a_second_run_of_the_same_workers_is_refused_naming_the_ids_and_the_pid(
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+    """qa3 F8: the same `run --workers` started again (an operator who forgot it was running) claimed "this
+    process leads" and started workers with the same ingest ids, which took the MQTT sessions from each other
+    every half second for ever. Now it is refused before it starts anything, naming the ids and the pid."""
+    config = _config(tmp_path, mosquitto, influxd, influx_db, 0)  # any free ports: worker k's is not the parent's + k
+    log = tmp_path / "run.log"
+    with open(log, "ab") as out:
+        first = subprocess.Popen([URBANSENSE, "--config", str(config), "run", "--workers", "1", "--ingest-id", "t"],
+                                 stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _log_wait(log, r"\[t-w1\] mqtt: subscribed to \$share/urbansense/", 1, first)
+        _log_wait(log, r"leadership acquired", 1, first)
+        assert "this process leads" not in log.read_text()
+        worker_pid = re.findall(r"ingest worker t-w1 started \(pid (\d+)\)", log.read_text())[0]
+
+        runner = CliRunner()  # in this process: the lock is the other process's all the same
+        again = runner.invoke(app, ["--config", str(config), "run", "--workers", "1", "--ingest-id", "t",
+                                    "--metrics-port", str(free_port())], terminal_width=300)
+        assert again.exit_code == 1, again.output
+        assert f"error: ingest id t is already running on this machine (pid {first.pid})" in again.output
+        assert "leads" not in again.output and "campaigns" not in again.output
+        assert "ingest worker" not in again.output  # no worker was started
+
+        by_hand = runner.invoke(app, ["--config", str(config), "run", "--role", "ingest", "--ingest-id", "t-w1",
+                                      "--metrics-port", str(free_port())], terminal_width=300)
+        assert by_hand.exit_code == 1, by_hand.output
+        assert f"error: ingest id t-w1 is already running on this machine (pid {worker_pid})" in by_hand.output
+
+        time.sleep(1)  # the running workers kept their session: nobody took it over
+        assert "mqtt: lost" not in log.read_text() and first.poll() is None
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(60)

@@ -57,10 +57,11 @@ class DeskServer:
     def __init__(self, cfg: DeskConfig, alerts: AlertsRuntime, devices: Callable[[], dict[str, Device]], *,
                  timezone: str = "Asia/Shanghai", tls: ssl.SSLContext | None = None,
                  metrics: Metrics | None = None, trend: Callable[[str, str], TrendNow | None] | None = None,
-                 watch: Callable[[frozenset[str]], None] | None = None) -> None:
+                 watch: Callable[[frozenset[str]], None] | None = None, silent_factor: float = 3.0) -> None:
         """`metrics`: where login outcomes and lockouts are counted (the service's; None in a bare test).
         `trend` and `watch`: the rules engine's newest reading of a flood alert's gauge, and where to say which
-        gauges those are (`reading_seen` is then to be called on each of their readings); see `DeskState`."""
+        gauges those are (`reading_seen` is then to be called on each of their readings); see `DeskState`.
+        `silent_factor`: a gauge without a reading for its expected interval × this is shown as data stale."""
         self.cfg = cfg
         self.metrics = metrics
         self.tls = tls
@@ -81,7 +82,7 @@ class DeskServer:
         self._runner: web.AppRunner | None = None
         self.events_sent = 0
         self._state = DeskState(alerts.store, devices, tz=timezone, recent=cfg.recent_notifications, trend=trend,
-                                watch=watch)
+                                watch=watch, silent_factor=silent_factor)
 
     # lifecycle
 

@@ -42,6 +42,7 @@ def alert_view(a: AlertRecord, device: Device | None, tz: str) -> dict[str, Any]
         "depth_mm": depth, "rise_cm_h": rate.value if rate and rate.unit == "cm/h" else None,
         "eta_s": a.eta_s, "eta_at": eta_at.text if eta_at else None,
         "eta_at_ms": _ms(a.updated_ns + int(a.eta_s * 1e9)) if a.eta_s is not None and a.eta_s > 0 else None,
+        "untold": a.state == "firing" and a.notified and not a.receivers,  # routed to no receiver (qa3 F1)
         "since_ms": _ms(a.started_ns), "updated_ms": _ms(a.updated_ns),
         "acked_by": a.acked_by, "ack_comment": a.ack_comment, "held_back_by": a.suppressed_by,
         "case_id": a.case_id, "case_key": a.case_key, "depth_field": a.measured.field == "depth_mm",
@@ -51,13 +52,17 @@ def alert_view(a: AlertRecord, device: Device | None, tz: str) -> dict[str, Any]
     }
 
 
-def live_view(now: TrendNow, view: dict[str, Any]) -> dict[str, Any]:
+def live_view(now: TrendNow, view: dict[str, Any], *, now_ns: int, stale_after_s: float) -> dict[str, Any]:
     """A flood alert's gauge as the rules engine has it now: the newest depth (mm), the rise rate (cm/h), the
     seconds until 27 cm as of that reading and the clock time that is (ms), and when the reading was taken.
-    What the row shows instead of the values frozen at the alert's last transition."""
+    What the row shows instead of the values frozen at the alert's last transition. `stale`: that reading is
+    older than `stale_after_s` (the gauge's expected interval × silent_factor): no live depth or ETA to show;
+    `clearing_ms`: below the clear level since then (the alert's keep_firing_for runs)."""
     reading_ms = now.time_ns // 1_000_000
     eta = now.eta_s
-    return {"reading_ms": reading_ms,
+    return {"reading_ms": reading_ms, "stale": now_ns - now.time_ns > stale_after_s * 1e9,
+            "stale_after_ms": int(stale_after_s * 1000),
+            "clearing_ms": _ms(now.clear_since_ns),
             "depth_mm": now.current if view["depth_field"] else None,
             "rise_cm_h": None if now.rate_per_s is None or not view["depth_field"] else now.rate_per_s * 360,
             "eta_s": eta, "eta_at_ms": reading_ms + int(eta * 1000) if eta is not None and eta > 0 else None}
@@ -91,9 +96,12 @@ class DeskState:
 
     def __init__(self, store: AlertStore, devices: Callable[[], dict[str, Device]], *, tz: str,
                  recent: int, trend: Callable[[str, str], TrendNow | None] | None = None,
-                 watch: Callable[[frozenset[str]], None] | None = None) -> None:
+                 watch: Callable[[frozenset[str]], None] | None = None, silent_factor: float = 3.0) -> None:
         """`trend(rule_id, device_id)`: the rules engine's newest reading of a flood alert's gauge (its `live`
-        entry); `watch(device_ids)`: told which gauges those are, so that their readings push a fresh snapshot."""
+        entry); `watch(device_ids)`: told which gauges those are, so that their readings push a fresh snapshot.
+        A gauge with no reading within its expected interval × `silent_factor` (or none since start: an alert
+        restored from the store) is `stale` in its `live` entry, never shown as live (qa3 F2)."""
+        self.silent_factor = silent_factor
         self.store = store
         self.trend = trend
         self.watch = watch
@@ -152,10 +160,14 @@ class DeskState:
         live: dict[str, dict[str, Any]] = {}
         flood = [view for _, view, _ in cached if view["flood"]]
         if self.trend is not None:
+            devices, now_ns = self.devices(), time.time_ns()
             for view in flood:
+                device = devices.get(view["device_id"])
+                stale_after_s = (device.expected_interval_s if device is not None else 300.0) * self.silent_factor
                 now = self.trend(view["rule_id"], view["device_id"])
-                if now is not None:
-                    live[view["fingerprint"]] = live_view(now, view)
+                live[view["fingerprint"]] = live_view(now, view, now_ns=now_ns, stale_after_s=stale_after_s) \
+                    if now is not None else {"reading_ms": None, "stale": True,
+                                             "stale_after_ms": int(stale_after_s * 1000)}
         watched = frozenset(view["device_id"] for view in flood)
         if watched != self.watched:
             self.watched = watched
