@@ -232,11 +232,16 @@ def test_a_worker_that_cannot_listen_says_which_port_and_the_parent_is_not_ready
     """qa2 F15: a worker whose metrics port is taken used to die in a loop with a bare traceback while the
     parent's /readyz said "ok"; now its one error line names the port and the setting, and the parent's
     /readyz answers 503 naming the worker."""
-    metrics_port = free_port()
-    config = _config(tmp_path, mosquitto, influxd, influx_db, metrics_port)
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", metrics_port + 1))  # worker k's port is the parent's + k
+    for _ in range(100):  # worker k's port is the parent's + k: take it, from a pair another test is not using
+        metrics_port = free_port()
+        taken = socket.socket()
+        try:
+            taken.bind(("127.0.0.1", metrics_port + 1))
+            break
+        except OSError:
+            taken.close()
     taken.listen()
+    config = _config(tmp_path, mosquitto, influxd, influx_db, metrics_port)
     log = tmp_path / "run.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen([URBANSENSE, "--config", str(config), "run", "--workers", "1", "--ingest-id", "t"],
