@@ -88,6 +88,12 @@ def fmt_minutes(seconds: float) -> str:
     return "不足 1 分钟" if minutes < 1 else f"{minutes:.0f} 分钟"
 
 
+def about_minutes(seconds: float) -> str:
+    """`约 12 分钟`, but `不足 1 分钟` without the "about" (QA3 F13: "约 不足 1 分钟")."""
+    text = fmt_minutes(seconds)
+    return text if seconds < 60 else f"约 {text}"
+
+
 @dataclass(slots=True, frozen=True)
 class Fact:
     """One line of a message: a labelled quantity (`value` in `unit`, None when unknown) and its text."""
@@ -205,7 +211,7 @@ def _trend_facts(facts: list[Fact], m: Measured, fname: str, funit: str, agg: st
     elif trend_label or (eta_s is not None and agg != "eta"):
         facts.append(Fact("trend", "趋势", None, "", TREND_ZH.get(trend_label or "rising", trend_label)))
     if eta_s is not None and math.isfinite(eta_s) and m.target is None and agg != "eta":
-        text = "已达到阈值" if eta_s <= 0 else f"约 {fmt_minutes(eta_s)}后达到阈值"
+        text = "已达到阈值" if eta_s <= 0 else f"{about_minutes(eta_s)}后达到阈值"
         facts.append(Fact("eta", "预计", eta_s / 60, "分钟", text))
     if eta_s is not None and math.isfinite(eta_s) and m.target is not None:
         target = fmt_value(m.target, funit)
@@ -213,7 +219,7 @@ def _trend_facts(facts: list[Fact], m: Measured, fname: str, funit: str, agg: st
             facts.append(Fact("eta", f"距 {target}", 0.0, "分钟", "已达到"))
         else:
             if agg != "eta":
-                facts.append(Fact("eta", f"距 {target}", eta_s / 60, "分钟", f"约 {fmt_minutes(eta_s)}"))
+                facts.append(Fact("eta", f"距 {target}", eta_s / 60, "分钟", about_minutes(eta_s)))
             at = time_ns + int(eta_s * 1e9)
             facts.append(Fact("eta_at", "预计时刻", at / 1e9, "unix_s",
                               f"{clock_time(at, tz, seconds=False)}（{_zone_name(tz)}）"))

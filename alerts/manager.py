@@ -22,7 +22,7 @@ from alerts.notifiers.base import Notifier
 from alerts.routing import Router
 from alerts.store import AlertStore, Enqueue, HistoryEntry
 from core.device import Device
-from core.transition import AlertState, AlertTransition
+from core.transition import AlertState, AlertTransition, Severity
 
 DEVICE_LABELS = ("kind", "model", "district", "street", "zone_class", "site")
 IDENTITY_LABELS = ("alertname", "rule_id", "device_id", "route", "severity")
@@ -128,6 +128,14 @@ class AlertLifecycle:
             prev_state, prev_sev = a.state, a.severity
             event, note = self._next_state(a, t)
             if event is None and a.state == prev_state and a.severity == prev_sev:
+                if cur is not None and a.state is AlertState.FIRING and t.to_state == AlertState.FIRING \
+                        and t.time_ns > cur.updated_ns:  # firing → firing: the row shows the newer values
+                    a.value, a.threshold, a.eta_s, a.updated_ns, a.summary = (t.value, t.threshold, t.eta_s,
+                                                                              t.time_ns, t.summary)
+                    a.measured = Measured(t.field_name, t.aggregate, t.target, t.current, t.rate_per_s,
+                                          a.measured.held_s)
+                    self.store.save(a, now_ns=now)
+                    return Outcome(fp, a.state, None, 0, note="already firing: values updated")
                 return Outcome(fp, a.state, None, 0, note=note or "no change")
             labels["severity"] = a.severity
             a.labels, a.route, a.summary = labels, t.route, t.summary
@@ -226,6 +234,13 @@ class AlertLifecycle:
         return [s for s in self.store.firing_on_device(a.device_id, exclude=a.fingerprint)
                 if s.notified and case_group(s) == group]
 
+    def _case_severity(self, a: AlertRecord) -> Severity:
+        """The spot's highest firing level (this alert's, while it fires, and its case siblings')."""
+        levels = [s.severity for s in self._spot_siblings(a) if s.case_key == a.case_key]
+        if a.state is AlertState.FIRING:
+            levels.append(a.severity)
+        return Severity(max(levels, key=lambda sev: SEVERITY_RANK.get(sev, 0))) if levels else Severity(a.severity)
+
     def _targets(self, a: AlertRecord) -> tuple[str, ...]:
         return self.router.receivers(route=a.route, rule_id=a.rule_id, severity=a.severity, labels=a.labels)
 
@@ -239,6 +254,7 @@ class AlertLifecycle:
         a.last_notified_ns = now
         if a.case_key is None:
             a.case_key = f"{a.fingerprint}:{a.seq}"
+        case_severity = self._case_severity(a)
         rows = []
         for receiver, event, case_event in plan:
             notice = Notice(
@@ -248,7 +264,7 @@ class AlertLifecycle:
                 labels=a.labels, started_ns=a.started_ns or time_ns, time_ns=time_ns, resolved_ns=a.resolved_ns,
                 episode=a.episode, case_key=a.case_key, device=device,
                 timezone=self.timezone, measured=a.measured, case_event=case_event, operator=operator,
-                comment=comment)
+                comment=comment, case_severity=case_severity)
             try:
                 body = self.notifiers[receiver].render(notice)
             except Exception as exc:

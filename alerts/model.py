@@ -124,6 +124,9 @@ class Notice:
     case_event: Event | None = None
     operator: str | None = None
     comment: str | None = None
+    case_severity: Severity | None = None
+    """The highest level among the spot's firing alerts (one case per spot): what the case's title and severity
+    show, so that a lower rule's update (the rising-water warning) never downgrades a 27 cm case. None: `severity`."""
 
     @property
     def case_action(self) -> Event:

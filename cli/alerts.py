@@ -27,6 +27,8 @@ from alerts.matchers import parse_matcher
 from alerts.model import AlertRecord
 from alerts.silencing import SilencePolicy, check_silence, known_labels
 from alerts.store import AlertStore, OutboxRow, Silence
+from cli.tables import TextTable, plain
+from core.controls import bad_character
 from core.database import holds_nothing, is_postgres_url
 from core.timing import parse_duration
 from rules.loader import check_rules
@@ -119,6 +121,8 @@ def alert_dict(a: AlertRecord, deliveries: dict[str, list[str]] | None = None,
         "state": a.display_state, "severity": a.severity, "route": a.route,
         "quantity": d.name, "measured": d.value_text, "threshold_text": d.threshold_text,
         "facts": d.sentence(), "value": a.value, "unit": d.raw_unit,
+        # measured, facts and eta_s are the values of the last transition, not the gauge now (the desk shows that)
+        "measured_at": _when(a.updated_ns),
         "threshold": a.threshold, "eta_s": a.eta_s, "summary": a.summary, "labels": a.labels,
         "started": _when(a.started_ns), "updated": _when(a.updated_ns), "resolved": _when(a.resolved_ns),
         "acknowledged_by": a.acked_by, "acknowledged_at": _when(a.acked_ns), "ack_comment": a.ack_comment,
@@ -142,7 +146,7 @@ def _outbox_dict(o: OutboxRow) -> dict[str, Any]:
 
 def _table(*columns: str, title: str | None = None) -> Table:
     """Cells wrap instead of being cut, so ids and fingerprints stay whole on narrow terminals."""
-    t = Table(title=title)
+    t = TextTable(title=title)
     for c in columns:
         t.add_column(c, overflow="fold")
     return t
@@ -231,13 +235,15 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], str | Path]
                 _print_json_lines([alert_dict(a, store.deliveries(a.fingerprint, a.started_ns), _zone_name())
                                    for a in alerts])
                 return
-            t = _table("ID", "STATE", "SEV", "RULE", "DEVICE", "MEASURED / LIMIT", f"SINCE ({_zone_name()})", "NOTE")
+            t = _table("ID", "STATE", "SEV", "RULE", "DEVICE", "MEASURED / LIMIT (AS OF)", f"SINCE ({_zone_name()})",
+                       "NOTE")
             for a in alerts:
                 note = f"ack {a.acked_by}" if a.acked_by and a.state == "firing" else (a.suppressed_by or "")
                 d = describe(a.measured, value=a.value, threshold=a.threshold, eta_s=a.eta_s,
                              time_ns=a.updated_ns, labels=a.labels, kind=a.labels.get("kind", ""), tz=_zone_name())
                 t.add_row(str(a.id), a.display_state, a.severity, a.rule_id, a.device_id,
-                          f"{d.name} {d.value_text} / {d.threshold_text}", _short(a.started_ns), note)
+                          f"{d.name} {d.value_text} / {d.threshold_text} (as of {_short(a.updated_ns)})",
+                          _short(a.started_ns), note)
             console.print(t)
         run(body)
 
@@ -263,7 +269,7 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], str | Path]
                 return
             for k, v in info.items():
                 if v not in (None, "", [], {}):
-                    console.print(f"[bold]{k}[/bold]: {v}", highlight=False)
+                    console.print(f"[bold]{k}[/bold]: {plain(v)}", highlight=False)
             t = _table("TIME", "FROM", "TO", "SEV", "VALUE", "EVENT", "SEQ", "RECEIVERS", "NOTE", title="history")
             for h in history:
                 t.add_row(h["time"], h["from"], h["to"], h["severity"], _num(h["value"]), h["event"] or "",
@@ -394,5 +400,10 @@ def register(app: typer.Typer, *, db_path: Callable[[typer.Context], str | Path]
 
 
 def _with_note(comment: str, by: str) -> str:
-    """`--by` is never the actor (that is the OS user): it is kept as a note in the comment."""
+    """`--by` is never the actor (that is the OS user): it is kept as a note in the comment.
+    AlertsError for a control or format character in either (as the desk console refuses them)."""
+    for option, text in (("--comment", comment), ("--by", by)):
+        bad = bad_character(text, allow="\n")
+        if bad:
+            raise AlertsError(f"{option} holds {bad}: type plain text")
     return f"{comment} [--by {by}]".strip() if by else comment

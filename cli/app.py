@@ -22,11 +22,12 @@ from cli.state import State, state
 from core.database import MigrationError, holds_nothing
 from provisioning.view import RegistryView
 from rules.loader import RuleError, check_rules, load_rules
-from service.alerting import case_code_warnings
+from service.alerting import case_code_warnings, unrouted_warnings
 from service.app import file_lock_cluster, run_service
 from service.cluster import Role
 from service.config import CONFIG_ENV, DEFAULT_PATH, ConfigError, RulesConfig, load_config
 from service.httpserver import ListenError
+from service.ingest_lock import IngestIdHeld
 from service.logs import setup_logging
 from service.workers import WorkersRefused, run_with_workers, workers_config
 
@@ -99,8 +100,9 @@ def run(ctx: typer.Context,
     run refuses \\[cluster] enabled or --role leader/both, and only --workers N (one machine,
     a file lock) runs a cluster.
 
-    With --workers N this process leads (rules, alerts, outbox) and N child processes ingest
-    through MQTT 5 shared subscriptions, each restarted if it dies; SIGTERM stops them all.
+    With --workers N this process campaigns to lead (rules, alerts, outbox) and N child processes
+    ingest through MQTT 5 shared subscriptions, each restarted if it dies; SIGTERM stops them all.
+    A second run with ingest ids that already run on this machine is refused (exit 1).
 
     Example: [bold]urbansense --config /etc/urbansense/config.toml run[/bold]
     Example: [bold]urbansense --config /etc/urbansense/config.toml run --role ingest[/bold]
@@ -134,7 +136,7 @@ def run(ctx: typer.Context,
         service = run_service(cfg, ingest_id=ingest_id, retiring=retire)
     try:
         code = asyncio.run(service)
-    except ListenError as exc:  # one line naming the address and the setting, not a traceback
+    except (ListenError, IngestIdHeld) as exc:  # one line naming the address / the ids and pid, not a traceback
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     if code:
@@ -156,7 +158,7 @@ def check_config(ctx: typer.Context) -> None:
                        tz=cfg.rules.timezone)
     if problem := file_lock_cluster(cfg):
         typer.echo(f"warning: {problem}", err=True)
-    for warning in case_code_warnings(cfg, rules):
+    for warning in (*case_code_warnings(cfg, rules), *unrouted_warnings(cfg, rules)):
         typer.echo(f"warning: {warning}", err=True)
 
 

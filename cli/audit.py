@@ -12,6 +12,7 @@ import typer
 from alerts.errors import AlertsError
 from alerts.store import AlertStore
 from cli.device_common import JsonOpt, RegistryOpt, config, fail, open_registry
+from core.controls import printable
 from core.database import holds_nothing
 from core.hashchain import Problem
 
@@ -78,7 +79,7 @@ def verify(ctx: typer.Context, registry: RegistryOpt = None, alerts_db: AlertsDb
     elif everything:
         typer.secho(f"audit trail NOT intact: {len(everything)} problem(s)", fg="red", err=True)
         for p in everything:
-            typer.echo(f"  {p}")
+            typer.echo(f"  {printable(p)}")
     else:
         typer.echo(f"audit trail intact: {rows} audit rows chained, {devices} device rows match it")
         if alert_audit is not None:

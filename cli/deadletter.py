@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cli.state import database_exit_code, state
 from collectors.lorawan.collector import SOURCE as LORAWAN_SOURCE
+from core.controls import printable
 from core.database import DatabaseError, describe_url, holds_nothing
 from core.secrets import reveal
 from core.timing import parse_duration
@@ -111,8 +112,8 @@ def list_(ctx: typer.Context,
         return
     for d in letters:
         mark = " (replayed)" if d.replayed_ns else ""
-        typer.echo(f"{d.id:>7}  {_time(d.time_ns)}  {d.reason:<16} {d.source:<9} {_shown_topic(d.topic)}  "
-                   f"{d.detail[:100]}{mark}")
+        typer.echo(printable(f"{d.id:>7}  {_time(d.time_ns)}  {d.reason:<16} {d.source:<9} {_shown_topic(d.topic)}  "
+                             f"{d.detail[:100]}{mark}"))
     typer.echo(f"{len(letters)} shown; in store: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
 
 
@@ -133,13 +134,13 @@ def show(ctx: typer.Context, id: Annotated[int, typer.Argument(help="dead letter
         typer.echo(json.dumps(info, ensure_ascii=False))
         return
     for key in ("id", "time", "source", "topic", "reason", "detail", "device_key", "bytes", "replayed"):
-        typer.echo(f"{key + ':':<12}{info[key]}")
+        typer.echo(printable(f"{key + ':':<12}{info[key]}"))
     typer.echo("payload (hex):")
     hx = d.payload.hex()
     for i in range(0, len(hx), 64):
         typer.echo("  " + " ".join(hx[j:j + 2] for j in range(i, min(i + 64, len(hx)), 2)))
     typer.echo("payload (text):")
-    typer.echo("  " + info["payload_text"])
+    typer.echo("  " + printable(info["payload_text"]))
 
 
 @deadletter_app.command()

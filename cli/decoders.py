@@ -13,9 +13,8 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
+from cli.tables import TextTable, plain
 from collectors.pasted import parse_pasted
 from core.uplink import EnvelopeError, Uplink
 from decoders.codec import Decoded, DecodeError
@@ -61,7 +60,7 @@ def decode(
     try:
         info = get_model(model)
     except UnknownModel as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        err.print(f"[red]error:[/red] {plain(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     try:
         if envelope is not None:
@@ -71,13 +70,13 @@ def decode(
             inputs = [(data, port if port is not None else getattr(info.codec, "port", 1),
                        _object(obj) if obj is not None else None)]
     except (ValueError, OSError) as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        err.print(f"[red]error:[/red] {plain(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     for data, fport, decoded_obj in inputs:
         try:
             decoded = decode_input(info.codec, data, fport, decoded_obj)
         except DecodeError as exc:
-            err.print(f"[red]decode error:[/red] {escape(str(exc))}", highlight=False)
+            err.print(f"[red]decode error:[/red] {plain(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
         _show(info, fport, decoded, as_json)
 
@@ -98,7 +97,7 @@ def _show(info: ModelInfo, fport: int, decoded: Decoded, as_json: bool) -> None:
                                  "history": [{"time_s": r.time_s, "fields": r.fields} for r in decoded.history],
                                  }).decode())
         return
-    table = Table(title=f"{info.model} ({info.kind}), fPort {fport}")
+    table = TextTable(title=f"{info.model} ({info.kind}), fPort {fport}")
     table.add_column("field")
     table.add_column("value", justify="right")
     for name, value in decoded.fields.items():
@@ -109,7 +108,7 @@ def _show(info: ModelInfo, fport: int, decoded: Decoded, as_json: bool) -> None:
         when = dt.datetime.fromtimestamp(record.time_s, dt.UTC).isoformat().replace("+00:00", "Z")
         out.print(f"history record at {when}: {record.fields}", highlight=False)
     for warning in decoded.warnings:
-        out.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+        out.print(f"[yellow]warning:[/yellow] {plain(warning)}", highlight=False)
 
 
 def _object(text: str) -> dict[str, Any]:
@@ -155,7 +154,7 @@ def models(
         for row in rows:
             typer.echo(orjson.dumps(row).decode())
     else:
-        table = Table(title=f"{len(rows)} device models")
+        table = TextTable(title=f"{len(rows)} device models")
         for column in ("model", "kind", "source", "origin", "fields"):
             table.add_column(column, overflow="fold")
         for r in rows:
@@ -163,7 +162,7 @@ def models(
         Console().print(table)
     err = Console(stderr=True)
     for problem in problems:
-        err.print(f"[red]refused:[/red] {escape(problem)}", highlight=False, soft_wrap=True)
+        err.print(f"[red]refused:[/red] {plain(problem)}", highlight=False, soft_wrap=True)
 
 
 @models_app.command("check")
@@ -177,15 +176,15 @@ def check(
     found, _, problems = load_folders([folder])
     out, err = Console(), Console(stderr=True)
     for info in found.values():
-        out.print(f"[green]ok:[/green] {info.model} ({info.kind}) from {escape(Path(info.origin).name)}",
+        out.print(f"[green]ok:[/green] {info.model} ({info.kind}) from {plain(Path(info.origin).name)}",
                   highlight=False)
     for problem in problems:
-        err.print(f"[red]error:[/red] {escape(problem)}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {plain(problem)}", highlight=False, soft_wrap=True)
     if problems:
-        err.print(f"{len(problems)} problem(s) in {escape(str(folder))}", highlight=False)
+        err.print(f"{len(problems)} problem(s) in {plain(str(folder))}", highlight=False)
         raise typer.Exit(1)
     if not found:
-        err.print(f"[yellow]no definitions (*.toml) in {escape(str(folder))}[/yellow]", highlight=False)
+        err.print(f"[yellow]no definitions (*.toml) in {plain(str(folder))}[/yellow]", highlight=False)
         raise typer.Exit(1)
 
 

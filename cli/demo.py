@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
+from cli.tables import plain
+from service.ingest_lock import IngestIdHeld
 from sim.daemons import APT_HINT, DaemonError
 from sim.demo import console, run_demo
 
@@ -18,14 +19,18 @@ def register(app: typer.Typer) -> None:
                  help="stop after this many seconds (default: run until Ctrl-C)")] = None,
              rate: Annotated[float, typer.Option(help="simulated uplinks per second")] = 40.0,
              data: Annotated[Path, typer.Option(help="where the demo keeps its data")] = Path("var/demo")) -> None:
-        """The whole system on this machine: Mosquitto and InfluxDB on loopback, 60 devices, a rainstorm.
+        """The whole system on this machine: Mosquitto and InfluxDB on loopback, a 62-device fleet, a rainstorm
+        compressed into the run (see the note it prints).
 
         Example: [bold]urbansense demo --duration 60[/bold]
         """
         try:
             counts = run_demo(data, duration, rate)
+        except IngestIdHeld as exc:  # a demo already runs on this folder: its state is not to be cleared
+            console.print(f"[red]error:[/red] {plain(str(exc))} (another `urbansense demo --data {data}`?)")
+            raise typer.Exit(1) from None
         except DaemonError as exc:
-            console.print(f"[red]error:[/red] {escape(str(exc))}")
+            console.print(f"[red]error:[/red] {plain(str(exc))}")
             console.print(f"install the servers with: [bold]{APT_HINT}[/bold]")
             raise typer.Exit(1) from None
         missing = [k for k, c in counts.items() if c == 0]

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.device_common import (
@@ -20,8 +19,10 @@ from cli.device_common import (
     err_console,
     fail,
     fmt_value,
+    in_district,
     open_registry,
 )
+from cli.tables import plain
 from provisioning.columns import TEMPLATE_EXAMPLE, TEMPLATE_ZH
 from provisioning.csvio import HEADER, CsvFormatError, write_csv
 from provisioning.importer import Preview, plan_import, preview
@@ -58,12 +59,13 @@ def _progress() -> Progress:
 
 
 def _show(value: object) -> str:
-    return "(empty)" if value in (None, "") else fmt_value(value)
+    return "(empty)" if value in (None, "") else plain(fmt_value(value))
 
 
 def _print_preview(pre: Preview) -> None:
     for d in pre.added:
-        console.print(f"+ add {d.id}: {d.model} ({d.kind}), key {d.key}" + (f", {d.district}" if d.district else ""))
+        district = f", {d.district}" if d.district else ""
+        console.print(plain(f"+ add {d.id}: {d.model} ({d.kind}), key {d.key}{district}"))
     for device_id, changes in pre.changed:
         console.print(f"~ change {device_id}:")
         for c in changes:
@@ -90,7 +92,7 @@ def import_(ctx: typer.Context,
     rows = sheet.rows
     err_console.print(f"{file.name}: read as {sheet.encoding}, {len(rows)} data rows")
     for repair in sheet.repairs:
-        err_console.print(f"[yellow]repaired:[/yellow] {escape(str(repair))}")
+        err_console.print(f"[yellow]repaired:[/yellow] {plain(str(repair))}")
     with open_registry(ctx, registry) as reg:
         registered = {d.id: d for d in reg.all()}
         with _progress() as progress:
@@ -98,7 +100,7 @@ def import_(ctx: typer.Context,
             plan = plan_import(rows, reg.key_owners(), bbox=box, labels=sheet.labels(),
                                progress=lambda n: progress.advance(task, n), existing=registered)
         for bad in plan.bad:
-            err_console.print(f"[red]invalid:[/red] {escape(str(bad))}")
+            err_console.print(f"[red]invalid:[/red] {plain(str(bad))}")
         if plan.bad and not skip_invalid:
             raise fail(f"{len(plan.bad)} of {len(rows)} rows are invalid; nothing was written "
                        "(fix them, or use --skip-invalid to write the other rows)", 1)
@@ -149,7 +151,8 @@ def export(ctx: typer.Context,
            output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default: stdout)")]
            = None,
            kind: Annotated[str | None, typer.Option(help="only this kind")] = None,
-           district: Annotated[str | None, typer.Option(help="only this district")] = None,
+           district: Annotated[str | None, typer.Option(help="district containing this text (朝阳 finds 朝阳区)")]
+           = None,
            excel: Annotated[bool, typer.Option("--excel", help="start with a UTF-8 byte-order mark so Excel "
                                                "shows Chinese text correctly")] = False,
            registry: RegistryOpt = None) -> None:
@@ -157,9 +160,8 @@ def export(ctx: typer.Context,
 
     Example: [bold]urbansense device export --district 朝阳 -o chaoyang.csv --excel[/bold]
     """
-    where = {k: v for k, v in (("kind", kind), ("district", district)) if v}
     with open_registry(ctx, registry) as reg:
-        devices = reg.all(**where)
+        devices = in_district(reg, reg.all(**({"kind": kind} if kind else {})), district)
     if output is None:
         write_csv(devices, sys.stdout)
         return

@@ -12,12 +12,13 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from cli.state import database_exit_code, state
+from cli.tables import plain
 from core.database import DatabaseError, describe_url, holds_nothing
 from core.device import Device
+from core.districts import district_matches, no_match_note
 from core.secrets import reveal
 from provisioning.lookup import AmbiguousDevice, DeviceNotFound, find_device
 from provisioning.registry import Registry
@@ -89,15 +90,29 @@ def get_device(reg: Registry, text: str, *, prefix: bool = True) -> Device:
         raise fail(str(exc), 1) from None
 
 
+def in_district(reg: Registry, devices: list[Device], district: str | None) -> list[Device]:
+    """`devices` in the districts `district` matches (`core.districts`: `朝阳` finds `朝阳区`); when it
+    matches no device of the registry, a note on stderr names the districts there are."""
+    if district is None:
+        return devices
+    found = [d for d in devices if district_matches(district, d.district)]
+    if found:
+        return found
+    known = {d.district for d in reg.all()}  # the other filters may be why nothing was found
+    if not any(district_matches(district, k) for k in known):
+        err_console.print(f"[yellow]note:[/yellow] {plain(no_match_note(district, known))}")
+    return found
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print an error to stderr; return the Exit to raise."""
-    err_console.print(f"[red]error:[/red] {escape(message)}")
+    err_console.print(f"[red]error:[/red] {plain(message)}")
     return typer.Exit(code)
 
 
 def fail_invalid(exc: InvalidDevice) -> typer.Exit:
     for problem in exc.problems:
-        err_console.print(f"[red]error:[/red] {escape(str(problem))}")
+        err_console.print(f"[red]error:[/red] {plain(str(problem))}")
     return typer.Exit(2)
 
 

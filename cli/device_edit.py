@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from cli.device_common import (
     ByOpt,
@@ -30,6 +29,7 @@ from cli.device_common import (
     parse_time,
     with_influx,
 )
+from cli.tables import TextTable
 from core.device import Device
 from decoders import get_model
 from provisioning.live import last_distance
@@ -287,7 +287,7 @@ def history(ctx: typer.Context, id: LookupArg, as_json: JsonOpt = False, registr
         for e in entries:
             typer.echo(json.dumps({**e, "at": iso_time(e["at"])}, ensure_ascii=False))
         return
-    table = Table("when", "by", "action", "what changed", title=f"history of {device_id} (times {city_tz()})")
+    table = TextTable("when", "by", "action", "what changed", title=f"history of {device_id} (times {city_tz()})")
     for e in entries:
         by = f"{e['by']} ({e['note']})" if e.get("note") else e["by"]
         table.add_row(fmt_time(e["at"], short=True), by, e["action"], _describe(e))

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from cli.device_common import (
     JsonOpt,
@@ -29,10 +29,12 @@ from cli.device_common import (
     fmt_time,
     fmt_value,
     get_device,
+    in_district,
     iso_time,
     open_registry,
     with_influx,
 )
+from cli.tables import TextTable, plain
 from core.database import holds_nothing
 from core.device import STATUSES, Device
 from core.kinds import KIND_NAMES
@@ -83,9 +85,9 @@ def list_(ctx: typer.Context,
     _check_choice("--model", model, _models())
     _check_choice("--status", status, list(STATUSES))
     where = {k: v for k, v in (("kind", kind), ("model", model), ("status", status)) if v}
-    contains = {k: v for k, v in (("district", district), ("street", street)) if v}
+    contains = {"street": street} if street else {}
     with open_registry(ctx, registry) as reg:
-        devices = reg.matching(contains=contains, **where)
+        devices = in_district(reg, reg.matching(contains=contains, **where), district)
     if key is not None:
         wanted = key_prefix(key)
         if wanted is None:
@@ -109,7 +111,7 @@ def list_(ctx: typer.Context,
                 row["last_seen_ns"], row["last_seen"] = t, iso_time(t / 1e9) if t else None
             typer.echo(json.dumps(row, ensure_ascii=False))
         return
-    table = Table("id", "key", "model", "kind", "district", "zone", "status")
+    table = TextTable("id", "key", "model", "kind", "district", "zone", "status")
     table.columns[1].no_wrap = True
     if seen is not None:
         table.add_column("last seen")
@@ -172,20 +174,21 @@ def show(ctx: typer.Context, id: LookupArg, as_json: JsonOpt = False,
                 "dead_letter_id": refusal.id}
         typer.echo(json.dumps(doc, ensure_ascii=False))
         return
-    table = Table("field", "value", show_header=False, title=f"{device.id} (times {city_tz()})")
+    table = TextTable("field", "value", show_header=False, title=f"{device.id} (times {city_tz()})")
     for k, v in asdict(device).items():
         table.add_row(k, json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else fmt_value(v))
     if facts is not None:
         _add_facts(table, facts)
     if refusal is not None:
         table.add_section()
-        table.add_row("[red]last refusal[/red]", f"{fmt_time(refusal.time_ns / 1e9, ago=True)}: {refusal.reason}")
+        table.add_row(Text("last refusal", style="red"),
+                      f"{fmt_time(refusal.time_ns / 1e9, ago=True)}: {refusal.reason}")
         table.add_row("", refusal.detail)
         table.add_row("", "sending, but nothing stored since; "
                       f"`urbansense deadletter show {refusal.id}` has the raw message")
     console.print(table)
     if problem:
-        err_console.print(f"[yellow]live facts unavailable:[/yellow] {escape(str(problem))}")
+        err_console.print(f"[yellow]live facts unavailable:[/yellow] {plain(str(problem))}")
 
 
 def _add_facts(table: Table, facts: LiveFacts) -> None:

@@ -11,11 +11,12 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from cli.state import state
+from cli.tables import TextTable, plain
 from core.database import holds_nothing
+from core.districts import matching_districts, no_match_note
 from core.kinds import KIND_NAMES as KINDS
 from core.secrets import reveal
 from provisioning.registry import Registry
@@ -47,7 +48,7 @@ def _pct(v: float | None) -> str:
 
 
 def table(figures: list[Figures], title: str) -> Table:
-    t = Table(title=title)
+    t = TextTable(title=title)
     for col in ("district 区", "kind 类型", "devices 设备", "online 在线率", "accuracy 准确率",
                 "alerts opened/closed 告警", "cases opened/closed 案件", "median to close 中位处置时长"):
         t.add_column(col, overflow="fold")
@@ -64,6 +65,7 @@ async def run_report(cfg: Config, from_ns: int, to_ns: int, district: str | None
     ic = cfg.influxdb
     with Registry(where := cfg.registry_database(), migrate_schema=holds_nothing(where, "devices")) as reg:
         devices = reg.all()
+    district = _one_district(district, [d.district for d in devices])
     async with InfluxClient(reveal(ic.url), ic.database, username=ic.username or None,
                             password=reveal(ic.password) or None, token=reveal(ic.token) or None,
                             retention_policy=ic.retention_policy or None, timeout=ic.timeout_s,
@@ -72,12 +74,28 @@ async def run_report(cfg: Config, from_ns: int, to_ns: int, district: str | None
                             district=district, kind=kind)
 
 
+def _one_district(query: str | None, known: list[str]) -> str | None:
+    """The registry's district name `query` matches (`core.districts`: 朝阳 → 朝阳区); a note on stderr when it
+    matches none (the query is kept: nothing will be counted), ValueError when it matches several."""
+    if query is None:
+        return None
+    names = matching_districts(query, known)
+    if len(names) > 1:
+        raise ValueError(f"--district {query!r} matches {', '.join(names)}: give one of them")
+    if not names:
+        Console(stderr=True, soft_wrap=True).print(f"[yellow]note:[/] {plain(no_match_note(query, known))}",
+                                                   highlight=False)
+        return query
+    return names[0]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(ctx: typer.Context,
                from_: Annotated[str, typer.Option("--from", help="first day (2026-11-01) or date-time, local time")],
                to: Annotated[str, typer.Option("--to", help="end, exclusive: the day after the last one")],
-               district: Annotated[str | None, typer.Option(help="only this district, e.g. 朝阳区")] = None,
+               district: Annotated[str | None, typer.Option(
+                   help="only this district: its name or part of it, e.g. 朝阳 for 朝阳区")] = None,
                kind: Annotated[str | None, typer.Option(help=f"only this kind: {', '.join(KINDS)}")] = None,
                csv: Annotated[Path | None, typer.Option(help="also write the figures to this CSV file")] = None,
                xlsx: Annotated[Path | None, typer.Option(help="also write the figures to this Excel file")] = None,
@@ -108,7 +126,7 @@ def register(app: typer.Typer) -> None:
         try:
             figures = asyncio.run(run_report(cfg, start, end, district, kind))
         except Exception as exc:  # a person is waiting: say what failed, not a traceback
-            console.print(f"[red]error:[/] cannot compute the report: {escape(str(exc))}", highlight=False)
+            console.print(f"[red]error:[/] cannot compute the report: {plain(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
         title = f"urbansense {from_} → {to}" + (f" {district}" if district else "") + (f" {kind}" if kind else "")
         console.print(table(figures, title))

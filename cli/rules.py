@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.device_common import config
+from cli.tables import TextTable, plain
 from core.database import describe_url, holds_nothing, is_postgres_url
 from core.device import ZONE_CLASSES, Device
 from core.reading import FieldValue, Reading
@@ -77,15 +78,15 @@ def register(app: typer.Typer) -> None:
                 "warnings": report.warnings, "notes": list(vocabulary.notes)}, ensure_ascii=False))
             raise typer.Exit(1 if report.errors else 0)
         for note in vocabulary.notes:
-            console.print(f"note: {note}", highlight=False)
+            console.print(f"note: {plain(note)}", highlight=False)
         for warning in report.warnings:
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            console.print(f"[yellow]warning:[/] {plain(warning)}", highlight=False)
         if report.errors:
             for err in report.errors:
-                console.print(f"[red]error:[/] {err}", highlight=False)
+                console.print(f"[red]error:[/] {plain(err)}", highlight=False)
             console.print(f"{len(report.errors)} error(s) in {len(report.files)} file(s)")
             raise typer.Exit(1)
-        table = Table(title=f"{len(report.rules)} rules from {len(report.files)} file(s)")
+        table = TextTable(title=f"{len(report.rules)} rules from {len(report.files)} file(s)")
         for col in ("id", "kind", "condition", "route", "source"):
             table.add_column(col, overflow="fold")
         for rule in report.rules:
@@ -272,7 +273,7 @@ def transition_dict(t: AlertTransition, zone) -> dict[str, object]:
 
 
 def transitions_table(transitions: list[AlertTransition], zone, *, title: str) -> Table:
-    table = Table(title=title)
+    table = TextTable(title=title)
     for col in ("time", "rule", "transition", "severity", "value", "threshold", "eta", "route", "summary"):
         table.add_column(col, overflow="fold")
     for t in transitions:

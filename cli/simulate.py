@@ -8,7 +8,9 @@ import typer
 from rich.console import Console
 
 from cli.state import state
+from cli.tables import plain
 from core.database import holds_nothing
+from core.districts import matching_districts, no_match_note
 from core.secrets import reveal
 from provisioning.registry import Registry
 from sim.nbiot import TRANSPORTS, run_nbiot
@@ -24,7 +26,8 @@ def register(app: typer.Typer) -> None:
                  rate: Annotated[float, typer.Option(help="uplinks per second, whole fleet")] = 20.0,
                  duration: Annotated[float, typer.Option(help="seconds to run")] = 60.0,
                  storm_district: Annotated[list[str] | None, typer.Option(
-                     help="district that floods in the rainstorm (repeatable; default: the first)")] = None,
+                     help="district that floods in the rainstorm, its name or part of it (repeatable; "
+                          "default: the first)")] = None,
                  ramp: Annotated[float, typer.Option(help="rainstorm: seconds for water to reach its peak")] = 300,
                  seed: Annotated[int, typer.Option(help="random seed")] = 1,
                  transport: Annotated[str, typer.Option(
@@ -44,7 +47,15 @@ def register(app: typer.Typer) -> None:
         cfg = state(ctx).config
         with Registry(where := cfg.registry_database(), migrate_schema=holds_nothing(where, "devices")) as reg:
             devices = reg.all()
-        districts = tuple(storm_district or sorted({d.district for d in devices if d.kind == "water_level"})[:1])
+        known = [d.district for d in devices if d.kind == "water_level"]
+        districts = tuple(sorted(set(known))[:1])
+        if storm_district:
+            districts = tuple(n for q in storm_district for n in matching_districts(q, known))
+            for q in storm_district:
+                if not matching_districts(q, known):
+                    Console(stderr=True, soft_wrap=True).print(
+                        f"[yellow]note:[/yellow] {plain(no_match_note(q, known, what='water gauges'))}",
+                        highlight=False)
         if transport != "lorawan":
             if transport not in TRANSPORTS:
                 console.print(f"[red]error:[/red] --transport: {transport!r} is not one of lorawan, "
@@ -59,8 +70,12 @@ def register(app: typer.Typer) -> None:
             console.print("[red]error:[/red] the registry has no LoRaWAN devices to simulate "
                           "(add some with `urbansense device add`)")
             raise typer.Exit(1)
-        pub = Publisher(cfg.mqtt.host, cfg.mqtt.port, username=cfg.mqtt.username or None,
-                        password=reveal(cfg.mqtt.password) or None, tls=cfg.mqtt_tls())
+        try:
+            pub = Publisher(cfg.mqtt.host, cfg.mqtt.port, username=cfg.mqtt.username or None,
+                            password=reveal(cfg.mqtt.password) or None, tls=cfg.mqtt_tls())
+        except ConnectionError as exc:  # a person is waiting: the reason, not a traceback
+            Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {plain(str(exc))}", highlight=False)
+            raise typer.Exit(1) from None
         console.print(f"simulating {len(sim.devices)} devices, scenario {scenario}, {rate}/s for {duration}s")
         try:
             sent = run_simulation(sim, pub, rate=rate, duration_s=duration)

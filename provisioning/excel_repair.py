@@ -46,6 +46,14 @@ class Repair:
         return f"line {self.line}, {self.column}: {self.before!r} → {self.after!r} ({self.why})"
 
 
+@dataclass(frozen=True, slots=True)
+class Formula:
+    """An .xlsx cell holding a formula whose value the file does not store (Excel stores one; sheets written
+    by scripts and other tools often do not). Its value is unknown, so the cell is refused, never read as empty."""
+
+    text: str
+
+
 def cell_text(value: object) -> str:
     """A cell value (text from a CSV, or a number / date from openpyxl) as text, numbers without '.0'."""
     if value is None:
@@ -68,6 +76,9 @@ def repair_cell(name: str, value: object, *, key_kind: str = "key") -> tuple[str
     Raises `CellRefused` when the true value cannot be recovered.
     """
     notes: list[str] = []
+    if isinstance(value, Formula):
+        raise CellRefused(f"{value.text[:60]!r} is a formula without a value: type the text "
+                          "(or open the file in Excel and save it, which stores each formula's value)")
     if isinstance(value, int | float) and not isinstance(value, bool) and name == "key":
         if isinstance(value, float) and (not value.is_integer() or abs(value) >= 2**53):
             raise CellRefused(f"{value!r}: Excel stored the key as a number and rounded it; {TEXT_FORMAT_FIX}")

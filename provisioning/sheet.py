@@ -12,12 +12,13 @@ import csv
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 
 from core.spreadsheet import unneutralise
 from provisioning.columns import COLUMNS, KEY_KINDS, Column, HeaderError, header_key, label_of, map_header
 from provisioning.csvio import CsvFormatError, CsvRow
-from provisioning.excel_repair import CellRefused, Repair, repair_cell
+from provisioning.excel_repair import CellRefused, Formula, Repair, repair_cell
 
 XLSX_SUFFIXES = (".xlsx", ".xlsm")
 _GB_FAMILY = {"gb2312", "gbk", "gb18030", "hz", "cp936"}
@@ -127,19 +128,24 @@ def _csv_rows(text: str, source: str) -> Iterator[tuple[int, list[object]]]:
 
 
 def _xlsx_rows(path: Path) -> Iterator[tuple[int, list[object]]]:
+    """Each row's stored values (`data_only`: a formula's value as Excel computed it); a formula cell
+    without a stored value comes as `Formula`, read from a second pass over the formulas themselves."""
     from openpyxl import load_workbook
 
     try:
         book = load_workbook(path, read_only=True, data_only=True)
+        formulas = load_workbook(path, read_only=True, data_only=False)
     except Exception as exc:  # openpyxl raises zipfile, KeyError and its own errors for a damaged file
         raise CsvFormatError(f"{path}: not a readable .xlsx workbook ({type(exc).__name__}: {exc}); "
                              "open it in Excel and save it again") from None
     try:
-        sheet = book.worksheets[0]
-        for number, cells in enumerate(sheet.iter_rows(values_only=True), 1):
-            yield number, list(cells)
+        rows = zip(book.worksheets[0].iter_rows(values_only=True), formulas.worksheets[0].iter_rows(), strict=False)
+        for number, (values, cells) in enumerate(rows, 1):
+            yield number, [Formula(str(c.value)) if v is None and c is not None and c.data_type == "f" else v
+                           for v, c in zip_longest(values, cells)]
     finally:
         book.close()
+        formulas.close()
 
 
 def _build(source: str, encoding: str, numbered: Iterator[tuple[int, list[object]]],

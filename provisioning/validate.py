@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from core.controls import bad_character
 from core.device import STATUSES, ZONE_CLASSES, Device
 from core.keys import DeviceKeyError, normalise_key
 from core.kinds import INSTALL_PARAMS as INSTALL_PARAM_SPECS
@@ -55,19 +55,6 @@ BBox = tuple[float, float, float, float]
 def _text(raw: Raw, name: str) -> str:
     value = raw.get(name)
     return "" if value is None else str(value).strip()
-
-
-def bad_character(value: str) -> str | None:
-    """The first character no device field may hold, described (`U+2028 LINE SEPARATOR`), or None.
-
-    Control characters (C0, DEL, C1: tabs and line breaks included), line and paragraph
-    separators and invisible format characters (bidi overrides, zero-width) break CSV rows,
-    terminals and spreadsheets, or hide what a value really says; they are refused on every way in.
-    """
-    for c in value:
-        if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
-            return f"U+{ord(c):04X} {unicodedata.name(c, 'control character')}"
-    return None
 
 
 def _number(raw: Raw, name: str, problems: list[Problem], form: str) -> float | None:

@@ -33,7 +33,7 @@ from core.timing import format_duration
 from core.transition import AlertState, AlertTransition
 from rules.footprint import RuleStateStats, sampled
 from rules.machine import FIRING, INACTIVE, PENDING, RESOLVED, AlertMachine, Change, RestoredAlert, RuleState, Timing
-from rules.model import ANY, OP_SYMBOLS, OPS, Rule
+from rules.model import ANY, OP_SYMBOLS, OPS, Rule, TrendNow
 from rules.nodata import SilenceWatcher, Slots
 from rules.schedule import LocalClock, period_at
 from rules.shared_windows import MeanGroup
@@ -84,8 +84,8 @@ class _Compiled:
 
     __slots__ = ("_thresholds", "active", "aggregate", "clock", "codes", "field", "followers", "group", "hold",
                  "horizon_ns", "ignore_bad", "index", "last_ns", "late_ns", "levels", "min_coverage_s", "min_samples",
-                 "needs_tags", "op", "period_of_minute", "plain", "row_of", "rule", "siblings", "timing", "trend",
-                 "values", "window")
+                 "min_span_s", "needs_tags", "op", "period_of_minute", "plain", "row_of", "rule", "siblings", "timing",
+                 "trend", "values", "window")
 
     def __init__(self, index: int, rule: Rule, clock: LocalClock, late_tolerance_s: float = 120.0) -> None:
         self.index = index
@@ -94,6 +94,7 @@ class _Compiled:
         self.aggregate = rule.aggregate
         self.plain = rule.aggregate not in ("slope", "eta")  # the window's value is the rule's value
         self.min_samples = rule.min_samples
+        self.min_span_s = rule.min_span_s
         self.min_coverage_s = rule.min_coverage_s
         self.ignore_bad = rule.ignore_bad
         self.op = OPS[rule.op]
@@ -364,6 +365,35 @@ class Engine:
                          m.since_ns if m is not None and state is PENDING else None, clear_since,
                          last_ns if last_ns >= 0 else None, comp.window.count(row), comp.window.coverage(row))
 
+    def trend_now(self, rule_id: str, device_id: str) -> TrendNow | None:
+        """The newest reading one (rule, device) has seen, with its rate and time to the rule's target, computed
+        now from the window (not frozen at the last transition; none from a trend not ready: `min_samples`,
+        `min_span`), and since when it is below the clear level; None when the rule has not seen the device
+        or is a no-data watcher."""
+        comp = self._by_id.get(rule_id)
+        slot = self._find_slot(device_id) if comp is not None else -1
+        row = comp.row(slot) if comp is not None and slot >= 0 else -1
+        if comp is None or row < 0 or comp.last_ns[row] < 0:
+            return None
+        rule = comp.rule
+        trend = comp.trend if comp.plain or comp.followers else comp.window
+        value = comp.values[row]
+        if isinstance(trend, PointStore):
+            need = (rule.min_samples, rule.min_span_s) if trend is comp.window else \
+                (rule.eta.min_samples, rule.eta.min_span_s) if rule.eta else (2, 0.0)
+            current = trend.last(row)
+            rate = trend.slope_now(row) if _trend_ready(trend, row, *need) else None  # no rate from seconds
+        else:
+            current, rate = (value if rule.aggregate == "last" and value == value else None), None
+        # the ETA from that same slope (Theil-Sen once a call: the desk asks for every flood alert of a snapshot)
+        target = rule.target if rule.aggregate == "eta" else rule.eta.target if rule.eta is not None else None
+        eta = time_to_threshold(current, rate, target, rising=rule.rising) \
+            if target is not None and rate is not None and current is not None else None
+        m = comp.active.get(row) if comp.active else None
+        return TrendNow(int(comp.last_ns[row]), current, rate if rate is not None and math.isfinite(rate) else None,
+                        eta if eta is not None and math.isfinite(eta) else None,
+                        m.clear_since_ns if m is not None else None)
+
     def window_of(self, rule_id: str, device_id: str) -> Window | None:
         """A view of one (rule, device)'s window (None when the rule has not seen the device): for tests and tools."""
         comp = self._by_id[rule_id]
@@ -477,7 +507,8 @@ class Engine:
                 result = window.update(row, time_ns, value, weight, comp.min_samples, comp.min_coverage_s)
             else:
                 window.add(row, time_ns, value, weight)
-                if window.count(row) < comp.min_samples or window.coverage(row) < comp.min_coverage_s:
+                if window.count(row) < comp.min_samples or window.coverage(row) < comp.min_coverage_s \
+                        or window.span_s(row) < comp.min_span_s:  # type: ignore[attr-defined]
                     result = None
                 else:
                     result = self._trend_value(comp, row)
@@ -531,7 +562,7 @@ class Engine:
         if comp.aggregate == "slope":
             slope = window.slope_per_s(row)
             return None if slope is None else slope * rule.per_s
-        return _eta(window, row, rule.target, rule.rising, rule.min_samples)  # type: ignore[arg-type]
+        return _eta(window, row, rule.target, rule.rising, rule.min_samples, rule.min_span_s)  # type: ignore[arg-type]
 
     @staticmethod
     def _scheduled_limits(comp: _Compiled, time_ns: int, zone: str) -> _Limits:
@@ -598,7 +629,11 @@ class Engine:
         eta = self._eta_of(comp, row)
         trend = comp.trend if comp.plain or comp.followers else comp.window
         current = trend.last(row) if isinstance(trend, PointStore) else (value if rule.aggregate == "last" else None)
-        rate = trend.slope_per_s(row) if isinstance(trend, PointStore) else None
+        rate = None
+        if isinstance(trend, PointStore):
+            need = (rule.min_samples, rule.min_span_s) if not comp.plain else \
+                (rule.eta.min_samples, rule.eta.min_span_s) if rule.eta else (2, 0.0)
+            rate = trend.slope_per_s(row) if _trend_ready(trend, row, *need) else None  # no rate from seconds
         firing = change.to_state is AlertState.FIRING
         out.append(AlertTransition(
             rule_id=rule.id,
@@ -629,7 +664,7 @@ class Engine:
             if eta != eta:
                 eta = None
         elif rule.eta is not None and comp.trend is not None:
-            eta = _eta(comp.trend, row, rule.eta.target, rule.rising, rule.eta.min_samples)
+            eta = _eta(comp.trend, row, rule.eta.target, rule.rising, rule.eta.min_samples, rule.eta.min_span_s)
         else:
             return None
         return eta if eta is not None and math.isfinite(eta) else None
@@ -764,8 +799,14 @@ def _compare(op: Callable[[float, float], bool], limits: _Limits, value: float) 
     return met, clear is not None and op(value, clear), level_thr
 
 
-def _eta(store: PointStore, row: int, target: float, rising: bool, min_samples: int) -> float | None:
-    if store.count(row) < min_samples:
+def _trend_ready(store: PointStore, row: int, min_samples: int, min_span_s: float) -> bool:
+    """Enough samples over a long enough time for a slope that is the trend, not the noise of a few seconds."""
+    return store.count(row) >= min_samples and store.span_s(row) >= min_span_s
+
+
+def _eta(store: PointStore, row: int, target: float, rising: bool, min_samples: int,
+         min_span_s: float = 0.0) -> float | None:
+    if not _trend_ready(store, row, min_samples, min_span_s):
         return None
     slope = store.slope_per_s(row)
     last = store.last(row)

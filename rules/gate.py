@@ -20,7 +20,7 @@ from core.transition import AlertState, AlertTransition
 from rules.engine import BAD, Engine
 from rules.footprint import RuleStateStats
 from rules.machine import RestoredAlert, RuleState
-from rules.model import Rule
+from rules.model import Rule, TrendNow
 from rules.quality import QualityWatch
 from rules.warmup import warm_up_queries
 
@@ -78,6 +78,10 @@ class RuleSet:
 
     def state_of(self, rule_id: str, device_id: str) -> RuleState | None:
         return self.engine.state_of(rule_id, device_id)
+
+    def trend_now(self, rule_id: str, device_id: str) -> TrendNow | None:
+        """The newest reading of one (rule, device) with its rate and time to target (see `Engine.trend_now`)."""
+        return self.engine.trend_now(rule_id, device_id)
 
     def state_stats(self) -> list[RuleStateStats]:
         """Memory of the rule state by rule (see `Engine.state_stats`)."""

@@ -48,6 +48,8 @@ ZONE_KEYS = (*ZONE_CLASSES, "default")
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TREND_MAX_SAMPLES = 512
+DEFAULT_MIN_SPAN = 0.1
+"""A trend's samples must span this share of its window unless the rule says `min_span`."""
 
 
 class RuleErrors(Exception):
@@ -245,6 +247,7 @@ class _RuleParser:
         min_samples = self.integer("min_samples", default_min, minimum=1)
         if aggregate in TREND_AGGREGATES and min_samples < 2:
             raise self.error("min_samples", "a slope needs at least 2 samples")
+        min_span_s = self.min_span(aggregate in TREND_AGGREGATES, window_s)
         default_max = 64 if aggregate in TREND_AGGREGATES else 2048
         max_samples = self.integer("max_samples", default_max, minimum=max(min_samples, 1))
         if aggregate in TREND_AGGREGATES and max_samples > _TREND_MAX_SAMPLES:
@@ -266,6 +269,7 @@ class _RuleParser:
             for_samples=self.integer("for_samples", 1, minimum=1),
             keep_firing_for_s=self.duration("keep_firing_for", 0.0),
             min_samples=min_samples,
+            min_span_s=min_span_s,
             min_coverage_s=self.duration("min_coverage", 0.0),
             max_samples=max_samples,
             resolution_s=resolution_s,
@@ -410,7 +414,23 @@ class _RuleParser:
         target = raw.get("target")
         if not self.is_number(target):
             raise self.error("eta.target", "required: the value whose arrival time to predict")
-        return EtaSpec(float(target), parse_duration(raw.get("window", "15m")), raw.get("min_samples", 3))
+        window_s = parse_duration(raw.get("window", "15m"))
+        return EtaSpec(float(target), window_s, raw.get("min_samples", 3),
+                       self.min_span(True, window_s, raw.get("min_span"), key="eta.min_span"))
+
+    def min_span(self, trend: bool, window_s: float, raw: object = None, key: str = "min_span") -> float:
+        """How long a trend's samples must span before it has a slope: `min_span`, default a tenth of the window."""
+        if key == "min_span":
+            raw = self.table.get("min_span")
+        if raw is None:
+            return window_s * DEFAULT_MIN_SPAN if trend else 0.0
+        if not trend:
+            raise self.error(key, "only for a trend (aggregate 'slope' or 'eta')")
+        span_s = parse_duration(raw)
+        if span_s > window_s:
+            raise self.error(key, f"{format_duration(span_s)} is longer than the window "
+                                  f"({format_duration(window_s)}): no window could ever span it")
+        return span_s
 
     # -- no-data rules -------------------------------------------------------------------------
 
@@ -527,6 +547,8 @@ def describe(rule: Rule) -> Mapping[str, str]:
             extras.append(f"clear {rule.clear.describe()}")
         if rule.for_samples > 1:
             extras.append(f"{rule.for_samples} samples")
+        if rule.is_trend:
+            extras.append(f"slope of ≥ {rule.min_samples} samples over ≥ {format_duration(rule.min_span_s)}")
         if rule.keep_firing_for_s:
             extras.append(f"keep {format_duration(rule.keep_firing_for_s)}")
         if rule.schedule:

@@ -27,6 +27,21 @@ OP_SYMBOLS = {">": ">", ">=": "≥", "<": "<", "<=": "≤", "==": "=", "!=": "�
 
 
 @dataclass(frozen=True, slots=True)
+class TrendNow:
+    """What a rule's window holds of a device now: its newest reading (`time_ns`, `current` in the field's
+    unit), the Theil–Sen rate (field units per second; None without a trend window or below two points)
+    and the seconds until the rule's target as of that reading (0: there; None: no target, or not heading
+    there). What the desk shows as "depth now" instead of the value frozen at the alert's last transition.
+    `clear_since_ns`: a firing alert's value is below its clear level since then (its `keep_firing_for` runs)."""
+
+    time_ns: int
+    current: float | None
+    rate_per_s: float | None
+    eta_s: float | None
+    clear_since_ns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Threshold:
     """A limit that may depend on the schedule period and the device's zone class.
 
@@ -125,6 +140,8 @@ class EtaSpec:
     target: float
     window_s: float
     min_samples: int = 3
+    min_span_s: float = 0.0
+    """The samples must span this long (oldest to newest) before there is a slope: see `Rule.min_span_s`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +188,9 @@ class Rule:
     for_samples: int = 1
     keep_firing_for_s: float = 0.0
     min_samples: int = 1
+    min_span_s: float = 0.0
+    """Trends (slope, eta): the window's samples must span this long, oldest to newest, before a slope is taken;
+    four samples seconds apart (a cold start, a burst of retransmissions) give a slope of noise."""
     min_coverage_s: float = 0.0
     max_samples: int = 2048
     resolution_s: float = 0.0

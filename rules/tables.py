@@ -76,11 +76,12 @@ class SelectTable(_Table):
 
 
 class EtaTable(_Table):
-    """`eta = { target, window, min_samples }`: also predict when the value reaches `target`."""
+    """`eta = { target, window, min_samples, min_span }`: also predict when the value reaches `target`."""
 
     target: float | None = None
     window: Duration = 900.0
     min_samples: int = Field(3, ge=2)
+    min_span: Duration | None = None
 
 
 class LevelTable(_Table):
@@ -119,6 +120,7 @@ class ValueRuleTable(_RuleTable):
     target: float | None = None
     direction: Literal["rising", "falling"] = "rising"
     min_samples: int | None = Field(None, ge=1)
+    min_span: Duration | None = None
     min_coverage: Duration = 0.0
     max_samples: int | None = Field(None, ge=1)
     resolution: Duration | None = None

@@ -535,13 +535,19 @@ class PointStore(_Series):
     and so is their median, without the O(n²) work — a water-level sensor on a dry road.
     """
 
-    __slots__ = ("_flat", "_per_s", "_rate")
+    __slots__ = ("_flat", "_per_s", "_rate", "_slopes")
 
     def __init__(self, window_s: float, max_samples: int, *, rate: bool = False, per_s: float = 1.0) -> None:
         super().__init__(window_s, max_samples)
         self._rate = rate
         self._per_s = per_s
         self._flat = array("i")
+        self._slopes: dict[int, float | None] = {}
+        """`slope_now`'s answers by row, until the row's next sample: only rows the desk asks about."""
+
+    def clear(self, row: int) -> None:
+        super().clear(row)
+        self._slopes.pop(row, None)
 
     def _grow(self) -> None:
         super()._grow()
@@ -558,6 +564,8 @@ class PointStore(_Series):
         return 0 if a is None else len(a) // 3
 
     def add(self, row: int, time_ns: int, value: float, weight_s: float) -> None:
+        if self._slopes:
+            self._slopes.pop(row, None)
         a = self._rows[row]
         if a is None:
             a, off = self._offset(row, time_ns)
@@ -601,6 +609,20 @@ class PointStore(_Series):
         if self._flat[row] >= len(a) // 3 and a[0] < a[-3]:
             return 0.0  # what theil_sen_slope returns here: (v - v) / dt for every pair with dt > 0
         return theil_sen_slope_offsets(a[0::3], a[2::3])
+
+    def slope_now(self, row: int) -> float | None:
+        """`slope_per_s`, kept until the row's next sample: the desk asks it for every flood alert of every
+        snapshot, and a snapshot is pushed on each reading of one gauge, so only that gauge's is computed anew."""
+        try:
+            return self._slopes[row]
+        except KeyError:
+            slope = self._slopes[row] = self.slope_per_s(row)
+            return slope
+
+    def span_s(self, row: int) -> float:
+        """Seconds from the row's oldest sample to its newest (0 below two samples)."""
+        a = self._rows[row]
+        return 0.0 if a is None or len(a) < 6 else (a[-3] - a[0]) / _NS
 
     def last(self, row: int) -> float | None:
         """The row's newest value."""

@@ -30,7 +30,7 @@ from rules.footprint import RuleStateStats
 from rules.gate import RuleSet
 from rules.loader import load_rules
 from rules.machine import RestoredAlert
-from rules.model import Rule
+from rules.model import Rule, TrendNow
 from rules.warmup import readings_from_series
 from service.config import Config
 from service.rule_vocabulary import rule_vocabulary
@@ -47,6 +47,25 @@ def case_code_warnings(cfg: Config, rules: Iterable[Rule]) -> list[str]:
     return category_warnings(cfg.alerts, used, base_dir=cfg.base_dir)
 
 
+def unrouted_warnings(cfg: Config, rules: Iterable[Rule]) -> list[str]:
+    """Routes the enabled rules use that no `[[alerts.routes]]` entry takes and no default receiver catches:
+    their alerts are recorded and shown on the desk, but nobody is told (qa3 F1). Routes that match on labels
+    count as taking the route (they may not match every alert: `alerts show` says when nobody was told)."""
+    ac = cfg.alerts
+    if ac.default_receivers:
+        return []
+    taken = {r.route for r in ac.routes}
+    unrouted: dict[str, list[str]] = {}
+    for rule in rules:
+        if rule.enabled:
+            for level in rule.levels:
+                if level.route not in taken and "" not in taken and rule.id not in unrouted.get(level.route, []):
+                    unrouted.setdefault(level.route, []).append(rule.id)
+    return [f"alerts: no receiver takes route {route!r} ({', '.join(ids[:4])}{' …' if len(ids) > 4 else ''}): "
+            "such alerts are recorded and shown on the desk, but nobody is told; add [alerts.receivers] and "
+            "[[alerts.routes]] (alerts/config.example.toml)" for route, ids in sorted(unrouted.items())]
+
+
 class RulesAndAlerts:
     """Owns the rules `Engine` and the `AlertsRuntime` (alert states, notifiers, outbox) for one service."""
 
@@ -58,6 +77,9 @@ class RulesAndAlerts:
         self.cfg = cfg
         self.view = view
         self.engine = RuleSet(rules, tz=rc.timezone, silent_factor=rc.silent_factor)
+        self._restored: list[tuple[str, str]] = []
+        self._valueless = frozenset(r.id for r in rules if r.is_no_data or r.is_quality)
+        self._silent_factor = rc.silent_factor
         self.engine.engine.clearing = []  # keep_firing_for clocks, stored with the transitions (see `restore`)
         self.engine.set_devices(view.by_id.values())
         self._devices_loaded_at = view.loaded_at
@@ -72,10 +94,13 @@ class RulesAndAlerts:
         self.on_change: list[Callable[[list[AlertTransition]], None]] = []
         """Called with the transitions of each commit, after it (in the commit thread): the desk console."""
         self._on_state = on_state
+        self.live_devices: frozenset[str] = frozenset()
+        """Devices whose every reading `on_live` hears of (the desk console's flood gauges with an active alert)."""
+        self.on_live: Callable[[str], None] | None = None
         self._state_seen_at = -math.inf
         self._warm_lines = b""
         logger.info("rules: {} loaded", len(rules))
-        for warning in case_code_warnings(cfg, rules):
+        for warning in (*case_code_warnings(cfg, rules), *unrouted_warnings(cfg, rules)):
             logger.warning(warning)
         for mismatch in cross_check(rules, rule_vocabulary(cfg.alerts, view.by_id.values())):
             logger.warning("rules: {} (`urbansense rules check` lists them all)", mismatch)
@@ -96,7 +121,28 @@ class RulesAndAlerts:
             for a in records)
         if records:
             logger.info("rules: {} firing or pending alerts restored from the alert store", n)
+        self._restored = [(a.rule_id, a.device_id) for a in records]
         return n
+
+    def report_stale_restored(self) -> list[tuple[str, str]]:
+        """After warm-up: log the restored alerts whose device has no recent reading (the desk shows them as
+        data stale, not as live, until it reports); returns them as (rule id, device id)."""
+        now = time.time_ns()
+
+        def stale(rule_id: str, device_id: str) -> bool:  # as the desk says it (service/desk/state.py)
+            if rule_id in self._valueless:
+                return False
+            seen = self.trend_now(rule_id, device_id)
+            device = self.view.by_id.get(device_id)
+            interval_s = device.expected_interval_s if device is not None else 300.0
+            return seen is None or now - seen.time_ns > interval_s * self._silent_factor * 1e9
+
+        stale_ones = [(r, d) for r, d in self._restored if stale(r, d)]
+        if stale_ones:
+            logger.warning("rules: {} of {} restored alerts have no recent reading ({}{}): shown as data stale until "
+                           "their devices report", len(stale_ones), len(self._restored),
+                           ", ".join(f"{r} {d}" for r, d in stale_ones[:5]), " …" if len(stale_ones) > 5 else "")
+        return stale_ones
 
     async def warm_up(self, influx: InfluxClient, keep: Callable[[Reading], bool] | None = None) -> None:
         """Restore alert state from the store, then replay recent history into the rule windows.
@@ -107,6 +153,7 @@ class RulesAndAlerts:
         """
         self.restore()
         if not self.cfg.rules.warm_up:
+            self.report_stale_restored()
             return
         n = 0
         moved: list[AlertTransition] = []
@@ -123,6 +170,7 @@ class RulesAndAlerts:
                 n += len(readings)
                 moved.extend(self.engine.warm_up(readings))
         logger.info("rules warmed up from {} stored readings", n)
+        self.report_stale_restored()
         if moved:
             self._warm_lines = self._handle(sorted(moved, key=lambda t: t.time_ns))
 
@@ -195,7 +243,17 @@ class RulesAndAlerts:
         except Exception:  # a rule bug must not stop ingest; the reading itself is still stored
             logger.exception("rules: evaluating {} failed", reading.device_id)
             return b""
+        if reading.device_id in self.live_devices and self.on_live is not None:
+            self.on_live(reading.device_id)
         return self._collect(transitions) if transitions else b""
+
+    def trend_now(self, rule_id: str, device_id: str) -> TrendNow | None:
+        """The newest reading the rules engine has of (rule, device), with its rate and time to target."""
+        try:
+            return self.engine.trend_now(rule_id, device_id)
+        except Exception:  # a view for the desk: never worth breaking a snapshot
+            logger.exception("rules: trend of {} on {} failed", rule_id, device_id)
+            return None
 
     def report_state(self, every_s: float = _STATE_EVERY_S) -> None:
         """Hand the rule-state footprint to `on_state`, at most once per `every_s` (it walks a sample)."""
@@ -228,6 +286,7 @@ class RulesAndAlerts:
                 self._devices_loaded_at = self.view.loaded_at
                 self.engine.set_devices(self.view.by_id.values())
             if catching_up():
+                self.report_state()  # the gauges still tell what the windows hold while a backlog replays
                 continue
             lines = self._collect(self.engine.tick(time.time_ns()))
             stored = self.commit()  # in order with the pipeline's: both are asked for on this loop

@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector as Collector_
 from alerts.metrics import AlertsCollector
 from alerts.outbox import OutboxStats
 from collectors.plugin import Collector, MetricsSource
-from core.database import is_postgres_url
+from core.database import describe_url, is_postgres_url
 from core.reading import Reading
 from core.secrets import reveal
 from core.timing import backoff_s
@@ -36,6 +36,7 @@ from service.config import Config
 from service.dedup import Deduplicator
 from service.httpserver import MetricsServer
 from service.inbox import Inbox
+from service.ingest_lock import IngestIdLock
 from service.leader import LeaderPart
 from service.leadership import FileLock, Leadership, LockBackend, PostgresLock
 from service.metrics import KeptStats, Metrics
@@ -112,6 +113,7 @@ class Service:
         self._leading: asyncio.Task[None] | None = None
         self._leader_running = False
         self.model_folders = ModelFolders(cfg.path(p) for p in cfg.decoders.paths)
+        self._id_lock: IngestIdLock | None = None
 
     @property
     def alerting(self) -> RulesAndAlerts | None:
@@ -133,7 +135,31 @@ class Service:
         self.exit_code = 1
         self.stop()
 
+    def hold_ingest_id(self) -> None:
+        """Take this process's ingest id on this machine (`service.ingest_lock`); `IngestIdHeld` when another
+        running process has it. A folder that cannot hold the lock file is logged and passed over."""
+        if self._id_lock is not None:
+            return
+        try:
+            self._id_lock = IngestIdLock(self.cfg.path(self.cfg.spool.path), self.ingest_id)
+        except OSError as exc:
+            logger.warning("ingest id {}: no lock file in {} ({}); a second process with this id would not be "
+                           "refused", self.ingest_id, self.cfg.path(self.cfg.spool.path), exc)
+
     async def run(self) -> None:
+        """Hold the ingest id, then run (`IngestIdHeld`, before anything starts, when another process has it)."""
+        self.hold_ingest_id()
+        try:
+            await self._run()
+        finally:
+            self.release_ingest_id()
+
+    def release_ingest_id(self) -> None:
+        if self._id_lock is not None:
+            self._id_lock.release()
+            self._id_lock = None
+
+    async def _run(self) -> None:
         cfg = self.cfg
         cl = cfg.cluster
         loop = asyncio.get_running_loop()
@@ -188,6 +214,10 @@ class Service:
                             cache=cfg.path(cfg.registry.path).with_suffix(".cache.json") if cfg.database.shared
                             else None)
         self.view = view
+        if not view.by_id:
+            logger.warning("device registry {} holds no devices: every uplink will be dead-lettered as an unknown "
+                           "device (add some with `urbansense device import SHEET.xlsx` or `device add`)",
+                           describe_url(cfg.registry_database()))
         inbox: Inbox[Incoming] = Inbox(cfg.pipeline.queue_size, loop)
         sink = Sink(put=inbox.put, put_async=inbox.put_async)
         if cl.ingests:

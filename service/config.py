@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, create_model, field_validator
 
@@ -189,7 +190,8 @@ class DeskConfig(_Section):
         default_factory=dict,
         description="user name → argon2 password hash (`urbansense desk hash-password` prints one)")
     session_ttl_s: float = Field(8 * 3600.0, gt=0, description="a login lasts this long, then the user logs in again")
-    tile_url: str = Field("", description="map tile URL template ({z}/{x}/{y}) of the city's map service; "
+    tile_url: str = Field("", description="map tile URL template ({z}/{x}/{y}; {s}. may start the host) of the "
+                          "city's map service, the one image source the page allows besides itself; "
                           "empty = gauges on a plain background (works offline)")
     tile_attribution: str = Field("", description="attribution shown under the tiles")
     recent_notifications: int = Field(30, ge=1, le=500, description="notifications listed on the page")
@@ -216,6 +218,31 @@ class DeskConfig(_Section):
             raise ValueError(f"users {', '.join(bad)}: expected an argon2 hash ($argon2id$…) from "
                              "`urbansense desk hash-password`, never a plain password")
         return v
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_url(cls, v: str) -> str:
+        if v:
+            tile_origin(v)
+        return v
+
+    def tile_source(self) -> str:
+        """The tile server's origin for the page's Content-Security-Policy `img-src` ("" without tiles)."""
+        return tile_origin(self.tile_url) if self.tile_url else ""
+
+
+def tile_origin(url: str) -> str:
+    """`https://{s}.tile.example.org/{z}/{x}/{y}.png` → `https://*.tile.example.org`: the origin the map's
+    tiles come from, as a CSP source. ValueError for anything but an http(s) URL whose host is plain
+    (a `{s}.` subdomain placeholder at its start is the one allowed)."""
+    parts = urlsplit(url)
+    host = parts.netloc
+    if host.startswith("{s}."):
+        host = "*." + host[4:]
+    if parts.scheme not in ("http", "https") or not host or any(c in host for c in "{}@ ;,'\""):
+        raise ValueError("expected an http(s) URL template with a plain host, e.g. "
+                         "https://tiles.city.gov.cn/{z}/{x}/{y}.png ({s}. may start the host)")
+    return f"{parts.scheme}://{host}"
 
 
 class BaseConfig(_Section):

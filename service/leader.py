@@ -56,8 +56,13 @@ class LeaderPart:
 
             tls = (server_context(cfg.path(cfg.desk.cert_file), cfg.path(cfg.desk.key_file) if cfg.desk.key_file
                                   else None, setting="desk") if cfg.desk.cert_file else None)
+            def watch(device_ids: frozenset[str]) -> None:  # readings of these gauges move the desk's rows
+                alerting.live_devices = device_ids
+
             self.desk = DeskServer(cfg.desk, alerting.alerts, lambda: self.view.by_id, timezone=cfg.alerts.timezone,
-                                   tls=tls, metrics=self.metrics)
+                                   tls=tls, metrics=self.metrics, trend=alerting.trend_now, watch=watch,
+                                   silent_factor=cfg.rules.silent_factor)
+            alerting.on_live = self.desk.reading_seen
             await self.desk.start()
             alerting.on_change.append(self.desk.transitions_stored)
             desk = self.desk

@@ -1,4 +1,7 @@
-"""`urbansense run --workers N`: this process leads, N child processes ingest (issue 19).
+"""`urbansense run --workers N`: this process campaigns to lead, N child processes ingest (issue 19).
+
+A second `run --workers` of the same config on this machine is refused before it starts anything
+(`service.ingest_lock`: the parent's and the children's ingest ids are taken).
 
 Each child is `urbansense run --role ingest --ingest-id <base>-w<k>` with the same config: it
 shares the broker subscriptions with its siblings (MQTT 5 `$share/...`), resumes its own
@@ -30,6 +33,7 @@ from prometheus_client.metrics_core import Metric
 from core.timing import backoff_s
 from service.app import Service, default_ingest_id
 from service.collectors import unshared_collectors
+from service.ingest_lock import check_free
 
 _PR_SET_PDEATHSIG = 1
 
@@ -185,16 +189,22 @@ async def run_with_workers(cfg: Any, n: int, *, config_path: str | None, ingest_
                for k in range(1, n + 1)]
     pool = WorkerPool(workers=workers, **(pool_options or {}))
     svc = Service(cfg, ingest_id=base, extra_metrics=[WorkerMetrics(pool)])
-    svc.readiness.add_check("workers", pool.trouble)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, svc.stop)
-    logger.info("--workers {}: this process leads (pid {}), ingest workers {}", n, os.getpid(),
-                ", ".join(w.ingest_id for w in workers))
-    pool_task = asyncio.create_task(pool.run(svc.stopping), name="workers")
+    svc.hold_ingest_id()  # IngestIdHeld: this config already runs here (with its workers); nothing is started
     try:
-        await svc.run()
+        check_free(cfg.path(cfg.spool.path), [w.ingest_id for w in workers])
+        svc.readiness.add_check("workers", pool.trouble)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, svc.stop)
+        # leading is the leadership lock's to say ("leadership acquired"); until then this process stands by
+        logger.info("--workers {}: pid {} campaigns for leadership; ingest workers {}", n, os.getpid(),
+                    ", ".join(w.ingest_id for w in workers))
+        pool_task = asyncio.create_task(pool.run(svc.stopping), name="workers")
+        try:
+            await svc.run()
+        finally:
+            svc.stop()
+            await pool_task
     finally:
-        svc.stop()
-        await pool_task
+        svc.release_ingest_id()
     return svc.exit_code

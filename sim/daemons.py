@@ -15,11 +15,15 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import psycopg
+
+_D = TypeVar("_D", bound="Daemon")
 
 APT_HINT = "sudo apt-get install -y mosquitto influxdb postgresql"
 
@@ -46,6 +50,23 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _on_a_free_port(start: Callable[[int], _D], port: int | None) -> _D:
+    """`start(port)`, or `start` on a free port; another free port if someone bound the chosen one first.
+
+    `free_port` only says a port is free now: a parallel test run (pytest -n) or any other program can
+    take it before the server binds it. That shows as "address already in use" in the server's log.
+    """
+    if port is not None:
+        return start(port)
+    for attempt in range(3):
+        try:
+            return start(free_port())
+        except DaemonError as e:
+            if attempt == 2 or "in use" not in str(e).lower():
+                raise
+    raise AssertionError("unreachable")
 
 
 def find_binary(name: str, candidates: tuple[str, ...]) -> str:
@@ -175,8 +196,11 @@ def mosquitto_config(port: int, data_dir: Path, *, max_queued_messages: int = 1_
 
 def start_mosquitto(base: Path, port: int | None = None, *, tls: BrokerTls | None = None, **config: int) -> Daemon:
     """Start Mosquitto with its data in `base/mosquitto`; reuses the folder (and so the persisted queue)."""
+    return _on_a_free_port(lambda p: _start_mosquitto(base, p, tls, config), port)
+
+
+def _start_mosquitto(base: Path, port: int, tls: BrokerTls | None, config: dict[str, int]) -> Daemon:
     binary = find_binary("mosquitto", ("/usr/sbin/mosquitto",))
-    port = port or free_port()
     data_dir = base / "mosquitto"
     data_dir.mkdir(parents=True, exist_ok=True)
     conf = data_dir / "mosquitto.conf"
@@ -217,8 +241,11 @@ bind-address = "127.0.0.1:{rpc_port}"
 
 def start_influxd(base: Path, port: int | None = None) -> Daemon:
     """Start influxd with its data in `base/influxdb`; waits until `/ping` answers."""
+    return _on_a_free_port(lambda p: _start_influxd(base, p), port)
+
+
+def _start_influxd(base: Path, port: int) -> Daemon:
     binary = find_binary("influxd", ("/usr/bin/influxd",))
-    port = port or free_port()
     data_dir = base / "influxdb"
     data_dir.mkdir(parents=True, exist_ok=True)
     conf = data_dir / "influxdb.conf"
@@ -312,7 +339,6 @@ def start_postgres(base: Path, port: int | None = None, *, durable: bool = False
     """
     initdb = find_binary("initdb", tuple(f"{d}/initdb" for d in PG_BIN_DIRS))
     psql = find_binary("psql", tuple(f"{d}/psql" for d in PG_BIN_DIRS))
-    port = port or free_port()
     user = _pg_user()
     if user is None:
         data_dir = base / "postgres"
@@ -334,6 +360,11 @@ def start_postgres(base: Path, port: int | None = None, *, durable: bool = False
         conf.write(f"fsync = {'on' if durable else 'off'}\nmax_connections = 200\n"
                    "log_min_messages = warning\n")
     log = data_dir / "postgres.log"
+    return _on_a_free_port(lambda p: _start_postgres(pgdata, p, log, password, psql, user), port)
+
+
+def _start_postgres(pgdata: Path, port: int, log: Path, password: str, psql: str, user: str | None) -> PostgresDaemon:
+    """Start the initdb'ed cluster on `port`; wait until it accepts connections and has its database."""
     proc = _spawn_postgres(pgdata, port, log)
     d = PostgresDaemon("postgres", proc, port, pgdata, log, pgdata / "postgresql.conf", password=password)
     deadline = time.monotonic() + 30

@@ -225,7 +225,7 @@ def publish_all(publisher: Publisher, uplinks: Iterable[SimUplink],
 
 def demo_fleet(per_kind: Mapping[str, int] | None = None,
                districts: tuple[str, ...] = ("朝阳", "海淀", "东城", "丰台")) -> list[Device]:
-    """A demo fleet of real models across districts (at least 60 devices by default)."""
+    """A demo fleet of real models across districts (62 devices by default)."""
     per_kind = per_kind or {"water_level": 16, "bin_fill": 12, "noise": 12, "dust": 10, "parking": 12}
     by_kind: dict[str, list[ModelInfo]] = {}
     for m in all_models():

@@ -18,6 +18,12 @@ from loguru import logger
 
 from sim.daemons import PG_BIN_DIRS, Daemon, PostgresDaemon, start_influxd, start_mosquitto, start_postgres
 
+# A test sees no terminal size of its own: pytest-xdist's workers start with COLUMNS=80 (a serial run has
+# none), and the CLI's consoles, made at import, would keep it and draw every table 80 wide whatever width a
+# test then asks for. Tests that care pass COLUMNS to the command they run.
+for _var in ("COLUMNS", "LINES"):
+    os.environ.pop(_var, None)
+
 # No per-example deadline: a loaded 2-core CI machine makes timing flaky, and speed is measured by
 # benchmarks, not tests. Under CI the examples are derandomized, so a run is reproducible.
 settings.register_profile("urbansense", deadline=None, derandomize=bool(os.environ.get("CI")))
@@ -109,9 +115,20 @@ DAEMON_FIXTURES = frozenset({"influxd", "influx_db", "mosquitto", "own_broker", 
 """Fixtures that start a real Mosquitto or influxd; a test that needs one is an integration test."""
 
 
+HEAVY_MODULES = frozenset({"test_failover", "test_leadership", "test_faults_ingest", "test_faults_disk",
+                           "test_nbiot_service", "test_spine_e2e"})
+"""Modules whose tests drive a service at hundreds of uplinks a second, or count seconds to a takeover:
+under `pytest -n` (pyproject's addopts) they share one worker (`xdist_group`), so no two of them compete
+for the CPU at once; the other worker runs the rest of the suite beside them."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that starts a daemon `integration`, so `pytest -m "not integration"` needs none."""
+    """Mark every test that starts a daemon `integration`, so `pytest -m "not integration"` needs none;
+    put the heavy modules' tests in one xdist group."""
     for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__.rpartition(".")[2] in HEAVY_MODULES:
+            item.add_marker(pytest.mark.xdist_group("heavy"))
         callspec = getattr(item, "callspec", None)
         on_postgres = callspec is not None and callspec.params.get("database") == "postgresql"
         if on_postgres or DAEMON_FIXTURES & set(getattr(item, "fixturenames", ())):

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from core.device import Device
 from provisioning.registry import Registry
@@ -103,6 +106,12 @@ def running(cfg: Config, *, ingest_id: str = "") -> Iterator[Service]:
         assert not t.is_alive(), "service did not stop"
         if "error" in holder:
             raise holder["error"]
+
+
+def metric(port: int, name: str) -> float:
+    """The sum of metric `name`'s samples over all its label sets, from the `/metrics` page on `port`."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M))
 
 
 def recent_ns(hours_ago: float = 1.0) -> int:

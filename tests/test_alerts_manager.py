@@ -325,3 +325,32 @@ def test_an_ack_is_an_update_to_the_open_case_naming_the_operator(mgr: AlertLife
     last = mgr.store.outbox(fingerprint("water.depth", "wl-001"))[-1]
     assert (last.receiver, last.event, last.body["action"]) == ("cases", "acknowledged", "update")
     assert last.body["operator"] == "desk-wang" and "已派排水队" in last.body["comment"]
+
+
+def test_a_lower_rules_update_never_downgrades_the_spots_case(mgr: AlertLifecycle):
+    """QA3 F14: a 27 cm case got a 【预警】 update from the late rising warning. The case's title and severity are
+    the spot's highest firing level; the rule's own level stays in `rule_severity`."""
+    flood = {"case_category": "road_waterlogging"}
+    mgr.handle(tr(F, rule="water.depth", route="emergency", sev=Severity.CRITICAL, value=276, labels=flood))
+    mgr.handle(tr(F, at=5, rule="water.rising", route="emergency", labels=flood))
+    cases = [o.body for o in mgr.store.outbox(fingerprint("water.rising", "wl-001")) if o.receiver == "cases"]
+    assert [b["action"] for b in cases] == ["update"]
+    assert cases[0]["severity"] == "critical" and cases[0]["title"].startswith("【严重】"), cases[0]["title"]
+    assert cases[0]["rule_severity"] == "warning"
+    # the critical level clears while the rising warning still fires: the case says so (warning), still open
+    mgr.handle(tr(R, at=600, rule="water.depth", route="emergency", sev=Severity.CRITICAL, frm=F, labels=flood))
+    last = [o.body for o in mgr.store.outbox(fingerprint("water.depth", "wl-001")) if o.receiver == "cases"][-1]
+    assert (last["action"], last["severity"]) == ("update", "warning") and last["title"].startswith("【预警】")
+
+
+def test_firing_to_firing_with_a_higher_depth_reaches_the_alert(mgr: AlertLifecycle):
+    """QA3 F10: a `firing → firing` transition at the same level (a restored alert's first reading) left the
+    alert at its old depth; it now carries the newer values, and tells nobody again."""
+    mgr.handle(tr(F, value=160.0))
+    before = len(mgr.store.outbox())
+    out = mgr.handle(tr(F, at=60, value=230.0, frm=F))
+    a = mgr.store.get(fingerprint("water_depth", "wl-001"))
+    assert a is not None and a.value == 230.0 and a.updated_ns == T0 + 60 * S, out
+    assert len(mgr.store.outbox()) == before
+    mgr.handle(tr(F, at=30, value=999.0, frm=F))  # an older one changes nothing
+    assert mgr.store.get(fingerprint("water_depth", "wl-001")).value == 230.0  # type: ignore[union-attr]

@@ -148,7 +148,7 @@ def test_the_engine_says_what_its_value_measures():
     engine = Engine([rising])
     engine.set_devices([DEVICES["water_level"]])
     out = []
-    for minute, depth in enumerate([20, 45, 70, 95, 120]):
+    for minute, depth in enumerate([20, 45, 70, 95, 120, 145]):  # the preset's min_span: 5 minutes of readings
         out += engine.process(Reading("WL-1", "water_level", T0 + minute * 60_000_000_000,
                                       {"depth_mm": float(depth)}, {}))
     fired = [t for t in out if t.to_state is AlertState.FIRING]

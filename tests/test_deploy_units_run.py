@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import influx_query
-from servicekit import recent_ns, wait_until
+from servicekit import metric, recent_ns, wait_until
 
 from provisioning.registry import Registry
 from sim.daemons import Daemon, free_port
@@ -65,12 +65,6 @@ def ready(port: int) -> str | None:
     except httpx.HTTPError:
         return None
     return r.text if r.status_code == 200 else None
-
-
-def metric(port: int, name: str) -> float:
-    """The sum of a metric's samples over its labels."""
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M))
 
 
 def toml(data: dict[str, dict[str, object]]) -> str:

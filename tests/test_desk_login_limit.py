@@ -28,19 +28,30 @@ WRONG = "guess-number-%d"
 def test_limiter_counts_within_the_window_and_lifts_after_the_lockout():
     now = [0.0]
     lim = LoginLimiter(max_per_user=3, max_per_address=10, window_s=60, lockout_s=300, clock=lambda: now[0])
-    assert lim.failed("wang", "a") is None
+
+    def wrong(user: str, address: str):  # one attempt whose password turns out wrong
+        assert lim.attempt(user, address) == (None, False)
+        return lim.failed(user, address)
+
+    assert wrong("wang", "a") is None
     now[0] = 61  # the first failure left the window
-    assert lim.failed("wang", "a") is None and lim.failed("wang", "a") is None
-    started = lim.failed("wang", "a")
+    assert wrong("wang", "a") is None and wrong("wang", "a") is None
+    started = wrong("wang", "a")
     assert started is not None and (started.scope, started.key, started.retry_after) == ("user", "wang", "300")
     now[0] = 100
     held = lim.check("wang", "b")
     assert held is not None and held.retry_after == "261" and lim.check("li", "a") is None
+    assert lim.attempt("wang", "b") == (held, False)
     now[0] = 362
     assert lim.check("wang", "a") is None
-    lim.failed("wang", "a")
-    lim.succeeded("wang")  # a right password starts the user's count again
-    assert lim.failed("wang", "a") is None and lim.failed("wang", "a") is None
+    wrong("wang", "a")
+    assert lim.attempt("wang", "a") == (None, False)
+    lim.succeeded("wang", "a")  # a right password starts the user's count again
+    assert wrong("wang", "a") is None and wrong("wang", "a") is None
+    # a burst: attempts counted as they begin, so the 4th is refused before any of them has failed
+    assert [lim.attempt("zhao", "c")[0] is None for _ in range(3)] == [True, True, True]
+    refused, began = lim.attempt("zhao", "c")
+    assert refused is not None and began and refused.scope == "user"
 
 
 @pytest.mark.asyncio
@@ -131,3 +142,29 @@ async def test_behind_a_trusted_proxy_each_client_address_is_counted_on_its_own(
     alerts.store.close()
     assert results[True] == ([401, 429], 303)  # 10.0.0.5 is locked, the operator at 10.0.0.6 is not
     assert results[False] == ([401, 429], 429)  # without trust: one address, the proxy's, for everyone
+
+
+@pytest.mark.asyncio
+async def test_a_burst_of_concurrent_guesses_reaches_the_password_check_only_up_to_the_limit(tmp_path: Path):
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    cfg = DeskConfig(enabled=True, port=0, users={"wang": cheap.hash(PASSWORD)}, login_max_failures=3,
+                     login_max_failures_per_address=100)
+    alerts = AlertsRuntime(AlertsConfig(), lambda _id: None, db_path=tmp_path / "alerts.sqlite")
+    metrics = Metrics()
+    desk = DeskServer(cfg, alerts, dict, metrics=metrics)
+    await desk.start()
+    try:
+        async with httpx.AsyncClient(base_url=desk.url, follow_redirects=False) as http:
+            async def login(password: str) -> int:
+                return (await http.post("/login", data={"user": "wang", "password": password})).status_code
+
+            codes = await asyncio.gather(*(login(WRONG % i) for i in range(12)))
+            assert codes.count(429) >= 9 and set(codes) <= {401, 429}
+            assert await login(PASSWORD) == 429
+    finally:
+        await desk.stop()
+        alerts.store.close()
+    text = generate_latest(metrics.registry).decode()
+    assert 'urbansense_desk_logins_total{outcome="failed"} 3.0' in text  # only 3 guesses were ever checked
+    assert 'urbansense_desk_logins_total{outcome="refused"} 10.0' in text  # 9 of the burst, then the right one
+    assert 'urbansense_desk_lockouts_total{scope="user"} 1.0' in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,47 @@ def test_template_has_the_headers_and_one_example_row_that_imports(tmp_path: Pat
     r = dev(tmp_path, "import", str(out))
     assert r.exit_code == 0, r.output
     assert shown(tmp_path, "WL-CY-001")["district"] == "朝阳区"
+
+
+def test_a_formula_cell_without_a_stored_value_is_refused_by_row_and_column(tmp_path: Path) -> None:
+    rows = fleet()
+    rows[4][6] = '=HYPERLINK("http://evil","x")'  # openpyxl, like other tools, stores no value for it
+    path = xlsx(tmp_path / "formula.xlsx", rows)
+    r = dev(tmp_path, "import", str(path))
+    assert r.exit_code == 1
+    bad = [line for line in r.stderr.splitlines() if line.startswith("invalid:")]
+    assert len(bad) == 1, r.stderr
+    assert bad[0].startswith("invalid: line 7 (JS-04): 地址 (address): '=HYPERLINK(")
+    assert "a formula without a value: type the text" in bad[0]
+    assert count(tmp_path) == 0
+    r = dev(tmp_path, "import", str(path), "--skip-invalid")
+    assert r.exit_code == 0, r.output
+    assert count(tmp_path) == 29 and dev(tmp_path, "show", "JS-04", "--no-live").exit_code != 0
+
+
+def test_export_and_list_match_a_district_alike_and_say_when_it_matches_nothing(tmp_path: Path) -> None:
+    assert dev(tmp_path, "import", str(gbk_csv(tmp_path / "fleet.csv", fleet()))).exit_code == 0
+    listed = dev(tmp_path, "list", "--district", "朝阳", "--json")
+    assert listed.exit_code == 0, listed.output
+    ids = sorted(json.loads(line)["id"] for line in listed.stdout.splitlines())
+    assert len(ids) == 10
+    exported = dev(tmp_path, "export", "--district", "朝阳")   # the help's own example
+    assert exported.exit_code == 0, exported.output
+    assert sorted(r["id"] for r in csv.DictReader(io.StringIO(exported.stdout))) == ids
+    assert exported.stderr == ""
+    for command in ("export", "list"):
+        none = dev(tmp_path, command, "--district", "西城")
+        assert none.exit_code == 0, none.output
+        assert "0 devices matched district '西城' (known districts: 东城区, 朝阳区, 海淀区)" in none.stderr
+    exported = dev(tmp_path, "export", "--district", "海淀区", "--kind", "noise")
+    assert {r["district"] for r in csv.DictReader(io.StringIO(exported.stdout))} == {"海淀区"}
+    with socket.socket() as s:  # a port nobody listens on: simulate says so, after the district note
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[mqtt]\nport = {closed}\n[registry]\npath = "{registry(tmp_path)}"\n', encoding="utf-8")
+    sim = runner.invoke(app, ["--config", str(cfg), "simulate", "--scenario", "rainstorm", "--storm-district", "西城"])
+    assert sim.exit_code == 1, sim.output
+    assert "0 water gauges matched district '西城' (known districts: 东城区, 朝阳区, 海淀区)" in sim.stderr
+    assert "error: simulator could not connect to the broker" in sim.stderr
+    assert isinstance(sim.exception, SystemExit)  # a clear exit, not a ConnectionError's traceback

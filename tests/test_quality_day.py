@@ -269,7 +269,7 @@ def test_report_command_prints_and_writes_csv_and_xlsx(influxd, day: Day, tmp_pa
                    encoding="utf-8")
     out_csv, out_xlsx = tmp_path / "figures.csv", tmp_path / "figures.xlsx"
     result = CliRunner().invoke(app, ["--config", str(cfg), "report", "--from", "2026-11-20", "--to", "2026-11-21",
-                                      "--district", "朝阳区", "--csv", str(out_csv), "--xlsx", str(out_xlsx)])
+                                      "--district", "朝阳", "--csv", str(out_csv), "--xlsx", str(out_xlsx)])
     assert result.exit_code == 0, result.output
     assert "87.50 %" in result.output  # the silent dust sensor: 252 of 288 reports
     with out_csv.open(encoding="utf-8-sig") as fh:
@@ -293,6 +293,9 @@ def test_report_command_prints_and_writes_csv_and_xlsx(influxd, day: Day, tmp_pa
     bad = CliRunner().invoke(app, ["--config", str(cfg), "report", "--from", "2026-11-20", "--to", "2026-11-21",
                                    "--kind", "nois"])
     assert bad.exit_code != 0 and "unknown kind 'nois'" in bad.output
+    west = CliRunner().invoke(app, ["--config", str(cfg), "report", "--from", "2026-11-20", "--to", "2026-11-21",
+                                    "--district", "西城"])
+    assert west.exit_code == 0 and "0 devices matched district '西城' (known districts: 朝阳区, 海淀区)" in west.stderr
     future = CliRunner().invoke(app, ["--config", str(cfg), "report", "--from", "2999-01-01", "--to", "2999-01-02"])
     assert future.exit_code != 0 and "starts in the future" in future.output
 

@@ -237,9 +237,9 @@ def test_demo_runs_and_stores_all_five_kinds(tmp_path: Path) -> None:
                             env={**os.environ, "COLUMNS": "200"})
     assert proc.stdout is not None
     head = []
-    for line in proc.stdout:  # the demo prints the desk console's address and a one-time password
+    for line in proc.stdout:  # the demo prints the desk console's address and this run's password
         head.append(line)
-        found = re.search(r"console: (http://127\.0\.0\.1:\d+/) +user demo, one-time password (\S+)", line)
+        found = re.search(r"console: (http://127\.0\.0\.1:\d+/) +user demo, this run's password (\S+)", line)
         if found:
             break
     assert found, "".join(head)

@@ -20,7 +20,7 @@ import pytest
 from conftest import influx_query
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from servicekit import recent_ns, write_run_config
+from servicekit import metric, recent_ns, write_run_config
 from test_ingest_process import publish
 from typer.testing import CliRunner
 
@@ -131,9 +131,9 @@ def test_two_ingest_workers_share_the_stream_and_a_sigkilled_one_loses_nothing(
         assert set.union(*by_worker.values()) == {u.time_ns for u in uplinks}  # together: all, to the leader
 
         deadline = time.monotonic() + 120  # the leader (this process) got every reading from the bus, once
-        while (handed := _metric(metrics_port, "urbansense_bus_readings_total")) < N and time.monotonic() < deadline:
+        while (handed := metric(metrics_port, "urbansense_bus_readings_total")) < N and time.monotonic() < deadline:
             time.sleep(0.5)
-        late = _metric(metrics_port, "urbansense_bus_late_readings_total")  # a redelivery after the SIGKILL
+        late = metric(metrics_port, "urbansense_bus_late_readings_total")  # a redelivery after the SIGKILL
         assert N <= handed <= N + late
 
         children = [int(p) for p in re.findall(r"ingest worker t-w\d started \(pid (\d+)\)", log.read_text())]
@@ -145,11 +145,6 @@ def test_two_ingest_workers_share_the_stream_and_a_sigkilled_one_loses_nothing(
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-
-
-def _metric(port: int, name: str) -> float:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
 def _noise_times(influxd: Daemon, db: str, since_ns: int) -> list[int]:
@@ -256,8 +251,45 @@ def test_a_worker_that_cannot_listen_says_which_port_and_the_parent_is_not_ready
             assert time.monotonic() < deadline, ready.text
             time.sleep(0.2)
         assert ready.status_code == 503 and "workers: 0 of 1 up; t-w1 " in ready.text, ready.text
-        assert _metric(metrics_port, "urbansense_workers_running") == 0
+        assert metric(metrics_port, "urbansense_workers_running") == 0
     finally:
         taken.close()
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
+
+
+@pytest.mark.timeout(180)
+def test_a_second_run_of_the_same_workers_is_refused_naming_the_ids_and_the_pid(
+        tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str) -> None:
+    """qa3 F8: the same `run --workers` started again (an operator who forgot it was running) claimed "this
+    process leads" and started workers with the same ingest ids, which took the MQTT sessions from each other
+    every half second for ever. Now it is refused before it starts anything, naming the ids and the pid."""
+    config = _config(tmp_path, mosquitto, influxd, influx_db, 0)  # any free ports: worker k's is not the parent's + k
+    log = tmp_path / "run.log"
+    with open(log, "ab") as out:
+        first = subprocess.Popen([URBANSENSE, "--config", str(config), "run", "--workers", "1", "--ingest-id", "t"],
+                                 stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _log_wait(log, r"\[t-w1\] mqtt: subscribed to \$share/urbansense/", 1, first)
+        _log_wait(log, r"leadership acquired", 1, first)
+        assert "this process leads" not in log.read_text()
+        worker_pid = re.findall(r"ingest worker t-w1 started \(pid (\d+)\)", log.read_text())[0]
+
+        runner = CliRunner()  # in this process: the lock is the other process's all the same
+        again = runner.invoke(app, ["--config", str(config), "run", "--workers", "1", "--ingest-id", "t",
+                                    "--metrics-port", str(free_port())], terminal_width=300)
+        assert again.exit_code == 1, again.output
+        assert f"error: ingest id t is already running on this machine (pid {first.pid})" in again.output
+        assert "leads" not in again.output and "campaigns" not in again.output
+        assert "ingest worker" not in again.output  # no worker was started
+
+        by_hand = runner.invoke(app, ["--config", str(config), "run", "--role", "ingest", "--ingest-id", "t-w1",
+                                      "--metrics-port", str(free_port())], terminal_width=300)
+        assert by_hand.exit_code == 1, by_hand.output
+        assert f"error: ingest id t-w1 is already running on this machine (pid {worker_pid})" in by_hand.output
+
+        time.sleep(1)  # the running workers kept their session: nobody took it over
+        assert "mqtt: lost" not in log.read_text() and first.poll() is None
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(60)

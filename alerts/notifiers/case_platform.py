@@ -8,6 +8,7 @@ address, district, street, observation time, severity and source.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -48,6 +49,9 @@ def render_case(n: Notice, *, table: CategoryTable, edition: str, district_codes
     loc = location(n) or {"address": "", "district": n.labels.get("district", ""), "street": ""}
     district_code = n.labels.get("district_code") or district_codes.get(loc.get("district", ""))
     loc["district_code"] = district_code
+    severity = n.case_severity or n.severity  # the spot's highest firing level: an update never lowers the case
+    head = replace(n, severity=severity, event=Event.ESCALATED) if (
+        n.event is Event.RESOLVED and n.case_action is not Event.RESOLVED) else replace(n, severity=severity)
     body: dict[str, Any] = {
         "idempotency_key": n.idempotency_key,
         "action": action,
@@ -55,11 +59,12 @@ def render_case(n: Notice, *, table: CategoryTable, edition: str, district_codes
         "case_key": n.case_key,
         "case_id": None,
         "category": category_json(cat, district_code),
-        "title": title(n),
+        "title": title(head),
         "description": description(n),
         "rule_id": n.rule_id,
         "device_id": n.device_id,
-        "severity": n.severity,
+        "severity": severity,
+        "rule_severity": n.severity,
         "status": "resolved" if action == "close" else "firing",
         "rule_status": "resolved" if n.event is Event.RESOLVED else "firing",
         "value": n.value,

@@ -38,8 +38,13 @@ class Lockout:
 
 
 class LoginLimiter:
-    """`check(user, address)` before verifying a password; `failed(...)` after a wrong one (returns the
-    lockout it started, if any); `succeeded(user)` clears that user's failures."""
+    """`attempt(user, address)` before verifying a password (a refusal, or None to go on); then `failed(...)`
+    after a wrong one (returns the lockout it started, if any) or `succeeded(...)`.
+
+    An attempt counts as a failure from the moment it begins, so a burst of concurrent guesses cannot all
+    reach the (slow) password check before the first of them fails: once more than the limit are counted
+    within the window, the rest are refused at once and the lockout starts.
+    """
 
     def __init__(self, *, max_per_user: int, max_per_address: int, window_s: float, lockout_s: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -50,7 +55,7 @@ class LoginLimiter:
         self._tracks: dict[str, OrderedDict[str, _Track]] = {"user": OrderedDict(), "address": OrderedDict()}
 
     def check(self, user: str, address: str) -> Lockout | None:
-        """The lockout that refuses this try now (the longer of user's and address's), else None."""
+        """The lockout that refuses a try now (the longer of user's and address's), else None."""
         now = self.clock()
         found: Lockout | None = None
         for scope, key in (("user", user), ("address", address)):
@@ -61,24 +66,46 @@ class LoginLimiter:
                     found = Lockout(scope, key, wait)
         return found
 
-    def failed(self, user: str, address: str) -> Lockout | None:
-        """Count one failed login; returns the lockout it begins (user's first), else None."""
+    def attempt(self, user: str, address: str) -> tuple[Lockout | None, bool]:
+        """Count one login attempt: (the lockout that refuses it, whether this attempt started it) — or
+        (None, False) to check its password."""
+        held = self.check(user, address)
+        if held is not None:
+            return held, False
         now = self.clock()
-        started: Lockout | None = None
         for scope, key in (("user", user), ("address", address)):
             track = self._track(scope, key, now)
             track.failures.append(now)
             while track.failures and track.failures[0] <= now - self.window_s:
                 track.failures.popleft()
-            if len(track.failures) >= self.max_per[scope] and track.locked_until <= now:
+        started = self._lock_over(user, address, now, strictly=True)
+        return started, started is not None
+
+    def failed(self, user: str, address: str) -> Lockout | None:
+        """The attempt's password was wrong; returns the lockout this starts (user's first), else None."""
+        return self._lock_over(user, address, self.clock(), strictly=False)
+
+    def succeeded(self, user: str, address: str) -> None:
+        """A right password: that user's count starts again, and the address no longer counts this attempt
+        (its other failures stay: others may share it)."""
+        self._tracks["user"].pop(user, None)
+        track = self._tracks["address"].get(address)
+        if track is not None and track.failures:
+            track.failures.pop()
+
+    def _lock_over(self, user: str, address: str, now: float, *, strictly: bool) -> Lockout | None:
+        """Lock each key whose count reached (or, `strictly`, passed) its limit; the first lockout begun."""
+        started: Lockout | None = None
+        for scope, key in (("user", user), ("address", address)):
+            track = self._tracks[scope].get(key)
+            if track is None or track.locked_until > now:
+                continue
+            n, limit = len(track.failures), self.max_per[scope]
+            if n > limit or (n == limit and not strictly):
                 track.locked_until = now + self.lockout_s
                 track.failures.clear()
                 started = started or Lockout(scope, key, self.lockout_s)
         return started
-
-    def succeeded(self, user: str) -> None:
-        """A correct password: that user's count starts again (the address's stays: others may share it)."""
-        self._tracks["user"].pop(user, None)
 
     def _track(self, scope: str, key: str, now: float) -> _Track:
         tracks = self._tracks[scope]

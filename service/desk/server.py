@@ -28,8 +28,10 @@ from loguru import logger
 
 from alerts.errors import AlertsError
 from alerts.runtime import AlertsRuntime
+from core.controls import bad_character
 from core.device import Device
 from core.transition import AlertTransition, Severity
+from rules.model import TrendNow
 from service.config import DeskConfig
 from service.desk.auth import Session, Sessions, Users
 from service.desk.limits import Lockout, LoginLimiter
@@ -46,6 +48,7 @@ ROUTINE_EVERY_S = 0.25
 is a snapshot of every active alert, and a night of noise alerts makes one cost milliseconds of the event
 loop that carries the flood alerts. A flood gauge's or any critical alert's change is pushed at once."""
 MAX_COMMENT = 500
+CSP = web.AppKey("csp", str)
 
 
 class DeskServer:
@@ -53,8 +56,12 @@ class DeskServer:
 
     def __init__(self, cfg: DeskConfig, alerts: AlertsRuntime, devices: Callable[[], dict[str, Device]], *,
                  timezone: str = "Asia/Shanghai", tls: ssl.SSLContext | None = None,
-                 metrics: Metrics | None = None) -> None:
-        """`metrics`: where login outcomes and lockouts are counted (the service's; None in a bare test)."""
+                 metrics: Metrics | None = None, trend: Callable[[str, str], TrendNow | None] | None = None,
+                 watch: Callable[[frozenset[str]], None] | None = None, silent_factor: float = 3.0) -> None:
+        """`metrics`: where login outcomes and lockouts are counted (the service's; None in a bare test).
+        `trend` and `watch`: the rules engine's newest reading of a flood alert's gauge, and where to say which
+        gauges those are (`reading_seen` is then to be called on each of their readings); see `DeskState`.
+        `silent_factor`: a gauge without a reading for its expected interval × this is shown as data stale."""
         self.cfg = cfg
         self.metrics = metrics
         self.tls = tls
@@ -74,12 +81,14 @@ class DeskServer:
         self._pushed_at = -ROUTINE_EVERY_S
         self._runner: web.AppRunner | None = None
         self.events_sent = 0
-        self._state = DeskState(alerts.store, devices, tz=timezone, recent=cfg.recent_notifications)
+        self._state = DeskState(alerts.store, devices, tz=timezone, recent=cfg.recent_notifications, trend=trend,
+                                watch=watch, silent_factor=silent_factor)
 
     # lifecycle
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024, middlewares=[_security_headers])
+        app[CSP] = content_policy(self.cfg.tile_source())
         app.add_routes([
             web.get("/login", self.login_page), web.post("/login", self.login), web.post("/logout", self.logout),
             web.get("/", self.page), web.get("/api/state", self.state), web.get("/events", self.events),
@@ -130,6 +139,10 @@ class DeskServer:
             self._schedule(urgent)
         else:
             loop.call_soon_threadsafe(self._schedule, urgent)
+
+    def reading_seen(self, device_id: str) -> None:
+        """A flood gauge with an active alert reported: its row's depth, rise rate and ETA move (a routine push)."""
+        self.changed(urgent=False)
 
     def transitions_stored(self, transitions: Iterable[AlertTransition]) -> None:
         """Alert transitions were committed: urgent when one is critical or on a flood gauge."""
@@ -207,8 +220,11 @@ class DeskServer:
         user = str(form.get("user", ""))[:100]
         password = str(form.get("password", ""))[:1000]
         address = self._client_address(request)
-        if (lockout := self.limiter.check(user, address)) is not None:
+        lockout, started = self.limiter.attempt(user, address)
+        if lockout is not None:
             self._count_login("refused")
+            if started:  # a burst of guesses, more than the limit at once
+                await self._lockout_started(lockout, user, address, burst=True)
             return _refused_html(lockout)
         ok = bool(user) and await asyncio.to_thread(self.users.verify, user, password)
         if not ok:
@@ -219,7 +235,7 @@ class DeskServer:
                 await self._lockout_started(lockout, user, address)
                 return _refused_html(lockout)
             return _login_html("用户名或密码错误 (wrong user name or password)", status=401)
-        self.limiter.succeeded(user)
+        self.limiter.succeeded(user, address)
         self._count_login("ok")
         token, _ = self.sessions.create(user)
         await self._audit(user, "login", detail=f"from {address}")
@@ -244,11 +260,12 @@ class DeskServer:
         if self.metrics is not None:
             self.metrics.desk_logins.labels(outcome=outcome).inc()
 
-    async def _lockout_started(self, lockout: Lockout, user: str, address: str) -> None:
+    async def _lockout_started(self, lockout: Lockout, user: str, address: str, *, burst: bool = False) -> None:
         """Logged, counted and audited once per lockout; the tries it refuses are only counted."""
         cfg = self.cfg
         limit = cfg.login_max_failures if lockout.scope == "user" else cfg.login_max_failures_per_address
-        why = (f"{limit} failed logins for {lockout.scope} {lockout.key!r} within {cfg.login_window_s:g} s: "
+        what = f"more than {limit} login attempts" if burst else f"{limit} failed logins"
+        why = (f"{what} for {lockout.scope} {lockout.key!r} within {cfg.login_window_s:g} s: "
                f"refused for {cfg.login_lockout_s:g} s")
         logger.warning("desk console: {} (last try: user {!r} from {})", why, user, address)
         if self.metrics is not None:
@@ -310,7 +327,12 @@ class DeskServer:
             raise web.HTTPBadRequest(text="expected a JSON body", content_type="text/plain") from None
         if not isinstance(data, dict):
             raise web.HTTPBadRequest(text="expected a JSON object", content_type="text/plain")
-        comment = str(data.get("comment", "")).strip()
+        comment = str(data.get("comment", ""))
+        bad = bad_character(comment, allow="\n")
+        if bad:
+            raise web.HTTPBadRequest(text=f"comment holds {bad}: type plain text (line breaks are fine)",
+                                     content_type="text/plain")
+        comment = comment.strip()
         if len(comment) > MAX_COMMENT:
             raise web.HTTPBadRequest(text=f"comment longer than {MAX_COMMENT} characters", content_type="text/plain")
         data["comment"] = comment
@@ -360,21 +382,27 @@ async def _security_headers(request: web.Request, handler: Callable) -> web.Stre
         response = await handler(request)
     except web.HTTPException as exc:
         response = exc
-        _harden(response)
+        _harden(response, request.app[CSP])
         raise
-    _harden(response)
+    _harden(response, request.app[CSP])
     return response
 
 
-def _harden(response: web.StreamResponse) -> None:
+def content_policy(tile_source: str) -> str:
+    """The page's Content-Security-Policy: images only from the console itself, `data:` (Leaflet's own)
+    and the configured map tile server, so markup slipped into a device's text can fetch nothing."""
+    images = " ".join(x for x in ("'self'", "data:", tile_source) if x)
+    return (f"default-src 'self'; img-src {images}; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+            "frame-ancestors 'none'")
+
+
+def _harden(response: web.StreamResponse, csp: str) -> None:
     if response.prepared:
         return
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("Content-Security-Policy",
-                                "default-src 'self'; img-src 'self' data: https: http:; "
-                                "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'")
+    response.headers.setdefault("Content-Security-Policy", csp)
 
 
 def _refused_html(lockout: Lockout) -> web.Response:
