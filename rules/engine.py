@@ -429,6 +429,8 @@ class Engine:
         if profile is None or profile.gen != self._gen or profile.kind != reading.kind or (
                 kept is not reading_tags and kept != reading_tags):
             profile = self._choose_profile(slot, device_id, reading.kind, reading_tags)
+        else:
+            reading_tags = kept  # (equal: the alert machines keep the device's one tuple, not each reading's)
         seen = self._seen
         last_seen = seen[slot]
         previous = last_seen if last_seen >= 0 else None
@@ -631,7 +633,7 @@ class Engine:
         current = trend.last(row) if isinstance(trend, PointStore) else (value if rule.aggregate == "last" else None)
         rate = None
         if isinstance(trend, PointStore):
-            need = (rule.min_samples, rule.min_span_s) if not comp.plain else \
+            need = (rule.min_samples, rule.min_span_s) if trend is comp.window else \
                 (rule.eta.min_samples, rule.eta.min_span_s) if rule.eta else (2, 0.0)
             rate = trend.slope_per_s(row) if _trend_ready(trend, row, *need) else None  # no rate from seconds
         firing = change.to_state is AlertState.FIRING

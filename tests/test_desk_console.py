@@ -64,8 +64,8 @@ def test_the_desk_sees_the_storm_live_and_acknowledges_it(tmp_path: Path, mosqui
             assert svc.desk is not None
             url = svc.desk.url
             assert url.startswith("http://127.0.0.1:")
-            # no session, wrong password: refused
-            with httpx.Client(base_url=url, follow_redirects=False) as http:
+            # no session, wrong password: refused (each login is an argon2 check: seconds on a loaded machine)
+            with httpx.Client(base_url=url, follow_redirects=False, timeout=30) as http:
                 assert http.get("/api/state").status_code == 401
                 assert http.get("/events").status_code == 401
                 assert http.get("/").headers["location"] == "/login"
@@ -137,7 +137,7 @@ def test_the_desk_sees_the_storm_live_and_acknowledges_it(tmp_path: Path, mosqui
             wait_until(lambda: any(r.json.get("operator") == "wang" for r in cases.accepted), 10,
                        "the case platform's update naming the user")
             # silence another alert through the API, as the page does: CSRF token from the page's state
-            with httpx.Client(base_url=url, follow_redirects=False) as http:
+            with httpx.Client(base_url=url, follow_redirects=False, timeout=30) as http:
                 assert http.post("/login", data={"user": "wang", "password": PASSWORD}).status_code == 303
                 csrf = http.get("/api/state").json()["csrf"]
                 target = fingerprint("water.depth", "WL-CY-2")
