@@ -185,12 +185,9 @@ def trace_stages() -> None:
             STAGES["rule"].setdefault(t.device_id, now_ns())
         return collect(self, transitions)
 
-    def store_(self, pending=None):  # type: ignore[no-untyped-def]
-        if pending is None:
-            pending = list(self._pending)
-            store(self)
-        else:
-            store(self, pending)
+    def store_(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        pending = args[0] if args else list(self._pending)
+        store(self, *args, **kwargs)
         for t in pending:
             STAGES["stored"].setdefault(t.device_id, now_ns())
 

@@ -95,7 +95,7 @@ class _ConsumerClient(paho.Client):
       previous one is acknowledged: up to 40 ms more for a flood reading. TCP_NODELAY: our PUBACKs
       are not held either.
     - Acknowledgements wake the network thread once per burst, not once each, and a run of PUBACKs
-      waiting to be sent goes out in one `send`: a chunk's acks cost two system calls, not 400.
+      waiting to be sent goes out in one `send`: a chunk's 200 acks cost a few system calls, not 400.
     """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
