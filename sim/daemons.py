@@ -52,6 +52,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_port_run(n: int, tries: int = 200) -> int:
+    """The first of `n` consecutive TCP ports on 127.0.0.1 that nothing listens on right now (`run --workers`
+    gives worker k the parent's metrics port + k). A `RuntimeError` if none was found in `tries` draws."""
+    for _ in range(tries):
+        first = free_port()
+        if first + n - 1 > 65535:
+            continue
+        held: list[socket.socket] = []
+        try:
+            for port in range(first + 1, first + n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports on 127.0.0.1 in {tries} tries")
+
+
 def _on_a_free_port(start: Callable[[int], _D], port: int | None) -> _D:
     """`start(port)`, or `start` on a free port; another free port if someone bound the chosen one first.
 

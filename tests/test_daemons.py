@@ -39,3 +39,21 @@ def test_a_server_whose_port_was_taken_meanwhile_starts_on_another(tmp_path: Pat
 def test_a_server_told_to_use_a_taken_port_says_so(tmp_path: Path, taken_port: int) -> None:
     with pytest.raises(daemons.DaemonError, match=f"127.0.0.1:{taken_port}"):
         daemons.start_mosquitto(tmp_path, port=taken_port)
+
+
+def test_a_run_of_free_ports_skips_a_start_whose_next_port_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run --workers` listens on the parent's metrics port + k: a test needs k + 1 free ports in a row."""
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    busy_next = held.getsockname()[1] - 1  # a port whose successor is taken
+    draws = iter([busy_next, *(daemons.free_port() for _ in range(50))])
+    monkeypatch.setattr(daemons, "free_port", lambda: next(draws))
+    try:
+        first = daemons.free_port_run(3)
+        assert first != busy_next
+        for port in range(first, first + 3):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port))
+    finally:
+        held.close()

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from service.bus import decode_readings
-from sim.daemons import Daemon, free_port
+from sim.daemons import Daemon, free_port, free_port_run
 from sim.simulator import FleetSimulator, Scenario, demo_fleet
 
 FLEET = demo_fleet({"noise": 20})
@@ -92,7 +92,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.timeout(300)
 def test_two_ingest_workers_share_the_stream_and_a_sigkilled_one_loses_nothing(
         tmp_path: Path, mosquitto: Daemon, influxd: Daemon, influx_db: str, watcher: BusWatcher) -> None:
-    metrics_port = free_port()
+    metrics_port = free_port_run(3)  # the parent's, then worker k's = the parent's + k
     config = _config(tmp_path, mosquitto, influxd, influx_db, metrics_port)
     log = tmp_path / "run.log"
     with open(log, "ab") as out:
@@ -232,14 +232,9 @@ def test_a_worker_that_cannot_listen_says_which_port_and_the_parent_is_not_ready
     """qa2 F15: a worker whose metrics port is taken used to die in a loop with a bare traceback while the
     parent's /readyz said "ok"; now its one error line names the port and the setting, and the parent's
     /readyz answers 503 naming the worker."""
-    for _ in range(100):  # worker k's port is the parent's + k: take it, from a pair another test is not using
-        metrics_port = free_port()
-        taken = socket.socket()
-        try:
-            taken.bind(("127.0.0.1", metrics_port + 1))
-            break
-        except OSError:
-            taken.close()
+    metrics_port = free_port_run(2)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", metrics_port + 1))  # worker k's port is the parent's + k
     taken.listen()
     config = _config(tmp_path, mosquitto, influxd, influx_db, metrics_port)
     log = tmp_path / "run.log"
